@@ -1,0 +1,15 @@
+"""GEPA Studio's engine: tasks, models, evaluation, cost, the MLflow run store, GEPA jobs and charts.
+
+Importing ``core`` sets two environment defaults before DSPy or LiteLLM load: LiteLLM uses its
+bundled price map (no 5 s fetch at import; see core.settings), and DSPy's response cache lives in
+the data dir (``<data dir>/dspy-cache``) unless ``DSPY_CACHEDIR`` is set.
+"""
+
+import os as _os
+
+if _os.environ.get("GEPA_STUDIO_ONLINE_PRICES", "").lower() not in ("1", "true", "yes"):
+    _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+_os.environ.setdefault(
+    "DSPY_CACHEDIR",
+    _os.path.join(_os.path.abspath(_os.environ.get("GEPA_STUDIO_DATA_DIR") or ".gepa-studio"), "dspy-cache"),
+)

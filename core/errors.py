@@ -1,0 +1,44 @@
+"""The exceptions `core` raises for systemic problems; each message says what went wrong and how to fix it.
+
+A failure on one example (a timeout, an unparseable answer) is never an exception: it becomes
+a wrong answer with its reason in the evaluation records.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class: ``str(err)`` is the problem, ``err.hint`` the fix (may be empty)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} {hint}".strip() if hint else message)
+
+
+class DataError(StudioError):
+    """A data file or table cannot be used as a task (missing, malformed, too small...)."""
+
+
+class ConfigError(StudioError):
+    """A configuration is invalid (bad budget, missing model, inconsistent sizes...)."""
+
+
+class ModelError(StudioError):
+    """A model spec is invalid or unknown (no such preset, missing model string...)."""
+
+
+class ProviderError(StudioError):
+    """A provider call failed. ``kind`` is one of: auth, not_found, unreachable, timeout, rate_limit, other."""
+
+    def __init__(self, message: str, hint: str = "", kind: str = "other") -> None:
+        self.kind = kind
+        super().__init__(message, hint)
+
+
+class StoreError(StudioError):
+    """The run store (MLflow) cannot be read or written, or a run does not exist."""
+
+
+class JobError(StudioError):
+    """A background job cannot be started, found, cancelled or resumed."""

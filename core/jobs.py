@@ -1,0 +1,413 @@
+"""Background jobs: optimizations and baselines, each in its own OS process.
+
+A SQLite registry in the data dir records every job's state; a job's folder
+(``<data dir>/jobs/<id>/``) holds its config, its live ``progress.json`` (what the dashboard polls),
+its log and GEPA's ``log_dir``. At most ``max_jobs`` run at once; the rest wait as ``queued``.
+
+States: queued → running → succeeded | failed | cancelled; a ``running`` job whose process is gone
+(kill -9, reboot) reads as ``interrupted`` and can be resumed from GEPA's last saved iteration.
+
+The runner sits behind the small :class:`Backend` protocol (``start(job_id) -> handle``,
+``alive(handle)``); docs/distributed.md says how a Ray or MLflow-jobs backend would fit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal, Protocol
+
+import pandas as pd
+
+from core.errors import JobError
+from core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+JobKind = Literal["optimize", "baseline"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    state TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    pid INTEGER,
+    handle TEXT,
+    run_id TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    kind: JobKind
+    title: str
+    state: JobState
+    config: dict[str, Any]
+    created: float
+    started: float | None
+    ended: float | None
+    pid: int | None
+    run_id: str | None
+    error: str | None
+    attempts: int
+    cancel_requested: bool
+
+    @property
+    def resumable(self) -> bool:
+        return self.kind == "optimize" and self.state in RESUMABLE_STATES
+
+
+class Backend(Protocol):
+    """Where a job's work runs. ``start`` returns an opaque handle the registry keeps."""
+
+    def start(self, job_id: str, settings: Settings) -> str: ...
+
+    def alive(self, handle: str) -> bool: ...
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (finished child not yet reaped) is not alive.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class ProcessBackend:
+    """Each job is ``python -m core.worker JOB_ID`` in a new session (it outlives the dashboard)."""
+
+    def start(self, job_id: str, settings: Settings) -> str:
+        job_dir = settings.jobs_dir / job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(settings.data_dir),
+               "MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"}
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(job_dir / "worker.log", "ab") as log:
+            proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "core.worker", job_id], cwd=root, env=env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return str(proc.pid)
+
+    def alive(self, handle: str) -> bool:
+        return _pid_alive(int(handle))
+
+
+class JobManager:
+    """Submit, list, watch, cancel and resume jobs. Safe to use from many processes at once."""
+
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings.ensure()
+        self.backend = backend or ProcessBackend()
+        self.db_path = settings.data_dir / "jobs.db"
+        with self._db() as db:
+            db.execute(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.jobs_dir / job_id
+
+    # Submitting ------------------------------------------------------------------------------
+
+    def submit(self, kind: JobKind, title: str, config: dict[str, Any], start: bool = True) -> str:
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.job_dir(job_id).mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("INSERT INTO jobs (id, kind, title, state, config, created) VALUES (?,?,?,?,?,?)",
+                       (job_id, kind, title, "queued", json.dumps(config), time.time()))
+        if start:
+            self.schedule()
+        return job_id
+
+    def submit_optimization(self, config: Any, start: bool = True) -> str:
+        """Validate ``config`` (an OptimizeConfig) here, before any process starts, then queue it."""
+        from core.tasks import prepare
+
+        task, splits = prepare(config.task_ref, config.sample, self.settings)
+        config.validate(splits, task)
+        title = f"GEPA {config.student.name} ← {config.reflection.name} · {task.name} · {config.budget_label()}"
+        return self.submit("optimize", title, config.to_dict(), start)
+
+    def submit_baselines(self, task_ref: Any, sample: Any, specs: list[Any], *, module: str = "predict",
+                         threads: int = 8, cache: bool = True, start: bool = True) -> str:
+        from core.tasks import prepare
+
+        if not specs:
+            raise JobError("No models chosen for the baseline.", "Pick at least one model.")
+        prepare(task_ref, sample, self.settings)  # fail here, with a message, on bad data
+        config = {"task_ref": task_ref.to_dict(), "sample": sample.to_dict(), "specs": [s.to_dict() for s in specs],
+                  "module": module, "threads": threads, "cache": cache}
+        title = "Baseline: " + ", ".join(s.name for s in specs)
+        return self.submit("baseline", title[:200], config, start)
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def _info(self, row: sqlite3.Row) -> JobInfo:
+        return JobInfo(id=row["id"], kind=row["kind"], title=row["title"], state=row["state"],
+                       config=json.loads(row["config"]), created=row["created"], started=row["started"],
+                       ended=row["ended"], pid=row["pid"], run_id=row["run_id"], error=row["error"],
+                       attempts=row["attempts"], cancel_requested=bool(row["cancel_requested"]))
+
+    def get(self, job_id: str) -> JobInfo:
+        self.reap()
+        with self._db() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise JobError(f"No job {job_id!r}.", "List jobs with `python -m core jobs`.")
+        return self._info(row)
+
+    def list(self) -> list[JobInfo]:
+        self.reap()
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created DESC").fetchall()
+        return [self._info(r) for r in rows]
+
+    def frame(self) -> pd.DataFrame:
+        """Jobs as a table for display: id, kind, title, state, created, started, ended, run_id, error."""
+        rows = []
+        for j in self.list():
+            p = self.progress(j.id)
+            rows.append({"id": j.id, "kind": j.kind, "title": j.title, "state": j.state,
+                         "created": pd.to_datetime(j.created, unit="s", utc=True),
+                         "started": pd.to_datetime(j.started, unit="s", utc=True) if j.started else pd.NaT,
+                         "ended": pd.to_datetime(j.ended, unit="s", utc=True) if j.ended else pd.NaT,
+                         "metric_calls": p.get("metric_calls_used"), "best_val_score": p.get("best_val_score"),
+                         "cost_usd": p.get("total_cost_usd"), "run_id": j.run_id, "error": j.error})
+        return pd.DataFrame(rows, columns=["id", "kind", "title", "state", "created", "started", "ended",
+                                           "metric_calls", "best_val_score", "cost_usd", "run_id", "error"])
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        """The job's latest progress (cheap: one small JSON file); {} before it starts."""
+        path = self.job_dir(job_id) / "progress.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def write_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        path = self.job_dir(job_id) / "progress.json"
+        tmp = path.with_name(f"progress.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(progress, default=str), encoding="utf-8")
+        tmp.replace(path)
+
+    def log_tail(self, job_id: str, lines: int = 40) -> str:
+        path = self.job_dir(job_id) / "worker.log"
+        try:
+            return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # Scheduling ------------------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Mark running jobs whose process is gone as interrupted."""
+        with self._db() as db:
+            rows = db.execute("SELECT id, handle FROM jobs WHERE state='running'").fetchall()
+            for row in rows:
+                if row["handle"] and not self.backend.alive(row["handle"]):
+                    db.execute("UPDATE jobs SET state='interrupted', ended=? WHERE id=? AND state='running'",
+                               (time.time(), row["id"]))
+
+    def schedule(self) -> list[str]:
+        """Start queued jobs while fewer than ``max_jobs`` run. Returns the ids started."""
+        self.reap()
+        started = []
+        while True:
+            with self._db() as db:
+                db.execute("BEGIN IMMEDIATE")
+                running = db.execute("SELECT COUNT(*) FROM jobs WHERE state='running'").fetchone()[0]
+                row = db.execute("SELECT id FROM jobs WHERE state='queued' ORDER BY created LIMIT 1").fetchone()
+                if running >= self.settings.max_jobs or row is None:
+                    db.execute("COMMIT")
+                    return started
+                job_id = row["id"]
+                db.execute("UPDATE jobs SET state='running', started=?, ended=NULL, error=NULL, "
+                           "attempts=attempts+1 WHERE id=?", (time.time(), job_id))
+                db.execute("COMMIT")
+            try:
+                handle = self.backend.start(job_id, self.settings)
+            except Exception as exc:  # noqa: BLE001
+                self.finish(job_id, "failed", error=f"could not start: {exc}")
+                continue
+            with self._db() as db:
+                db.execute("UPDATE jobs SET handle=?, pid=? WHERE id=?",
+                           (handle, int(handle) if handle.isdigit() else None, job_id))
+            started.append(job_id)
+
+    def claim(self, job_id: str) -> JobInfo:
+        """Called by the worker: record its pid (a job started by hand is taken out of the queue)."""
+        with self._db() as db:
+            db.execute("UPDATE jobs SET pid=?, handle=COALESCE(handle, ?), state='running', "
+                       "started=COALESCE(started, ?) WHERE id=?", (os.getpid(), str(os.getpid()), time.time(), job_id))
+        return self.get(job_id)
+
+    def set_run_id(self, job_id: str, run_id: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE jobs SET run_id=? WHERE id=?", (run_id, job_id))
+
+    def finish(self, job_id: str, state: JobState, error: str | None = None) -> None:
+        with self._db() as db:
+            db.execute("UPDATE jobs SET state=?, ended=?, error=? WHERE id=?", (state, time.time(), error, job_id))
+
+    # Control ---------------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Stop a job between iterations (it keeps its best program); a queued job just leaves the queue."""
+        from core.optimize import request_stop
+
+        job = self.get(job_id)
+        if job.state == "queued":
+            self.finish(job_id, "cancelled", error="cancelled before it started")
+        elif job.state == "running":
+            with self._db() as db:
+                db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+            request_stop(self.job_dir(job_id) / "gepa")
+        elif job.state == "interrupted":
+            self.finish(job_id, "cancelled", error="cancelled after interruption")
+        return self.get(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._db() as db:
+            row = db.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
+    def resume(self, job_id: str, start: bool = True) -> JobInfo:
+        """Queue an interrupted, cancelled or failed optimization again; it goes on from GEPA's saved state."""
+        job = self.get(job_id)
+        if not job.resumable:
+            raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed optimization can be resumed.")
+        stop = self.job_dir(job_id) / "gepa" / "gepa.stop"
+        stop.unlink(missing_ok=True)
+        with self._db() as db:
+            db.execute("UPDATE jobs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, handle=NULL "
+                       "WHERE id=?", (job_id,))
+        if start:
+            self.schedule()
+        return self.get(job_id)
+
+    def kill(self, job_id: str) -> None:
+        """Hard-stop a job's process (SIGKILL): it becomes interrupted and resumable."""
+        job = self.get(job_id)
+        if job.pid and job.state == "running":
+            try:
+                os.killpg(job.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> JobInfo:
+        """Block until the job reaches a final or interrupted state (for the CLI and tests)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.get(job_id)
+            if job.state in FINAL_STATES or job.state == "interrupted":
+                return job
+            time.sleep(poll)
+        raise JobError(f"Job {job_id} did not finish within {timeout:.0f} s.")
+
+
+def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo:
+    """Do a job's work in this process (the worker calls this; tests may too, with fake LMs)."""
+    from core.baseline import run_baselines
+    from core.models import ModelSpec
+    from core.optimize import OptimizeConfig, run_optimization
+    from core.store import RunStore
+    from core.tasks import SampleSpec, TaskRef
+
+    job = manager.claim(job_id)
+    store = RunStore(manager.settings)
+    job_dir = manager.job_dir(job_id)
+    previous = manager.progress(job_id) if job.attempts > 1 or job.run_id else {}
+
+    def sink(p: dict[str, Any]) -> None:
+        manager.write_progress(job_id, p)
+
+    def should_stop() -> bool:
+        return manager.cancel_requested(job_id)
+
+    try:
+        if job.kind == "optimize":
+            config = OptimizeConfig.from_dict(job.config)
+            result = run_optimization(config, store, log_dir=job_dir / "gepa", job_id=job_id, run_id=job.run_id,
+                                      progress=sink, previous=previous, should_stop=should_stop,
+                                      lm_factory=lm_factory, on_run_created=lambda rid: manager.set_run_id(job_id, rid))
+            manager.finish(job_id, "succeeded" if result.status == "succeeded" else "cancelled",
+                           error=result.stop_reason or None)
+        else:
+            cfg = job.config
+            specs = [ModelSpec.from_dict(s) for s in cfg["specs"]]
+            state: dict[str, Any] = {"phase": "evaluating", "models": {s.name: {"done": 0, "total": 0} for s in specs}}
+            last = [0.0]
+
+            def on_record(spec: Any, done: int, total: int, rec: Any) -> None:
+                state["models"][spec.name] = {"done": done, "total": total}
+                if time.time() - last[0] > 0.25 or done == total:
+                    last[0] = time.time()
+                    sink(state)
+
+            outcomes = run_baselines(store, TaskRef.from_dict(cfg["task_ref"]), SampleSpec.from_dict(cfg["sample"]),
+                                     specs, module=cfg.get("module", "predict"), threads=cfg.get("threads", 8),
+                                     cache=cfg.get("cache", True), on_record=on_record, should_stop=should_stop)
+            state["phase"] = "done"
+            state["runs"] = {o.spec.name: {"run_id": o.run_id, "error": o.error} for o in outcomes}
+            sink(state)
+            errors = [f"{o.spec.name}: {o.error}" for o in outcomes if o.error]
+            cancelled = should_stop()
+            manager.finish(job_id, "cancelled" if cancelled else ("failed" if errors and len(errors) == len(specs) else "succeeded"),
+                           error="; ".join(errors) or None)
+    except KeyboardInterrupt:
+        manager.finish(job_id, "interrupted", error="interrupted (Ctrl-C); resume it to go on")
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a job's failure is recorded, with its message
+        from core.errors import StudioError
+
+        message = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+        logger.exception("job %s failed", job_id)
+        manager.finish(job_id, "failed", error=message[:4000])
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        try:
+            manager.schedule()  # hand the freed slot to the next queued job
+        except Exception:  # noqa: BLE001
+            logger.exception("could not schedule the next job")
+    return manager.get(job_id)

@@ -1,0 +1,320 @@
+"""Models: a provider-neutral spec, presets, prices, a saved catalog, and building/checking DSPy LMs.
+
+Any provider LiteLLM (and DSPy's native engine) speaks works: Databricks, OpenAI, Anthropic and
+any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio) given by its base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from core import settings as _settings  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP first)
+from core.errors import ModelError, ProviderError
+from core.settings import get_secret
+
+logger = logging.getLogger(__name__)
+
+Provider = Literal["databricks", "openai", "anthropic", "openai-compatible"]
+PriceSource = Literal["user", "litellm", "local", "unknown"]
+OLLAMA_DEFAULT_BASE = "http://127.0.0.1:11434"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to call one model, and nothing secret: the key is named, never held."""
+
+    name: str  # display name, unique in a catalog
+    model: str  # LiteLLM-style model string, e.g. "openai/gpt-4o-mini"
+    provider: Provider = "openai"
+    api_base: str | None = None
+    api_key_env: str | None = None  # name of the environment variable (or secrets.toml key) with the key
+    # Generation
+    temperature: float | None = None
+    max_tokens: int | None = None
+    reasoning_effort: str | None = None
+    timeout_s: float = 120.0
+    num_retries: int = 2
+    # Prices in USD per 1M tokens; None means "look it up" (LiteLLM's map, or 0 for local servers).
+    input_price_per_m: float | None = None
+    output_price_per_m: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ModelError("A model needs a display name.", "Give it a short name such as 'gpt-oss-20b'.")
+        if "/" not in self.model or self.model.endswith("/"):
+            raise ModelError(
+                f"Model string {self.model!r} has no provider prefix.",
+                "Write it as provider/model, e.g. 'openai/gpt-4o-mini' or 'databricks/databricks-gpt-oss-20b'.",
+            )
+        if self.api_base:
+            parts = urllib.parse.urlsplit(self.api_base)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ModelError(f"Base URL {self.api_base!r} is not an http(s) URL.", "E.g. http://localhost:11434/v1")
+            if parts.username or parts.password:
+                raise ModelError(
+                    "The base URL contains credentials.",
+                    "Remove user:password from the URL and put the key in an environment variable.",
+                )
+        for price in (self.input_price_per_m, self.output_price_per_m):
+            if price is not None and price < 0:
+                raise ModelError(f"Price {price} is negative.", "Prices are USD per 1M tokens, 0 or more.")
+
+    @property
+    def is_local(self) -> bool:
+        """An OpenAI-compatible server on this machine or network: free unless a price is set."""
+        return self.provider == "openai-compatible"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_m: float | None
+    output_per_m: float | None
+    source: PriceSource
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
+        """USD for these tokens; None when the price is unknown."""
+        if self.input_per_m is None or self.output_per_m is None:
+            return None
+        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1_000_000
+
+
+def litellm_price(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per 1M tokens from LiteLLM's bundled price map, or None."""
+    import litellm  # slow import: only when a price is needed
+
+    bare = model.split("/", 1)[1] if "/" in model else model
+    for key in (model, bare):
+        entry = litellm.model_cost.get(key)
+        if entry and entry.get("input_cost_per_token") is not None:
+            return (
+                round(entry["input_cost_per_token"] * 1_000_000, 6),
+                round(float(entry.get("output_cost_per_token") or 0.0) * 1_000_000, 6),
+            )
+    return None
+
+
+def resolve_price(spec: ModelSpec) -> Price:
+    """The price used for cost accounting: the user's, else LiteLLM's, else 0 for local servers."""
+    if spec.input_price_per_m is not None and spec.output_price_per_m is not None:
+        return Price(spec.input_price_per_m, spec.output_price_per_m, "user")
+    if spec.is_local:
+        return Price(spec.input_price_per_m or 0.0, spec.output_price_per_m or 0.0, "local")
+    found = litellm_price(spec.model)
+    if found:
+        return Price(
+            spec.input_price_per_m if spec.input_price_per_m is not None else found[0],
+            spec.output_price_per_m if spec.output_price_per_m is not None else found[1],
+            "litellm",
+        )
+    return Price(spec.input_price_per_m, spec.output_price_per_m, "unknown")
+
+
+# Presets -------------------------------------------------------------------------------------
+
+PRESETS: tuple[ModelSpec, ...] = (
+    ModelSpec("gpt-oss-20b (Databricks)", "databricks/databricks-gpt-oss-20b", "databricks", api_key_env="DATABRICKS_TOKEN"),
+    ModelSpec("gpt-oss-120b (Databricks)", "databricks/databricks-gpt-oss-120b", "databricks", api_key_env="DATABRICKS_TOKEN"),
+    ModelSpec("claude-sonnet-4 (Databricks)", "databricks/databricks-claude-sonnet-4", "databricks", api_key_env="DATABRICKS_TOKEN"),
+    ModelSpec("claude-sonnet-4-5 (Databricks)", "databricks/databricks-claude-sonnet-4-5", "databricks", api_key_env="DATABRICKS_TOKEN"),
+    ModelSpec("gpt-4o-mini", "openai/gpt-4o-mini", "openai", api_key_env="OPENAI_API_KEY"),
+    ModelSpec("gpt-4.1-mini", "openai/gpt-4.1-mini", "openai", api_key_env="OPENAI_API_KEY"),
+    ModelSpec("gpt-5-mini", "openai/gpt-5-mini", "openai", api_key_env="OPENAI_API_KEY", temperature=1.0, max_tokens=16000),
+    ModelSpec("claude-haiku-4-5", "anthropic/claude-haiku-4-5", "anthropic", api_key_env="ANTHROPIC_API_KEY"),
+    ModelSpec("claude-sonnet-4-5", "anthropic/claude-sonnet-4-5", "anthropic", api_key_env="ANTHROPIC_API_KEY"),
+)
+
+PROVIDER_HELP: dict[str, str] = {
+    "databricks": "Set DATABRICKS_TOKEN and DATABRICKS_API_BASE (https://<workspace>/serving-endpoints).",
+    "openai": "Set OPENAI_API_KEY.",
+    "anthropic": "Set ANTHROPIC_API_KEY.",
+    "openai-compatible": "Give the server's base URL, e.g. http://localhost:11434/v1 (Ollama), "
+    "http://localhost:8000/v1 (vLLM), http://localhost:8080/v1 (llama.cpp), http://localhost:1234/v1 (LM Studio).",
+}
+
+
+def openai_compatible(name: str, model_id: str, api_base: str, **kw: Any) -> ModelSpec:
+    """A spec for a model on any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio)."""
+    return ModelSpec(name=name, model=f"openai/{model_id}", provider="openai-compatible", api_base=api_base, **kw)
+
+
+def _get_json(url: str, timeout: float) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (user-given http URL)
+        return json.loads(resp.read().decode("utf-8"))
+
+
+def list_server_models(api_base: str, timeout: float = 2.0) -> list[str]:
+    """Model ids an OpenAI-compatible server offers (``GET <api_base>/models``)."""
+    try:
+        data = _get_json(api_base.rstrip("/") + "/models", timeout)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ProviderError(f"Could not list models at {api_base}: {exc}", "Is the server running?", "unreachable") from exc
+    return sorted(str(m.get("id")) for m in data.get("data", []) if m.get("id"))
+
+
+def detect_ollama(base: str = OLLAMA_DEFAULT_BASE, timeout: float = 0.5) -> list[ModelSpec]:
+    """Specs for the models of a running Ollama (``GET /api/tags``); [] when none answers."""
+    try:
+        data = _get_json(base.rstrip("/") + "/api/tags", timeout)
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+    names = sorted(str(m.get("name") or m.get("model")) for m in data.get("models", []))
+    return [openai_compatible(f"{n} (Ollama)", n, base.rstrip("/") + "/v1") for n in names if n]
+
+
+# Catalog -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelCatalog:
+    """The user's models (presets plus their own), saved as JSON in the data dir, without secrets."""
+
+    path: Path
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelCatalog":
+        catalog = cls(path=Path(path), models={m.name: m for m in PRESETS})
+        if catalog.path.exists():
+            try:
+                saved = json.loads(catalog.path.read_text(encoding="utf-8"))
+            except (ValueError, OSError) as exc:
+                raise ModelError(f"The model catalog {path} is unreadable: {exc}", "Fix or delete the file.") from exc
+            for item in saved.get("models", []):
+                spec = ModelSpec.from_dict(item)
+                catalog.models[spec.name] = spec
+        return catalog
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        custom = [m.to_dict() for name, m in sorted(self.models.items()) if m not in PRESETS]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"models": custom}, indent=2), encoding="utf-8")
+        tmp.replace(self.path)
+
+    def add(self, spec: ModelSpec) -> None:
+        self.models[spec.name] = spec
+
+    def remove(self, name: str) -> None:
+        self.models.pop(name, None)
+
+    def get(self, name: str) -> ModelSpec:
+        """The spec named ``name`` (display name or model string)."""
+        if name in self.models:
+            return self.models[name]
+        for spec in self.models.values():
+            if spec.model == name:
+                return spec
+        raise ModelError(
+            f"Unknown model {name!r}.",
+            "Known models: " + ", ".join(sorted(self.models)) + ". Add it on the Models page or with a full spec.",
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+
+# Building and checking -----------------------------------------------------------------------
+
+
+def api_key_for(spec: ModelSpec) -> str | None:
+    """The key value, read at call time from the environment or secrets.toml (never stored)."""
+    if spec.api_key_env:
+        return get_secret(spec.api_key_env)
+    return None
+
+
+def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
+    """A ``dspy.LM`` for this spec. Raises ModelError when its key is missing."""
+    import dspy
+
+    kwargs: dict[str, Any] = {}
+    key = api_key_for(spec)
+    if spec.api_key_env and not key and not spec.is_local:
+        raise ModelError(
+            f"{spec.name}: the key variable {spec.api_key_env} is not set.",
+            PROVIDER_HELP.get(spec.provider, f"Set {spec.api_key_env}."),
+        )
+    if key:
+        kwargs["api_key"] = key
+    elif spec.is_local:
+        kwargs["api_key"] = "not-needed"  # most local servers ignore it, but clients insist on one
+    api_base = spec.api_base
+    if spec.provider == "databricks" and not api_base:
+        api_base = get_secret("DATABRICKS_API_BASE")
+    if api_base:
+        kwargs["api_base"] = api_base
+    if spec.temperature is not None:
+        kwargs["temperature"] = spec.temperature
+    if spec.max_tokens is not None:
+        kwargs["max_tokens"] = spec.max_tokens
+    if spec.reasoning_effort:
+        kwargs["reasoning_effort"] = spec.reasoning_effort
+    return dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
+
+
+def classify_error(exc: BaseException) -> tuple[str, str]:
+    """(kind, hint) for an exception from a provider call: auth, not_found, unreachable, timeout, rate_limit, other."""
+    from dspy.utils import exceptions as E
+
+    text = str(exc).lower()
+    if isinstance(exc, E.LMAuthError) or "401" in text or "api key" in text:
+        return "auth", "The key was refused: check the key variable's value and that it belongs to this provider."
+    if isinstance(exc, E.LMUnsupportedModelError) or "does not exist" in text or "model_not_found" in text:
+        return "not_found", "The server does not know this model: check the model name (list the server's models)."
+    if isinstance(exc, E.LMTimeoutError) or isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text:
+        return "timeout", "The server did not answer in time: raise the timeout or check the server's load."
+    if isinstance(exc, E.LMRateLimitError) or "429" in text or "rate limit" in text:
+        return "rate_limit", "The provider is rate-limiting: use fewer threads or wait."
+    if isinstance(exc, E.LMTransportError) or "connection refused" in text or "failed to connect" in text:
+        return "unreachable", "The server could not be reached: check the base URL and that the server is running."
+    return "other", ""
+
+
+def redact(text: str, spec: ModelSpec | None = None) -> str:
+    """Remove the spec's key value (if any) from a message before it is shown or stored."""
+    key = api_key_for(spec) if spec else None
+    return text.replace(key, "***") if key else text
+
+
+@dataclass(frozen=True)
+class ConnectionResult:
+    ok: bool
+    latency_s: float
+    sample: str = ""
+    kind: str = ""  # error kind when not ok
+    message: str = ""
+    hint: str = ""
+
+
+def check_connection(spec: ModelSpec, timeout_s: float = 30.0) -> ConnectionResult:
+    """Send one tiny uncached request; report latency and a sample answer, or what kind of failure it was."""
+    start = time.perf_counter()
+    try:
+        lm = build_lm(replace(spec, timeout_s=timeout_s, num_retries=0), cache=False)
+        out = lm("Reply with the single word OK.")
+        sample = out[0] if isinstance(out, list) and out else str(out)
+        if isinstance(sample, dict):
+            sample = str(sample.get("text", sample))
+        return ConnectionResult(True, time.perf_counter() - start, sample=str(sample)[:200])
+    except ModelError as exc:
+        return ConnectionResult(False, time.perf_counter() - start, kind="config", message=exc.message, hint=exc.hint)
+    except Exception as exc:  # noqa: BLE001 - every provider failure becomes a result
+        kind, hint = classify_error(exc)
+        message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, spec)
+        return ConnectionResult(False, time.perf_counter() - start, kind=kind, message=message, hint=hint)

@@ -1,0 +1,138 @@
+"""The classification program: signature from a task, Predict or ChainOfThought, save/load, and the exact prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import dspy
+
+from core.data import Task, default_instruction
+from core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ModuleType = Literal["predict", "cot"]
+PROGRAM_FORMAT = 1
+
+
+def make_signature(task: Task, instruction: str | None = None) -> type[dspy.Signature]:
+    """A signature ``<input_field> -> <output_field>`` whose output is typed ``Literal[labels]``."""
+    if len(task.labels) < 2:
+        raise ConfigError(f"Task {task.name!r} has fewer than 2 labels.", "A classifier needs at least two labels.")
+    label_type = Literal[tuple(task.labels)]  # type: ignore[valid-type]
+    fields: dict[str, Any] = {
+        task.input_field: (str, dspy.InputField()),
+        task.output_field: (label_type, dspy.OutputField()),
+    }
+    return dspy.Signature(fields, instruction or task.instruction or default_instruction(task))
+
+
+def make_program(task: Task, module: ModuleType = "predict", instruction: str | None = None) -> dspy.Module:
+    """A fresh, unoptimized program for ``task``."""
+    sig = make_signature(task, instruction)
+    if module == "predict":
+        return dspy.Predict(sig)
+    if module == "cot":
+        return dspy.ChainOfThought(sig)
+    raise ConfigError(f"Unknown module type {module!r}.", "Use 'predict' or 'cot'.")
+
+
+def to_examples(rows: Any, task: Task) -> list[dspy.Example]:
+    """DataFrame rows (text and label columns) as ``dspy.Example`` with the task's field names."""
+    examples = []
+    for text, label in zip(rows[task.text_column].tolist(), rows[task.label_column].tolist(), strict=True):
+        ex = dspy.Example(**{task.input_field: str(text), task.output_field: str(label)})
+        examples.append(ex.with_inputs(task.input_field))
+    return examples
+
+
+def predictors(program: dspy.Module) -> list[tuple[str, dspy.Predict]]:
+    return list(program.named_predictors())
+
+
+def get_instruction(program: dspy.Module) -> str:
+    """The instruction of the program's (first) predictor."""
+    return predictors(program)[0][1].signature.instructions
+
+
+def with_instruction(program: dspy.Module, instruction: str) -> dspy.Module:
+    """A copy of ``program`` whose predictors use ``instruction``."""
+    new = program.deepcopy()
+    for _, pred in new.named_predictors():
+        pred.signature = pred.signature.with_instructions(instruction)
+    return new
+
+
+def module_type(program: dspy.Module) -> ModuleType:
+    return "cot" if isinstance(program, dspy.ChainOfThought) else "predict"
+
+
+def program_to_dict(program: dspy.Module, task: Task) -> dict[str, Any]:
+    """A JSON-able description: task, module type, and DSPy's own state (instructions, demos)."""
+    return {
+        "format": PROGRAM_FORMAT,
+        "task": task.to_dict(),
+        "module": module_type(program),
+        "instruction": get_instruction(program),
+        "state": program.dump_state(),
+    }
+
+
+def program_from_dict(data: dict[str, Any]) -> tuple[dspy.Module, Task]:
+    """Rebuild a program saved by :func:`program_to_dict`."""
+    try:
+        task = Task.from_dict(data["task"])
+        program = make_program(task, data.get("module", "predict"), data.get("instruction"))
+        program.load_state(data["state"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"Not a GEPA Studio program file: {exc}", "Save programs with save_program().") from exc
+    return program, task
+
+
+def save_program(program: dspy.Module, task: Task, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(program_to_dict(program, task), indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def load_program(path: str | Path) -> tuple[dspy.Module, Task]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Cannot read program file {path}: {exc}") from exc
+    return program_from_dict(data)
+
+
+def fingerprint(program: dspy.Module) -> str:
+    """A short hash of what the program sends (instructions, fields, demos): equal programs, equal prints."""
+    blob = json.dumps(program.dump_state(), sort_keys=True, default=str)
+    return hashlib.sha256(f"{module_type(program)}|{blob}".encode()).hexdigest()[:12]
+
+
+def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any], adapter: Any = None) -> list[dict[str, Any]]:
+    """The exact messages the LM receives for ``example`` (system and user), from the adapter."""
+    adapter = adapter or dspy.settings.adapter or dspy.ChatAdapter()
+    name, pred = predictors(program)[0]
+    sig = pred.signature
+    if isinstance(program, dspy.ChainOfThought):
+        sig = program.predict.signature
+    inputs_src = example.inputs() if isinstance(example, dspy.Example) and example._input_keys else example
+    inputs = {k: v for k, v in dict(inputs_src).items() if k in sig.input_fields}
+    demos = list(getattr(pred, "demos", []) or [])
+    return adapter.format(sig, demos=demos, inputs=inputs)
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    """Messages as one readable text block (for diffs and artifacts)."""
+    parts = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = "\n".join(str(c.get("text", c)) if isinstance(c, dict) else str(c) for c in content)
+        parts.append(f"=== {m.get('role', '?')} ===\n{content}")
+    return "\n\n".join(parts)

@@ -1,0 +1,232 @@
+"""Honest statistics for comparing classifiers: intervals, paired tests, per-label metrics, Pareto fronts.
+
+Pure functions over plain sequences and DataFrames; numpy only (the normal quantile comes from the
+standard library). Small samples are the norm here, so every accuracy comes with its uncertainty.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Hashable, Sequence
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+UNPARSED = "(unparsed)"
+
+
+def _z(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be between 0 and 1 (exclusive), got {confidence!r}.", "Use e.g. 0.95.")
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (low, high) in 0..1 for ``correct`` successes out of ``n``; n=0 gives (0.0, 1.0)."""
+    z = _z(confidence)
+    if n < 0 or correct < 0 or correct > n:
+        raise ConfigError(f"Need 0 <= correct <= n, got correct={correct}, n={n}.")
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # Clamp: at p=0 or p=1 the bound is exact in theory but off by rounding in floating point.
+    low = 0.0 if correct == 0 else max(0.0, center - half)
+    high = 1.0 if correct == n else min(1.0, center + half)
+    return low, high
+
+
+def accuracy_with_ci(correct_flags: Sequence[bool], confidence: float = 0.95) -> dict[str, float]:
+    """Accuracy of a list of right/wrong flags with its Wilson interval: accuracy, ci_low, ci_high, n, correct."""
+    flags = np.asarray(correct_flags, dtype=bool)
+    n = int(flags.size)
+    correct = int(flags.sum())
+    low, high = wilson_interval(correct, n, confidence)
+    return {
+        "accuracy": correct / n if n else 0.0,
+        "ci_low": low,
+        "ci_high": high,
+        "n": n,
+        "correct": correct,
+    }
+
+
+def _paired(a: Sequence[Any], b: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
+        raise ConfigError(
+            f"Paired comparison needs two equally long 1-D sequences, got lengths {x.size} and {y.size}.",
+            "Score both programs on the same examples, in the same order.",
+        )
+    return x, y
+
+
+def paired_bootstrap_diff(
+    a: Sequence[bool | float],
+    b: Sequence[bool | float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """Paired bootstrap of mean(b) - mean(a) over the same examples.
+
+    Returns diff, a percentile interval (ci_low, ci_high) and a two-sided p_value: twice the share
+    of bootstrap differences on the other side of zero from the observed one (capped at 1).
+    Empty input gives NaN for everything.
+    """
+    _z(confidence)
+    if n_boot < 1:
+        raise ConfigError(f"n_boot must be at least 1, got {n_boot}.", "Use e.g. 2000.")
+    x, y = _paired(a, b)
+    n = x.size
+    if n == 0:
+        return {"diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan}
+    d = y - x
+    diff = float(d.mean())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    boots = d[idx].mean(axis=1)
+    alpha = 1 - confidence
+    low, high = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    if diff > 0:
+        other_side = float(np.mean(boots <= 0))
+    elif diff < 0:
+        other_side = float(np.mean(boots >= 0))
+    else:
+        other_side = 1.0
+    return {
+        "diff": diff,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": min(1.0, 2 * other_side),
+    }
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, float]:
+    """Exact two-sided McNemar test on paired right/wrong flags.
+
+    b_only counts examples b gets right and a wrong, a_only the reverse; p_value is the exact
+    binomial(b_only + a_only, 1/2) two-sided probability (1.0 when they never disagree).
+    """
+    x, y = _paired(a, b)
+    xa = x.astype(bool)
+    yb = y.astype(bool)
+    b_only = int(np.sum(yb & ~xa))
+    a_only = int(np.sum(xa & ~yb))
+    m = a_only + b_only
+    k = min(a_only, b_only)
+    if m == 0:
+        p = 1.0
+    else:
+        tail = sum(math.comb(m, i) for i in range(k + 1)) / 2**m
+        p = min(1.0, 2 * tail)
+    return {"b_only": b_only, "a_only": a_only, "p_value": p}
+
+
+def _check_pairs(gold: Sequence[Any], pred: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    g, p = list(gold), list(pred)
+    if len(g) != len(p):
+        raise ConfigError(f"gold and pred differ in length ({len(g)} vs {len(p)}).", "Pass one prediction per example.")
+    return g, p
+
+
+def per_label_metrics(gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[Hashable]) -> pd.DataFrame:
+    """Precision, recall, F1 and support (gold count) per label; a zero division gives 0.0.
+
+    A prediction outside ``labels`` (e.g. None for an unparsed answer) is a miss for its gold label.
+    """
+    g, p = _check_pairs(gold, pred)
+    rows = []
+    for label in labels:
+        tp = sum(1 for gi, pi in zip(g, p, strict=True) if gi == label and pi == label)
+        predicted = sum(1 for pi in p if pi == label)
+        support = sum(1 for gi in g if gi == label)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return pd.DataFrame(rows, columns=["label", "precision", "recall", "f1", "support"])
+
+
+def macro_f1(gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[Hashable]) -> float:
+    """Unweighted mean of per-label F1 over ``labels`` (0.0 when there are no labels)."""
+    table = per_label_metrics(gold, pred, labels)
+    return float(table["f1"].mean()) if len(table) else 0.0
+
+
+def confusion_matrix(gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[Hashable]) -> pd.DataFrame:
+    """Counts with gold labels as rows and predicted labels as columns.
+
+    Predictions outside ``labels`` (None, free text) are counted in an extra "(unparsed)" column,
+    present only when there are some. Gold values outside ``labels`` get extra rows after them.
+    """
+    g, p = _check_pairs(gold, pred)
+    known = list(labels)
+    known_set = set(known)
+    rows = known + [v for v in dict.fromkeys(g) if v not in known_set]
+    has_unparsed = any(pi not in known_set for pi in p)
+    cols = known + ([UNPARSED] if has_unparsed else [])
+    counts = pd.DataFrame(0, index=pd.Index(rows, name="gold"), columns=pd.Index(cols, name="predicted"), dtype=int)
+    for gi, pi in zip(g, p, strict=True):
+        counts.loc[gi, pi if pi in known_set else UNPARSED] += 1
+    return counts
+
+
+def percentile(values: Sequence[float | None], q: float) -> float:
+    """The q-th percentile (0..100, linear interpolation) ignoring NaN/None; NaN when nothing is left."""
+    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return math.nan
+    return float(np.percentile(arr, q))
+
+
+def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """True for rows no other row dominates, minimizing ``x`` and maximizing ``y``.
+
+    A row is dominated by one with x <= and y >= and at least one strict; identical rows do not
+    dominate each other. Rows with a missing x or y are never on the front.
+    """
+    for col in (x, y):
+        if col not in df.columns:
+            raise ConfigError(f"pareto_front: no column {col!r} (have {list(df.columns)}).")
+    xs = pd.to_numeric(df[x], errors="coerce").to_numpy(dtype=float)
+    ys = pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float)
+    valid = ~(np.isnan(xs) | np.isnan(ys))
+    # dominated[i, j]: row j dominates row i (NaN comparisons are False, so invalid rows dominate nothing).
+    le = xs[None, :] <= xs[:, None]
+    ge = ys[None, :] >= ys[:, None]
+    strict = (xs[None, :] < xs[:, None]) | (ys[None, :] > ys[:, None])
+    dominated = (le & ge & strict).any(axis=1)
+    return pd.Series(valid & ~dominated, index=df.index, name="pareto", dtype=bool)
+
+
+def break_even_predictions(
+    optimization_cost: float, cost_per_1k_before: float, cost_per_1k_after: float
+) -> float | None:
+    """Predictions after which a one-time optimization cost is paid back by cheaper predictions.
+
+    optimization_cost / ((before - after) / 1000); None when after >= before (it never pays back).
+    """
+    for name, value in (
+        ("optimization_cost", optimization_cost),
+        ("cost_per_1k_before", cost_per_1k_before),
+        ("cost_per_1k_after", cost_per_1k_after),
+    ):
+        if value is None or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite, non-negative number of USD, got {value!r}.")
+    saving_per_prediction = (cost_per_1k_before - cost_per_1k_after) / 1000
+    if saving_per_prediction <= 0:
+        return None
+    return optimization_cost / saving_per_prediction

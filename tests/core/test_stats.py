@@ -1,0 +1,230 @@
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import stats
+from core.errors import ConfigError
+
+# --- Wilson interval ---
+
+
+def test_wilson_8_of_10_matches_published_value():
+    low, high = stats.wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=5e-4)
+    assert high == pytest.approx(0.9433, abs=5e-4)
+
+
+def test_wilson_edges():
+    low, high = stats.wilson_interval(0, 10)
+    assert low == 0.0
+    assert high == pytest.approx(0.2775, abs=5e-4)
+    low, high = stats.wilson_interval(10, 10)
+    assert low == pytest.approx(0.7225, abs=5e-4)
+    assert high == 1.0
+    assert stats.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_wilson_wider_at_higher_confidence():
+    low95, high95 = stats.wilson_interval(30, 50)
+    low99, high99 = stats.wilson_interval(30, 50, confidence=0.99)
+    assert low99 < low95 < 0.6 < high95 < high99
+
+
+@pytest.mark.parametrize("args", [(11, 10), (-1, 10), (1, -1)])
+def test_wilson_rejects_impossible_counts(args):
+    with pytest.raises(ConfigError):
+        stats.wilson_interval(*args)
+
+
+def test_wilson_rejects_bad_confidence():
+    with pytest.raises(ConfigError):
+        stats.wilson_interval(5, 10, confidence=95)
+
+
+def test_accuracy_with_ci():
+    out = stats.accuracy_with_ci([True] * 8 + [False] * 2)
+    assert out["accuracy"] == pytest.approx(0.8)
+    assert out["n"] == 10 and out["correct"] == 8
+    assert (out["ci_low"], out["ci_high"]) == stats.wilson_interval(8, 10)
+    empty = stats.accuracy_with_ci([])
+    assert empty == {"accuracy": 0.0, "ci_low": 0.0, "ci_high": 1.0, "n": 0, "correct": 0}
+
+
+# --- paired bootstrap ---
+
+
+def _pair(n=200, seed=1):
+    rng = np.random.default_rng(seed)
+    a = rng.random(n) < 0.6
+    b = a.copy()
+    flip = rng.choice(n, size=30, replace=False)
+    b[flip[:25]] = True  # b fixes some errors
+    b[flip[25:]] = False  # and breaks a few
+    return a, b
+
+
+def test_bootstrap_ci_contains_diff_and_is_deterministic():
+    a, b = _pair()
+    out = stats.paired_bootstrap_diff(a, b, seed=7)
+    assert out["diff"] == pytest.approx(b.mean() - a.mean())
+    assert out["ci_low"] <= out["diff"] <= out["ci_high"]
+    assert out == stats.paired_bootstrap_diff(a, b, seed=7)
+    assert out != stats.paired_bootstrap_diff(a, b, seed=8)
+    assert 0.0 <= out["p_value"] <= 1.0
+
+
+def test_bootstrap_clear_improvement_is_significant_and_symmetric():
+    a = [False] * 40 + [True] * 60
+    b = [True] * 100
+    out = stats.paired_bootstrap_diff(a, b)
+    assert out["diff"] == pytest.approx(0.4)
+    assert out["ci_low"] > 0
+    assert out["p_value"] == 0.0
+    rev = stats.paired_bootstrap_diff(b, a)
+    assert rev["diff"] == pytest.approx(-0.4)
+    assert rev["ci_high"] < 0
+
+
+def test_bootstrap_no_difference_gives_p_one():
+    flags = [True, False, True, True]
+    out = stats.paired_bootstrap_diff(flags, flags)
+    assert out == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+
+
+def test_bootstrap_accepts_scores_and_rejects_unpaired():
+    out = stats.paired_bootstrap_diff([0.5, 0.25], [0.75, 0.5], n_boot=50)
+    assert out["diff"] == pytest.approx(0.25)
+    with pytest.raises(ConfigError):
+        stats.paired_bootstrap_diff([True, False], [True])
+    empty = stats.paired_bootstrap_diff([], [])
+    assert all(math.isnan(v) for v in empty.values())
+
+
+def test_bootstrap_is_fast():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(500) < 0.7, rng.random(500) < 0.75
+    start = time.perf_counter()
+    stats.paired_bootstrap_diff(a, b, n_boot=2000)
+    assert time.perf_counter() - start < 1.0
+
+
+# --- McNemar ---
+
+
+def test_mcnemar_hand_case():
+    # 5 examples only b gets right, 1 only a gets right, 4 both right, 2 both wrong.
+    a = [False] * 5 + [True] + [True] * 4 + [False] * 2
+    b = [True] * 5 + [False] + [True] * 4 + [False] * 2
+    out = stats.mcnemar_exact(a, b)
+    assert out["b_only"] == 5 and out["a_only"] == 1
+    # 2 * P(X <= 1), X ~ Binomial(6, 1/2) = 2 * (1 + 6) / 64
+    assert out["p_value"] == pytest.approx(14 / 64)
+
+
+def test_mcnemar_no_disagreement_and_cap():
+    assert stats.mcnemar_exact([True, False], [True, False])["p_value"] == 1.0
+    # balanced disagreement: 2 * P(X <= 2), X ~ Bin(4, 1/2) = 2 * 11/16 > 1 -> capped
+    out = stats.mcnemar_exact([True, True, False, False], [False, False, True, True])
+    assert out["p_value"] == 1.0
+
+
+# --- per-label metrics, macro-F1, confusion ---
+
+LABELS = ("pos", "neg", "neu")
+GOLD = ["pos", "pos", "pos", "neg", "neg", "neu"]
+PRED = ["pos", "pos", "neg", "neg", None, "pos"]
+
+
+def test_per_label_metrics_hand_case():
+    table = stats.per_label_metrics(GOLD, PRED, LABELS)
+    assert list(table.columns) == ["label", "precision", "recall", "f1", "support"]
+    rows = table.set_index("label")
+    # pos: tp 2, predicted 3, support 3
+    assert rows.loc["pos", "precision"] == pytest.approx(2 / 3)
+    assert rows.loc["pos", "recall"] == pytest.approx(2 / 3)
+    assert rows.loc["pos", "f1"] == pytest.approx(2 / 3)
+    # neg: tp 1, predicted 2, support 2
+    assert rows.loc["neg", "precision"] == pytest.approx(0.5)
+    assert rows.loc["neg", "recall"] == pytest.approx(0.5)
+    # neu: never predicted -> zero division gives 0.0
+    assert rows.loc["neu", ["precision", "recall", "f1"]].tolist() == [0.0, 0.0, 0.0]
+    assert rows["support"].tolist() == [3, 2, 1]
+
+
+def test_macro_f1_hand_case():
+    assert stats.macro_f1(GOLD, PRED, LABELS) == pytest.approx((2 / 3 + 0.5 + 0.0) / 3)
+    assert stats.macro_f1(["a", "b"], ["a", "b"], ("a", "b")) == 1.0
+    with pytest.raises(ConfigError):
+        stats.macro_f1(["a"], [], ("a",))
+
+
+def test_confusion_matrix_with_unparsed():
+    cm = stats.confusion_matrix(GOLD, PRED, LABELS)
+    assert list(cm.index) == list(LABELS)
+    assert list(cm.columns) == [*LABELS, "(unparsed)"]
+    assert cm.loc["pos"].tolist() == [2, 1, 0, 0]
+    assert cm.loc["neg"].tolist() == [0, 1, 0, 1]
+    assert cm.loc["neu"].tolist() == [1, 0, 0, 0]
+    assert int(cm.to_numpy().sum()) == len(GOLD)
+
+
+def test_confusion_matrix_without_unparsed_and_free_text():
+    cm = stats.confusion_matrix(["a", "b"], ["a", "a"], ("a", "b"))
+    assert list(cm.columns) == ["a", "b"]
+    cm = stats.confusion_matrix(["a", "b"], ["a", "maybe b?"], ("a", "b"))
+    assert cm.loc["b", "(unparsed)"] == 1
+
+
+# --- percentile ---
+
+
+def test_percentile_nan_safe():
+    assert stats.percentile([1.0, 2.0, 3.0, float("nan"), None], 50) == 2.0
+    assert stats.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert math.isnan(stats.percentile([], 50))
+    assert math.isnan(stats.percentile([float("nan")], 95))
+
+
+# --- Pareto front ---
+
+
+def test_pareto_front_hand_case_with_ties():
+    df = pd.DataFrame(
+        {
+            "cost": [0.0, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0, np.nan],
+            "acc": [0.5, 0.7, 0.6, 0.7, 0.9, 0.9, 0.8, 0.99],
+        },
+        index=list("abcdefgh"),
+    )
+    front = stats.pareto_front(df, "cost", "acc")
+    assert front.index.tolist() == df.index.tolist()
+    # a: cheapest; b: better than c at same cost; d: same acc as b but dearer -> dominated;
+    # e/f identical -> both kept; g dominated by e; h has no cost -> never on the front.
+    assert front.to_dict() == {
+        "a": True, "b": True, "c": False, "d": False, "e": True, "f": True, "g": False, "h": False,
+    }
+
+
+def test_pareto_front_missing_column_and_empty():
+    with pytest.raises(ConfigError):
+        stats.pareto_front(pd.DataFrame({"x": [1]}), "x", "y")
+    assert stats.pareto_front(pd.DataFrame({"x": [], "y": []}), "x", "y").empty
+
+
+# --- break-even ---
+
+
+def test_break_even_numbers():
+    # $10 optimization, $2.00 -> $0.50 per 1k: saves $0.0015 per prediction -> 6,667 predictions.
+    assert stats.break_even_predictions(10.0, 2.0, 0.5) == pytest.approx(10 / 0.0015)
+    assert stats.break_even_predictions(0.0, 2.0, 0.5) == 0.0
+
+
+def test_break_even_never():
+    assert stats.break_even_predictions(10.0, 1.0, 1.0) is None
+    assert stats.break_even_predictions(10.0, 1.0, 2.0) is None
+    with pytest.raises(ConfigError):
+        stats.break_even_predictions(-1.0, 2.0, 1.0)

@@ -1,0 +1,64 @@
+"""Baselines as MLflow runs on a tmp SQLite store, read back; a planted key never reaches the store."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.baseline import load_run_detail, outcomes_table, run_baselines
+from core.models import ModelSpec, openai_compatible
+from core.tasks import SampleSpec, TaskRef
+from tests.scenario import write_csv
+
+SECRET = "sk-planted-secret-a1b2c3d4e5"
+
+
+@pytest.fixture
+def csv_ref(tmp_path):
+    return TaskRef(kind="file", source=str(write_csv(tmp_path / "scenario.csv", 12)), name="scenario")
+
+
+def test_baselines_are_runs_with_params_metrics_artifacts(stub, store, csv_ref):
+    specs = [openai_compatible("small", "stub-small", stub.base_url, input_price_per_m=1.0, output_price_per_m=1.0),
+             openai_compatible("broken", "missing-model", stub.base_url)]
+    outcomes = run_baselines(store, csv_ref, SampleSpec(3, 0, 5, seed=7), specs, threads=4)
+    table = outcomes_table(outcomes)
+    assert list(table["model"]) == ["small", "broken"]
+    assert table.loc[0, "accuracy"] == 1.0 and table.loc[0, "n"] == 25
+    assert "missing-model" in table.loc[1, "error"]
+    runs = store.list_runs(kind="baseline")
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED", "FAILED"}
+    ok = runs[runs["model"] == "small"].iloc[0]
+    assert ok["accuracy"] == 1.0 and ok["n"] == 25 and ok["cost_per_1k"] > 0
+    detail = load_run_detail(store, ok["run_id"])
+    assert detail["params"]["sample_seed"] == "7" and detail["params"]["model"] == "openai/stub-small"
+    assert len(detail["records"]) == 25 and detail["records"]["correct"].all()
+    assert detail["program"]["module"] == "predict"
+    assert detail["prompt"][0]["role"] == "system" and "description" in detail["prompt"][1]["content"]
+    assert set(detail["per_label"]["label"]) == {"BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS"}
+
+
+def test_same_seed_same_test_examples(stub, store, csv_ref):
+    spec = openai_compatible("small", "stub-small", stub.base_url)
+    run_baselines(store, csv_ref, SampleSpec(2, 0, 4, seed=1), [spec])
+    run_baselines(store, csv_ref, SampleSpec(2, 0, 4, seed=1), [spec])
+    run_baselines(store, csv_ref, SampleSpec(2, 0, 4, seed=2), [spec])
+    prints = [store.get_run(r).data.params["test_fingerprint"] for r in store.list_runs()["run_id"]]
+    assert len(set(prints)) == 2 and prints.count(prints[-1]) == 2  # the two seed-1 runs share their examples
+
+
+def test_planted_api_key_never_reaches_the_store(stub, store, csv_ref, monkeypatch, settings):
+    monkeypatch.setenv("STUB_API_KEY", SECRET)
+    stub.api_key = SECRET
+    spec = ModelSpec("keyed", "openai/stub-small", "openai", api_base=stub.base_url, api_key_env="STUB_API_KEY",
+                     input_price_per_m=1.0, output_price_per_m=1.0)
+    ok = run_baselines(store, csv_ref, SampleSpec(2, 0, 3), [spec])
+    assert ok[0].result.metrics["accuracy"] == 1.0  # the key was really used
+    stub.api_key = "something-else"  # now the provider refuses it: error texts must not echo it either
+    bad = run_baselines(store, csv_ref, SampleSpec(2, 0, 3, seed=5), [spec], cache=False)
+    assert bad[0].error and SECRET not in bad[0].error
+    hits = []
+    for top in (settings.data_dir, os.environ["DSPY_CACHEDIR"]):  # the MLflow store, artifacts, records, cache
+        for root, _, files in os.walk(top):
+            hits += [str(Path(root, n)) for n in files if SECRET.encode() in Path(root, n).read_bytes()]
+    assert hits == []

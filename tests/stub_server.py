@@ -1,0 +1,280 @@
+"""A stub OpenAI-compatible chat-completions server on 127.0.0.1, for tests and benchmarks.
+
+It speaks just enough of the OpenAI HTTP API (``POST /v1/chat/completions``, ``GET /v1/models``)
+and of Ollama's (``GET /api/tags``) for LiteLLM and DSPy to talk to it as to any real
+server. What it answers is decided per request by a ``responder`` callable, so a test can
+make a model that classifies by keyword rules, one whose accuracy depends on its
+instruction, one that writes garbage, or one that fails with an HTTP error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+# (model, messages, request body) -> reply text, or a StubError to fail the call.
+Responder = Callable[[str, list[dict[str, Any]], dict[str, Any]], "str | StubError"]
+
+LABELS = ("BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS")
+
+# Keyword rules used by ``keyword_label``: the first label whose word appears wins.
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "OBJECTIVE": ("aim", "objective", "purpose", "we sought", "to determine", "to assess"),
+    "METHODS": ("randomized", "randomised", "were assigned", "participants", "measured", "enrolled"),
+    "RESULTS": ("significant", "p <", "increased", "decreased", "compared with", "%"),
+    "CONCLUSIONS": ("conclude", "suggest", "should", "may be", "in conclusion"),
+    "BACKGROUND": ("is a", "are common", "remains", "unknown", "burden", "little is known"),
+}
+
+
+@dataclass
+class StubError:
+    """A failure the stub returns instead of an answer."""
+
+    status: int
+    message: str = "stub error"
+
+
+def keyword_label(sentence: str, default: str = "BACKGROUND") -> str:
+    """Label a sentence by the first keyword rule that matches it."""
+    low = sentence.lower()
+    for label, words in KEYWORDS.items():
+        if any(w in low for w in words):
+            return label
+    return default
+
+
+def field_value(text: str, name: str) -> str:
+    """Return the value of ``[[ ## name ## ]]`` in a ChatAdapter user message ('' if absent)."""
+    m = re.search(r"\[\[ ## " + re.escape(name) + r" ## \]\]\n(.*?)(?=\n\n|\Z)", text, re.S)
+    return m.group(1).strip() if m else ""
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, list):
+                return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return str(content or "")
+    return ""
+
+
+def system_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
+
+
+def chat_answer(field_name: str, value: str) -> str:
+    """An answer in DSPy's ChatAdapter format."""
+    return f"[[ ## {field_name} ## ]]\n{value}\n\n[[ ## completed ## ]]"
+
+
+def keyword_classifier(model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+    """Answer with the keyword label of the sentence in the request (ChatAdapter or JSON format)."""
+    text = last_user_text(messages)
+    sentence = field_value(text, "description") or field_value(text, "text") or text
+    label = keyword_label(sentence)
+    if body.get("response_format"):
+        return json.dumps({"target": label})
+    return chat_answer("target", label)
+
+
+def count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: whitespace-separated words."""
+    return len(text.split())
+
+
+@dataclass
+class StubLLMServer:
+    """A threaded HTTP server; ``with StubLLMServer() as s: s.base_url``."""
+
+    responder: Responder = keyword_classifier
+    latency_s: float = 0.0
+    api_key: str | None = None  # when set, other keys get HTTP 401
+    models: tuple[str, ...] = ("stub-small", "stub-large")
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL (ends in /v1)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def start(self) -> "StubLLMServer":
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _authorized(self) -> bool:
+                if stub.api_key is None:
+                    return True
+                return self.headers.get("Authorization", "") == f"Bearer {stub.api_key}"
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
+                elif self.path == "/api/tags":
+                    self._send(200, {"models": [{"name": m, "model": m} for m in stub.models]})
+                else:
+                    self._send(404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with stub._lock:
+                    stub.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                if not self.path.endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"unknown path {self.path}"}})
+                    return
+                if not self._authorized():
+                    self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
+                    return
+                model = str(body.get("model", ""))
+                if model not in stub.models:
+                    self._send(404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error", "code": "model_not_found"}})
+                    return
+                if stub.latency_s:
+                    time.sleep(stub.latency_s)
+                messages = body.get("messages", [])
+                reply = stub.responder(model, messages, body)
+                if isinstance(reply, StubError):
+                    self._send(reply.status, {"error": {"message": reply.message, "type": "server_error"}})
+                    return
+                prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
+                completion_tokens = count_tokens(reply)
+                n = int(body.get("n") or 1)
+                self._send(200, {
+                    "id": f"chatcmpl-stub-{len(stub.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                        for i in range(n)
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                })
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:  # a client gave up (timeout test)
+                pass
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stub-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "StubLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def main() -> None:  # pragma: no cover - manual use
+    """Run a stub server in the foreground and print its base URL: ``python -m tests.stub_server [latency_s]``."""
+    import sys
+
+    server = StubLLMServer(latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    print(server.base_url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
+
+
+# GEPA scenario: a student that only applies the keyword rules its instruction teaches it, and a
+# reflection model that teaches the rules for the labels its feedback shows were missed.
+
+HINT = "Label as {label} when the sentence mentions: {words}."
+
+
+def hint_for(label: str) -> str:
+    return HINT.format(label=label, words=", ".join(KEYWORDS[label]))
+
+
+def hinted_label(instruction: str, sentence: str, default: str = "BACKGROUND") -> str:
+    """The student: apply only the rules whose hint is in the instruction; otherwise answer ``default``."""
+    low = sentence.lower()
+    for label, words in KEYWORDS.items():
+        if hint_for(label) in instruction and any(w in low for w in words):
+            return label
+    return default
+
+
+def improved_instruction(prompt: str) -> str:
+    """The reflection model: the current instruction plus hints for every expected label the feedback names."""
+    fields = re.findall(r"\[\[ ## current_instruction ## \]\]\n(.*?)(?=\n\[\[ ## |\Z)", prompt, re.S)
+    current = fields[-1].strip() if fields else ""
+    missed = [label for label in KEYWORDS if f"expected {label}" in prompt]
+    hints = [hint_for(label) for label in missed if hint_for(label) not in current]
+    return (current + "\n" + " ".join(hints)).strip() if hints else current or "Classify the sentence."
+
+
+def is_reflection_call(messages: list[dict[str, Any]]) -> bool:
+    text = "\n".join(str(m.get("content") or "") for m in messages)
+    return "new_instruction" in text or "new instruction" in text.lower() or "assistant's instruction" in text.lower()
+
+
+def gepa_responder(model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
+    """Serves both roles: ``stub-large`` reflects, every other model is the hinted student."""
+    if model == "stub-large" or is_reflection_call(messages):
+        prompt = "\n".join(str(m.get("content") or "") for m in messages)
+        new = improved_instruction(prompt)
+        if body.get("response_format") or "new_instruction" in prompt:
+            return json.dumps({"new_instruction": new})
+        return f"```\n{new}\n```"
+    sentence = field_value(last_user_text(messages), "description")
+    label = hinted_label(system_text(messages), sentence)
+    return chat_answer("target", label)
