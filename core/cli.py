@@ -62,6 +62,10 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-base", help="base URL for inline provider/model names (an OpenAI-compatible server)")
 
 
+def _fmt_price(v: float | None) -> str:
+    return f"{v:9.3f}" if v is not None else f"{'?':>9}"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from core.models import ModelCatalog, ModelSpec, detect_ollama, resolve_price
     from core.settings import get_secret
@@ -87,8 +91,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = catalog.models[name]
         price = resolve_price(spec)
         key = "-" if not spec.api_key_env else ("set" if get_secret(spec.api_key_env) else f"missing {spec.api_key_env}")
-        fmt = (lambda v: f"{v:9.3f}" if v is not None else f"{'?':>9}")
-        print(f"{name[:34]:34} {spec.model[:44]:44} {fmt(price.input_per_m)} {fmt(price.output_per_m)} {price.source:8} {key}")
+        print(f"{name[:34]:34} {spec.model[:44]:44} {_fmt_price(price.input_per_m)} {_fmt_price(price.output_per_m)} {price.source:8} {key}")
     return 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 from typing import Any, Callable
 
 from core.settings import load_settings

@@ -47,8 +47,22 @@ _LOCAL_FILE_HINT = (
 )
 
 # Field names that would clash with dspy.Signature / pydantic attributes.
-_RESERVED_FIELDS = frozenset({"instructions", "signature", "demos", "fields", "input_fields", "output_fields",
-                              "model_config", "model_fields", "schema", "json", "dict", "copy"})
+_RESERVED_FIELDS = frozenset(
+    {
+        "instructions",
+        "signature",
+        "demos",
+        "fields",
+        "input_fields",
+        "output_fields",
+        "model_config",
+        "model_fields",
+        "schema",
+        "json",
+        "dict",
+        "copy",
+    }
+)
 
 
 # --- the task ---
@@ -122,14 +136,26 @@ def default_instruction(task: Task) -> str:
 
 def pubmed_task(source: str = "") -> Task:
     """The PubMed RCT sentence-role task (columns description, target)."""
-    return Task(name="pubmed", text_column="description", label_column="target", labels=PUBMED_LABELS,
-                label_descriptions=tuple(PUBMED_LABEL_DESCRIPTIONS.items()), source=source)
+    return Task(
+        name="pubmed",
+        text_column="description",
+        label_column="target",
+        labels=PUBMED_LABELS,
+        label_descriptions=tuple(PUBMED_LABEL_DESCRIPTIONS.items()),
+        source=source,
+    )
 
 
 def demo_task() -> Task:
     """The bundled demo task: invented clinical-trial sentences with the PubMed labels."""
-    return Task(name="demo", text_column="description", label_column="target", labels=PUBMED_LABELS,
-                label_descriptions=tuple(PUBMED_LABEL_DESCRIPTIONS.items()), source="demo")
+    return Task(
+        name="demo",
+        text_column="description",
+        label_column="target",
+        labels=PUBMED_LABELS,
+        label_descriptions=tuple(PUBMED_LABEL_DESCRIPTIONS.items()),
+        source="demo",
+    )
 
 
 def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: str, source: str = "") -> Task:
@@ -137,8 +163,10 @@ def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: s
     cleaned = clean_table(df, text_column=text_column, label_column=label_column)
     labels = tuple(sorted(cleaned[label_column].unique()))
     if len(labels) < 2:
-        raise DataError(f"Column {label_column!r} has {len(labels)} distinct label(s) after cleaning; a classifier needs at least 2.",
-                        "Pick the column that holds the classes, or add rows for other labels.")
+        raise DataError(
+            f"Column {label_column!r} has {len(labels)} distinct label(s) after cleaning; a classifier needs at least 2.",
+            "Pick the column that holds the classes, or add rows for other labels.",
+        )
     return Task(name=name, text_column=text_column, label_column=label_column, labels=labels, source=source)
 
 
@@ -151,12 +179,16 @@ def _fetch_url(url: str, timeout: float) -> bytes:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
     except urllib.error.HTTPError as err:
-        raise DataError(f"Could not download {url}: the server answered HTTP {err.code} ({err.reason}).",
-                        "Check the address, or download the file and give its local path.") from err
+        raise DataError(
+            f"Could not download {url}: the server answered HTTP {err.code} ({err.reason}).",
+            "Check the address, or download the file and give its local path.",
+        ) from err
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DataError(f"Could not reach {url} ({reason}).",
-                        "Check the address and the network, or download the file and give its local path.") from err
+        raise DataError(
+            f"Could not reach {url} ({reason}).",
+            "Check the address and the network, or download the file and give its local path.",
+        ) from err
 
 
 def _is_url(source: object) -> bool:
@@ -177,8 +209,10 @@ def _read_source(source: str | Path | bytes | IO, name: str, timeout: float) -> 
         if not str(source).strip():
             raise DataError("No file given.", "Give the path of a CSV, Parquet or PubMed RCT .txt file, or upload one.")
         if not path.exists():
-            raise DataError(f"File not found: {label} (looked in {path.resolve()}).",
-                            "Check the path (relative paths start from the folder the app runs in) or upload the file.")
+            raise DataError(
+                f"File not found: {label} (looked in {path.resolve()}).",
+                "Check the path (relative paths start from the folder the app runs in) or upload the file.",
+            )
         if path.is_dir():
             raise DataError(f"{label} is a folder, not a file.", "Give the path of the data file inside it.")
         try:
@@ -238,8 +272,10 @@ def _parse_rct(text: str, name: str) -> pd.DataFrame:
             continue
         label, tab, sentence = line.partition("\t")
         if not tab:
-            raise DataError(f"{name} line {number} is neither an abstract header (###<id>) nor LABEL<TAB>sentence: {line[:80]!r}.",
-                            "In the PubMed RCT text format every sentence line is a label, a tab, then the sentence.")
+            raise DataError(
+                f"{name} line {number} is neither an abstract header (###<id>) nor LABEL<TAB>sentence: {line[:80]!r}.",
+                "In the PubMed RCT text format every sentence line is a label, a tab, then the sentence.",
+            )
         rows.append((sentence.strip(), label.strip(), abstract_id))
     return pd.DataFrame(rows, columns=["description", "target", "abstract_id"], dtype="str")
 
@@ -273,10 +309,13 @@ def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
     try:
         return pd.read_parquet(io.BytesIO(data))
     except ImportError as err:
-        raise DataError(f"Reading {name} needs pyarrow, which is not installed.",
-                        "pip install pyarrow, or save the table as CSV.") from err
+        raise DataError(
+            f"Reading {name} needs pyarrow, which is not installed.", "pip install pyarrow, or save the table as CSV."
+        ) from err
     except Exception as err:  # pyarrow raises its own types for corrupt files
-        raise DataError(f"{name} is not a readable Parquet file ({err}).", "Re-export it, or save the table as CSV.") from err
+        raise DataError(
+            f"{name} is not a readable Parquet file ({err}).", "Re-export it, or save the table as CSV."
+        ) from err
 
 
 def read_table(source: str | Path | bytes | IO, *, name: str = "", timeout: float = 10.0) -> pd.DataFrame:
@@ -290,15 +329,19 @@ def read_table(source: str | Path | bytes | IO, *, name: str = "", timeout: floa
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as err:
-            raise DataError(f"{label} looks gzip-compressed but cannot be unpacked ({err}).", "Unpack it and give the plain file.") from err
+            raise DataError(
+                f"{label} looks gzip-compressed but cannot be unpacked ({err}).", "Unpack it and give the plain file."
+            ) from err
     if not data.strip():
         raise DataError(f"{label} is empty.", "Give a file with a header row and at least one data row.")
     suffix = Path(label.split("?")[0].removesuffix(".gz")).suffix.lower()
     if data[:4] == b"PAR1" or suffix == ".parquet":
         df = _parse_parquet(data, label)
     elif data[:4] == b"PK\x03\x04" or suffix in (".xlsx", ".xls", ".zip"):
-        raise DataError(f"{label} is an Excel or zip file, which cannot be read directly.",
-                        "Save the sheet as 'CSV UTF-8' (or unzip the archive) and give that file.")
+        raise DataError(
+            f"{label} is an Excel or zip file, which cannot be read directly.",
+            "Save the sheet as 'CSV UTF-8' (or unzip the archive) and give that file.",
+        )
     else:
         text = _decode(data, label)
         df = _parse_rct(text, label) if _looks_like_rct(text) else _parse_csv(text, label, suffix)
@@ -316,26 +359,28 @@ def _require_columns(df: pd.DataFrame, columns: list[str], what: str = "The tabl
     missing = [c for c in columns if c not in df.columns]
     if missing:
         available = ", ".join(repr(str(c)) for c in df.columns)
-        raise DataError(f"{what} has no column {' or '.join(repr(c) for c in missing)}. Its columns are: {available}.",
-                        "Pick the text and label columns from that list (names are case-sensitive).")
+        raise DataError(
+            f"{what} has no column {' or '.join(repr(c) for c in missing)}. Its columns are: {available}.",
+            "Pick the text and label columns from that list (names are case-sensitive).",
+        )
 
 
 def _texts(series: pd.Series) -> pd.Series:
     """Text cells as stripped strings; missing cells become ""."""
-    return series.astype(object).where(series.notna(), "").astype(str).str.strip()
+    return series.astype("string").str.strip().fillna("").astype(str)
 
 
 def _labels(series: pd.Series) -> pd.Series:
     """Label cells as stripped strings; missing or blank cells become NA. Whole floats lose their ".0"."""
     if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():
         series = series.astype("Int64")
-    out = series.astype(object).where(series.notna(), None)
-    out = out.map(lambda v: None if v is None else (str(v).strip() or None))
-    return out
+    out = series.astype("string").str.strip()
+    return out.mask(out.eq("").fillna(False)).astype(str)
 
 
-def validate_table(df: pd.DataFrame, *, text_column: str, label_column: str, min_labels: int = 2,
-                   max_text_chars: int = 20_000) -> list[str]:
+def validate_table(
+    df: pd.DataFrame, *, text_column: str, label_column: str, min_labels: int = 2, max_text_chars: int = 20_000
+) -> list[str]:
     """Raise DataError if ``df`` cannot be a classification task; return warnings about rows that will be lost."""
     _require_columns(df, [text_column, label_column])
     if text_column == label_column:
@@ -343,13 +388,17 @@ def validate_table(df: pd.DataFrame, *, text_column: str, label_column: str, min
     texts, labels = _texts(df[text_column]), _labels(df[label_column])
     empty = texts == ""
     if empty.all():
-        raise DataError(f"Every cell of the text column {text_column!r} is empty.", "Pick the column that holds the texts.")
+        raise DataError(
+            f"Every cell of the text column {text_column!r} is empty.", "Pick the column that holds the texts."
+        )
     usable = labels[~empty].dropna()
     n_labels = usable.nunique()
     if n_labels < min_labels:
         found = ", ".join(repr(v) for v in sorted(usable.unique())[:5]) or "none"
-        raise DataError(f"Column {label_column!r} has {n_labels} distinct label(s) ({found}); a classifier needs at least {min_labels}.",
-                        "Pick the column that holds the classes, or add rows for the other labels.")
+        raise DataError(
+            f"Column {label_column!r} has {n_labels} distinct label(s) ({found}); a classifier needs at least {min_labels}.",
+            "Pick the column that holds the classes, or add rows for the other labels.",
+        )
 
     warnings: list[str] = []
     if n_empty := int(empty.sum()):
@@ -357,7 +406,9 @@ def validate_table(df: pd.DataFrame, *, text_column: str, label_column: str, min
     if n_missing := int(labels.isna().sum()):
         warnings.append(f"{n_missing} row(s) have no label in {label_column!r}; they will be dropped.")
     if n_huge := int((texts.str.len() > max_text_chars).sum()):
-        warnings.append(f"{n_huge} text(s) are longer than {max_text_chars:,} characters; they are kept but cost many tokens per call.")
+        warnings.append(
+            f"{n_huge} text(s) are longer than {max_text_chars:,} characters; they are kept but cost many tokens per call."
+        )
     pairs = pd.DataFrame({"t": texts, "l": labels})[~empty & labels.notna()]
     if n_dup := int(pairs.duplicated().sum()):
         warnings.append(f"{n_dup} duplicate row(s) (same text and label); the copies will be dropped.")
@@ -401,13 +452,19 @@ def load_demo() -> pd.DataFrame:
 def _pubmed_columns(df: pd.DataFrame, name: str) -> pd.DataFrame:
     _require_columns(df, ["description", "target"], what=f"The PubMed file {name}")
     out = df[["description", "target"]].copy()  # drops description_cln, abstract_id, index columns
-    upper = {label.upper(): label for label in PUBMED_LABELS}
-    out["target"] = out["target"].map(lambda v: v if pd.isna(v) else upper.get(str(v).strip().upper(), str(v).strip()))
+    target = out["target"].astype("string").str.strip()
+    upper = target.str.upper()
+    out["target"] = upper.where(upper.isin(PUBMED_LABELS), target).astype(str)  # "background" -> "BACKGROUND"
     return out
 
 
-def load_pubmed(split: Literal["train", "test"], *, source: str | Path | None = None, cache_dir: Path | None = None,
-                timeout: float = 10.0) -> pd.DataFrame:
+def load_pubmed(
+    split: Literal["train", "test"],
+    *,
+    source: str | Path | None = None,
+    cache_dir: Path | None = None,
+    timeout: float = 10.0,
+) -> pd.DataFrame:
     """A PubMed RCT split as columns description, target.
 
     With no ``source``: the Hugging Face hub file for ``split``, read from ``cache_dir`` when cached
@@ -450,8 +507,10 @@ def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = 
     short = counts[counts < n]
     if len(short):
         listed = ", ".join(f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items())
-        raise DataError(f"Not enough rows{what}: {listed}, fewer than the {n} per label requested.",
-                        "Lower the per-label size, or add rows for that label.")
+        raise DataError(
+            f"Not enough rows{what}: {listed}, fewer than the {n} per label requested.",
+            "Lower the per-label size, or add rows for that label.",
+        )
     return df.groupby(label_column, group_keys=False).sample(n=n, random_state=seed)
 
 
@@ -473,31 +532,48 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val) if self.val is not None else 0, "test": len(self.test)}
 
 
-def make_splits(task: Task, train_df: pd.DataFrame, test_df: pd.DataFrame | None = None, *, train_per_label: int = 3,
-                val_per_label: int = 0, test_per_label: int = 10, seed: int = 42) -> Splits:
+def make_splits(
+    task: Task,
+    train_df: pd.DataFrame,
+    test_df: pd.DataFrame | None = None,
+    *,
+    train_per_label: int = 3,
+    val_per_label: int = 0,
+    test_per_label: int = 10,
+    seed: int = 42,
+) -> Splits:
     """Sample train and validation from ``train_df``; test from ``test_df`` or else from the rest of ``train_df``.
 
     Only ``task.labels`` are used. With a separate ``test_df``, rows whose text was drawn for train or
     validation are left out of the test pool.
     """
     if train_per_label < 1 or test_per_label < 1 or val_per_label < 0:
-        raise ConfigError("Sample sizes must be at least 1 per label for train and test (0 or more for validation).",
-                          f"Got train={train_per_label}, validation={val_per_label}, test={test_per_label}.")
+        raise ConfigError(
+            "Sample sizes must be at least 1 per label for train and test (0 or more for validation).",
+            f"Got train={train_per_label}, validation={val_per_label}, test={test_per_label}.",
+        )
     text, lab = task.text_column, task.label_column
     _require_columns(train_df, [text, lab], what="The training table")
     pool = train_df[train_df[lab].isin(task.labels)]
-    missing = [label for label in task.labels if label not in set(pool[lab])]
+    present = set(pool[lab].unique())
+    missing = [label for label in task.labels if label not in present]
     if missing:
-        raise DataError(f"The training table has no rows for label(s) {', '.join(map(repr, missing))}.",
-                        "Every label needs training rows: add some, or use a task without that label.")
+        raise DataError(
+            f"The training table has no rows for label(s) {', '.join(map(repr, missing))}.",
+            "Every label needs training rows: add some, or use a task without that label.",
+        )
     need = train_per_label + val_per_label + (test_per_label if test_df is None else 0)
     counts = pool[lab].value_counts()
     short = counts[counts < need]
     if len(short):
-        parts = f"train {train_per_label} + validation {val_per_label}" + (f" + test {test_per_label}" if test_df is None else "")
+        parts = f"train {train_per_label} + validation {val_per_label}" + (
+            f" + test {test_per_label}" if test_df is None else ""
+        )
         listed = ", ".join(f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items())
-        raise DataError(f"Not enough rows per label: {listed}, but {parts} = {need} are needed.",
-                        "Lower the per-label sizes, add rows, or give a separate test file.")
+        raise DataError(
+            f"Not enough rows per label: {listed}, but {parts} = {need} are needed.",
+            "Lower the per-label sizes, add rows, or give a separate test file.",
+        )
 
     train = _sample(pool, lab, train_per_label, seed)
     rest = pool.drop(index=train.index)
@@ -511,16 +587,24 @@ def make_splits(task: Task, train_df: pd.DataFrame, test_df: pd.DataFrame | None
         taken = set(train[text]) | (set(val[text]) if val is not None else set())
         test_pool = test_df[test_df[lab].isin(task.labels) & ~test_df[text].isin(taken)]
         if test_pool.empty:
-            raise DataError("The test table has no rows with the task's labels.",
-                            f"Its label column {lab!r} must use the same labels: {', '.join(task.labels)}.")
+            raise DataError(
+                "The test table has no rows with the task's labels.",
+                f"Its label column {lab!r} must use the same labels: {', '.join(task.labels)}.",
+            )
         test = _sample(test_pool, lab, test_per_label, seed, what=" in the test table")
-        if absent := [label for label in task.labels if label not in set(test[lab])]:
+        if absent := sorted(set(task.labels) - set(test[lab].unique())):
             logger.warning("The test table has no rows for %s; the test split leaves them out.", absent)
     unseen = sorted(set(test[lab]) - set(train[lab]))
     if unseen:
-        raise DataError(f"Test label(s) {', '.join(map(repr, unseen))} never appear in train.",
-                        "Every test label must have training rows.")
-    splits = Splits(train=train.reset_index(drop=True), val=val.reset_index(drop=True) if val is not None else None,
-                    test=test.reset_index(drop=True), seed=seed)
+        raise DataError(
+            f"Test label(s) {', '.join(map(repr, unseen))} never appear in train.",
+            "Every test label must have training rows.",
+        )
+    splits = Splits(
+        train=train.reset_index(drop=True),
+        val=val.reset_index(drop=True) if val is not None else None,
+        test=test.reset_index(drop=True),
+        seed=seed,
+    )
     logger.info("Splits for %s: %s (seed %d)", task.name, splits.sizes(), seed)
     return splits

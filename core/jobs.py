@@ -124,6 +124,13 @@ class ProcessBackend:
         return _pid_alive(int(handle))
 
 
+def init_store(settings: Settings) -> None:
+    """Make sure the MLflow store exists and is migrated (concurrent first use races on SQLite)."""
+    from core.store import RunStore
+
+    RunStore(settings).client.search_experiments(max_results=1)
+
+
 class JobManager:
     """Submit, list, watch, cancel and resume jobs. Safe to use from many processes at once."""
 
@@ -251,7 +258,7 @@ class JobManager:
     def schedule(self) -> list[str]:
         """Start queued jobs while fewer than ``max_jobs`` run. Returns the ids started."""
         self.reap()
-        started = []
+        started: list[str] = []
         while True:
             with self._db() as db:
                 db.execute("BEGIN IMMEDIATE")
@@ -265,6 +272,8 @@ class JobManager:
                            "attempts=attempts+1 WHERE id=?", (time.time(), job_id))
                 db.execute("COMMIT")
             try:
+                if not started:
+                    init_store(self.settings)  # create/migrate the MLflow DB here, not in two workers at once
                 handle = self.backend.start(job_id, self.settings)
             except Exception as exc:  # noqa: BLE001
                 self.finish(job_id, "failed", error=f"could not start: {exc}")
@@ -354,7 +363,6 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
     from core.tasks import SampleSpec, TaskRef
 
     job = manager.claim(job_id)
-    store = RunStore(manager.settings)
     job_dir = manager.job_dir(job_id)
     previous = manager.progress(job_id) if job.attempts > 1 or job.run_id else {}
 
@@ -365,6 +373,7 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
         return manager.cancel_requested(job_id)
 
     try:
+        store = RunStore(manager.settings)
         if job.kind == "optimize":
             config = OptimizeConfig.from_dict(job.config)
             result = run_optimization(config, store, log_dir=job_dir / "gepa", job_id=job_id, run_id=job.run_id,

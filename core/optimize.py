@@ -24,7 +24,13 @@ from core.errors import ConfigError
 from core.metric import FeedbackMode, make_metric
 from core.models import ModelSpec, Price, build_lm, resolve_price
 from core.program import (
-    ModuleType, fingerprint, get_instruction, make_program, program_to_dict, render_prompt, to_examples,
+    ModuleType,
+    fingerprint,
+    get_instruction,
+    make_program,
+    program_to_dict,
+    render_prompt,
+    to_examples,
 )
 from core.store import TAG, RunStore
 from core.tasks import SampleSpec, TaskRef, prepare, split_fingerprint

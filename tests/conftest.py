@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 import tempfile
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -12,28 +11,25 @@ os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="gepa-studio-dspy-cache-")
 
 import pytest
 
-from tests.stub_server import StubLLMServer, keyword_classifier
+from tests.stub_server import StubLLMServer
 
 
-@pytest.fixture(scope="session")
-def stub_server():
-    """One stub server per test session; tests that change its behaviour restore it (see ``stub``)."""
+@pytest.fixture
+def stub():
+    """A fresh stub server per test: its own port, so DSPy's cache never replays another test's answers."""
     with StubLLMServer() as server:
         yield server
 
 
-@pytest.fixture
-def stub(stub_server):
-    """The session's stub server, reset to default behaviour before and after the test."""
-    def reset():
-        stub_server.responder = keyword_classifier
-        stub_server.latency_s = 0.0
-        stub_server.api_key = None
-        stub_server.reset()
+@pytest.fixture(autouse=True)
+def fresh_dspy_cache(tmp_path_factory, monkeypatch):
+    """Each test gets an empty DSPy cache (its key ignores api_base, so stub servers would share answers)."""
+    import dspy
 
-    reset()
-    yield stub_server
-    reset()
+    cache_dir = tmp_path_factory.mktemp("dspy-cache")
+    monkeypatch.setenv("DSPY_CACHEDIR", str(cache_dir))  # for subprocesses (CLI, job workers)
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(cache_dir))
+    yield
 
 
 @pytest.fixture

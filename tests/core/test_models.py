@@ -4,8 +4,15 @@ import pytest
 
 from core.errors import ModelError
 from core.models import (
-    PRESETS, ModelCatalog, ModelSpec, build_lm, check_connection, detect_ollama, list_server_models,
-    openai_compatible, resolve_price,
+    PRESETS,
+    ModelCatalog,
+    ModelSpec,
+    build_lm,
+    check_connection,
+    detect_ollama,
+    list_server_models,
+    openai_compatible,
+    resolve_price,
 )
 
 
