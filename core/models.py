@@ -54,6 +54,11 @@ class ModelSpec:
                 f"Model string {self.model!r} has no provider prefix.",
                 "Write it as provider/model, e.g. 'openai/gpt-4o-mini' or 'databricks/databricks-gpt-oss-20b'.",
             )
+        if self.provider == "openai-compatible" and not self.api_base:
+            raise ModelError(
+                f"{self.name}: an OpenAI-compatible server needs its base URL.",
+                PROVIDER_HELP["openai-compatible"],
+            )
         if self.api_base:
             parts = urllib.parse.urlsplit(self.api_base)
             if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -428,6 +428,7 @@ def run_optimization(
     lm_factory: LMFactory | None = None,
     prepared: tuple[Task, Splits] | None = None,
     on_run_created: Callable[[str], None] | None = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> OptimizeResult:
     """Run GEPA, save the best program, evaluate original and optimized on the same test examples.
 
@@ -484,7 +485,7 @@ def run_optimization(
         metric=metric, reflection_lm=reflection_lm, reflection_minibatch_size=config.reflection_minibatch_size,
         use_merge=config.use_merge, num_threads=config.threads, seed=config.seed, log_dir=str(log_dir),
         track_stats=True, **budget_kw,
-        gepa_kwargs={"callbacks": [callback], "stop_callbacks": [stopper]},
+        gepa_kwargs={"callbacks": [callback, *(extra_callbacks or [])], "stop_callbacks": [stopper]},
     )
     try:
         with dspy.context(lm=student_lm):

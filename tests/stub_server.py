@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -133,6 +134,11 @@ class StubLLMServer:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out as two writes: without this, Nagle + delayed ACK add ~40 ms a call.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -222,7 +228,10 @@ def main() -> None:  # pragma: no cover - manual use
     """Run a stub server in the foreground and print its base URL: ``python -m tests.stub_server [latency_s]``."""
     import sys
 
-    server = StubLLMServer(latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    import os
+
+    responder = gepa_responder if os.environ.get("STUB_RESPONDER") == "gepa" else keyword_classifier
+    server = StubLLMServer(responder=responder, latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
     print(server.base_url, flush=True)
     try:
         threading.Event().wait()
@@ -230,8 +239,6 @@ def main() -> None:  # pragma: no cover - manual use
         server.stop()
 
 
-if __name__ == "__main__":
-    main()
 
 
 # GEPA scenario: a student that only applies the keyword rules its instruction teaches it, and a
@@ -278,3 +285,7 @@ def gepa_responder(model: str, messages: list[dict[str, Any]], body: dict[str, A
     sentence = field_value(last_user_text(messages), "description")
     label = hinted_label(system_text(messages), sentence)
     return chat_answer("target", label)
+
+
+if __name__ == "__main__":
+    main()
