@@ -226,9 +226,8 @@ class StubLLMServer:
 
 def main() -> None:  # pragma: no cover - manual use
     """Run a stub server in the foreground and print its base URL: ``python -m tests.stub_server [latency_s]``."""
-    import sys
-
     import os
+    import sys
 
     responder = gepa_responder if os.environ.get("STUB_RESPONDER") == "gepa" else keyword_classifier
     server = StubLLMServer(responder=responder, latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
