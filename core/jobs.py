@@ -90,6 +90,11 @@ class Backend(Protocol):
 
 def _pid_alive(pid: int) -> bool:
     try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited: reap it
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by another dashboard or CLI process)
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
@@ -286,7 +291,8 @@ class JobManager:
     def claim(self, job_id: str) -> JobInfo:
         """Called by the worker: record its pid (a job started by hand is taken out of the queue)."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET pid=?, handle=COALESCE(handle, ?), state='running', "
+            db.execute("UPDATE jobs SET pid=?, handle=COALESCE(handle, ?), "
+                       "attempts=attempts + (CASE WHEN state='queued' THEN 1 ELSE 0 END), state='running', "
                        "started=COALESCE(started, ?) WHERE id=?", (os.getpid(), str(os.getpid()), time.time(), job_id))
         return self.get(job_id)
 

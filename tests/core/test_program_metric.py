@@ -5,7 +5,13 @@ from core.data import demo_task
 from core.errors import ConfigError
 from core.metric import make_metric
 from core.program import (
-    fingerprint, get_instruction, load_program, make_program, prompt_text, render_prompt, save_program,
+    fingerprint,
+    get_instruction,
+    load_program,
+    make_program,
+    prompt_text,
+    render_prompt,
+    save_program,
     with_instruction,
 )
 from tests.fake_lm import fake_lm
