@@ -1,0 +1,35 @@
+"""GEPA Studio: routes only. Page config, the shared sidebar, and every page listed explicitly.
+
+Start it with ``streamlit run app.py``.
+"""
+
+import streamlit as st
+
+from ui import data, routing, state
+from ui.widgets import studio_errors
+
+st.set_page_config(page_title="GEPA Studio", page_icon="🧬", layout="wide")
+state.init()
+routing.mark_routed()
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/smart_toy:"),
+    st.Page("pages/task.py", title="Task", icon=":material/dataset:"),
+    st.Page("pages/baselines.py", title="Baselines", icon=":material/straighten:"),
+    st.Page("pages/optimize.py", title="Optimize", icon=":material/auto_fix_high:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("pages/prompts.py", title="Prompts", icon=":material/difference:"),
+    st.Page("pages/history.py", title="History", icon=":material/history:"),
+]
+page = st.navigation(PAGES)
+routing.open_requested_page()
+
+with studio_errors(stop=True):  # nothing works without knowing where runs live
+    where = data.settings()
+with st.sidebar:
+    st.caption(f"Runs: `{where.tracking_uri}`  \nData: `{where.data_dir}`")
+    st.button("Refresh", key="app.refresh", icon=":material/refresh:", on_click=data.clear_caches,
+              help="Reload runs, jobs and the model catalog now (they refresh on their own every few seconds).")
+
+page.run()

@@ -1,0 +1,89 @@
+"""Baselines: several models, unoptimized, on the same test examples; a background job with live progress."""
+
+import streamlit as st
+
+from core import charts
+from core.models import PROVIDER_HELP
+from core.settings import get_secret
+from ui import data, routing, state
+from ui.frames import chart_frame, latest_per_label
+from ui.jobs import baseline_progress, job_picker, live_panel
+from ui.widgets import studio_errors
+
+routing.require_app(__file__)
+st.title("Baselines")
+st.write("Score each model's unoptimized prompt on the task's test examples: where the student starts, and "
+         "what the expensive models reach.")
+
+ref, sample = state.task_ref(), state.sample()
+st.caption(f"Task **{ref.task_name}** · {sample.test_per_label} test examples per label · seed {sample.seed}")
+st.page_link("pages/task.py", label="Change the task", icon=":material/dataset:")
+
+with studio_errors(stop=True):
+    catalog = data.catalog()
+names = catalog.names()
+chosen = st.multiselect("Models", names, default=[n for n in state.compare_models() if n in names],
+                        key="baselines.models.w", placeholder="Pick the models to compare")
+state.set_compare_models(chosen)
+for name in chosen:
+    spec = catalog.models[name]
+    if spec.api_key_env and not spec.is_local and get_secret(spec.api_key_env) is None:
+        st.warning(f"{name}: `{spec.api_key_env}` is not set, so its baseline will fail. "
+                   f"{PROVIDER_HELP.get(spec.provider, '')}", icon=":material/key:")
+
+with st.expander("Options"):
+    cols = st.columns(3)
+    module = cols[0].segmented_control("Program", ["predict", "cot"], default="predict", required=True,
+                                       key="baselines.module", persist_state="session",
+                                       format_func={"predict": "Predict", "cot": "Chain of thought"}.get)
+    threads = cols[1].number_input("Parallel calls", min_value=1, max_value=64, value=8, key="baselines.threads",
+                                   persist_state="session")
+    cache = cols[2].toggle("Reuse cached answers", value=True, key="baselines.cache", persist_state="session",
+                           help="Identical calls are answered from DSPy's cache (and cost nothing).")
+
+if st.button("Run baselines", key="baselines.start", type="primary", icon=":material/play_arrow:", disabled=not chosen):
+    with studio_errors():
+        job_id = data.job_manager().submit_baselines(ref, sample, [catalog.get(n) for n in chosen], module=module,
+                                                     threads=int(threads), cache=bool(cache))
+        state.set_baseline_job(job_id)
+        data.clear_runs()
+if not chosen:
+    st.caption("Pick at least one model (or choose them on the Models page).")
+
+st.subheader("Progress")
+job_picker("baseline", state.baseline_job(), key="baselines.job.w", on_pick=state.set_baseline_job)
+if job_id := state.baseline_job():
+    if not live_panel(job_id, baseline_progress):
+        state.set_baseline_job(None)  # e.g. the data dir changed: say so once, then forget it
+else:
+    st.caption("No baseline job in this session yet.")
+
+st.subheader("Results")
+with studio_errors(stop=True):
+    runs = data.runs_table()
+only_task = st.toggle(f"Only task {ref.task_name}", value=True, key="baselines.only_task", persist_state="session")
+baselines = runs[runs["kind"] == "baseline"] if not runs.empty else runs
+if only_task and not baselines.empty:
+    baselines = baselines[baselines["task"] == ref.task_name]
+if baselines.empty:
+    st.info("No baseline runs yet: pick models above and press **Run baselines**.")
+    st.stop()
+frame = latest_per_label(chart_frame(baselines))
+if not frame.empty:
+    st.plotly_chart(charts.accuracy_bars(frame), key="baselines.chart.accuracy")
+st.dataframe(
+    baselines[["start_time", "model", "task", "status", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1",
+               "n", "cost_usd", "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens", "errors", "run_id"]],
+    hide_index=True, key="baselines.table",
+    column_config={
+        "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+        "accuracy": st.column_config.NumberColumn(format="percent"),
+        "accuracy_ci_low": st.column_config.NumberColumn("CI low", format="percent"),
+        "accuracy_ci_high": st.column_config.NumberColumn("CI high", format="percent"),
+        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
+        "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+        "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
+        "p50_latency_s": st.column_config.NumberColumn("p50 latency (s)", format="%.2f"),
+    },
+)
+st.page_link("pages/compare.py", label="Compare with optimized programs", icon=":material/bar_chart:")

@@ -1,0 +1,138 @@
+"""Compare: accuracy and cost of every baseline and evaluation, per-class F1, what optimizations cost, paired tests."""
+
+import streamlit as st
+
+from core import charts
+from core.errors import StudioError
+from ui import data, routing, state
+from ui.frames import (
+    chart_frame,
+    distinct,
+    filter_runs,
+    latest_optimization,
+    latest_per_label,
+    linked_evaluations,
+    most_expensive,
+    optimization_frame,
+    paired_summary,
+    per_label_frame,
+    run_choice_label,
+)
+from ui.widgets import pct, studio_errors, usd
+
+KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after evaluations of optimizations"}
+
+routing.require_app(__file__)
+st.title("Compare")
+with studio_errors(stop=True):
+    runs = data.runs_table()
+if runs.empty:
+    st.info("No runs yet: run baselines or an optimization first.")
+    st.page_link("pages/baselines.py", label="Run baselines", icon=":material/straighten:")
+    st.stop()
+
+tasks = distinct(runs, "task")
+current = state.task_ref().task_name
+task = st.selectbox("Task", tasks, index=tasks.index(current) if current in tasks else 0, key="compare.task",
+                    help="Runs are only comparable on the same task (and the same test sizes and seed).")
+scoped = runs[runs["task"] == task]
+
+filters = st.columns([2, 2, 1], vertical_alignment="bottom")
+kinds = filters[0].multiselect("Runs", list(KIND_NAMES), default=list(KIND_NAMES), format_func=KIND_NAMES.get,
+                               key="compare.kinds")
+all_evals = chart_frame(filter_runs(scoped, kinds=kinds or list(KIND_NAMES)))
+models = filters[1].multiselect("Models", distinct(all_evals, "model"), key="compare.models", placeholder="All models")
+newest = filters[2].toggle("Newest per model · program", value=True, key="compare.newest",
+                           help="Off: every run, repeated runs included.")
+frame = filter_runs(all_evals, models=models)
+if newest:
+    frame = latest_per_label(frame)
+
+if frame.empty:
+    st.info("No finished baseline or evaluation runs match.")
+else:
+    cols = st.columns(2)
+    with studio_errors():
+        cols[0].plotly_chart(charts.accuracy_bars(frame), key="compare.chart.accuracy")
+        cols[1].plotly_chart(charts.accuracy_vs_cost(frame), key="compare.chart.cost")
+    with st.expander(f"Table ({len(frame)} runs)"):
+        st.dataframe(frame.drop(columns=["task"]), hide_index=True, key="compare.table", column_config={
+            "accuracy": st.column_config.NumberColumn(format="percent"),
+            "ci_low": st.column_config.NumberColumn(format="percent"),
+            "ci_high": st.column_config.NumberColumn(format="percent"),
+            "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
+            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+        })
+
+    st.subheader("F1 per class")
+    labels = {str(r["run_id"]): run_choice_label(r) for r in frame.to_dict("records")}
+    default = []
+    with studio_errors():
+        if latest_opt := latest_optimization(scoped):
+            default = [rid for rid in linked_evaluations(latest_opt, data.run_tags(latest_opt), runs) if rid in labels]
+    default = default or list(frame.sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
+    picked = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, max_selections=6,
+                            key="compare.per_label.runs")
+    tables, missing = {}, []
+    for rid in picked:
+        try:
+            tables[labels[rid]] = data.artifact_csv(rid, "per_label.csv")
+        except StudioError:
+            missing.append(labels[rid])
+    if missing:
+        st.caption("No per-class table for: " + "; ".join(missing))
+    st.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
+
+st.subheader("Optimizations")
+opts = optimization_frame(scoped)
+if opts.empty:
+    st.info(f"No optimization of task {task} yet.")
+    st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
+    st.stop()
+st.plotly_chart(charts.optimization_cost_split(opts), key="compare.chart.opt_cost")
+
+opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + opts["run_id"].str[:8], strict=True))
+opt_id = st.selectbox("Optimization", list(opt_labels), format_func=opt_labels.get, key="compare.opt")
+opt_row = opts[opts["run_id"] == opt_id].iloc[0]
+with studio_errors(stop=True):
+    original_id, optimized_id = linked_evaluations(opt_id, data.run_tags(opt_id), runs)
+if not original_id or not optimized_id:
+    st.info("This optimization has no before/after test evaluations (it was cancelled, failed, or is still running).")
+    st.stop()
+
+st.markdown("**Original vs optimized on the same test examples**")
+with studio_errors():
+    summary = paired_summary(data.artifact_csv(original_id, "records.csv"),
+                             data.artifact_csv(optimized_id, "records.csv"))
+    cols = st.columns(4)
+    cols[0].metric("Accuracy before", pct(summary["accuracy_before"]))
+    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts")
+    cols[2].metric("95% interval of the gain", f"{summary['ci_low'] * 100:+.1f} to {summary['ci_high'] * 100:+.1f} pts",
+                   help=f"Paired bootstrap over the {int(summary['n'])} examples; p = {summary['p_bootstrap']:.3f}")
+    cols[3].metric("McNemar exact p", f"{summary['p_mcnemar']:.3f}")
+    st.caption(f"Only the optimized program is right on {int(summary['after_only'])} examples, only the original on "
+               f"{int(summary['before_only'])} (n = {int(summary['n'])}). A p-value under 0.05 means the difference "
+               "is unlikely to be chance on examples like these.")
+
+st.markdown("**When does the optimization pay for itself?**")
+references = latest_per_label(all_evals)
+references = references[references["run_id"] != optimized_id]
+optimized_rows = runs[runs["run_id"] == optimized_id]
+if references.empty or optimized_rows.empty:
+    st.caption("Run a baseline of a more expensive model to see when the optimized student pays back.")
+    st.stop()
+ref_labels = {str(r["run_id"]): run_choice_label(r) for r in references.to_dict("records")}
+default_ref = most_expensive(references) or next(iter(ref_labels))
+ref_id = st.selectbox("Instead of", list(ref_labels), index=list(ref_labels).index(default_ref),
+                      format_func=ref_labels.get, key="compare.reference",
+                      help="The model you would otherwise use (usually the expensive one).")
+reference, optimized = references[references["run_id"] == ref_id].iloc[0], optimized_rows.iloc[0]
+with studio_errors():
+    fig = charts.break_even_chart(
+        float(opt_row["optimization_cost_usd"]), float(reference["cost_per_1k"]), float(optimized["cost_per_1k"]),
+        labels=(f"{reference['label']}", f"{optimized['model']} · optimized (incl. optimization)"),
+    )
+    st.plotly_chart(fig, key="compare.chart.break_even")
+    st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at {pct(reference['accuracy'])}; "
+               f"optimized student: {usd(optimized['cost_per_1k'])} per 1k at {pct(optimized['accuracy'])}; "
+               f"the optimization cost {usd(opt_row['optimization_cost_usd'])}.")

@@ -1,0 +1,107 @@
+"""History: every run (filterable) with its details, and every background job."""
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from ui import data, routing
+from ui.frames import HISTORY_COLUMNS, distinct, filter_runs, run_choices
+from ui.widgets import pct, studio_errors, usd
+
+routing.require_app(__file__)
+st.title("History")
+where = data.settings()
+st.caption(f"Every run is an MLflow run. To browse them in MLflow's own UI: "
+           f"`mlflow ui --backend-store-uri {where.tracking_uri}`")
+
+runs_tab, jobs_tab = st.tabs(["Runs", "Jobs"])
+
+with runs_tab:
+    with studio_errors(stop=True):
+        runs = data.runs_table()
+    if runs.empty:
+        st.info("No runs yet.")
+    else:
+        cols = st.columns(4)
+        kinds = cols[0].multiselect("Kind", distinct(runs, "kind"), key="history.kinds", placeholder="Any kind",
+                                    persist_state="session")
+        tasks = cols[1].multiselect("Task", distinct(runs, "task"), key="history.tasks", placeholder="Any task",
+                                    persist_state="session")
+        models = cols[2].multiselect("Model", distinct(runs, "model"), key="history.models", placeholder="Any model",
+                                     persist_state="session")
+        statuses = cols[3].multiselect("Status", distinct(runs, "status"), key="history.statuses",
+                                       placeholder="Any status", persist_state="session")
+        shown = filter_runs(runs, kinds=kinds, tasks=tasks, models=models, statuses=statuses)
+        st.caption(f"{len(shown)} of {len(runs)} runs")
+        st.dataframe(shown[HISTORY_COLUMNS], hide_index=True, key="history.table", column_config={
+            "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+            "accuracy": st.column_config.NumberColumn(format="percent"),
+            "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
+            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+            "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
+            "optimization_cost_usd": st.column_config.NumberColumn("optimization cost", format="$%.4f"),
+        })
+
+        choices = run_choices(shown.head(1000))
+        run_id = st.selectbox("Details of run", list(choices), index=None, format_func=choices.get,
+                              key="history.run", placeholder="Pick a run to see its details")
+        if run_id:
+            with studio_errors(stop=True):
+                detail = data.run_detail(run_id)
+            info, metrics, params, tags = detail["info"], detail["metrics"], detail["params"], detail["tags"]
+            st.markdown(f"### {info['run_name']}")
+            st.caption(f"`{run_id}` · {info['status']} · kind {tags.get('studio.kind', '?')} · "
+                       f"task {tags.get('studio.task', '?')}")
+            if error := tags.get("studio.error"):
+                st.error(error)
+            mcols = st.columns(4)
+            mcols[0].metric("Accuracy", pct(metrics.get("accuracy", metrics.get("optimized_test_accuracy"))))
+            mcols[1].metric("Examples", int(metrics["n"]) if "n" in metrics else "–")
+            mcols[2].metric("Cost", usd(metrics.get("cost_usd", metrics.get("optimization_cost_usd"))))
+            mcols[3].metric("p50 latency", "–" if "p50_latency_s" not in metrics else f"{metrics['p50_latency_s']:.2f} s")
+            records, per_label, program, prompt = (detail.get(k) for k in ("records", "per_label", "program", "prompt"))
+            tabs = st.tabs(["Records", "Per class", "Prompt", "Metrics", "Params", "Tags"])
+            with tabs[0]:
+                if records is None:
+                    st.caption("No per-example records (an optimization run: its evaluations have them).")
+                else:
+                    wrong_only = st.toggle("Only wrong answers", key="history.wrong_only")
+                    table = records[~records["correct"].astype(bool)] if wrong_only else records
+                    st.dataframe(table, hide_index=True, key="history.records")
+            with tabs[1]:
+                if per_label is None:
+                    st.caption("No per-class table.")
+                else:
+                    st.plotly_chart(charts.per_label_bars(per_label.assign(run_label=info["run_name"])),
+                                    key="history.chart.per_label")
+                    st.dataframe(per_label, hide_index=True)
+            with tabs[2]:
+                if program:
+                    st.markdown("**Instruction**")
+                    st.code(program.get("instruction", ""), language=None, wrap_lines=True)
+                for message in prompt or []:
+                    st.caption(message.get("role", "?"))
+                    st.code(str(message.get("content", "")), language=None, wrap_lines=True)
+                if not program and not prompt:
+                    st.caption("No saved program: see the Prompts page for optimizations.")
+            with tabs[3]:
+                st.dataframe(pd.DataFrame(sorted(metrics.items()), columns=["metric", "value"]), hide_index=True)
+            with tabs[4]:
+                st.dataframe(pd.DataFrame(sorted(params.items()), columns=["param", "value"]), hide_index=True)
+            with tabs[5]:
+                st.dataframe(pd.DataFrame(sorted((k, v) for k, v in tags.items() if not k.startswith("mlflow.log")),
+                                          columns=["tag", "value"]), hide_index=True)
+
+with jobs_tab:
+    with studio_errors():
+        jobs = data.jobs_table()
+        if jobs.empty:
+            st.info("No background jobs yet.")
+        else:
+            st.dataframe(jobs, hide_index=True, key="history.jobs", column_config={
+                "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                "ended": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+            })
+            st.caption("Watch, cancel or resume a job on the Baselines or Optimize page.")

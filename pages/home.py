@@ -1,0 +1,62 @@
+"""Home: where things are stored, which provider keys are present, counts, and where to start."""
+
+import streamlit as st
+
+from core.settings import KNOWN_KEY_VARS
+from ui import data, routing, state
+from ui.widgets import studio_errors
+
+routing.require_app(__file__)
+st.title("GEPA Studio")
+st.write(
+    "Make a cheap model do the work of an expensive one, and see honestly whether it did: run baselines, "
+    "let DSPy's GEPA rewrite the student's prompt, then compare accuracy and cost and read the prompt diff."
+)
+
+st.subheader("Start here")
+steps = st.columns(3)
+with steps[0], st.container(border=True):
+    st.markdown("**1. Models**  \nPick a cheap *student*, a strong *reflection* model and models to compare.")
+    st.page_link("pages/models.py", label="Choose models", icon=":material/smart_toy:")
+with steps[1], st.container(border=True):
+    st.markdown("**2. Task**  \nThe bundled demo, PubMed sentence roles, or your own CSV / Parquet.")
+    st.page_link("pages/task.py", label="Choose the task", icon=":material/dataset:")
+with steps[2], st.container(border=True):
+    st.markdown("**3. Run**  \nBaselines of several models, then a GEPA optimization of the student.")
+    st.page_link("pages/baselines.py", label="Run baselines", icon=":material/straighten:")
+    st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
+
+ref, spec = state.task_ref(), state.sample()
+st.caption(
+    f"This session: student **{state.student() or 'not chosen'}**, reflection **{state.reflection() or 'not chosen'}**, "
+    f"task **{ref.task_name}** ({spec.train_per_label} train / {spec.val_per_label} validation / "
+    f"{spec.test_per_label} test per label, seed {spec.seed})."
+)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Provider keys")
+    present = data.credentials()
+    for provider, ok in present.items():
+        status = ":green[:material/check_circle: present]" if ok else ":orange[:material/cancel: missing]"
+        st.markdown(f"{provider} (`{KNOWN_KEY_VARS[provider]}`): {status}")
+    st.caption("Keys are read from the environment or `.streamlit/secrets.toml` when a call is made; "
+               "their values are never shown or stored. Local OpenAI-compatible servers need none.")
+
+with right:
+    st.subheader("Runs and jobs")
+    with studio_errors():
+        runs = data.runs_table()
+        counts = runs["kind"].value_counts() if not runs.empty else {}
+        cols = st.columns(4)
+        cols[0].metric("Baselines", int(counts.get("baseline", 0)))
+        cols[1].metric("Optimizations", int(counts.get("optimization", 0)))
+        cols[2].metric("Evaluations", int(counts.get("evaluation", 0)))
+        jobs = data.jobs_table()
+        active = int(jobs["state"].isin(["queued", "running"]).sum()) if not jobs.empty else 0
+        cols[3].metric("Jobs running or queued", active, help=f"{len(jobs)} jobs in total")
+    where = data.settings()
+    st.markdown(f"Runs are MLflow runs in `{where.tracking_uri}`; uploads, jobs and the model catalog "
+                f"live in `{where.data_dir}`.")
+    st.page_link("pages/compare.py", label="Compare runs", icon=":material/bar_chart:")
+    st.page_link("pages/history.py", label="All runs and jobs", icon=":material/history:")

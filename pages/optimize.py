@@ -1,0 +1,149 @@
+"""Optimize: GEPA on the student with the reflection model; budget, estimate, start, live progress, cancel/resume."""
+
+import streamlit as st
+
+from core.errors import StudioError
+from core.models import ModelSpec
+from core.optimize import OptimizeConfig
+from core.tasks import SampleSpec, TaskRef
+from ui import data, routing, state
+from ui.frames import linked_evaluations
+from ui.jobs import job_picker, live_panel, optimize_progress
+from ui.widgets import pct, show_error, studio_errors, usd
+
+BUDGETS = ("light", "medium", "heavy", "custom")
+MODULES = {"predict": "Predict", "cot": "Chain of thought"}
+FEEDBACK = {"rule": "Rule (gold label)", "judge": "Judge (reflection model)"}
+
+
+def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection: ModelSpec) -> OptimizeConfig:
+    """Budget, spending cap and GEPA's options (kept for the session) → an OptimizeConfig."""
+    st.subheader("Budget")
+    cols = st.columns([2, 1, 1])
+    budget = cols[0].segmented_control("Budget", BUDGETS, default="light", required=True, key="optimize.budget",
+                                       persist_state="session",
+                                       help="GEPA's budget in metric calls (one student prediction scored = one call).")
+    calls = None
+    if budget == "custom":
+        calls = cols[1].number_input("Max metric calls", min_value=1, value=200, step=10, key="optimize.max_calls",
+                                     persist_state="session")
+    cap = None
+    if cols[2].toggle("Spending cap", value=False, key="optimize.capped", persist_state="session",
+                      help="Stop (as with Cancel) when student + reflection spend reaches the cap."):
+        cap = cols[2].number_input("Cap ($)", min_value=0.01, value=2.0, step=0.5, format="%.2f", key="optimize.cap",
+                                   persist_state="session")
+    if sample.val_per_label == 0:
+        st.caption("No validation split (0 per label on the Task page): GEPA scores candidates on the train "
+                   "examples. A few validation examples per label give it an honest signal.")
+    with st.expander("Advanced"):
+        cols = st.columns(3)
+        module = cols[0].segmented_control("Program", list(MODULES), default="predict", required=True,
+                                           key="optimize.module", persist_state="session", format_func=MODULES.get)
+        feedback = cols[1].segmented_control("Feedback", list(FEEDBACK), default="rule", required=True,
+                                             key="optimize.feedback", persist_state="session", format_func=FEEDBACK.get,
+                                             help="What GEPA's reflection reads about a wrong answer.")
+        minibatch = cols[2].number_input("Reflection minibatch", min_value=1, value=3, key="optimize.minibatch",
+                                         persist_state="session")
+        cols = st.columns(4)
+        threads = cols[0].number_input("Parallel calls", min_value=1, max_value=64, value=4, key="optimize.threads",
+                                       persist_state="session")
+        seed = cols[1].number_input("GEPA seed", min_value=0, value=0, key="optimize.seed", persist_state="session")
+        use_merge = cols[2].toggle("Merge candidates", value=True, key="optimize.merge", persist_state="session")
+        cache = cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache", persist_state="session")
+    return OptimizeConfig(
+        task_ref=ref, sample=sample, student=student, reflection=reflection, module=module,
+        auto=None if budget == "custom" else budget, max_metric_calls=int(calls) if calls else None,
+        max_cost_usd=float(cap) if cap else None, reflection_minibatch_size=int(minibatch), use_merge=bool(use_merge),
+        threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(cache),
+    )
+
+
+def estimate_and_start(config: OptimizeConfig) -> None:
+    """What the budget implies (or why it cannot run), next to the Start button."""
+    st.subheader("Estimate")
+    estimate = None
+    try:
+        estimate = data.estimate_for(config.to_dict())
+    except StudioError as exc:
+        show_error(exc)
+    if estimate:
+        cols = st.columns(4)
+        cols[0].metric("Metric calls", f"{estimate['metric_calls']:,}")
+        cols[1].metric("Reflection calls", f"{estimate['reflection_calls_low']}–{estimate['reflection_calls_high']}")
+        low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
+        cols[2].metric("Estimated cost", "unknown price" if low is None else f"{usd(low)}–{usd(high)}",
+                       help="From the models' prices and ~4 characters per token; cached answers cost nothing.")
+        cols[3].metric("Estimated student cost", usd(estimate["student_cost_usd"]))
+    if st.button("Start optimization", key="optimize.start", type="primary", icon=":material/auto_fix_high:",
+                 disabled=estimate is None):
+        with studio_errors():
+            state.set_optimize_job(data.job_manager().submit_optimization(config))
+            data.clear_runs()
+            st.toast("Optimization queued: it runs in the background, you can leave this page.",
+                     icon=":material/auto_fix_high:")
+
+
+def result(job_id: str) -> None:
+    """Test accuracy before and after, and what the optimization cost, once the job has succeeded."""
+    job = data.job_manager().get(job_id)
+    if not job.run_id or job.state != "succeeded":
+        return
+    st.subheader("Result")
+    runs = data.runs_table()
+    row = runs[runs["run_id"] == job.run_id]
+    if row.empty:
+        st.caption("The result is being written; press Refresh in a few seconds.")
+    else:
+        r = row.iloc[0]
+        before, after = r.get("original_test_accuracy"), r.get("optimized_test_accuracy")
+        known = all(isinstance(v, float) and v == v for v in (before, after))
+        cols = st.columns(3)
+        cols[0].metric("Test accuracy before", pct(before))
+        cols[1].metric("Test accuracy after", pct(after), delta=f"{(after - before) * 100:+.1f} pts" if known else None)
+        cols[2].metric("Optimization cost", usd(r.get("optimization_cost_usd")))
+        original, optimized = linked_evaluations(job.run_id, data.run_tags(job.run_id), runs)
+        st.caption(f"Optimization run `{job.run_id}` · evaluations `{original}` (original) and `{optimized}` (optimized)")
+    cols = st.columns(2)
+    cols[0].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:")
+    cols[1].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:")
+
+
+routing.require_app(__file__)
+st.title("Optimize")
+st.write("GEPA runs the student on training examples, shows its mistakes to the reflection model, and keeps the "
+         "instructions that score best on the validation examples. Then both the original and the optimized "
+         "program are scored on the same test examples.")
+
+ref, sample = state.task_ref(), state.sample()
+student_name, reflection_name = state.student(), state.reflection()
+cols = st.columns(3)
+cols[0].markdown(f"**Student**  \n{student_name or '—'}")
+cols[1].markdown(f"**Reflection**  \n{reflection_name or '—'}")
+cols[2].markdown(f"**Task**  \n{ref.task_name}: {sample.train_per_label} train / {sample.val_per_label} validation / "
+                 f"{sample.test_per_label} test per label")
+cols = st.columns(2)
+cols[0].page_link("pages/models.py", label="Change models", icon=":material/smart_toy:")
+cols[1].page_link("pages/task.py", label="Change the task", icon=":material/dataset:")
+
+if not student_name or not reflection_name:
+    st.info("Choose a student and a reflection model on the Models page first.", icon=":material/smart_toy:")
+else:
+    try:
+        catalog = data.catalog()
+        student, reflection = catalog.get(student_name), catalog.get(reflection_name)
+    except StudioError as exc:
+        show_error(exc)
+    else:
+        estimate_and_start(config_form(ref, sample, student, reflection))
+
+st.subheader("Progress")
+job_picker("optimize", state.optimize_job(), key="optimize.job.w", on_pick=state.set_optimize_job)
+job_id = state.optimize_job()
+if not job_id:
+    st.caption("No optimization in this session yet.")
+    st.stop()
+if not live_panel(job_id, optimize_progress):
+    state.set_optimize_job(None)  # e.g. the data dir changed: say so once, then forget it
+    st.stop()
+with studio_errors():
+    result(job_id)

@@ -1,0 +1,129 @@
+"""Task: the data (demo, PubMed, or an uploaded table), its columns, and per-label sample sizes."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import charts
+from core.data import default_instruction, label_counts, validate_table
+from core.errors import StudioError
+from core.tasks import SampleSpec, TaskRef, save_upload
+from ui import data, routing, state
+from ui.frames import guess_columns, split_label_counts
+from ui.widgets import show_error, studio_errors
+
+KINDS = ("demo", "pubmed", "file")
+KIND_NAMES = {"demo": "Demo (bundled)", "pubmed": "PubMed sentence roles", "file": "Upload a table"}
+
+routing.require_app(__file__)
+st.title("Task")
+st.write("What the models classify. Every baseline and optimization in this session uses the task and sample "
+         "chosen here; the same sizes and seed always give the same examples.")
+
+stored_ref, stored_sample = state.task_ref(), state.sample()
+kind = st.radio("Data", KINDS, index=KINDS.index(stored_ref.kind), format_func=KIND_NAMES.get, horizontal=True,
+                key="task.kind.w")
+
+candidate: TaskRef
+if kind == "demo":
+    st.caption("Invented clinical-trial sentences (60 per label) with the PubMed labels BACKGROUND, OBJECTIVE, "
+               "METHODS, RESULTS, CONCLUSIONS: local and fast, good for a first run.")
+    candidate = TaskRef(kind="demo")
+elif kind == "pubmed":
+    st.caption("Sentences of PubMed RCT abstracts labelled by their role. Empty path: the "
+               "`ml4pubmed/pubmed-text-classification-cased` CSVs from the Hugging Face hub (needs internet, cached "
+               "in the data dir). Or the path of a local copy: that CSV, or PubMed 20k/200k RCT `train.txt`.")
+    same = stored_ref.kind == "pubmed"
+    source = st.text_input("Local PubMed file (optional)", value=stored_ref.source if same else "",
+                           key="task.pubmed.source", placeholder="empty: download from the Hugging Face hub")
+    test_source = st.text_input("Separate test file (optional)", value=stored_ref.test_source if same else "",
+                                key="task.pubmed.test", placeholder="empty: the hub's test split, or the rest of the file")
+    candidate = TaskRef(kind="pubmed", source=source.strip(), test_source=test_source.strip())
+    if candidate != stored_ref and not st.button("Load PubMed", key="task.pubmed.load", type="primary", icon=":material/download:"):
+        st.info("Press **Load PubMed** to read the data (a download can take a while the first time).")
+        st.stop()
+else:
+    uploaded = st.file_uploader("A CSV, TSV, Parquet or PubMed RCT .txt file", key="task.file.w",
+                                type=["csv", "tsv", "txt", "parquet", "gz"])
+    if uploaded is not None:
+        previous = state.upload()
+        if previous is None or previous.get("file_id") != uploaded.file_id:
+            with studio_errors(stop=True):
+                path = save_upload(uploaded.getvalue(), uploaded.name, data.settings())
+            state.set_upload({"file_id": uploaded.file_id, "filename": uploaded.name, "path": str(path)})
+    current = state.upload()
+    if current is None and stored_ref.kind == "file":
+        current = {"file_id": "", "filename": Path(stored_ref.source).name, "path": stored_ref.source}
+    if current is None:
+        st.info("Upload a table with one text column and one label column.")
+        st.stop()
+    st.caption(f"File: `{current['filename']}` (kept in the data dir so background jobs can reread it)")
+    with studio_errors(stop=True):
+        table = data.read_upload(current["path"])
+    columns = [str(c) for c in table.columns]
+    guess_text, guess_label = guess_columns(table)
+    keep = stored_ref.kind == "file" and stored_ref.source == current["path"]
+    text_default = stored_ref.text_column if keep and stored_ref.text_column in columns else guess_text
+    label_default = stored_ref.label_column if keep and stored_ref.label_column in columns else guess_label
+    cols = st.columns(3)
+    text_column = cols[0].selectbox("Text column", columns, index=columns.index(text_default), key="task.file.text")
+    label_column = cols[1].selectbox("Label column", columns, index=columns.index(label_default),
+                                     key="task.file.label")
+    name = cols[2].text_input("Task name", value=stored_ref.name if keep else "", key="task.file.name",
+                              placeholder=Path(current["filename"]).stem, help="Names the MLflow experiment.")
+    with studio_errors(stop=True):
+        warnings = validate_table(table, text_column=text_column, label_column=label_column)
+    for warning in warnings:
+        st.warning(warning, icon=":material/warning:")
+    candidate = TaskRef(kind="file", source=current["path"], text_column=text_column, label_column=label_column,
+                        name=name.strip() or Path(current["filename"]).stem)
+
+st.subheader("Sample per label")
+cols = st.columns(4)
+train = cols[0].number_input("Train", min_value=1, value=stored_sample.train_per_label, step=1, key="task.train",
+                             help="Examples per label GEPA learns from (its reflection minibatches come from here).")
+val = cols[1].number_input("Validation", min_value=0, value=stored_sample.val_per_label, step=1, key="task.val",
+                           help="Examples per label GEPA scores candidates on; 0 means it uses the train examples.")
+test = cols[2].number_input("Test", min_value=1, value=stored_sample.test_per_label, step=1, key="task.test",
+                            help="Examples per label every baseline and the before/after evaluation are scored on.")
+seed = cols[3].number_input("Seed", min_value=0, value=stored_sample.seed, step=1, key="task.seed")
+
+try:
+    spec = SampleSpec(int(train), int(val), int(test), int(seed))
+    task, splits = data.prepared(candidate.to_dict(), spec.to_dict())
+    _, full, test_table = data.task_tables(candidate.to_dict())
+except StudioError as exc:
+    show_error(exc)
+    st.caption(f"Still selected: **{stored_ref.task_name}** ({stored_sample.train_per_label} train / "
+               f"{stored_sample.val_per_label} validation / {stored_sample.test_per_label} test per label).")
+    st.stop()
+
+state.set_task(candidate, spec)
+sizes = splits.sizes()
+st.success(f"Using **{task.name}** for baselines and optimization: {sizes['train']} train, {sizes['val']} validation, "
+           f"{sizes['test']} test examples over {len(task.labels)} labels.", icon=":material/check_circle:")
+
+cols = st.columns(4)
+cols[0].metric("Labels", len(task.labels))
+cols[1].metric("Rows available", len(full) + (len(test_table) if test_table is not None else 0))
+cols[2].metric("Train / validation", f"{sizes['train']} / {sizes['val']}")
+cols[3].metric("Test", sizes["test"])
+
+chart_cols = st.columns(2)
+split_tables = {"train": splits.train, "validation": splits.val, "test": splits.test}
+chart_cols[0].plotly_chart(charts.label_distribution(split_label_counts(split_tables, task.label_column),
+                                                     title="Sampled examples per label"), key="task.chart.splits")
+chart_cols[1].plotly_chart(charts.label_distribution(label_counts(full, task.label_column),
+                                                     title="All rows per label (source table)"), key="task.chart.all")
+
+st.subheader("Preview")
+tabs = st.tabs(["Train", "Validation", "Test", "Source table"])
+shown = [task.text_column, task.label_column]
+for tab, frame in zip(tabs, (splits.train, splits.val, splits.test, full.head(500)), strict=True):
+    with tab:
+        if frame is None or frame.empty:
+            st.caption("No validation split: GEPA scores candidates on the train examples.")
+        else:
+            st.dataframe(frame[shown], hide_index=True)
+with st.expander("Starting instruction (what GEPA begins from)"):
+    st.code(task.instruction or default_instruction(task), language=None, wrap_lines=True)

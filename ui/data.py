@@ -1,0 +1,170 @@
+"""The one place that caches: stores and clients as resources, queries as data with a short TTL.
+
+``cache_resource`` holds objects shared by every session (settings, the MLflow-backed run store,
+the job manager); they are never mutated here. ``cache_data`` getters return DataFrames and plain
+dicts (a fresh copy per call). The sidebar's Refresh button calls :func:`clear_caches`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.jobs import JobManager
+from core.models import ModelCatalog, ModelSpec
+from core.settings import Settings, credential_status, load_settings
+from core.store import RunStore
+
+# Reading an artifact would otherwise draw a tqdm bar in the terminal on every page view.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+RUNS_TTL_S = 10  # a finished background job shows up within this long (Refresh: at once)
+JOBS_TTL_S = 2
+ARTIFACT_TTL_S = 600  # artifacts of a finished run never change
+
+
+# Resources ---------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    """Where runs, jobs and the model catalog live (read once from the environment / secrets.toml)."""
+    return load_settings().ensure()
+
+
+@st.cache_resource(show_spinner="Opening the run store…")
+def run_store() -> RunStore:
+    return RunStore(settings())
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager() -> JobManager:
+    return JobManager(settings())
+
+
+def clear_caches() -> None:
+    """Forget every cached query and resource (the Refresh button)."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def clear_runs() -> None:
+    """Forget the cached run and job tables (after a job finishes)."""
+    runs_table.clear()
+    jobs_table.clear()
+
+
+def credentials() -> dict[str, bool]:
+    """Provider → is its key present? (Never the value.)"""
+    return credential_status()
+
+
+def catalog() -> ModelCatalog:
+    """The shared model catalog, read fresh: another session may have just added a model."""
+    return ModelCatalog.load(settings().catalog_path)
+
+
+# Runs and jobs -----------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=RUNS_TTL_S, show_spinner="Loading runs…")
+def runs_table(kind: str | None = None) -> pd.DataFrame:
+    """Every run (or those of one kind), newest first; columns ``core.store.RUN_COLUMNS``."""
+    return run_store().list_runs(kind=kind)  # type: ignore[arg-type]
+
+
+@st.cache_data(ttl=JOBS_TTL_S, show_spinner=False)
+def jobs_table() -> pd.DataFrame:
+    return job_manager().frame()
+
+
+@st.cache_data(ttl=60, show_spinner="Loading the run…")
+def run_detail(run_id: str) -> dict[str, Any]:
+    """Params, metrics, tags, records, program, prompt and per-label table of one run, plus ``info``."""
+    from core.baseline import load_run_detail
+
+    detail = load_run_detail(run_store(), run_id)
+    run = detail.pop("run")
+    detail["info"] = {
+        "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status,
+        "start_time": run.info.start_time, "end_time": run.info.end_time,
+    }
+    detail["artifacts"] = run_store().list_artifacts(run_id)
+    return detail
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def run_tags(run_id: str) -> dict[str, str]:
+    return dict(run_store().get_run(run_id).data.tags)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
+def artifact_csv(run_id: str, name: str) -> pd.DataFrame:
+    return run_store().read_csv(run_id, name)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
+def artifact_json(run_id: str, name: str) -> Any:
+    return run_store().read_json(run_id, name)
+
+
+# Tasks -------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Reading the file…")
+def read_upload(path: str) -> pd.DataFrame:
+    from core.data import read_table
+
+    return read_table(path)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Loading the task…")
+def task_tables(ref: dict[str, Any]) -> tuple[Any, pd.DataFrame, pd.DataFrame | None]:
+    """(Task, cleaned train table, optional test table) of a TaskRef dict."""
+    from core.tasks import TaskRef, load_tables
+
+    return load_tables(TaskRef.from_dict(ref), settings())
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Sampling the splits…")
+def prepared(ref: dict[str, Any], sample: dict[str, Any]) -> tuple[Any, Any]:
+    """(Task, Splits) of a TaskRef dict and a SampleSpec dict."""
+    from core.tasks import SampleSpec, TaskRef, prepare
+
+    return prepare(TaskRef.from_dict(ref), SampleSpec.from_dict(sample), settings())
+
+
+# Models and optimization -------------------------------------------------------------------
+
+
+@st.cache_data(ttl=3600, show_spinner="Looking up prices…")
+def price_of(spec: dict[str, Any]) -> dict[str, Any]:
+    """{input_per_m, output_per_m, source} of a ModelSpec dict."""
+    from core.models import resolve_price
+
+    price = resolve_price(ModelSpec.from_dict(spec))
+    return {"input_per_m": price.input_per_m, "output_per_m": price.output_per_m, "source": price.source}
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Estimating…")
+def estimate_for(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate an OptimizeConfig dict against its task (ConfigError if it cannot run), then estimate it."""
+    from core.optimize import OptimizeConfig, estimate
+
+    cfg = OptimizeConfig.from_dict(config)
+    task, splits = prepared(cfg.task_ref.to_dict(), cfg.sample.to_dict())
+    cfg.validate(splits, task)
+    return estimate(cfg, task, splits).to_dict()
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
+def rendered_prompt(program_json: str, text: str) -> list[dict[str, Any]]:
+    """The messages a saved program sends for one input text."""
+    from core.program import program_from_dict, render_prompt
+
+    program, task = program_from_dict(json.loads(program_json))
+    return render_prompt(program, {task.input_field: text})

@@ -1,0 +1,69 @@
+"""Small Streamlit pieces shared by the pages: errors as messages, labels, money and job states."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core.errors import StudioError
+
+logger = logging.getLogger(__name__)
+
+JOB_STATE_ICONS = {  # Material icons: Streamlit renders them in markdown and labels with its own font
+    "queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
+    "failed": ":material/error:", "cancelled": ":material/stop_circle:", "interrupted": ":material/warning:",
+}
+
+
+def show_error(exc: BaseException) -> None:
+    """A core error as ``st.error`` (what went wrong) and a caption (how to fix it); never a traceback."""
+    if isinstance(exc, StudioError):
+        st.error(exc.message, icon=":material/error:")
+        if exc.hint:
+            st.caption(exc.hint)
+    else:
+        st.error(f"Something went wrong: {type(exc).__name__}: {exc}", icon=":material/error:")
+        st.caption("This is a bug or an unexpected environment problem; the terminal running Streamlit has the details.")
+
+
+@contextmanager
+def studio_errors(stop: bool = False) -> Iterator[None]:
+    """Show any error raised inside the block as a message; with ``stop``, end the page there.
+
+    Streamlit's own control flow (``st.stop``, ``st.rerun``) derives from BaseException and passes through.
+    """
+    try:
+        yield
+    except StudioError as exc:
+        show_error(exc)
+        if stop:
+            st.stop()
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure is still a message, not a traceback
+        logger.exception("unexpected error on a page")
+        show_error(exc)
+        if stop:
+            st.stop()
+
+
+def usd(value: float | None, digits: int = 4) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"${value:,.{digits}f}" if abs(value) < 1 else f"${value:,.2f}"
+
+
+def pct(value: float | None) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{value * 100:.1f}%"
+
+
+def job_state(state: str) -> str:
+    """A job state with its icon, for markdown."""
+    return f"{JOB_STATE_ICONS.get(state, '')} {state}".strip()
+
+
+def key_status(present: bool) -> str:
+    return "present" if present else "missing"
