@@ -62,17 +62,30 @@ def seed(settings, n: int) -> None:  # noqa: ANN001
 
 
 def time_pages(pages: list[str]) -> dict[str, float]:
+    """Each page as a warm server runs it: app.py (routing, sidebar) then the page, with cold caches."""
+    import streamlit as st
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False  # AppTest would start in legacy pages/ mode (see ui.routing)
+
+    PagesManager.__init__ = init
     out = {}
     for page in pages:
+        st.cache_data.clear()
+        st.cache_resource.clear()
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-        at.run()
         start = time.perf_counter()
         at.switch_page(page).run()
         out[page] = time.perf_counter() - start
         if at.exception:
             raise SystemExit(f"{page} raised: {at.exception[0].message}")
+        if not at.title or at.title[0].value != Path(page).stem.title():
+            raise SystemExit(f"{page} did not render its own page (title {[t.value for t in at.title]})")
     return out
 
 

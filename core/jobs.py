@@ -405,7 +405,8 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
             state["phase"] = "done"
             state["runs"] = {o.spec.name: {"run_id": o.run_id, "error": o.error} for o in outcomes}
             sink(state)
-            errors = [f"{o.spec.name}: {o.error}" for o in outcomes if o.error]
+            errors = [o.error if o.error.startswith(o.spec.name) else f"{o.spec.name}: {o.error}"
+                      for o in outcomes if o.error]
             cancelled = should_stop()
             manager.finish(job_id, "cancelled" if cancelled else ("failed" if errors and len(errors) == len(specs) else "succeeded"),
                            error="; ".join(errors) or None)
