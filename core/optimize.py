@@ -12,7 +12,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict
 
@@ -555,6 +555,3 @@ def run_optimization(
     result.progress = callback.state
     return result
 
-
-def replace_budget(config: OptimizeConfig, **kw: Any) -> OptimizeConfig:
-    return replace(config, **kw)

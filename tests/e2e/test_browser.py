@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from tests.stub_server import StubLLMServer, gepa_responder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +27,6 @@ SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", ROOT / "test-output" / "e2e"))
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                                   reason="needs Debian's chromium (apt-get install chromium)")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
