@@ -15,7 +15,7 @@ import re
 import unicodedata
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -148,14 +148,7 @@ def pubmed_task(source: str = "") -> Task:
 
 def demo_task() -> Task:
     """The bundled demo task: invented clinical-trial sentences with the PubMed labels."""
-    return Task(
-        name="demo",
-        text_column="description",
-        label_column="target",
-        labels=PUBMED_LABELS,
-        label_descriptions=tuple(PUBMED_LABEL_DESCRIPTIONS.items()),
-        source="demo",
-    )
+    return replace(pubmed_task("demo"), name="demo")
 
 
 def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: str, source: str = "") -> Task:

@@ -8,7 +8,7 @@ from core.settings import get_secret
 from ui import data, routing, state
 from ui.frames import chart_frame, latest_per_label
 from ui.jobs import baseline_progress, job_picker, live_panel
-from ui.widgets import studio_errors
+from ui.widgets import run_column_config, studio_errors
 
 routing.require_app(__file__)
 st.title("Baselines")
@@ -75,15 +75,10 @@ st.dataframe(
     baselines[["start_time", "model", "task", "status", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1",
                "n", "cost_usd", "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens", "errors", "run_id"]],
     hide_index=True, key="baselines.table",
-    column_config={
-        "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
-        "accuracy": st.column_config.NumberColumn(format="percent"),
-        "accuracy_ci_low": st.column_config.NumberColumn("CI low", format="percent"),
-        "accuracy_ci_high": st.column_config.NumberColumn("CI high", format="percent"),
-        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
-        "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
-        "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
-        "p50_latency_s": st.column_config.NumberColumn("p50 latency (s)", format="%.2f"),
-    },
+    column_config=run_column_config(
+        accuracy_ci_low=st.column_config.NumberColumn("CI low", format="percent"),
+        accuracy_ci_high=st.column_config.NumberColumn("CI high", format="percent"),
+        p50_latency_s=st.column_config.NumberColumn("p50 latency (s)", format="%.2f"),
+    ),
 )
 st.page_link("pages/compare.py", label="Compare with optimized programs", icon=":material/bar_chart:")

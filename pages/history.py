@@ -6,7 +6,7 @@ import streamlit as st
 from core import charts
 from ui import data, routing
 from ui.frames import HISTORY_COLUMNS, distinct, filter_runs, run_choices
-from ui.widgets import pct, studio_errors, usd
+from ui.widgets import pct, run_column_config, studio_errors, usd
 
 routing.require_app(__file__)
 st.title("History")
@@ -33,14 +33,9 @@ with runs_tab:
                                        placeholder="Any status", persist_state="session")
         shown = filter_runs(runs, kinds=kinds, tasks=tasks, models=models, statuses=statuses)
         st.caption(f"{len(shown)} of {len(runs)} runs")
-        st.dataframe(shown[HISTORY_COLUMNS], hide_index=True, key="history.table", column_config={
-            "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
-            "accuracy": st.column_config.NumberColumn(format="percent"),
-            "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
-            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
-            "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
-            "optimization_cost_usd": st.column_config.NumberColumn("optimization cost", format="$%.4f"),
-        })
+        st.dataframe(shown[HISTORY_COLUMNS], hide_index=True, key="history.table", column_config=run_column_config(
+            optimization_cost_usd=st.column_config.NumberColumn("optimization cost", format="$%.4f"),
+        ))
 
         choices = run_choices(shown.head(1000))
         run_id = st.selectbox("Details of run", list(choices), index=None, format_func=choices.get,

@@ -67,3 +67,15 @@ def job_state(state: str) -> str:
 
 def key_status(present: bool) -> str:
     return "present" if present else "missing"
+
+
+def run_column_config(**extra: object) -> dict[str, object]:
+    """Column formats for tables of runs (core.store.RUN_COLUMNS), plus page-specific ones."""
+    return {
+        "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+        "accuracy": st.column_config.NumberColumn(format="percent"),
+        "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
+        "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+        "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
+        **extra,
+    }

@@ -4,14 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.core.test_cli import run_cli
-from tests.ports import free_port
+from tests.ports import free_port, wait_http
 from tests.scenario import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,14 +26,7 @@ def mlflow_server(tmp_path):
          str(tmp_path / "server-artifacts")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    if not wait_http(url + "/health", timeout=90, poll=0.5):
         proc.kill()
         pytest.fail("mlflow server did not start")
     yield url

@@ -12,13 +12,11 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port
+from tests.ports import free_port, wait_http
 from tests.stub_server import StubLLMServer, gepa_responder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,13 +38,7 @@ def app_url(tmp_path):
                              "--server.port", str(port), "--browser.gatherUsageStats", "false"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    assert wait_http(url + "/_stcore/health", timeout=60), (tmp_path / "streamlit.log").read_text()
     yield url
     proc.terminate()
     proc.wait(10)
