@@ -204,8 +204,9 @@ def evaluate(
     path = Path(records_path) if records_path else None
     if path and resume:
         for row in read_records(path).to_dict("records"):
-            done[int(row["idx"])] = EvalRecord(**{k: (None if pd.isna(v) else v) if not isinstance(v, (bool, str)) else v
-                                                  for k, v in row.items()})
+            rec = EvalRecord(**{k: None if pd.isna(v) else v for k, v in row.items()})  # NaN: a missing value
+            rec.idx = int(rec.idx)
+            done[rec.idx] = rec
     elif path and path.exists():
         path.unlink()
     todo = [(i, ex) for i, ex in enumerate(examples) if i not in done]
