@@ -5,7 +5,7 @@ Start it with ``streamlit run app.py``.
 
 import streamlit as st
 
-from ui import data, routing, state
+from ui import cache, routing, state
 from ui.widgets import studio_errors
 
 st.set_page_config(page_title="GEPA Studio", page_icon="🧬", layout="wide")
@@ -26,10 +26,10 @@ page = st.navigation(PAGES)
 routing.open_requested_page()
 
 with studio_errors(stop=True):  # nothing works without knowing where runs live
-    where = data.settings()
+    where = cache.settings()
 with st.sidebar:
     st.caption(f"Runs: `{where.tracking_uri}`  \nData: `{where.data_dir}`")
-    st.button("Refresh", key="app.refresh", icon=":material/refresh:", on_click=data.clear_caches,
+    st.button("Refresh", key="app.refresh", icon=":material/refresh:", on_click=cache.clear_caches,
               help="Reload runs, jobs and the model catalog now (they refresh on their own every few seconds).")
 
 page.run()

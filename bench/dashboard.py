@@ -24,7 +24,7 @@ from _common import ROOT
 PAGE_TARGET_S, COLD_TARGET_S = 2.0, 5.0
 
 
-def seed(settings, n: int) -> None:  # noqa: ANN001
+def seed(settings, n: int) -> None:
     """n runs: baselines of 5 models, and optimizations with their two evaluation runs."""
     from core.store import TAG, RunStore
 
@@ -69,7 +69,7 @@ def time_pages(pages: list[str]) -> dict[str, float]:
 
     original = PagesManager.__init__
 
-    def init(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         PagesManager.uses_pages_directory = False  # AppTest would start in legacy pages/ mode (see ui.routing)
 
@@ -90,7 +90,7 @@ def time_pages(pages: list[str]) -> dict[str, float]:
 
 
 def time_core() -> dict[str, float]:
-    from core import charts
+    from core.analytics import charts
     from core.settings import load_settings
     from core.store import RunStore
 

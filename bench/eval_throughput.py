@@ -14,10 +14,10 @@ N, LATENCY, THREADS = 500, 0.1, 16
 
 
 def main() -> None:
-    from core.data import table_task
     from core.evaluate import evaluate
     from core.models import openai_compatible
     from core.program import make_program, to_examples
+    from core.tasks import table_task
 
     df = sentences(N)
     task = table_task(df, text_column="description", label_column="target", name="bench")

@@ -30,20 +30,20 @@ class Timer:
         self.proposals = 0
         self.t0 = self.t1 = 0.0
 
-    def on_optimization_start(self, event):  # noqa: ANN001, ANN201
+    def on_optimization_start(self, event):
         self.t0 = time.perf_counter()
 
-    def on_optimization_end(self, event):  # noqa: ANN001, ANN201
+    def on_optimization_end(self, event):
         self.t1 = time.perf_counter()
 
-    def on_evaluation_start(self, event):  # noqa: ANN001, ANN201
+    def on_evaluation_start(self, event):
         self.batches.append(int(event["batch_size"]))
 
-    def on_proposal_start(self, event):  # noqa: ANN001, ANN201
+    def on_proposal_start(self, event):
         self.proposals += 1
 
 
-def setup(tmp: Path, url: str):  # noqa: ANN201
+def setup(tmp: Path, url: str):
     from core.models import openai_compatible
     from core.optimize import OptimizeConfig
     from core.settings import load_settings
@@ -60,7 +60,7 @@ def setup(tmp: Path, url: str):  # noqa: ANN201
     return settings, config
 
 
-def overhead(tmp: Path, stub) -> float:  # noqa: ANN001
+def overhead(tmp: Path, stub) -> float:
     from core.optimize import run_optimization
     from core.store import RunStore
 
@@ -68,7 +68,7 @@ def overhead(tmp: Path, stub) -> float:  # noqa: ANN001
     arrivals: list[float] = []
     inner = stub.responder
 
-    def timed(model, messages, body):  # noqa: ANN001, ANN202
+    def timed(model, messages, body):
         arrivals.append(time.perf_counter())
         return inner(model, messages, body)
 

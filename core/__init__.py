@@ -1,7 +1,7 @@
 """GEPA Studio's engine: tasks, models, evaluation, cost, the MLflow run store, GEPA jobs and charts.
 
-Importing ``core`` sets two environment defaults before DSPy or LiteLLM load: LiteLLM uses its
-bundled price map (no 5 s fetch at import; see core.settings), and DSPy's response cache lives in
+This is the one place that sets environment defaults, before DSPy, LiteLLM or MLflow load: LiteLLM uses its
+bundled price map (no 5 s fetch at import), MLflow draws no progress bar per artifact read, and DSPy's response cache lives in
 the data dir (``<data dir>/dspy-cache``) unless ``DSPY_CACHEDIR`` is set.
 """
 

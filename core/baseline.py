@@ -10,13 +10,12 @@ from typing import Any, Callable
 import dspy
 import pandas as pd
 
-from core.data import Splits, Task
 from core.errors import StudioError
 from core.evaluate import EvalRecord, EvalResult, evaluate, read_records
 from core.models import ModelSpec
 from core.program import fingerprint, make_program, program_to_dict, prompt_text, render_prompt, to_examples
 from core.store import TAG, RunKind, RunStore
-from core.tasks import SampleSpec, TaskRef, prepare, split_fingerprint
+from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
 
 logger = logging.getLogger(__name__)
 

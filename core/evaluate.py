@@ -20,11 +20,11 @@ from typing import Any, Callable
 import dspy
 import pandas as pd
 
-from core import stats
-from core.data import Task
+from core.analytics import stats
 from core.errors import ProviderError
 from core.metric import normalize_label
 from core.models import ModelSpec, Price, build_lm, classify_error, redact, resolve_price
+from core.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def evaluate(
     total = len(examples)
     lock = threading.Lock()
     local = threading.local()
-    sink = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - closed in finally
+    sink = open(path, "a", encoding="utf-8") if path else None  # closed in finally
     systemic: list[EvalRecord] = []
     successes = 0
 

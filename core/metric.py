@@ -7,7 +7,7 @@ from typing import Any, Callable, Literal
 
 import dspy
 
-from core.data import Task
+from core.tasks import Task
 
 logger = logging.getLogger(__name__)
 

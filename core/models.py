@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from core import settings as _settings  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP first)
 from core.errors import ModelError, ProviderError
-from core.settings import get_secret
+from core.settings import PROVIDERS, get_secret
 
 logger = logging.getLogger(__name__)
 
@@ -132,25 +131,24 @@ def resolve_price(spec: ModelSpec) -> Price:
 
 # Presets -------------------------------------------------------------------------------------
 
+
+def _preset(name: str, model: str, provider: str, **kw: Any) -> ModelSpec:
+    return ModelSpec(name, model, provider, api_key_env=PROVIDERS[provider].key_env, **kw)
+
+
 PRESETS: tuple[ModelSpec, ...] = (
-    ModelSpec("gpt-oss-20b (Databricks)", "databricks/databricks-gpt-oss-20b", "databricks", api_key_env="DATABRICKS_TOKEN"),
-    ModelSpec("gpt-oss-120b (Databricks)", "databricks/databricks-gpt-oss-120b", "databricks", api_key_env="DATABRICKS_TOKEN"),
-    ModelSpec("claude-sonnet-4 (Databricks)", "databricks/databricks-claude-sonnet-4", "databricks", api_key_env="DATABRICKS_TOKEN"),
-    ModelSpec("claude-sonnet-4-5 (Databricks)", "databricks/databricks-claude-sonnet-4-5", "databricks", api_key_env="DATABRICKS_TOKEN"),
-    ModelSpec("gpt-4o-mini", "openai/gpt-4o-mini", "openai", api_key_env="OPENAI_API_KEY"),
-    ModelSpec("gpt-4.1-mini", "openai/gpt-4.1-mini", "openai", api_key_env="OPENAI_API_KEY"),
-    ModelSpec("gpt-5-mini", "openai/gpt-5-mini", "openai", api_key_env="OPENAI_API_KEY", temperature=1.0, max_tokens=16000),
-    ModelSpec("claude-haiku-4-5", "anthropic/claude-haiku-4-5", "anthropic", api_key_env="ANTHROPIC_API_KEY"),
-    ModelSpec("claude-sonnet-4-5", "anthropic/claude-sonnet-4-5", "anthropic", api_key_env="ANTHROPIC_API_KEY"),
+    _preset("gpt-oss-20b (Databricks)", "databricks/databricks-gpt-oss-20b", "databricks"),
+    _preset("gpt-oss-120b (Databricks)", "databricks/databricks-gpt-oss-120b", "databricks"),
+    _preset("claude-sonnet-4 (Databricks)", "databricks/databricks-claude-sonnet-4", "databricks"),
+    _preset("claude-sonnet-4-5 (Databricks)", "databricks/databricks-claude-sonnet-4-5", "databricks"),
+    _preset("gpt-4o-mini", "openai/gpt-4o-mini", "openai"),
+    _preset("gpt-4.1-mini", "openai/gpt-4.1-mini", "openai"),
+    _preset("gpt-5-mini", "openai/gpt-5-mini", "openai", temperature=1.0, max_tokens=16000),
+    _preset("claude-haiku-4-5", "anthropic/claude-haiku-4-5", "anthropic"),
+    _preset("claude-sonnet-4-5", "anthropic/claude-sonnet-4-5", "anthropic"),
 )
 
-PROVIDER_HELP: dict[str, str] = {
-    "databricks": "Set DATABRICKS_TOKEN and DATABRICKS_API_BASE (https://<workspace>/serving-endpoints).",
-    "openai": "Set OPENAI_API_KEY.",
-    "anthropic": "Set ANTHROPIC_API_KEY.",
-    "openai-compatible": "Give the server's base URL, e.g. http://localhost:11434/v1 (Ollama), "
-    "http://localhost:8000/v1 (vLLM), http://localhost:8080/v1 (llama.cpp), http://localhost:1234/v1 (LM Studio).",
-}
+PROVIDER_HELP: dict[str, str] = {name: p.help for name, p in PROVIDERS.items()}
 
 
 def openai_compatible(name: str, model_id: str, api_base: str, **kw: Any) -> ModelSpec:
@@ -159,7 +157,7 @@ def openai_compatible(name: str, model_id: str, api_base: str, **kw: Any) -> Mod
 
 
 def _get_json(url: str, timeout: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (user-given http URL)
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # a user-given http URL
         return json.loads(resp.read().decode("utf-8"))
 
 

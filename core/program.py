@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import dspy
 
-from core.data import Task, default_instruction
 from core.errors import ConfigError
+from core.tasks import Task, default_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,6 @@ def predictors(program: dspy.Module) -> list[tuple[str, dspy.Predict]]:
 def get_instruction(program: dspy.Module) -> str:
     """The instruction of the program's (first) predictor."""
     return predictors(program)[0][1].signature.instructions
-
-
-def with_instruction(program: dspy.Module, instruction: str) -> dspy.Module:
-    """A copy of ``program`` whose predictors use ``instruction``."""
-    new = program.deepcopy()
-    for _, pred in new.named_predictors():
-        pred.signature = pred.signature.with_instructions(instruction)
-    return new
 
 
 def module_type(program: dspy.Module) -> ModuleType:

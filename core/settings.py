@@ -20,19 +20,31 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-# Must be set before litellm is imported anywhere (see module docstring).
-if os.environ.get("GEPA_STUDIO_ONLINE_PRICES", "").lower() not in ("1", "true", "yes"):
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 DEFAULT_DATA_DIR = ".gepa-studio"
 SECRETS_PATH = Path(".streamlit") / "secrets.toml"
 
-# The credentials the presets know, by environment variable name.
-KNOWN_KEY_VARS: dict[str, str] = {
-    "OpenAI": "OPENAI_API_KEY",
-    "Anthropic": "ANTHROPIC_API_KEY",
-    "Databricks": "DATABRICKS_TOKEN",
-}
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A kind of model provider: how people call it, the variable that holds its key, how to set it up."""
+
+    name: str  # ModelSpec.provider
+    title: str
+    key_env: str | None  # None: no key needed (a local server)
+    help: str
+
+
+# The one provider -> key-variable table (the CLI, the Models and Home pages and the presets read it).
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (
+    Provider("openai-compatible", "Local / OpenAI-compatible server", None,
+             "Give the server's base URL, e.g. http://localhost:11434/v1 (Ollama), http://localhost:8000/v1 (vLLM), "
+             "http://localhost:8080/v1 (llama.cpp), http://localhost:1234/v1 (LM Studio)."),
+    Provider("databricks", "Databricks", "DATABRICKS_TOKEN",
+             "Set DATABRICKS_TOKEN and DATABRICKS_API_BASE (https://<workspace>/serving-endpoints)."),
+    Provider("openai", "OpenAI", "OPENAI_API_KEY", "Set OPENAI_API_KEY."),
+    Provider("anthropic", "Anthropic", "ANTHROPIC_API_KEY", "Set ANTHROPIC_API_KEY."),
+)}
 
 
 def _secrets(path: Path | None = None) -> dict[str, object]:
@@ -92,5 +104,5 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
 
 
 def credential_status() -> dict[str, bool]:
-    """For each known provider: is its credential present? (Never the value.)"""
-    return {provider: get_secret(var) is not None for provider, var in KNOWN_KEY_VARS.items()}
+    """For each provider that needs a key, by name: is its key present? (Never the value.)"""
+    return {p.name: get_secret(p.key_env) is not None for p in PROVIDERS.values() if p.key_env}

@@ -64,7 +64,7 @@ class RunStore:
             location = (self.settings.artifact_root / task_name).as_uri() if self.is_local else None
             try:
                 exp_id = self.client.create_experiment(name, artifact_location=location)
-            except Exception:  # noqa: BLE001 - another process may have created it first
+            except Exception:  # another process may have created it first
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
                     raise
@@ -131,9 +131,6 @@ class RunStore:
                     path.write_text(json.dumps(content, indent=2, default=str), encoding="utf-8")
             self.client.log_artifacts(run_id, str(root))
 
-    def log_file(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
-
     def end_run(self, run_id: str, status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
@@ -175,13 +172,13 @@ class RunStore:
     def get_run(self, run_id: str) -> Any:
         try:
             return self.client.get_run(run_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StoreError(f"No run {run_id!r} in the store at {self.settings.tracking_uri}.") from exc
 
     def download(self, run_id: str, artifact: str, dst: str | Path) -> Path:
         try:
             return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StoreError(f"Run {run_id} has no artifact {artifact!r}.") from exc
 
     def read_text(self, run_id: str, artifact: str) -> str:

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from core import charts
+from core.analytics import charts
 from core.models import PROVIDER_HELP
+from core.runs import chart_frame, latest_per_label
 from core.settings import get_secret
-from ui import data, routing, state
-from ui.frames import chart_frame, latest_per_label
+from ui import cache, routing, state
 from ui.jobs import baseline_progress, job_picker, live_panel
 from ui.widgets import run_column_config, studio_errors
 
@@ -20,7 +20,7 @@ st.caption(f"Task **{ref.task_name}** · {sample.test_per_label} test examples p
 st.page_link("pages/task.py", label="Change the task", icon=":material/dataset:")
 
 with studio_errors(stop=True):
-    catalog = data.catalog()
+    catalog = cache.catalog()
 names = catalog.names()
 chosen = st.multiselect("Models", names, default=[n for n in state.compare_models() if n in names],
                         key="baselines.models.w", placeholder="Pick the models to compare")
@@ -38,15 +38,15 @@ with st.expander("Options"):
                                        format_func={"predict": "Predict", "cot": "Chain of thought"}.get)
     threads = cols[1].number_input("Parallel calls", min_value=1, max_value=64, value=8, key="baselines.threads",
                                    persist_state="session")
-    cache = cols[2].toggle("Reuse cached answers", value=True, key="baselines.cache", persist_state="session",
+    reuse = cols[2].toggle("Reuse cached answers", value=True, key="baselines.cache", persist_state="session",
                            help="Identical calls are answered from DSPy's cache (and cost nothing).")
 
 if st.button("Run baselines", key="baselines.start", type="primary", icon=":material/play_arrow:", disabled=not chosen):
     with studio_errors():
-        job_id = data.job_manager().submit_baselines(ref, sample, [catalog.get(n) for n in chosen], module=module,
-                                                     threads=int(threads), cache=bool(cache))
+        job_id = cache.job_manager().submit_baselines(ref, sample, [catalog.get(n) for n in chosen], module=module,
+                                                     threads=int(threads), cache=bool(reuse))
         state.set_baseline_job(job_id)
-        data.clear_runs()
+        cache.clear_runs()
 if not chosen:
     st.caption("Pick at least one model (or choose them on the Models page).")
 
@@ -60,7 +60,7 @@ else:
 
 st.subheader("Results")
 with studio_errors(stop=True):
-    runs = data.runs_table()
+    runs = cache.runs_table()
 only_task = st.toggle(f"Only task {ref.task_name}", value=True, key="baselines.only_task", persist_state="session")
 baselines = runs[runs["kind"] == "baseline"] if not runs.empty else runs
 if only_task and not baselines.empty:

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core import charts
+from core.analytics import charts
+from core.analytics.stats import paired_summary
 from core.errors import StudioError
-from ui import data, routing, state
-from ui.frames import (
+from core.runs import (
     chart_frame,
     distinct,
     filter_runs,
@@ -14,10 +14,10 @@ from ui.frames import (
     linked_evaluations,
     most_expensive,
     optimization_frame,
-    paired_summary,
     per_label_frame,
     run_choice_label,
 )
+from ui import cache, routing, state
 from ui.widgets import pct, studio_errors, usd
 
 KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after evaluations of optimizations"}
@@ -25,7 +25,7 @@ KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after evaluations o
 routing.require_app(__file__)
 st.title("Compare")
 with studio_errors(stop=True):
-    runs = data.runs_table()
+    runs = cache.runs_table()
 if runs.empty:
     st.info("No runs yet: run baselines or an optimization first.")
     st.page_link("pages/baselines.py", label="Run baselines", icon=":material/straighten:")
@@ -69,14 +69,14 @@ else:
     default = []
     with studio_errors():
         if latest_opt := latest_optimization(scoped):
-            default = [rid for rid in linked_evaluations(latest_opt, data.run_tags(latest_opt), runs) if rid in labels]
+            default = [rid for rid in linked_evaluations(latest_opt, cache.run_tags(latest_opt), runs) if rid in labels]
     default = default or list(frame.sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
     picked = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, max_selections=6,
                             key="compare.per_label.runs")
     tables, missing = {}, []
     for rid in picked:
         try:
-            tables[labels[rid]] = data.artifact_csv(rid, "per_label.csv")
+            tables[labels[rid]] = cache.artifact_csv(rid, "per_label.csv")
         except StudioError:
             missing.append(labels[rid])
     if missing:
@@ -95,15 +95,15 @@ opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + o
 opt_id = st.selectbox("Optimization", list(opt_labels), format_func=opt_labels.get, key="compare.opt")
 opt_row = opts[opts["run_id"] == opt_id].iloc[0]
 with studio_errors(stop=True):
-    original_id, optimized_id = linked_evaluations(opt_id, data.run_tags(opt_id), runs)
+    original_id, optimized_id = linked_evaluations(opt_id, cache.run_tags(opt_id), runs)
 if not original_id or not optimized_id:
     st.info("This optimization has no before/after test evaluations (it was cancelled, failed, or is still running).")
     st.stop()
 
 st.markdown("**Original vs optimized on the same test examples**")
 with studio_errors():
-    summary = paired_summary(data.artifact_csv(original_id, "records.csv"),
-                             data.artifact_csv(optimized_id, "records.csv"))
+    summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
+                             cache.artifact_csv(optimized_id, "records.csv"))
     cols = st.columns(4)
     cols[0].metric("Accuracy before", pct(summary["accuracy_before"]))
     cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts")

@@ -3,14 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts
-from ui import data, routing
-from ui.frames import HISTORY_COLUMNS, distinct, filter_runs, run_choices
+from core.analytics import charts
+from core.runs import HISTORY_COLUMNS, distinct, filter_runs, run_choices
+from ui import cache, routing
 from ui.widgets import pct, run_column_config, studio_errors, usd
 
 routing.require_app(__file__)
 st.title("History")
-where = data.settings()
+where = cache.settings()
 st.caption(f"Every run is an MLflow run. To browse them in MLflow's own UI: "
            f"`mlflow ui --backend-store-uri {where.tracking_uri}`")
 
@@ -18,7 +18,7 @@ runs_tab, jobs_tab = st.tabs(["Runs", "Jobs"])
 
 with runs_tab:
     with studio_errors(stop=True):
-        runs = data.runs_table()
+        runs = cache.runs_table()
     if runs.empty:
         st.info("No runs yet.")
     else:
@@ -42,7 +42,7 @@ with runs_tab:
                               key="history.run", placeholder="Pick a run to see its details")
         if run_id:
             with studio_errors(stop=True):
-                detail = data.run_detail(run_id)
+                detail = cache.run_detail(run_id)
             info, metrics, params, tags = detail["info"], detail["metrics"], detail["params"], detail["tags"]
             st.markdown(f"### {info['run_name']}")
             st.caption(f"`{run_id}` · {info['status']} · kind {tags.get('studio.kind', '?')} · "
@@ -89,7 +89,7 @@ with runs_tab:
 
 with jobs_tab:
     with studio_errors():
-        jobs = data.jobs_table()
+        jobs = cache.jobs_table()
         if jobs.empty:
             st.info("No background jobs yet.")
         else:

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core.settings import KNOWN_KEY_VARS
-from ui import data, routing, state
+from core.settings import PROVIDERS
+from ui import cache, routing, state
 from ui.widgets import studio_errors
 
 routing.require_app(__file__)
@@ -36,26 +36,26 @@ st.caption(
 left, right = st.columns(2)
 with left:
     st.subheader("Provider keys")
-    present = data.credentials()
+    present = cache.credentials()
     for provider, ok in present.items():
         status = ":green[:material/check_circle: present]" if ok else ":orange[:material/cancel: missing]"
-        st.markdown(f"{provider} (`{KNOWN_KEY_VARS[provider]}`): {status}")
+        st.markdown(f"{PROVIDERS[provider].title} (`{PROVIDERS[provider].key_env}`): {status}")
     st.caption("Keys are read from the environment or `.streamlit/secrets.toml` when a call is made; "
                "their values are never shown or stored. Local OpenAI-compatible servers need none.")
 
 with right:
     st.subheader("Runs and jobs")
     with studio_errors():
-        runs = data.runs_table()
+        runs = cache.runs_table()
         counts = runs["kind"].value_counts() if not runs.empty else {}
         cols = st.columns(4)
         cols[0].metric("Baselines", int(counts.get("baseline", 0)))
         cols[1].metric("Optimizations", int(counts.get("optimization", 0)))
         cols[2].metric("Evaluations", int(counts.get("evaluation", 0)))
-        jobs = data.jobs_table()
+        jobs = cache.jobs_table()
         active = int(jobs["state"].isin(["queued", "running"]).sum()) if not jobs.empty else 0
         cols[3].metric("Jobs running or queued", active, help=f"{len(jobs)} jobs in total")
-    where = data.settings()
+    where = cache.settings()
     st.markdown(f"Runs are MLflow runs in `{where.tracking_uri}`; uploads, jobs and the model catalog "
                 f"live in `{where.data_dir}`.")
     st.page_link("pages/compare.py", label="Compare runs", icon=":material/bar_chart:")

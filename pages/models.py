@@ -8,14 +8,11 @@ import streamlit as st
 from core import models as core_models
 from core.errors import ModelError
 from core.models import PRESETS, PROVIDER_HELP, ModelSpec
-from core.settings import get_secret
-from ui import data, routing, state
+from core.settings import PROVIDERS, get_secret
+from ui import cache, routing, state
 from ui.widgets import key_status, show_error, studio_errors
 
-PROVIDERS = ("openai-compatible", "databricks", "openai", "anthropic")
-PROVIDER_NAMES = {"openai-compatible": "Local / OpenAI-compatible server", "databricks": "Databricks",
-                  "openai": "OpenAI", "anthropic": "Anthropic"}
-DEFAULT_KEY_ENV = {"databricks": "DATABRICKS_TOKEN", "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+PROVIDER_NAMES = {name: p.title for name, p in PROVIDERS.items()}
 
 
 def _index(options: list[str], value: str | None) -> int | None:
@@ -31,7 +28,7 @@ st.write("Pick a cheap **student** (the model GEPA optimizes), a strong **reflec
 if message := state.pop_flash("models"):
     st.success(message, icon=":material/check_circle:")
 with studio_errors(stop=True):
-    catalog = data.catalog()
+    catalog = cache.catalog()
 names = catalog.names()
 
 # Roles -------------------------------------------------------------------------------------
@@ -55,7 +52,7 @@ if student and student == reflection:
 st.subheader("Catalog")
 rows = []
 for spec in catalog.models.values():
-    price = data.price_of(spec.to_dict())
+    price = cache.price_of(spec.to_dict())
     key_env = spec.api_key_env
     rows.append({
         "name": spec.name, "model": spec.model, "provider": spec.provider, "base URL": spec.api_base or "",
@@ -88,7 +85,7 @@ if checked:
 
 # Add a model --------------------------------------------------------------------------------
 st.subheader("Add a model")
-provider = st.segmented_control("Provider", PROVIDERS, format_func=PROVIDER_NAMES.get, default="openai-compatible",
+provider = st.segmented_control("Provider", list(PROVIDERS), format_func=PROVIDER_NAMES.get, default="openai-compatible",
                                 key="models.add.provider", required=True)
 st.caption(PROVIDER_HELP[provider])
 with st.form("models.add.form", border=True):
@@ -103,7 +100,7 @@ with st.form("models.add.form", border=True):
         model_id = cols[1].text_input("Model string", value=f"{provider}/", key="models.add.model",
                                       help="provider/model, as LiteLLM writes it")
         api_base = st.text_input("Base URL (optional)", key="models.add.api_base")
-        key_env = st.text_input("Key variable", value=DEFAULT_KEY_ENV[provider], key="models.add.key_env",
+        key_env = st.text_input("Key variable", value=PROVIDERS[provider].key_env, key="models.add.key_env",
                                 help="The name of the variable, never the key itself.")
     price_cols = st.columns(2)
     price_in = price_cols[0].number_input("Input price, $ per 1M tokens", min_value=0.0, value=None, step=0.01,

@@ -5,9 +5,10 @@ import streamlit as st
 from core.errors import StudioError
 from core.models import ModelSpec
 from core.optimize import OptimizeConfig
+from core.optimize.estimate import CHARS_PER_TOKEN
+from core.runs import linked_evaluations
 from core.tasks import SampleSpec, TaskRef
-from ui import data, routing, state
-from ui.frames import linked_evaluations
+from ui import cache, routing, state
 from ui.jobs import job_picker, live_panel, optimize_progress
 from ui.widgets import pct, show_error, studio_errors, usd
 
@@ -49,21 +50,22 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
                                        persist_state="session")
         seed = cols[1].number_input("GEPA seed", min_value=0, value=0, key="optimize.seed", persist_state="session")
         use_merge = cols[2].toggle("Merge candidates", value=True, key="optimize.merge", persist_state="session")
-        cache = cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache", persist_state="session")
+        reuse = cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache", persist_state="session")
     return OptimizeConfig(
         task_ref=ref, sample=sample, student=student, reflection=reflection, module=module,
         auto=None if budget == "custom" else budget, max_metric_calls=int(calls) if calls else None,
         max_cost_usd=float(cap) if cap else None, reflection_minibatch_size=int(minibatch), use_merge=bool(use_merge),
-        threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(cache),
+        threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(reuse),
     )
 
 
 def estimate_and_start(config: OptimizeConfig) -> None:
     """What the budget implies (or why it cannot run), next to the Start button."""
     st.subheader("Estimate")
-    estimate = None
+    estimate = plan = None
     try:
-        estimate = data.estimate_for(config.to_dict())
+        plan = cache.plan_for(config.to_dict())
+        estimate = plan.estimate.to_dict()
     except StudioError as exc:
         show_error(exc)
     if estimate:
@@ -72,24 +74,24 @@ def estimate_and_start(config: OptimizeConfig) -> None:
         cols[1].metric("Reflection calls", f"{estimate['reflection_calls_low']}–{estimate['reflection_calls_high']}")
         low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
         cols[2].metric("Estimated cost", "unknown price" if low is None else f"{usd(low)}–{usd(high)}",
-                       help="From the models' prices and ~4 characters per token; cached answers cost nothing.")
+                       help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing.")
         cols[3].metric("Estimated student cost", usd(estimate["student_cost_usd"]))
     if st.button("Start optimization", key="optimize.start", type="primary", icon=":material/auto_fix_high:",
                  disabled=estimate is None):
         with studio_errors():
-            state.set_optimize_job(data.job_manager().submit_optimization(config))
-            data.clear_runs()
+            state.set_optimize_job(cache.job_manager().submit_optimization(config, plan=plan))
+            cache.clear_runs()
             st.toast("Optimization queued: it runs in the background, you can leave this page.",
                      icon=":material/auto_fix_high:")
 
 
 def result(job_id: str) -> None:
     """Test accuracy before and after, and what the optimization cost, once the job has succeeded."""
-    job = data.job_manager().get(job_id)
+    job = cache.job_manager().get(job_id)
     if not job.run_id or job.state != "succeeded":
         return
     st.subheader("Result")
-    runs = data.runs_table()
+    runs = cache.runs_table()
     row = runs[runs["run_id"] == job.run_id]
     if row.empty:
         st.caption("The result is being written; press Refresh in a few seconds.")
@@ -101,7 +103,7 @@ def result(job_id: str) -> None:
         cols[0].metric("Test accuracy before", pct(before))
         cols[1].metric("Test accuracy after", pct(after), delta=f"{(after - before) * 100:+.1f} pts" if known else None)
         cols[2].metric("Optimization cost", usd(r.get("optimization_cost_usd")))
-        original, optimized = linked_evaluations(job.run_id, data.run_tags(job.run_id), runs)
+        original, optimized = linked_evaluations(job.run_id, cache.run_tags(job.run_id), runs)
         st.caption(f"Optimization run `{job.run_id}` · evaluations `{original}` (original) and `{optimized}` (optimized)")
     cols = st.columns(2)
     cols[0].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:")
@@ -129,12 +131,17 @@ if not student_name or not reflection_name:
     st.info("Choose a student and a reflection model on the Models page first.", icon=":material/smart_toy:")
 else:
     try:
-        catalog = data.catalog()
+        catalog = cache.catalog()
         student, reflection = catalog.get(student_name), catalog.get(reflection_name)
     except StudioError as exc:
         show_error(exc)
     else:
-        estimate_and_start(config_form(ref, sample, student, reflection))
+        try:
+            config = config_form(ref, sample, student, reflection)
+        except StudioError as exc:
+            show_error(exc)
+        else:
+            estimate_and_start(config)
 
 st.subheader("Progress")
 job_picker("optimize", state.optimize_job(), key="optimize.job.w", on_pick=state.set_optimize_job)

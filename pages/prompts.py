@@ -4,18 +4,11 @@ import json
 
 import streamlit as st
 
+from core.analytics.diff import diff_counts, diff_html
 from core.errors import StudioError
-from ui import data, routing
-from ui.frames import (
-    EVAL_KINDS,
-    PROMPT_URI_TAG,
-    diff_counts,
-    diff_html,
-    latest_optimization,
-    linked_evaluations,
-    messages_text,
-    run_choices,
-)
+from core.program import prompt_text
+from core.runs import EVAL_KINDS, PROMPT_URI_TAG, latest_optimization, linked_evaluations, run_choices
+from ui import cache, routing
 from ui.widgets import studio_errors
 
 CUSTOM = -1
@@ -25,7 +18,7 @@ st.title("Prompts")
 st.write("What the optimization changed: the instruction, and the exact messages each program sends for an example.")
 
 with studio_errors(stop=True):
-    runs = data.runs_table()
+    runs = cache.runs_table()
 evals = runs[runs["kind"].isin(EVAL_KINDS)] if not runs.empty else runs
 if evals.empty:
     st.info("No programs yet: every baseline and evaluation run saves the program it scored.")
@@ -37,7 +30,7 @@ ids = list(choices)
 default_a, default_b = None, None
 with studio_errors():
     if latest := latest_optimization(runs):
-        default_a, default_b = linked_evaluations(latest, data.run_tags(latest), runs)
+        default_a, default_b = linked_evaluations(latest, cache.run_tags(latest), runs)
 default_a = default_a if default_a in choices else ids[min(1, len(ids) - 1)]
 default_b = default_b if default_b in choices else ids[0]
 cols = st.columns(2)
@@ -45,7 +38,7 @@ a = cols[0].selectbox("Program A (before)", ids, index=ids.index(default_a), for
 b = cols[1].selectbox("Program B (after)", ids, index=ids.index(default_b), format_func=choices.get, key="prompts.b")
 
 with studio_errors(stop=True):
-    program_a, program_b = data.artifact_json(a, "program.json"), data.artifact_json(b, "program.json")
+    program_a, program_b = cache.artifact_json(a, "program.json"), cache.artifact_json(b, "program.json")
 
 st.subheader("Instruction")
 counts = diff_counts(program_a.get("instruction", ""), program_b.get("instruction", ""))
@@ -59,7 +52,7 @@ with st.expander("Both instructions, plain"):
 st.subheader("Full prompt for one example")
 texts: list[str] = []
 try:
-    records = data.artifact_csv(b, "records.csv")
+    records = cache.artifact_csv(b, "records.csv")
     texts = records["text"].astype(str).head(200).tolist()
 except StudioError:
     st.caption("Run B has no saved test examples; type one below.")
@@ -70,8 +63,8 @@ text = st.text_area("Text", key="prompts.text", placeholder="A sentence to class
 
 if text.strip():
     with studio_errors(stop=True):
-        messages_a = data.rendered_prompt(json.dumps(program_a, sort_keys=True), text)
-        messages_b = data.rendered_prompt(json.dumps(program_b, sort_keys=True), text)
+        messages_a = cache.rendered_prompt(json.dumps(program_a, sort_keys=True), text)
+        messages_b = cache.rendered_prompt(json.dumps(program_b, sort_keys=True), text)
     side, diff = st.tabs(["Side by side", "Differences"])
     with side:
         left, right = st.columns(2)
@@ -82,7 +75,7 @@ if text.strip():
                     st.caption(message.get("role", "?"))
                     st.code(str(message.get("content", "")), language=None, wrap_lines=True)
     with diff:
-        st.html(diff_html(messages_text(messages_a), messages_text(messages_b)))
+        st.html(diff_html(prompt_text(messages_a), prompt_text(messages_b)))
 
 st.subheader("Use it")
 row = evals[evals["run_id"] == b].iloc[0]
@@ -94,7 +87,7 @@ parent = row.get("parent_run_id")
 uri = None
 if isinstance(parent, str) and parent:
     with studio_errors():
-        uri = data.run_tags(parent).get(PROMPT_URI_TAG)
+        uri = cache.run_tags(parent).get(PROMPT_URI_TAG)
 if uri:
     st.markdown(f"Registered in MLflow's prompt registry as `{uri}`:")
     st.code(f'import mlflow\nprompt = mlflow.genai.load_prompt("{uri}")\nprint(prompt.template)', language="python")

@@ -4,16 +4,23 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import charts
-from core.data import default_instruction, label_counts, validate_table
+from core.analytics import charts
 from core.errors import StudioError
-from core.tasks import SampleSpec, TaskRef, save_upload
-from ui import data, routing, state
-from ui.frames import guess_columns, split_label_counts
+from core.runs import split_label_counts
+from core.tasks import (
+    SOURCES,
+    SampleSpec,
+    TaskRef,
+    default_instruction,
+    guess_columns,
+    label_counts,
+    save_upload,
+    validate_table,
+)
+from ui import cache, routing, state
 from ui.widgets import show_error, studio_errors
 
-KINDS = ("demo", "pubmed", "file")
-KIND_NAMES = {"demo": "Demo (bundled)", "pubmed": "PubMed sentence roles", "file": "Upload a table"}
+KINDS = list(SOURCES)
 
 routing.require_app(__file__)
 st.title("Task")
@@ -21,18 +28,14 @@ st.write("What the models classify. Every baseline and optimization in this sess
          "chosen here; the same sizes and seed always give the same examples.")
 
 stored_ref, stored_sample = state.task_ref(), state.sample()
-kind = st.radio("Data", KINDS, index=KINDS.index(stored_ref.kind), format_func=KIND_NAMES.get, horizontal=True,
+kind = st.radio("Data", KINDS, index=KINDS.index(stored_ref.kind), format_func=lambda k: SOURCES[k].title, horizontal=True,
                 key="task.kind.w")
 
 candidate: TaskRef
+st.caption(SOURCES[kind].description)
 if kind == "demo":
-    st.caption("Invented clinical-trial sentences (60 per label) with the PubMed labels BACKGROUND, OBJECTIVE, "
-               "METHODS, RESULTS, CONCLUSIONS: local and fast, good for a first run.")
     candidate = TaskRef(kind="demo")
 elif kind == "pubmed":
-    st.caption("Sentences of PubMed RCT abstracts labelled by their role. Empty path: the "
-               "`ml4pubmed/pubmed-text-classification-cased` CSVs from the Hugging Face hub (needs internet, cached "
-               "in the data dir). Or the path of a local copy: that CSV, or PubMed 20k/200k RCT `train.txt`.")
     same = stored_ref.kind == "pubmed"
     source = st.text_input("Local PubMed file (optional)", value=stored_ref.source if same else "",
                            key="task.pubmed.source", placeholder="empty: download from the Hugging Face hub")
@@ -49,7 +52,7 @@ else:
         previous = state.upload()
         if previous is None or previous.get("file_id") != uploaded.file_id:
             with studio_errors(stop=True):
-                path = save_upload(uploaded.getvalue(), uploaded.name, data.settings())
+                path = save_upload(uploaded.getvalue(), uploaded.name, cache.settings())
             state.set_upload({"file_id": uploaded.file_id, "filename": uploaded.name, "path": str(path)})
     current = state.upload()
     if current is None and stored_ref.kind == "file":
@@ -59,7 +62,7 @@ else:
         st.stop()
     st.caption(f"File: `{current['filename']}` (kept in the data dir so background jobs can reread it)")
     with studio_errors(stop=True):
-        table = data.read_upload(current["path"])
+        table = cache.read_upload(current["path"])
     columns = [str(c) for c in table.columns]
     guess_text, guess_label = guess_columns(table)
     keep = stored_ref.kind == "file" and stored_ref.source == current["path"]
@@ -90,8 +93,8 @@ seed = cols[3].number_input("Seed", min_value=0, value=stored_sample.seed, step=
 
 try:
     spec = SampleSpec(int(train), int(val), int(test), int(seed))
-    task, splits = data.prepared(candidate.to_dict(), spec.to_dict())
-    _, full, test_table = data.task_tables(candidate.to_dict())
+    task, splits = cache.prepared(candidate.to_dict(), spec.to_dict())
+    _, full, test_table = cache.task_tables(candidate.to_dict())
 except StudioError as exc:
     show_error(exc)
     st.caption(f"Still selected: **{stored_ref.task_name}** ({stored_sample.train_per_label} train / "

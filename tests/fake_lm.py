@@ -50,7 +50,7 @@ class FakeEngine:
         return Response(id=None, model=self.model, message=Message.assistant(text), finish_reason="stop",
                         usage=Usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out))
 
-    def stream(self, request: Any):  # noqa: ANN201
+    def stream(self, request: Any):
         return response_to_events(self.complete(request))
 
     def close(self) -> None:

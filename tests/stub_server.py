@@ -152,7 +152,7 @@ class StubLLMServer:
                     return True
                 return self.headers.get("Authorization", "") == f"Bearer {stub.api_key}"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
                 elif self.path == "/api/tags":
@@ -160,7 +160,7 @@ class StubLLMServer:
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with stub._lock:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core.analytics import charts
 from core.errors import JobError
 from core.jobs import JobInfo
-from ui import data
+from ui import cache
 from ui.widgets import job_state, show_error, studio_errors, usd
 
 ACTIVE = ("queued", "running")
@@ -24,7 +24,7 @@ def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str 
     pick reaches it through the callback (which runs before the page does).
     """
     with studio_errors():
-        jobs = data.jobs_table()
+        jobs = cache.jobs_table()
         jobs = jobs[jobs["kind"] == kind] if not jobs.empty else jobs
         if jobs.empty:
             return
@@ -38,7 +38,7 @@ def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str 
 
 def load_job(job_id: str) -> JobInfo | None:
     try:
-        return data.job_manager().get(job_id)
+        return cache.job_manager().get(job_id)
     except JobError as exc:
         show_error(exc)
         return None
@@ -57,13 +57,13 @@ def live_panel(job_id: str, body: Callable[[JobInfo, dict], None]) -> bool:
 
     @st.fragment(run_every=POLL_S if polling else None)
     def panel() -> None:
-        manager = data.job_manager()
+        manager = cache.job_manager()
         job = load_job(job_id)
         if job is None:
             return
         body(job, manager.progress(job_id))
         if polling and job.state not in ACTIVE:
-            data.clear_runs()
+            cache.clear_runs()
             st.rerun()
 
     panel()
@@ -87,7 +87,7 @@ def baseline_progress(job: JobInfo, progress: dict) -> None:
         st.error(job.error, icon=":material/error:")
     if job.state in ACTIVE and st.button("Cancel", key="baselines.cancel", icon=":material/stop_circle:"):
         with studio_errors():
-            data.job_manager().cancel(job.id)
+            cache.job_manager().cancel(job.id)
             st.rerun(scope="fragment")
 
 
@@ -120,13 +120,13 @@ def optimize_progress(job: JobInfo, progress: dict) -> None:
     if job.state in ACTIVE and buttons[0].button("Cancel", key="optimize.cancel", icon=":material/stop_circle:",
                                                  help="Stops after the current iteration and keeps the best program."):
         with studio_errors():
-            data.job_manager().cancel(job.id)
+            cache.job_manager().cancel(job.id)
             st.rerun()
     if job.resumable and buttons[1].button("Resume", key="optimize.resume", icon=":material/play_arrow:",
                                            help="Goes on from GEPA's last saved iteration."):
         with studio_errors():
-            data.job_manager().resume(job.id)
-            data.clear_runs()
+            cache.job_manager().resume(job.id)
+            cache.clear_runs()
             st.rerun()
     with st.expander("Worker log"):
-        st.code(data.job_manager().log_tail(job.id) or "(empty)", language=None)
+        st.code(cache.job_manager().log_tail(job.id) or "(empty)", language=None)

@@ -41,7 +41,7 @@ def studio_errors(stop: bool = False) -> Iterator[None]:
         show_error(exc)
         if stop:
             st.stop()
-    except Exception as exc:  # noqa: BLE001 - an unexpected failure is still a message, not a traceback
+    except Exception as exc:  # an unexpected failure is still a message, not a traceback
         logger.exception("unexpected error on a page")
         show_error(exc)
         if stop:

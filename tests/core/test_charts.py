@@ -3,7 +3,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from core import charts, stats
+from core.analytics import charts, stats
 from core.errors import ConfigError
 
 

@@ -3,14 +3,16 @@
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
 
 from core.errors import ConfigError
-from core.jobs import JobManager, execute
+from core.jobs import JobManager
+from core.jobs.worker import execute
 from core.models import ModelSpec, openai_compatible
-from core.optimize import OptimizeConfig, estimate, request_stop, run_optimization
+from core.optimize import OptimizeConfig, estimate, run_optimization
 from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef, prepare
 from tests.fake_lm import fake_lm
@@ -116,14 +118,15 @@ def test_cancel_keeps_best_program_so_far(settings, ref):
     store = RunStore(settings)
     log_dir = settings.jobs_dir / "manual" / "gepa"
     seen = []
+    stop = threading.Event()
 
     def sink(p):
         seen.append(p)
         if p.get("iteration", 0) >= 3:
-            request_stop(log_dir)  # as the Cancel button does, from any process
+            stop.set()  # the job's cancel channel says stop
 
     res = run_optimization(config(ref, student, teacher, max_metric_calls=400), store, log_dir=log_dir,
-                           progress=sink, lm_factory=fake_factory())
+                           progress=sink, should_stop=stop.is_set, lm_factory=fake_factory())
     assert res.status == "cancelled" and res.stop_reason == "cancelled"
     assert seen[-1]["metric_calls_used"] < 400
     assert store.get_run(res.run_id).info.status == "KILLED"

@@ -1,7 +1,6 @@
 import dspy
 import pytest
 
-from core.data import demo_task
 from core.errors import ConfigError
 from core.metric import make_metric
 from core.program import (
@@ -12,8 +11,8 @@ from core.program import (
     prompt_text,
     render_prompt,
     save_program,
-    with_instruction,
 )
+from core.tasks import demo_task
 from tests.fake_lm import fake_lm
 
 TASK = demo_task()
@@ -35,7 +34,7 @@ def test_signature_types_output_as_the_labels_and_prompt_is_what_the_lm_gets():
 
 
 def test_save_load_roundtrip_keeps_instruction_and_fingerprint(tmp_path):
-    program = with_instruction(make_program(TASK, "cot"), "Think about where the sentence sits in an abstract.")
+    program = make_program(TASK, "cot", instruction="Think about where the sentence sits in an abstract.")
     path = save_program(program, TASK, tmp_path / "p.json")
     loaded, task = load_program(path)
     assert task == TASK and isinstance(loaded, dspy.ChainOfThought)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import stats
+from core.analytics import stats
 from core.errors import ConfigError
 
 # --- Wilson interval ---
@@ -42,15 +42,6 @@ def test_wilson_rejects_impossible_counts(args):
 def test_wilson_rejects_bad_confidence():
     with pytest.raises(ConfigError):
         stats.wilson_interval(5, 10, confidence=95)
-
-
-def test_accuracy_with_ci():
-    out = stats.accuracy_with_ci([True] * 8 + [False] * 2)
-    assert out["accuracy"] == pytest.approx(0.8)
-    assert out["n"] == 10 and out["correct"] == 8
-    assert (out["ci_low"], out["ci_high"]) == stats.wilson_interval(8, 10)
-    empty = stats.accuracy_with_ci([])
-    assert empty == {"accuracy": 0.0, "ci_low": 0.0, "ci_high": 1.0, "n": 0, "correct": 0}
 
 
 # --- paired bootstrap ---

@@ -147,7 +147,7 @@ def seed_store(settings: Any, base_url: str) -> Seed:
     """Two baselines and one optimization with its original/optimized evaluations, on the demo task."""
     from core.baseline import run_baselines, run_evaluation
     from core.models import openai_compatible
-    from core.program import get_instruction, make_program, program_to_dict, with_instruction
+    from core.program import get_instruction, make_program, program_to_dict
     from core.store import TAG, RunStore
     from core.tasks import SampleSpec, TaskRef, prepare
 
@@ -159,7 +159,7 @@ def seed_store(settings: Any, base_url: str) -> Seed:
     task, splits = prepare(ref, sample, settings)
     original = make_program(task)
     better_instruction = get_instruction(original) + "\n" + " ".join(hint_for(label) for label in LABELS[:3])
-    optimized = with_instruction(original, better_instruction)
+    optimized = make_program(task, instruction=better_instruction)
     opt_id = store.start_run("optimization", task.name, run_name="GEPA · stub-small ← stub-large",
                              params={"budget": "light"},
                              tags={f"{TAG}model": "stub-small", f"{TAG}program": "gepa",

@@ -1,4 +1,4 @@
-"""The pure table shaping behind the pages (ui.frames): no Streamlit, no store."""
+"""The run table (core.runs) and the pure helpers the pages use: no Streamlit, no store."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import math
 import pandas as pd
 import pytest
 
+from core import runs as run_table
+from core.analytics import diff, stats
 from core.errors import ConfigError
 from core.store import RUN_COLUMNS
-from ui import frames
+from core.tasks import guess_columns
 
 
 def runs(*rows: dict) -> pd.DataFrame:
@@ -38,12 +40,12 @@ def test_chart_frame_labels_intervals_and_leaves_out_runs_without_accuracy():
         dict(BASE, run_id="d", kind="optimization", model="small", program="gepa", accuracy=float("nan"),
              start_time=when(4)),
     )
-    frame = frames.chart_frame(table)
+    frame = run_table.chart_frame(table)
     assert list(frame["run_id"]) == ["a", "b"]
     assert list(frame["label"]) == ["small · original", "small · optimized"]
     assert list(frame["ci_low"]) == [0.4, 0.4] and list(frame["ci_high"]) == [0.7, 0.7]
-    assert set(frames.CHART_COLUMNS) <= set(frame.columns)
-    assert frames.chart_frame(runs().iloc[0:0]).empty
+    assert set(run_table.CHART_COLUMNS) <= set(frame.columns)
+    assert run_table.chart_frame(runs().iloc[0:0]).empty
 
 
 def test_latest_per_label_keeps_the_newest_run_of_each_label():
@@ -52,7 +54,7 @@ def test_latest_per_label_keeps_the_newest_run_of_each_label():
         dict(BASE, run_id="new", kind="baseline", model="m", program="original", accuracy=0.6, start_time=when(9)),
         dict(BASE, run_id="other", kind="baseline", model="n", program="original", accuracy=0.7, start_time=when(5)),
     )
-    latest = frames.latest_per_label(frames.chart_frame(table))
+    latest = run_table.latest_per_label(run_table.chart_frame(table))
     assert sorted(latest["run_id"]) == ["new", "other"]
 
 
@@ -65,20 +67,20 @@ def test_optimization_frame_and_linked_evaluations_from_tags_or_children():
         dict(BASE, run_id="e1", kind="evaluation", model="small", program="original", accuracy=0.5,
              parent_run_id="opt", start_time=when(2)),
     )
-    opts = frames.optimization_frame(table)
+    opts = run_table.optimization_frame(table)
     assert list(opts["run_label"]) == ["GEPA · small · 2026-11-24 10:01"]
     assert opts.loc[0, "reflection_cost_usd"] == 0.04 and math.isnan(opts.loc[0, "optimized_test_accuracy"])
-    tagged = {frames.ORIGINAL_TAG: "x1", frames.OPTIMIZED_TAG: "x2"}
-    assert frames.linked_evaluations("opt", tagged, table) == ("x1", "x2")
-    assert frames.linked_evaluations("opt", {}, table) == ("e1", "e2")
-    assert frames.linked_evaluations("other", {}, table) == (None, None)
-    assert frames.latest_optimization(table) == "opt"
+    tagged = {run_table.ORIGINAL_TAG: "x1", run_table.OPTIMIZED_TAG: "x2"}
+    assert run_table.linked_evaluations("opt", tagged, table) == ("x1", "x2")
+    assert run_table.linked_evaluations("opt", {}, table) == ("e1", "e2")
+    assert run_table.linked_evaluations("other", {}, table) == (None, None)
+    assert run_table.latest_optimization(table) == "opt"
 
 
 def test_paired_summary_matches_examples_by_index():
     before = pd.DataFrame({"idx": [0, 1, 2, 3], "gold": list("ABAB"), "correct": [True, False, False, True]})
     after = pd.DataFrame({"idx": [3, 2, 1, 0], "gold": list("BABA"), "correct": [True, True, True, False]})
-    summary = frames.paired_summary(before, after, n_boot=200)
+    summary = stats.paired_summary(before, after, n_boot=200)
     assert summary["n"] == 4 and summary["accuracy_before"] == 0.5 and summary["accuracy_after"] == 0.75
     assert summary["diff"] == pytest.approx(0.25)
     assert (summary["after_only"], summary["before_only"]) == (2, 1)  # idx 1 and 2 vs idx 0
@@ -88,49 +90,49 @@ def test_paired_summary_matches_examples_by_index():
 def test_paired_summary_refuses_different_examples():
     before = pd.DataFrame({"idx": [0, 1], "gold": ["A", "B"], "correct": [True, False]})
     with pytest.raises(ConfigError, match="same examples"):
-        frames.paired_summary(before, pd.DataFrame({"idx": [0, 1, 2], "gold": ["A", "B", "A"],
+        stats.paired_summary(before, pd.DataFrame({"idx": [0, 1, 2], "gold": ["A", "B", "A"],
                                                     "correct": [True, True, True]}))
     with pytest.raises(ConfigError, match="differ"):
-        frames.paired_summary(before, pd.DataFrame({"idx": [0, 1], "gold": ["B", "B"], "correct": [True, True]}))
+        stats.paired_summary(before, pd.DataFrame({"idx": [0, 1], "gold": ["B", "B"], "correct": [True, True]}))
 
 
 def test_filter_runs_and_distinct_values():
     table = runs(dict(run_id="a", kind="baseline", task="demo", model="m", status="FINISHED"),
                  dict(run_id="b", kind="optimization", task="demo", model="n", status="FAILED"),
                  dict(run_id="c", kind="baseline", task="pubmed", model="m", status="FINISHED"))
-    assert list(frames.filter_runs(table)["run_id"]) == ["a", "b", "c"]
-    assert list(frames.filter_runs(table, kinds=["baseline"], tasks=["demo"])["run_id"]) == ["a"]
-    assert list(frames.filter_runs(table, statuses=["FAILED"])["run_id"]) == ["b"]
-    assert frames.distinct(table, "model") == ["m", "n"]
+    assert list(run_table.filter_runs(table)["run_id"]) == ["a", "b", "c"]
+    assert list(run_table.filter_runs(table, kinds=["baseline"], tasks=["demo"])["run_id"]) == ["a"]
+    assert list(run_table.filter_runs(table, statuses=["FAILED"])["run_id"]) == ["b"]
+    assert run_table.distinct(table, "model") == ["m", "n"]
 
 
 def test_most_expensive_reference():
     frame = pd.DataFrame({"run_id": ["a", "b", "c"], "cost_per_1k": [0.1, 2.0, float("nan")]})
-    assert frames.most_expensive(frame) == "b"
-    assert frames.most_expensive(frame, exclude=["b"]) == "a"
-    assert frames.most_expensive(frame.iloc[2:]) is None
+    assert run_table.most_expensive(frame) == "b"
+    assert run_table.most_expensive(frame, exclude=["b"]) == "a"
+    assert run_table.most_expensive(frame.iloc[2:]) is None
 
 
 def test_diff_html_marks_words_and_escapes_markup():
-    out = frames.diff_html("Classify the <text> now.", "Classify the <text> carefully now.")
+    out = diff.diff_html("Classify the <text> now.", "Classify the <text> carefully now.")
     assert "<ins>carefully </ins>" in out and "&lt;text&gt;" in out and "<text>" not in out
     assert "<del>" not in out
-    replaced = frames.diff_html("label A", "label B")
+    replaced = diff.diff_html("label A", "label B")
     assert "<del>A</del><ins>B</ins>" in replaced
-    assert frames.diff_counts("a b c", "a x c d") == {"removed": 1, "added": 2}
+    assert diff.diff_counts("a b c", "a x c d") == {"removed": 1, "added": 2}
 
 
 def test_guess_columns_by_name_then_by_shape():
     named = pd.DataFrame({"id": [1, 2], "Sentence": ["a long text", "another"], "Label": ["x", "y"]})
-    assert frames.guess_columns(named) == ("Sentence", "Label")
+    assert guess_columns(named) == ("Sentence", "Label")
     unnamed = pd.DataFrame({"a": ["x", "y", "x"], "b": ["a long sentence", "another long one", "a third text"]})
-    assert frames.guess_columns(unnamed) == ("b", "a")
+    assert guess_columns(unnamed) == ("b", "a")
 
 
 def test_split_label_counts_stacks_splits():
     train = pd.DataFrame({"target": ["A", "B", "B"]})
     test = pd.DataFrame({"target": ["A"]})
-    counts = frames.split_label_counts({"train": train, "validation": None, "test": test}, "target")
+    counts = run_table.split_label_counts({"train": train, "validation": None, "test": test}, "target")
     assert counts.to_dict("records") == [
         {"label": "A", "count": 1, "split": "train"}, {"label": "B", "count": 2, "split": "train"},
         {"label": "A", "count": 1, "split": "test"},
@@ -140,4 +142,4 @@ def test_split_label_counts_stacks_splits():
 def test_run_choice_label_reads_well_with_missing_values():
     row = {"run_id": "0123456789", "model": None, "run_name": "GEPA · x", "program": None, "kind": "optimization",
            "task": "demo", "start_time": pd.NaT}
-    assert frames.run_choice_label(row) == "GEPA · x · optimization · demo · ? · 01234567"
+    assert run_table.run_choice_label(row) == "GEPA · x · optimization · demo · ? · 01234567"

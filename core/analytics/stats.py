@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from statistics import NormalDist
 from typing import Any
 
@@ -44,21 +44,6 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     low = 0.0 if correct == 0 else max(0.0, center - half)
     high = 1.0 if correct == n else min(1.0, center + half)
     return low, high
-
-
-def accuracy_with_ci(correct_flags: Sequence[bool], confidence: float = 0.95) -> dict[str, float]:
-    """Accuracy of a list of right/wrong flags with its Wilson interval: accuracy, ci_low, ci_high, n, correct."""
-    flags = np.asarray(correct_flags, dtype=bool)
-    n = int(flags.size)
-    correct = int(flags.sum())
-    low, high = wilson_interval(correct, n, confidence)
-    return {
-        "accuracy": correct / n if n else 0.0,
-        "ci_low": low,
-        "ci_high": high,
-        "n": n,
-        "correct": correct,
-    }
 
 
 def _paired(a: Sequence[Any], b: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -230,3 +215,51 @@ def break_even_predictions(
     if saving_per_prediction <= 0:
         return None
     return optimization_cost / saving_per_prediction
+
+
+def paired_summary(before: pd.DataFrame, after: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Paired comparison of two evaluations' records on the same examples (matched by ``idx``).
+
+    Returns n, accuracy_before, accuracy_after, diff (after - before) with its bootstrap interval and
+    p-value, and McNemar's exact test (after_only / before_only: examples only one of them gets right).
+    """
+    key = "idx" if "idx" in before and "idx" in after else None
+    if key:
+        a = before[[key, "correct"] + (["gold"] if "gold" in before else [])]
+        b = after[[key, "correct"] + (["gold"] if "gold" in after else [])]
+        merged = a.merge(b, on=key, suffixes=("_a", "_b"))
+        if len(merged) != len(a) or len(merged) != len(b):
+            raise ConfigError(
+                f"The two runs were not scored on the same examples ({len(a)} and {len(b)} records, {len(merged)} shared).",
+                "Compare the original and optimized evaluations of one optimization (same test split).",
+            )
+        if "gold_a" in merged and not (merged["gold_a"].astype(str) == merged["gold_b"].astype(str)).all():
+            raise ConfigError("The two runs' examples differ (different gold labels at the same index).",
+                              "Compare runs made on the same test split (same task, sizes and seed).")
+        x, y = merged["correct_a"], merged["correct_b"]
+    else:
+        x, y = before["correct"], after["correct"]
+    x = _flags(x)
+    y = _flags(y)
+    boot = paired_bootstrap_diff(x, y, n_boot=n_boot, seed=seed)
+    test = mcnemar_exact(x, y)
+    n = len(x)
+    return {
+        "n": float(n),
+        "accuracy_before": float(sum(x) / n) if n else float("nan"),
+        "accuracy_after": float(sum(y) / n) if n else float("nan"),
+        "diff": boot["diff"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"], "p_bootstrap": boot["p_value"],
+        "after_only": float(test["b_only"]), "before_only": float(test["a_only"]), "p_mcnemar": test["p_value"],
+    }
+
+
+def _flags(values: Iterable[Any]) -> list[bool]:
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            out.append(v.strip().lower() in ("true", "1", "yes"))
+        else:
+            out.append(bool(v) if v == v else False)
+    return out
+
+

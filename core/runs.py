@@ -1,21 +1,18 @@
-"""Pure table shaping for the pages (no Streamlit): runs → chart inputs, filters, paired stats, diffs.
+"""The run table as the pages and the CLI read it: which runs exist, how they link (an optimization's original
+and optimized evaluations, parents), chart and history frames, filters and pickers.
 
-Everything here takes DataFrames or plain data and returns new ones; inputs are never modified.
+Pure functions over ``RunStore.list_runs()`` frames; inputs are never modified.
 """
 
 from __future__ import annotations
 
-import difflib
-import html
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from core import stats
-from core.errors import ConfigError
 from core.store import TAG
+from core.tasks import label_counts
 
 EVAL_KINDS = ("baseline", "evaluation")
 CHART_COLUMNS = [
@@ -126,52 +123,6 @@ def latest_optimization(runs: pd.DataFrame) -> str | None:
     return None if pick.empty else str(pick.sort_values("start_time", ascending=False).iloc[0]["run_id"])
 
 
-def paired_summary(before: pd.DataFrame, after: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Paired comparison of two evaluations' records on the same examples (matched by ``idx``).
-
-    Returns n, accuracy_before, accuracy_after, diff (after - before) with its bootstrap interval and
-    p-value, and McNemar's exact test (after_only / before_only: examples only one of them gets right).
-    """
-    key = "idx" if "idx" in before and "idx" in after else None
-    if key:
-        a = before[[key, "correct"] + (["gold"] if "gold" in before else [])]
-        b = after[[key, "correct"] + (["gold"] if "gold" in after else [])]
-        merged = a.merge(b, on=key, suffixes=("_a", "_b"))
-        if len(merged) != len(a) or len(merged) != len(b):
-            raise ConfigError(
-                f"The two runs were not scored on the same examples ({len(a)} and {len(b)} records, {len(merged)} shared).",
-                "Compare the original and optimized evaluations of one optimization (same test split).",
-            )
-        if "gold_a" in merged and not (merged["gold_a"].astype(str) == merged["gold_b"].astype(str)).all():
-            raise ConfigError("The two runs' examples differ (different gold labels at the same index).",
-                              "Compare runs made on the same test split (same task, sizes and seed).")
-        x, y = merged["correct_a"], merged["correct_b"]
-    else:
-        x, y = before["correct"], after["correct"]
-    x = _flags(x)
-    y = _flags(y)
-    boot = stats.paired_bootstrap_diff(x, y, n_boot=n_boot, seed=seed)
-    test = stats.mcnemar_exact(x, y)
-    n = len(x)
-    return {
-        "n": float(n),
-        "accuracy_before": float(sum(x) / n) if n else float("nan"),
-        "accuracy_after": float(sum(y) / n) if n else float("nan"),
-        "diff": boot["diff"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"], "p_bootstrap": boot["p_value"],
-        "after_only": float(test["b_only"]), "before_only": float(test["a_only"]), "p_mcnemar": test["p_value"],
-    }
-
-
-def _flags(values: Iterable[Any]) -> list[bool]:
-    out = []
-    for v in values:
-        if isinstance(v, str):
-            out.append(v.strip().lower() in ("true", "1", "yes"))
-        else:
-            out.append(bool(v) if v == v else False)
-    return out
-
-
 def filter_runs(runs: pd.DataFrame, *, kinds: Sequence[str] = (), tasks: Sequence[str] = (),
                 models: Sequence[str] = (), statuses: Sequence[str] = ()) -> pd.DataFrame:
     """Runs matching every non-empty filter (an empty list means "any")."""
@@ -198,76 +149,9 @@ def most_expensive(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> str | No
 
 def split_label_counts(splits: Mapping[str, pd.DataFrame | None], label_column: str) -> pd.DataFrame:
     """Rows per label and split (columns label, count, split): the input of label_distribution."""
-    from core.data import label_counts
-
     parts = [label_counts(df, label_column).assign(split=name) for name, df in splits.items()
              if df is not None and len(df)]
     if not parts:
         return pd.DataFrame(columns=["label", "count", "split"])
     return pd.concat(parts, ignore_index=True)
 
-
-# Diffs -------------------------------------------------------------------------------------
-
-_TOKENS = re.compile(r"\s+|[^\s]+")
-DIFF_STYLE = (
-    "<style>.gs-diff{white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:0.85rem;"
-    "line-height:1.45;border:1px solid rgba(128,128,128,.3);border-radius:6px;padding:.75rem;margin:0}"
-    ".gs-diff ins{background:#d1fadf;color:#05603a;text-decoration:none}"
-    ".gs-diff del{background:#fee4e2;color:#912018}</style>"
-)
-
-
-def diff_html(before: str, after: str) -> str:
-    """A word-level diff of two texts as HTML: removed words in <del>, added words in <ins>, rest escaped."""
-    a, b = _TOKENS.findall(before or ""), _TOKENS.findall(after or "")
-    out: list[str] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        old, new = html.escape("".join(a[i1:i2])), html.escape("".join(b[j1:j2]))
-        if op == "equal":
-            out.append(old)
-        if op in ("delete", "replace") and old:
-            out.append(f"<del>{old}</del>")
-        if op in ("insert", "replace") and new:
-            out.append(f"<ins>{new}</ins>")
-    return f'{DIFF_STYLE}<pre class="gs-diff">{"".join(out)}</pre>'
-
-
-def diff_counts(before: str, after: str) -> dict[str, int]:
-    """Words removed and added between two texts."""
-    a, b = (before or "").split(), (after or "").split()
-    removed = added = 0
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op in ("delete", "replace"):
-            removed += i2 - i1
-        if op in ("insert", "replace"):
-            added += j2 - j1
-    return {"removed": removed, "added": added}
-
-
-def messages_text(messages: list[dict[str, Any]]) -> str:
-    """Prompt messages as one text block (core's own rendering, for diffs)."""
-    from core.program import prompt_text
-
-    return prompt_text(messages)
-
-
-# Tasks -------------------------------------------------------------------------------------
-
-TEXT_COLUMN_NAMES = ("text", "description", "sentence", "abstract", "content", "document", "body", "input")
-LABEL_COLUMN_NAMES = ("label", "target", "class", "category", "labels", "y", "output")
-
-
-def guess_columns(df: pd.DataFrame) -> tuple[str, str]:
-    """A likely (text column, label column) of an uploaded table: by name, else longest text / fewest values."""
-    columns = [str(c) for c in df.columns]
-    lower = {c.lower(): c for c in columns}
-    text = next((lower[n] for n in TEXT_COLUMN_NAMES if n in lower), None)
-    label = next((lower[n] for n in LABEL_COLUMN_NAMES if n in lower and lower[n] != text), None)
-    if text is None:
-        lengths = {c: df[c].astype(str).str.len().mean() for c in columns if c != label}
-        text = max(lengths, key=lengths.__getitem__) if lengths else columns[0]
-    if label is None:
-        rest = [c for c in columns if c != text] or columns
-        label = min(rest, key=lambda c: df[c].nunique())
-    return text, label

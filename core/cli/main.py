@@ -1,4 +1,4 @@
-"""Command line: ``python -m core models | check | baseline | optimize | jobs``."""
+"""``python -m core``: the parser, ``models``, ``check`` and ``baseline``; optimize and jobs add their own parsers."""
 
 from __future__ import annotations
 
@@ -7,59 +7,13 @@ import logging
 import sys
 from typing import Sequence
 
+from core.cli import jobs as jobs_cmd
+from core.cli import optimize as optimize_cmd
+from core.cli.common import add_task_args, progress_printer, resolve_models, sample_spec, task_ref
 from core.errors import StudioError
-from core.settings import load_settings
+from core.settings import PROVIDERS, load_settings
 
 logger = logging.getLogger(__name__)
-
-
-def _resolve_models(names: Sequence[str], catalog, api_base: str | None):  # noqa: ANN001
-    """Catalog names, or inline ``provider/model`` strings (``@URL`` or --api-base makes them OpenAI-compatible)."""
-    from core.models import ModelSpec, openai_compatible
-
-    specs = []
-    for raw in names:
-        name, _, base = raw.partition("@")
-        base = base or None
-        if name in catalog.models or any(s.model == name for s in catalog.models.values()):
-            spec = catalog.get(name)
-        elif "/" in name:
-            url = base or api_base
-            if url:
-                spec = openai_compatible(name.split("/", 1)[1], name.split("/", 1)[1], url)
-            else:
-                provider = name.split("/", 1)[0]
-                key_env = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
-                           "databricks": "DATABRICKS_TOKEN"}.get(provider)
-                spec = ModelSpec(name=name, model=name, provider=provider if key_env else "openai-compatible",
-                                 api_key_env=key_env)
-        else:
-            spec = catalog.get(name)  # raises with the list of known models
-        specs.append(spec)
-    return specs
-
-
-def _task_ref(args: argparse.Namespace):  # noqa: ANN202
-    from core.tasks import TaskRef
-
-    if args.task in ("demo", "pubmed"):
-        return TaskRef(kind=args.task, source=args.data or "", test_source=args.test_data or "")
-    return TaskRef(kind="file", source=args.task, test_source=args.test_data or "",
-                   text_column=args.text_column, label_column=args.label_column)
-
-
-def _add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="demo",
-                   help="'demo' (bundled), 'pubmed' (hub, or --data PATH for a local copy), or a CSV/Parquet path")
-    p.add_argument("--data", help="local file or URL for the pubmed task's train split")
-    p.add_argument("--test-data", help="separate test file (otherwise test is sampled from the rest)")
-    p.add_argument("--text-column", default="description")
-    p.add_argument("--label-column", default="target")
-    p.add_argument("--train-per-label", type=int, default=3)
-    p.add_argument("--val-per-label", type=int, default=0)
-    p.add_argument("--test-per-label", type=int, default=10)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--api-base", help="base URL for inline provider/model names (an OpenAI-compatible server)")
 
 
 def _fmt_price(v: float | None) -> str:
@@ -74,7 +28,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     catalog = ModelCatalog.load(settings.catalog_path)
     if args.action == "add":
         spec = ModelSpec(name=args.name, model=args.model, provider=args.provider, api_base=args.api_base,
-                         api_key_env=args.key_env, input_price_per_m=args.price_in, output_price_per_m=args.price_out)
+                         api_key_env=args.key_env or PROVIDERS[args.provider].key_env, input_price_per_m=args.price_in, output_price_per_m=args.price_out)
         catalog.add(spec)
         catalog.save()
         print(f"Saved {spec.name} to {settings.catalog_path}")
@@ -100,7 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     catalog = ModelCatalog.load(settings.catalog_path)
-    spec = _resolve_models([args.model], catalog, args.api_base)[0]
+    spec = resolve_models([args.model], catalog, args.api_base)[0]
     res = check_connection(spec, timeout_s=args.timeout)
     if res.ok:
         print(f"OK {spec.name}: {res.latency_s * 1000:.0f} ms, answered {res.sample!r}")
@@ -113,15 +67,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from core.baseline import outcomes_table, run_baselines
     from core.models import ModelCatalog
     from core.store import RunStore
-    from core.tasks import SampleSpec
 
     settings = load_settings()
     catalog = ModelCatalog.load(settings.catalog_path)
-    specs = _resolve_models(args.models, catalog, args.api_base)
-    sample = SampleSpec(args.train_per_label, args.val_per_label, args.test_per_label, args.seed)
+    specs = resolve_models(args.models, catalog, args.api_base)
+    sample = sample_spec(args)
     store = RunStore(settings)
-    progress = _progress_printer() if not args.quiet else None
-    outcomes = run_baselines(store, _task_ref(args), sample, specs, module=args.module, threads=args.threads,
+    progress = progress_printer() if not args.quiet else None
+    outcomes = run_baselines(store, task_ref(args), sample, specs, module=args.module, threads=args.threads,
                              cache=not args.no_cache, on_record=progress)
     table = outcomes_table(outcomes)
     shown = table.copy()
@@ -138,23 +91,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0 if table["error"].isna().all() else 1
 
 
-def _progress_printer():  # noqa: ANN202
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def on_record(spec, done, total, rec) -> None:  # noqa: ANN001
-        bar = bars.get(spec.name)
-        if bar is None:
-            bar = bars[spec.name] = tqdm(total=total, desc=spec.name[:30], file=sys.stderr, leave=True)
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return on_record
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="GEPA Studio from the command line.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -164,8 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
     p.add_argument("name", nargs="?")
     p.add_argument("model", nargs="?", help="provider/model, e.g. openai/llama3.1")
-    p.add_argument("--provider", default="openai-compatible",
-                   choices=["openai-compatible", "openai", "anthropic", "databricks"])
+    p.add_argument("--provider", default="openai-compatible", choices=list(PROVIDERS))
     p.add_argument("--api-base")
     p.add_argument("--key-env", help="name of the environment variable holding the key")
     p.add_argument("--price-in", type=float, help="USD per 1M input tokens")
@@ -179,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("baseline", help="evaluate several models on the test split")
-    _add_task_args(p)
+    add_task_args(p)
     p.add_argument("--models", nargs="+", required=True, help="catalog names or provider/model[@base_url]")
     p.add_argument("--module", choices=["predict", "cot"], default="predict")
     p.add_argument("--threads", type=int, default=8)
@@ -187,12 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_baseline)
 
-    try:
-        from core.cli_optimize import add_parsers
-    except ImportError:  # GEPA commands not installed
-        pass
-    else:
-        add_parsers(sub, _add_task_args)
+    optimize_cmd.add_parsers(sub)
+    jobs_cmd.add_parsers(sub)
     return parser
 
 

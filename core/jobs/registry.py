@@ -1,4 +1,5 @@
-"""Background jobs: optimizations and baselines, each in its own OS process.
+"""The job registry: every job's state in one SQLite table, and the manager that submits, schedules,
+watches, cancels and resumes jobs through a :class:`Backend`.
 
 A SQLite registry in the data dir records every job's state; a job's folder
 (``<data dir>/jobs/<id>/``) holds its config, its live ``progress.json`` (what the dashboard polls),
@@ -7,8 +8,9 @@ its log and GEPA's ``log_dir``. At most ``max_jobs`` run at once; the rest wait 
 States: queued → running → succeeded | failed | cancelled; a ``running`` job whose process is gone
 (kill -9, reboot) reads as ``interrupted`` and can be resumed from GEPA's last saved iteration.
 
-The runner sits behind the small :class:`Backend` protocol (``start(job_id) -> handle``,
-``alive(handle)``); docs/distributed.md says how a Ray or MLflow-jobs backend would fit.
+What a job does is its kind's entry in ``core.jobs.kinds.KINDS``; where it runs is the :class:`Backend`
+(``start(job_id) -> handle``, ``alive(handle)``, ``kill(handle)``; ``core.jobs.local`` runs local processes;
+docs/distributed.md says how a Ray backend fits). One cancel channel: the ``cancel_requested`` flag here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -34,10 +33,11 @@ from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-JobKind = Literal["optimize", "baseline"]
+JobKindName = Literal["optimize", "baseline"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
+PLAN_FILE = "plan.json"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 @dataclass(frozen=True)
 class JobInfo:
     id: str
-    kind: JobKind
+    kind: str
     title: str
     state: JobState
     config: dict[str, Any]
@@ -77,7 +77,10 @@ class JobInfo:
 
     @property
     def resumable(self) -> bool:
-        return self.kind == "optimize" and self.state in RESUMABLE_STATES
+        from core.jobs.kinds import KINDS
+
+        kind = KINDS.get(self.kind)
+        return bool(kind and kind.resumable) and self.state in RESUMABLE_STATES
 
 
 class Backend(Protocol):
@@ -87,46 +90,7 @@ class Backend(Protocol):
 
     def alive(self, handle: str) -> bool: ...
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited: reap it
-            return False
-    except ChildProcessError:
-        pass  # not our child (started by another dashboard or CLI process)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (finished child not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-class ProcessBackend:
-    """Each job is ``python -m core.worker JOB_ID`` in a new session (it outlives the dashboard)."""
-
-    def start(self, job_id: str, settings: Settings) -> str:
-        job_dir = settings.jobs_dir / job_id
-        job_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(settings.data_dir),
-               "MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"}
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        with open(job_dir / "worker.log", "ab") as log:
-            proc = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", "core.worker", job_id], cwd=root, env=env, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        return str(proc.pid)
-
-    def alive(self, handle: str) -> bool:
-        return _pid_alive(int(handle))
+    def kill(self, handle: str) -> None: ...
 
 
 def init_store(settings: Settings) -> None:
@@ -141,7 +105,11 @@ class JobManager:
 
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         self.settings = settings.ensure()
-        self.backend = backend or ProcessBackend()
+        if backend is None:
+            from core.jobs.local import ProcessBackend
+
+            backend = ProcessBackend()
+        self.backend = backend
         self.db_path = settings.data_dir / "jobs.db"
         with self._db() as db:
             db.execute(SCHEMA)
@@ -161,9 +129,17 @@ class JobManager:
 
     # Submitting ------------------------------------------------------------------------------
 
-    def submit(self, kind: JobKind, title: str, config: dict[str, Any], start: bool = True) -> str:
+    def submit(self, kind: str, title: str, config: dict[str, Any], start: bool = True,
+               plan: dict[str, Any] | None = None) -> str:
+        """Queue a job of ``kind`` (an entry of ``core.jobs.kinds.KINDS``); ``plan`` is stored with it and run as is."""
+        from core.jobs.kinds import KINDS
+
+        if kind not in KINDS:
+            raise JobError(f"Unknown job kind {kind!r}.", f"Use one of: {', '.join(KINDS)}.")
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self.job_dir(job_id).mkdir(parents=True, exist_ok=True)
+        if plan is not None:
+            write_json(self.job_dir(job_id) / PLAN_FILE, plan)
         with self._db() as db:
             db.execute("INSERT INTO jobs (id, kind, title, state, config, created) VALUES (?,?,?,?,?,?)",
                        (job_id, kind, title, "queued", json.dumps(config), time.time()))
@@ -171,14 +147,13 @@ class JobManager:
             self.schedule()
         return job_id
 
-    def submit_optimization(self, config: Any, start: bool = True) -> str:
-        """Validate ``config`` (an OptimizeConfig) here, before any process starts, then queue it."""
-        from core.tasks import prepare
+    def submit_optimization(self, config: Any, start: bool = True, plan: Any = None) -> str:
+        """Plan ``config`` (an OptimizeConfig) here, unless given its ``plan``, then queue exactly that plan."""
+        from core.optimize import plan_optimization
 
-        task, splits = prepare(config.task_ref, config.sample, self.settings)
-        config.validate(splits, task)
-        title = f"GEPA {config.student.name} ← {config.reflection.name} · {task.name} · {config.budget_label()}"
-        return self.submit("optimize", title, config.to_dict(), start)
+        plan = plan or plan_optimization(config, self.settings)
+        return self.submit("optimize", plan.title, config.to_dict(), start,
+                           plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()})
 
     def submit_baselines(self, task_ref: Any, sample: Any, specs: list[Any], *, module: str = "predict",
                          threads: int = 8, cache: bool = True, start: bool = True) -> str:
@@ -186,11 +161,19 @@ class JobManager:
 
         if not specs:
             raise JobError("No models chosen for the baseline.", "Pick at least one model.")
-        prepare(task_ref, sample, self.settings)  # fail here, with a message, on bad data
+        task, splits = prepare(task_ref, sample, self.settings)  # fail here, with a message, on bad data
         config = {"task_ref": task_ref.to_dict(), "sample": sample.to_dict(), "specs": [s.to_dict() for s in specs],
                   "module": module, "threads": threads, "cache": cache}
         title = "Baseline: " + ", ".join(s.name for s in specs)
-        return self.submit("baseline", title[:200], config, start)
+        return self.submit("baseline", title[:200], config, start,
+                           plan={"task": task.to_dict(), "splits": splits.to_dict()})
+
+    def plan(self, job_id: str) -> dict[str, Any] | None:
+        """The plan stored with the job at submission ({"task", "splits"}), or None."""
+        try:
+            return json.loads((self.job_dir(job_id) / PLAN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -237,10 +220,7 @@ class JobManager:
             return {}
 
     def write_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        path = self.job_dir(job_id) / "progress.json"
-        tmp = path.with_name(f"progress.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(progress, default=str), encoding="utf-8")
-        tmp.replace(path)
+        write_json(self.job_dir(job_id) / "progress.json", progress)
 
     def log_tail(self, job_id: str, lines: int = 40) -> str:
         path = self.job_dir(job_id) / "worker.log"
@@ -308,15 +288,12 @@ class JobManager:
 
     def cancel(self, job_id: str) -> JobInfo:
         """Stop a job between iterations (it keeps its best program); a queued job just leaves the queue."""
-        from core.optimize import request_stop
-
         job = self.get(job_id)
         if job.state == "queued":
             self.finish(job_id, "cancelled", error="cancelled before it started")
         elif job.state == "running":
             with self._db() as db:
                 db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
-            request_stop(self.job_dir(job_id) / "gepa")
         elif job.state == "interrupted":
             self.finish(job_id, "cancelled", error="cancelled after interruption")
         return self.get(job_id)
@@ -331,8 +308,6 @@ class JobManager:
         job = self.get(job_id)
         if not job.resumable:
             raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed optimization can be resumed.")
-        stop = self.job_dir(job_id) / "gepa" / "gepa.stop"
-        stop.unlink(missing_ok=True)
         with self._db() as db:
             db.execute("UPDATE jobs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, handle=NULL "
                        "WHERE id=?", (job_id,))
@@ -343,11 +318,10 @@ class JobManager:
     def kill(self, job_id: str) -> None:
         """Hard-stop a job's process (SIGKILL): it becomes interrupted and resumable."""
         job = self.get(job_id)
-        if job.pid and job.state == "running":
-            try:
-                os.killpg(job.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        with self._db() as db:
+            row = db.execute("SELECT handle FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if job.state == "running" and row and row["handle"]:
+            self.backend.kill(row["handle"])
 
     def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> JobInfo:
         """Block until the job reaches a final or interrupted state (for the CLI and tests)."""
@@ -360,70 +334,8 @@ class JobManager:
         raise JobError(f"Job {job_id} did not finish within {timeout:.0f} s.")
 
 
-def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo:
-    """Do a job's work in this process (the worker calls this; tests may too, with fake LMs)."""
-    from core.baseline import run_baselines
-    from core.models import ModelSpec
-    from core.optimize import OptimizeConfig, run_optimization
-    from core.store import RunStore
-    from core.tasks import SampleSpec, TaskRef
-
-    job = manager.claim(job_id)
-    job_dir = manager.job_dir(job_id)
-    previous = manager.progress(job_id) if job.attempts > 1 or job.run_id else {}
-
-    def sink(p: dict[str, Any]) -> None:
-        manager.write_progress(job_id, p)
-
-    def should_stop() -> bool:
-        return manager.cancel_requested(job_id)
-
-    try:
-        store = RunStore(manager.settings)
-        if job.kind == "optimize":
-            config = OptimizeConfig.from_dict(job.config)
-            result = run_optimization(config, store, log_dir=job_dir / "gepa", job_id=job_id, run_id=job.run_id,
-                                      progress=sink, previous=previous, should_stop=should_stop,
-                                      lm_factory=lm_factory, on_run_created=lambda rid: manager.set_run_id(job_id, rid))
-            manager.finish(job_id, "succeeded" if result.status == "succeeded" else "cancelled",
-                           error=result.stop_reason or None)
-        else:
-            cfg = job.config
-            specs = [ModelSpec.from_dict(s) for s in cfg["specs"]]
-            state: dict[str, Any] = {"phase": "evaluating", "models": {s.name: {"done": 0, "total": 0} for s in specs}}
-            last = [0.0]
-
-            def on_record(spec: Any, done: int, total: int, rec: Any) -> None:
-                state["models"][spec.name] = {"done": done, "total": total}
-                if time.time() - last[0] > 0.25 or done == total:
-                    last[0] = time.time()
-                    sink(state)
-
-            outcomes = run_baselines(store, TaskRef.from_dict(cfg["task_ref"]), SampleSpec.from_dict(cfg["sample"]),
-                                     specs, module=cfg.get("module", "predict"), threads=cfg.get("threads", 8),
-                                     cache=cfg.get("cache", True), on_record=on_record, should_stop=should_stop)
-            state["phase"] = "done"
-            state["runs"] = {o.spec.name: {"run_id": o.run_id, "error": o.error} for o in outcomes}
-            sink(state)
-            errors = [o.error if o.error.startswith(o.spec.name) else f"{o.spec.name}: {o.error}"
-                      for o in outcomes if o.error]
-            cancelled = should_stop()
-            manager.finish(job_id, "cancelled" if cancelled else ("failed" if errors and len(errors) == len(specs) else "succeeded"),
-                           error="; ".join(errors) or None)
-    except KeyboardInterrupt:
-        manager.finish(job_id, "interrupted", error="interrupted (Ctrl-C); resume it to go on")
-        raise
-    except BaseException as exc:  # noqa: BLE001 - a job's failure is recorded, with its message
-        from core.errors import StudioError
-
-        message = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-        logger.exception("job %s failed", job_id)
-        manager.finish(job_id, "failed", error=message[:4000])
-        if not isinstance(exc, Exception):
-            raise
-    finally:
-        try:
-            manager.schedule()  # hand the freed slot to the next queued job
-        except Exception:  # noqa: BLE001
-            logger.exception("could not schedule the next job")
-    return manager.get(job_id)
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    tmp.replace(path)

@@ -8,7 +8,6 @@ dicts (a fresh copy per call). The sidebar's Refresh button calls :func:`clear_c
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pandas as pd
@@ -18,9 +17,6 @@ from core.jobs import JobManager
 from core.models import ModelCatalog, ModelSpec
 from core.settings import Settings, credential_status, load_settings
 from core.store import RunStore
-
-# Reading an artifact would otherwise draw a tqdm bar in the terminal on every page view.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 RUNS_TTL_S = 10  # a finished background job shows up within this long (Refresh: at once)
 JOBS_TTL_S = 2
@@ -117,7 +113,7 @@ def artifact_json(run_id: str, name: str) -> Any:
 
 @st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Reading the file…")
 def read_upload(path: str) -> pd.DataFrame:
-    from core.data import read_table
+    from core.tasks import read_table
 
     return read_table(path)
 
@@ -150,15 +146,14 @@ def price_of(spec: dict[str, Any]) -> dict[str, Any]:
     return {"input_per_m": price.input_per_m, "output_per_m": price.output_per_m, "source": price.source}
 
 
-@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Estimating…")
-def estimate_for(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate an OptimizeConfig dict against its task (ConfigError if it cannot run), then estimate it."""
-    from core.optimize import OptimizeConfig, estimate
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Planning…")
+def plan_for(config: dict[str, Any]) -> Any:
+    """The Plan of an OptimizeConfig dict (task, splits, estimate): shown on the page, then submitted as is.
 
-    cfg = OptimizeConfig.from_dict(config)
-    task, splits = prepared(cfg.task_ref.to_dict(), cfg.sample.to_dict())
-    cfg.validate(splits, task)
-    return estimate(cfg, task, splits).to_dict()
+    Raises ConfigError if the config cannot run on its task."""
+    from core.optimize import OptimizeConfig, plan_optimization
+
+    return plan_optimization(OptimizeConfig.from_dict(config), settings())
 
 
 @st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)

@@ -1,0 +1,16 @@
+"""Pure chart functions: a DataFrame in, a ``plotly.graph_objects.Figure`` out, split by subject.
+
+Every number drawn is computed from the inputs; inputs are never modified. An empty table gives a
+figure that says so instead of raising. Colors follow the model (see ``model_colors``).
+"""
+
+from core.analytics.charts._base import DEFAULT_HORIZON, FREE_FLOOR_FALLBACK, PALETTE, model_colors
+from core.analytics.charts.compare import accuracy_bars, accuracy_vs_cost, confusion_heatmap, per_label_bars
+from core.analytics.charts.optimization import break_even_chart, optimization_cost_split, progress_chart
+from core.analytics.charts.task import label_distribution
+
+__all__ = [
+    "DEFAULT_HORIZON", "FREE_FLOOR_FALLBACK", "PALETTE", "accuracy_bars", "accuracy_vs_cost", "break_even_chart",
+    "confusion_heatmap", "label_distribution", "model_colors", "optimization_cost_split", "per_label_bars",
+    "progress_chart",
+]

@@ -1,0 +1,102 @@
+"""Shared parts of the chart functions: a DataFrame in, a ``plotly.graph_objects.Figure`` out.
+
+Every number drawn is computed from the inputs; inputs are never modified. An empty table gives a
+figure that says "No runs yet" instead of raising. Colors follow the model (see ``model_colors``),
+so the same model looks the same on every chart of one runs table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from core.analytics import stats
+from core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PALETTE: tuple[str, ...] = tuple(qualitative.Plotly)
+EMPTY_MESSAGE = "No runs yet"
+PARETO_COLOR = "#222222"
+STUDENT_COLOR = "#636EFA"
+REFLECTION_COLOR = "#FFA15A"
+# Horizon of the break-even chart when the optimization never pays back and none is given.
+DEFAULT_HORIZON = 100_000
+# Log axes cannot show 0: free runs sit this many times below the cheapest paid one.
+FREE_FLOOR_FACTOR = 10.0
+FREE_FLOOR_FALLBACK = 1e-3  # USD per 1k, when every run is free
+
+
+def model_colors(models: Iterable[str]) -> dict[str, str]:
+    """A color per distinct model, assigned in sorted order so the mapping does not depend on row order."""
+    names = sorted({str(m) for m in models})
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def _series_colors(names: Iterable[str]) -> dict[str, str]:
+    # Order of first appearance: for series that are not models (runs, splits).
+    unique = list(dict.fromkeys(str(n) for n in names))
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(unique)}
+
+
+def _empty_figure(title: str, message: str = EMPTY_MESSAGE) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 16}
+    )
+    fig.update_layout(title=title, xaxis={"visible": False}, yaxis={"visible": False})
+    return fig
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], chart: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"{chart}: missing column(s) {missing}; got {list(df.columns)}.",
+            f"Pass a table with columns {list(columns)}.",
+        )
+
+
+def _unique_labels(labels: Iterable[str]) -> list[str]:
+    # Two runs with the same legend label would be drawn on top of each other: number the repeats.
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        label = str(label)
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return out
+
+
+def _intervals(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) accuracy bounds in 0..1: ci_low/ci_high (or accuracy_ci_*), else Wilson from n, else none."""
+    acc = runs["accuracy"].to_numpy(dtype=float)
+    low_col = "ci_low" if "ci_low" in runs else "accuracy_ci_low" if "accuracy_ci_low" in runs else None
+    high_col = "ci_high" if "ci_high" in runs else "accuracy_ci_high" if "accuracy_ci_high" in runs else None
+    low = np.array(runs[low_col], dtype=float) if low_col else np.full_like(acc, np.nan)
+    high = np.array(runs[high_col], dtype=float) if high_col else np.full_like(acc, np.nan)
+    n = runs["n"].to_numpy(dtype=float) if "n" in runs else np.full_like(acc, np.nan)
+    for i in np.flatnonzero(np.isnan(low) | np.isnan(high)):
+        if not np.isnan(n[i]) and n[i] > 0 and not np.isnan(acc[i]):
+            w_low, w_high = stats.wilson_interval(round(acc[i] * n[i]), int(n[i]))
+        else:
+            w_low = w_high = acc[i]
+        low[i] = w_low if np.isnan(low[i]) else low[i]
+        high[i] = w_high if np.isnan(high[i]) else high[i]
+    return low, high
+
+
+def _n_text(n: float) -> str:
+    return "n=?" if pd.isna(n) else f"n={int(n)}"
+
+
+def _usd(value: float) -> str:
+    if pd.isna(value):
+        return "–"
+    return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+

@@ -1,0 +1,111 @@
+"""``python -m core jobs [list | show | cancel | resume]``: the background jobs, as the dashboard sees them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any, Callable
+
+from core.jobs import JobManager
+from core.jobs.worker import execute
+from core.settings import load_settings
+
+
+def follow(manager: JobManager, job_id: str, run: Callable[[], Any]) -> Any:
+    """Run ``run()`` here while a thread draws the job's progress file as a tqdm bar."""
+    from tqdm import tqdm
+
+    done = threading.Event()
+
+    def draw() -> None:
+        bar = tqdm(total=1, desc="GEPA", unit="call", file=sys.stderr, dynamic_ncols=True)
+        while not done.wait(0.5):
+            p = manager.progress(job_id)
+            if p.get("metric_calls_budget"):
+                bar.total = p["metric_calls_budget"]
+                bar.n = min(p.get("metric_calls_used", 0), bar.total)
+                bar.set_postfix_str(progress_postfix(p))
+            else:
+                bar.set_description(p.get("phase", "starting"))
+            bar.refresh()
+        bar.close()
+
+    t = threading.Thread(target=draw, daemon=True)
+    t.start()
+    try:
+        return run()
+    finally:
+        done.set()
+        t.join(2)
+
+
+def progress_postfix(p: dict[str, Any]) -> str:
+    """The progress bar's tail: best validation score (once there is one), cost so far, candidates."""
+    best = p.get("best_val_score")
+    parts = [f"best={best:.3f}"] if best is not None else []
+    parts += [f"cost=${p.get('total_cost_usd', 0):.4f}", f"cand={p.get('candidates', 0)}"]
+    return " ".join(parts)
+
+
+def print_job(manager: JobManager, job_id: str) -> int:
+    job = manager.get(job_id)
+    p = manager.progress(job_id)
+    print(f"job {job.id}: {job.state}" + (f" ({job.error})" if job.error else ""))
+    if p and job.kind == "optimize":
+        best = p.get("best_val_score")
+        print(f"  metric calls {p.get('metric_calls_used', 0)}/{p.get('metric_calls_budget', '?')}, "
+              f"candidates {p.get('candidates', 0)}, best validation score {best if best is None else round(best, 4)}, "
+              f"cost ${p.get('total_cost_usd', 0):.4f} (student ${p.get('student_cost_usd', 0):.4f}, "
+              f"reflection ${p.get('reflection_cost_usd', 0):.4f}), {p.get('elapsed_s', 0):.1f} s")
+    elif p and job.kind == "baseline":
+        for model, m in (p.get("models") or {}).items():
+            print(f"  {model}: {m.get('done', 0)}/{m.get('total', 0)} examples")
+    if job.run_id:
+        print(f"  MLflow run {job.run_id}")
+        try:
+            from core.store import RunStore
+
+            m = RunStore(manager.settings).get_run(job.run_id).data.metrics
+            if "optimized_test_accuracy" in m:
+                print(f"  test accuracy: original {m['original_test_accuracy']:.1%} -> optimized {m['optimized_test_accuracy']:.1%}")
+        except Exception:  # noqa: BLE001 - the summary is best effort
+            pass
+    return 0 if job.state in ("succeeded", "cancelled", "running", "queued") else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    manager = JobManager(load_settings())
+    if args.action == "list":
+        frame = manager.frame()
+        if frame.empty:
+            print("no jobs")
+            return 0
+        cols = ["id", "kind", "state", "metric_calls", "best_val_score", "cost_usd", "title"]
+        print(frame[cols].to_string(index=False, max_colwidth=60))
+        return 0
+    if not args.job_id:
+        print("error: give a job id", file=sys.stderr)
+        return 2
+    if args.action == "show":
+        return print_job(manager, args.job_id)
+    if args.action == "cancel":
+        job = manager.cancel(args.job_id)
+        print(f"job {job.id}: {job.state}" + (" (stopping after the current iteration)" if job.state == "running" else ""))
+        return 0
+    if args.action == "resume":
+        manager.resume(args.job_id, start=args.background)
+        if args.background:
+            print(f"job {args.job_id} queued again")
+            return 0
+        follow(manager, args.job_id, lambda: execute(manager, args.job_id))
+        return print_job(manager, args.job_id)
+    return 2
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("jobs", help="list, show, cancel or resume jobs")
+    p.add_argument("action", nargs="?", choices=["list", "show", "cancel", "resume"], default="list")
+    p.add_argument("job_id", nargs="?")
+    p.add_argument("--background", action="store_true", help="resume as a background job")
+    p.set_defaults(func=cmd_jobs)

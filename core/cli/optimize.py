@@ -1,0 +1,81 @@
+"""``python -m core optimize``: plan a GEPA job, print the plan, then run it in the foreground or queue it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from core.cli.common import add_task_args, resolve_models, sample_spec, task_ref
+from core.cli.jobs import follow, print_job
+from core.errors import ConfigError
+from core.jobs import JobManager
+from core.jobs.worker import execute
+from core.models import ModelCatalog
+from core.optimize import BUDGETS, OptimizeConfig, Plan, plan_optimization
+from core.settings import load_settings
+
+
+def budget_kwargs(budget: str) -> dict[str, Any]:
+    if budget in BUDGETS:
+        return {"auto": budget}
+    try:
+        if budget.startswith("evals:"):
+            return {"auto": None, "max_full_evals": int(budget.split(":", 1)[1])}
+        return {"auto": None, "max_metric_calls": int(budget)}
+    except ValueError:
+        raise ConfigError(f"Unknown budget {budget!r}.",
+                          "Use light, medium, heavy, a number of metric calls, or evals:N for N full evaluations.") from None
+
+
+def _usd(v: float | None) -> str:
+    return "unknown price" if v is None else f"${v:.4f}"
+
+
+def describe_plan(plan: Plan) -> str:
+    """The plan as the CLI prints it before running: splits, metric calls, reflection calls, cost range."""
+    sizes, est = plan.splits.sizes(), plan.estimate
+    return (f"{plan.title}\n  {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test examples; "
+            f"{est.metric_calls:,} metric calls, {est.reflection_calls_low}-{est.reflection_calls_high} reflection calls; "
+            f"estimated cost {_usd(est.cost_low_usd)} to {_usd(est.cost_high_usd)}")
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    catalog = ModelCatalog.load(settings.catalog_path)
+    student = resolve_models([args.student], catalog, args.api_base)[0]
+    reflection = resolve_models([args.reflection], catalog, args.api_base)[0] if args.reflection else None
+    config = OptimizeConfig(
+        task_ref=task_ref(args), sample=sample_spec(args), student=student, reflection=reflection, module=args.module,
+        max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch, use_merge=not args.no_merge,
+        threads=args.threads, seed=args.gepa_seed, feedback=args.feedback, cache=not args.no_cache,
+        **budget_kwargs(args.budget),
+    )
+    plan = plan_optimization(config, settings)
+    print(describe_plan(plan), file=sys.stderr)
+    manager = JobManager(settings)
+    job_id = manager.submit_optimization(config, start=args.background, plan=plan)
+    if args.background:
+        print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
+        return 0
+    print(f"job {job_id}", file=sys.stderr)
+    follow(manager, job_id, lambda: execute(manager, job_id))
+    return print_job(manager, job_id)
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("optimize", help="run GEPA on a student model with a reflection model")
+    add_task_args(p)
+    p.add_argument("--student", required=True, help="catalog name or provider/model[@base_url]")
+    p.add_argument("--reflection", help="catalog name or provider/model[@base_url] (a strong model)")
+    p.add_argument("--budget", default="light", help="light | medium | heavy | N metric calls | evals:N")
+    p.add_argument("--max-cost", type=float, help="stop when student + reflection spending reaches this many USD")
+    p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--gepa-seed", type=int, default=0)
+    p.add_argument("--module", choices=["predict", "cot"], default="predict")
+    p.add_argument("--feedback", choices=["rule", "judge"], default="rule")
+    p.add_argument("--no-merge", action="store_true")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--background", action="store_true", help="queue as a background job and return")
+    p.set_defaults(func=cmd_optimize)

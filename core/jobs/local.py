@@ -1,0 +1,61 @@
+"""The local backend: each job is ``python -m core.jobs.worker JOB_ID`` in a new OS session (it outlives the
+dashboard). Another executor (Ray, MLflow jobs) is another class with the same two methods."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from core.settings import Settings
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited: reap it
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by another dashboard or CLI process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (finished child not yet reaped) is not alive.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class ProcessBackend:
+    """Each job is a worker process in a new session; its handle is the pid."""
+
+    def start(self, job_id: str, settings: Settings) -> str:
+        job_dir = settings.jobs_dir / job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(settings.data_dir),
+               "MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"}
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        with open(job_dir / "worker.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "core.jobs.worker", job_id], cwd=root, env=env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        return str(proc.pid)
+
+    def alive(self, handle: str) -> bool:
+        return _pid_alive(int(handle))
+
+
+
+    def kill(self, handle: str) -> None:
+        try:
+            os.killpg(int(handle), signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,58 @@
+"""A job's process: ``python -m core.jobs.worker JOB_ID``; :func:`execute` does a job's work in this process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from core.errors import StudioError
+from core.jobs.kinds import KINDS, JobContext, JobOutcome
+from core.jobs.registry import JobInfo, JobManager
+from core.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo:
+    """Do a job's work in this process (the worker calls this; the CLI's foreground runs and tests may too)."""
+    job = manager.claim(job_id)
+    ctx = JobContext(
+        job_id=job_id, job_dir=manager.job_dir(job_id), settings=manager.settings,
+        emit=lambda p: manager.write_progress(job_id, p), should_stop=lambda: manager.cancel_requested(job_id),
+        set_run_id=lambda rid: manager.set_run_id(job_id, rid), run_id=job.run_id,
+        previous=manager.progress(job_id) if job.attempts > 1 or job.run_id else {},
+        plan=manager.plan(job_id), lm_factory=lm_factory,
+    )
+    try:
+        outcome: JobOutcome = KINDS[job.kind].run(job.config, ctx)
+        manager.finish(job_id, outcome.state, error=outcome.error)
+    except KeyboardInterrupt:
+        manager.finish(job_id, "interrupted", error="interrupted (Ctrl-C); resume it to go on")
+        raise
+    except BaseException as exc:  # a job's failure is recorded, with its message
+        message = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+        logger.exception("job %s failed", job_id)
+        manager.finish(job_id, "failed", error=message[:4000])
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        try:
+            manager.schedule()  # hand the freed slot to the next queued job
+        except Exception:
+            logger.exception("could not schedule the next job")
+    return manager.get(job_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        print("usage: python -m core.jobs.worker JOB_ID", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job = execute(JobManager(load_settings()), args[0])
+    return 0 if job.state in ("succeeded", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,13 @@
+"""GEPA on a student model with a reflection model: config (checked when built), estimate and plan,
+typed progress with cost meters, and one run (``run_optimization``)."""
+
+from core.optimize.config import BUDGETS, Budget, OptimizeConfig
+from core.optimize.estimate import Estimate, Plan, estimate, metric_call_budget, plan_optimization
+from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressPoint, ProgressSink
+from core.optimize.run import OptimizeResult, prompt_name, register_prompt, run_optimization
+
+__all__ = [
+    "BUDGETS", "Budget", "CostMeter", "Estimate", "OptimizeConfig", "OptimizeProgress", "OptimizeResult", "Plan",
+    "ProgressCallback", "ProgressPoint", "ProgressSink", "estimate", "metric_call_budget", "plan_optimization",
+    "prompt_name", "register_prompt", "run_optimization",
+]

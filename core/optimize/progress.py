@@ -1,0 +1,159 @@
+"""Live progress of an optimization: typed events, a cost meter per LM, and the GEPA callback that feeds a sink."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, TypedDict
+
+from core.models import Price
+from core.store import RunStore
+
+logger = logging.getLogger(__name__)
+
+
+class ProgressPoint(TypedDict):
+    t: float
+    metric_calls: int
+    iteration: int
+    best_score: float | None
+    val_score: float | None
+
+
+class OptimizeProgress(TypedDict, total=False):
+    """What an optimization job reports (its progress.json)."""
+
+    phase: str  # loading | optimizing | evaluating | done | stopped | failed
+    message: str
+    metric_calls_used: int
+    metric_calls_budget: int
+    iteration: int
+    candidates: int
+    best_val_score: float | None
+    elapsed_s: float
+    student_cost_usd: float
+    reflection_cost_usd: float
+    total_cost_usd: float
+    attempts: int
+    resumed_from_metric_calls: int
+    history: list[ProgressPoint]
+    updated_at: float
+
+
+class CostMeter:
+    """Running spend of one LM, read from its history (cache hits cost nothing)."""
+
+    def __init__(self, lm: Any, price: Price, base_usd: float = 0.0) -> None:
+        self.lm, self.price, self.total = lm, price, base_usd
+        self.input_tokens = self.output_tokens = 0
+        self._seen: str | None = None
+        self._lock = threading.Lock()
+
+    def update(self) -> float:
+        with self._lock:
+            history = list(self.lm.history)
+            new = []
+            for entry in reversed(history):
+                if entry.get("uuid") == self._seen:
+                    break
+                new.append(entry)
+            if history:
+                self._seen = history[-1].get("uuid")
+            for entry in new:
+                usage = entry.get("usage") or {}
+                inp, out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                self.input_tokens += inp
+                self.output_tokens += out
+                self.total += self.price.cost(inp, out) or 0.0
+            return self.total
+
+
+ProgressSink = Callable[[OptimizeProgress], None]
+
+
+class ProgressCallback:
+    """GEPA callback that keeps a OptimizeProgress and hands it to a sink (throttled); never raises."""
+
+    def __init__(self, sink: ProgressSink, budget: int, student: CostMeter, reflection: CostMeter,
+                 previous: OptimizeProgress | None = None, store: RunStore | None = None, run_id: str | None = None,
+                 min_interval_s: float = 0.25) -> None:
+        prev = previous or {}
+        self.sink, self.student, self.reflection = sink, student, reflection
+        self.store, self.run_id = store, run_id
+        self.started = time.time()
+        self.prev_elapsed = float(prev.get("elapsed_s", 0.0))
+        self.min_interval_s = min_interval_s
+        self._last_emit = 0.0
+        self._lock = threading.Lock()
+        self.state: OptimizeProgress = {
+            "phase": "optimizing", "message": "", "metric_calls_used": int(prev.get("metric_calls_used", 0)),
+            "metric_calls_budget": budget, "iteration": int(prev.get("iteration", 0)),
+            "candidates": int(prev.get("candidates", 0)), "best_val_score": prev.get("best_val_score"),
+            "elapsed_s": self.prev_elapsed, "student_cost_usd": student.total, "reflection_cost_usd": reflection.total,
+            "total_cost_usd": student.total + reflection.total, "attempts": int(prev.get("attempts", 0)) + 1,
+            "resumed_from_metric_calls": int(prev.get("metric_calls_used", 0)),
+            "history": list(prev.get("history", [])),
+        }
+
+    def total_cost(self) -> float:
+        return self.student.update() + self.reflection.update()
+
+    def emit(self, force: bool = False, **changes: Any) -> None:
+        with self._lock:
+            self.state.update(changes)  # type: ignore[typeddict-item]
+            now = time.time()
+            if not force and now - self._last_emit < self.min_interval_s:
+                return
+            self._last_emit = now
+            self.state["elapsed_s"] = self.prev_elapsed + (now - self.started)
+            self.state["student_cost_usd"] = self.student.update()
+            self.state["reflection_cost_usd"] = self.reflection.update()
+            self.state["total_cost_usd"] = self.state["student_cost_usd"] + self.state["reflection_cost_usd"]
+            self.state["updated_at"] = now
+            snapshot = json.loads(json.dumps(self.state, default=str))
+        try:
+            self.sink(snapshot)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - progress must never break a run
+            logger.warning("progress sink failed: %s", exc)
+
+    def _point(self, val_score: float | None = None) -> None:
+        self.state["history"].append({
+            "t": round(time.time() - self.started + self.prev_elapsed, 3),
+            "metric_calls": self.state["metric_calls_used"], "iteration": self.state["iteration"],
+            "best_score": self.state["best_val_score"], "val_score": val_score,
+        })
+
+    # GEPA callback methods (gepa.core.callbacks.GEPACallback)
+    def on_optimization_start(self, event: dict[str, Any]) -> None:
+        self.emit(force=True, phase="optimizing")
+
+    def on_iteration_start(self, event: dict[str, Any]) -> None:
+        self.emit(iteration=int(event.get("iteration", 0)))
+
+    def on_budget_updated(self, event: dict[str, Any]) -> None:
+        self.emit(metric_calls_used=int(event.get("metric_calls_used", 0)))
+
+    def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+        score = float(event.get("average_score", 0.0))
+        best = self.state.get("best_val_score")
+        self.state["candidates"] = max(self.state.get("candidates", 0), int(event.get("candidate_idx", 0)) + 1)
+        if best is None or score > best:
+            self.state["best_val_score"] = score
+        self._point(score)
+        self.emit(force=True)
+        if self.store and self.run_id:
+            try:
+                self.store.log_metrics(self.run_id, {
+                    "val_score": score, "best_val_score": float(self.state["best_val_score"] or 0.0),
+                    "metric_calls_used": self.state["metric_calls_used"], "candidates": self.state["candidates"],
+                    "running_cost_usd": self.state["total_cost_usd"],
+                }, step=self.state["metric_calls_used"])
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("could not log progress to MLflow: %s", exc)
+
+    def on_iteration_end(self, event: dict[str, Any]) -> None:
+        self.emit(force=True, iteration=int(event.get("iteration", 0)))
+
+

@@ -1,0 +1,220 @@
+"""What a task is: the Task (text column, label column, labels), its splits, and the plain-data recipe
+(TaskRef + SampleSpec) a background process rebuilds it from."""
+
+from __future__ import annotations
+
+import keyword
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from core.errors import ConfigError, DataError
+from core.tasks.validate import clean_table
+
+# --- the PubMed RCT task ---
+
+PUBMED_LABELS: tuple[str, ...] = ("BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS")
+PUBMED_LABEL_DESCRIPTIONS: dict[str, str] = {
+    "BACKGROUND": "Sets the context: what is known about the problem, why it matters, what is missing.",
+    "OBJECTIVE": "States the aim of this study: the question, hypothesis or purpose it sets out to address.",
+    "METHODS": "Describes how the study was done: design, participants, interventions, measurements, analysis.",
+    "RESULTS": "Reports what was found: outcomes, numbers, effect sizes, statistical comparisons.",
+    "CONCLUSIONS": "Interprets the findings: what they mean, their implications, recommendations or next steps.",
+}
+
+# Field names that would clash with dspy.Signature / pydantic attributes.
+_RESERVED_FIELDS = frozenset(
+    {
+        "instructions",
+        "signature",
+        "demos",
+        "fields",
+        "input_fields",
+        "output_fields",
+        "model_config",
+        "model_fields",
+        "schema",
+        "json",
+        "dict",
+        "copy",
+    }
+)
+
+
+def _identifier(name: str, fallback: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    ident = re.sub(r"[^0-9a-zA-Z]+", "_", ascii_name).strip("_").lower() or fallback
+    if ident[0].isdigit():
+        ident = f"col_{ident}"
+    if keyword.iskeyword(ident) or keyword.issoftkeyword(ident) or ident in _RESERVED_FIELDS:
+        ident = f"{ident}_"
+    return ident
+
+
+@dataclass(frozen=True)
+class Task:
+    """A text-classification task: which column is the text, which the label, and the allowed labels."""
+
+    name: str
+    text_column: str
+    label_column: str
+    labels: tuple[str, ...]
+    label_descriptions: tuple[tuple[str, str], ...] = ()  # (label, description) pairs
+    instruction: str = ""  # the classifier's starting instruction; "" means default_instruction(task)
+    source: str = ""  # where the data came from: a path, a URL, "hub" or "demo"
+
+    def __post_init__(self) -> None:
+        # Accept lists and dicts (e.g. from JSON) but keep the dataclass hashable.
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        pairs = self.label_descriptions
+        items = pairs.items() if isinstance(pairs, dict) else pairs
+        object.__setattr__(self, "label_descriptions", tuple((str(k), str(v)) for k, v in items))
+
+    @property
+    def input_field(self) -> str:
+        """``text_column`` as a Python identifier, the DSPy input field name."""
+        return _identifier(self.text_column, "text")
+
+    @property
+    def output_field(self) -> str:
+        """``label_column`` as a Python identifier, never equal to :attr:`input_field`."""
+        out = _identifier(self.label_column, "label")
+        return f"{out}_label" if out == self.input_field else out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "text_column": self.text_column,
+            "label_column": self.label_column,
+            "labels": list(self.labels),
+            "label_descriptions": [list(pair) for pair in self.label_descriptions],
+            "instruction": self.instruction,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Task":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def default_instruction(task: Task) -> str:
+    """A plain starting instruction: the allowed labels, then one line per described label."""
+    noun = "sentence" if set(task.labels) == set(PUBMED_LABELS) or "sentence" in task.text_column.lower() else "text"
+    lines = [f"Classify the {noun} into one of: {', '.join(task.labels)}."]
+    if task.label_descriptions:
+        lines += ["", "What each label means:"]
+        lines += [f"- {label}: {desc}" for label, desc in task.label_descriptions]
+    return "\n".join(lines)
+
+
+def pubmed_task(source: str = "") -> Task:
+    """The PubMed RCT sentence-role task (columns description, target)."""
+    return Task(
+        name="pubmed",
+        text_column="description",
+        label_column="target",
+        labels=PUBMED_LABELS,
+        label_descriptions=tuple(PUBMED_LABEL_DESCRIPTIONS.items()),
+        source=source,
+    )
+
+
+def demo_task() -> Task:
+    """The bundled demo task: invented clinical-trial sentences with the PubMed labels."""
+    return replace(pubmed_task("demo"), name="demo")
+
+
+def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: str, source: str = "") -> Task:
+    """A task for a user's table: its labels are the distinct labels left after :func:`clean_table`."""
+    cleaned = clean_table(df, text_column=text_column, label_column=label_column)
+    labels = tuple(sorted(cleaned[label_column].unique()))
+    if len(labels) < 2:
+        raise DataError(
+            f"Column {label_column!r} has {len(labels)} distinct label(s) after cleaning; a classifier needs at least 2.",
+            "Pick the column that holds the classes, or add rows for other labels.",
+        )
+    return Task(name=name, text_column=text_column, label_column=label_column, labels=labels, source=source)
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """Train, optional validation and test tables, sampled per label with ``seed``; pairwise disjoint."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame | None
+    test: pd.DataFrame
+    seed: int
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val) if self.val is not None else 0, "test": len(self.test)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sampled rows as JSON-ready records (a job stores exactly what it was planned with)."""
+        return {"train": self.train.to_dict("records"), "test": self.test.to_dict("records"), "seed": self.seed,
+                "val": self.val.to_dict("records") if self.val is not None else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Splits":
+        frame = lambda rows: pd.DataFrame(rows).astype(str)  # noqa: E731
+        return cls(train=frame(d["train"]), val=frame(d["val"]) if d.get("val") is not None else None,
+                   test=frame(d["test"]), seed=int(d["seed"]))
+
+
+
+TaskKind = Literal["pubmed", "demo", "file"]
+
+@dataclass(frozen=True)
+class TaskRef:
+    """How to load a task: the PubMed set (hub or a local copy), the bundled demo, or a user file."""
+
+    kind: TaskKind = "demo"
+    source: str = ""  # pubmed: optional local path/URL of the train file; file: the path
+    test_source: str = ""  # optional separate test file (pubmed: its test split)
+    text_column: str = "description"
+    label_column: str = "target"
+    name: str = ""
+
+    @property
+    def task_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.kind == "file":
+            return Path(self.source).stem or "custom"
+        return self.kind
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskRef":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Per-label sample sizes and the seed (defaults as the seed notebook: 3 train, 10 test per label)."""
+
+    train_per_label: int = 3
+    val_per_label: int = 0
+    test_per_label: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.train_per_label < 1 or self.test_per_label < 1 or self.val_per_label < 0:
+            raise ConfigError(
+                "Sample sizes must be at least 1 per label for train and test (0 or more for validation).",
+                f"Got train={self.train_per_label}, validation={self.val_per_label}, test={self.test_per_label}.",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SampleSpec":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+

@@ -1,0 +1,124 @@
+"""Per-label sampling of train / validation / test splits, and a fingerprint of a split's rows."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import pandas as pd
+
+from core.errors import ConfigError, DataError
+from core.tasks.model import Splits, Task
+from core.tasks.validate import _require_columns
+
+logger = logging.getLogger(__name__)
+
+
+def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = "") -> pd.DataFrame:
+    """``n`` rows per label, keeping the original index (so callers can exclude the rows taken)."""
+    _require_columns(df, [label_column])
+    counts = df[label_column].value_counts()
+    short = counts[counts < n]
+    if len(short):
+        listed = ", ".join(f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items())
+        raise DataError(
+            f"Not enough rows{what}: {listed}, fewer than the {n} per label requested.",
+            "Lower the per-label size, or add rows for that label.",
+        )
+    return df.groupby(label_column, group_keys=False).sample(n=n, random_state=seed)
+
+
+def sample_per_label(df: pd.DataFrame, label_column: str, n: int, seed: int) -> pd.DataFrame:
+    """``n`` random rows of each label, as the seed notebook: ``groupby(label).sample(n, random_state=seed)``."""
+    return _sample(df, label_column, n, seed).reset_index(drop=True)
+
+
+def make_splits(
+    task: Task,
+    train_df: pd.DataFrame,
+    test_df: pd.DataFrame | None = None,
+    *,
+    train_per_label: int = 3,
+    val_per_label: int = 0,
+    test_per_label: int = 10,
+    seed: int = 42,
+) -> Splits:
+    """Sample train and validation from ``train_df``; test from ``test_df`` or else from the rest of ``train_df``.
+
+    Only ``task.labels`` are used. With a separate ``test_df``, rows whose text was drawn for train or
+    validation are left out of the test pool.
+    """
+    if train_per_label < 1 or test_per_label < 1 or val_per_label < 0:
+        raise ConfigError(
+            "Sample sizes must be at least 1 per label for train and test (0 or more for validation).",
+            f"Got train={train_per_label}, validation={val_per_label}, test={test_per_label}.",
+        )
+    text, lab = task.text_column, task.label_column
+    _require_columns(train_df, [text, lab], what="The training table")
+    pool = train_df[train_df[lab].isin(task.labels)]
+    present = set(pool[lab].unique())
+    missing = [label for label in task.labels if label not in present]
+    if missing:
+        raise DataError(
+            f"The training table has no rows for label(s) {', '.join(map(repr, missing))}.",
+            "Every label needs training rows: add some, or use a task without that label.",
+        )
+    need = train_per_label + val_per_label + (test_per_label if test_df is None else 0)
+    counts = pool[lab].value_counts()
+    short = counts[counts < need]
+    if len(short):
+        parts = f"train {train_per_label} + validation {val_per_label}" + (
+            f" + test {test_per_label}" if test_df is None else ""
+        )
+        listed = ", ".join(f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items())
+        raise DataError(
+            f"Not enough rows per label: {listed}, but {parts} = {need} are needed.",
+            "Lower the per-label sizes, add rows, or give a separate test file.",
+        )
+
+    train = _sample(pool, lab, train_per_label, seed)
+    rest = pool.drop(index=train.index)
+    val = _sample(rest, lab, val_per_label, seed) if val_per_label else None
+    if val is not None:
+        rest = rest.drop(index=val.index)
+    if test_df is None:
+        test = _sample(rest, lab, test_per_label, seed, what=" for the test split")
+    else:
+        _require_columns(test_df, [text, lab], what="The test table")
+        taken = set(train[text]) | (set(val[text]) if val is not None else set())
+        test_pool = test_df[test_df[lab].isin(task.labels) & ~test_df[text].isin(taken)]
+        if test_pool.empty:
+            raise DataError(
+                "The test table has no rows with the task's labels.",
+                f"Its label column {lab!r} must use the same labels: {', '.join(task.labels)}.",
+            )
+        test = _sample(test_pool, lab, test_per_label, seed, what=" in the test table")
+        if absent := sorted(set(task.labels) - set(test[lab].unique())):
+            logger.warning("The test table has no rows for %s; the test split leaves them out.", absent)
+    unseen = sorted(set(test[lab]) - set(train[lab]))
+    if unseen:
+        raise DataError(
+            f"Test label(s) {', '.join(map(repr, unseen))} never appear in train.",
+            "Every test label must have training rows.",
+        )
+    splits = Splits(
+        train=train.reset_index(drop=True),
+        val=val.reset_index(drop=True) if val is not None else None,
+        test=test.reset_index(drop=True),
+        seed=seed,
+    )
+    logger.info("Splits for %s: %s (seed %d)", task.name, splits.sizes(), seed)
+    return splits
+
+
+def split_fingerprint(df: pd.DataFrame, task: Task) -> str:
+    """A short hash of a split's (text, label) rows: two runs on the same examples share it."""
+    h = hashlib.sha256()
+    for text, label in zip(df[task.text_column].astype(str), df[task.label_column].astype(str), strict=True):
+        h.update(text.encode())
+        h.update(b"\x1f")
+        h.update(label.encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:12]
+
+

@@ -1,0 +1,112 @@
+"""The table of task sources (demo, pubmed, file): the one list the Task page and the CLI both read.
+
+A new source is one :class:`TaskSource` entry in :data:`SOURCES`: its title and help for the page and the
+CLI, and a ``load(ref, settings)`` that returns the task and its cleaned train (and optional test) table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from core.errors import ConfigError
+from core.settings import Settings
+from core.tasks.model import SampleSpec, Splits, Task, TaskRef, demo_task, pubmed_task, table_task
+from core.tasks.readers import load_demo, load_pubmed, read_table
+from core.tasks.sampling import make_splits
+from core.tasks.validate import clean_table, validate_table
+
+Tables = tuple[Task, pd.DataFrame, pd.DataFrame | None]
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """One place a task can come from."""
+
+    kind: str
+    title: str  # how the Task page names it
+    description: str  # one paragraph under the choice
+    cli_help: str  # how `--task` describes it
+    load: Callable[[TaskRef, Settings], Tables]
+
+
+def _load_pubmed(ref: TaskRef, settings: Settings) -> Tables:
+    train = load_pubmed("train", source=ref.source or None, cache_dir=settings.cache_dir)
+    test = None
+    if ref.test_source:
+        test = load_pubmed("test", source=ref.test_source, cache_dir=settings.cache_dir)
+    elif not ref.source:  # the hub's own test split; with a local train file, test comes from its rest
+        test = load_pubmed("test", cache_dir=settings.cache_dir)
+    clean = lambda df: clean_table(df, text_column="description", label_column="target")  # noqa: E731
+    return pubmed_task(ref.source or "hub"), clean(train), (clean(test) if test is not None else None)
+
+
+def _load_demo(ref: TaskRef, settings: Settings) -> Tables:
+    return demo_task(), clean_table(load_demo(), text_column="description", label_column="target"), None
+
+
+def _read_checked(source: str, ref: TaskRef) -> pd.DataFrame:
+    df = read_table(source)
+    validate_table(df, text_column=ref.text_column, label_column=ref.label_column)
+    return clean_table(df, text_column=ref.text_column, label_column=ref.label_column)
+
+
+def _load_file(ref: TaskRef, settings: Settings) -> Tables:
+    if not ref.source:
+        raise ConfigError("No data file given.", "Upload a CSV or give its path.")
+    df = _read_checked(ref.source, ref)
+    test = _read_checked(ref.test_source, ref) if ref.test_source else None
+    task = table_task(df, text_column=ref.text_column, label_column=ref.label_column, name=ref.task_name,
+                      source=ref.source)
+    return task, df, test
+
+
+SOURCES: dict[str, TaskSource] = {s.kind: s for s in (
+    TaskSource("demo", "Demo (bundled)",
+               "Invented clinical-trial sentences (60 per label) with the PubMed labels BACKGROUND, OBJECTIVE, "
+               "METHODS, RESULTS, CONCLUSIONS: local and fast, good for a first run.",
+               "bundled sentences written for this project (no network)", _load_demo),
+    TaskSource("pubmed", "PubMed sentence roles",
+               "Sentences of PubMed RCT abstracts labelled by their role. Empty path: the "
+               "`ml4pubmed/pubmed-text-classification-cased` CSVs from the Hugging Face hub (needs internet, cached "
+               "in the data dir). Or the path of a local copy: that CSV, or PubMed 20k/200k RCT `train.txt`.",
+               "the PubMed RCT set from the hub, or --data PATH for a local copy", _load_pubmed),
+    TaskSource("file", "Upload a table",
+               "A CSV, TSV, Parquet or PubMed RCT .txt file with one text column and one label column.",
+               "a CSV / Parquet / RCT .txt path (with --text-column and --label-column)", _load_file),
+)}
+
+
+def source_of(kind: str) -> TaskSource:
+    try:
+        return SOURCES[kind]
+    except KeyError:
+        raise ConfigError(f"Unknown task kind {kind!r}.", f"Use one of: {', '.join(SOURCES)}.") from None
+
+
+def load_tables(ref: TaskRef, settings: Settings) -> Tables:
+    """(task, train table, optional test table) for ``ref``, validated and cleaned."""
+    return source_of(ref.kind).load(ref, settings)
+
+
+def prepare(ref: TaskRef, sample: SampleSpec, settings: Settings) -> tuple[Task, Splits]:
+    """Load and sample: the task and its train / validation / test splits."""
+    task, train, test = load_tables(ref, settings)
+    splits = make_splits(task, train, test, train_per_label=sample.train_per_label,
+                         val_per_label=sample.val_per_label, test_per_label=sample.test_per_label, seed=sample.seed)
+    return task, splits
+
+
+def save_upload(content: bytes, filename: str, settings: Settings) -> Path:
+    """Keep an uploaded file in the data dir (content-addressed) so jobs can reread it."""
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    suffix = Path(filename).suffix.lower() or ".csv"
+    path = settings.data_dir / "uploads" / f"{Path(filename).stem[:40]}-{digest}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(content)
+    return path
