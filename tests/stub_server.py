@@ -5,11 +5,17 @@ and of Ollama's (``GET /api/tags``) for LiteLLM and DSPy to talk to it as to any
 server. What it answers is decided per request by a ``responder`` callable, so a test can
 make a model that classifies by keyword rules, one whose accuracy depends on its
 instruction, one that writes garbage, or one that fails with an HTTP error.
+
+``faults`` injects what real providers do (see :class:`Faults`): 429 with Retry-After, 500, hangs past
+the client's timeout, slow answers, empty or malformed bodies, labels outside the set, truncated
+answers, a 401 that echoes the key it was given, and a server that dies after N calls.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
 import socket
 import threading
@@ -39,6 +45,37 @@ class StubError:
 
     status: int
     message: str = "stub error"
+
+
+@dataclass
+class Faults:
+    """Faults injected into chat calls. Rates are shares of calls (drawn from a seeded generator, so a run is
+    repeatable); ``models`` limits them to some models (None: every model)."""
+
+    rate_limit: float = 0.0  # HTTP 429 with a Retry-After header
+    retry_after_s: float = 1.0
+    server_error: float = 0.0  # HTTP 500
+    timeout: float = 0.0  # the call hangs for hang_s (past the client's timeout), then gets a 504
+    hang_s: float = 30.0
+    empty: float = 0.0  # HTTP 200 with an empty body
+    malformed: float = 0.0  # HTTP 200 with a body that is not JSON
+    off_label: float = 0.0  # a well-formed answer whose label is not one of the task's
+    truncated: float = 0.0  # the answer cut off mid-way (finish_reason "length")
+    slow_s: float = 0.0  # extra latency on every call
+    die_after: int | None = None  # after this many chat calls the server closes its socket for good
+    echo_key_401: bool = False  # every call gets a 401 whose message repeats the key it was sent
+    models: tuple[str, ...] | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Faults | None":
+        raw = os.environ.get("STUB_FAULTS")
+        if not raw:
+            return None
+        d = json.loads(raw)
+        if d.get("models") is not None:
+            d["models"] = tuple(d["models"])
+        return cls(**d)
 
 
 def keyword_label(sentence: str, default: str = "BACKGROUND") -> str:
@@ -98,7 +135,11 @@ class StubLLMServer:
     latency_s: float = 0.0
     api_key: str | None = None  # when set, other keys get HTTP 401
     models: tuple[str, ...] = ("stub-small", "stub-large")
+    faults: Faults | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    chat_calls: int = 0  # chat calls received (faulty or not)
+    dead: bool = False  # die_after was reached: the socket is closed
+    _rng: random.Random = field(default_factory=lambda: random.Random(0))
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -125,6 +166,36 @@ class StubLLMServer:
         with self._lock:
             self.requests.clear()
 
+    def _draw_fault(self, model: str) -> str | None:
+        """Which fault (if any) this chat call gets; counts the call."""
+        f = self.faults
+        with self._lock:
+            self.chat_calls += 1
+            if f is None or (f.models is not None and model not in f.models):
+                return None
+            if self.chat_calls == 1:
+                self._rng.seed(f.seed)
+            if f.die_after is not None and self.chat_calls > f.die_after:
+                return "die"
+            if f.echo_key_401:
+                return "echo_key_401"
+            x = self._rng.random()
+            for name in ("rate_limit", "server_error", "timeout", "empty", "malformed", "off_label", "truncated"):
+                rate = getattr(f, name)
+                if x < rate:
+                    return name
+                x -= rate
+            return None
+
+    def _die(self) -> None:
+        """Close the listening socket from another thread: later connections are refused."""
+        with self._lock:
+            if self.dead or self._server is None:
+                return
+            self.dead = True
+        server = self._server
+        threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
+
     def start(self) -> "StubLLMServer":
         stub = self
 
@@ -139,10 +210,12 @@ class StubLLMServer:
                 # Headers and body go out as two writes: without this, Nagle + delayed ACK add ~40 ms a call.
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -172,13 +245,49 @@ class StubLLMServer:
                     self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
                     return
                 model = str(body.get("model", ""))
+                fault = stub._draw_fault(model) if self.path.endswith("/chat/completions") else None
+                if fault == "die":
+                    stub._die()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "echo_key_401":
+                    presented = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    self._send(401, {"error": {"message": f"Incorrect API key provided: {presented}. You can find "
+                                               "your API key at https://example.invalid/keys.", "code": "invalid_api_key"}})
+                    return
                 if model not in stub.models:
                     self._send(404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error", "code": "model_not_found"}})
                     return
-                if stub.latency_s:
-                    time.sleep(stub.latency_s)
+                if stub.latency_s or (stub.faults and stub.faults.slow_s):
+                    time.sleep(stub.latency_s + (stub.faults.slow_s if stub.faults else 0.0))
+                if fault == "rate_limit":
+                    self._send(429, {"error": {"message": "Rate limit reached for requests", "type": "rate_limit_error"}},
+                               headers={"Retry-After": f"{stub.faults.retry_after_s:g}"})
+                    return
+                if fault == "server_error":
+                    self._send(500, {"error": {"message": "The server had an error while processing your request.",
+                                               "type": "server_error"}})
+                    return
+                if fault == "timeout":
+                    time.sleep(stub.faults.hang_s)
+                    self._send(504, {"error": {"message": "upstream timed out", "type": "timeout"}})
+                    return
+                if fault in ("empty", "malformed"):
+                    raw = b"" if fault == "empty" else b'{"id": "chatcmpl-broken", "choices": [{"mess'
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
                 messages = body.get("messages", [])
                 reply = stub.responder(model, messages, body)
+                finish = "stop"
+                if fault == "off_label" and isinstance(reply, str):
+                    reply = re.sub(r"\b(" + "|".join(LABELS) + r")\b", "UNRELATED", reply)
+                elif fault == "truncated" and isinstance(reply, str):
+                    reply, finish = reply[: max(1, len(reply) // 3)], "length"
                 if isinstance(reply, StubError):
                     self._send(reply.status, {"error": {"message": reply.message, "type": "server_error"}})
                     return
@@ -191,7 +300,7 @@ class StubLLMServer:
                     "created": int(time.time()),
                     "model": model,
                     "choices": [
-                        {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                        {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}
                         for i in range(n)
                     ],
                     "usage": {
@@ -225,12 +334,13 @@ class StubLLMServer:
 
 
 def main() -> None:  # pragma: no cover - manual use
-    """Run a stub server in the foreground and print its base URL: ``python -m tests.stub_server [latency_s]``."""
-    import os
+    """Run a stub server in the foreground and print its base URL: ``python -m tests.stub_server [latency_s]``
+    (faults from ``STUB_FAULTS``, a JSON object of :class:`Faults` fields)."""
     import sys
 
     responder = gepa_responder if os.environ.get("STUB_RESPONDER") == "gepa" else keyword_classifier
-    server = StubLLMServer(responder=responder, latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0).start()
+    server = StubLLMServer(responder=responder, latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0,
+                           faults=Faults.from_env()).start()
     print(server.base_url, flush=True)
     try:
         threading.Event().wait()

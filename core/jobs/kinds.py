@@ -110,6 +110,8 @@ class JobKind:
     name: str
     run: Callable[[dict[str, Any], JobContext], JobOutcome]
     resumable: bool  # can go on from where an interrupted / cancelled / failed attempt stopped
+    # Called once when the registry finds the job's process gone (kill -9, reboot): (JobInfo, JobManager).
+    on_interrupted: Callable[[Any, Any], None] | None = None
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (

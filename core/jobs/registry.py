@@ -232,13 +232,31 @@ class JobManager:
     # Scheduling ------------------------------------------------------------------------------
 
     def reap(self) -> None:
-        """Mark running jobs whose process is gone as interrupted."""
+        """Mark running jobs whose process is gone as interrupted, and let their kind tidy up (its MLflow runs)."""
+        reaped: list[str] = []
         with self._db() as db:
             rows = db.execute("SELECT id, handle FROM jobs WHERE state='running'").fetchall()
             for row in rows:
                 if row["handle"] and not self.backend.alive(row["handle"]):
-                    db.execute("UPDATE jobs SET state='interrupted', ended=? WHERE id=? AND state='running'",
-                               (time.time(), row["id"]))
+                    cur = db.execute("UPDATE jobs SET state='interrupted', ended=? WHERE id=? AND state='running'",
+                                     (time.time(), row["id"]))
+                    if cur.rowcount:
+                        reaped.append(row["id"])
+        for job_id in reaped:
+            self._on_interrupted(job_id)
+
+    def _on_interrupted(self, job_id: str) -> None:
+        from core.jobs.kinds import KINDS
+
+        with self._db() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        kind = KINDS.get(row["kind"]) if row else None
+        if kind is None or kind.on_interrupted is None:
+            return
+        try:
+            kind.on_interrupted(self._info(row), self)
+        except Exception:  # tidying up is best effort: the job is interrupted whatever happens here
+            logger.exception("could not tidy up interrupted job %s", job_id)
 
     def schedule(self) -> list[str]:
         """Start queued jobs while fewer than ``max_jobs`` run. Returns the ids started."""
