@@ -5,11 +5,12 @@ Start it with ``streamlit run app.py``.
 
 import streamlit as st
 
-from ui import cache, routing, state
+from ui import auth, cache, routing, state
 from ui.widgets import studio_errors
 
 st.set_page_config(page_title="GEPA Studio", page_icon="🧬", layout="wide")
 state.init()
+access = auth.require_access()  # beyond loopback: sign in, or no pages at all (before routing: see ui.routing)
 routing.mark_routed()
 
 PAGES = [
@@ -31,5 +32,6 @@ with st.sidebar:
     st.caption(f"Runs: `{where.tracking_uri}`  \nData: `{where.data_dir}`")
     st.button("Refresh", key="app.refresh", icon=":material/refresh:", on_click=cache.clear_caches,
               help="Reload runs, jobs and the model catalog now (they refresh on their own every few seconds).")
+auth.show_status(access)  # the no-login warning on every page, or who is signed in
 
 page.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,14 +34,19 @@ def sentences(n: int) -> pd.DataFrame:
 
 
 class StubProcess:
-    """``python -m tests.stub_server LATENCY`` in its own process (so the client's GIL is its own)."""
+    """``python -m tests.stub_server LATENCY`` in its own process (so the client's GIL is its own); ``faults``
+    (fields of tests.stub_server.Faults) go to it as ``STUB_FAULTS``."""
 
-    def __init__(self, latency_s: float, responder: str = "keyword") -> None:
+    def __init__(self, latency_s: float, responder: str = "keyword", faults: dict | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "STUB_RESPONDER": responder}
+        env.pop("STUB_FAULTS", None)
+        if faults:
+            env["STUB_FAULTS"] = json.dumps(faults)
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.stub_server", str(latency_s)], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.base_url = self.proc.stdout.readline().strip()
+        self.port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
 
     def __enter__(self) -> "StubProcess":
         return self

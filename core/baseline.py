@@ -1,23 +1,48 @@
-"""Evaluations as MLflow runs: one model and program on a split, and baselines of several models side by side."""
+"""Evaluations as MLflow runs: one model and program on a split, and baselines of several models side by side.
+
+A run records ``studio.pid``/``studio.host`` (so a killed process reads as interrupted) and keeps what it needs
+to go on (``<data dir>/runs/<run id>/evaluation.json`` beside its ``records.jsonl``): :func:`resume_evaluation`
+completes a killed, stopped or breaker-stopped run in the same MLflow run, reusing its finished records.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import dspy
 import pandas as pd
 
-from core.errors import StudioError
-from core.evaluate import EvalRecord, EvalResult, evaluate, read_records
+from core.breaker import BreakerSettings, BreakerTripped, degraded_reason
+from core.errors import ProviderError, StoreError, StudioError
+from core.evaluate import EvalRecord, EvalResult, aggregate, evaluate, failure_counts, read_records
 from core.models import ModelSpec
-from core.program import fingerprint, make_program, program_to_dict, prompt_text, render_prompt, to_examples
-from core.store import TAG, RunKind, RunStore
+from core.program import (
+    fingerprint,
+    make_program,
+    program_from_dict,
+    program_to_dict,
+    prompt_text,
+    render_prompt,
+    to_examples,
+)
+from core.store import TAG, RunKind, RunStore, process_started, runs_frame
 from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
 
 logger = logging.getLogger(__name__)
+
+RESUME_FILE = "evaluation.json"
+STATE_TAG = f"{TAG}state"  # "interrupted": killed or stopped before the end (resumable)
+# Tags a resumed run sheds before it goes on (the outcome of the attempt that stopped).
+ATTEMPT_TAGS = (STATE_TAG, f"{TAG}stopped_by", f"{TAG}error", f"{TAG}degraded", f"{TAG}degraded_reason")
+# Partial counts a stopped run logs; no accuracy: a run that did not end says nothing about the model.
+PARTIAL_METRICS = ("n", "correct", "failed", "failure_rate", "answered", "input_tokens", "output_tokens", "cost_usd",
+                   "spent_usd", "lm_calls", "cached")
 
 
 @dataclass(frozen=True)
@@ -26,6 +51,8 @@ class EvalOutcome:
     spec: ModelSpec
     result: EvalResult | None
     error: str | None = None
+    stopped_by: str | None = None  # "breaker" when the circuit breaker stopped it
+    partial: dict[str, float] | None = None  # counts of the records kept by a run that failed
 
 
 def spec_params(spec: ModelSpec) -> dict[str, Any]:
@@ -36,8 +63,20 @@ def spec_params(spec: ModelSpec) -> dict[str, Any]:
     return {
         "model": spec.model, "model_name": spec.name, "provider": spec.provider, "api_base": spec.api_base,
         "temperature": spec.temperature, "max_tokens": spec.max_tokens, "reasoning_effort": spec.reasoning_effort,
+        "timeout_s": spec.timeout_s, "num_retries": spec.num_retries,
         "price_input_per_m": price.input_per_m, "price_output_per_m": price.output_per_m, "price_source": price.source,
     }
+
+
+def process_tags() -> dict[str, str]:
+    """Which process runs a run: a RUNNING run whose process is gone reads as interrupted (core.store)."""
+    started = process_started(os.getpid())  # tells a reused pid from ours
+    return {f"{TAG}pid": str(os.getpid()), f"{TAG}host": socket.gethostname(),
+            **({f"{TAG}pid_started": started} if started else {})}
+
+
+def run_dir(store: RunStore, run_id: str) -> Path:
+    return store.settings.data_dir / "runs" / run_id
 
 
 def run_evaluation(
@@ -59,47 +98,65 @@ def run_evaluation(
     extra_tags: dict[str, str] | None = None,
     on_record: Callable[[int, int, EvalRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume_run_id: str | None = None,
+    on_run_created: Callable[[str], None] | None = None,
 ) -> tuple[str, EvalResult]:
     """Evaluate and record an MLflow run (params, metrics, records, program, prompt). Returns (run id, result).
 
-    The records are written to ``<data dir>/runs/<run id>/records.jsonl`` as they finish; a failed or
-    stopped run is still logged with what it finished (status FAILED / KILLED).
+    The records are written to ``<data dir>/runs/<run id>/records.jsonl`` as they finish. A stopped run ends
+    KILLED (tag ``studio.state`` interrupted); one the circuit breaker stopped ends FAILED (``studio.stopped_by``
+    breaker, ``studio.error``, degraded) and raises; both keep their records and log their partial counts.
+    ``resume_run_id`` goes on with that run, reusing its records (see :func:`resume_evaluation`).
     """
     examples = to_examples(test, task)
-    params = {
-        **spec_params(spec),
-        "task": task.name, "n_test": len(examples), "threads": threads, "cache": cache,
-        "program_fingerprint": fingerprint(program), "test_fingerprint": split_fingerprint(test, task),
-        **({f"sample_{k}": v for k, v in sample.to_dict().items()} if sample else {}),
-        **({"task_source": task_ref.source or task_ref.kind} if task_ref else {}),
-    }
-    tags = {f"{TAG}model": spec.name, f"{TAG}program": program_label, **(extra_tags or {})}
-    if job_id:
-        tags[f"{TAG}job_id"] = job_id
-    run_name = f"{spec.name} · {program_label}"
-    run_id = store.start_run(kind, task.name, run_name=run_name, params=params, tags=tags, parent_run_id=parent_run_id)
-    records_path = store.settings.data_dir / "runs" / run_id / "records.jsonl"
+    if resume_run_id:
+        run_id = resume_run_id
+        _reopen(store, run_id)
+    else:
+        params = {
+            **spec_params(spec),
+            "task": task.name, "n_test": len(examples), "threads": threads, "cache": cache,
+            "program_fingerprint": fingerprint(program), "test_fingerprint": split_fingerprint(test, task),
+            **({f"sample_{k}": v for k, v in sample.to_dict().items()} if sample else {}),
+            **({"task_source": task_ref.source or task_ref.kind} if task_ref else {}),
+        }
+        tags = {f"{TAG}model": spec.name, f"{TAG}program": program_label, **process_tags(), **(extra_tags or {})}
+        if job_id:
+            tags[f"{TAG}job_id"] = job_id
+        run_id = store.start_run(kind, task.name, run_name=f"{spec.name} · {program_label}", params=params, tags=tags,
+                                 parent_run_id=parent_run_id)
+        _save_resume_file(store, run_id, task, spec, program, test, kind=kind, program_label=program_label,
+                          threads=threads, cache=cache)
+    if on_run_created:
+        on_run_created(run_id)
+    records_path = run_dir(store, run_id) / "records.jsonl"
     records_path.parent.mkdir(parents=True, exist_ok=True)
     messages = render_prompt(program, examples[0]) if examples else []
-    status = "FINISHED"
+    status, tags = "FINISHED", {}
     result: EvalResult | None = None
     try:
         result = evaluate(program, spec, examples, task, threads=threads, cache=cache, lm=lm,
-                          records_path=records_path, on_record=on_record, should_stop=should_stop)
+                          records_path=records_path, resume=bool(resume_run_id), on_record=on_record,
+                          should_stop=should_stop)
         if not result.metrics.get("complete"):
-            status = "KILLED"
+            status, tags = "KILLED", {STATE_TAG: "interrupted"}
         return run_id, result
+    except KeyboardInterrupt:
+        status, tags = "KILLED", {STATE_TAG: "interrupted"}
+        raise
     except BaseException as exc:
-        status = "FAILED"
-        store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
+        status, tags = "FAILED", {f"{TAG}error": str(exc)[:5000]}
+        if isinstance(exc, BreakerTripped):
+            tags.update({f"{TAG}stopped_by": "breaker", f"{TAG}degraded": "true",
+                         f"{TAG}degraded_reason": f"The circuit breaker stopped the run: {exc.message}"})
         raise
     finally:
         records = result.records if result is not None else read_records(records_path)
-        _finish(store, run_id, task, program, records, result, messages, status)
+        _finish(store, run_id, task, program, records, result, messages, status, tags)
 
 
 def _finish(store: RunStore, run_id: str, task: Task, program: dspy.Module, records: pd.DataFrame,
-            result: EvalResult | None, messages: list[dict[str, Any]], status: str) -> None:
+            result: EvalResult | None, messages: list[dict[str, Any]], status: str, tags: dict[str, str]) -> None:
     try:
         files: dict[str, Any] = {
             "records.csv": records,
@@ -107,14 +164,87 @@ def _finish(store: RunStore, run_id: str, task: Task, program: dspy.Module, reco
             "prompt.json": messages,
             "prompt.txt": prompt_text(messages),
         }
-        if result is not None:
-            store.log_metrics(run_id, result.metrics)
+        metrics = result.metrics if result is not None else aggregate(records, task.labels)[0]
+        if result is not None and metrics.get("complete"):
+            store.log_metrics(run_id, metrics)
             files["per_label.csv"] = result.per_label
             files["confusion.csv"] = result.confusion
             files["result.json"] = result.to_dict()
+        else:  # stopped before the end: its counts so far, marked partial
+            store.log_metrics(run_id, {**{k: metrics[k] for k in PARTIAL_METRICS},
+                                       **{k: v for k, v in metrics.items() if k.startswith("failed_")}, "complete": 0.0})
+        settings = BreakerSettings.from_env()
+        n, failed = int(metrics.get("n", 0)), int(metrics.get("failed", 0))
+        if f"{TAG}degraded" not in tags and settings.degraded(failed, n):
+            tags = {**tags, f"{TAG}degraded": "true",
+                    f"{TAG}degraded_reason": degraded_reason(failed, n, failure_counts(records), settings)}
+        if tags:
+            store.set_tags(run_id, tags)
         store.log_artifacts(run_id, files)
     finally:
         store.end_run(run_id, status)  # type: ignore[arg-type]
+
+
+def _save_resume_file(store: RunStore, run_id: str, task: Task, spec: ModelSpec, program: dspy.Module,
+                      test: pd.DataFrame, **how: Any) -> None:
+    """What a resume needs, written once at the start: the exact examples, program, model spec (no key value)."""
+    folder = run_dir(store, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = test[[task.text_column, task.label_column]].astype(str).to_dict("list")
+    data = {"spec": spec.to_dict(), "program": program_to_dict(program, task), "test": rows, **how}
+    (folder / RESUME_FILE).write_text(json.dumps(data, default=str), encoding="utf-8")
+
+
+def _reopen(store: RunStore, run_id: str) -> None:
+    """Make a stopped run RUNNING again in this process (it must not be running elsewhere)."""
+    run = store.get_run(run_id)
+    if runs_frame([run]).iloc[0]["status"] == "RUNNING":
+        raise StoreError(f"Run {run_id} is still running (process {run.data.tags.get(f'{TAG}pid', '?')} on "
+                         f"{run.data.tags.get(f'{TAG}host', '?')}).", "Stop it first, or wait for it to end.")
+    for key in ATTEMPT_TAGS:
+        if key in run.data.tags:
+            store.client.delete_tag(run_id, key)
+    store.client.update_run(run_id, status="RUNNING")
+    store.set_tags(run_id, process_tags())
+
+
+def _resume_data(store: RunStore, run_id: str) -> dict[str, Any]:
+    path = run_dir(store, run_id) / RESUME_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"Run {run_id} cannot be resumed: {path} is missing or unreadable.",
+                         "Only evaluations started by this version of GEPA Studio, in this data dir, can be resumed.") from exc
+
+
+def resume_evaluation(store: RunStore, run_id: str, *, threads: int | None = None, lm: Any = None,
+                      on_record: Callable[[int, int, EvalRecord], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> tuple[str, EvalResult]:
+    """Complete an interrupted, stopped or failed evaluation run in place: only the examples without a record
+    (or whose record is a provider failure) are sent again, even with caching off."""
+    data = _resume_data(store, run_id)
+    program, task = program_from_dict(data["program"])
+    run = store.get_run(run_id)
+    return run_evaluation(
+        store, task, ModelSpec.from_dict(data["spec"]), program, pd.DataFrame(data["test"]),
+        kind=data.get("kind", "baseline"), program_label=data.get("program_label", "original"),
+        threads=threads or int(data.get("threads", 8)), cache=bool(data.get("cache", True)), lm=lm,
+        job_id=run.data.tags.get(f"{TAG}job_id"), on_record=on_record, should_stop=should_stop, resume_run_id=run_id)
+
+
+def close_interrupted(store: RunStore, run_ids: list[str]) -> list[str]:
+    """End the RUNNING runs among ``run_ids`` as KILLED, tagged interrupted (their process is gone)."""
+    closed = []
+    for run_id in run_ids:
+        try:
+            run = store.get_run(run_id)
+        except StudioError:
+            continue
+        if run.info.status == "RUNNING":
+            store.set_tags(run_id, {STATE_TAG: "interrupted"})
+            store.end_run(run_id, "KILLED")
+            closed.append(run_id)
+    return closed
 
 
 def run_baselines(
@@ -129,9 +259,12 @@ def run_baselines(
     on_record: Callable[[ModelSpec, int, int, EvalRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     prepared: tuple[Task, Splits] | None = None,
+    resume: dict[str, str] | None = None,
+    on_run_created: Callable[[ModelSpec, str], None] | None = None,
 ) -> list[EvalOutcome]:
-    """Evaluate the unoptimized program with each model on the same test split. A model that fails
-    (bad key, unknown model) is reported in its outcome; the others still run."""
+    """Evaluate the unoptimized program with each model on the same test split. A model that fails (bad key,
+    unknown model, a provider the circuit breaker gave up on) is reported in its outcome; the others still run.
+    ``resume`` maps model names to runs of an earlier attempt to complete instead of starting new ones."""
     task, splits = prepared or prepare(task_ref, sample, store.settings)
     program = make_program(task, module)  # type: ignore[arg-type]
     outcomes = []
@@ -139,33 +272,71 @@ def run_baselines(
         if should_stop and should_stop():
             break
         cb = (lambda done, total, rec, _s=spec: on_record(_s, done, total, rec)) if on_record else None
+        created: list[str] = []
+
+        def note(run_id: str, _s: ModelSpec = spec, _c: list[str] = created) -> None:
+            _c.append(run_id)
+            if on_run_created:
+                on_run_created(_s, run_id)
+
         try:
             run_id, result = run_evaluation(store, task, spec, program, splits.test, kind="baseline",
                                             program_label="original", sample=sample, task_ref=task_ref,
-                                            threads=threads, cache=cache, on_record=cb, should_stop=should_stop)
+                                            threads=threads, cache=cache, on_record=cb, should_stop=should_stop,
+                                            resume_run_id=(resume or {}).get(spec.name), on_run_created=note)
             outcomes.append(EvalOutcome(run_id, spec, result))
         except StudioError as exc:
             logger.warning("baseline for %s failed: %s", spec.name, exc)
-            outcomes.append(EvalOutcome("", spec, None, str(exc)))
+            run_id = created[0] if created else ""
+            partial = dict(store.get_run(run_id).data.metrics) if run_id else None
+            outcomes.append(EvalOutcome(run_id, spec, None, str(exc),
+                                        "breaker" if isinstance(exc, BreakerTripped) else None, partial))
+    return outcomes
+
+
+def resume_baselines(store: RunStore, run_ids: list[str], *, threads: int | None = None,
+                     on_record: Callable[[ModelSpec, int, int, EvalRecord], None] | None = None) -> list[EvalOutcome]:
+    """:func:`resume_evaluation` for each run, as :func:`run_baselines` reports them (a run the breaker stops
+    again is an outcome with its error; a run that cannot be resumed raises)."""
+    outcomes = []
+    for run_id in run_ids:
+        spec = ModelSpec.from_dict(_resume_data(store, run_id)["spec"])
+        cb = (lambda done, total, rec, _s=spec: on_record(_s, done, total, rec)) if on_record else None
+        try:
+            outcomes.append(EvalOutcome(run_id, spec, resume_evaluation(store, run_id, threads=threads, on_record=cb)[1]))
+        except ProviderError as exc:
+            outcomes.append(EvalOutcome(run_id, spec, None, str(exc),
+                                        "breaker" if isinstance(exc, BreakerTripped) else None,
+                                        dict(store.get_run(run_id).data.metrics)))
     return outcomes
 
 
 def outcomes_table(outcomes: list[EvalOutcome]) -> pd.DataFrame:
-    """A printable table: model, accuracy (95% CI), macro-F1, cost per 1k, p50 latency, tokens, run id."""
+    """A printable table: model, accuracy over all examples (95% CI), failures (count, rate, by kind), degraded,
+    macro-F1, cost per 1k, p50 latency, tokens, run id, error. A failed model shows the counts it kept."""
+    settings = BreakerSettings.from_env()
     rows = []
     for o in outcomes:
-        m = o.result.metrics if o.result else {}
+        m = o.result.metrics if o.result else (o.partial or {})
+        n, failed = int(m.get("n", 0)), int(m.get("failed", 0))
+        by_kind = {k.removeprefix("failed_"): int(v) for k, v in m.items() if k.startswith("failed_") and v}
         rows.append({
             "model": o.spec.name,
-            "accuracy": m.get("accuracy"),
+            "accuracy": m.get("accuracy") if o.result else None,
             "ci_low": m.get("accuracy_ci_low"),
             "ci_high": m.get("accuracy_ci_high"),
-            "macro_f1": m.get("macro_f1"),
-            "n": int(m["n"]) if m else 0,
+            "failed": failed,
+            "failure_rate": failed / n if n else None,
+            "failed_by_kind": by_kind,
+            "degraded": o.stopped_by == "breaker" or settings.degraded(failed, n),
+            "macro_f1": m.get("macro_f1") if o.result else None,
+            "n": n,
+            "complete": bool(m.get("complete", 0)),
             "cost_per_1k_usd": m.get("cost_per_1k"),
             "p50_latency_s": m.get("p50_latency_s"),
-            "tokens": int(m.get("input_tokens", 0) + m.get("output_tokens", 0)) if m else 0,
+            "tokens": int(m.get("input_tokens", 0) + m.get("output_tokens", 0)),
             "run_id": o.run_id,
+            "stopped_by": o.stopped_by,
             "error": o.error,
         })
     return pd.DataFrame(rows)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.errors import ModelError, ProviderError
+from core.secrets import scrub
 from core.settings import PROVIDERS, get_secret
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 Provider = Literal["databricks", "openai", "anthropic", "openai-compatible"]
 PriceSource = Literal["user", "litellm", "local", "unknown"]
 OLLAMA_DEFAULT_BASE = "http://127.0.0.1:11434"
+MAX_TIMEOUT_S = 3600.0
+MAX_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class ModelSpec:
     temperature: float | None = None
     max_tokens: int | None = None
     reasoning_effort: str | None = None
-    timeout_s: float = 120.0
-    num_retries: int = 2
+    timeout_s: float = 120.0  # seconds one call may take
+    num_retries: int = 2  # retries of a call that failed transiently (429, 5xx, timeout), with backoff
     # Prices in USD per 1M tokens; None means "look it up" (LiteLLM's map, or 0 for local servers).
     input_price_per_m: float | None = None
     output_price_per_m: float | None = None
@@ -70,6 +73,14 @@ class ModelSpec:
         for price in (self.input_price_per_m, self.output_price_per_m):
             if price is not None and price < 0:
                 raise ModelError(f"Price {price} is negative.", "Prices are USD per 1M tokens, 0 or more.")
+        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, (int, float)) \
+                or not 0 < self.timeout_s <= MAX_TIMEOUT_S:
+            raise ModelError(f"{self.name}: timeout {self.timeout_s!r} is not a number of seconds in (0, {MAX_TIMEOUT_S:g}].",
+                             "Give the seconds one call may take, e.g. 120 (30 for a fast local server).")
+        if isinstance(self.num_retries, bool) or not isinstance(self.num_retries, int) \
+                or not 0 <= self.num_retries <= MAX_RETRIES:
+            raise ModelError(f"{self.name}: retries {self.num_retries!r} is not a whole number from 0 to {MAX_RETRIES}.",
+                             "Give how many times a call that failed transiently is tried again, e.g. 2 (0: never).")
 
     @property
     def is_local(self) -> bool:
@@ -82,7 +93,14 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        kw = {k: v for k, v in data.items() if k in known}
+        if isinstance(kw.get("num_retries"), float) and kw["num_retries"].is_integer():
+            kw["num_retries"] = int(kw["num_retries"])  # 2.0 from a JSON or form number
+        if kw.get("timeout_s") is None:
+            kw.pop("timeout_s", None)
+        if kw.get("num_retries") is None:
+            kw.pop("num_retries", None)
+        return cls(**kw)
 
 
 @dataclass(frozen=True)
@@ -290,9 +308,8 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
 
 def redact(text: str, spec: ModelSpec | None = None) -> str:
-    """Remove the spec's key value (if any) from a message before it is shown or stored."""
-    key = api_key_for(spec) if spec else None
-    return text.replace(key, "***") if key else text
+    """Remove every configured key value (and the spec's own key) from a message before it is shown or stored."""
+    return scrub(text, [api_key_for(spec)] if spec else ())
 
 
 @dataclass(frozen=True)

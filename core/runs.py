@@ -17,11 +17,12 @@ from core.tasks import label_counts
 EVAL_KINDS = ("baseline", "evaluation")
 CHART_COLUMNS = [
     "run_id", "model", "program", "label", "accuracy", "ci_low", "ci_high", "n", "macro_f1", "cost_per_1k",
-    "p50_latency_s", "input_tokens", "output_tokens", "cost_usd",
+    "p50_latency_s", "input_tokens", "output_tokens", "cost_usd", "failed", "failure_rate", "degraded",
 ]
+# status reads INTERRUPTED for a run killed or stopped before its end; partial: it did not see all its examples.
 HISTORY_COLUMNS = [
-    "start_time", "kind", "task", "model", "program", "status", "accuracy", "macro_f1", "n", "cost_usd",
-    "cost_per_1k", "optimization_cost_usd", "run_name", "run_id",
+    "start_time", "kind", "task", "model", "program", "status", "partial", "degraded", "accuracy", "failed",
+    "failure_rate", "macro_f1", "n", "cost_usd", "cost_per_1k", "optimization_cost_usd", "started_by", "run_name", "run_id",
 ]
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"
 OPTIMIZED_TAG = f"{TAG}optimized_eval_run_id"
@@ -52,7 +53,8 @@ def run_choices(runs: pd.DataFrame) -> dict[str, str]:
 def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Baseline and evaluation runs as the charts' input (columns CHART_COLUMNS plus task, kind, start_time).
 
-    ``label`` is "<model> · <program>"; runs without an accuracy (failed before any metric) are left out.
+    ``label`` is "<model> · <program>"; runs without an accuracy are left out: those that failed, or were stopped
+    or killed before their end (a partial run logs its counts, never an accuracy).
     """
     if runs.empty:
         return pd.DataFrame(columns=CHART_COLUMNS + ["task", "kind", "start_time"])

@@ -6,8 +6,8 @@ from core.analytics import charts
 from core.models import PROVIDER_HELP
 from core.runs import chart_frame, latest_per_label
 from core.settings import get_secret
-from ui import cache, routing, state
-from ui.jobs import baseline_progress, job_picker, live_panel
+from ui import auth, cache, routing, state
+from ui.jobs import FAILURE_COLUMN_CONFIG, baseline_progress, degraded_warning, failure_table, job_picker, live_panel
 from ui.widgets import run_column_config, studio_errors
 
 routing.require_app(__file__)
@@ -44,7 +44,8 @@ with st.expander("Options"):
 if st.button("Run baselines", key="baselines.start", type="primary", icon=":material/play_arrow:", disabled=not chosen):
     with studio_errors():
         job_id = cache.job_manager().submit_baselines(ref, sample, [catalog.get(n) for n in chosen], module=module,
-                                                     threads=int(threads), cache=bool(reuse))
+                                                     threads=int(threads), cache=bool(reuse),
+                                                     started_by=auth.current_user())
         state.set_baseline_job(job_id)
         cache.clear_runs()
 if not chosen:
@@ -68,17 +69,24 @@ if only_task and not baselines.empty:
 if baselines.empty:
     st.info("No baseline runs yet: pick models above and press **Run baselines**.")
     st.stop()
-frame = latest_per_label(chart_frame(baselines))
+frame = latest_per_label(charts.with_failures(chart_frame(baselines), baselines))
+with studio_errors():
+    for row in frame[frame["degraded"]].to_dict("records"):
+        degraded_warning(row, cache.run_tags(str(row["run_id"])))
 if not frame.empty:
     st.plotly_chart(charts.accuracy_bars(frame), key="baselines.chart.accuracy")
+columns = ["start_time", "model", "task", "status", "degraded", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+           "failed", "failure_rate", "failures by kind", "macro_f1", "n", "cost_usd", "cost_per_1k", "p50_latency_s",
+           "input_tokens", "output_tokens", "run_id"]
+if "partial" in baselines:  # killed or stopped before its last example: resumable, not a final score
+    columns.insert(columns.index("status") + 1, "partial")
 st.dataframe(
-    baselines[["start_time", "model", "task", "status", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1",
-               "n", "cost_usd", "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens", "errors", "run_id"]],
-    hide_index=True, key="baselines.table",
+    failure_table(baselines)[columns], hide_index=True, key="baselines.table",
     column_config=run_column_config(
         accuracy_ci_low=st.column_config.NumberColumn("CI low", format="percent"),
         accuracy_ci_high=st.column_config.NumberColumn("CI high", format="percent"),
         p50_latency_s=st.column_config.NumberColumn("p50 latency (s)", format="%.2f"),
+        **FAILURE_COLUMN_CONFIG,
     ),
 )
 st.page_link("pages/compare.py", label="Compare with optimized programs", icon=":material/bar_chart:")

@@ -18,9 +18,21 @@ from core.runs import (
     run_choice_label,
 )
 from ui import cache, routing, state
+from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.widgets import pct, studio_errors, usd
 
 KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after evaluations of optimizations"}
+warned: set[str] = set()
+
+
+def warn_if_degraded(row: dict) -> None:
+    """A degraded (or breaker-stopped) run among those compared is said once, above what it skews."""
+    run_id = str(row["run_id"])
+    if row.get("degraded") and run_id not in warned:
+        warned.add(run_id)
+        with studio_errors():
+            degraded_warning(row, cache.run_tags(run_id))
+
 
 routing.require_app(__file__)
 st.title("Compare")
@@ -40,7 +52,7 @@ scoped = runs[runs["task"] == task]
 filters = st.columns([2, 2, 1], vertical_alignment="bottom")
 kinds = filters[0].multiselect("Runs", list(KIND_NAMES), default=list(KIND_NAMES), format_func=KIND_NAMES.get,
                                key="compare.kinds")
-all_evals = chart_frame(filter_runs(scoped, kinds=kinds or list(KIND_NAMES)))
+all_evals = charts.with_failures(chart_frame(filter_runs(scoped, kinds=kinds or list(KIND_NAMES))), scoped)
 models = filters[1].multiselect("Models", distinct(all_evals, "model"), key="compare.models", placeholder="All models")
 newest = filters[2].toggle("Newest per model · program", value=True, key="compare.newest",
                            help="Off: every run, repeated runs included.")
@@ -51,13 +63,19 @@ if newest:
 if frame.empty:
     st.info("No finished baseline or evaluation runs match.")
 else:
+    for row in frame[frame["degraded"]].to_dict("records"):
+        warn_if_degraded(row)
     cols = st.columns(2)
     with studio_errors():
         cols[0].plotly_chart(charts.accuracy_bars(frame), key="compare.chart.accuracy")
         cols[1].plotly_chart(charts.accuracy_vs_cost(frame), key="compare.chart.cost")
     with st.expander(f"Table ({len(frame)} runs)"):
-        st.dataframe(frame.drop(columns=["task"]), hide_index=True, key="compare.table", column_config={
+        table = failure_table(frame)
+        table = table.drop(columns=["task", *(c for c in table.columns if c.startswith("failed_"))])
+        st.dataframe(table, hide_index=True, key="compare.table", column_config={
+            **FAILURE_COLUMN_CONFIG,
             "accuracy": st.column_config.NumberColumn(format="percent"),
+            "accuracy_answered": st.column_config.NumberColumn("accuracy of the answered", format="percent"),
             "ci_low": st.column_config.NumberColumn(format="percent"),
             "ci_high": st.column_config.NumberColumn(format="percent"),
             "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
@@ -84,7 +102,7 @@ else:
     st.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
 
 st.subheader("Optimizations")
-opts = optimization_frame(scoped)
+opts = charts.with_failures(optimization_frame(scoped), scoped, charts.OPTIMIZATION_FAILURE_COLUMNS)
 if opts.empty:
     st.info(f"No optimization of task {task} yet.")
     st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
@@ -94,6 +112,7 @@ st.plotly_chart(charts.optimization_cost_split(opts), key="compare.chart.opt_cos
 opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + opts["run_id"].str[:8], strict=True))
 opt_id = st.selectbox("Optimization", list(opt_labels), format_func=opt_labels.get, key="compare.opt")
 opt_row = opts[opts["run_id"] == opt_id].iloc[0]
+warn_if_degraded(opt_row.to_dict())
 with studio_errors(stop=True):
     original_id, optimized_id = linked_evaluations(opt_id, cache.run_tags(opt_id), runs)
 if not original_id or not optimized_id:
@@ -101,6 +120,8 @@ if not original_id or not optimized_id:
     st.stop()
 
 st.markdown("**Original vs optimized on the same test examples**")
+for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
+    warn_if_degraded(row)
 with studio_errors():
     summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
                              cache.artifact_csv(optimized_id, "records.csv"))

@@ -6,6 +6,7 @@ import streamlit as st
 from core.analytics import charts
 from core.runs import HISTORY_COLUMNS, distinct, filter_runs, run_choices
 from ui import cache, routing
+from ui.jobs import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_table
 from ui.widgets import pct, run_column_config, studio_errors, usd
 
 routing.require_app(__file__)
@@ -33,9 +34,15 @@ with runs_tab:
                                        placeholder="Any status", persist_state="session")
         shown = filter_runs(runs, kinds=kinds, tasks=tasks, models=models, statuses=statuses)
         st.caption(f"{len(shown)} of {len(runs)} runs")
-        st.dataframe(shown[HISTORY_COLUMNS], hide_index=True, key="history.table", column_config=run_column_config(
-            optimization_cost_usd=st.column_config.NumberColumn("optimization cost", format="$%.4f"),
-        ))
+        columns = [c for c in HISTORY_COLUMNS if c not in ("degraded", "failed", "failure_rate")]
+        at = columns.index("accuracy") + 1
+        columns[at:at] = ["failed", "failure_rate"]
+        columns.insert(columns.index("status") + 1, "degraded")
+        st.dataframe(failure_table(shown)[columns], hide_index=True, key="history.table",
+                     column_config=run_column_config(
+                         optimization_cost_usd=st.column_config.NumberColumn("optimization cost", format="$%.4f"),
+                         **FAILURE_COLUMN_CONFIG,
+                     ))
 
         choices = run_choices(shown.head(1000))
         run_id = st.selectbox("Details of run", list(choices), index=None, format_func=choices.get,
@@ -49,6 +56,14 @@ with runs_tab:
                        f"task {tags.get('studio.task', '?')}")
             if error := tags.get("studio.error"):
                 st.error(error)
+            if tags.get("studio.degraded") == "true":
+                stopped = " Stopped by the circuit breaker." if tags.get("studio.stopped_by") == "breaker" else ""
+                st.warning(f"{DEGRADED_BADGE} {tags.get('studio.degraded_reason', '')}{stopped}".strip(),
+                           icon=":material/warning:")
+            failures = charts.failure_text(metrics.get("failed"), metrics.get("n"), charts.failure_counts(metrics)) \
+                or charts.optimization_failure_text(metrics)
+            if failures and failures != "no failures":
+                st.caption(f"Failures: {failures}. Accuracy counts failed examples as wrong.")
             mcols = st.columns(4)
             mcols[0].metric("Accuracy", pct(metrics.get("accuracy", metrics.get("optimized_test_accuracy"))))
             mcols[1].metric("Examples", int(metrics["n"]) if "n" in metrics else "–")
@@ -60,8 +75,9 @@ with runs_tab:
                 if records is None:
                     st.caption("No per-example records (an optimization run: its evaluations have them).")
                 else:
-                    wrong_only = st.toggle("Only wrong answers", key="history.wrong_only")
-                    table = records[~records["correct"].astype(bool)] if wrong_only else records
+                    wrong_only = st.toggle("Only wrong or failed answers", key="history.wrong_only")
+                    right = (records["outcome"] == "correct") if "outcome" in records else records["correct"].astype(bool)
+                    table = records[~right] if wrong_only else records
                     st.dataframe(table, hide_index=True, key="history.records")
             with tabs[1]:
                 if per_label is None:

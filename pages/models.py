@@ -1,18 +1,20 @@
 """Models: choose the student, the reflection model and the models to compare; add, check and remove models."""
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pandas as pd
 import streamlit as st
 
 from core import models as core_models
 from core.errors import ModelError
-from core.models import PRESETS, PROVIDER_HELP, ModelSpec
+from core.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelSpec
 from core.settings import PROVIDERS, get_secret
 from ui import cache, routing, state
-from ui.widgets import key_status, show_error, studio_errors
+from ui.widgets import key_status, safe_text, show_error, studio_errors
 
 PROVIDER_NAMES = {name: p.title for name, p in PROVIDERS.items()}
+TIMEOUT_HELP = "Seconds one call may take before it counts as a timeout."
+RETRIES_HELP = "How many times a call that failed transiently (rate limit, server error, timeout) is tried again."
 
 
 def _index(options: list[str], value: str | None) -> int | None:
@@ -58,7 +60,7 @@ for spec in catalog.models.values():
         "name": spec.name, "model": spec.model, "provider": spec.provider, "base URL": spec.api_base or "",
         "key": "not needed" if not key_env else f"{key_env}: {key_status(get_secret(key_env) is not None)}",
         "input $/1M": price["input_per_m"], "output $/1M": price["output_per_m"], "price from": price["source"],
-        "preset": spec in PRESETS,
+        "timeout (s)": spec.timeout_s, "retries": spec.num_retries, "preset": spec in PRESETS,
     })
 st.dataframe(pd.DataFrame(rows).sort_values("name"), hide_index=True, key="models.catalog.table",
              column_config={"input $/1M": st.column_config.NumberColumn(format="$%.4f"),
@@ -79,7 +81,8 @@ if checked:
     if checked["ok"]:
         st.success(f"{checked['model']}: answered in {checked['latency_s']:.2f} s — “{checked['sample']}”", icon=":material/check_circle:")
     else:
-        st.error(f"{checked['model']}: {checked['kind'] or 'error'} — {checked['message']}", icon=":material/error:")
+        st.error(safe_text(f"{checked['model']}: {checked['kind'] or 'error'} — {checked['message']}"),
+                 icon=":material/error:")
         if checked["hint"]:
             st.caption(checked["hint"])
 
@@ -107,19 +110,23 @@ with st.form("models.add.form", border=True):
                                           key="models.add.price_in", placeholder="from LiteLLM (0 for local)")
     price_out = price_cols[1].number_input("Output price, $ per 1M tokens", min_value=0.0, value=None, step=0.01,
                                            key="models.add.price_out", placeholder="from LiteLLM (0 for local)")
-    gen = st.columns(3)
+    gen = st.columns(4)
     temperature = gen[0].number_input("Temperature", min_value=0.0, max_value=2.0, value=None, step=0.1,
                                       key="models.add.temperature", placeholder="provider default")
     max_tokens = gen[1].number_input("Max tokens", min_value=1, value=None, step=256, key="models.add.max_tokens",
                                      placeholder="provider default")
-    timeout_s = gen[2].number_input("Timeout (s)", min_value=1.0, value=120.0, step=10.0, key="models.add.timeout")
+    timeout_s = gen[2].number_input("Timeout (s)", min_value=1.0, max_value=MAX_TIMEOUT_S, value=120.0, step=10.0,
+                                    key="models.add.timeout", help=TIMEOUT_HELP)
+    retries = gen[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, value=2, step=1,
+                                  key="models.add.retries", help=RETRIES_HELP)
     submitted = st.form_submit_button("Add to catalog", key="models.add.submit", type="primary")
 if submitted:
     try:
         if not model_id.strip():
             raise ModelError("Give the model's id or string.", "E.g. llama3.1 on a local server, openai/gpt-4o-mini.")
         common = dict(api_key_env=key_env.strip() or None, input_price_per_m=price_in, output_price_per_m=price_out,
-                      temperature=temperature, max_tokens=int(max_tokens) if max_tokens else None, timeout_s=timeout_s)
+                      temperature=temperature, max_tokens=int(max_tokens) if max_tokens else None, timeout_s=timeout_s,
+                      num_retries=int(retries))
         if provider == "openai-compatible":
             spec = core_models.openai_compatible(name.strip(), model_id.strip(), api_base.strip(), **common)
         else:
@@ -131,6 +138,25 @@ if submitted:
         st.rerun()
     except ModelError as exc:
         show_error(exc)
+
+# Timeout and retries of a model in the catalog ---------------------------------------------------
+st.subheader("Timeout and retries")
+limit_cols = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+to_edit = limit_cols[0].selectbox("Model", names, index=_index(names, student) or 0, key="models.limits.name")
+edited = catalog.models[to_edit]
+# Keys carry the model's name: picking another model shows its own values, not the last one's.
+new_timeout = limit_cols[1].number_input("Timeout (s)", min_value=1.0, max_value=MAX_TIMEOUT_S, step=10.0,
+                                         value=float(edited.timeout_s), key=f"models.limits.timeout.{to_edit}",
+                                         help=TIMEOUT_HELP)
+new_retries = limit_cols[2].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1,
+                                         value=int(edited.num_retries), key=f"models.limits.retries.{to_edit}",
+                                         help=RETRIES_HELP)
+if limit_cols[3].button("Save", key="models.limits.save", icon=":material/save:"):
+    with studio_errors():
+        catalog.add(replace(edited, timeout_s=float(new_timeout), num_retries=int(new_retries)))
+        catalog.save()
+        state.flash("models", f"{to_edit}: timeout {new_timeout:g} s, {int(new_retries)} retries.")
+        st.rerun()
 
 # Local servers -------------------------------------------------------------------------------
 with st.expander("Find models on a local server (Ollama, vLLM, llama.cpp, LM Studio)"):

@@ -8,7 +8,7 @@ from core.optimize import OptimizeConfig
 from core.optimize.estimate import CHARS_PER_TOKEN
 from core.runs import linked_evaluations
 from core.tasks import SampleSpec, TaskRef
-from ui import cache, routing, state
+from ui import auth, cache, routing, state
 from ui.jobs import job_picker, live_panel, optimize_progress
 from ui.widgets import pct, show_error, studio_errors, usd
 
@@ -79,7 +79,8 @@ def estimate_and_start(config: OptimizeConfig) -> None:
     if st.button("Start optimization", key="optimize.start", type="primary", icon=":material/auto_fix_high:",
                  disabled=estimate is None):
         with studio_errors():
-            state.set_optimize_job(cache.job_manager().submit_optimization(config, plan=plan))
+            state.set_optimize_job(cache.job_manager().submit_optimization(config, plan=plan,
+                                                                             started_by=auth.current_user()))
             cache.clear_runs()
             st.toast("Optimization queued: it runs in the background, you can leave this page.",
                      icon=":material/auto_fix_high:")

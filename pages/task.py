@@ -47,7 +47,7 @@ elif kind == "pubmed":
         st.stop()
 else:
     uploaded = st.file_uploader("A CSV, TSV, Parquet or PubMed RCT .txt file", key="task.file.w",
-                                type=["csv", "tsv", "txt", "parquet", "gz"])
+                                type=["csv", "tsv", "txt", "parquet", "gz", "xlsx", "xls", "zip"])
     if uploaded is not None:
         previous = state.upload()
         if previous is None or previous.get("file_id") != uploaded.file_id:
@@ -74,12 +74,23 @@ else:
                                      key="task.file.label")
     name = cols[2].text_input("Task name", value=stored_ref.name if keep else "", key="task.file.name",
                               placeholder=Path(current["filename"]).stem, help="Names the MLflow experiment.")
+    cols = st.columns(2)
+    merge = cols[0].checkbox("Merge labels that differ only in case or spacing", key="task.file.merge",
+                             value=stored_ref.merge_similar_labels if keep else False,
+                             help="'Positive', 'positive ' and 'POSITIVE' become one label (the most frequent "
+                                  "spelling). Off: such labels are an error, since they would be scored apart.")
+    drop = cols[1].checkbox("Drop rows labelled NaN, null, N/A…", key="task.file.dropna",
+                            value=stored_ref.drop_missing_labels if keep else False,
+                            help="Off: labels such as 'NaN', 'null', 'None', 'N/A', '-' are kept as classes "
+                                 "(with a warning).")
     with studio_errors(stop=True):
-        warnings = validate_table(table, text_column=text_column, label_column=label_column)
+        warnings = validate_table(table, text_column=text_column, label_column=label_column,
+                                  merge_similar_labels=merge, drop_missing_labels=drop)
     for warning in warnings:
         st.warning(warning, icon=":material/warning:")
     candidate = TaskRef(kind="file", source=current["path"], text_column=text_column, label_column=label_column,
-                        name=name.strip() or Path(current["filename"]).stem)
+                        name=name.strip() or Path(current["filename"]).stem, merge_similar_labels=merge,
+                        drop_missing_labels=drop)
 
 st.subheader("Sample per label")
 cols = st.columns(4)
@@ -105,6 +116,8 @@ state.set_task(candidate, spec)
 sizes = splits.sizes()
 st.success(f"Using **{task.name}** for baselines and optimization: {sizes['train']} train, {sizes['val']} validation, "
            f"{sizes['test']} test examples over {len(task.labels)} labels.", icon=":material/check_circle:")
+for note in splits.notes:
+    st.warning(note, icon=":material/warning:")
 
 cols = st.columns(4)
 cols[0].metric("Labels", len(task.labels))

@@ -1,4 +1,5 @@
-"""Job pickers and live progress panels (baselines and optimizations run as background processes)."""
+"""Job pickers and live progress panels (baselines and optimizations run as background processes), and how
+failures show on a page: failed examples by kind, and a DEGRADED badge that replaces a plain "succeeded"."""
 
 from __future__ import annotations
 
@@ -8,13 +9,22 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.errors import JobError
+from core.breaker import HINTS, BreakerSettings
+from core.errors import JobError, StudioError
 from core.jobs import JobInfo
 from ui import cache
-from ui.widgets import job_state, show_error, studio_errors, usd
+from ui.widgets import job_state, pct, show_error, studio_errors, usd
 
 ACTIVE = ("queued", "running")
 POLL_S = 1.0
+DEGRADED_BADGE = ":orange-badge[:material/warning: DEGRADED]"
+FAILURE_COLUMN_CONFIG = {
+    "degraded": st.column_config.TextColumn("degraded", help="Too many failed examples, or stopped by the circuit "
+                                            "breaker: the accuracy is not the model's."),
+    "failed": st.column_config.NumberColumn("failed", format="%d", help="Examples without an answer (provider "
+                                            "errors, unparseable answers): counted as wrong in the accuracy."),
+    "failure_rate": st.column_config.NumberColumn("failure rate", format="percent"),
+}
 
 
 def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str | None], None]) -> None:
@@ -70,17 +80,84 @@ def live_panel(job_id: str, body: Callable[[JobInfo, dict], None]) -> bool:
     return True
 
 
+def failure_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """A run table for display: ``degraded`` as "DEGRADED" or "", and a "failures by kind" text column."""
+    out = charts.with_failures(runs, runs)
+    out["failures by kind"] = [", ".join(f"{k} {v}" for k, v in charts.failure_counts(row).items())
+                               for row in out.to_dict("records")]
+    out["degraded"] = ["DEGRADED" if bad else "" for bad in out["degraded"]]
+    return out
+
+
+def degraded_warning(row: dict, tags: dict[str, str]) -> None:
+    """Say that a run is degraded, with its failures, why, and what the circuit breaker said if it stopped it."""
+    label = row.get("label") or row.get("run_label") or row.get("run_name") or row.get("run_id")
+    failures = (charts.failure_text(row.get("failed"), row.get("n"), charts.failure_counts(row))
+                or charts.optimization_failure_text(row))
+    reason = tags.get("studio.degraded_reason", "")
+    text = f"{DEGRADED_BADGE} **{label}**" + (f": {failures}" if failures else "") + (f". {reason}" if reason else ".")
+    if tags.get("studio.stopped_by") == "breaker":
+        text += f"  \nStopped by the circuit breaker: {tags.get('studio.error') or 'the provider kept failing'}"
+    st.warning(text + "  \nIts accuracy counts those examples as wrong: it says little about the model.",
+               icon=":material/warning:")
+
+
+def _degraded_above() -> float | None:
+    try:
+        return BreakerSettings.from_env().degraded_above
+    except StudioError:
+        return None  # a bad setting is reported where runs start; here the run tags decide alone
+
+
+def _degraded_runs_of(job: JobInfo) -> set[str]:
+    """Run ids of this job's runs tagged degraded (read once the job has ended; the tags are written last)."""
+    if job.state in ACTIVE:
+        return set()
+    try:
+        runs = cache.runs_table()
+    except StudioError:
+        return set()
+    if runs.empty or "job_id" not in runs:
+        return set()
+    mine = charts.with_failures(runs[runs["job_id"] == job.id], runs)
+    return set(mine.loc[mine["degraded"], "run_id"].astype(str))
+
+
+def _header(job: JobInfo, degraded: bool) -> None:
+    st.markdown(f"**{job.title}** — {job_state(job.state)}" + (f" {DEGRADED_BADGE}" if degraded else ""))
+
+
+def _kinds_text(by_kind: dict) -> str:
+    return ", ".join(f"{k} {int(v)}" for k, v in sorted(by_kind.items(), key=lambda kv: -int(kv[1])) if int(v) > 0)
+
+
 def baseline_progress(job: JobInfo, progress: dict) -> None:
-    """One progress bar per model; errors per model; Cancel while it runs."""
-    st.markdown(f"**{job.title}** — {job_state(job.state)}")
+    """One progress bar per model with its failed examples (by kind) as they happen; errors; Cancel while it runs."""
     models = progress.get("models") or {s.get("name", "?"): {"done": 0, "total": 0}
                                         for s in job.config.get("specs", [])}
     runs = progress.get("runs") or {}
+    tagged, limit = _degraded_runs_of(job), _degraded_above()
+    degraded = {}
     for name, p in models.items():
-        done, total = int(p.get("done", 0)), int(p.get("total", 0))
+        run = runs.get(name) or {}
+        done, total, failed = int(p.get("done", 0)), int(p.get("total", 0)), int(p.get("failed") or 0)
+        ended = job.state not in ACTIVE and total > 0
+        degraded[name] = (bool(run.get("degraded")) or str(run.get("run_id")) in tagged
+                          or (ended and limit is not None and failed / total > limit))
+    _header(job, any(degraded.values()))
+    for name, p in models.items():
+        done, total, failed = int(p.get("done", 0)), int(p.get("total", 0)), int(p.get("failed") or 0)
         error = (runs.get(name) or {}).get("error")
         label = f"{name}: {done} / {total} examples" if total else f"{name}: waiting"
+        label += f" · {failed} failed" if failed else ""
+        label += " — DEGRADED" if degraded[name] else ""
         st.progress(min(1.0, done / total) if total else 0.0, text=label + (" — failed" if error else ""))
+        if failed:
+            by_kind = p.get("failed_by_kind") or {}
+            top = max(by_kind, key=lambda k: int(by_kind[k]), default=None)
+            st.warning(f"**{name}**: {failed} of {done} examples failed so far ({pct(failed / done if done else None)})"
+                       + (f": {_kinds_text(by_kind)}" if by_kind else "") + ". They count as wrong."
+                       + (f" {HINTS[top]}" if top in HINTS else ""), icon=":material/error:")
         if error:
             st.warning(error if error.startswith(name) else f"{name}: {error}", icon=":material/warning:")
     if job.state == "failed" and job.error:
@@ -91,9 +168,26 @@ def baseline_progress(job: JobInfo, progress: dict) -> None:
             st.rerun(scope="fragment")
 
 
+def _failed_calls(progress: dict) -> None:
+    """Student calls, reflection calls and proposals that failed so far (a dead reflection model proposes nothing)."""
+    names = {"failed_student_calls": "Failed student calls", "failed_reflection_calls": "Failed reflection calls",
+             "failed_proposals": "Failed proposals"}
+    counts = {key: progress.get(key) for key in names}
+    cols = st.columns(3)
+    for col, (key, value) in zip(cols, counts.items(), strict=True):
+        col.metric(names[key], "–" if value is None else int(value))
+    student, reflection, proposals = (int(v or 0) for v in counts.values())
+    if reflection or proposals:
+        st.warning(f"The reflection model failed {reflection} call(s) and {proposals} proposal(s) gave no usable "
+                   "instruction: those iterations could not improve the prompt.", icon=":material/error:")
+    if student:
+        st.warning(f"{student} student call(s) failed: they score as wrong answers in GEPA's evaluations.",
+                   icon=":material/error:")
+
+
 def optimize_progress(job: JobInfo, progress: dict) -> None:
-    """Metric calls used of the budget, best score so far, candidates, running cost split, and controls."""
-    st.markdown(f"**{job.title}** — {job_state(job.state)}")
+    """Metric calls used of the budget, best score so far, candidates, failed calls, running cost split, controls."""
+    _header(job, bool(progress.get("degraded")) or bool(_degraded_runs_of(job)))
     phase, message = progress.get("phase", job.state), progress.get("message", "")
     used, budget = int(progress.get("metric_calls_used") or 0), int(progress.get("metric_calls_budget") or 0)
     share = min(1.0, used / budget) if budget else 0.0
@@ -106,6 +200,7 @@ def optimize_progress(job: JobInfo, progress: dict) -> None:
     cols[1].metric("Iteration", int(progress.get("iteration") or 0))
     cols[2].metric("Candidates", int(progress.get("candidates") or 0))
     cols[3].metric("Elapsed", f"{float(progress.get('elapsed_s') or 0):.0f} s")
+    _failed_calls(progress)
     cost = st.columns(3)
     cap = job.config.get("max_cost_usd")
     cost[0].metric("Student cost", usd(progress.get("student_cost_usd")))

@@ -1,4 +1,8 @@
-"""Small Streamlit pieces shared by the pages: errors as messages, labels, money and job states."""
+"""Small Streamlit pieces shared by the pages: errors as messages, labels, money and job states.
+
+Every message shown here is scrubbed of configured key values (``core.secrets``), and importing this module
+turns on the same scrubbing for the Streamlit process's log records.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from core import secrets
 from core.errors import StudioError
 
 logger = logging.getLogger(__name__)
+secrets.install()  # log records of the dashboard process (streams stay Streamlit's own)
 
 JOB_STATE_ICONS = {  # Material icons: Streamlit renders them in markdown and labels with its own font
     "queued": ":material/schedule:", "running": ":material/autorenew:", "succeeded": ":material/check_circle:",
@@ -18,14 +24,19 @@ JOB_STATE_ICONS = {  # Material icons: Streamlit renders them in markdown and la
 }
 
 
+def safe_text(text: object) -> str:
+    """``text`` as a string with every configured key value replaced by ``***``: use it for anything shown."""
+    return secrets.scrub(str(text))
+
+
 def show_error(exc: BaseException) -> None:
-    """A core error as ``st.error`` (what went wrong) and a caption (how to fix it); never a traceback."""
+    """A core error as ``st.error`` (what went wrong) and a caption (how to fix it); never a traceback or a key."""
     if isinstance(exc, StudioError):
-        st.error(exc.message, icon=":material/error:")
+        st.error(safe_text(exc.message), icon=":material/error:")
         if exc.hint:
-            st.caption(exc.hint)
+            st.caption(safe_text(exc.hint))
     else:
-        st.error(f"Something went wrong: {type(exc).__name__}: {exc}", icon=":material/error:")
+        st.error(safe_text(f"Something went wrong: {type(exc).__name__}: {exc}"), icon=":material/error:")
         st.caption("This is a bug or an unexpected environment problem; the terminal running Streamlit has the details.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from statistics import NormalDist
 from typing import Any
@@ -162,10 +163,9 @@ def confusion_matrix(gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[
     rows = known + [v for v in dict.fromkeys(g) if v not in known_set]
     has_unparsed = any(pi not in known_set for pi in p)
     cols = known + ([UNPARSED] if has_unparsed else [])
-    counts = pd.DataFrame(0, index=pd.Index(rows, name="gold"), columns=pd.Index(cols, name="predicted"), dtype=int)
-    for gi, pi in zip(g, p, strict=True):
-        counts.loc[gi, pi if pi in known_set else UNPARSED] += 1
-    return counts
+    tally = Counter((gi, pi if pi in known_set else UNPARSED) for gi, pi in zip(g, p, strict=True))
+    return pd.DataFrame([[tally.get((r, c), 0) for c in cols] for r in rows], index=pd.Index(rows, name="gold"),
+                        columns=pd.Index(cols, name="predicted"), dtype=int)
 
 
 def percentile(values: Sequence[float | None], q: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import Any, Callable, Sequence
 
@@ -32,6 +33,14 @@ def resolve_models(names: Sequence[str], catalog: ModelCatalog, api_base: str | 
             spec = catalog.get(name)  # raises with the list of known models
         specs.append(spec)
     return specs
+
+
+def cli_user() -> str:
+    """Who runs the command line (tagged on its runs and jobs as ``studio.started_by``)."""
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):  # no user name in this environment (some containers)
+        return "cli"
 
 
 def task_ref(args: argparse.Namespace) -> TaskRef:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from core.cli import jobs as jobs_cmd
 from core.cli import optimize as optimize_cmd
-from core.cli.common import add_task_args, progress_printer, resolve_models, sample_spec, task_ref
-from core.errors import StudioError
+from core.cli.common import add_task_args, cli_user, progress_printer, resolve_models, sample_spec, task_ref
+from core.errors import ConfigError, StudioError
 from core.settings import PROVIDERS, load_settings
 
 logger = logging.getLogger(__name__)
@@ -21,17 +21,23 @@ def _fmt_price(v: float | None) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from core.errors import ModelError
     from core.models import ModelCatalog, ModelSpec, detect_ollama, resolve_price
     from core.settings import get_secret
 
     settings = load_settings()
     catalog = ModelCatalog.load(settings.catalog_path)
     if args.action == "add":
+        if not args.name or not args.model:
+            raise ModelError("`models add` needs a name and a model.", "E.g. python -m core models add my-llama openai/llama3.1 "
+                             "--api-base http://127.0.0.1:11434/v1 --timeout 60 --retries 2")
+        limits = {k: v for k, v in (("timeout_s", args.timeout), ("num_retries", args.retries)) if v is not None}
         spec = ModelSpec(name=args.name, model=args.model, provider=args.provider, api_base=args.api_base,
-                         api_key_env=args.key_env or PROVIDERS[args.provider].key_env, input_price_per_m=args.price_in, output_price_per_m=args.price_out)
+                         api_key_env=args.key_env or PROVIDERS[args.provider].key_env, input_price_per_m=args.price_in,
+                         output_price_per_m=args.price_out, **limits)
         catalog.add(spec)
         catalog.save()
-        print(f"Saved {spec.name} to {settings.catalog_path}")
+        print(f"Saved {spec.name} to {settings.catalog_path} (timeout {spec.timeout_s:g} s, {spec.num_retries} retries)")
         return 0
     if args.action == "remove":
         catalog.remove(args.name)
@@ -64,31 +70,66 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from core.baseline import outcomes_table, run_baselines
+    from core.baseline import outcomes_table, resume_baselines, run_baselines
     from core.models import ModelCatalog
     from core.store import RunStore
+    from core.tasks import check_task
 
+    if not args.models and not args.resume:
+        raise ConfigError("Name the models to evaluate (--models), or the runs to complete (--resume RUN_ID).")
     settings = load_settings()
-    catalog = ModelCatalog.load(settings.catalog_path)
-    specs = resolve_models(args.models, catalog, args.api_base)
-    sample = sample_spec(args)
-    store = RunStore(settings)
+    store = RunStore(settings, started_by=cli_user())
     progress = progress_printer() if not args.quiet else None
-    outcomes = run_baselines(store, task_ref(args), sample, specs, module=args.module, threads=args.threads,
-                             cache=not args.no_cache, on_record=progress)
+    if args.resume:
+        outcomes = resume_baselines(store, args.resume, threads=args.threads_given, on_record=progress)
+    else:
+        catalog = ModelCatalog.load(settings.catalog_path)
+        specs = resolve_models(args.models, catalog, args.api_base)
+        ref = task_ref(args)
+        for warning in check_task(ref, settings):
+            print(f"warning: {warning}", file=sys.stderr)
+        outcomes = run_baselines(store, ref, sample_spec(args), specs, module=args.module,
+                                 threads=args.threads_given or 8, cache=not args.no_cache, on_record=progress)
     table = outcomes_table(outcomes)
-    shown = table.copy()
-    shown["accuracy"] = [f"{a:.1%} [{lo:.1%}, {hi:.1%}]" if a == a and a is not None else "-"
-                         for a, lo, hi in zip(table["accuracy"], table["ci_low"], table["ci_high"], strict=True)]
-    shown["cost_per_1k_usd"] = [f"{c:.4f}" if c is not None and c == c else "-" for c in table["cost_per_1k_usd"]]
-    shown["p50_latency_s"] = [f"{c:.2f}" if c is not None and c == c else "-" for c in table["p50_latency_s"]]
-    shown["macro_f1"] = [f"{c:.3f}" if c is not None and c == c else "-" for c in table["macro_f1"]]
-    cols = ["model", "accuracy", "macro_f1", "n", "cost_per_1k_usd", "p50_latency_s", "tokens", "run_id"]
-    print(shown[cols].to_string(index=False))
-    for _, row in table[table["error"].notna()].iterrows():
-        print(f"ERROR {row['model']}: {row['error']}", file=sys.stderr)
+    print(baseline_text(table))
+    for row in table.to_dict("records"):
+        if row["error"]:
+            print(f"ERROR {row['model']}: {row['error']}", file=sys.stderr)
+            if row["run_id"]:
+                print(f"  {row['n']} examples recorded and kept; finish with: python -m core baseline --resume "
+                      f"{row['run_id']}", file=sys.stderr)
+        elif row["degraded"]:
+            print(f"DEGRADED {row['model']}: {row['failed']} of {row['n']} examples failed "
+                  f"({_kinds(row['failed_by_kind'])}); its accuracy counts them as wrong.", file=sys.stderr)
     print(f"\nRuns stored in {settings.tracking_uri}\nSee them with: mlflow ui --backend-store-uri {settings.tracking_uri}")
-    return 0 if table["error"].isna().all() else 1
+    if table["error"].notna().any():
+        return 1
+    return 3 if table["degraded"].any() else 0
+
+
+def _kinds(by_kind: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def baseline_text(table: Any) -> str:
+    """The baseline table as printed: accuracy over all examples with its interval, failures (count, rate, by kind),
+    a DEGRADED marker, then macro-F1, n, cost, latency, tokens and run id."""
+    def num(v: Any, fmt: str) -> str:
+        return format(v, fmt) if v is not None and v == v else "-"
+
+    shown = table.copy()
+    shown["accuracy"] = [f"{a:.1%} [{lo:.1%}, {hi:.1%}]" if a is not None and a == a else "-"
+                         for a, lo, hi in zip(table["accuracy"], table["ci_low"], table["ci_high"], strict=True)]
+    shown["failed"] = [f"{f} ({num(r, '.1%')}: {_kinds(k)})" if f else "0"
+                       for f, r, k in zip(table["failed"], table["failure_rate"], table["failed_by_kind"], strict=True)]
+    shown["status"] = ["STOPPED" if e else ("DEGRADED" if d else ("ok" if c else "PARTIAL"))
+                       for e, d, c in zip(table["error"], table["degraded"], table["complete"], strict=True)]
+    shown["cost_per_1k_usd"] = [num(c, ".4f") for c in table["cost_per_1k_usd"]]
+    shown["p50_latency_s"] = [num(c, ".2f") for c in table["p50_latency_s"]]
+    shown["macro_f1"] = [num(c, ".3f") for c in table["macro_f1"]]
+    cols = ["model", "accuracy", "failed", "status", "macro_f1", "n", "cost_per_1k_usd", "p50_latency_s", "tokens",
+            "run_id"]
+    return shown[cols].to_string(index=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-env", help="name of the environment variable holding the key")
     p.add_argument("--price-in", type=float, help="USD per 1M input tokens")
     p.add_argument("--price-out", type=float, help="USD per 1M output tokens")
+    p.add_argument("--timeout", type=float, help="seconds one call may take (default 120)")
+    p.add_argument("--retries", type=int, help="retries of a call that failed transiently: 429, 5xx, timeout (default 2)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("check", help="test the connection to a model")
@@ -113,11 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("baseline", help="evaluate several models on the test split")
+    p = sub.add_parser("baseline", help="evaluate several models on the test split",
+                       epilog="Exit status: 0 all runs finished; 1 a model failed or its provider was given up on "
+                              "(the circuit breaker: resume with --resume); 3 a run finished degraded (too many "
+                              "failed examples).")
     add_task_args(p)
-    p.add_argument("--models", nargs="+", required=True, help="catalog names or provider/model[@base_url]")
+    p.add_argument("--models", nargs="+", help="catalog names or provider/model[@base_url]")
+    p.add_argument("--resume", nargs="+", metavar="RUN_ID",
+                   help="complete these interrupted or stopped baseline runs, reusing their finished records")
     p.add_argument("--module", choices=["predict", "cot"], default="predict")
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--threads", type=int, dest="threads_given", help="parallel calls per model (default 8)")
     p.add_argument("--no-cache", action="store_true", help="call the models even for repeated requests")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_baseline)

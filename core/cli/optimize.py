@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.cli.common import add_task_args, resolve_models, sample_spec, task_ref
+from core.cli.common import add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.cli.jobs import follow, print_job
 from core.errors import ConfigError
 from core.jobs import JobManager
@@ -53,8 +53,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     plan = plan_optimization(config, settings)
     print(describe_plan(plan), file=sys.stderr)
+    for note in plan.splits.notes:
+        print(f"warning: {note}", file=sys.stderr)
     manager = JobManager(settings)
-    job_id = manager.submit_optimization(config, start=args.background, plan=plan)
+    job_id = manager.submit_optimization(config, start=args.background, plan=plan, started_by=cli_user())
     if args.background:
         print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
         return 0

@@ -39,9 +39,10 @@ class JobContext:
     previous: dict[str, Any] = field(default_factory=dict)  # progress of earlier attempts
     plan: dict[str, Any] | None = None  # {"task", "splits"} stored at submission
     lm_factory: Any = None  # tests: ModelSpec -> LM
+    started_by: str | None = None  # who submitted the job (tagged on every run it starts)
 
     def store(self) -> RunStore:
-        return RunStore(self.settings)
+        return RunStore(self.settings, started_by=self.started_by)
 
     def prepared(self) -> tuple[Task, Splits] | None:
         """The task and splits the job was planned with (None for a job stored without a plan)."""
@@ -50,9 +51,11 @@ class JobContext:
         return Task.from_dict(self.plan["task"]), Splits.from_dict(self.plan["splits"])
 
 
-class ModelProgress(TypedDict):
+class ModelProgress(TypedDict, total=False):
     done: int
     total: int
+    failed: int  # examples failed so far
+    failed_by_kind: dict[str, int]
 
 
 class BaselineProgress(TypedDict, total=False):
@@ -60,7 +63,7 @@ class BaselineProgress(TypedDict, total=False):
 
     phase: str  # evaluating | done
     models: dict[str, ModelProgress]
-    runs: dict[str, dict[str, str | None]]  # model name -> {"run_id", "error"}
+    runs: dict[str, dict[str, Any]]  # model name -> {"run_id", "error", "degraded", "stopped_by"}
 
 
 def run_optimize(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
@@ -72,20 +75,38 @@ def run_optimize(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     result = run_optimization(cfg, ctx.store(), log_dir=ctx.job_dir / "gepa", job_id=ctx.job_id, run_id=ctx.run_id,
                               progress=ctx.emit, previous=ctx.previous, should_stop=ctx.should_stop,
                               lm_factory=ctx.lm_factory, plan=plan, on_run_created=ctx.set_run_id)
-    return JobOutcome("succeeded" if result.status == "succeeded" else "cancelled", result.stop_reason or None)
+    if result.status == "failed":  # a dead provider: the message names its error (no traceback: it is not a bug)
+        return JobOutcome("failed", result.error)
+    if result.status == "cancelled":
+        return JobOutcome("cancelled", result.stop_reason or None)
+    return JobOutcome("succeeded", f"degraded: {result.degraded_reason}" if result.degraded_reason else None)
 
 
 def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
-    from core.baseline import run_baselines
+    """Each model on the planned test split. A resumed job goes on with its models' runs (``previous["runs"]``),
+    reusing their finished records; progress carries failures by kind and each run's degraded flag."""
+    from core.baseline import outcomes_table, run_baselines
     from core.models import ModelSpec
     from core.tasks import SampleSpec, TaskRef
 
     specs = [ModelSpec.from_dict(s) for s in config["specs"]]
-    state: BaselineProgress = {"phase": "evaluating", "models": {s.name: {"done": 0, "total": 0} for s in specs}}
+    earlier = {name: r["run_id"] for name, r in (ctx.previous.get("runs") or {}).items()
+               if isinstance(r, dict) and r.get("run_id")}
+    state: BaselineProgress = {"phase": "evaluating", "models": {s.name: {"done": 0, "total": 0} for s in specs},
+                               "runs": {name: {"run_id": rid, "error": None} for name, rid in earlier.items()}}
     last = [0.0]
 
+    def on_run_created(spec: Any, run_id: str) -> None:
+        state["runs"][spec.name] = {"run_id": run_id, "error": None}
+        ctx.emit(dict(state))  # a killed job's runs are known to its resume
+
     def on_record(spec: Any, done: int, total: int, rec: Any) -> None:
-        state["models"][spec.name] = {"done": done, "total": total}
+        model = state["models"][spec.name]
+        model.update(done=done, total=total)
+        if rec.outcome == "failed":
+            by_kind = model.setdefault("failed_by_kind", {})
+            by_kind[rec.error_kind or "other"] = by_kind.get(rec.error_kind or "other", 0) + 1
+            model["failed"] = model.get("failed", 0) + 1
         if time.time() - last[0] > 0.25 or done == total:
             last[0] = time.time()
             ctx.emit(dict(state))
@@ -93,14 +114,45 @@ def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     outcomes = run_baselines(ctx.store(), TaskRef.from_dict(config["task_ref"]), SampleSpec.from_dict(config["sample"]),
                              specs, module=config.get("module", "predict"), threads=config.get("threads", 8),
                              cache=config.get("cache", True), on_record=on_record, should_stop=ctx.should_stop,
-                             prepared=ctx.prepared())
+                             prepared=ctx.prepared(), resume=earlier, on_run_created=on_run_created)
+    table = outcomes_table(outcomes)
     state["phase"] = "done"
-    state["runs"] = {o.spec.name: {"run_id": o.run_id, "error": o.error} for o in outcomes}
+    for o, row in zip(outcomes, table.to_dict("records"), strict=True):
+        state["runs"][o.spec.name] = {"run_id": o.run_id or None, "error": o.error, "degraded": bool(row["degraded"]),
+                                      "stopped_by": o.stopped_by}
+        if row["n"]:
+            state["models"][o.spec.name].update(failed=row["failed"], failed_by_kind=row["failed_by_kind"])
     ctx.emit(dict(state))
     errors = [o.error if o.error.startswith(o.spec.name) else f"{o.spec.name}: {o.error}" for o in outcomes if o.error]
+    degraded = [f"{row['model']}: degraded, {row['failed']} of {row['n']} examples failed"
+                for row in table.to_dict("records") if row["degraded"] and not row["error"]]
+    notes = "; ".join(errors + degraded) or None
     if ctx.should_stop():
-        return JobOutcome("cancelled", "; ".join(errors) or None)
-    return JobOutcome("failed" if errors and len(errors) == len(specs) else "succeeded", "; ".join(errors) or None)
+        return JobOutcome("cancelled", notes)
+    return JobOutcome("failed" if errors and len(errors) == len(specs) else "succeeded", notes)
+
+
+def close_baseline_runs(job: Any, manager: Any) -> None:
+    """A baseline job's process is gone: its RUNNING runs end KILLED, tagged interrupted (they can be resumed)."""
+    from core.baseline import close_interrupted
+
+    store = RunStore(manager.settings)
+    ids = [str(r) for r in store.list_runs(job_id=job.id)["run_id"]]
+    ids += [r["run_id"] for r in (manager.progress(job.id).get("runs") or {}).values()
+            if isinstance(r, dict) and r.get("run_id") and r["run_id"] not in ids]
+    close_interrupted(store, ids)
+
+
+def close_optimization_runs(job: Any, manager: Any) -> None:
+    """An optimization's process is gone: its RUNNING test evaluations and the run itself end KILLED, tagged
+    interrupted (a resume re-opens the run and goes on from GEPA's last saved state)."""
+    from core.baseline import close_interrupted
+    from core.optimize import close_orphan_evaluations
+
+    if job.run_id:
+        store = RunStore(manager.settings)
+        close_orphan_evaluations(store, job.run_id)
+        close_interrupted(store, [job.run_id])
 
 
 @dataclass(frozen=True)
@@ -115,6 +167,6 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (
-    JobKind("optimize", run_optimize, resumable=True),
-    JobKind("baseline", run_baseline, resumable=False),
+    JobKind("optimize", run_optimize, resumable=True, on_interrupted=close_optimization_runs),
+    JobKind("baseline", run_baseline, resumable=True, on_interrupted=close_baseline_runs),
 )}

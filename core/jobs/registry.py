@@ -11,6 +11,10 @@ States: queued → running → succeeded | failed | cancelled; a ``running`` job
 What a job does is its kind's entry in ``core.jobs.kinds.KINDS``; where it runs is the :class:`Backend`
 (``start(job_id) -> handle``, ``alive(handle)``, ``kill(handle)``; ``core.jobs.local`` runs local processes;
 docs/distributed.md says how a Ray backend fits). One cancel channel: the ``cancel_requested`` flag here.
+
+Many processes may open the registry at once (CLI runs, the dashboard, workers): the table is created under
+a file lock in the data dir, and the MLflow store is created before the first job starts (``core.store``).
+Errors and progress written here are scrubbed of key values (``core.secrets``): the dashboard shows them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from typing import Any, Iterator, Literal, Protocol
 import pandas as pd
 
 from core.errors import JobError
+from core.secrets import scrub, scrub_data
 from core.settings import Settings
+from core.store import data_lock
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +60,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    started_by TEXT
 )
 """
+# Columns added after the first release: (name, SQL type), added to older job tables on open.
+ADDED_COLUMNS = (("started_by", "TEXT"),)
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class JobInfo:
     error: str | None
     attempts: int
     cancel_requested: bool
+    started_by: str | None = None  # who asked for it: a login e-mail, "local", or the CLI's OS user
 
     @property
     def resumable(self) -> bool:
@@ -111,8 +121,12 @@ class JobManager:
             backend = ProcessBackend()
         self.backend = backend
         self.db_path = settings.data_dir / "jobs.db"
-        with self._db() as db:
+        with data_lock(self.settings, "jobs"), self._db() as db:  # a fresh file: one process sets it up
             db.execute(SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, sql_type in ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql_type}")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -130,8 +144,9 @@ class JobManager:
     # Submitting ------------------------------------------------------------------------------
 
     def submit(self, kind: str, title: str, config: dict[str, Any], start: bool = True,
-               plan: dict[str, Any] | None = None) -> str:
-        """Queue a job of ``kind`` (an entry of ``core.jobs.kinds.KINDS``); ``plan`` is stored with it and run as is."""
+               plan: dict[str, Any] | None = None, started_by: str | None = None) -> str:
+        """Queue a job of ``kind`` (an entry of ``core.jobs.kinds.KINDS``); ``plan`` is stored with it and run as is;
+        ``started_by`` (who asked) is kept with the job and tagged on its runs."""
         from core.jobs.kinds import KINDS
 
         if kind not in KINDS:
@@ -141,22 +156,24 @@ class JobManager:
         if plan is not None:
             write_json(self.job_dir(job_id) / PLAN_FILE, plan)
         with self._db() as db:
-            db.execute("INSERT INTO jobs (id, kind, title, state, config, created) VALUES (?,?,?,?,?,?)",
-                       (job_id, kind, title, "queued", json.dumps(config), time.time()))
+            db.execute("INSERT INTO jobs (id, kind, title, state, config, created, started_by) VALUES (?,?,?,?,?,?,?)",
+                       (job_id, kind, scrub(title), "queued", json.dumps(config), time.time(), started_by))
         if start:
             self.schedule()
         return job_id
 
-    def submit_optimization(self, config: Any, start: bool = True, plan: Any = None) -> str:
+    def submit_optimization(self, config: Any, start: bool = True, plan: Any = None,
+                            started_by: str | None = None) -> str:
         """Plan ``config`` (an OptimizeConfig) here, unless given its ``plan``, then queue exactly that plan."""
         from core.optimize import plan_optimization
 
         plan = plan or plan_optimization(config, self.settings)
         return self.submit("optimize", plan.title, config.to_dict(), start,
-                           plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()})
+                           plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()}, started_by=started_by)
 
     def submit_baselines(self, task_ref: Any, sample: Any, specs: list[Any], *, module: str = "predict",
-                         threads: int = 8, cache: bool = True, start: bool = True) -> str:
+                         threads: int = 8, cache: bool = True, start: bool = True,
+                         started_by: str | None = None) -> str:
         from core.tasks import prepare
 
         if not specs:
@@ -166,7 +183,7 @@ class JobManager:
                   "module": module, "threads": threads, "cache": cache}
         title = "Baseline: " + ", ".join(s.name for s in specs)
         return self.submit("baseline", title[:200], config, start,
-                           plan={"task": task.to_dict(), "splits": splits.to_dict()})
+                           plan={"task": task.to_dict(), "splits": splits.to_dict()}, started_by=started_by)
 
     def plan(self, job_id: str) -> dict[str, Any] | None:
         """The plan stored with the job at submission ({"task", "splits"}), or None."""
@@ -180,8 +197,10 @@ class JobManager:
     def _info(self, row: sqlite3.Row) -> JobInfo:
         return JobInfo(id=row["id"], kind=row["kind"], title=row["title"], state=row["state"],
                        config=json.loads(row["config"]), created=row["created"], started=row["started"],
-                       ended=row["ended"], pid=row["pid"], run_id=row["run_id"], error=row["error"],
-                       attempts=row["attempts"], cancel_requested=bool(row["cancel_requested"]))
+                       ended=row["ended"], pid=row["pid"], run_id=row["run_id"],
+                       error=scrub(row["error"]) if row["error"] else None,
+                       attempts=row["attempts"], cancel_requested=bool(row["cancel_requested"]),
+                       started_by=row["started_by"])
 
     def get(self, job_id: str) -> JobInfo:
         self.reap()
@@ -220,12 +239,14 @@ class JobManager:
             return {}
 
     def write_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        write_json(self.job_dir(job_id) / "progress.json", progress)
+        """Write the job's progress file (scrubbed: it may carry a provider's error message)."""
+        write_json(self.job_dir(job_id) / "progress.json", scrub_data(progress))
 
     def log_tail(self, job_id: str, lines: int = 40) -> str:
+        """The last lines of the job's worker.log, scrubbed again on the way to a page (the worker scrubs too)."""
         path = self.job_dir(job_id) / "worker.log"
         try:
-            return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+            return scrub("\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]))
         except OSError:
             return ""
 
@@ -299,8 +320,10 @@ class JobManager:
             db.execute("UPDATE jobs SET run_id=? WHERE id=?", (run_id, job_id))
 
     def finish(self, job_id: str, state: JobState, error: str | None = None) -> None:
+        """Record a job's end; its error message is scrubbed of key values (the dashboard shows it)."""
         with self._db() as db:
-            db.execute("UPDATE jobs SET state=?, ended=?, error=? WHERE id=?", (state, time.time(), error, job_id))
+            db.execute("UPDATE jobs SET state=?, ended=?, error=? WHERE id=?",
+                       (state, time.time(), scrub(error) if error else error, job_id))
 
     # Control ---------------------------------------------------------------------------------
 
@@ -325,7 +348,7 @@ class JobManager:
         """Queue an interrupted, cancelled or failed optimization again; it goes on from GEPA's saved state."""
         job = self.get(job_id)
         if not job.resumable:
-            raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed optimization can be resumed.")
+            raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed job of a resumable kind can be resumed.")
         with self._db() as db:
             db.execute("UPDATE jobs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, handle=NULL "
                        "WHERE id=?", (job_id,))

@@ -1,4 +1,8 @@
-"""A job's process: ``python -m core.jobs.worker JOB_ID``; :func:`execute` does a job's work in this process."""
+"""A job's process: ``python -m core.jobs.worker JOB_ID``; :func:`execute` does a job's work in this process.
+
+The process's stdout and stderr go to the job's ``worker.log``, which the dashboard shows: :func:`main` scrubs
+key values from every log record and from both streams (tracebacks, warnings, progress bars) first.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 import sys
 from typing import Any
 
+from core import secrets
 from core.errors import StudioError
 from core.jobs.kinds import KINDS, JobContext, JobOutcome
 from core.jobs.registry import JobInfo, JobManager
@@ -22,7 +27,7 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
         emit=lambda p: manager.write_progress(job_id, p), should_stop=lambda: manager.cancel_requested(job_id),
         set_run_id=lambda rid: manager.set_run_id(job_id, rid), run_id=job.run_id,
         previous=manager.progress(job_id) if job.attempts > 1 or job.run_id else {},
-        plan=manager.plan(job_id), lm_factory=lm_factory,
+        plan=manager.plan(job_id), lm_factory=lm_factory, started_by=job.started_by,
     )
     try:
         outcome: JobOutcome = KINDS[job.kind].run(job.config, ctx)
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m core.jobs.worker JOB_ID", file=sys.stderr)
         return 2
+    secrets.install(streams=True)  # before any handler is made, so handlers write to the scrubbing streams
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job = execute(JobManager(load_settings()), args[0])
     return 0 if job.state in ("succeeded", "cancelled") else 1

@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable, TypedDict
 
 from core.models import Price
+from core.optimize.guard import CallGuard, ProposalCounter
 from core.store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class OptimizeProgress(TypedDict, total=False):
 
     phase: str  # loading | optimizing | evaluating | done | stopped | failed
     message: str
+    error: str  # when failed: what stopped it (the circuit breaker's message names the provider's error)
     metric_calls_used: int
     metric_calls_budget: int
     iteration: int
@@ -38,6 +40,17 @@ class OptimizeProgress(TypedDict, total=False):
     total_cost_usd: float
     attempts: int
     resumed_from_metric_calls: int
+    # Faults, over all attempts: calls that reached a provider and failed, and reflection proposals that
+    # gave no usable instruction.
+    student_calls: int
+    failed_student_calls: int
+    reflection_calls: int
+    failed_reflection_calls: int
+    proposals: int
+    failed_proposals: int
+    degraded: bool
+    degraded_reason: str
+    stopped_by: str  # "breaker" when the circuit breaker stopped it
     history: list[ProgressPoint]
     updated_at: float
 
@@ -78,9 +91,11 @@ class ProgressCallback:
 
     def __init__(self, sink: ProgressSink, budget: int, student: CostMeter, reflection: CostMeter,
                  previous: OptimizeProgress | None = None, store: RunStore | None = None, run_id: str | None = None,
-                 min_interval_s: float = 0.25) -> None:
+                 min_interval_s: float = 0.25, guards: tuple[CallGuard, CallGuard] | None = None,
+                 proposals: ProposalCounter | None = None) -> None:
         prev = previous or {}
         self.sink, self.student, self.reflection = sink, student, reflection
+        self.guards, self.proposals = guards, proposals
         self.store, self.run_id = store, run_id
         self.started = time.time()
         self.prev_elapsed = float(prev.get("elapsed_s", 0.0))
@@ -96,6 +111,21 @@ class ProgressCallback:
             "resumed_from_metric_calls": int(prev.get("metric_calls_used", 0)),
             "history": list(prev.get("history", [])),
         }
+        self._count_faults()
+
+    def _count_faults(self) -> None:
+        if self.guards:
+            s, r = self.guards
+            self.state.update(student_calls=s.calls, failed_student_calls=s.failed, reflection_calls=r.calls,
+                              failed_reflection_calls=r.failed)
+        if self.proposals:
+            self.state.update(proposals=self.proposals.started, failed_proposals=self.proposals.failed)
+
+    def fault_metrics(self) -> dict[str, float]:
+        """The fault counts as MLflow metrics."""
+        self._count_faults()
+        keys = ("failed_student_calls", "failed_reflection_calls", "failed_proposals", "proposals")
+        return {k: float(self.state[k]) for k in keys if k in self.state}  # type: ignore[literal-required]
 
     def total_cost(self) -> float:
         return self.student.update() + self.reflection.update()
@@ -112,6 +142,7 @@ class ProgressCallback:
             self.state["reflection_cost_usd"] = self.reflection.update()
             self.state["total_cost_usd"] = self.state["student_cost_usd"] + self.state["reflection_cost_usd"]
             self.state["updated_at"] = now
+            self._count_faults()
             snapshot = json.loads(json.dumps(self.state, default=str))
         try:
             self.sink(snapshot)  # type: ignore[arg-type]
@@ -148,12 +179,23 @@ class ProgressCallback:
                 self.store.log_metrics(self.run_id, {
                     "val_score": score, "best_val_score": float(self.state["best_val_score"] or 0.0),
                     "metric_calls_used": self.state["metric_calls_used"], "candidates": self.state["candidates"],
-                    "running_cost_usd": self.state["total_cost_usd"],
+                    "running_cost_usd": self.state["total_cost_usd"], **self.fault_metrics(),
                 }, step=self.state["metric_calls_used"])
             except Exception as exc:  # noqa: BLE001
                 logger.warning("could not log progress to MLflow: %s", exc)
 
     def on_iteration_end(self, event: dict[str, Any]) -> None:
+        if self.proposals:
+            self.proposals.close_iteration()
         self.emit(force=True, iteration=int(event.get("iteration", 0)))
+
+    def on_proposal_start(self, event: dict[str, Any]) -> None:
+        if self.proposals:
+            self.proposals.start()
+
+    def on_proposal_end(self, event: dict[str, Any]) -> None:
+        if self.proposals:
+            self.proposals.end(event.get("new_instructions"))
+        self.emit()
 
 

@@ -1,4 +1,5 @@
-"""One GEPA run in the calling process: progress, cost cap, cancel, resume; every result lands in MLflow.
+"""One GEPA run in the calling process: progress, cost cap, cancel, resume, a circuit breaker per model;
+every result lands in MLflow.
 
 ``core.jobs`` runs it as a background job (the ``optimize`` job kind); the CLI runs it in the foreground.
 """
@@ -14,10 +15,13 @@ from typing import Any, Callable, Literal
 import dspy
 
 from core.baseline import run_evaluation, spec_params
+from core.breaker import HINTS, BreakerSettings
+from core.errors import ProviderError, StudioError
 from core.metric import make_metric
 from core.models import ModelSpec, build_lm, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import Plan, metric_call_budget, plan_optimization
+from core.optimize.guard import CallGuard, ProposalCounter, guard_lm
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
 from core.program import fingerprint, get_instruction, make_program, program_to_dict, to_examples
 from core.store import TAG, RunStore
@@ -25,10 +29,11 @@ from core.tasks import Splits, Task, split_fingerprint
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class OptimizeResult:
     run_id: str
-    status: Literal["succeeded", "cancelled"]
+    status: Literal["succeeded", "cancelled", "failed"]
     stop_reason: str
     best_instruction: str
     original_instruction: str
@@ -38,6 +43,8 @@ class OptimizeResult:
     optimized_accuracy: float | None = None
     progress: OptimizeProgress = field(default_factory=dict)  # type: ignore[assignment]
     prompt_uri: str | None = None
+    error: str | None = None  # when failed: the message (a stopping circuit breaker names the provider's error)
+    degraded_reason: str | None = None  # set when faults make the numbers less trustworthy (tag studio.degraded)
 
 
 LMFactory = Callable[[ModelSpec], Any]
@@ -90,6 +97,51 @@ def register_prompt(store: RunStore, task: Task, student: ModelSpec, instruction
         return None
 
 
+FAULT_TAGS = ("error", "stopped_by", "degraded", "degraded_reason", "stop_reason", "state")
+
+
+def close_orphan_evaluations(store: RunStore, run_id: str) -> list[str]:
+    """End the RUNNING child evaluations of an optimization (a kill during its test evaluation leaves them
+    RUNNING) as KILLED, tagged ``studio.state=interrupted``; returns their ids."""
+    closed = []
+    for run in store.search(f"tags.`mlflow.parentRunId` = '{run_id}'"):
+        if run.info.status == "RUNNING":
+            store.set_tags(run.info.run_id, {f"{TAG}state": "interrupted"})
+            store.end_run(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    if closed:
+        logger.info("closed %d orphan evaluation run(s) of %s: %s", len(closed), run_id, ", ".join(closed))
+    return closed
+
+
+class _QuietTracebacks(logging.Filter):
+    """GEPA logs the traceback of every failed reflection call: for a provider's or a parse error, the counts
+    and the breaker's message say it; other tracebacks (bugs) are kept."""
+
+    OURS = ("dspy.utils.exceptions.", "core.breaker.", "core.errors.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if not text.startswith("Traceback (most recent call last)"):
+            return True
+        return not any(line.startswith(self.OURS) for line in text.splitlines())  # the exception lines
+
+
+def _degraded_reasons(guards: tuple[CallGuard, CallGuard], proposals: ProposalCounter,
+                      settings: BreakerSettings, evals: tuple[Any, Any]) -> list[str]:
+    reasons = []
+    if settings.degraded(proposals.failed, proposals.started):
+        reasons.append(f"{proposals.failed} of {proposals.started} reflection proposals gave no usable instruction")
+    for g in guards:
+        if settings.degraded(g.failed, g.calls):
+            reasons.append(f"{g.failed} of {g.calls} {g.role} calls failed")
+    for label, res in zip(("original", "optimized"), evals, strict=True):
+        failed, n = int(res.metrics.get("failed") or 0), int(res.metrics.get("n") or 0)
+        if settings.degraded(failed, n):
+            reasons.append(f"the {label} program's test evaluation failed on {failed} of {n} examples")
+    return reasons
+
+
 def run_optimization(
     config: OptimizeConfig,
     store: RunStore,
@@ -110,14 +162,24 @@ def run_optimization(
     ``log_dir`` is GEPA's run directory: a second call with the same ``log_dir`` (and ``run_id``)
     resumes from the last completed iteration. ``previous`` is the progress of earlier attempts;
     ``should_stop`` is the one cancel channel (checked between GEPA iterations); ``plan`` skips re-planning.
+    A dead student or reflection provider trips a circuit breaker: GEPA stops, the best program so far is
+    kept, and the result is ``failed`` with the breaker's message (the MLflow run ends FAILED).
     """
     sink = progress or (lambda p: None)
     sink({"phase": "loading", "message": "Loading the task", "history": []})
     plan = plan or plan_optimization(config, store.settings)
     task, splits = plan.task, plan.splits
     assert config.reflection is not None
+    prev = previous or {}
+    limits = BreakerSettings.from_env()
+    guards = (CallGuard("student", config.student, limits, int(prev.get("student_calls", 0)),
+                        int(prev.get("failed_student_calls", 0))),
+              CallGuard("reflection", config.reflection, limits, int(prev.get("reflection_calls", 0)),
+                        int(prev.get("failed_reflection_calls", 0))))
+    proposals = ProposalCounter(int(prev.get("proposals", 0)), int(prev.get("failed_proposals", 0)))
     make_lm = lm_factory or (lambda spec: build_lm(spec, cache=config.cache))
-    student_lm, reflection_lm = make_lm(config.student), make_lm(config.reflection)
+    student_lm = guard_lm(make_lm(config.student), guards[0])
+    reflection_lm = guard_lm(make_lm(config.reflection), guards[1])
     train, test = to_examples(splits.train, task), splits.test
     val = to_examples(splits.val, task) if splits.val is not None and len(splits.val) else None
     budget = metric_call_budget(config, len(train), len(val or []))
@@ -130,23 +192,41 @@ def run_optimization(
                                        **({f"{TAG}job_id": job_id} if job_id else {})})
         store.log_artifacts(run_id, {"config.json": config.to_dict()})
     else:
+        close_orphan_evaluations(store, run_id)
+        for key in FAULT_TAGS:  # an earlier attempt's failure is not this one's
+            try:
+                store.client.delete_tag(run_id, f"{TAG}{key}")
+            except Exception:  # noqa: BLE001 - the tag was not there
+                pass
         store.client.update_run(run_id, status="RUNNING")
     if on_run_created:
         on_run_created(run_id)
 
-    prev = previous or {}
     meters = (CostMeter(student_lm, resolve_price(config.student), float(prev.get("student_cost_usd", 0.0))),
               CostMeter(reflection_lm, resolve_price(config.reflection), float(prev.get("reflection_cost_usd", 0.0))))
-    callback = ProgressCallback(sink, budget, *meters, previous=prev, store=store, run_id=run_id)
+    callback = ProgressCallback(sink, budget, *meters, previous=prev, store=store, run_id=run_id, guards=guards,
+                                proposals=proposals)
     log_dir.mkdir(parents=True, exist_ok=True)
-    stop_reason = {"why": ""}
+    stop: dict[str, Any] = {"why": "", "failure": None}
 
     def stopper(_state: Any = None) -> bool:
         if should_stop and should_stop():
-            stop_reason["why"] = "cancelled"
+            stop["why"] = "cancelled"
+            return True
+        for guard in guards:
+            if guard.tripped:
+                stop["why"], stop["failure"] = "circuit breaker", guard.error()
+                return True
+        if proposals.in_a_row >= limits.consecutive:
+            r = guards[1].breaker
+            stop["why"], stop["failure"] = "circuit breaker", ProviderError(
+                f"reflection model {config.reflection.name}: stopped after {proposals.in_a_row} proposals in a row "  # type: ignore[union-attr]
+                f"gave no usable instruction (last error: {r.last_kind or 'parse'}: {r.last_error or 'no instruction in its answer'}).",
+                "Use a strong instruction-following model for reflection; the job's log shows its answers.",
+                r.last_kind or "parse")
             return True
         if config.max_cost_usd is not None and callback.total_cost() >= config.max_cost_usd:
-            stop_reason["why"] = f"spending cap ${config.max_cost_usd:.4f} reached"
+            stop["why"] = f"spending cap ${config.max_cost_usd:.4f} reached"
             return True
         return False
 
@@ -160,20 +240,32 @@ def run_optimization(
         track_stats=True, **budget_kw,
         gepa_kwargs={"callbacks": [callback, *(extra_callbacks or [])], "stop_callbacks": [stopper]},
     )
+    gepa_logger, quiet = logging.getLogger("dspy.teleprompt.gepa.gepa"), _QuietTracebacks()
+    gepa_logger.addFilter(quiet)
     try:
         with dspy.context(lm=student_lm):
             optimized = gepa.compile(program, trainset=train, valset=val)
     except BaseException as exc:
-        callback.emit(force=True, phase="failed", message=str(exc)[:2000])
+        callback.emit(force=True, phase="failed", message=str(exc)[:2000], error=str(exc)[:2000])
+        store.log_metrics(run_id, callback.fault_metrics())
         store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
         store.end_run(run_id, "FAILED")
         raise
+    finally:
+        gepa_logger.removeFilter(quiet)
 
-    stopped = bool(stop_reason["why"])
+    failure: ProviderError | None = stop["failure"]
+    if failure is None and proposals.started and proposals.succeeded <= 0:
+        r = guards[1].breaker
+        failure = ProviderError(
+            f"reflection model {config.reflection.name}: none of its {proposals.started} proposals gave a usable "
+            f"instruction (last error: {r.last_kind or 'parse'}: {r.last_error or 'no instruction in its answer'}).",
+            HINTS.get(r.last_kind or "", "Use a strong instruction-following model for reflection."), r.last_kind or "parse")
+    stopped = bool(stop["why"]) and failure is None
     details = getattr(optimized, "detailed_results", None)
     best_instruction = get_instruction(optimized)
-    callback.emit(force=True, phase="stopped" if stopped else "evaluating",
-                  message=stop_reason["why"] or "Evaluating original and optimized on the test set")
+    callback.emit(force=True, phase="stopped" if stopped or failure else "evaluating",
+                  message=stop["why"] or "Evaluating original and optimized on the test set")
     files: dict[str, Any] = {
         "optimized_program.json": program_to_dict(optimized, task),
         "original_program.json": program_to_dict(program, task),
@@ -195,14 +287,17 @@ def run_optimization(
         "iterations": state["iteration"], "elapsed_s": state["elapsed_s"],
         "student_input_tokens": meters[0].input_tokens, "student_output_tokens": meters[0].output_tokens,
         "reflection_input_tokens": meters[1].input_tokens, "reflection_output_tokens": meters[1].output_tokens,
+        **callback.fault_metrics(),
     }
     if details is not None and getattr(details, "total_metric_calls", None) is not None:
         cost_metrics["total_metric_calls"] = float(details.total_metric_calls)
     store.log_metrics(run_id, cost_metrics)
-    result = OptimizeResult(run_id=run_id, status="cancelled" if stopped else "succeeded", stop_reason=stop_reason["why"],
+    result = OptimizeResult(run_id=run_id, status="cancelled" if stopped else "succeeded", stop_reason=stop["why"],
                             best_instruction=best_instruction, original_instruction=original_instruction)
+    if failure is not None:
+        return _fail(store, result, callback, failure)
     if stopped:
-        store.set_tags(run_id, {f"{TAG}stop_reason": stop_reason["why"]})
+        store.set_tags(run_id, {f"{TAG}stop_reason": stop["why"]})
         store.end_run(run_id, "KILLED")
         result.progress = callback.state
         return result
@@ -210,21 +305,46 @@ def run_optimization(
     # Paired comparison: both programs on the identical test examples, as child runs.
     eval_kw = dict(task_ref=config.task_ref, sample=config.sample, threads=config.threads, cache=config.cache,
                    lm=student_lm if lm_factory else None, parent_run_id=run_id, job_id=job_id, kind="evaluation")
-    orig_id, orig = run_evaluation(store, task, config.student, program, test, program_label="original", **eval_kw)  # type: ignore[arg-type]
-    opt_id, opt = run_evaluation(store, task, config.student, optimized, test, program_label="optimized", **eval_kw)  # type: ignore[arg-type]
+    try:
+        orig_id, orig = run_evaluation(store, task, config.student, program, test, program_label="original", **eval_kw)  # type: ignore[arg-type]
+        opt_id, opt = run_evaluation(store, task, config.student, optimized, test, program_label="optimized", **eval_kw)  # type: ignore[arg-type]
+    except StudioError as exc:  # the student died during the test evaluation (its breaker stopped it)
+        return _fail(store, result, callback, exc)
     result.original_eval_run_id, result.optimized_eval_run_id = orig_id, opt_id
     result.original_accuracy, result.optimized_accuracy = orig.metrics["accuracy"], opt.metrics["accuracy"]
     store.log_metrics(run_id, {"original_test_accuracy": orig.metrics["accuracy"],
                                "optimized_test_accuracy": opt.metrics["accuracy"],
                                "original_cost_per_1k": orig.metrics["cost_per_1k"],
-                               "optimized_cost_per_1k": opt.metrics["cost_per_1k"]})
+                               "optimized_cost_per_1k": opt.metrics["cost_per_1k"], **callback.fault_metrics()})
     store.set_tags(run_id, {f"{TAG}original_eval_run_id": orig_id, f"{TAG}optimized_eval_run_id": opt_id,
                             f"{TAG}optimized_fingerprint": fingerprint(optimized)})
+    reasons = _degraded_reasons(guards, proposals, limits, (orig, opt))
+    if reasons:
+        result.degraded_reason = "; ".join(reasons)
+        store.set_tags(run_id, {f"{TAG}degraded": "true", f"{TAG}degraded_reason": result.degraded_reason[:5000]})
     result.prompt_uri = register_prompt(store, task, config.student, best_instruction, result.optimized_accuracy,
                                         run_id, job_id)
-    callback.emit(force=True, phase="done", message="Finished")
+    callback.emit(force=True, phase="done", message="Finished", degraded=bool(reasons),
+                  **({"degraded_reason": result.degraded_reason} if reasons else {}))
     store.log_artifacts(run_id, {"progress.json": callback.state})
     store.end_run(run_id, "FINISHED")
     result.progress = callback.state
     return result
 
+
+def _fail(store: RunStore, result: OptimizeResult, callback: ProgressCallback, error: StudioError) -> OptimizeResult:
+    """End a run that a dead provider stopped: FAILED, with the breaker's message; what it logged stays."""
+    message = str(error)
+    by_breaker = isinstance(error, ProviderError)
+    result.status, result.error = "failed", message
+    result.degraded_reason = f"Stopped by the circuit breaker: {error.message}" if by_breaker else f"Failed: {error.message}"
+    callback.emit(force=True, phase="failed", message=message[:2000], error=message[:2000], degraded=True,
+                  degraded_reason=result.degraded_reason[:2000], **({"stopped_by": "breaker"} if by_breaker else {}))
+    store.log_metrics(result.run_id, callback.fault_metrics())
+    store.set_tags(result.run_id, {f"{TAG}error": message[:5000], f"{TAG}degraded": "true",
+                                   f"{TAG}degraded_reason": result.degraded_reason[:5000],
+                                   **({f"{TAG}stopped_by": "breaker"} if by_breaker else {})})
+    store.log_artifacts(result.run_id, {"progress.json": callback.state})
+    store.end_run(result.run_id, "FAILED")
+    result.progress = callback.state
+    return result

@@ -14,13 +14,15 @@ from core.tasks.model import (
     table_task,
 )
 from core.tasks.readers import load_demo, load_pubmed, read_table
-from core.tasks.sampling import make_splits, sample_per_label, split_fingerprint
-from core.tasks.sources import SOURCES, TaskSource, load_tables, prepare, save_upload, source_of
-from core.tasks.validate import clean_table, guess_columns, label_counts, validate_table
+from core.tasks.sampling import check_test_labels, make_splits, sample_per_label, split_fingerprint
+from core.tasks.sources import SOURCES, TaskSource, check_task, load_tables, prepare, save_upload, source_of
+from core.tasks.text import MISSING_MARKERS, is_missing_marker, label_key, listing
+from core.tasks.validate import MAX_LABELS, clean_table, guess_columns, label_counts, validate_table
 
 __all__ = [
-    "PUBMED_LABELS", "PUBMED_LABEL_DESCRIPTIONS", "SOURCES", "SampleSpec", "Splits", "Task", "TaskRef", "TaskSource",
-    "clean_table", "default_instruction", "demo_task", "guess_columns", "label_counts", "load_demo", "load_pubmed",
-    "load_tables", "make_splits", "prepare", "pubmed_task", "read_table", "sample_per_label", "save_upload",
-    "source_of", "split_fingerprint", "table_task", "validate_table",
+    "MAX_LABELS", "MISSING_MARKERS", "PUBMED_LABELS", "PUBMED_LABEL_DESCRIPTIONS", "SOURCES", "SampleSpec", "Splits",
+    "Task", "TaskRef", "TaskSource", "check_task", "check_test_labels", "clean_table", "default_instruction",
+    "demo_task", "guess_columns", "is_missing_marker", "label_counts", "label_key", "listing", "load_demo",
+    "load_pubmed", "load_tables", "make_splits", "prepare", "pubmed_task", "read_table", "sample_per_label",
+    "save_upload", "source_of", "split_fingerprint", "table_task", "validate_table",
 ]

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.errors import ConfigError, DataError
-from core.tasks.validate import clean_table
+from core.tasks.text import label_key, listing
+from core.tasks.validate import MERGE_HINT, clean_table
 
 # --- the PubMed RCT task ---
 
@@ -73,6 +74,18 @@ class Task:
         pairs = self.label_descriptions
         items = pairs.items() if isinstance(pairs, dict) else pairs
         object.__setattr__(self, "label_descriptions", tuple((str(k), str(v)) for k, v in items))
+        first: dict[str, str] = {}
+        clashes = []
+        for label in self.labels:
+            seen = first.setdefault(label_key(label), label)
+            if seen != label:
+                clashes.append(f"{seen!r} / {label!r}")
+        if clashes:
+            raise DataError(
+                f"Task {self.name!r} has labels that differ only in case, spaces or invisible characters: "
+                f"{listing(clashes, 3, sep='; ', quote=False)}.",
+                f"An answer naming one could not be told from the other: rename them, or {MERGE_HINT}.",
+            )
 
     @property
     def input_field(self) -> str:
@@ -128,9 +141,11 @@ def demo_task() -> Task:
     return replace(pubmed_task("demo"), name="demo")
 
 
-def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: str, source: str = "") -> Task:
+def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: str, source: str = "",
+               merge_similar_labels: bool = False, drop_missing_labels: bool = False) -> Task:
     """A task for a user's table: its labels are the distinct labels left after :func:`clean_table`."""
-    cleaned = clean_table(df, text_column=text_column, label_column=label_column)
+    cleaned = clean_table(df, text_column=text_column, label_column=label_column,
+                          merge_similar_labels=merge_similar_labels, drop_missing_labels=drop_missing_labels)
     labels = tuple(sorted(cleaned[label_column].unique()))
     if len(labels) < 2:
         raise DataError(
@@ -142,12 +157,16 @@ def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: s
 
 @dataclass(frozen=True, eq=False)
 class Splits:
-    """Train, optional validation and test tables, sampled per label with ``seed``; pairwise disjoint."""
+    """Train, optional validation and test tables, sampled per label with ``seed``; pairwise disjoint.
+
+    ``notes`` says what sampling left out that a person should know (e.g. test rows whose label is not in train).
+    """
 
     train: pd.DataFrame
     val: pd.DataFrame | None
     test: pd.DataFrame
     seed: int
+    notes: tuple[str, ...] = ()
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val) if self.val is not None else 0, "test": len(self.test)}
@@ -155,13 +174,13 @@ class Splits:
     def to_dict(self) -> dict[str, Any]:
         """The sampled rows as JSON-ready records (a job stores exactly what it was planned with)."""
         return {"train": self.train.to_dict("records"), "test": self.test.to_dict("records"), "seed": self.seed,
-                "val": self.val.to_dict("records") if self.val is not None else None}
+                "val": self.val.to_dict("records") if self.val is not None else None, "notes": list(self.notes)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Splits":
         frame = lambda rows: pd.DataFrame(rows).astype(str)  # noqa: E731
         return cls(train=frame(d["train"]), val=frame(d["val"]) if d.get("val") is not None else None,
-                   test=frame(d["test"]), seed=int(d["seed"]))
+                   test=frame(d["test"]), seed=int(d["seed"]), notes=tuple(d.get("notes") or ()))
 
 
 
@@ -177,6 +196,8 @@ class TaskRef:
     text_column: str = "description"
     label_column: str = "target"
     name: str = ""
+    merge_similar_labels: bool = False  # labels differing only in case / spaces / invisible characters: merge, not fail
+    drop_missing_labels: bool = False  # drop rows labelled "NaN", "null", "N/A"... (default: keep them, with a warning)
 
     @property
     def task_name(self) -> str:

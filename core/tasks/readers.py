@@ -3,6 +3,7 @@ data dir), the bundled demo file. Every bad input raises :class:`core.errors.Dat
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import logging
@@ -10,14 +11,17 @@ import os
 import re
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import IO, Literal
 
 import pandas as pd
 
 from core.errors import ConfigError, DataError
+from core.tasks.decode import decode
 from core.tasks.model import PUBMED_LABELS
-from core.tasks.validate import _require_columns
+from core.tasks.text import listing
+from core.tasks.validate import READ_NOTES, _require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -90,23 +94,6 @@ def _read_source(source: str | Path | bytes | IO, name: str, timeout: float) -> 
     return (raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)), label
 
 
-def _decode(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        bad = data[err.start : err.start + 1].hex().upper()
-        try:
-            data.decode("cp1252")
-            guess = " It looks like Windows-1252 / Latin-1."
-        except UnicodeDecodeError:
-            guess = ""
-        raise DataError(
-            f"{name} is not UTF-8 text: byte 0x{bad} at offset {err.start} (line {line}) cannot be decoded.{guess}",
-            "Re-save the file as UTF-8 (Excel: Save As > 'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`).",
-        ) from err
-
-
 _RCT_LINE = re.compile(r"^([A-Z]+)\t")
 
 
@@ -140,42 +127,103 @@ def _parse_rct(text: str, name: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["description", "target", "abstract_id"], dtype="str")
 
 
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+
+
 def _delimiter(text: str, suffix: str) -> str:
+    """The separator, counted outside double quotes (a quoted name may hold a comma): the one the header and
+    the first rows use equally often, else the header's most frequent one."""
     if suffix == ".tsv":
         return "\t"
-    header = next((line for line in text[:65536].splitlines() if line.strip()), "")
-    counts = {sep: header.count(sep) for sep in (",", "\t", ";", "|")}
-    best = max(counts, key=lambda sep: counts[sep])  # ties keep the first: ","
-    return best if counts[best] else ","
+    unquoted = _QUOTED.sub('""', text[:65536])
+    lines = [line for line in unquoted.splitlines() if line.strip()][:20]
+    if not lines:
+        return ","
+
+    def score(sep: str) -> tuple[bool, int]:
+        counts = [line.count(sep) for line in lines]
+        return counts[0] > 0 and all(c == counts[0] for c in counts[1:]), counts[0]
+
+    best = max((",", "\t", ";", "|"), key=score)  # ties keep the first: ","
+    return best if score(best)[1] else ","
 
 
 def _parse_csv(text: str, name: str, suffix: str) -> pd.DataFrame:
     sep = _delimiter(text, suffix)
+    shown = {"\t": "tab"}.get(sep, repr(sep))
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{name} is empty.", "Give a file with a header row and at least one data row.") from err
-    except pd.errors.ParserError as err:
+    except (pd.errors.ParserError, ValueError, OverflowError) as err:  # pandas raises ValueError for some bad text
         detail = str(err).replace("Error tokenizing data. C error: ", "").strip()
-        shown = {"\t": "tab"}.get(sep, repr(sep))
         raise DataError(
-            f"{name} is not a well-formed CSV ({shown}-separated): {detail}",
+            f"{name} is not a well-formed CSV ({shown}-separated): {detail[:300]}",
             f"Every row needs as many fields as the header; a text containing the separator ({shown}), a quote or a "
             'line break must be wrapped in double quotes, with quotes inside it doubled ("").',
         ) from err
+    header = _header(text, sep)
+    if len(header) == df.shape[1]:  # pandas renames repeated names itself ("label.1"): keep them for the notes
+        df.columns = header
+    return df
 
 
-def _parse_parquet(data: bytes, name: str) -> pd.DataFrame:
+def _header(text: str, sep: str) -> list[str]:
+    """The header row's names as written (an empty list if the csv module cannot read it)."""
     try:
-        return pd.read_parquet(io.BytesIO(data))
+        return next((row for row in csv.reader(io.StringIO(text[:1_000_000]), delimiter=sep) if row), [])
+    except csv.Error:
+        return []
+
+
+def _parse_parquet(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
+    """The flat columns of a Parquet file; nested ones (lists, structs, maps) are left out with a note."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
     except ImportError as err:
         raise DataError(
             f"Reading {name} needs pyarrow, which is not installed.", "pip install pyarrow, or save the table as CSV."
         ) from err
+    try:
+        table = pq.read_table(io.BytesIO(data))
+        nested = [(i, f) for i, f in enumerate(table.schema) if pa.types.is_nested(f.type)]
+        flat = [i for i in range(table.num_columns) if i not in {i for i, _ in nested}]
+        df = table.select(flat).to_pandas() if flat else pd.DataFrame()
     except Exception as err:  # pyarrow raises its own types for corrupt files
         raise DataError(
-            f"{name} is not a readable Parquet file ({err}).", "Re-export it, or save the table as CSV."
+            f"{name} is not a readable Parquet file ({str(err)[:300]}).", "Re-export it, or save the table as CSV."
         ) from err
+    if not nested:
+        return df, []
+    left_out = listing((f"{f.name!r} ({f.type})" for _, f in nested), quote=False)
+    if not flat:
+        raise DataError(
+            f"Every column of {name} holds nested values (lists, structs or maps): {left_out}.",
+            "A task needs one plain text column and one plain label column; flatten the table and save it again.",
+        )
+    return df, [f"Left out {len(nested)} column(s) of {name} holding nested values (lists, structs or maps), which "
+                f"cannot be a text or a label: {left_out}."]
+
+
+def _unique_columns(df: pd.DataFrame) -> list[str]:
+    """Strip the header's names and rename repeats (``label``, ``label `` -> ``label``, ``label.1``), with notes."""
+    names: list[str] = []
+    renamed: dict[str, list[str]] = {}
+    raw = [str(c) for c in df.columns]
+    taken = {n.strip() for n in raw}
+    for i, original in enumerate(raw):
+        name = original.strip() or f"column {i + 1}"
+        if name in names:
+            k = 1
+            while f"{name}.{k}" in taken or f"{name}.{k}" in names:
+                k += 1
+            renamed.setdefault(name, [name]).append(f"{name}.{k}")
+            name = f"{name}.{k}"
+        names.append(name)
+    df.columns = names
+    return [f"The header repeats the name {base!r} ({len(new)} columns, counting names that differ only in "
+            f"surrounding spaces); they are called {listing(new)} here." for base, new in list(renamed.items())[:5]]
 
 
 def read_table(source: str | Path | bytes | IO, *, name: str = "", timeout: float = 10.0) -> pd.DataFrame:
@@ -188,26 +236,30 @@ def read_table(source: str | Path | bytes | IO, *, name: str = "", timeout: floa
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise DataError(
                 f"{label} looks gzip-compressed but cannot be unpacked ({err}).", "Unpack it and give the plain file."
             ) from err
     if not data.strip():
         raise DataError(f"{label} is empty.", "Give a file with a header row and at least one data row.")
     suffix = Path(label.split("?")[0].removesuffix(".gz")).suffix.lower()
+    notes: list[str] = []
     if data[:4] == b"PAR1" or suffix == ".parquet":
-        df = _parse_parquet(data, label)
-    elif data[:4] == b"PK\x03\x04" or suffix in (".xlsx", ".xls", ".zip"):
+        df, notes = _parse_parquet(data, label)
+    elif data[:4] == b"PK\x03\x04" or data[:4] == b"\xd0\xcf\x11\xe0" or suffix in (".xlsx", ".xls", ".zip"):
         raise DataError(
             f"{label} is an Excel or zip file, which cannot be read directly.",
             "Save the sheet as 'CSV UTF-8' (or unzip the archive) and give that file.",
         )
     else:
-        text = _decode(data, label)
+        text, notes = decode(data, label)
+        if not text.strip():
+            raise DataError(f"{label} is empty.", "Give a file with a header row and at least one data row.")
         df = _parse_rct(text, label) if _looks_like_rct(text) else _parse_csv(text, label, suffix)
     if df.empty:
         raise DataError(f"{label} has no data rows.", "Give a file with a header row and at least one data row.")
-    df.columns = [str(c).strip() for c in df.columns]
+    notes += _unique_columns(df)
+    df.attrs[READ_NOTES] = notes
     logger.info("Read %d rows x %d columns from %s", len(df), len(df.columns), label)
     return df
 

@@ -9,7 +9,8 @@ import pandas as pd
 
 from core.errors import ConfigError, DataError
 from core.tasks.model import Splits, Task
-from core.tasks.validate import _require_columns
+from core.tasks.text import label_key, listing
+from core.tasks.validate import MERGE_HINT, _require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +21,39 @@ def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = 
     counts = df[label_column].value_counts()
     short = counts[counts < n]
     if len(short):
-        listed = ", ".join(f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items())
+        listed = listing((f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items()), quote=False)
         raise DataError(
             f"Not enough rows{what}: {listed}, fewer than the {n} per label requested.",
             "Lower the per-label size, or add rows for that label.",
         )
     return df.groupby(label_column, group_keys=False).sample(n=n, random_state=seed)
+
+
+def check_test_labels(labels: tuple[str, ...], test_df: pd.DataFrame, label_column: str) -> list[str]:
+    """Warnings about a separate test table's labels: rows whose label is not a task label (left out), and task
+    labels with no test rows. Raises DataError when no test row has a task label."""
+    _require_columns(test_df, [label_column], what="The test table")
+    test_labels = test_df[label_column].dropna().astype(str)
+    outside = test_labels[~test_labels.isin(labels)].value_counts()
+    near = {label_key(label): label for label in labels}
+    spelled = [f"{lab!r} (train: {near[label_key(lab)]!r})" for lab in outside.index if label_key(lab) in near]
+    respell = (f" Some differ from a train label only in case or spacing: {listing(spelled, 3, quote=False)}; "
+               f"fix them, or {MERGE_HINT}.") if spelled else ""
+    if len(test_labels) and int(outside.sum()) == len(test_labels):
+        raise DataError(
+            f"None of the test table's labels appear in train: the test table has {listing(outside.index)}; "
+            f"train has {listing(labels)}.{respell}",
+            f"The label column {label_column!r} of both files must use the same labels.",
+        )
+    notes = []
+    if len(outside):
+        shown = listing((f"{lab!r} ({n})" for lab, n in outside.items()), quote=False)
+        notes.append(f"{int(outside.sum()):,} test row(s) have a label that never appears in train: {shown}; "
+                     f"they are left out of the test split.{respell}")
+    if absent := [label for label in labels if label not in set(test_labels)]:
+        notes.append(f"The test table has no rows for {len(absent):,} label(s) ({listing(absent)}); "
+                     "the test split leaves them out.")
+    return notes
 
 
 def sample_per_label(df: pd.DataFrame, label_column: str, n: int, seed: int) -> pd.DataFrame:
@@ -60,7 +88,7 @@ def make_splits(
     missing = [label for label in task.labels if label not in present]
     if missing:
         raise DataError(
-            f"The training table has no rows for label(s) {', '.join(map(repr, missing))}.",
+            f"The training table has no rows for label(s) {listing(missing)}.",
             "Every label needs training rows: add some, or use a task without that label.",
         )
     need = train_per_label + val_per_label + (test_per_label if test_df is None else 0)
@@ -70,7 +98,7 @@ def make_splits(
         parts = f"train {train_per_label} + validation {val_per_label}" + (
             f" + test {test_per_label}" if test_df is None else ""
         )
-        listed = ", ".join(f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items())
+        listed = listing((f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items()), quote=False)
         raise DataError(
             f"Not enough rows per label: {listed}, but {parts} = {need} are needed.",
             "Lower the per-label sizes, add rows, or give a separate test file.",
@@ -81,31 +109,28 @@ def make_splits(
     val = _sample(rest, lab, val_per_label, seed) if val_per_label else None
     if val is not None:
         rest = rest.drop(index=val.index)
+    notes: list[str] = []
     if test_df is None:
         test = _sample(rest, lab, test_per_label, seed, what=" for the test split")
     else:
         _require_columns(test_df, [text, lab], what="The test table")
+        notes = check_test_labels(task.labels, test_df, lab)
         taken = set(train[text]) | (set(val[text]) if val is not None else set())
         test_pool = test_df[test_df[lab].isin(task.labels) & ~test_df[text].isin(taken)]
         if test_pool.empty:
             raise DataError(
-                "The test table has no rows with the task's labels.",
-                f"Its label column {lab!r} must use the same labels: {', '.join(task.labels)}.",
+                "The test table has no rows with the task's labels that are not already in train.",
+                f"Its label column {lab!r} must use the same labels: {listing(task.labels)}.",
             )
         test = _sample(test_pool, lab, test_per_label, seed, what=" in the test table")
-        if absent := sorted(set(task.labels) - set(test[lab].unique())):
-            logger.warning("The test table has no rows for %s; the test split leaves them out.", absent)
-    unseen = sorted(set(test[lab]) - set(train[lab]))
-    if unseen:
-        raise DataError(
-            f"Test label(s) {', '.join(map(repr, unseen))} never appear in train.",
-            "Every test label must have training rows.",
-        )
+    for note in notes:
+        logger.warning("%s", note)
     splits = Splits(
         train=train.reset_index(drop=True),
         val=val.reset_index(drop=True) if val is not None else None,
         test=test.reset_index(drop=True),
         seed=seed,
+        notes=tuple(notes),
     )
     logger.info("Splits for %s: %s (seed %d)", task.name, splits.sizes(), seed)
     return splits

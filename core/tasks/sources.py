@@ -17,8 +17,8 @@ from core.errors import ConfigError
 from core.settings import Settings
 from core.tasks.model import SampleSpec, Splits, Task, TaskRef, demo_task, pubmed_task, table_task
 from core.tasks.readers import load_demo, load_pubmed, read_table
-from core.tasks.sampling import make_splits
-from core.tasks.validate import clean_table, validate_table
+from core.tasks.sampling import check_test_labels, make_splits
+from core.tasks.validate import align_labels, clean_table, validate_table
 
 Tables = tuple[Task, pd.DataFrame, pd.DataFrame | None]
 
@@ -49,19 +49,28 @@ def _load_demo(ref: TaskRef, settings: Settings) -> Tables:
     return demo_task(), clean_table(load_demo(), text_column="description", label_column="target"), None
 
 
-def _read_checked(source: str, ref: TaskRef) -> pd.DataFrame:
+def _options(ref: TaskRef) -> dict[str, bool]:
+    return {"merge_similar_labels": ref.merge_similar_labels, "drop_missing_labels": ref.drop_missing_labels}
+
+
+def _read_checked(source: str, ref: TaskRef) -> tuple[pd.DataFrame, list[str]]:
+    """The cleaned table of ``source`` and its validation warnings."""
     df = read_table(source)
-    validate_table(df, text_column=ref.text_column, label_column=ref.label_column)
-    return clean_table(df, text_column=ref.text_column, label_column=ref.label_column)
+    warnings = validate_table(df, text_column=ref.text_column, label_column=ref.label_column, **_options(ref))
+    return clean_table(df, text_column=ref.text_column, label_column=ref.label_column, **_options(ref)), warnings
 
 
 def _load_file(ref: TaskRef, settings: Settings) -> Tables:
     if not ref.source:
         raise ConfigError("No data file given.", "Upload a CSV or give its path.")
-    df = _read_checked(ref.source, ref)
-    test = _read_checked(ref.test_source, ref) if ref.test_source else None
+    df, _ = _read_checked(ref.source, ref)
     task = table_task(df, text_column=ref.text_column, label_column=ref.label_column, name=ref.task_name,
                       source=ref.source)
+    test = None
+    if ref.test_source:
+        test, _ = _read_checked(ref.test_source, ref)
+        if ref.merge_similar_labels:  # "positive" in the test file is train's "Positive"
+            test[ref.label_column] = align_labels(test[ref.label_column], task.labels)
     return task, df, test
 
 
@@ -91,6 +100,20 @@ def source_of(kind: str) -> TaskSource:
 def load_tables(ref: TaskRef, settings: Settings) -> Tables:
     """(task, train table, optional test table) for ``ref``, validated and cleaned."""
     return source_of(ref.kind).load(ref, settings)
+
+
+def check_task(ref: TaskRef, settings: Settings) -> list[str]:
+    """Everything a person should know before using ``ref``: its files' warnings and test labels absent from
+    train. Raises the same errors as :func:`load_tables`."""
+    warnings: list[str] = []
+    if ref.kind == "file" and ref.source:
+        warnings += _read_checked(ref.source, ref)[1]
+        if ref.test_source:
+            warnings += [f"Test file: {w}" for w in _read_checked(ref.test_source, ref)[1]]
+    task, _, test = load_tables(ref, settings)
+    if test is not None:
+        warnings += check_test_labels(task.labels, test, task.label_column)
+    return warnings
 
 
 def prepare(ref: TaskRef, sample: SampleSpec, settings: Settings) -> tuple[Task, Splits]:

@@ -1,7 +1,9 @@
 """Checking and cleaning a table before it becomes a task; guessing its text and label columns.
 
 Every bad input raises :class:`core.errors.DataError` with what went wrong and how to fix it;
-problems that only lose a few rows come back from :func:`validate_table` as warnings.
+problems that only lose a few rows (or that a person should see) come back from :func:`validate_table`
+as warnings. Labels that differ only in case, spacing or invisible characters are one class to a
+reader and to the answer parser, so a table holding both spellings is an error unless they are merged.
 """
 
 from __future__ import annotations
@@ -9,16 +11,28 @@ from __future__ import annotations
 import pandas as pd
 
 from core.errors import DataError
+from core.tasks.text import is_missing_marker, label_key, listing
+
+MAX_LABELS = 1_000  # a prompt listing more classes than this is not a classification task for an LM
+MERGE_HINT = "tick 'Merge labels that differ only in case or spacing' (TaskRef merge_similar_labels=True)"
+READ_NOTES = "read_notes"  # df.attrs key: what read_table changed while reading (shown as warnings)
 
 
 def _require_columns(df: pd.DataFrame, columns: list[str], what: str = "The table") -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        available = ", ".join(repr(str(c)) for c in df.columns)
         raise DataError(
-            f"{what} has no column {' or '.join(repr(c) for c in missing)}. Its columns are: {available}.",
+            f"{what} has no column {' or '.join(repr(c) for c in missing)}. "
+            f"Its columns are: {listing(map(str, df.columns), 20)}.",
             "Pick the text and label columns from that list (names are case-sensitive).",
         )
+
+
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    col = df[name]
+    if isinstance(col, pd.DataFrame):  # read_table de-duplicates names; a hand-made frame may not
+        raise DataError(f"The table has {col.shape[1]} columns named {name!r}.", "Rename them so each name is unique.")
+    return col
 
 
 def _texts(series: pd.Series) -> pd.Series:
@@ -28,20 +42,94 @@ def _texts(series: pd.Series) -> pd.Series:
 
 def _labels(series: pd.Series) -> pd.Series:
     """Label cells as stripped strings; missing or blank cells become NA. Whole floats lose their ".0"."""
-    if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():
-        series = series.astype("Int64")
+    if pd.api.types.is_float_dtype(series):
+        finite = series.dropna()
+        if ((finite % 1 == 0) & (finite.abs() < 2**53)).all():
+            series = series.astype("Int64")
     out = series.astype("string").str.strip()
     return out.mask(out.eq("").fillna(False)).astype(str)
 
 
+def similar_label_groups(labels: pd.Series) -> list[list[tuple[str, int]]]:
+    """Groups of distinct labels with the same :func:`label_key`, each as (label, rows) pairs, most rows first."""
+    counts = labels.dropna().value_counts()
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for label, n in counts.items():
+        groups.setdefault(label_key(label), []).append((str(label), int(n)))
+    return [sorted(g, key=lambda p: (-p[1], p[0])) for g in groups.values() if len(g) > 1]
+
+
+def _markers(labels: pd.Series) -> list[str]:
+    """The distinct labels that are missing-value markers (checked once per distinct value, not per row)."""
+    return [v for v in labels.dropna().unique() if is_missing_marker(v)]
+
+
+def _merged(labels: pd.Series, groups: list[list[tuple[str, int]]]) -> pd.Series:
+    """Each spelling in a group replaced by the group's most frequent one."""
+    mapping = {label: group[0][0] for group in groups for label, _ in group[1:]}
+    return labels.replace(mapping) if mapping else labels
+
+
+def _group_text(group: list[tuple[str, int]]) -> str:
+    return " / ".join(f"{label!r} ({n})" for label, n in group[:4]) + (f" / … {len(group) - 4} more" if len(group) > 4 else "")
+
+
+def prepared_labels(
+    series: pd.Series, *, merge_similar_labels: bool = False, drop_missing_labels: bool = False, column: str = "label"
+) -> tuple[pd.Series, list[str]]:
+    """The label column as :func:`clean_table` keeps it, and notes on what was merged or dropped.
+
+    Raises DataError if labels collide after case / space / Unicode normalisation and ``merge_similar_labels``
+    is off.
+    """
+    labels = _labels(series)
+    notes: list[str] = []
+    if drop_missing_labels:
+        marked = labels.isin(_markers(labels))
+        if n := int(marked.sum()):
+            notes.append(f"{n:,} row(s) labelled with a missing-value marker "
+                         f"({listing(sorted(labels[marked].unique()))}) will be dropped.")
+            labels = labels.mask(marked)
+    groups = similar_label_groups(labels)
+    if groups and not merge_similar_labels:
+        shown = listing((_group_text(g) for g in groups), 3, sep="; ", quote=False)
+        raise DataError(
+            f"Column {column!r} has {len(groups):,} label(s) spelled more than one way (differing only in case, "
+            f"spaces or invisible characters): {shown}. Rows per spelling in brackets.",
+            f"They would be scored as different classes. Fix the spellings in the file, or {MERGE_HINT}.",
+        )
+    if groups:
+        shown = listing((f"{_group_text(g)} → {g[0][0]!r}" for g in groups), 3, sep="; ", quote=False)
+        notes.append(f"Merged {len(groups):,} label(s) spelled more than one way: {shown}.")
+        labels = _merged(labels, groups)
+    return labels, notes
+
+
+def align_labels(series: pd.Series, labels: tuple[str, ...]) -> pd.Series:
+    """``series`` with each value that is one of ``labels`` up to :func:`label_key` spelled as in ``labels``."""
+    spelling = {label_key(label): label for label in labels}
+    return series.map(lambda v: spelling.get(label_key(v), v) if isinstance(v, str) else v)
+
+
 def validate_table(
-    df: pd.DataFrame, *, text_column: str, label_column: str, min_labels: int = 2, max_text_chars: int = 20_000
+    df: pd.DataFrame,
+    *,
+    text_column: str,
+    label_column: str,
+    min_labels: int = 2,
+    max_text_chars: int = 20_000,
+    merge_similar_labels: bool = False,
+    drop_missing_labels: bool = False,
 ) -> list[str]:
-    """Raise DataError if ``df`` cannot be a classification task; return warnings about rows that will be lost."""
+    """Raise DataError if ``df`` cannot be a classification task; return warnings about rows that will be lost
+    and labels a person should look at."""
     _require_columns(df, [text_column, label_column])
     if text_column == label_column:
         raise DataError(f"The text and label columns are the same ({text_column!r}).", "Pick two different columns.")
-    texts, labels = _texts(df[text_column]), _labels(df[label_column])
+    warnings: list[str] = list(df.attrs.get(READ_NOTES, []))
+    texts = _texts(_column(df, text_column))
+    labels, notes = prepared_labels(_column(df, label_column), merge_similar_labels=merge_similar_labels,
+                                    drop_missing_labels=drop_missing_labels, column=label_column)
     empty = texts == ""
     if empty.all():
         raise DataError(
@@ -50,38 +138,66 @@ def validate_table(
     usable = labels[~empty].dropna()
     n_labels = usable.nunique()
     if n_labels < min_labels:
-        found = ", ".join(repr(v) for v in sorted(usable.unique())[:5]) or "none"
         raise DataError(
-            f"Column {label_column!r} has {n_labels} distinct label(s) ({found}); a classifier needs at least {min_labels}.",
+            f"Column {label_column!r} has {n_labels} distinct label(s) ({listing(sorted(usable.unique())) or 'none'}); "
+            f"a classifier needs at least {min_labels}.",
             "Pick the column that holds the classes, or add rows for the other labels.",
         )
-
-    warnings: list[str] = []
+    if n_labels > MAX_LABELS or (n_labels > 50 and n_labels > 0.9 * len(usable)):
+        raise DataError(
+            f"Column {label_column!r} has {n_labels:,} distinct labels for {len(usable):,} rows "
+            f"({listing(usable.unique())}): it looks like an id or free-text column, not classes.",
+            f"Pick the column that holds the classes (a task may have at most {MAX_LABELS:,} labels, "
+            "each with several rows).",
+        )
+    warnings += notes
+    if not drop_missing_labels:
+        markers = usable[usable.isin(_markers(usable))]
+        if len(markers):
+            counts = markers.value_counts()
+            warnings.append(
+                f"{len(markers):,} row(s) in {label_column!r} are labelled with a missing-value marker: "
+                f"{listing((f'{k!r} ({v})' for k, v in counts.items()), quote=False)}. They are kept as "
+                "classes of their own; if they mean 'no label', tick 'Drop rows labelled NaN, null, N/A…' "
+                "(TaskRef drop_missing_labels=True)."
+            )
     if n_empty := int(empty.sum()):
-        warnings.append(f"{n_empty} row(s) have an empty text in {text_column!r}; they will be dropped.")
+        warnings.append(f"{n_empty:,} row(s) have an empty text in {text_column!r}; they will be dropped.")
     if n_missing := int(labels.isna().sum()):
-        warnings.append(f"{n_missing} row(s) have no label in {label_column!r}; they will be dropped.")
+        warnings.append(f"{n_missing:,} row(s) have no label in {label_column!r}; they will be dropped.")
     if n_huge := int((texts.str.len() > max_text_chars).sum()):
         warnings.append(
-            f"{n_huge} text(s) are longer than {max_text_chars:,} characters; they are kept but cost many tokens per call."
+            f"{n_huge:,} text(s) are longer than {max_text_chars:,} characters; they are kept but cost many tokens per call."
         )
     pairs = pd.DataFrame({"t": texts, "l": labels})[~empty & labels.notna()]
     if n_dup := int(pairs.duplicated().sum()):
-        warnings.append(f"{n_dup} duplicate row(s) (same text and label); the copies will be dropped.")
+        warnings.append(f"{n_dup:,} duplicate row(s) (same text and label); the copies will be dropped.")
     conflicting = pairs.drop_duplicates().groupby("t")["l"].nunique()
     if n_conflict := int((conflicting > 1).sum()):
-        warnings.append(f"{n_conflict} text(s) appear with more than one label; check the labels.")
+        warnings.append(f"{n_conflict:,} text(s) appear with more than one label; check the labels.")
     if n_labels > 50:
-        warnings.append(f"{label_column!r} has {n_labels} distinct labels: is it really the label column?")
+        warnings.append(f"{label_column!r} has {n_labels:,} distinct labels: is it really the label column?")
     return warnings
 
 
-def clean_table(df: pd.DataFrame, *, text_column: str, label_column: str) -> pd.DataFrame:
-    """Stripped texts and string labels; rows with an empty text, no label or a duplicate (text, label) dropped."""
+def clean_table(
+    df: pd.DataFrame,
+    *,
+    text_column: str,
+    label_column: str,
+    merge_similar_labels: bool = False,
+    drop_missing_labels: bool = False,
+) -> pd.DataFrame:
+    """Stripped texts and string labels; rows with an empty text, no label or a duplicate (text, label) dropped.
+
+    Labels spelled more than one way raise DataError, or are merged into their most frequent spelling with
+    ``merge_similar_labels``; ``drop_missing_labels`` drops rows labelled "NaN", "null", "N/A"...
+    """
     _require_columns(df, [text_column, label_column])
     out = df.copy()
-    out[text_column] = _texts(df[text_column])
-    out[label_column] = _labels(df[label_column])
+    out[text_column] = _texts(_column(df, text_column))
+    out[label_column], _ = prepared_labels(_column(df, label_column), merge_similar_labels=merge_similar_labels,
+                                           drop_missing_labels=drop_missing_labels, column=label_column)
     out = out[(out[text_column] != "") & out[label_column].notna()]
     out = out.drop_duplicates(subset=[text_column, label_column])
     out[text_column] = out[text_column].astype(str)
@@ -96,8 +212,16 @@ def label_counts(df: pd.DataFrame, label_column: str) -> pd.DataFrame:
     out = pd.DataFrame({"label": counts.index.astype(str), "count": counts.to_numpy(dtype="int64")})
     return out.sort_values("label").reset_index(drop=True)
 
+
 TEXT_COLUMN_NAMES = ("text", "description", "sentence", "abstract", "content", "document", "body", "input")
 LABEL_COLUMN_NAMES = ("label", "target", "class", "category", "labels", "y", "output")
+
+
+def _distinct(series: pd.Series) -> int:
+    try:
+        return int(series.nunique())
+    except TypeError:  # unhashable cells (lists, dicts): never a label column
+        return len(series) + 1
 
 
 def guess_columns(df: pd.DataFrame) -> tuple[str, str]:
@@ -107,9 +231,9 @@ def guess_columns(df: pd.DataFrame) -> tuple[str, str]:
     text = next((lower[n] for n in TEXT_COLUMN_NAMES if n in lower), None)
     label = next((lower[n] for n in LABEL_COLUMN_NAMES if n in lower and lower[n] != text), None)
     if text is None:
-        lengths = {c: df[c].astype(str).str.len().mean() for c in columns if c != label}
-        text = max(lengths, key=lengths.__getitem__) if lengths else columns[0]
+        lengths = {c: df.iloc[:, i].astype(str).str.len().mean() for i, c in enumerate(columns) if c != label}
+        text = max(lengths, key=lambda c: (lengths[c] if lengths[c] == lengths[c] else -1)) if lengths else columns[0]
     if label is None:
-        rest = [c for c in columns if c != text] or columns
-        label = min(rest, key=lambda c: df[c].nunique())
+        rest = [i for i, c in enumerate(columns) if c != text] or list(range(len(columns)))
+        label = columns[min(rest, key=lambda i: _distinct(df.iloc[:, i]))]
     return text, label

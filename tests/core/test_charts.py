@@ -264,3 +264,101 @@ def test_label_distribution_single_and_split():
     assert [t.name for t in fig.data] == ["train", "val"]
     np.testing.assert_allclose(np.asarray(fig.data[1].y, dtype=float), [5, 5])
     _assert_empty(charts.label_distribution(pd.DataFrame()), "No examples yet")
+
+
+# --- failures and degraded runs ---
+
+
+def _runs_with_failures() -> pd.DataFrame:
+    """r3 had 6 of 50 examples fail (4 rate-limited, 2 timed out) and is degraded; r1 had none; r5 is an older run."""
+    runs = _runs()
+    runs["failed"] = [0.0, 1.0, 6.0, 0.0, np.nan]
+    runs["failure_rate"] = runs["failed"] / runs["n"]
+    runs["degraded"] = [False, False, True, False, False]
+    for kind in ("rate_limit", "server_error", "timeout", "unreachable", "auth", "not_found", "config", "parse",
+                 "other"):
+        runs[f"failed_{kind}"] = [0.0, 0.0, 0.0, 0.0, np.nan]
+    runs.loc[2, ["failed_rate_limit", "failed_timeout"]] = [4.0, 2.0]
+    runs.loc[1, "failed_parse"] = 1.0
+    runs["accuracy_answered"] = (runs["accuracy"] * runs["n"]).round() / (runs["n"] - runs["failed"])
+    return runs
+
+
+def test_accuracy_bars_stack_a_hatched_failed_segment_with_counts_by_kind():
+    runs = _runs_with_failures()
+    before = runs.copy(deep=True)
+    fig = charts.accuracy_bars(runs)
+    pd.testing.assert_frame_equal(runs, before)
+    assert fig.layout.barmode == "stack"
+    accuracy, failed = fig.data
+    assert (accuracy.name, failed.name) == ("accuracy", "failed")
+    order = runs.sort_values("accuracy", ascending=False)
+    assert list(failed.x) == list(accuracy.x) == order["label"].tolist()
+    # Accuracy counts failures as wrong: the bar is correct / n, the failed segment sits on top of it.
+    np.testing.assert_allclose(np.asarray(accuracy.y, dtype=float), order["accuracy"] * 100)
+    np.testing.assert_allclose(np.asarray(failed.y, dtype=float), order["failed"].fillna(0) / order["n"] * 100)
+    assert failed.marker.pattern.shape == "/"
+    by_label = dict(zip(failed.x, failed.text, strict=True))
+    assert by_label["claude-sonnet · original"] == "6 failed · DEGRADED"
+    assert by_label["gpt-oss-20b · optimized"] == "1 failed"
+    assert by_label["gpt-oss-20b · original"] == "" and by_label["claude-sonnet · optimized"] == ""
+    hover = dict(zip(accuracy.x, accuracy.hovertext, strict=True))
+    assert "DEGRADED" in hover["claude-sonnet · original"]
+    assert "6 failed (12.0%): rate_limit 4, timeout 2" in hover["claude-sonnet · original"]
+    assert "accuracy of the answered 97.7%" in hover["claude-sonnet · original"]  # 43 right of 44 answered
+    assert "answered" not in hover["gpt-oss-20b · original"]
+    assert "1 failed (2.0%): parse 1" in hover["gpt-oss-20b · optimized"]
+    assert "no failures" in hover["gpt-oss-20b · original"]
+    assert "failed" not in hover["claude-sonnet · optimized"]  # an older run: unknown, not "no failures"
+    outline = dict(zip(accuracy.x, accuracy.marker.line.width, strict=True))
+    assert outline["claude-sonnet · original"] > 0 and outline["gpt-oss-20b · optimized"] == 0
+
+
+def test_accuracy_bars_without_failures_stay_one_plain_trace():
+    runs = _runs_with_failures().assign(failed=0.0, degraded=False)
+    fig = charts.accuracy_bars(runs)
+    assert len(fig.data) == 1 and fig.data[0].textposition == "outside"
+    assert all("no failures" in h for h in fig.data[0].hovertext)
+
+
+def test_accuracy_vs_cost_says_failures_and_marks_degraded_points():
+    runs = _runs_with_failures()
+    fig = charts.accuracy_vs_cost(runs)
+    claude = next(t for t in fig.data if t.name == "claude-sonnet")
+    hover = dict(zip(claude.text, claude.hovertext, strict=True))
+    assert "6 failed (12.0%): rate_limit 4, timeout 2" in hover["claude-sonnet · original"]
+    assert "DEGRADED" in hover["claude-sonnet · original"] and "DEGRADED" not in hover["claude-sonnet · optimized"]
+    symbols = dict(zip(claude.text, claude.marker.symbol, strict=True))
+    assert symbols == {"claude-sonnet · original": "circle-x-open", "claude-sonnet · optimized": "circle"}
+
+
+def test_with_failures_takes_columns_by_run_id_and_marks_older_runs_unknown():
+    runs = _runs_with_failures()
+    frame = _runs().iloc[[2, 0]].reset_index(drop=True)  # a chart frame without the failure columns
+    out = charts.with_failures(frame, runs)
+    assert "failed" not in frame.columns
+    assert out["failed"].tolist() == [6.0, 0.0] and out["failed_timeout"].tolist() == [2.0, 0.0]
+    assert out["degraded"].tolist() == [True, False]
+    older = charts.with_failures(frame, _runs())
+    assert older["failed"].isna().all() and older["degraded"].tolist() == [False, False]
+    tags = pd.DataFrame({"run_id": ["r1", "r3"], "degraded": ["false", "true"]})
+    assert charts.degraded_flags(tags).tolist() == [False, True]
+
+
+def test_failure_text():
+    assert charts.failure_text(12, 50, {"rate_limit": 7, "timeout": 5}) == "12 failed (24.0%): rate_limit 7, timeout 5"
+    assert charts.failure_text(3.0) == "3 failed"
+    assert charts.failure_text(0, 50) == "no failures"
+    assert charts.failure_text(np.nan, 50) == ""
+    row = {"failed_unreachable": 95.0, "failed_parse": 0.0, "failed_timeout": np.nan}
+    assert charts.failure_counts(row) == {"unreachable": 95}
+
+
+def test_optimization_cost_split_hover_says_failed_calls_and_degraded():
+    opt = pd.DataFrame({"run_label": ["a", "b"], "student_cost_usd": [0.3, 0.3], "reflection_cost_usd": [0.0, 0.1],
+                        "failed_student_calls": [0.0, 2.0], "failed_reflection_calls": [4.0, 0.0],
+                        "failed_proposals": [4.0, 0.0], "degraded": [True, False]})
+    fig = charts.optimization_cost_split(opt)
+    first, second = fig.data[1].hovertext
+    assert "DEGRADED · 4 failed reflection calls · 4 failed proposals" in first
+    assert "2 failed student calls" in second and "DEGRADED" not in second

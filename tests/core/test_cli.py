@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.analytics import stats
 from core.store import RunStore
 from tests.scenario import write_csv
 from tests.stub_server import gepa_responder
@@ -27,9 +28,11 @@ def test_baseline_prints_a_table_and_leaves_mlflow_runs(stub, settings, tmp_path
                   "--train-per-label", "2", "--test-per-label", "4", "-q")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:4] == ["model", "accuracy", "macro_f1", "n"]
-    rows = [line for line in lines[1:3]]
-    assert all("100.0% [" in r and " 20 " in r for r in rows), out.stdout
+    assert lines[0].split()[:6] == ["model", "accuracy", "failed", "status", "macro_f1", "n"]
+    low, high = stats.wilson_interval(20, 20)
+    rows = [line.split() for line in lines[1:3]]
+    assert all(r[1:4] == ["100.0%", f"[{low:.1%},", f"{high:.1%}]"] and r[4:6] == ["0", "ok"] and r[7] == "20"
+               for r in rows), out.stdout
     runs = RunStore(settings).list_runs(kind="baseline")
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
     assert set(runs["run_id"]) <= set(out.stdout.split())

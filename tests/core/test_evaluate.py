@@ -43,7 +43,7 @@ def test_accuracy_records_and_exact_cost(stub, task_and_examples):
     assert m["p95_latency_s"] >= m["p50_latency_s"] > 0
 
 
-def test_failures_become_wrong_answers_with_reasons(stub, task_and_examples):
+def test_failures_are_failed_outcomes_with_kinds_not_wrong_answers(stub, task_and_examples):
     task, examples = task_and_examples
 
     def flaky(model, messages, body):
@@ -58,16 +58,21 @@ def test_failures_become_wrong_answers_with_reasons(stub, task_and_examples):
     res = evaluate(make_program(task), priced(stub, num_retries=0), examples, task, threads=4, cache=False)
     recs = res.records.set_index("text")
     server_err = recs.loc["Patients in cohort 2 were randomized to drug B or placebo."]
-    assert not server_err["correct"] and server_err["error"] and server_err["error_kind"] == "other"
+    assert not server_err["correct"] and "upstream exploded" in server_err["error"]
+    assert (server_err["outcome"], server_err["error_kind"]) == ("failed", "server_error")
     parse = recs[recs.index.str.contains("group 3")]
-    assert len(parse) == 2 and (parse["error_kind"] == "parse").all()
+    assert len(parse) == 2 and (parse["error_kind"] == "parse").all() and (parse["outcome"] == "failed").all()
     assert parse["raw_output"].str.contains("maybe it is a result").all()
-    assert res.metrics["errors"] == 3 and res.metrics["accuracy"] == pytest.approx(17 / 20)
+    assert (recs.drop(parse.index).drop(server_err.name)["outcome"] == "correct").all()
+    m = res.metrics
+    assert (m["failed"], m["failed_parse"], m["failed_server_error"], m["answered"]) == (3, 2, 1, 17)
+    assert m["accuracy"] == pytest.approx(17 / 20) and m["failure_rate"] == pytest.approx(3 / 20)
+    assert m["accuracy_answered"] == 1.0 and m["failed_timeout"] == 0
 
 
 def test_systemic_failure_raises_a_provider_error(stub, task_and_examples):
     task, examples = task_and_examples
-    with pytest.raises(ProviderError, match="every call failed") as err:
+    with pytest.raises(ProviderError, match="the first 3 calls all failed") as err:
         evaluate(make_program(task), openai_compatible("x", "no-such-model", stub.base_url), examples, task,
                  threads=2, cache=False)
     assert err.value.kind == "not_found"

@@ -32,7 +32,7 @@ class Parked:
 
 def test_every_kind_is_one_table_entry():
     assert set(KINDS) == {"optimize", "baseline"}
-    assert KINDS["optimize"].resumable and not KINDS["baseline"].resumable
+    assert KINDS["optimize"].resumable and KINDS["baseline"].resumable
 
 
 def test_an_unknown_kind_is_refused(settings):
@@ -56,7 +56,7 @@ def test_a_config_checks_itself_when_built(change, message):
 
 
 def test_a_job_runs_exactly_the_plan_it_was_submitted_with(settings, tmp_path):
-    """The task file changes after Start: the job still runs the splits the page showed."""
+    """The task file changes after Start: the job still runs the splits the page showed, and records who asked."""
     path = write_csv(tmp_path / "task.csv", 12)
     ref = TaskRef(kind="file", source=str(path), name="planned")
     pupil = ModelSpec("pupil", "openai/pupil", "openai-compatible", api_base="http://127.0.0.1:9/v1")
@@ -65,7 +65,7 @@ def test_a_job_runs_exactly_the_plan_it_was_submitted_with(settings, tmp_path):
                             auto=None, max_metric_calls=40, threads=2)
     plan = plan_optimization(config, settings)
     manager = JobManager(settings, backend=Parked())
-    job_id = manager.submit_optimization(config, start=False, plan=plan)
+    job_id = manager.submit_optimization(config, start=False, plan=plan, started_by="alice@example.org")
     # Another sample of the same labels, reordered: sampling it again would draw other rows.
     changed = make_table(12).sample(frac=1.0, random_state=99)
     changed["description"] = changed["description"] + " (edited)"
@@ -74,6 +74,10 @@ def test_a_job_runs_exactly_the_plan_it_was_submitted_with(settings, tmp_path):
     assert job.state == "succeeded", job.error
     params = RunStore(settings).get_run(job.run_id).data.params
     assert params["test_fingerprint"] == split_fingerprint(plan.splits.test, plan.task)
+    # Who asked is kept with the job and tagged on every run it started (the optimization and its evaluations).
+    assert job.started_by == "alice@example.org"
+    runs = RunStore(settings).list_runs(job_id=job_id)
+    assert len(runs) == 3 and set(runs["started_by"]) == {"alice@example.org"}
     assert manager.progress(job_id)["metric_calls_budget"] == plan.estimate.metric_calls
 
 

@@ -1,4 +1,9 @@
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +19,9 @@ from core.models import (
     openai_compatible,
     resolve_price,
 )
+from tests.stub_server import Faults
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_spec_validation_messages():
@@ -25,6 +33,14 @@ def test_spec_validation_messages():
         ModelSpec("x", "openai/m", api_base="http://user:pw@host/v1")
     with pytest.raises(ModelError, match="negative"):
         ModelSpec("x", "openai/m", input_price_per_m=-1)
+    for bad in (0, -5, 10_000, "60", True):
+        with pytest.raises(ModelError, match="timeout") as err:
+            ModelSpec("x", "openai/m", timeout_s=bad)
+        assert "seconds" in err.value.hint
+    for bad in (-1, 11, 1.5, "2", True):
+        with pytest.raises(ModelError, match="retries") as err:
+            ModelSpec("x", "openai/m", num_retries=bad)
+        assert "tried again" in err.value.hint
 
 
 def test_prices_from_litellm_user_and_local():
@@ -59,6 +75,60 @@ def test_catalog_roundtrip_has_no_secret(tmp_path, monkeypatch):
     assert json.loads(text)["models"][0]["name"] == "mine"  # presets are not duplicated into the file
 
 
+def test_timeout_and_retries_round_trip_through_the_catalog(tmp_path):
+    cat = ModelCatalog.load(tmp_path / "models.json")
+    cat.add(openai_compatible("slow-local", "llama3.1", "http://127.0.0.1:11434/v1", timeout_s=45.5, num_retries=0))
+    preset = next(p for p in PRESETS if p.provider == "openai")
+    cat.add(ModelSpec.from_dict({**preset.to_dict(), "timeout_s": 300, "num_retries": 5.0}))  # a preset, edited
+    cat.save()
+    saved = {m["name"]: m for m in json.loads((tmp_path / "models.json").read_text())["models"]}
+    assert (saved["slow-local"]["timeout_s"], saved["slow-local"]["num_retries"]) == (45.5, 0)
+    again = ModelCatalog.load(tmp_path / "models.json")
+    assert (again.get("slow-local").timeout_s, again.get("slow-local").num_retries) == (45.5, 0)
+    assert (again.get(preset.name).timeout_s, again.get(preset.name).num_retries) == (300, 5)
+    old_file = {"models": [{"name": "old", "model": "openai/m", "timeout_s": None}]}  # a catalog from before
+    (tmp_path / "old.json").write_text(json.dumps(old_file))
+    old = ModelCatalog.load(tmp_path / "old.json").get("old")
+    assert (old.timeout_s, old.num_retries) == (ModelSpec("o", "openai/m").timeout_s, ModelSpec("o", "openai/m").num_retries)
+
+
+def test_the_lm_uses_the_models_retries_and_timeout(stub):
+    stub.faults = Faults(rate_limit=1.0, retry_after_s=0.05)  # every call: 429, retry after 50 ms
+    for retries in (0, 2):
+        stub.reset()
+        lm = build_lm(openai_compatible("s", "stub-small", stub.base_url, num_retries=retries), cache=False)
+        with pytest.raises(Exception, match="(?i)rate limit"):
+            lm("hello")
+        assert len(stub.chat_requests()) == retries + 1
+    stub.faults = Faults(slow_s=1.0)
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="(?i)time"):
+        build_lm(openai_compatible("s", "stub-small", stub.base_url, timeout_s=0.2, num_retries=0), cache=False)("hi")
+    assert time.perf_counter() - started < 0.9
+    assert "target" in build_lm(openai_compatible("s", "stub-small", stub.base_url, timeout_s=5), cache=False)("hi")[0]
+
+
+def test_models_add_sets_timeout_and_retries_from_the_cli(settings):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "core", "models", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    out = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--timeout", "30",
+              "--retries", "4")
+    assert out.returncode == 0, out.stderr
+    assert "timeout 30 s, 4 retries" in out.stdout
+    spec = ModelCatalog.load(settings.catalog_path).get("my-llama")
+    assert (spec.timeout_s, spec.num_retries) == (30.0, 4)
+    out = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--retries", "0")
+    assert out.returncode == 0 and ModelCatalog.load(settings.catalog_path).get("my-llama").num_retries == 0
+    bad = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--timeout", "-3")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "timeout -3.0" in bad.stderr
+    kept = ModelCatalog.load(settings.catalog_path).get("my-llama")
+    assert (kept.timeout_s, kept.num_retries) == (120.0, 0)  # as the last good add left it
+
+
 def test_missing_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("GEPA_STUDIO_SECRETS", "/nonexistent/secrets.toml")
@@ -79,6 +149,11 @@ def test_check_connection_ok_and_each_failure_kind(stub, monkeypatch):
     assert not auth.ok and auth.kind == "auth"
     assert "sk-wrong-key-456" not in auth.message
     stub.api_key = None
+    stub.faults = Faults(echo_key_401=True)  # a provider that repeats the key in its 401: the message must not
+    echoed = check_connection(ModelSpec("s", "openai/stub-small", "openai", api_base=stub.base_url, api_key_env="STUB_KEY"))
+    assert not echoed.ok and echoed.kind == "auth"
+    assert "sk-wrong-key-456" not in echoed.message and "Incorrect API key provided: ***" in echoed.message
+    stub.faults = None
     stub.latency_s = 1.5
     slow = check_connection(openai_compatible("s", "stub-small", stub.base_url), timeout_s=0.3)
     assert not slow.ok and slow.kind == "timeout"

@@ -2,7 +2,7 @@ import dspy
 import pytest
 
 from core.errors import ConfigError
-from core.metric import make_metric
+from core.metric import label_in_completion, make_metric, normalize_label
 from core.program import (
     fingerprint,
     get_instruction,
@@ -67,3 +67,96 @@ def test_judge_mode_adds_the_judges_rationale_and_needs_a_judge():
     judge = fake_lm(lambda s, u: "[[ ## rationale ## ]]\nRandomization describes the design: METHODS.\n\n[[ ## completed ## ]]")
     fb = make_metric(TASK, "judge", judge_lm=judge)(GOLD, dspy.Prediction(target="RESULTS"))
     assert fb.score == 0.0 and "Judge: Randomization describes the design" in fb.feedback
+
+
+# --- reading labels out of answers ---
+
+QUOTED = ('"positive"', "it's bad")
+
+
+@pytest.mark.parametrize(("answer", "labels", "expected"), [
+    ("methods", TASK.labels, "METHODS"),
+    ("  Methods\u200b ", TASK.labels, "METHODS"),  # spaces and a zero-width space
+    ("\uff2d\uff25\uff34\uff28\uff2f\uff24\uff33", TASK.labels, "METHODS"),  # full-width letters (NFKC)
+    ("**METHODS**", TASK.labels, "METHODS"),
+    ("`methods`", TASK.labels, "METHODS"),
+    ("[METHODS]", TASK.labels, "METHODS"),
+    ("'METHODS'.", TASK.labels, "METHODS"),
+    ("METHODOLOGY", TASK.labels, None),
+    ("", TASK.labels, None),
+    (None, TASK.labels, None),
+    ('"positive"', QUOTED, '"positive"'),  # the label's own quotes are kept...
+    ("positive", QUOTED, '"positive"'),  # ...and an answer without them still names it
+    ("\u201cpositive\u201d", QUOTED, '"positive"'),  # typographic quotes
+    ("it's bad", QUOTED, "it's bad"),
+    ("It\u2019s bad", QUOTED, "it's bad"),
+    ("'it's bad'", QUOTED, "it's bad"),
+])
+def test_normalize_label(answer, labels, expected):
+    assert normalize_label(answer, labels) == expected
+
+
+def test_normalize_label_never_guesses_between_two_labels_of_one_spelling():
+    labels = ("Yes", "yes")  # a Task refuses this; older data may still hold it
+    assert normalize_label("yes", labels) == "yes" and normalize_label("Yes", labels) == "Yes"
+    assert normalize_label("YES", labels) is None
+
+
+def test_an_answer_the_adapter_could_not_parse_still_names_its_label():
+    from dspy.teleprompt.bootstrap_trace import FailedPrediction
+
+    assert label_in_completion("[[ ## target ## ]]\nmethods\n\n[[ ## completed ## ]]", "target", TASK.labels) == "METHODS"
+    assert label_in_completion('{"target": "Results"}', "target", TASK.labels) == "RESULTS"
+    assert label_in_completion("no idea", "target", TASK.labels) is None
+    fb = make_metric(TASK)(GOLD, FailedPrediction(completion_text="[[ ## target ## ]]\nMethods\n\n[[ ## completed ## ]]"))
+    assert fb.score == 1.0 and "not in the expected format" in fb.feedback
+
+
+def test_quoted_labels_are_scored_correct_through_a_real_server():
+    """Labels holding quotes, answered exactly by a model over HTTP, count as correct (before: never)."""
+    import pandas as pd
+
+    from core.evaluate import evaluate
+    from core.models import ModelSpec
+    from core.program import to_examples
+    from core.tasks import table_task
+    from tests.stub_server import StubLLMServer, chat_answer, field_value, last_user_text
+
+    df = pd.DataFrame({"text": [f"good {i}" for i in range(3)] + [f"bad {i}" for i in range(3)],
+                       "label": [QUOTED[0]] * 3 + [QUOTED[1]] * 3})
+    task = table_task(df, text_column="text", label_column="label", name="quoted")
+
+    def answer(model, messages, body):
+        good = field_value(last_user_text(messages), "text").startswith("good")
+        return chat_answer("label", QUOTED[0] if good else QUOTED[1])
+
+    with StubLLMServer(responder=answer) as stub:
+        spec = ModelSpec("stub", "openai/stub-small", "openai-compatible", api_base=stub.base_url)
+        res = evaluate(make_program(task), spec, to_examples(df, task), task, threads=2, cache=False)
+    assert res.records["predicted"].tolist() == res.records["gold"].tolist()
+    assert res.metrics["accuracy"] == 1.0 and res.metrics["macro_f1"] == 1.0
+
+
+def test_merged_labels_score_the_same_in_accuracy_and_per_label_f1(tmp_path, settings):
+    """A file spelling one label three ways, merged: accuracy and per-label F1 agree (before: 100 % vs F1 0)."""
+    from core.evaluate import evaluate
+    from core.models import ModelSpec
+    from core.program import to_examples
+    from core.tasks import TaskRef, load_tables
+    from tests.data.make_bad_files import BAD_DIR
+    from tests.stub_server import StubLLMServer, chat_answer, field_value, last_user_text
+
+    ref = TaskRef(kind="file", source=str(BAD_DIR / "label_case_collision.csv"), text_column="text",
+                  label_column="label", merge_similar_labels=True)
+    task, train, _ = load_tables(ref, settings)
+    assert task.labels == ("negative", "positive")
+
+    def answer(model, messages, body):
+        return chat_answer("label", "positive" if "positive" in field_value(last_user_text(messages), "text") else
+                           "negative")
+
+    with StubLLMServer(responder=answer) as stub:
+        spec = ModelSpec("stub", "openai/stub-small", "openai-compatible", api_base=stub.base_url)
+        res = evaluate(make_program(task), spec, to_examples(train, task), task, threads=2, cache=False)
+    assert res.metrics["accuracy"] == 1.0 and res.metrics["macro_f1"] == 1.0
+    assert set(res.records["gold"]) == {"negative", "positive"}

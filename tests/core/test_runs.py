@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -10,7 +15,7 @@ import pytest
 from core import runs as run_table
 from core.analytics import diff, stats
 from core.errors import ConfigError
-from core.store import RUN_COLUMNS
+from core.store import RUN_COLUMNS, process_started, runs_frame
 from core.tasks import guess_columns
 
 
@@ -143,3 +148,34 @@ def test_run_choice_label_reads_well_with_missing_values():
     row = {"run_id": "0123456789", "model": None, "run_name": "GEPA · x", "program": None, "kind": "optimization",
            "task": "demo", "start_time": pd.NaT}
     assert run_table.run_choice_label(row) == "GEPA · x · optimization · demo · ? · 01234567"
+
+
+class _Run:
+    """The shape of an MLflow run that runs_frame reads."""
+
+    def __init__(self, run_id, status, tags, metrics=None):
+        self.info = SimpleNamespace(run_id=run_id, run_name=run_id, status=status, start_time=0, end_time=None)
+        self.data = SimpleNamespace(tags={"studio.kind": "baseline", **tags}, metrics=metrics or {})
+
+
+def test_runs_whose_process_is_gone_read_interrupted_and_partial():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = {"studio.host": socket.gethostname()}
+    frame = runs_frame([
+        _Run("dead", "RUNNING", {**here, "studio.pid": str(dead.pid)}),
+        _Run("alive", "RUNNING", {**here, "studio.pid": str(os.getpid()),
+                                  "studio.pid_started": process_started(os.getpid())}),
+        _Run("reused", "RUNNING", {**here, "studio.pid": str(os.getpid()), "studio.pid_started": "1"}),
+        _Run("elsewhere", "RUNNING", {"studio.host": "another-machine", "studio.pid": str(dead.pid)}),
+        _Run("stopped", "KILLED", {"studio.state": "interrupted"}, {"complete": 0.0, "failed": 2.0, "n": 5.0}),
+        _Run("degraded", "FINISHED", {"studio.degraded": "true"}, {"complete": 1.0, "failed": 3.0, "failure_rate": 0.3}),
+        _Run("old", "FINISHED", {}, {"accuracy": 0.5}),
+    ]).set_index("run_id")
+    assert frame["status"].to_dict() == {"dead": "INTERRUPTED", "alive": "RUNNING", "reused": "INTERRUPTED",
+                                         "elsewhere": "RUNNING", "stopped": "INTERRUPTED", "degraded": "FINISHED",
+                                         "old": "FINISHED"}
+    assert frame["partial"].to_dict() == {"dead": True, "alive": False, "reused": True, "elsewhere": False,
+                                          "stopped": True, "degraded": False, "old": False}
+    assert list(frame.index[frame["degraded"]]) == ["degraded"]
+    assert frame.loc["degraded", "failure_rate"] == 0.3 and math.isnan(frame.loc["old", "failed"])  # unknown, not 0

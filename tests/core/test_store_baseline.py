@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core.baseline import load_run_detail, outcomes_table, run_baselines
+from core.baseline import load_run_detail, outcomes_table, resume_evaluation, run_baselines
 from core.models import ModelSpec, openai_compatible
 from core.tasks import SampleSpec, TaskRef
 from tests.scenario import write_csv
@@ -62,3 +62,21 @@ def test_planted_api_key_never_reaches_the_store(stub, store, csv_ref, monkeypat
         for root, _, files in os.walk(top):
             hits += [str(Path(root, n)) for n in files if SECRET.encode() in Path(root, n).read_bytes()]
     assert hits == []
+
+
+def test_a_stopped_baseline_is_interrupted_and_partial_then_resumes_in_the_same_run(stub, store, csv_ref):
+    spec = openai_compatible("small", "stub-small", stub.base_url)
+    seen = []
+    stopped = run_baselines(store, csv_ref, SampleSpec(2, 0, 5), [spec], threads=1, cache=False,
+                            on_record=lambda s, done, total, rec: seen.append(rec), should_stop=lambda: len(seen) >= 7)
+    run_id = stopped[0].run_id
+    row = store.list_runs().set_index("run_id").loc[run_id]
+    assert row["status"] == "INTERRUPTED" and row["partial"] and row["accuracy"] != row["accuracy"]  # no accuracy
+    assert store.get_run(run_id).info.status == "KILLED" and row["n"] == len(seen)
+    stub.reset()
+    _, result = resume_evaluation(store, run_id)
+    assert len(stub.chat_requests()) == 25 - len(seen)  # caching is off, yet the kept records are not redone
+    assert result.metrics["n"] == 25 and result.metrics["accuracy"] == 1.0
+    runs = store.list_runs()
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED" and not runs.iloc[0]["partial"]
+    assert len(store.read_csv(run_id, "records.csv")) == 25

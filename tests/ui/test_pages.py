@@ -279,7 +279,7 @@ def test_baselines_start_a_job_and_watch_its_progress(empty):
     _, task_ref, sample, specs = submit.call_args.args
     assert task_ref == TaskRef() and sample == SampleSpec()
     assert [s.name for s in specs] == ["gpt-4o-mini", "claude-haiku-4-5"]
-    assert submit.call_args.kwargs == {"module": "predict", "threads": 8, "cache": True}
+    assert submit.call_args.kwargs == {"module": "predict", "threads": 8, "cache": True, "started_by": "local"}
     job_id = at.session_state["baselines.job_id"]
     manager = JobManager(empty)
     assert manager.get(job_id).state == "queued"

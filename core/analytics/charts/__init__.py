@@ -4,13 +4,30 @@ Every number drawn is computed from the inputs; inputs are never modified. An em
 figure that says so instead of raising. Colors follow the model (see ``model_colors``).
 """
 
-from core.analytics.charts._base import DEFAULT_HORIZON, FREE_FLOOR_FALLBACK, PALETTE, model_colors
+from core.analytics.charts._base import (
+    DEFAULT_HORIZON,
+    FAILURE_COLUMNS,
+    FREE_FLOOR_FALLBACK,
+    OPTIMIZATION_FAILURE_COLUMNS,
+    PALETTE,
+    degraded_flags,
+    failure_counts,
+    failure_text,
+    model_colors,
+    with_failures,
+)
 from core.analytics.charts.compare import accuracy_bars, accuracy_vs_cost, confusion_heatmap, per_label_bars
-from core.analytics.charts.optimization import break_even_chart, optimization_cost_split, progress_chart
+from core.analytics.charts.optimization import (
+    break_even_chart,
+    optimization_cost_split,
+    optimization_failure_text,
+    progress_chart,
+)
 from core.analytics.charts.task import label_distribution
 
 __all__ = [
-    "DEFAULT_HORIZON", "FREE_FLOOR_FALLBACK", "PALETTE", "accuracy_bars", "accuracy_vs_cost", "break_even_chart",
-    "confusion_heatmap", "label_distribution", "model_colors", "optimization_cost_split", "per_label_bars",
-    "progress_chart",
+    "DEFAULT_HORIZON", "FAILURE_COLUMNS", "FREE_FLOOR_FALLBACK", "OPTIMIZATION_FAILURE_COLUMNS", "PALETTE",
+    "accuracy_bars", "accuracy_vs_cost", "break_even_chart", "confusion_heatmap", "degraded_flags", "failure_counts",
+    "failure_text", "label_distribution", "model_colors", "optimization_cost_split", "optimization_failure_text", "per_label_bars",
+    "progress_chart", "with_failures",
 ]

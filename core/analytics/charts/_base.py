@@ -8,7 +8,7 @@ so the same model looks the same on every chart of one runs table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from core.analytics import stats
+from core.breaker import FAILURE_KINDS
 from core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -100,3 +101,67 @@ def _usd(value: float) -> str:
         return "–"
     return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
 
+
+
+# Failures --------------------------------------------------------------------------------------
+# Columns of a run table that say how many examples failed, and of what kind (older runs lack them).
+FAILURE_COLUMNS: tuple[str, ...] = ("failed", "failure_rate", "degraded", "accuracy_answered",
+                                    *(f"failed_{kind}" for kind in FAILURE_KINDS))
+OPTIMIZATION_FAILURE_COLUMNS: tuple[str, ...] = ("failed_student_calls", "failed_reflection_calls", "failed_proposals",
+                                                 "degraded")
+FAILED_COLOR = "#7f7f7f"
+DEGRADED_COLOR = "#d62728"
+
+
+def with_failures(frame: pd.DataFrame, runs: pd.DataFrame,
+                  columns: Sequence[str] = FAILURE_COLUMNS) -> pd.DataFrame:
+    """``frame`` with the failure ``columns`` it lacks, taken from ``runs`` by ``run_id``.
+
+    A column neither has is NaN (``degraded``: False), so older runs read as "unknown", never as "no failures".
+    """
+    out = frame.copy()
+    missing = [c for c in columns if c not in out.columns]
+    present = [c for c in missing if c in runs.columns]
+    if present and "run_id" in out.columns and "run_id" in runs.columns and not runs.empty:
+        lookup = runs.drop_duplicates("run_id").set_index("run_id")[present]
+        for col in present:
+            out[col] = out["run_id"].map(lookup[col])
+    for col in missing:
+        if col not in out.columns:
+            out[col] = False if col == "degraded" else float("nan")
+    out["degraded"] = degraded_flags(out)
+    return out
+
+
+def degraded_flags(frame: pd.DataFrame) -> pd.Series:
+    """The ``degraded`` column as booleans (missing, NaN or "false" read as False)."""
+    if "degraded" not in frame:
+        return pd.Series(False, index=frame.index, dtype=bool)
+    return frame["degraded"].map(_is_true).astype(bool)
+
+
+def _is_true(value: object) -> bool:
+    # A tag reads "true"; a frame column may hold True, 1.0, NaN or None.
+    return str(value).strip().lower() in ("true", "1", "1.0")
+
+
+def failure_counts(row: Mapping[str, object]) -> dict[str, int]:
+    """Failed examples by kind (kinds with a count above 0, commonest first), from a row's ``failed_<kind>`` columns."""
+    counts: dict[str, int] = {}
+    for kind in FAILURE_KINDS:
+        value = row.get(f"failed_{kind}")
+        if value is not None and not pd.isna(value) and float(value) > 0:
+            counts[kind] = int(value)  # type: ignore[arg-type]
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def failure_text(failed: object, n: object = None, by_kind: Mapping[str, int] | None = None) -> str:
+    """"12 failed (24.0%): rate_limit 7, timeout 5", "no failures", or "" when the run did not count them."""
+    if failed is None or pd.isna(failed):
+        return ""
+    failed = int(failed)  # type: ignore[call-overload]
+    if failed == 0:
+        return "no failures"
+    share = f" ({failed / float(n) * 100:.1f}%)" if n is not None and not pd.isna(n) and float(n) > 0 else ""
+    kinds = ", ".join(f"{kind} {count}" for kind, count in (by_kind or {}).items())
+    return f"{failed} failed{share}" + (f": {kinds}" if kinds else "")

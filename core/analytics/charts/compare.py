@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 
 from core.analytics import stats
 from core.analytics.charts._base import (
+    DEGRADED_COLOR,
+    FAILED_COLOR,
     FREE_FLOOR_FACTOR,
     FREE_FLOOR_FALLBACK,
     PARETO_COLOR,
@@ -18,17 +20,24 @@ from core.analytics.charts._base import (
     _series_colors,
     _unique_labels,
     _usd,
+    failure_counts,
+    failure_text,
     model_colors,
+    with_failures,
 )
 
 
 def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
-    """One bar per run label, accuracy in percent with its confidence interval, best first."""
+    """One bar per run label, accuracy in percent (failures count as wrong) with its confidence interval, best first.
+
+    Runs with failed examples get a hatched "failed" segment stacked on the bar, with the count above it
+    ("12 failed") and the count by kind on hover; a degraded run's bar has a red outline and says DEGRADED.
+    """
     title = "Accuracy by run (bars: confidence interval)"
     if runs.empty:
         return _empty_figure(title)
     _require(runs, ["label", "model", "accuracy"], "accuracy_bars")
-    df = runs.copy()
+    df = with_failures(runs, runs)
     df["_low"], df["_high"] = _intervals(df)
     df = df.sort_values("accuracy", ascending=False, kind="stable")
     acc = df["accuracy"].to_numpy(dtype=float) * 100
@@ -37,34 +46,69 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
     n = df["n"] if "n" in df else pd.Series(np.nan, index=df.index)
     colors = model_colors(runs["model"])
     labels = _unique_labels(df["label"])
+    failed = df["failed"].to_numpy(dtype=float)
+    degraded = df["degraded"].to_numpy(dtype=bool)
+    rows = df.to_dict("records")
+    failures = [failure_text(row["failed"], row.get("n"), failure_counts(row)) for row in rows]
     text = [f"{a:.1f}% ({_n_text(k)})" for a, k in zip(acc, n, strict=True)]
     macro = df["macro_f1"] if "macro_f1" in df else pd.Series(np.nan, index=df.index)
     cost = df["cost_per_1k"] if "cost_per_1k" in df else pd.Series(np.nan, index=df.index)
+    answered = df["accuracy_answered"].to_numpy(dtype=float)
     hover = [
-        f"<b>{lab}</b><br>accuracy {a:.1f}% ({lo:.1f}–{hi:.1f}%)<br>{_n_text(k)}"
+        f"<b>{lab}</b>" + (" <b>DEGRADED</b>" if bad else "")
+        + f"<br>accuracy {a:.1f}% ({lo:.1f}–{hi:.1f}%)<br>{_n_text(k)}"
+        + (f"<br>{fail}" if fail else "")
+        + ("" if np.isnan(ans) or not f else f"<br>accuracy of the answered {ans * 100:.1f}%")
         + ("" if pd.isna(f1) else f"<br>macro-F1 {f1:.3f}")
         + ("" if pd.isna(c) else f"<br>{_usd(c)} per 1k predictions")
-        for lab, a, lo, hi, k, f1, c in zip(labels, acc, low, high, n, macro, cost, strict=True)
+        for lab, bad, a, lo, hi, k, fail, ans, f, f1, c in zip(
+            labels, degraded, acc, low, high, n, failures, answered, np.nan_to_num(failed), macro, cost, strict=True)
     ]
+    any_failed = bool(np.nansum(failed) > 0) or bool(degraded.any())
     fig = go.Figure(
         go.Bar(
             x=labels,
             y=acc,
-            marker_color=[colors[str(m)] for m in df["model"]],
+            marker={"color": [colors[str(m)] for m in df["model"]],
+                    "line": {"color": [DEGRADED_COLOR if bad else "rgba(0,0,0,0)" for bad in degraded],
+                             "width": [3 if bad else 0 for bad in degraded]}},
             error_y={"type": "data", "symmetric": False, "array": high - acc, "arrayminus": acc - low},
             text=text,
-            textposition="outside",
+            # Stacked bars only take outside text on the top segment: the failed one, when there is one.
+            textposition="auto" if any_failed else "outside",
             cliponaxis=False,
             hovertext=hover,
             hoverinfo="text",
             name="accuracy",
+            showlegend=False,  # colors are models here; only the hatched "failed" segment needs a legend entry
         )
     )
+    if any_failed:
+        nn = n.to_numpy(dtype=float)
+        share = np.where((nn > 0) & ~np.isnan(failed), np.nan_to_num(failed) / np.where(nn > 0, nn, 1), 0.0) * 100
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=share,
+                marker={"color": "rgba(0,0,0,0)", "line": {"color": FAILED_COLOR, "width": 1},
+                        "pattern": {"shape": "/", "fgcolor": FAILED_COLOR, "solidity": 0.4}},
+                text=[
+                    " · ".join(p for p in ((f"{int(f)} failed" if f > 0 else ""), "DEGRADED" if bad else "") if p)
+                    for f, bad in zip(np.nan_to_num(failed), degraded, strict=True)
+                ],
+                textposition="outside",
+                cliponaxis=False,
+                hovertext=hover,
+                hoverinfo="text",
+                name="failed",
+            )
+        )
+        fig.update_layout(barmode="stack")
     fig.update_layout(
         title=title,
         xaxis_title="Run",
         yaxis={"title": "Accuracy (%)", "range": [0, 100], "ticksuffix": "%"},
-        showlegend=False,
+        showlegend=any_failed,
     )
     return fig
 
@@ -79,7 +123,7 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     if runs.empty:
         return _empty_figure(title)
     _require(runs, ["label", "model", "accuracy", "cost_per_1k"], "accuracy_vs_cost")
-    df = runs.copy()
+    df = with_failures(runs, runs)
     df["_label"] = _unique_labels(df["label"])
     df["_low"], df["_high"] = _intervals(df)
     df = df[df["accuracy"].notna() & df["cost_per_1k"].notna()]
@@ -95,24 +139,31 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
 
     def hover(row: pd.Series) -> str:
         cost_text = "free / local" if row["cost_per_1k"] == 0 else f"{_usd(row['cost_per_1k'])} per 1k predictions"
+        fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
         return (
-            f"<b>{row['_label']}</b><br>accuracy {row['_y']:.1f}% "
+            f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["degraded"] else "")
+            + f"<br>accuracy {row['_y']:.1f}% "
             f"({row['_low'] * 100:.1f}–{row['_high'] * 100:.1f}%)<br>{cost_text}"
             + (f"<br>{_n_text(row['n'])}" if "n" in row else "")
+            + (f"<br>{fail}" if fail else "")
             + ("<br>on the Pareto front" if row["_pareto"] else "")
         )
 
     fig = go.Figure()
     for model, group in df.groupby("model", sort=True):
         program = group["program"].astype(str) if "program" in group else pd.Series("", index=group.index)
-        symbols = ["circle-open" if p == "original" else "circle" for p in program]
+        symbols = [("circle-x" if bad else "circle") + ("-open" if p == "original" else "")
+                   for p, bad in zip(program, group["degraded"], strict=True)]
         fig.add_trace(
             go.Scatter(
                 x=group["_x"].to_numpy(),
                 y=group["_y"].to_numpy(),
                 mode="markers",
                 name=str(model),
-                marker={"color": colors[str(model)], "size": 12, "symbol": symbols, "line": {"width": 2}},
+                # A degraded run's point wears a red ring (its accuracy counts failures as wrong).
+                marker={"color": colors[str(model)], "size": 12, "symbol": symbols,
+                        "line": {"width": [4 if bad else 2 for bad in group["degraded"]],
+                                 "color": [DEGRADED_COLOR if bad else colors[str(model)] for bad in group["degraded"]]}},
                 error_y={
                     "type": "data",
                     "symmetric": False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -12,6 +14,7 @@ from core.analytics.charts._base import (
     REFLECTION_COLOR,
     STUDENT_COLOR,
     _empty_figure,
+    _is_true,
     _require,
     _unique_labels,
     _usd,
@@ -29,6 +32,8 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
     student = opt["student_cost_usd"].fillna(0).to_numpy(dtype=float)
     reflection = opt["reflection_cost_usd"].fillna(0).to_numpy(dtype=float)
     total = student + reflection
+    notes = [" · ".join(p for p in ("DEGRADED" if _is_true(row.get("degraded")) else "",
+                                    optimization_failure_text(row)) if p) for row in opt.to_dict("records")]
     fig = go.Figure()
     for name, values, color in (
         ("Student", student, STUDENT_COLOR),
@@ -42,8 +47,8 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
                 name=name,
                 marker_color=color,
                 hovertext=[
-                    f"<b>{lab}</b><br>{name.lower()} {_usd(v)} ({s:.0f}% of {_usd(t)})"
-                    for lab, v, s, t in zip(labels, values, share, total, strict=True)
+                    f"<b>{lab}</b><br>{name.lower()} {_usd(v)} ({s:.0f}% of {_usd(t)})" + (f"<br>{note}" if note else "")
+                    for lab, v, s, t, note in zip(labels, values, share, total, notes, strict=True)
                 ],
                 hoverinfo="text",
             )
@@ -53,6 +58,17 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
         yaxis_tickprefix="$", legend_title="Calls",
     )
     return fig
+
+
+def optimization_failure_text(row: Mapping[str, object]) -> str:
+    """"3 failed reflection calls · 2 failed proposals" from an optimization run's columns ("" when none)."""
+    parts = []
+    for col, what in (("failed_student_calls", "failed student calls"),
+                      ("failed_reflection_calls", "failed reflection calls"), ("failed_proposals", "failed proposals")):
+        value = row.get(col)
+        if value is not None and not pd.isna(value) and float(value) > 0:  # type: ignore[arg-type]
+            parts.append(f"{int(value)} {what}")  # type: ignore[call-overload]
+    return " · ".join(parts)
 
 
 def progress_chart(events: pd.DataFrame) -> go.Figure:

@@ -1,0 +1,143 @@
+"""Watch every call GEPA makes to the student and the reflection model: count failures by kind, trip a circuit
+breaker when a provider is gone, and fail fast once it has tripped.
+
+GEPA checks its stop callbacks only between iterations, and it turns a failed student call into a failure
+score and a failed reflection call into "no proposal", so neither ever reaches our code as an error. The
+guard sits on the LM itself (``lm(...)`` is the one path DSPy's adapters take), so it sees each call's
+outcome after the LM's own retries, and once tripped it answers the rest of the iteration at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+import time
+from collections import Counter
+from typing import Any, Literal
+
+from core.breaker import FAILURE_KINDS, BreakerSettings, CircuitBreaker, FailureKind, classify_failure
+from core.errors import ProviderError
+from core.models import ModelSpec, redact
+
+Role = Literal["student", "reflection"]
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """The kind of a failed LM call (``parse`` when the model answered but its answer could not be read)."""
+    if isinstance(exc, ProviderError):
+        return exc.kind if exc.kind in FAILURE_KINDS else "other"  # type: ignore[return-value]
+    return classify_failure(exc)
+
+
+class CallGuard:
+    """Counts one model's calls and failures (thread-safe) and holds its circuit breaker."""
+
+    def __init__(self, role: Role, spec: ModelSpec, settings: BreakerSettings | None = None,
+                 base_calls: int = 0, base_failed: int = 0) -> None:
+        self.role, self.spec = role, spec
+        self.breaker = CircuitBreaker(f"{role} model {spec.name}", settings)
+        self.calls, self.failed = base_calls, base_failed  # earlier attempts of a resumed job included
+        self.by_kind: Counter[str] = Counter()
+        self.tripped_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def tripped(self) -> bool:
+        return self.breaker.tripped
+
+    def error(self) -> ProviderError:
+        return self.breaker.error()
+
+    def check(self) -> None:
+        """Fail fast once the breaker has tripped: the provider is gone, don't wait for it again."""
+        if self.breaker.tripped:
+            raise self.breaker.error()
+
+    def record(self, exc: BaseException | None) -> None:
+        kind = None if exc is None else failure_kind(exc)
+        with self._lock:
+            self.calls += 1
+            if kind is not None:
+                self.failed += 1
+                self.by_kind[kind] += 1
+        message = None if exc is None else redact(str(exc), self.spec)[:500]
+        if self.breaker.record(kind, message):
+            self.tripped_at = time.time()
+
+
+class _Guarded:
+    """Mixed in before an LM's own class: every call goes through its guard."""
+
+    _studio_guard: CallGuard
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        guard = self._studio_guard
+        guard.check()
+        try:
+            out = super().__call__(*args, **kwargs)  # type: ignore[misc]
+        except Exception as exc:
+            guard.record(exc)
+            raise
+        guard.record(None)
+        return out
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        guard = self._studio_guard
+        guard.check()
+        try:
+            out = await super().acall(*args, **kwargs)  # type: ignore[misc]
+        except Exception as exc:
+            guard.record(exc)
+            raise
+        guard.record(None)
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _guarded_class(cls: type) -> type:
+    return type(f"Guarded{cls.__name__}", (_Guarded, cls), {})
+
+
+def guard_lm(lm: Any, guard: CallGuard) -> Any:
+    """A shallow copy of ``lm`` (same engine, history and cache) whose calls go through ``guard``."""
+    guarded = copy.copy(lm)
+    guarded.__class__ = _guarded_class(type(lm))
+    guarded._studio_guard = guard
+    return guarded
+
+
+class ProposalCounter:
+    """Reflection proposals GEPA started, and how many gave no usable instruction (the call raised, its answer
+    could not be parsed, or it was empty). A proposal that has not ended by its iteration's end has failed."""
+
+    def __init__(self, base_started: int = 0, base_failed: int = 0) -> None:
+        self.started, self.failed = base_started, base_failed
+        self.in_a_row = 0
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    @property
+    def succeeded(self) -> int:
+        return self.started - self.failed - self._pending
+
+    def start(self) -> None:
+        with self._lock:
+            self.started += 1
+            self._pending += 1
+
+    def end(self, instructions: dict[str, Any] | None) -> None:
+        usable = bool(instructions) and all(str(v or "").strip() for v in (instructions or {}).values())
+        with self._lock:
+            self._pending = max(0, self._pending - 1)
+            if usable:
+                self.in_a_row = 0
+            else:
+                self.failed += 1
+                self.in_a_row += 1
+
+    def close_iteration(self) -> None:
+        with self._lock:
+            self.failed += self._pending
+            self.in_a_row += self._pending
+            self._pending = 0
