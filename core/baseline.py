@@ -22,6 +22,7 @@ from core.breaker import BreakerSettings, BreakerTripped, degraded_reason
 from core.errors import ProviderError, StoreError, StudioError
 from core.evaluate import EvalRecord, EvalResult, aggregate, evaluate, failure_counts, read_records
 from core.models import ModelSpec
+from core.procs import process_started
 from core.program import (
     fingerprint,
     make_program,
@@ -31,7 +32,7 @@ from core.program import (
     render_prompt,
     to_examples,
 )
-from core.store import TAG, RunKind, RunStore, process_started, runs_frame
+from core.store import TAG, RunKind, RunStore, runs_frame
 from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
 
 logger = logging.getLogger(__name__)

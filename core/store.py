@@ -26,6 +26,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from core.errors import StoreError
+from core.procs import pid_alive
 from core.secrets import scrub
 from core.settings import Settings
 
@@ -266,38 +267,16 @@ def _scrub_file(path: Path) -> None:
         path.write_text(clean, encoding="utf-8")
 
 
-def process_started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), or None where that cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _process_gone(tags: dict[str, str]) -> bool:
     """The process a run's ``studio.pid``/``studio.host`` tags name, on this machine, has ended (or is a
     zombie, or its pid now belongs to another process). Runs of other machines are never judged."""
-    import os
     import socket
 
     pid = tags.get(f"{TAG}pid", "")
     if not pid.isdigit() or tags.get(f"{TAG}host") != socket.gethostname():
         return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
-    except (OSError, IndexError):
-        return False
     started = tags.get(f"{TAG}pid_started")
-    return bool(started) and process_started(int(pid)) != started
+    return not pid_alive(int(pid), started or None)
 
 
 def run_status(status: str, tags: dict[str, str]) -> str:

@@ -9,27 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.procs import pid_alive
 from core.settings import Settings
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited: reap it
-            return False
-    except ChildProcessError:
-        pass  # not our child (started by another dashboard or CLI process)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (finished child not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class ProcessBackend:
@@ -50,7 +31,7 @@ class ProcessBackend:
         return str(proc.pid)
 
     def alive(self, handle: str) -> bool:
-        return _pid_alive(int(handle))
+        return pid_alive(int(handle))
 
 
 

@@ -15,7 +15,8 @@ import pytest
 from core import runs as run_table
 from core.analytics import diff, stats
 from core.errors import ConfigError
-from core.store import RUN_COLUMNS, process_started, runs_frame
+from core.procs import process_started
+from core.store import RUN_COLUMNS, runs_frame
 from core.tasks import guess_columns
 
 
