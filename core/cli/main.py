@@ -94,7 +94,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     print(baseline_text(table))
     for row in table.to_dict("records"):
         if row["error"]:
-            print(f"ERROR {row['model']}: {row['error']}", file=sys.stderr)
+            model, error = str(row["model"]), str(row["error"])
+            print(f"ERROR {error if error.startswith(model) else f'{model}: {error}'}", file=sys.stderr)
             if row["run_id"]:
                 print(f"  {row['n']} examples recorded and kept; finish with: python -m core baseline --resume "
                       f"{row['run_id']}", file=sys.stderr)
