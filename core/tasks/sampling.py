@@ -57,7 +57,9 @@ def check_test_labels(labels: tuple[str, ...], test_df: pd.DataFrame, label_colu
 
 
 def sample_per_label(df: pd.DataFrame, label_column: str, n: int, seed: int) -> pd.DataFrame:
-    """``n`` random rows of each label, as the seed notebook: ``groupby(label).sample(n, random_state=seed)``."""
+    """``n`` random rows of each label: ``groupby(label).sample(n, random_state=seed)``, one generator for all
+    labels. (The original notebook reset ``random_state`` for each label's draw instead, so the two pick
+    different rows for the same seed; matching it is the issue "Reproduce the original notebook's experiment".)"""
     return _sample(df, label_column, n, seed).reset_index(drop=True)
 
 
