@@ -1,4 +1,4 @@
-"""A free TCP port on 127.0.0.1, for servers the tests start (MLflow, Streamlit)."""
+"""A free TCP port on 127.0.0.1 for servers the tests start (MLflow, Streamlit), and waiting for things."""
 
 import socket
 import time
@@ -21,3 +21,14 @@ def wait_http(url: str, timeout: float, poll: float = 0.2) -> bool:
         except OSError:
             time.sleep(poll)
     return False
+
+
+def wait_for(predicate, timeout: float, poll: float = 0.05):
+    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout`` seconds pass (AssertionError)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"condition not met within {timeout} s")

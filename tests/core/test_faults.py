@@ -24,6 +24,7 @@ from core.models import openai_compatible
 from core.program import make_program, to_examples
 from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef, table_task
+from tests.ports import wait_for
 from tests.scenario import make_table, write_csv
 from tests.stub_server import Faults, StubError, StubLLMServer, keyword_classifier
 
@@ -227,14 +228,6 @@ def test_a_degraded_baseline_exits_3_and_says_why(stub, settings, tmp_path, monk
     assert f"{(20 - failed) / 20:.1%} [{low:.1%}, {high:.1%}]" in row and f"{failed} ({failed / 20:.1%}: parse" in row
 
 
-def wait_for(predicate, timeout, poll=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError("timed out waiting")
 
 
 def record_count(folder: Path) -> int:

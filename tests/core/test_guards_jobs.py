@@ -18,6 +18,7 @@ from core.store import RunStore
 from core.tasks import TaskRef
 from tests.core.test_guards_cost import ServerLedger, usd
 from tests.core.test_optimize import config, fake_factory, http_config
+from tests.ports import wait_for
 from tests.scenario import write_csv
 from tests.stub_server import gepa_responder
 
@@ -60,14 +61,6 @@ def offline_spec(name: str) -> ModelSpec:
     return ModelSpec(name, f"openai/{name}", "openai-compatible", api_base="http://127.0.0.1:9/v1")
 
 
-def wait_for(predicate, timeout: float, poll: float = 0.02):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def improved(progress: dict) -> bool:
