@@ -43,12 +43,13 @@ def reflection_reply(system, user):
     return json.dumps({"new_instruction": improved_instruction(system + "\n" + user)})
 
 
-def fake_factory():
+def fake_factory(reflect=reflection_reply):
+    """Fake LMs by spec name: "teacher" answers with ``reflect``, every other model is the hinted student."""
     lms = {}
 
     def make(spec):
         if spec.name not in lms:
-            lms[spec.name] = fake_lm(reflection_reply if spec.name == "teacher" else student_reply, f"fake/{spec.name}")
+            lms[spec.name] = fake_lm(reflect if spec.name == "teacher" else student_reply, f"fake/{spec.name}")
         return lms[spec.name]
 
     return make

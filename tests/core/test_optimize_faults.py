@@ -19,8 +19,7 @@ from core.optimize.guard import failure_kind
 from core.store import RunStore
 from core.tasks import TaskRef
 from tests.core.test_cli import run_cli
-from tests.core.test_optimize import InlineBackend, config, http_config, student_reply
-from tests.fake_lm import fake_lm
+from tests.core.test_optimize import InlineBackend, config, fake_factory, http_config
 from tests.scenario import write_csv
 from tests.stub_server import Faults, gepa_responder, improved_instruction
 
@@ -178,17 +177,6 @@ def test_cli_optimize_exits_non_zero_with_the_breakers_message(settings, stub, t
 # Proposals that give no usable instruction (fake LMs: the reflection model answers what cannot be parsed) ----
 
 
-def factory(reflect):
-    lms = {}
-
-    def make(spec):
-        if spec.name not in lms:
-            lms[spec.name] = fake_lm(reflect if spec.name == "teacher" else student_reply, f"fake/{spec.name}")
-        return lms[spec.name]
-
-    return make
-
-
 def specs():
     from core.models import ModelSpec
 
@@ -197,7 +185,7 @@ def specs():
 
 
 def test_reflection_that_never_gives_an_instruction_fails_the_job(settings, ref):
-    backend = InlineBackend(factory(lambda system, user: "I would rather not say."))
+    backend = InlineBackend(fake_factory(lambda system, user: "I would rather not say."))
     manager = JobManager(settings, backend=backend)
     backend.manager = manager
     job = manager.get(manager.submit_optimization(config(ref, *specs(), max_metric_calls=300)))
@@ -220,7 +208,7 @@ def test_some_failed_proposals_make_a_succeeded_job_degraded(settings, ref):
             return "no idea"
         return json.dumps({"new_instruction": improved_instruction(system + "\n" + user)})
 
-    backend = InlineBackend(factory(flaky))
+    backend = InlineBackend(fake_factory(flaky))
     manager = JobManager(settings, backend=backend)
     backend.manager = manager
     job = manager.get(manager.submit_optimization(config(ref, *specs(), max_metric_calls=150)))
@@ -237,7 +225,6 @@ def test_some_failed_proposals_make_a_succeeded_job_degraded(settings, ref):
 
 
 def test_a_clean_job_is_not_degraded(settings, ref):
-    from tests.core.test_optimize import fake_factory
 
     backend = InlineBackend(fake_factory())
     manager = JobManager(settings, backend=backend)
