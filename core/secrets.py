@@ -73,11 +73,20 @@ def _toml_secrets(table: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield str(name), value
 
 
-def key_names() -> set[str]:
+@functools.lru_cache(maxsize=16)
+def _catalog_path(data_dir: str, cwd: str) -> Path:
+    """The model catalog of a data dir (cached: scrubbing runs on every log line and stream write)."""
+    return load_settings(data_dir or None).catalog_path
+
+
+def key_names(env: dict[str, str] | None = None, table: dict[str, Any] | None = None) -> set[str]:
     """The names of the variables that hold keys: providers' and the model catalog's."""
+    env = dict(os.environ) if env is None else env
+    table = _secrets_file() if table is None else table
     names = {p.key_env for p in PROVIDERS.values() if p.key_env}
     try:
-        state = _file_state(load_settings().catalog_path)
+        data_dir = env.get("GEPA_STUDIO_DATA_DIR") or str(table.get("GEPA_STUDIO_DATA_DIR") or "")
+        state = _file_state(_catalog_path(data_dir, os.getcwd()))
     except Exception:  # noqa: BLE001 - a broken setting must not stop scrubbing the other sources
         state = None
     if state:
@@ -88,12 +97,13 @@ def key_names() -> set[str]:
 def secret_values(extra: Iterable[str | None] = ()) -> frozenset[str]:
     """Every configured secret value (at least MIN_LENGTH characters), plus ``extra``."""
     table = _secrets_file()
+    env = dict(os.environ)  # one pass over the environment
     found = {v for v in extra if v}
-    for name in key_names():
-        value = os.environ.get(name) or table.get(name)
+    for name in key_names(env, table):
+        value = env.get(name) or table.get(name)
         if isinstance(value, str):
             found.add(value)
-    found.update(v for n, v in os.environ.items() if SECRET_NAME.search(n))
+    found.update(v for n, v in env.items() if SECRET_NAME.search(n))
     found.update(v for n, v in _toml_secrets(table) if SECRET_NAME.search(n))
     return frozenset(v.strip() for v in found if len(v.strip()) >= MIN_LENGTH)
 
