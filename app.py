@@ -9,7 +9,6 @@ from ui import auth, cache, routing, state
 from ui.widgets import studio_errors
 
 st.set_page_config(page_title="GEPA Studio", page_icon="🧬", layout="wide")
-state.init()
 access = auth.require_access()  # beyond loopback: sign in, or no pages at all (before routing: see ui.routing)
 routing.mark_routed()
 
@@ -24,14 +23,17 @@ PAGES = [
     st.Page("pages/history.py", title="History", icon=":material/history:"),
 ]
 page = st.navigation(PAGES)
-routing.open_requested_page()
 
 with studio_errors(stop=True):  # nothing works without knowing where runs live
     where = cache.settings()
+state.restore(access.user, where.data_dir)  # a new session: from the URL, this browser's profile, the defaults
+routing.open_requested_page()
+state.sync_url()  # a page switch clears the URL's parameters in the browser: put them back
 with st.sidebar:
     st.caption(f"Runs: `{where.tracking_uri}`  \nData: `{where.data_dir}`")
     st.button("Refresh", key="app.refresh", icon=":material/refresh:", on_click=cache.clear_caches,
               help="Reload runs, jobs and the model catalog now (they refresh on their own every few seconds).")
+    state.set_browser_cookie()  # only when the browser sent none: its profile outlives this session
 auth.show_status(access)  # the no-login warning on every page, or who is signed in
 
 page.run()

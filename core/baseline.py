@@ -26,6 +26,7 @@ from core.procs import process_started
 from core.program import (
     fingerprint,
     make_program,
+    module_type,
     program_from_dict,
     program_to_dict,
     prompt_text,
@@ -89,6 +90,7 @@ def run_evaluation(
     *,
     kind: RunKind = "baseline",
     program_label: str = "original",
+    module: str | None = None,
     sample: SampleSpec | None = None,
     task_ref: TaskRef | None = None,
     threads: int = 8,
@@ -107,7 +109,8 @@ def run_evaluation(
     The records are written to ``<data dir>/runs/<run id>/records.jsonl`` as they finish. A stopped run ends
     KILLED (tag ``studio.state`` interrupted); one the circuit breaker stopped ends FAILED (``studio.stopped_by``
     breaker, ``studio.error``, degraded) and raises; both keep their records and log their partial counts.
-    ``resume_run_id`` goes on with that run, reusing its records (see :func:`resume_evaluation`).
+    ``resume_run_id`` goes on with that run, reusing its records (see :func:`resume_evaluation`). ``module`` is the
+    program kind recorded as tag ``studio.module`` (default: the kind of ``program``, "predict" or "cot").
     """
     examples = to_examples(test, task)
     if resume_run_id:
@@ -121,7 +124,8 @@ def run_evaluation(
             **({f"sample_{k}": v for k, v in sample.to_dict().items()} if sample else {}),
             **({"task_source": task_ref.source or task_ref.kind} if task_ref else {}),
         }
-        tags = {f"{TAG}model": spec.name, f"{TAG}program": program_label, **process_tags(), **(extra_tags or {})}
+        tags = {f"{TAG}model": spec.name, f"{TAG}program": program_label, f"{TAG}module": module or module_type(program),
+                **process_tags(), **(extra_tags or {})}
         if job_id:
             tags[f"{TAG}job_id"] = job_id
         run_id = store.start_run(kind, task.name, run_name=f"{spec.name} · {program_label}", params=params, tags=tags,
@@ -282,7 +286,7 @@ def run_baselines(
 
         try:
             run_id, result = run_evaluation(store, task, spec, program, splits.test, kind="baseline",
-                                            program_label="original", sample=sample, task_ref=task_ref,
+                                            program_label="original", module=module, sample=sample, task_ref=task_ref,
                                             threads=threads, cache=cache, on_record=cb, should_stop=should_stop,
                                             resume_run_id=(resume or {}).get(spec.name), on_run_created=note)
             outcomes.append(EvalOutcome(run_id, spec, result))

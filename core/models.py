@@ -203,7 +203,11 @@ def detect_ollama(base: str = OLLAMA_DEFAULT_BASE, timeout: float = 0.5) -> list
 
 @dataclass
 class ModelCatalog:
-    """The user's models (presets plus their own), saved as JSON in the data dir, without secrets."""
+    """The user's models (presets plus their own), saved as JSON in the data dir, without secrets.
+
+    Presets are read-only: a user's model may take a preset's name (it then overrides the preset until removed),
+    and ``copy`` makes an editable copy of one under a new name.
+    """
 
     path: Path
     models: dict[str, ModelSpec] = field(default_factory=dict)
@@ -223,16 +227,48 @@ class ModelCatalog:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        custom = [m.to_dict() for name, m in sorted(self.models.items()) if m not in PRESETS]
+        custom = [self.models[name].to_dict() for name in self.own_names()]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"models": custom}, indent=2), encoding="utf-8")
         tmp.replace(self.path)
 
-    def add(self, spec: ModelSpec) -> None:
+    def add(self, spec: ModelSpec, *, replace: bool = False) -> None:
+        """Add ``spec``; a name already in the catalog is refused unless ``replace`` says to overwrite it."""
+        if not replace and spec.name in self.models:
+            raise ModelError(f"A model named {spec.name!r} is already in the catalog ({self.models[spec.name].model}).",
+                             "Give the new model another name, or remove the existing one first (the Models page offers to replace it).")
         self.models[spec.name] = spec
 
+    def update(self, name: str, /, **changes: Any) -> ModelSpec:
+        """Change the user's model ``name`` (price, timeout, base URL, even its ``name=``); returns the new spec.
+
+        The changed spec checks itself like a new one; presets are read-only (``copy`` one first)."""
+        current = self.get(name)
+        if not self.is_own(current.name):
+            raise ModelError(f"{current.name} is a preset, and presets are read-only.",
+                             "Copy it to your models and edit the copy.")
+        spec = replace(current, **changes)
+        if spec.name != current.name and spec.name in self.models:
+            raise ModelError(f"A model named {spec.name!r} is already in the catalog.", "Choose another name.")
+        self.remove(current.name)
+        self.models[spec.name] = spec
+        return spec
+
+    def copy(self, name: str) -> ModelSpec:
+        """Add an editable copy of model ``name`` (a preset, say) under a free name such as ``"<name> (copy)"``."""
+        spec = self.get(name)
+        new, n = f"{spec.name} (copy)", 2
+        while new in self.models:
+            new, n = f"{spec.name} (copy {n})", n + 1
+        self.models[new] = replace(spec, name=new)
+        return self.models[new]
+
     def remove(self, name: str) -> None:
+        """Forget the user's model ``name``; a preset it overrode comes back, and presets themselves stay."""
         self.models.pop(name, None)
+        preset = next((p for p in PRESETS if p.name == name), None)
+        if preset is not None:
+            self.models[name] = preset
 
     def get(self, name: str) -> ModelSpec:
         """The spec named ``name`` (display name or model string)."""
@@ -246,8 +282,17 @@ class ModelCatalog:
             "Known models: " + ", ".join(sorted(self.models)) + ". Add it on the Models page or with a full spec.",
         )
 
+    def is_own(self, name: str) -> bool:
+        """Is ``name`` one of the user's models (added, or a preset they changed), rather than a preset?"""
+        return self.models[name] not in PRESETS
+
+    def own_names(self) -> list[str]:
+        return sorted(name for name in self.models if self.is_own(name))
+
     def names(self) -> list[str]:
-        return sorted(self.models)
+        """Every model's name: the user's own first, then the presets, each sorted."""
+        own = self.own_names()
+        return own + sorted(set(self.models) - set(own))
 
 
 # Building and checking -----------------------------------------------------------------------

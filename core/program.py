@@ -16,24 +16,51 @@ from core.tasks import Task, default_instruction
 logger = logging.getLogger(__name__)
 
 ModuleType = Literal["predict", "cot"]
+Start = Literal["bare", "described", "own"]
 PROGRAM_FORMAT = 1
 
+# The starting program's instruction: the one table the config, the pages and the CLI read.
+STARTS: dict[str, str] = {
+    "bare": "DSPy's bare signature: the text field and the label field typed with the labels, under DSPy's default "
+            "instruction (as the original notebook started)",
+    "described": "the signature with an instruction that lists the labels and says what each means (GEPA Studio's "
+                 "default)",
+    "own": "the signature with your own instruction",
+}
 
-def make_signature(task: Task, instruction: str | None = None) -> type[dspy.Signature]:
-    """A signature ``<input_field> -> <output_field>`` whose output is typed ``Literal[labels]``."""
+
+def check_start(start: str, instruction: str | None) -> None:
+    """ConfigError unless ``start`` is an entry of :data:`STARTS` that fits ``instruction``."""
+    if start not in STARTS:
+        raise ConfigError(f"Unknown starting program {start!r}.", f"Use one of: {', '.join(STARTS)}.")
+    if start == "own" and not (instruction or "").strip():
+        raise ConfigError("Starting from your own instruction needs the instruction.",
+                          "Write it, or start from 'bare' or 'described'.")
+    if start == "bare" and (instruction or "").strip():
+        raise ConfigError("A bare start uses DSPy's default instruction, so it takes no instruction.",
+                          "Start from 'own' to use yours.")
+
+
+def make_signature(task: Task, instruction: str | None = None, start: Start = "described") -> type[dspy.Signature]:
+    """A signature ``<input_field> -> <output_field>`` whose output is typed ``Literal[labels]``; its instruction
+    as :data:`STARTS` says (``instruction`` wins for ``"described"``, as it always has)."""
     if len(task.labels) < 2:
         raise ConfigError(f"Task {task.name!r} has fewer than 2 labels.", "A classifier needs at least two labels.")
+    check_start(start, instruction)
     label_type = Literal[tuple(task.labels)]  # type: ignore[valid-type]
     fields: dict[str, Any] = {
         task.input_field: (str, dspy.InputField()),
         task.output_field: (label_type, dspy.OutputField()),
     }
+    if start == "bare":
+        return dspy.Signature(fields)  # DSPy writes its own default instruction for these fields
     return dspy.Signature(fields, instruction or task.instruction or default_instruction(task))
 
 
-def make_program(task: Task, module: ModuleType = "predict", instruction: str | None = None) -> dspy.Module:
-    """A fresh, unoptimized program for ``task``."""
-    sig = make_signature(task, instruction)
+def make_program(task: Task, module: ModuleType = "predict", instruction: str | None = None, *,
+                 start: Start = "described") -> dspy.Module:
+    """A fresh, unoptimized program for ``task``, starting as :data:`STARTS` says."""
+    sig = make_signature(task, instruction, start)
     if module == "predict":
         return dspy.Predict(sig)
     if module == "cot":

@@ -15,13 +15,16 @@ from core.store import TAG
 from core.tasks import label_counts
 
 EVAL_KINDS = ("baseline", "evaluation")
+# The program kind a run evaluated or optimized (its ``module`` column): one entry per kind.
+MODULE_NAMES = {"predict": "Predict", "cot": "CoT"}
+OUTCOMES = ("finished", "capped", "cancelled", "failed", "running", "interrupted")
 CHART_COLUMNS = [
-    "run_id", "model", "program", "label", "accuracy", "ci_low", "ci_high", "n", "macro_f1", "cost_per_1k",
+    "run_id", "model", "program", "module", "label", "accuracy", "ci_low", "ci_high", "n", "macro_f1", "cost_per_1k",
     "p50_latency_s", "input_tokens", "output_tokens", "cost_usd", "failed", "failure_rate", "degraded",
 ]
 # status reads INTERRUPTED for a run killed or stopped before its end; partial: it did not see all its examples.
 HISTORY_COLUMNS = [
-    "start_time", "kind", "task", "model", "program", "status", "partial", "degraded", "accuracy", "failed",
+    "start_time", "kind", "task", "model", "module", "program", "status", "partial", "degraded", "accuracy", "failed",
     "failure_rate", "macro_f1", "n", "cost_usd", "cost_per_1k", "optimization_cost_usd", "started_by", "run_name", "run_id",
 ]
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"
@@ -38,11 +41,28 @@ def _when(value: Any) -> str:
         return "?"
 
 
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def module_name(module: Any) -> str:
+    """How a program kind reads: "Predict", "CoT"; an unknown kind as it is; none (older runs) as Predict."""
+    return MODULE_NAMES["predict"] if _missing(module) or module == "" else MODULE_NAMES.get(str(module), str(module))
+
+
+def _modules(runs: pd.DataFrame) -> pd.Series:
+    """The table's ``module`` column, "predict" where unknown (runs from before the tag)."""
+    if "module" not in runs:
+        return pd.Series("predict", index=runs.index, dtype=object)
+    return runs["module"].astype(object).where(runs["module"].notna() & (runs["module"] != ""), "predict")
+
+
 def run_choice_label(row: Mapping[str, Any]) -> str:
-    """How a run reads in a picker: model · program · task · start time · short id."""
+    """How a run reads in a picker: model · program kind · original|optimized · task · start time · short id."""
     model = row.get("model") or row.get("run_name") or "?"
     program = row.get("program") or row.get("kind") or "?"
-    return f"{model} · {program} · {row.get('task') or '?'} · {_when(row.get('start_time'))} · {str(row['run_id'])[:8]}"
+    return (f"{model} · {module_name(row.get('module'))} · {program} · {row.get('task') or '?'} · "
+            f"{_when(row.get('start_time'))} · {str(row['run_id'])[:8]}")
 
 
 def run_choices(runs: pd.DataFrame) -> dict[str, str]:
@@ -53,42 +73,83 @@ def run_choices(runs: pd.DataFrame) -> dict[str, str]:
 def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Baseline and evaluation runs as the charts' input (columns CHART_COLUMNS plus task, kind, start_time).
 
-    ``label`` is "<model> · <program>"; runs without an accuracy are left out: those that failed, or were stopped
-    or killed before their end (a partial run logs its counts, never an accuracy).
+    ``label`` is "<model> · <Predict|CoT>" for an original program and "<model> · <Predict|CoT> · optimized" for an
+    optimized one, so two program kinds of one model never share a label. Runs without an accuracy are left out:
+    those that failed, or were stopped or killed before their end (a partial run logs its counts, never an accuracy).
     """
     if runs.empty:
         return pd.DataFrame(columns=CHART_COLUMNS + ["task", "kind", "start_time"])
     df = runs[runs["kind"].isin(EVAL_KINDS) & runs["accuracy"].notna()].copy()
     df["model"] = df["model"].fillna(df["run_name"]).fillna("?").astype(str)
     df["program"] = df["program"].fillna("original").astype(str)
-    df["label"] = df["model"] + " · " + df["program"]
+    df["module"] = _modules(df)
+    names = df["module"].map(MODULE_NAMES).fillna(df["module"]).astype(str)
+    df["label"] = df["model"] + " · " + names + df["program"].map(lambda p: "" if p == "original" else f" · {p}")
     df["ci_low"] = df["accuracy_ci_low"]
     df["ci_high"] = df["accuracy_ci_high"]
     return df[CHART_COLUMNS + ["task", "kind", "start_time"]].reset_index(drop=True)
 
 
 def latest_per_label(frame: pd.DataFrame) -> pd.DataFrame:
-    """Only the newest run of each label (model · program)."""
+    """Only the newest run of each label (model · program kind [· optimized])."""
     if frame.empty:
         return frame.copy()
     ordered = frame.sort_values("start_time", ascending=False, kind="stable", na_position="last")
     return ordered.drop_duplicates("label", keep="first").reset_index(drop=True)
 
 
+def _outcomes(opts: pd.DataFrame) -> pd.Series:
+    """How each optimization ended (one of OUTCOMES): capped when its stop reason is the spending cap."""
+    status = opts["status"].astype(object)
+    stop = opts["stop_reason"].fillna("").astype(str) if "stop_reason" in opts else pd.Series("", index=opts.index)
+    out = pd.Series("finished", index=opts.index, dtype=object)
+    out[status == "FAILED"] = "failed"
+    out[status == "KILLED"] = "cancelled"
+    out[stop.str.startswith("spending cap") & status.isin(["KILLED", "FINISHED"])] = "capped"
+    out[status == "INTERRUPTED"] = "interrupted"
+    out[status == "RUNNING"] = "running"
+    return out
+
+
+def _text(values: pd.Series, missing: str = "?") -> pd.Series:
+    return values.astype(object).where(values.notna() & (values.astype(str) != ""), missing).astype(str)
+
+
+def _optimization_labels(df: pd.DataFrame) -> pd.Series:
+    """ "GEPA · <student> ← <reflection> · <budget> · <before>→<after>", vectorised: Compare labels thousands."""
+    def pct(col: str) -> pd.Series:
+        return (df[col].astype(float) * 100).map("{:.1f}%".format)
+
+    result = (pct("original_test_accuracy") + "→" + pct("optimized_test_accuracy")).where(df["has_results"],
+                                                                                        "no test results")
+    budget = _text(df["budget"], "").map(lambda b: f" · {b}" if b else "")
+    marked = df["outcome"].map(lambda o: f" · {o}" if o in ("capped", "cancelled", "failed") else "")
+    return "GEPA · " + _text(df["model"]) + " ← " + _text(df["reflection_model"]) + budget + " · " + result + marked
+
+
 def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Optimization runs with a readable ``run_label`` and their cost split (input of optimization_cost_split)."""
-    columns = ["run_id", "run_label", "model", "task", "status", "start_time", "student_cost_usd",
-               "reflection_cost_usd", "optimization_cost_usd", "best_val_score"]
+    """Optimization runs (input of optimization_cost_split): their cost split, test accuracies before and after,
+    ``outcome`` (one of OUTCOMES), ``has_results`` (both test accuracies known) and a readable ``run_label``:
+    "GEPA · <student> ← <reflection> · <budget> · <before>→<after>" (or "· no test results"), then "· capped",
+    "· cancelled" or "· failed" when so. Labels are unique only together with the run id."""
+    columns = ["run_id", "run_label", "model", "reflection_model", "budget", "module", "task", "status", "outcome",
+               "stop_reason", "start_time", "student_cost_usd", "reflection_cost_usd", "optimization_cost_usd",
+               "best_val_score", "original_test_accuracy", "optimized_test_accuracy", "original_cost_per_1k",
+               "optimized_cost_per_1k", "has_results"]
     if runs.empty:
-        return pd.DataFrame(columns=columns + ["original_test_accuracy", "optimized_test_accuracy"])
+        return pd.DataFrame(columns=columns)
     df = runs[runs["kind"] == "optimization"].copy()
-    for col in ("original_test_accuracy", "optimized_test_accuracy"):
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    for col in columns:
         if col not in df:
-            df[col] = float("nan")
-    df["run_label"] = [
-        f"GEPA · {m or '?'} · {_when(t)}" for m, t in zip(df["model"], df["start_time"], strict=True)
-    ]
-    return df[columns + ["original_test_accuracy", "optimized_test_accuracy"]].reset_index(drop=True)
+            df[col] = float("nan") if col.endswith(("accuracy", "per_1k")) else None
+    df["module"] = _modules(df)
+    df["stop_reason"] = df["stop_reason"].fillna("")
+    df["outcome"] = _outcomes(df)
+    df["has_results"] = (df["original_test_accuracy"].notna() & df["optimized_test_accuracy"].notna()).astype(bool)
+    df["run_label"] = _optimization_labels(df)
+    return df[columns].reset_index(drop=True)
 
 
 def per_label_frame(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -116,22 +177,24 @@ def linked_evaluations(opt_run_id: str, tags: Mapping[str, str], runs: pd.DataFr
 
 
 def latest_optimization(runs: pd.DataFrame) -> str | None:
-    """The newest finished optimization run (or the newest at all), or None."""
+    """The newest optimization with test results (before and after), else the newest at all, else None."""
     if runs.empty:
         return None
-    opts = runs[runs["kind"] == "optimization"]
-    finished = opts[opts["status"] == "FINISHED"]
-    pick = finished if not finished.empty else opts
-    return None if pick.empty else str(pick.sort_values("start_time", ascending=False).iloc[0]["run_id"])
+    opts = optimization_frame(runs).sort_values("start_time", ascending=False, kind="stable", na_position="last")
+    with_results = opts[opts["has_results"]]
+    pick = with_results if not with_results.empty else opts
+    return None if pick.empty else str(pick.iloc[0]["run_id"])
 
 
 def filter_runs(runs: pd.DataFrame, *, kinds: Sequence[str] = (), tasks: Sequence[str] = (),
-                models: Sequence[str] = (), statuses: Sequence[str] = ()) -> pd.DataFrame:
-    """Runs matching every non-empty filter (an empty list means "any")."""
+                models: Sequence[str] = (), statuses: Sequence[str] = (), modules: Sequence[str] = ()) -> pd.DataFrame:
+    """Runs matching every non-empty filter (an empty list means "any"); ``modules`` are program kinds."""
     mask = pd.Series(True, index=runs.index)
     for column, wanted in (("kind", kinds), ("task", tasks), ("model", models), ("status", statuses)):
         if wanted:
             mask &= runs[column].isin(list(wanted))
+    if modules:
+        mask &= _modules(runs).isin(list(modules))
     return runs[mask]
 
 

@@ -4,11 +4,13 @@ import streamlit as st
 
 from core.analytics import charts
 from core.models import PROVIDER_HELP
-from core.runs import chart_frame, latest_per_label
+from core.runs import chart_frame, latest_per_label, module_name
 from core.settings import get_secret
 from ui import auth, cache, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, baseline_progress, degraded_warning, failure_table, job_picker, live_panel
 from ui.widgets import run_column_config, studio_errors
+
+TABLE_ROWS = 500  # the newest baseline runs in the table (History pages through all of them)
 
 routing.require_app(__file__)
 st.title("Baselines")
@@ -75,18 +77,23 @@ with studio_errors():
         degraded_warning(row, cache.run_tags(str(row["run_id"])))
 if not frame.empty:
     st.plotly_chart(charts.accuracy_bars(frame), key="baselines.chart.accuracy")
-columns = ["start_time", "model", "task", "status", "degraded", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-           "failed", "failure_rate", "failures by kind", "macro_f1", "n", "cost_usd", "cost_per_1k", "p50_latency_s",
-           "input_tokens", "output_tokens", "run_id"]
+columns = ["start_time", "model", "module", "task", "status", "degraded", "accuracy", "accuracy_ci_low",
+           "accuracy_ci_high", "failed", "failure_rate", "failures by kind", "macro_f1", "n", "cost_usd", "cost_per_1k",
+           "p50_latency_s", "input_tokens", "output_tokens", "run_id"]
 if "partial" in baselines:  # killed or stopped before its last example: resumable, not a final score
     columns.insert(columns.index("status") + 1, "partial")
+table = failure_table(baselines.head(TABLE_ROWS))[columns]
+table["module"] = table["module"].map(module_name)
 st.dataframe(
-    failure_table(baselines)[columns], hide_index=True, key="baselines.table",
+    table, hide_index=True, key="baselines.table",
     column_config=run_column_config(
+        module=st.column_config.TextColumn("program", help="The program kind: Predict or CoT (chain of thought)."),
         accuracy_ci_low=st.column_config.NumberColumn("CI low", format="percent"),
         accuracy_ci_high=st.column_config.NumberColumn("CI high", format="percent"),
         p50_latency_s=st.column_config.NumberColumn("p50 latency (s)", format="%.2f"),
         **FAILURE_COLUMN_CONFIG,
     ),
 )
+if len(baselines) > TABLE_ROWS:
+    st.caption(f"The newest {TABLE_ROWS:,} of {len(baselines):,} baseline runs; History lists every run.")
 st.page_link("pages/compare.py", label="Compare with optimized programs", icon=":material/bar_chart:")

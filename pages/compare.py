@@ -3,15 +3,17 @@
 import streamlit as st
 
 from core.analytics import charts
-from core.analytics.stats import paired_summary
+from core.analytics.stats import paired_summary, trade_off
 from core.errors import StudioError
 from core.runs import (
+    MODULE_NAMES,
     chart_frame,
     distinct,
     filter_runs,
     latest_optimization,
     latest_per_label,
     linked_evaluations,
+    module_name,
     most_expensive,
     optimization_frame,
     per_label_frame,
@@ -21,7 +23,9 @@ from ui import cache, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.widgets import pct, studio_errors, usd
 
-KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after evaluations of optimizations"}
+KIND_NAMES = {"baseline": "Baselines", "evaluation": "GEPA before/after"}
+MARKED = ("capped", "cancelled", "failed")  # optimizations that stopped early: their evaluations say so
+OPT_BARS = 30  # bars in the optimization cost chart (the newest)
 warned: set[str] = set()
 
 
@@ -45,18 +49,37 @@ if runs.empty:
 
 tasks = distinct(runs, "task")
 current = state.task_ref().task_name
-task = st.selectbox("Task", tasks, index=tasks.index(current) if current in tasks else 0, key="compare.task",
+newest_task = str(runs.sort_values("start_time", ascending=False, na_position="last").iloc[0]["task"])
+task = st.selectbox("Task", tasks, index=tasks.index(current if current in tasks else newest_task), key="compare.task",
                     help="Runs are only comparable on the same task (and the same test sizes and seed).")
+if current not in tasks and task == newest_task:
+    st.caption(f"No runs of task {current} yet: showing {newest_task}, the task with the newest runs.")
 scoped = runs[runs["task"] == task]
+opts = charts.with_failures(optimization_frame(scoped), scoped, charts.OPTIMIZATION_FAILURE_COLUMNS)
 
-filters = st.columns([2, 2, 1], vertical_alignment="bottom")
+
+def marked(frame):
+    """Evaluations of an optimization that stopped early (capped, cancelled) say so in their label and table."""
+    outcome = dict(zip(opts["run_id"], opts["outcome"], strict=True))
+    parents = dict(zip(scoped["run_id"], scoped["parent_run_id"], strict=True))
+    frame = frame.copy()
+    frame["stopped"] = [outcome.get(parents.get(r), "") for r in frame["run_id"]]
+    frame["stopped"] = frame["stopped"].where(frame["stopped"].isin(MARKED), "")
+    frame["label"] = frame["label"] + frame["stopped"].map(lambda o: f" · {o}" if o else "")
+    return frame
+
+
+filters = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 kinds = filters[0].multiselect("Runs", list(KIND_NAMES), default=list(KIND_NAMES), format_func=KIND_NAMES.get,
                                key="compare.kinds")
-all_evals = charts.with_failures(chart_frame(filter_runs(scoped, kinds=kinds or list(KIND_NAMES))), scoped)
+all_evals = marked(charts.with_failures(chart_frame(filter_runs(scoped, kinds=kinds or list(KIND_NAMES))), scoped))
 models = filters[1].multiselect("Models", distinct(all_evals, "model"), key="compare.models", placeholder="All models")
-newest = filters[2].toggle("Newest per model · program", value=True, key="compare.newest",
-                           help="Off: every run, repeated runs included.")
-frame = filter_runs(all_evals, models=models)
+modules = filters[2].multiselect("Program", list(MODULE_NAMES), format_func=MODULE_NAMES.get, key="compare.modules",
+                                 placeholder="Predict and CoT", help="Predict answers directly; CoT (chain of "
+                                 "thought) reasons first.")
+newest = filters[3].toggle("Newest only", value=True, key="compare.newest",
+                           help="The newest run of each model · program; off: every run, repeated runs included.")
+frame = filter_runs(all_evals, models=models, modules=modules)
 if newest:
     frame = latest_per_label(frame)
 
@@ -72,8 +95,13 @@ else:
     with st.expander(f"Table ({len(frame)} runs)"):
         table = failure_table(frame)
         table = table.drop(columns=["task", *(c for c in table.columns if c.startswith("failed_"))])
+        table["module"] = table["module"].map(module_name)
         st.dataframe(table, hide_index=True, key="compare.table", column_config={
             **FAILURE_COLUMN_CONFIG,
+            "module": st.column_config.TextColumn("program kind", help="Predict or CoT (chain of thought)"),
+            "program": st.column_config.TextColumn("program", help="original, or optimized by GEPA"),
+            "stopped": st.column_config.TextColumn("stopped", help="The optimization stopped early (spending cap, "
+                                                   "cancel): its best program so far was evaluated."),
             "accuracy": st.column_config.NumberColumn(format="percent"),
             "accuracy_answered": st.column_config.NumberColumn("accuracy of the answered", format="percent"),
             "ci_low": st.column_config.NumberColumn(format="percent"),
@@ -83,14 +111,19 @@ else:
         })
 
     st.subheader("F1 per class")
-    labels = {str(r["run_id"]): run_choice_label(r) for r in frame.to_dict("records")}
-    default = []
-    with studio_errors():
-        if latest_opt := latest_optimization(scoped):
-            default = [rid for rid in linked_evaluations(latest_opt, cache.run_tags(latest_opt), runs) if rid in labels]
-    default = default or list(frame.sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
-    picked = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, max_selections=6,
-                            key="compare.per_label.runs")
+    labels = {str(r["run_id"]): run_choice_label(r) + (f" · {r['stopped']}" if r["stopped"] else "")
+              for r in frame.to_dict("records")}
+    default = [rid for rid in state.compare_runs() if rid in labels]
+    if not default:
+        with studio_errors():
+            if latest_opt := latest_optimization(scoped):
+                default = [rid for rid in linked_evaluations(latest_opt, cache.run_tags(latest_opt), runs)
+                           if rid in labels]
+        default = default or list(frame.sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
+    st.session_state["compare.per_label.runs"] = default[:6]  # the kept choice is the truth; a pick updates it
+    picked = st.multiselect("Runs", list(labels), format_func=labels.get, max_selections=6,
+                            key="compare.per_label.runs",
+                            on_change=lambda: state.set_compare_runs(st.session_state["compare.per_label.runs"]))
     tables, missing = {}, []
     for rid in picked:
         try:
@@ -102,22 +135,33 @@ else:
     st.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
 
 st.subheader("Optimizations")
-opts = charts.with_failures(optimization_frame(scoped), scoped, charts.OPTIMIZATION_FAILURE_COLUMNS)
 if opts.empty:
     st.info(f"No optimization of task {task} yet.")
     st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
     st.stop()
-st.plotly_chart(charts.optimization_cost_split(opts), key="compare.chart.opt_cost")
+st.plotly_chart(charts.optimization_cost_split(opts.head(OPT_BARS)), key="compare.chart.opt_cost")
+if len(opts) > OPT_BARS:
+    st.caption(f"What the newest {OPT_BARS} of {len(opts):,} optimizations cost.")
 
 opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + opts["run_id"].str[:8], strict=True))
-opt_id = st.selectbox("Optimization", list(opt_labels), format_func=opt_labels.get, key="compare.opt")
+newest_opt = latest_optimization(scoped)
+opt_id = st.selectbox("Optimization", list(opt_labels), index=list(opt_labels).index(newest_opt) if newest_opt else 0,
+                      format_func=opt_labels.get, key="compare.opt",
+                      help="Preselected: the newest optimization with test results.")
 opt_row = opts[opts["run_id"] == opt_id].iloc[0]
 warn_if_degraded(opt_row.to_dict())
 with studio_errors(stop=True):
     original_id, optimized_id = linked_evaluations(opt_id, cache.run_tags(opt_id), runs)
-if not original_id or not optimized_id:
-    st.info("This optimization has no before/after test evaluations (it was cancelled, failed, or is still running).")
+if not opt_row["has_results"] or not original_id or not optimized_id:
+    if opt_row["outcome"] in ("running", "interrupted"):
+        st.info(f"This optimization is {opt_row['outcome']}: its test results come when it ends.")
+    else:
+        st.info("This optimization stopped before its test evaluation. Its best program is kept: evaluate it on "
+                f"the Optimize page, or with `python -m core finish {opt_id}`.")
+        st.page_link("pages/optimize.py", label="Optimize page", icon=":material/auto_fix_high:")
     st.stop()
+if opt_row["outcome"] in MARKED:
+    st.caption(f"This optimization was {opt_row['outcome']}: below, the best program it had found then.")
 
 st.markdown("**Original vs optimized on the same test examples**")
 for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
@@ -125,15 +169,17 @@ for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized
 with studio_errors():
     summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
                              cache.artifact_csv(optimized_id, "records.csv"))
-    cols = st.columns(4)
+    interval = f"{summary['ci_low'] * 100:+.1f} to {summary['ci_high'] * 100:+.1f} points"
+    cols = st.columns(3)
     cols[0].metric("Accuracy before", pct(summary["accuracy_before"]))
-    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts")
-    cols[2].metric("95% interval of the gain", f"{summary['ci_low'] * 100:+.1f} to {summary['ci_high'] * 100:+.1f} pts",
-                   help=f"Paired bootstrap over the {int(summary['n'])} examples; p = {summary['p_bootstrap']:.3f}")
-    cols[3].metric("McNemar exact p", f"{summary['p_mcnemar']:.3f}")
-    st.caption(f"Only the optimized program is right on {int(summary['after_only'])} examples, only the original on "
-               f"{int(summary['before_only'])} (n = {int(summary['n'])}). A p-value under 0.05 means the difference "
-               "is unlikely to be chance on examples like these.")
+    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts",
+                   help=f"95% interval of the gain: {interval} (paired bootstrap over the {int(summary['n'])} "
+                        f"examples; p = {summary['p_bootstrap']:.3f})")
+    cols[2].metric("McNemar exact p", f"{summary['p_mcnemar']:.3f}")
+    st.caption(f"95% interval of the gain: {interval}. Only the optimized program is right on "
+               f"{int(summary['after_only'])} examples, only the original on {int(summary['before_only'])} "
+               f"(n = {int(summary['n'])}). A p-value under 0.05 means the difference is unlikely to be chance on "
+               "examples like these.")
 
 st.markdown("**When does the optimization pay for itself?**")
 references = latest_per_label(all_evals)
@@ -149,9 +195,14 @@ ref_id = st.selectbox("Instead of", list(ref_labels), index=list(ref_labels).ind
                       help="The model you would otherwise use (usually the expensive one).")
 reference, optimized = references[references["run_id"] == ref_id].iloc[0], optimized_rows.iloc[0]
 with studio_errors():
+    try:
+        accuracy = trade_off(cache.artifact_csv(ref_id, "records.csv"), cache.artifact_csv(optimized_id, "records.csv"))
+    except StudioError as exc:  # no records to compare: the headline says nothing about accuracy
+        st.caption(f"No accuracy trade-off: {exc.message}")
+        accuracy = None
     fig = charts.break_even_chart(
         float(opt_row["optimization_cost_usd"]), float(reference["cost_per_1k"]), float(optimized["cost_per_1k"]),
-        labels=(f"{reference['label']}", f"{optimized['model']} · optimized (incl. optimization)"),
+        labels=(f"{reference['label']}", f"{optimized['model']} · optimized (incl. optimization)"), trade_off=accuracy,
     )
     st.plotly_chart(fig, key="compare.chart.break_even")
     st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at {pct(reference['accuracy'])}; "

@@ -4,10 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.runs import HISTORY_COLUMNS, distinct, filter_runs, run_choices
+from core.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices
 from ui import cache, routing
 from ui.jobs import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_table
 from ui.widgets import pct, run_column_config, studio_errors, usd
+
+PAGE_ROWS = 500  # rows of the run table per page: a table of 10,000 runs takes seconds to send
 
 routing.require_app(__file__)
 st.title("History")
@@ -23,30 +25,48 @@ with runs_tab:
     if runs.empty:
         st.info("No runs yet.")
     else:
-        cols = st.columns(4)
+        cols = st.columns(5)
         kinds = cols[0].multiselect("Kind", distinct(runs, "kind"), key="history.kinds", placeholder="Any kind",
                                     persist_state="session")
         tasks = cols[1].multiselect("Task", distinct(runs, "task"), key="history.tasks", placeholder="Any task",
                                     persist_state="session")
         models = cols[2].multiselect("Model", distinct(runs, "model"), key="history.models", placeholder="Any model",
                                      persist_state="session")
-        statuses = cols[3].multiselect("Status", distinct(runs, "status"), key="history.statuses",
+        modules = cols[3].multiselect("Program", distinct(runs, "module"), key="history.modules", format_func=module_name,
+                                      placeholder="Any program", persist_state="session",
+                                      help="The program kind a run evaluated or optimized: Predict or chain of thought.")
+        statuses = cols[4].multiselect("Status", distinct(runs, "status"), key="history.statuses",
                                        placeholder="Any status", persist_state="session")
-        shown = filter_runs(runs, kinds=kinds, tasks=tasks, models=models, statuses=statuses)
-        st.caption(f"{len(shown)} of {len(runs)} runs")
+        shown = filter_runs(runs, kinds=kinds, tasks=tasks, models=models, statuses=statuses, modules=modules)
+        pages = max(1, -(-len(shown) // PAGE_ROWS))
+        page = 1
+        if pages > 1:  # thousands of runs: one page of the table at a time, never a silent cut
+            if st.session_state.get("history.page", 1) > pages:  # the filters left fewer pages
+                st.session_state["history.page"] = pages
+            page = int(st.number_input(f"Page (of {pages:,}, {PAGE_ROWS:,} runs each, newest first)", min_value=1,
+                                       max_value=pages, value=1, key="history.page"))
+        rows = shown.iloc[(page - 1) * PAGE_ROWS:page * PAGE_ROWS]
+        span = f" · rows {(page - 1) * PAGE_ROWS + 1:,}–{(page - 1) * PAGE_ROWS + len(rows):,}" if pages > 1 else ""
+        st.caption(f"{len(shown):,} of {len(runs):,} runs{span}")
         columns = [c for c in HISTORY_COLUMNS if c not in ("degraded", "failed", "failure_rate")]
         at = columns.index("accuracy") + 1
         columns[at:at] = ["failed", "failure_rate"]
         columns.insert(columns.index("status") + 1, "degraded")
-        st.dataframe(failure_table(shown)[columns], hide_index=True, key="history.table",
+        table = failure_table(rows)[columns]
+        table["module"] = table["module"].map(module_name)
+        st.dataframe(table, hide_index=True, key="history.table",
                      column_config=run_column_config(
+                         module=st.column_config.TextColumn("program", help="The program kind: Predict or CoT "
+                                                                            "(chain of thought)."),
+                         program=st.column_config.TextColumn("version", help="original, optimized, or gepa (the "
+                                                                             "optimization run itself)."),
                          optimization_cost_usd=st.column_config.NumberColumn("optimization cost", format="$%.4f"),
                          **FAILURE_COLUMN_CONFIG,
                      ))
 
-        choices = run_choices(shown.head(1000))
+        choices = run_choices(rows)
         run_id = st.selectbox("Details of run", list(choices), index=None, format_func=choices.get,
-                              key="history.run", placeholder="Pick a run to see its details")
+                              key="history.run", placeholder="Pick a run of this page to see its details")
         if run_id:
             with studio_errors(stop=True):
                 detail = cache.run_detail(run_id)

@@ -28,9 +28,10 @@ with steps[2], st.container(border=True):
 
 ref, spec = state.task_ref(), state.sample()
 st.caption(
-    f"This session: student **{state.student() or 'not chosen'}**, reflection **{state.reflection() or 'not chosen'}**, "
-    f"task **{ref.task_name}** ({spec.train_per_label} train / {spec.val_per_label} validation / "
-    f"{spec.test_per_label} test per label, seed {spec.seed})."
+    f"You are working on: student **{state.student() or 'not chosen'}**, reflection "
+    f"**{state.reflection() or 'not chosen'}**, task **{ref.task_name}** ({spec.train_per_label} train / "
+    f"{spec.val_per_label} validation / {spec.test_per_label} test per label, seed {spec.seed}). "
+    "Kept for this browser, and in the address bar: bookmark or share the link to come back to it."
 )
 
 left, right = st.columns(2)
@@ -54,7 +55,7 @@ with right:
         cols[2].metric("Evaluations", int(counts.get("evaluation", 0)))
         jobs = cache.jobs_table()
         active = int(jobs["state"].isin(["queued", "running"]).sum()) if not jobs.empty else 0
-        cols[3].metric("Jobs running or queued", active, help=f"{len(jobs)} jobs in total")
+        cols[3].metric("Active jobs", active, help=f"Running or queued; {len(jobs)} jobs in total")
     where = cache.settings()
     st.markdown(f"Runs are MLflow runs in `{where.tracking_uri}`; uploads, jobs and the model catalog "
                 f"live in `{where.data_dir}`.")

@@ -1,13 +1,14 @@
-"""Models: choose the student, the reflection model and the models to compare; add, check and remove models."""
+"""Models: choose the student, the reflection model and the models to compare; add, edit, check and remove models."""
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from core import models as core_models
 from core.errors import ModelError
-from core.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelSpec
+from core.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelCatalog, ModelSpec
 from core.settings import PROVIDERS, get_secret
 from ui import cache, routing, state
 from ui.widgets import key_status, safe_text, show_error, studio_errors
@@ -15,20 +16,112 @@ from ui.widgets import key_status, safe_text, show_error, studio_errors
 PROVIDER_NAMES = {name: p.title for name, p in PROVIDERS.items()}
 TIMEOUT_HELP = "Seconds one call may take before it counts as a timeout."
 RETRIES_HELP = "How many times a call that failed transiently (rate limit, server error, timeout) is tried again."
+PRICE_HELP = "USD per 1M tokens. Leave empty to use LiteLLM's price (0 for a local server)."
+LOCAL_BASE = "http://localhost:11434/v1"
+ROLE_WIDGETS = ("models.student.w", "models.reflection.w", "models.compare.w")
+# Page-only keys: the add form's widgets, a duplicate waiting for "Replace", the model whose values the edit form holds.
+ADD = {f: f"models.add.{f}" for f in ("name", "model", "api_base", "key_env", "price_in", "price_out", "temperature",
+                                      "max_tokens", "timeout", "retries")}
+ADD_FOR = "models.add.for_provider"  # the provider the add form's provider-dependent defaults were set for
+ADD_RESET = "models.add.reset"  # bool: give the add form its defaults on the next run (after an add)
+PENDING = "models.add.pending"  # dict: a ModelSpec whose name is taken, waiting for "Replace" or "Cancel"
+EDIT = {f: f"models.edit.{f}" for f in ("name", "api_base", "price_in", "price_out", "timeout", "retries")}
+EDIT_PICK = "models.edit.pick"  # the model picked for editing
+EDIT_NEXT = "models.edit.next"  # str: pick this model on the next run (after a copy or a rename)
+EDIT_LOADED = "models.edit.loaded"  # str: the model whose values the edit form's widgets hold
+PRESET_NAMES = {p.name for p in PRESETS}
+# The catalog in two tables of short columns, so that every column reads in full at 1280 px.
+PRICE_COLUMNS = ["name", "source", "input $/1M", "output $/1M", "price from", "key"]
+LINK_COLUMNS = ["name", "model", "server", "timeout", "retries"]
 
 
 def _index(options: list[str], value: str | None) -> int | None:
     return options.index(value) if value in options else None
 
 
+def _confirm(section: str) -> None:
+    """The message of what a section just did, under it and as a toast: seen wherever the page is scrolled."""
+    if message := state.pop_flash(section):
+        st.success(message, icon=":material/check_circle:")
+        st.toast(message, icon=":material/check_circle:")
+
+
+def _forget_check(*names: str) -> None:
+    """Drop the shown connection result of a model that was removed or changed: it no longer describes it."""
+    checked = state.last_check()
+    if checked and checked.get("model") in names:
+        state.set_last_check(None)
+
+
+def _follow_rename(old: str, new: str) -> None:
+    """A renamed model keeps its roles; the role widgets pick the new name up on the next run."""
+    if state.student() == old:
+        state.set_student(new)
+    if state.reflection() == old:
+        state.set_reflection(new)
+    state.set_compare_models([new if n == old else n for n in state.compare_models()])
+    for key in ROLE_WIDGETS:
+        st.session_state.pop(key, None)
+
+
+def _add_defaults(provider: str) -> dict[str, Any]:
+    local = provider == "openai-compatible"
+    return {ADD["name"]: "", ADD["model"]: "" if local else f"{provider}/", ADD["api_base"]: LOCAL_BASE if local else "",
+            ADD["key_env"]: PROVIDERS[provider].key_env or "", ADD["price_in"]: None, ADD["price_out"]: None,
+            ADD["temperature"]: None, ADD["max_tokens"]: None, ADD["timeout"]: 120.0, ADD["retries"]: 2}
+
+
+def _prepare_add_form(provider: str) -> None:
+    """Defaults for a fresh form (after an add, nothing is inherited); a new provider brings its own."""
+    defaults = _add_defaults(provider)
+    if st.session_state.pop(ADD_RESET, False):
+        st.session_state.update(defaults)
+    elif st.session_state.get(ADD_FOR) != provider:
+        st.session_state.update({ADD[k]: defaults[ADD[k]] for k in ("model", "api_base", "key_env")})
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+    st.session_state[ADD_FOR] = provider
+
+
+def _prepare_edit_form(spec: ModelSpec) -> None:
+    """Put ``spec``'s values in the edit form when another model is picked (or the page was left)."""
+    if st.session_state.get(EDIT_LOADED) == spec.name and all(k in st.session_state for k in EDIT.values()):
+        return
+    st.session_state.update({EDIT["name"]: spec.name, EDIT["api_base"]: spec.api_base or "",
+                             EDIT["price_in"]: spec.input_price_per_m, EDIT["price_out"]: spec.output_price_per_m,
+                             EDIT["timeout"]: float(spec.timeout_s), EDIT["retries"]: int(spec.num_retries)})
+    st.session_state[EDIT_LOADED] = spec.name
+
+
+def _short(price: float | None) -> float | None:
+    """A price to 4 significant digits: LiteLLM's map holds float noise such as 2.99999 for 3."""
+    return None if price is None else float(f"{price:.4g}")
+
+
+def _catalog_frame(catalog: ModelCatalog) -> pd.DataFrame:
+    """One row per model, the user's own first."""
+    rows = []
+    for name in catalog.names():
+        spec = catalog.models[name]
+        price = cache.price_of(spec.to_dict())
+        key_env = spec.api_key_env
+        own = catalog.is_own(name)
+        rows.append({
+            "name": name, "source": ("yours" if name not in PRESET_NAMES else "preset, changed") if own else "preset",
+            "input $/1M": _short(price["input_per_m"]), "output $/1M": _short(price["output_per_m"]),
+            "price from": price["source"], "timeout": spec.timeout_s, "retries": spec.num_retries, "model": spec.model,
+            "server": spec.api_base or PROVIDER_NAMES.get(spec.provider, spec.provider),
+            "key": "not needed" if not key_env else f"{key_env}: {key_status(get_secret(key_env) is not None)}",
+        })
+    return pd.DataFrame(rows)
+
+
 routing.require_app(__file__)
 st.title("Models")
 st.write("Pick a cheap **student** (the model GEPA optimizes), a strong **reflection** model (it rewrites the "
          "student's prompt), and the models to compare in baselines. The catalog is shared by everyone using "
-         "this data dir; your choices stay in this browser session.")
+         "this data dir; the roles you pick are yours alone.")
 
-if message := state.pop_flash("models"):
-    st.success(message, icon=":material/check_circle:")
 with studio_errors(stop=True):
     catalog = cache.catalog()
 names = catalog.names()
@@ -52,21 +145,20 @@ if student and student == reflection:
 
 # Catalog -----------------------------------------------------------------------------------
 st.subheader("Catalog")
-rows = []
-for spec in catalog.models.values():
-    price = cache.price_of(spec.to_dict())
-    key_env = spec.api_key_env
-    rows.append({
-        "name": spec.name, "model": spec.model, "provider": spec.provider, "base URL": spec.api_base or "",
-        "key": "not needed" if not key_env else f"{key_env}: {key_status(get_secret(key_env) is not None)}",
-        "input $/1M": price["input_per_m"], "output $/1M": price["output_per_m"], "price from": price["source"],
-        "timeout (s)": spec.timeout_s, "retries": spec.num_retries, "preset": spec in PRESETS,
-    })
-st.dataframe(pd.DataFrame(rows).sort_values("name"), hide_index=True, key="models.catalog.table",
-             column_config={"input $/1M": st.column_config.NumberColumn(format="$%.4f"),
-                            "output $/1M": st.column_config.NumberColumn(format="$%.4f")})
-st.caption("Prices are USD per 1M tokens: yours if set, else LiteLLM's bundled map, else 0 for local servers. "
-           "Cost is always tokens really used × price.")
+table = _catalog_frame(catalog)
+money = st.column_config.NumberColumn(format="$%g")
+prices_tab, links_tab = st.tabs(["Prices and keys", "Connections and limits"])
+prices_tab.dataframe(table[PRICE_COLUMNS], hide_index=True, key="models.catalog.prices",
+                     column_config={"name": st.column_config.TextColumn(pinned=True), "input $/1M": money,
+                                    "output $/1M": money})
+links_tab.dataframe(table[LINK_COLUMNS], hide_index=True, key="models.catalog.links",
+                    column_config={"name": st.column_config.TextColumn(pinned=True, width=200),
+                                   "model": st.column_config.TextColumn(width=270),
+                                   "server": st.column_config.TextColumn(width=215),
+                                   "timeout": st.column_config.NumberColumn(format="%g s", width=64),
+                                   "retries": st.column_config.NumberColumn(width=56)})
+st.caption("Your models first, then the presets. Prices are USD per 1M tokens: yours if set, else LiteLLM's bundled "
+           "map, else 0 for local servers. Cost is always tokens really used × price.")
 
 # Check a connection -------------------------------------------------------------------------
 st.subheader("Test a connection")
@@ -91,36 +183,36 @@ st.subheader("Add a model")
 provider = st.segmented_control("Provider", list(PROVIDERS), format_func=PROVIDER_NAMES.get, default="openai-compatible",
                                 key="models.add.provider", required=True)
 st.caption(PROVIDER_HELP[provider])
+_prepare_add_form(provider)
 with st.form("models.add.form", border=True):
     cols = st.columns(2)
-    name = cols[0].text_input("Display name", key="models.add.name", placeholder="e.g. llama3.1 (local)")
+    name = cols[0].text_input("Display name", key=ADD["name"], placeholder="e.g. llama3.1 (local)")
     if provider == "openai-compatible":
-        model_id = cols[1].text_input("Model id on the server", key="models.add.model", placeholder="e.g. llama3.1")
-        api_base = st.text_input("Base URL", value="http://localhost:11434/v1", key="models.add.api_base")
-        key_env = st.text_input("Key variable (optional)", key="models.add.key_env",
+        model_id = cols[1].text_input("Model id on the server", key=ADD["model"], placeholder="e.g. llama3.1")
+        api_base = st.text_input("Base URL", key=ADD["api_base"])
+        key_env = st.text_input("Key variable (optional)", key=ADD["key_env"],
                                 help="Name of the environment variable with the server's key, if it needs one.")
     else:
-        model_id = cols[1].text_input("Model string", value=f"{provider}/", key="models.add.model",
-                                      help="provider/model, as LiteLLM writes it")
-        api_base = st.text_input("Base URL (optional)", key="models.add.api_base")
-        key_env = st.text_input("Key variable", value=PROVIDERS[provider].key_env, key="models.add.key_env",
-                                help="The name of the variable, never the key itself.")
+        model_id = cols[1].text_input("Model string", key=ADD["model"], help="provider/model, as LiteLLM writes it")
+        api_base = st.text_input("Base URL (optional)", key=ADD["api_base"])
+        key_env = st.text_input("Key variable", key=ADD["key_env"], help="The name of the variable, never the key itself.")
     price_cols = st.columns(2)
     price_in = price_cols[0].number_input("Input price, $ per 1M tokens", min_value=0.0, value=None, step=0.01,
-                                          key="models.add.price_in", placeholder="from LiteLLM (0 for local)")
+                                          format="%.4f", key=ADD["price_in"], placeholder="from LiteLLM (0 for local)")
     price_out = price_cols[1].number_input("Output price, $ per 1M tokens", min_value=0.0, value=None, step=0.01,
-                                           key="models.add.price_out", placeholder="from LiteLLM (0 for local)")
+                                           format="%.4f", key=ADD["price_out"], placeholder="from LiteLLM (0 for local)")
     gen = st.columns(4)
     temperature = gen[0].number_input("Temperature", min_value=0.0, max_value=2.0, value=None, step=0.1,
-                                      key="models.add.temperature", placeholder="provider default")
-    max_tokens = gen[1].number_input("Max tokens", min_value=1, value=None, step=256, key="models.add.max_tokens",
+                                      key=ADD["temperature"], placeholder="provider default")
+    max_tokens = gen[1].number_input("Max tokens", min_value=1, value=None, step=256, key=ADD["max_tokens"],
                                      placeholder="provider default")
-    timeout_s = gen[2].number_input("Timeout (s)", min_value=1.0, max_value=MAX_TIMEOUT_S, value=120.0, step=10.0,
-                                    key="models.add.timeout", help=TIMEOUT_HELP)
-    retries = gen[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, value=2, step=1,
-                                  key="models.add.retries", help=RETRIES_HELP)
+    timeout_s = gen[2].number_input("Timeout (s)", min_value=1.0, max_value=MAX_TIMEOUT_S, step=10.0,
+                                    key=ADD["timeout"], help=TIMEOUT_HELP)
+    retries = gen[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1, key=ADD["retries"],
+                                  help=RETRIES_HELP)
     submitted = st.form_submit_button("Add to catalog", key="models.add.submit", type="primary")
 if submitted:
+    st.session_state.pop(PENDING, None)
     try:
         if not model_id.strip():
             raise ModelError("Give the model's id or string.", "E.g. llama3.1 on a local server, openai/gpt-4o-mini.")
@@ -132,36 +224,109 @@ if submitted:
         else:
             spec = ModelSpec(name=name.strip(), model=model_id.strip(), provider=provider,
                              api_base=api_base.strip() or None, **common)
-        catalog.add(spec)
-        catalog.save()
-        state.flash("models", f"Added {spec.name} ({spec.model}) to the catalog.")
-        st.rerun()
+        if spec.name in catalog.models:
+            st.session_state[PENDING] = spec.to_dict()  # asked below: never overwritten silently
+        else:
+            catalog.add(spec)
+            catalog.save()
+            st.session_state[ADD_RESET] = True
+            state.flash("models.add", f"Added {spec.name} ({spec.model}) to the catalog.")
+            st.rerun()
     except ModelError as exc:
         show_error(exc)
+if pending := st.session_state.get(PENDING):
+    taken = catalog.models.get(pending["name"])
+    if taken is None:  # removed meanwhile (another session): nothing to replace any more
+        st.session_state.pop(PENDING)
+    else:
+        where = f" at {taken.api_base}" if taken.api_base else ""
+        st.warning(f"A model named **{taken.name}** is already in the catalog ({taken.model}{where}"
+                   f"{', a preset' if not catalog.is_own(taken.name) else ''}). Replace it with the one you entered "
+                   "(its roles stay), or change the display name and add again.", icon=":material/warning:")
+        ask = st.columns([1, 1, 4])
+        if ask[0].button(f"Replace {taken.name}", key="models.add.replace", type="primary"):
+            with studio_errors():
+                spec = ModelSpec.from_dict(pending)
+                catalog.add(spec, replace=True)
+                catalog.save()
+                _forget_check(spec.name)
+                st.session_state.pop(PENDING)
+                st.session_state[ADD_RESET] = True
+                state.flash("models.add", f"Replaced {spec.name}: now {spec.model}.")
+                st.rerun()
+        if ask[1].button("Cancel", key="models.add.cancel"):
+            st.session_state.pop(PENDING)
+            st.rerun()
+_confirm("models.add")
 
-# Timeout and retries of a model in the catalog ---------------------------------------------------
-st.subheader("Timeout and retries")
-limit_cols = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
-to_edit = limit_cols[0].selectbox("Model", names, index=_index(names, student) or 0, key="models.limits.name")
+# Edit a model -------------------------------------------------------------------------------
+st.subheader("Edit a model")
+if (next_pick := st.session_state.pop(EDIT_NEXT, None)) in names:
+    st.session_state[EDIT_PICK] = next_pick
+to_edit = st.selectbox("Model", names, key=EDIT_PICK, format_func=lambda n: n if catalog.is_own(n) else f"{n} · preset",
+                       help="Your models first; presets are read-only (copy one to change it).")
 edited = catalog.models[to_edit]
-# Keys carry the model's name: picking another model shows its own values, not the last one's.
-new_timeout = limit_cols[1].number_input("Timeout (s)", min_value=1.0, max_value=MAX_TIMEOUT_S, step=10.0,
-                                         value=float(edited.timeout_s), key=f"models.limits.timeout.{to_edit}",
-                                         help=TIMEOUT_HELP)
-new_retries = limit_cols[2].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1,
-                                         value=int(edited.num_retries), key=f"models.limits.retries.{to_edit}",
-                                         help=RETRIES_HELP)
-if limit_cols[3].button("Save", key="models.limits.save", icon=":material/save:"):
-    with studio_errors():
-        catalog.add(replace(edited, timeout_s=float(new_timeout), num_retries=int(new_retries)))
-        catalog.save()
-        state.flash("models", f"{to_edit}: timeout {new_timeout:g} s, {int(new_retries)} retries.")
-        st.rerun()
+if not catalog.is_own(to_edit):
+    copy_cols = st.columns([3, 1], vertical_alignment="center")
+    copy_cols[0].caption(f"{to_edit} is a preset and read-only. Copy it to your models to change its price, timeout "
+                         "or base URL; the copy gets its own name, which you can change too.")
+    if copy_cols[1].button("Copy to my models", key="models.edit.copy", icon=":material/content_copy:"):
+        with studio_errors():
+            copy = catalog.copy(to_edit)
+            catalog.save()
+            st.session_state[EDIT_NEXT] = copy.name
+            state.flash("models.edit", f"Copied {to_edit} to your models as {copy.name}: edit it here.")
+            st.rerun()
+    _confirm("models.edit")
+else:
+    _prepare_edit_form(edited)
+    with st.form("models.edit.form", border=True):
+        cols = st.columns(2)
+        new_name = cols[0].text_input("Display name", key=EDIT["name"], help="Roles that use this model follow a rename.")
+        new_base = cols[1].text_input("Base URL" + ("" if edited.is_local else " (optional)"), key=EDIT["api_base"])
+        cols = st.columns(4)
+        new_in = cols[0].number_input("Input price, $ per 1M", min_value=0.0, value=None, step=0.01, format="%.4f",
+                                      key=EDIT["price_in"], placeholder="from LiteLLM", help=PRICE_HELP)
+        new_out = cols[1].number_input("Output price, $ per 1M", min_value=0.0, value=None, step=0.01, format="%.4f",
+                                       key=EDIT["price_out"], placeholder="from LiteLLM", help=PRICE_HELP)
+        new_timeout = cols[2].number_input("Timeout (s)", min_value=1.0, max_value=MAX_TIMEOUT_S, step=10.0,
+                                           key=EDIT["timeout"], help=TIMEOUT_HELP)
+        new_retries = cols[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1, key=EDIT["retries"],
+                                           help=RETRIES_HELP)
+        save = st.form_submit_button("Save changes", key="models.edit.save", type="primary", icon=":material/save:")
+    if save:
+        with studio_errors():
+            spec = catalog.update(to_edit, name=new_name.strip(), api_base=new_base.strip() or None,
+                                  input_price_per_m=new_in, output_price_per_m=new_out, timeout_s=float(new_timeout),
+                                  num_retries=int(new_retries))
+            catalog.save()
+            _forget_check(to_edit, spec.name)
+            if spec.name != to_edit:
+                _follow_rename(to_edit, spec.name)
+                st.session_state[EDIT_NEXT] = spec.name
+            st.session_state.pop(EDIT_LOADED, None)  # show what was saved
+            price = cache.price_of(spec.to_dict())
+            shown = "unknown price" if price["input_per_m"] is None or price["output_per_m"] is None else \
+                f"${price['input_per_m']:g} / ${price['output_per_m']:g} per 1M tokens"
+            state.flash("models.edit", f"Saved {spec.name}: {shown}, timeout {spec.timeout_s:g} s, "
+                        f"{spec.num_retries} retries" + (f", {spec.api_base}" if spec.api_base else "") + ".")
+            st.rerun()
+    _confirm("models.edit")
+    overrides = to_edit in PRESET_NAMES
+    if st.button("Back to the preset" if overrides else f"Remove {to_edit}", key="models.edit.remove",
+                 icon=":material/undo:" if overrides else ":material/delete:"):
+        with studio_errors():
+            catalog.remove(to_edit)
+            catalog.save()
+            _forget_check(to_edit)
+            st.session_state.pop(EDIT_LOADED, None)
+            state.flash("models.edit", f"{to_edit} is the preset again." if overrides else f"Removed {to_edit}.")
+            st.rerun()
 
 # Local servers -------------------------------------------------------------------------------
 with st.expander("Find models on a local server (Ollama, vLLM, llama.cpp, LM Studio)"):
     scan_cols = st.columns([3, 1], vertical_alignment="bottom")
-    server = scan_cols[0].text_input("Server base URL", value="http://localhost:11434/v1", key="models.scan.base")
+    server = scan_cols[0].text_input("Server base URL", value=LOCAL_BASE, key="models.scan.base")
     scan = scan_cols[1].button("List its models", key="models.scan")
     if st.button("Detect a running Ollama", key="models.ollama", icon=":material/search:"):
         found = core_models.detect_ollama()
@@ -179,26 +344,18 @@ with st.expander("Find models on a local server (Ollama, vLLM, llama.cpp, LM Stu
     if found_specs:
         st.dataframe(pd.DataFrame([{"name": d["name"], "model": d["model"], "base URL": d["api_base"]}
                                    for d in found_specs]), hide_index=True)
+        new_specs = [d for d in found_specs if d["name"] not in catalog.models]
         if st.button(f"Add these {len(found_specs)} models", key="models.found.add", type="primary"):
             with studio_errors():
-                for d in found_specs:
+                for d in new_specs:
                     catalog.add(ModelSpec.from_dict(d))
                 catalog.save()
                 state.set_found_models([])
-                state.flash("models", f"Added {len(found_specs)} models to the catalog.")
+                kept = len(found_specs) - len(new_specs)
+                state.flash("models.found", f"Added {len(new_specs)} models to the catalog"
+                            + (f"; {kept} already there, kept as they were." if kept else "."))
                 st.rerun()
-
-# Remove -------------------------------------------------------------------------------------
-custom = [n for n, s in sorted(catalog.models.items()) if s not in PRESETS]
-if custom:
-    with st.expander("Remove a model you added"):
-        gone = st.selectbox("Model", custom, key="models.remove.name")
-        if st.button("Remove", key="models.remove"):
-            with studio_errors():
-                catalog.remove(gone)
-                catalog.save()
-                state.flash("models", f"Removed {gone}.")
-                st.rerun()
+    _confirm("models.found")
 
 with st.expander("Where do keys go?"):
     for prov in PROVIDERS:

@@ -6,10 +6,10 @@ from core.errors import StudioError
 from core.models import ModelSpec
 from core.optimize import OptimizeConfig
 from core.optimize.estimate import CHARS_PER_TOKEN
-from core.runs import linked_evaluations
+from core.runs import linked_evaluations, optimization_frame
 from core.tasks import SampleSpec, TaskRef
 from ui import auth, cache, routing, state
-from ui.jobs import job_picker, live_panel, optimize_progress
+from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
 from ui.widgets import pct, show_error, studio_errors, usd
 
 BUDGETS = ("light", "medium", "heavy", "custom")
@@ -86,18 +86,29 @@ def estimate_and_start(config: OptimizeConfig) -> None:
                      icon=":material/auto_fix_high:")
 
 
+MARKED = {
+    "capped": "Capped: GEPA stopped at the spending cap; these are the test results of the best program it had found.",
+    "cancelled": "Cancelled: GEPA was stopped early; these are the test results of the best program it had found.",
+    "failed": "Stopped by a failing provider; these are the test results of the best program it had found.",
+}
+
+
 def result(job_id: str) -> None:
-    """Test accuracy before and after, and what the optimization cost, once the job has succeeded."""
+    """Test accuracy before and after, and what the optimization cost, once the run has its test results (a
+    capped or cancelled run too, once its test evaluations ran: marked so)."""
     job = cache.job_manager().get(job_id)
-    if not job.run_id or job.state != "succeeded":
+    if not job.run_id or job.state in ("queued", "running") or (job.state != "succeeded" and not has_results(job.run_id)):
         return
     st.subheader("Result")
     runs = cache.runs_table()
-    row = runs[runs["run_id"] == job.run_id]
-    if row.empty:
+    opts = optimization_frame(runs[runs["run_id"] == job.run_id])
+    if opts.empty:
         st.caption("The result is being written; press Refresh in a few seconds.")
     else:
-        r = row.iloc[0]
+        r = opts.iloc[0]
+        outcome = str(r.get("outcome") or "")
+        if outcome in MARKED:
+            st.caption(MARKED[outcome])
         before, after = r.get("original_test_accuracy"), r.get("optimized_test_accuracy")
         known = all(isinstance(v, float) and v == v for v in (before, after))
         cols = st.columns(3)
@@ -154,4 +165,7 @@ if not live_panel(job_id, optimize_progress):
     state.set_optimize_job(None)  # e.g. the data dir changed: say so once, then forget it
     st.stop()
 with studio_errors():
+    finish = finish_job_of(cache.job_manager().get(job_id).run_id)
+    if finish is not None and not (finish["state"] == "succeeded" and has_results(finish["run_id"])):
+        live_panel(finish["id"], finish_progress)  # the test evaluations of the stopped run, then its result
     result(job_id)

@@ -7,11 +7,20 @@ import streamlit as st
 from core.analytics.diff import diff_counts, diff_html
 from core.errors import StudioError
 from core.program import prompt_text
-from core.runs import EVAL_KINDS, PROMPT_URI_TAG, latest_optimization, linked_evaluations, run_choices
-from ui import cache, routing
+from core.runs import (
+    EVAL_KINDS,
+    PROMPT_URI_TAG,
+    latest_optimization,
+    linked_evaluations,
+    module_name,
+    optimization_frame,
+    run_choices,
+)
+from ui import cache, routing, state
 from ui.widgets import studio_errors
 
 CUSTOM = -1
+MARKED = ("capped", "cancelled", "failed")  # optimizations that stopped early: their programs say so
 
 routing.require_app(__file__)
 st.title("Prompts")
@@ -25,17 +34,46 @@ if evals.empty:
     st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
     st.stop()
 
-choices = run_choices(evals)
+opts = optimization_frame(runs)
+opts = opts[opts["has_results"]].sort_values("start_time", ascending=False, na_position="last")
+outcome = dict(zip(opts["run_id"], opts["outcome"], strict=True))
+choices = {rid: label + (f" · {outcome[parent]}" if outcome.get(parent) in MARKED else "")
+           for (rid, label), parent in zip(run_choices(evals).items(), evals["parent_run_id"], strict=True)}
 ids = list(choices)
-default_a, default_b = None, None
-with studio_errors():
-    if latest := latest_optimization(runs):
-        default_a, default_b = linked_evaluations(latest, cache.run_tags(latest), runs)
-default_a = default_a if default_a in choices else ids[min(1, len(ids) - 1)]
-default_b = default_b if default_b in choices else ids[0]
+
+
+def show_pair(run_id: str) -> None:
+    """Put an optimization's original and optimized evaluations in view as A and B."""
+    with studio_errors():
+        a, b = linked_evaluations(run_id, cache.run_tags(run_id), runs)
+        if a in choices and b in choices:
+            st.session_state["prompts.a"], st.session_state["prompts.b"] = a, b
+
+
+def pick_optimization() -> None:
+    state.set_prompts_run(st.session_state["prompts.opt"])  # kept for a reload, a restart, a link
+    show_pair(st.session_state["prompts.opt"])
+
+
+if not opts.empty:
+    opt_labels = {str(r["run_id"]): f"{r['run_label']} · {module_name(r['module'])} · {str(r['run_id'])[:8]}"
+                  for r in opts.to_dict("records")}
+    in_view = state.prompts_run()
+    if in_view not in opt_labels:
+        newest = latest_optimization(runs)
+        in_view = newest if newest in opt_labels else next(iter(opt_labels))
+    if "prompts.a" not in st.session_state or st.session_state.get("prompts.opt") != in_view:
+        show_pair(in_view)  # a new session (a reload, a link) opens on the optimization in view
+    st.session_state["prompts.opt"] = in_view
+    st.selectbox("Optimization", list(opt_labels), key="prompts.opt", format_func=opt_labels.get,
+                 help="Its original program is A and its optimized program is B; pick any two programs below.",
+                 on_change=pick_optimization)
+for key, fallback in (("prompts.a", ids[min(1, len(ids) - 1)]), ("prompts.b", ids[0])):
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = fallback
 cols = st.columns(2)
-a = cols[0].selectbox("Program A (before)", ids, index=ids.index(default_a), format_func=choices.get, key="prompts.a")
-b = cols[1].selectbox("Program B (after)", ids, index=ids.index(default_b), format_func=choices.get, key="prompts.b")
+a = cols[0].selectbox("Program A (before)", ids, format_func=choices.get, key="prompts.a")
+b = cols[1].selectbox("Program B (after)", ids, format_func=choices.get, key="prompts.b")
 
 with studio_errors(stop=True):
     program_a, program_b = cache.artifact_json(a, "program.json"), cache.artifact_json(b, "program.json")

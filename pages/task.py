@@ -119,9 +119,13 @@ st.success(f"Using **{task.name}** for baselines and optimization: {sizes['train
 for note in splits.notes:
     st.warning(note, icon=":material/warning:")
 
+# The "all rows" chart counts exactly the rows the metric counts: with a separate test table, both tables.
+source_tables = {"train table": full} if test_table is None else {"train table": full, "test table": test_table}
+rows_available = sum(len(t) for t in source_tables.values())
 cols = st.columns(4)
 cols[0].metric("Labels", len(task.labels))
-cols[1].metric("Rows available", len(full) + (len(test_table) if test_table is not None else 0))
+cols[1].metric("Rows available", f"{rows_available:,}",
+               help=" + ".join(f"{len(t):,} in the {name}" for name, t in source_tables.items()))
 cols[2].metric("Train / validation", f"{sizes['train']} / {sizes['val']}")
 cols[3].metric("Test", sizes["test"])
 
@@ -129,8 +133,12 @@ chart_cols = st.columns(2)
 split_tables = {"train": splits.train, "validation": splits.val, "test": splits.test}
 chart_cols[0].plotly_chart(charts.label_distribution(split_label_counts(split_tables, task.label_column),
                                                      title="Sampled examples per label"), key="task.chart.splits")
-chart_cols[1].plotly_chart(charts.label_distribution(label_counts(full, task.label_column),
-                                                     title="All rows per label (source table)"), key="task.chart.all")
+if test_table is None:
+    all_rows, all_title = label_counts(full, task.label_column), f"All {rows_available:,} rows per label"
+else:
+    all_rows = split_label_counts(source_tables, task.label_column)
+    all_title = f"All {rows_available:,} rows per label (train and test tables)"
+chart_cols[1].plotly_chart(charts.label_distribution(all_rows, title=all_title), key="task.chart.all")
 
 st.subheader("Preview")
 tabs = st.tabs(["Train", "Validation", "Test", "Source table"])

@@ -12,8 +12,9 @@ from core.analytics import charts
 from core.breaker import HINTS, BreakerSettings
 from core.errors import JobError, StudioError
 from core.jobs import JobInfo
-from ui import cache
-from ui.widgets import job_state, pct, show_error, studio_errors, usd
+from core.optimize import estimate_finish
+from ui import auth, cache
+from ui.widgets import JOB_STATE_ICONS, job_state, pct, show_error, studio_errors, usd
 
 ACTIVE = ("queued", "running")
 POLL_S = 1.0
@@ -132,7 +133,8 @@ def _kinds_text(by_kind: dict) -> str:
 
 
 def baseline_progress(job: JobInfo, progress: dict) -> None:
-    """One progress bar per model with its failed examples (by kind) as they happen; errors; Cancel while it runs."""
+    """One progress bar per model with its failed examples (by kind) and retried calls as they happen; a model's
+    error once its provider is given up on; Cancel while it runs."""
     models = progress.get("models") or {s.get("name", "?"): {"done": 0, "total": 0}
                                         for s in job.config.get("specs", [])}
     runs = progress.get("runs") or {}
@@ -148,8 +150,10 @@ def baseline_progress(job: JobInfo, progress: dict) -> None:
     for name, p in models.items():
         done, total, failed = int(p.get("done", 0)), int(p.get("total", 0)), int(p.get("failed") or 0)
         error = (runs.get(name) or {}).get("error")
+        retried = int(p.get("retried") or 0)
         label = f"{name}: {done} / {total} examples" if total else f"{name}: waiting"
         label += f" · {failed} failed" if failed else ""
+        label += f" · {retried} calls retried" if retried else ""
         label += " — DEGRADED" if degraded[name] else ""
         st.progress(min(1.0, done / total) if total else 0.0, text=label + (" — failed" if error else ""))
         if failed:
@@ -185,15 +189,61 @@ def _failed_calls(progress: dict) -> None:
                    icon=":material/error:")
 
 
-def optimize_progress(job: JobInfo, progress: dict) -> None:
-    """Metric calls used of the budget, best score so far, candidates, failed calls, running cost split, controls."""
-    _header(job, bool(progress.get("degraded")) or bool(_degraded_runs_of(job)))
-    phase, message = progress.get("phase", job.state), progress.get("message", "")
+def _outcome_of(job: JobInfo, progress: dict) -> str:
+    """What happened, in a few words (the start of the state line)."""
+    if job.state == "queued":
+        return "Queued: starts when a job slot is free"
+    if job.state == "running":
+        phase = progress.get("phase", "starting")
+        return {"evaluating": "Running: evaluating on the test set", "stopped": "Stopping",
+                "loading": "Running: loading the task"}.get(phase, "Running")
+    if job.state == "succeeded":
+        return "Finished"
+    if job.state == "interrupted":
+        return "Interrupted: its process ended (resume it to go on)"
+    if job.state == "failed":
+        return "Stopped by the circuit breaker" if progress.get("stopped_by") == "breaker" else "Failed"
+    reason = job.error or progress.get("message") or "cancelled"
+    return "Cancelled" if reason.startswith("cancelled") else f"Stopped: {reason}"
+
+
+def state_line(job: JobInfo, progress: dict) -> str:
+    """The job's state in one line: outcome · best validation score · metric calls of the budget."""
+    parts = [_outcome_of(job, progress)]
+    best = progress.get("best_val_score")
+    if best is not None:
+        parts.append(f"best validation {best * 100:.1f} %")
     used, budget = int(progress.get("metric_calls_used") or 0), int(progress.get("metric_calls_budget") or 0)
-    share = min(1.0, used / budget) if budget else 0.0
-    st.progress(share, text=f"{phase}: {used:,} / {budget:,} metric calls" if budget else f"{phase} {message}".strip())
-    if message and budget:
-        st.caption(message)
+    if budget:
+        parts.append(f"{used:,}/{budget:,} metric calls")
+    return " · ".join(parts)
+
+
+def progress_history(progress: dict) -> pd.DataFrame:
+    """The progress chart's points, ending at the metric calls used so far: GEPA records a point when it scores a
+    candidate on the validation set, and the minibatch calls after the last one (up to the budget and past it, as
+    GEPA ends its last iteration) would otherwise be missing from the chart while the bar counts them."""
+    history = pd.DataFrame(progress.get("history") or [])
+    used = int(progress.get("metric_calls_used") or 0)
+    if history.empty or used <= float(history["metric_calls"].max()):
+        return history
+    last = {"t": progress.get("elapsed_s"), "metric_calls": used, "iteration": progress.get("iteration"),
+            "best_score": history["best_score"].iloc[-1], "val_score": None}
+    return pd.concat([history, pd.DataFrame([last])], ignore_index=True)
+
+
+def optimize_progress(job: JobInfo, progress: dict) -> None:
+    """One state line, metric calls of the budget, best score so far, candidates, failed calls, the running cost
+    split, and the actions in one row: Cancel · Resume · Evaluate on the test set (a stopped run without results)."""
+    degraded = bool(progress.get("degraded")) or bool(_degraded_runs_of(job))
+    st.markdown(f"**{job.title}**  \n{JOB_STATE_ICONS.get(job.state, '')} {state_line(job, progress)}"
+                + (f" {DEGRADED_BADGE}" if degraded else ""))
+    used, budget = int(progress.get("metric_calls_used") or 0), int(progress.get("metric_calls_budget") or 0)
+    if budget:
+        over = " (GEPA ended its last iteration past the budget)" if used > budget else ""
+        st.progress(min(1.0, used / budget), text=f"{used:,} / {budget:,} metric calls{over}")
+    if job.state == "failed" and job.error:
+        st.error(job.error, icon=":material/error:")
     cols = st.columns(4)
     best = progress.get("best_val_score")
     cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
@@ -206,22 +256,98 @@ def optimize_progress(job: JobInfo, progress: dict) -> None:
     cost[0].metric("Student cost", usd(progress.get("student_cost_usd")))
     cost[1].metric("Reflection cost", usd(progress.get("reflection_cost_usd")))
     cost[2].metric("Total cost", usd(progress.get("total_cost_usd")), help=f"Cap {usd(cap)}" if cap else "No cap")
-    history = progress.get("history") or []
-    if history:
-        st.plotly_chart(charts.progress_chart(pd.DataFrame(history)), key="optimize.chart.progress")
-    if job.error and job.state in ("failed", "cancelled", "interrupted"):
-        (st.error if job.state == "failed" else st.info)(job.error)
-    buttons = st.columns(3)
-    if job.state in ACTIVE and buttons[0].button("Cancel", key="optimize.cancel", icon=":material/stop_circle:",
-                                                 help="Stops after the current iteration and keeps the best program."):
+    history = progress_history(progress)
+    if not history.empty:
+        st.plotly_chart(charts.progress_chart(history, budget=budget or None), key="optimize.chart.progress")
+    _actions(job, progress)
+    with st.expander("Worker log"):
+        st.code(cache.job_manager().log_tail(job.id) or "(empty)", language=None)
+
+
+def finish_job_of(run_id: str | None) -> dict | None:
+    """The newest ``finish`` job (test evaluations) of an optimization run, as a jobs-table row, or None."""
+    if not run_id:
+        return None
+    jobs = cache.jobs_table()
+    if jobs.empty:
+        return None
+    mine = jobs[(jobs["kind"] == "finish") & (jobs["run_id"] == run_id)]
+    return None if mine.empty else mine.iloc[0].to_dict()
+
+
+def has_results(run_id: str | None) -> bool:
+    """Does the optimization run have both test accuracies (before and after)?"""
+    runs = cache.runs_table()
+    row = runs[runs["run_id"] == run_id] if run_id and not runs.empty else runs.iloc[0:0]
+    if row.empty:
+        return False
+    r = row.iloc[0]
+    return all(isinstance(r.get(c), float) and r.get(c) == r.get(c)
+               for c in ("original_test_accuracy", "optimized_test_accuracy"))
+
+
+def _finish_offer(job: JobInfo, progress: dict) -> float | None | bool:
+    """False when the run is not a stopped one that kept its best program without results yet (or it is being
+    evaluated); else the estimated cost of its test evaluations (None: unknown)."""
+    kept = progress.get("phase") == "stopped" or progress.get("stopped_by") == "breaker"
+    if job.state in ACTIVE or not job.run_id or not kept or has_results(job.run_id):
+        return False
+    finish = finish_job_of(job.run_id)
+    if finish is not None and finish["state"] in (*ACTIVE, "succeeded"):
+        return False
+    plan = cache.job_manager().plan(job.id)
+    if not plan:
+        return None
+    return estimate_finish(job.config, len(plan["splits"]["test"]), progress)
+
+
+def _actions(job: JobInfo, progress: dict) -> None:
+    """Cancel (while it runs) · Resume (when it can go on) · Evaluate on the test set (stopped, no results yet)."""
+    offer = _finish_offer(job, progress)
+    row = st.container(horizontal=True)
+    if job.state in ACTIVE and row.button("Cancel", key="optimize.cancel", icon=":material/stop_circle:",
+                                          help="Stops after the current iteration and keeps the best program."):
         with studio_errors():
             cache.job_manager().cancel(job.id)
             st.rerun()
-    if job.resumable and buttons[1].button("Resume", key="optimize.resume", icon=":material/play_arrow:",
-                                           help="Goes on from GEPA's last saved iteration."):
+    # Not offered: a capped run would stop again at once (its cap is spent), and a stopped run that got its test
+    # results is done, as a finished one is (going on would leave them stale).
+    capped = (job.error or "").startswith("spending cap")
+    if job.resumable and not capped and not has_results(job.run_id) and row.button(
+            "Resume", key="optimize.resume", icon=":material/play_arrow:",
+            help="Goes on from GEPA's last saved iteration."):
         with studio_errors():
             cache.job_manager().resume(job.id)
             cache.clear_runs()
             st.rerun()
-    with st.expander("Worker log"):
-        st.code(cache.job_manager().log_tail(job.id) or "(empty)", language=None)
+    if offer is not False:
+        label = "Evaluate on the test set" + (f" (≈ {usd(offer)})" if isinstance(offer, float) else "")
+        if row.button(label, key="optimize.finish", icon=":material/fact_check:", type="primary",
+                      help="Scores the original and the best program found so far on the same test examples "
+                           "(the estimate is the student's cost per call so far); the run stays marked as stopped."):
+            with studio_errors():
+                cache.job_manager().submit_finish(job.run_id, started_by=auth.current_user())  # type: ignore[arg-type]
+                cache.clear_runs()
+                st.rerun()
+
+
+def finish_progress(job: JobInfo, progress: dict) -> None:
+    """The test evaluations of a stopped optimization: a bar per program, failures as they happen, Cancel."""
+    st.markdown(f"**Test evaluation** — {job_state(job.state)}")
+    for label, p in (progress.get("programs") or {}).items():
+        done, total, failed = int(p.get("done", 0)), int(p.get("total", 0)), int(p.get("failed") or 0)
+        retried = int(p.get("retried") or 0)
+        text = f"{label}: {done} / {total} examples" + (f" · {failed} failed" if failed else "")
+        text += f" · {retried} calls retried" if retried else ""
+        st.progress(min(1.0, done / total) if total else 0.0, text=text)
+        if failed:
+            st.warning(f"**{label}**: {failed} of {done} examples failed so far"
+                       + (f": {_kinds_text(p.get('failed_by_kind') or {})}" if p.get("failed_by_kind") else "")
+                       + ". They count as wrong.", icon=":material/error:")
+    if job.state == "failed" and job.error:
+        st.error(job.error, icon=":material/error:")
+    if job.state in ACTIVE and st.button("Cancel the test evaluation", key="optimize.finish.cancel",
+                                         icon=":material/stop_circle:"):
+        with studio_errors():
+            cache.job_manager().cancel(job.id)
+            st.rerun(scope="fragment")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.state import NEXT_PAGE, ROUTED
+from ui.state import NEXT_PAGE, ROUTED, url_params
 
 
 def mark_routed() -> None:
@@ -21,15 +21,22 @@ def mark_routed() -> None:
     st.session_state[ROUTED] = True
 
 
+def _url() -> list[tuple[str, str]]:
+    return [(name, value) for name in st.query_params for value in st.query_params.get_all(name)]
+
+
 def require_app(page_file: str) -> None:
-    """Called first by every page with its ``__file__``: detour through app.py if it has not run."""
+    """Called first by every page with its ``__file__``: detour through app.py if it has not run.
+
+    The URL's parameters go along (``st.switch_page`` would clear them): app.py restores the session from them."""
     if not st.session_state.get(ROUTED):
         st.session_state[NEXT_PAGE] = f"pages/{Path(page_file).name}"
-        st.switch_page("app.py")
+        st.switch_page("app.py", query_params=_url())
 
 
 def open_requested_page() -> None:
-    """Called by app.py after ``st.navigation``: finish a detour by opening the page first asked for."""
+    """Called by app.py after ``st.navigation`` and ``state.restore``: finish a detour by opening the page
+    first asked for, with the session's parameters in its URL."""
     target = st.session_state.pop(NEXT_PAGE, None)
     if target:
-        st.switch_page(target)
+        st.switch_page(target, query_params=url_params())

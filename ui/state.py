@@ -1,4 +1,4 @@
-"""Session-state keys, one constant each, with typed getters and setters.
+"""Session-state keys, one constant each, with typed getters and setters; what lasts beyond the session.
 
 Only plain data lives here (model names, ids, dicts): never an LM, a program or a client. Each
 browser session has its own ``st.session_state``, so one user's selections never leak into another
@@ -8,19 +8,35 @@ Keys are prefixed by the page that owns them. Values other pages read live under
 below; the widgets that edit them have their own keys (``<key>.w``), because Streamlit forgets a
 widget's value when its page is left. Options only one page uses (budget, filters) are widget keys
 ``<page>.<name>`` kept with ``persist_state="session"``. ``<page>.flash`` holds a one-shot message.
+
+What the user works on outlives the session (a reload, a restart, a second tab, a link): :func:`restore`
+fills a new session from the URL's parameters, then this browser's profile (``core.profile``, keyed by the
+user and the ``gepa_studio_browser`` cookie), then the defaults; every setter writes the session, the
+profile and the URL; :func:`sync_url` puts the parameters back after a page switch (which clears them).
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import secrets
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from core.errors import StudioError
+from core.profile import FIELDS, Profile, from_query, query_names, to_query
 from core.tasks import SampleSpec, TaskRef
+
+logger = logging.getLogger(__name__)
 
 # The router (app.py).
 ROUTED = "app.routed"  # bool: this session's runs go through app.py (see ui.routing)
 NEXT_PAGE = "app.next_page"  # str | None: a page to open once app.py routes (a deep link, see ui.routing)
+RESTORED = "app.restored"  # bool: restore() has filled this session
+PROFILE = "app.profile"  # str: path of this session's profile file ("" while there is none)
+NEW_BROWSER = "app.new_browser"  # str | None: a browser id to set as a cookie (the request carried none)
 # Models page: roles, as names of models in the shared catalog.
 STUDENT = "models.student"  # str | None: the cheap model GEPA optimizes
 REFLECTION = "models.reflection"  # str | None: the strong model that rewrites the prompt
@@ -34,6 +50,9 @@ TASK_UPLOAD = "task.upload"  # dict | None: {"file_id", "filename", "path"} of t
 # Jobs this session started or watches (they run in the background and survive page switches).
 BASELINE_JOB = "baselines.job_id"  # str | None
 OPTIMIZE_JOB = "optimize.job_id"  # str | None
+# Runs in view.
+COMPARE_RUNS = "compare.run_ids"  # list[str]: the runs in view on Compare
+PROMPTS_RUN = "prompts.run_id"  # str | None: the optimization in view on Prompts
 
 DEFAULTS: dict[str, Any] = {
     STUDENT: None,
@@ -46,19 +65,177 @@ DEFAULTS: dict[str, Any] = {
     TASK_UPLOAD: None,
     BASELINE_JOB: None,
     OPTIMIZE_JOB: None,
+    COMPARE_RUNS: [],
+    PROMPTS_RUN: None,
 }
+
+# What lasts: session key -> profile field (core.profile.FIELDS says which are also in the URL).
+LASTING: dict[str, str] = {
+    STUDENT: "student", REFLECTION: "reflection", COMPARE: "compare_models", TASK_REF: "task_ref",
+    TASK_SAMPLE: "sample", TASK_UPLOAD: "upload", BASELINE_JOB: "baseline_job", OPTIMIZE_JOB: "optimize_job",
+    COMPARE_RUNS: "compare_runs", PROMPTS_RUN: "prompts_run",
+}
+assert set(LASTING.values()) == set(FIELDS), "every profile field has a session key"
+JOB_KEYS = {OPTIMIZE_JOB: "optimize", BASELINE_JOB: "baseline"}  # session key -> job kind
+MODEL_FIELDS = ("student", "reflection", "compare_models")
+
+BROWSER_COOKIE = "gepa_studio_browser"
+BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+COOKIE_MAX_AGE_S = 365 * 24 * 3600
+
+
+def _fresh(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
 
 
 def init() -> None:
     """Give every key its default once per session (``setdefault``: never overwrites a choice)."""
     for key, value in DEFAULTS.items():
-        st.session_state.setdefault(key, list(value) if isinstance(value, list) else
-                                    dict(value) if isinstance(value, dict) else value)
+        st.session_state.setdefault(key, _fresh(value))
 
 
 def _get(key: str) -> Any:
     init()
     return st.session_state[key]
+
+
+def _set(**values: Any) -> None:
+    """Set lasting keys (by profile field); what changed is written to the profile and the URL too."""
+    init()
+    keys = {field: key for key, field in LASTING.items()}
+    changed = {field: value for field, value in values.items() if st.session_state[keys[field]] != value}
+    if not changed:
+        return
+    for field, value in changed.items():
+        st.session_state[keys[field]] = value
+    if path := st.session_state.get(PROFILE):
+        Profile(Path(path)).update(changed)
+    sync_url()
+
+
+# Restoring a session --------------------------------------------------------------------------
+
+
+def browser_id() -> str | None:
+    """This browser's id (the ``gepa_studio_browser`` cookie); a new one when a browser sent none.
+
+    None without a browser (AppTest, a script: no request headers), when the profile is the user's alone."""
+    sent = st.context.cookies.get(BROWSER_COOKIE)
+    if isinstance(sent, str) and BROWSER_ID.match(sent):
+        return sent
+    if not isinstance(st.context.headers.get("host"), str):  # every browser's request names its host
+        return None
+    st.session_state.setdefault(NEW_BROWSER, secrets.token_urlsafe(32))
+    return st.session_state[NEW_BROWSER]
+
+
+def set_browser_cookie() -> None:
+    """Called by app.py on every run: store a new browser id in the browser (its request carried none).
+
+    Runs in the page itself (``st.html`` is not an iframe), so the cookie is the app's own, sent with the
+    next connection."""
+    new = st.session_state.get(NEW_BROWSER)
+    if not new:
+        return
+    st.html(f"<script>document.cookie = '{BROWSER_COOKIE}={new}; path=/; max-age={COOKIE_MAX_AGE_S}; "
+            "SameSite=Lax' + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+            unsafe_allow_javascript=True)
+
+
+def _url() -> dict[str, list[str]]:
+    return {name: st.query_params.get_all(name) for name in st.query_params}
+
+
+def _catalog_names() -> set[str] | None:
+    from ui import cache
+
+    try:
+        return set(cache.catalog().names())
+    except StudioError as exc:  # the Models page says what is wrong with the catalog
+        logger.warning("model catalog unreadable while restoring a session: %s", exc)
+        return None
+
+
+def _known_models(linked: dict[str, Any]) -> list[str]:
+    """Drop models a link names that this server's catalog lacks; returns their names."""
+    if not any(field in linked for field in MODEL_FIELDS) or (names := _catalog_names()) is None:
+        return []
+    missing: list[str] = []
+    for field in ("student", "reflection"):
+        if field in linked and linked[field] not in names:
+            missing.append(linked.pop(field))
+    if "compare_models" in linked:
+        missing += [n for n in linked["compare_models"] if n not in names]
+        linked["compare_models"] = [n for n in linked["compare_models"] if n in names]
+    return list(dict.fromkeys(missing))
+
+
+def _active_jobs(user: str) -> dict[str, str]:
+    """Job kind -> id of the newest queued or running job of that kind started by ``user``."""
+    from ui import cache
+
+    try:
+        jobs = cache.job_manager().list()
+    except (StudioError, OSError) as exc:  # the pages show what is wrong with the job table
+        logger.warning("jobs unreadable while restoring a session: %s", exc)
+        return {}
+    found: dict[str, tuple[float, str]] = {}
+    for job in jobs:
+        if job.started_by == user and job.state in ("queued", "running"):
+            if job.kind not in found or job.created > found[job.kind][0]:
+                found[job.kind] = (job.created, job.id)
+    return {kind: job_id for kind, (_, job_id) in found.items()}
+
+
+def restore(user: str, data_dir: Path) -> None:
+    """Once per session, before any page: the URL's parameters, then this browser's profile, then the defaults.
+
+    A value the session already holds stays. A model the URL names that the catalog lacks is left out (with a
+    toast). With no job id from either, the user's newest queued or running job of each kind is shown."""
+    if st.session_state.get(RESTORED):
+        return
+    st.session_state[RESTORED] = True
+    profile = Profile.of(data_dir, user, browser_id())
+    st.session_state[PROFILE] = str(profile.path)
+    saved = profile.load()
+    linked, notes = from_query(_url(), data_dir=data_dir)
+    if missing := _known_models(linked):
+        notes.append(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in this server's models")
+    values = {**saved, **linked}
+    for key, field in LASTING.items():
+        if field in values:
+            st.session_state.setdefault(key, _fresh(values[field]))
+    init()
+    active = _active_jobs(user) if not all(st.session_state.get(k) for k in JOB_KEYS) else {}
+    for key, kind in JOB_KEYS.items():
+        if not st.session_state.get(key) and active.get(kind):
+            st.session_state[key] = active[kind]
+    now = {field: st.session_state[key] for key, field in LASTING.items()}
+    if linked and any(saved.get(f) != now[f] for f in linked):
+        profile.update(now)  # a link opened in this browser: it is now what this browser works on
+    if notes:
+        st.toast("Left out of the link: " + "; ".join(notes) + ".", icon=":material/link_off:")
+
+
+def url_params() -> dict[str, list[str]]:
+    """The shareable state as URL parameters."""
+    init()
+    return to_query({field: st.session_state[key] for key, field in LASTING.items()})
+
+
+def sync_url() -> None:
+    """Make the URL show the shareable state (a page switch clears it in the browser); writes only a change.
+
+    Parameters that are not this module's are left alone."""
+    wanted = url_params()
+    current = _url()
+    changed = {name: values if len(values) > 1 else values[0] for name, values in wanted.items()
+               if current.get(name) != values}
+    stale = [name for name in query_names() if name in current and name not in wanted]
+    if changed:
+        st.query_params.update(changed)
+    for name in stale:
+        del st.query_params[name]
 
 
 # Models ------------------------------------------------------------------------------------
@@ -69,7 +246,7 @@ def student() -> str | None:
 
 
 def set_student(name: str | None) -> None:
-    st.session_state[STUDENT] = name
+    _set(student=name)
 
 
 def reflection() -> str | None:
@@ -77,7 +254,7 @@ def reflection() -> str | None:
 
 
 def set_reflection(name: str | None) -> None:
-    st.session_state[REFLECTION] = name
+    _set(reflection=name)
 
 
 def compare_models() -> list[str]:
@@ -85,7 +262,7 @@ def compare_models() -> list[str]:
 
 
 def set_compare_models(names: list[str]) -> None:
-    st.session_state[COMPARE] = list(names)
+    _set(compare_models=list(names))
 
 
 def found_models() -> list[dict[str, Any]]:
@@ -117,8 +294,7 @@ def sample() -> SampleSpec:
 
 
 def set_task(ref: TaskRef, spec: SampleSpec) -> None:
-    st.session_state[TASK_REF] = ref.to_dict()
-    st.session_state[TASK_SAMPLE] = spec.to_dict()
+    _set(task_ref=ref.to_dict(), sample=spec.to_dict())
 
 
 def upload() -> dict[str, str] | None:
@@ -127,7 +303,7 @@ def upload() -> dict[str, str] | None:
 
 
 def set_upload(value: dict[str, str] | None) -> None:
-    st.session_state[TASK_UPLOAD] = dict(value) if value else None
+    _set(upload=dict(value) if value else None)
 
 
 # Jobs --------------------------------------------------------------------------------------
@@ -138,7 +314,7 @@ def baseline_job() -> str | None:
 
 
 def set_baseline_job(job_id: str | None) -> None:
-    st.session_state[BASELINE_JOB] = job_id
+    _set(baseline_job=job_id)
 
 
 def optimize_job() -> str | None:
@@ -146,7 +322,28 @@ def optimize_job() -> str | None:
 
 
 def set_optimize_job(job_id: str | None) -> None:
-    st.session_state[OPTIMIZE_JOB] = job_id
+    _set(optimize_job=job_id)
+
+
+# Runs in view ------------------------------------------------------------------------------
+
+
+def compare_runs() -> list[str]:
+    """The run ids in view on Compare ([]: the page chooses)."""
+    return list(_get(COMPARE_RUNS))
+
+
+def set_compare_runs(run_ids: list[str]) -> None:
+    _set(compare_runs=[str(r) for r in run_ids])
+
+
+def prompts_run() -> str | None:
+    """The optimization in view on Prompts (None: the page chooses)."""
+    return _get(PROMPTS_RUN)
+
+
+def set_prompts_run(run_id: str | None) -> None:
+    _set(prompts_run=run_id)
 
 
 # One-shot messages that survive an ``st.rerun`` -------------------------------------------

@@ -189,12 +189,16 @@ def pareto_front(df: pd.DataFrame, x: str, y: str) -> pd.Series:
     xs = pd.to_numeric(df[x], errors="coerce").to_numpy(dtype=float)
     ys = pd.to_numeric(df[y], errors="coerce").to_numpy(dtype=float)
     valid = ~(np.isnan(xs) | np.isnan(ys))
-    # dominated[i, j]: row j dominates row i (NaN comparisons are False, so invalid rows dominate nothing).
-    le = xs[None, :] <= xs[:, None]
-    ge = ys[None, :] >= ys[:, None]
-    strict = (xs[None, :] < xs[:, None]) | (ys[None, :] > ys[:, None])
-    dominated = (le & ge & strict).any(axis=1)
-    return pd.Series(valid & ~dominated, index=df.index, name="pareto", dtype=bool)
+    front = np.zeros(len(xs), dtype=bool)
+    if valid.any():
+        # O(n log n): a row is on the front when it has the best y of its x and beats every y at a smaller x.
+        x, y = xs[valid], ys[valid]
+        unique_x, group = np.unique(x, return_inverse=True)
+        best_at = np.full(unique_x.size, -np.inf)
+        np.maximum.at(best_at, group, y)
+        best_before = np.concatenate(([-np.inf], np.maximum.accumulate(best_at)[:-1]))
+        front[valid] = (y == best_at[group]) & (y > best_before[group])
+    return pd.Series(front, index=df.index, name="pareto", dtype=bool)
 
 
 def break_even_predictions(
@@ -263,3 +267,64 @@ def _flags(values: Iterable[Any]) -> list[bool]:
     return out
 
 
+
+
+def newcombe_diff_interval(correct_a: int, n_a: int, correct_b: int, n_b: int,
+                           confidence: float = 0.95) -> tuple[float, float]:
+    """Interval (low, high) of p_b - p_a for two independent samples (Newcombe's hybrid score method)."""
+    if n_a <= 0 or n_b <= 0:
+        raise ConfigError(f"Need examples on both sides, got n={n_a} and n={n_b}.")
+    p_a, p_b = correct_a / n_a, correct_b / n_b
+    low_a, high_a = wilson_interval(correct_a, n_a, confidence)
+    low_b, high_b = wilson_interval(correct_b, n_b, confidence)
+    diff = p_b - p_a
+    return (diff - math.hypot(p_b - low_b, high_a - p_a), diff + math.hypot(high_b - p_b, p_a - low_a))
+
+
+def trade_off(reference_records: pd.DataFrame, optimized_records: pd.DataFrame,
+              n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Accuracy of an optimized student against a reference run (the model it would replace), from their records.
+
+    ``diff`` is optimized - reference accuracy. When both runs scored the same examples (same ``idx`` set, or the
+    same number of rows without ``idx``, and the same ``gold``/``text`` where both have them) the comparison is
+    ``paired``: a paired bootstrap interval and McNemar's exact test. Otherwise the interval is Newcombe's for two
+    independent samples and ``p_mcnemar`` is NaN. ``worse`` is True only for a paired interval entirely below zero.
+    """
+    for name, frame in (("reference", reference_records), ("optimized", optimized_records)):
+        if frame is None or "correct" not in frame or frame.empty:
+            raise ConfigError(f"The {name} run has no per-example records to compare.",
+                              "Pick a finished evaluation; its records.csv lists one row per example.")
+    pairs = _pairs(reference_records, optimized_records)
+    if pairs is not None:
+        ref, opt = pairs
+        boot = paired_bootstrap_diff(ref, opt, n_boot=n_boot, seed=seed)
+        ci_low, ci_high, p = boot["ci_low"], boot["ci_high"], mcnemar_exact(ref, opt)["p_value"]
+    else:
+        ref, opt = _flags(reference_records["correct"]), _flags(optimized_records["correct"])
+        ci_low, ci_high = newcombe_diff_interval(sum(ref), len(ref), sum(opt), len(opt))
+        p = math.nan
+    acc_ref, acc_opt = sum(ref) / len(ref), sum(opt) / len(opt)
+    return {
+        "diff": acc_opt - acc_ref, "ci_low": float(ci_low), "ci_high": float(ci_high), "p_mcnemar": float(p),
+        "n": len(opt), "n_reference": len(ref), "n_optimized": len(opt), "paired": pairs is not None,
+        "worse": pairs is not None and ci_high < 0,
+        "accuracy_reference": acc_ref, "accuracy_optimized": acc_opt,
+    }
+
+
+def _pairs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[list[bool], list[bool]] | None:
+    """Right/wrong flags of a and b in example order when both scored the same examples, else None."""
+    if "idx" in a and "idx" in b:
+        a = a.drop_duplicates("idx", keep="last").set_index("idx")
+        b = b.drop_duplicates("idx", keep="last").set_index("idx")
+        if set(a.index) != set(b.index):
+            return None
+        b = b.loc[a.index]
+    elif len(a) != len(b):
+        return None
+    else:
+        a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    for col in ("gold", "text"):
+        if col in a and col in b and not (a[col].astype(str).to_numpy() == b[col].astype(str).to_numpy()).all():
+            return None
+    return _flags(a["correct"]), _flags(b["correct"])

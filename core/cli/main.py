@@ -1,4 +1,4 @@
-"""``python -m core``: the parser, ``models``, ``check`` and ``baseline``; optimize and jobs add their own parsers."""
+"""``python -m core``: the parser, ``models``, ``check`` and ``baseline``; optimize (with ``finish``) and jobs add their own parsers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from core.cli import jobs as jobs_cmd
+from core.cli import notebook as notebook_cmd
 from core.cli import optimize as optimize_cmd
 from core.cli.common import add_task_args, cli_user, progress_printer, resolve_models, sample_spec, task_ref
 from core.errors import ConfigError, StudioError
@@ -35,7 +36,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = ModelSpec(name=args.name, model=args.model, provider=args.provider, api_base=args.api_base,
                          api_key_env=args.key_env or PROVIDERS[args.provider].key_env, input_price_per_m=args.price_in,
                          output_price_per_m=args.price_out, **limits)
-        catalog.add(spec)
+        catalog.add(spec, replace=args.replace)
         catalog.save()
         print(f"Saved {spec.name} to {settings.catalog_path} (timeout {spec.timeout_s:g} s, {spec.num_retries} retries)")
         return 0
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-out", type=float, help="USD per 1M output tokens")
     p.add_argument("--timeout", type=float, help="seconds one call may take (default 120)")
     p.add_argument("--retries", type=int, help="retries of a call that failed transiently: 429, 5xx, timeout (default 2)")
+    p.add_argument("--replace", action="store_true", help="overwrite a model of the same name (otherwise refused)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("check", help="test the connection to a model")
@@ -173,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     optimize_cmd.add_parsers(sub)
     jobs_cmd.add_parsers(sub)
+    notebook_cmd.add_parsers(sub)
     return parser
 
 

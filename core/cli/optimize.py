@@ -1,4 +1,5 @@
-"""``python -m core optimize``: plan a GEPA job, print the plan, then run it in the foreground or queue it."""
+"""``python -m core optimize``: plan a GEPA job, print the plan, then run it in the foreground or queue it;
+``python -m core finish RUN_ID``: the test evaluations of a stopped (capped, cancelled) optimization."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import Any
 
 from core.cli.common import add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.cli.jobs import follow, print_job
-from core.errors import ConfigError
+from core.errors import ConfigError, StudioError
 from core.jobs import JobManager
 from core.jobs.worker import execute
 from core.models import ModelCatalog
-from core.optimize import BUDGETS, OptimizeConfig, Plan, plan_optimization
+from core.optimize import BUDGETS, OptimizeConfig, Plan, check_finishable, plan_optimization
 from core.settings import load_settings
 
 
@@ -62,6 +63,34 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return 0
     print(f"job {job_id}", file=sys.stderr)
     follow(manager, job_id, lambda: execute(manager, job_id))
+    status = print_job(manager, job_id)
+    print_finish_hint(manager, job_id)
+    return status
+
+
+def print_finish_hint(manager: JobManager, job_id: str) -> None:
+    """A stopped run that kept its best program: say how to get its before/after test evaluations."""
+    from core.store import RunStore
+
+    job = manager.get(job_id)
+    if not job.run_id or job.state == "succeeded":
+        return
+    try:
+        check_finishable(RunStore(manager.settings), job.run_id)
+    except StudioError:
+        return  # nothing to finish: it has results, or no best program to evaluate
+    print(f"  its best program is kept; evaluate it on the test set with: python -m core finish {job.run_id}",
+          file=sys.stderr)
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    manager = JobManager(load_settings())
+    job_id = manager.submit_finish(args.run_id, start=args.background, started_by=cli_user())
+    if args.background:
+        print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
+        return 0
+    print(f"job {job_id}", file=sys.stderr)
+    follow(manager, job_id, lambda: execute(manager, job_id))
     return print_job(manager, job_id)
 
 
@@ -81,3 +110,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--background", action="store_true", help="queue as a background job and return")
     p.set_defaults(func=cmd_optimize)
+
+    p = sub.add_parser("finish", help="evaluate a stopped (capped, cancelled) optimization's original and best "
+                                      "program on its test set")
+    p.add_argument("run_id", help="the optimization's MLflow run id (`python -m core jobs show JOB_ID` prints it)")
+    p.add_argument("--background", action="store_true", help="queue as a background job and return")
+    p.set_defaults(func=cmd_finish)

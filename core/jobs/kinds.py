@@ -56,6 +56,7 @@ class ModelProgress(TypedDict, total=False):
     total: int
     failed: int  # examples failed so far
     failed_by_kind: dict[str, int]
+    retried: int  # calls that failed (429, 5xx, timeout...) and were tried again
 
 
 class BaselineProgress(TypedDict, total=False):
@@ -84,12 +85,14 @@ def run_optimize(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
 
 def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     """Each model on the planned test split. A resumed job goes on with its models' runs (``previous["runs"]``),
-    reusing their finished records; progress carries failures by kind and each run's degraded flag."""
+    reusing their finished records; progress carries, as they happen, failed examples (by kind), retried calls
+    and a model's error once its provider is given up on; at the end, each run's degraded flag."""
     from core.baseline import outcomes_table, run_baselines
     from core.models import ModelSpec
-    from core.tasks import SampleSpec, TaskRef
+    from core.tasks import SampleSpec, TaskRef, prepare
 
     specs = [ModelSpec.from_dict(s) for s in config["specs"]]
+    ref, sample = TaskRef.from_dict(config["task_ref"]), SampleSpec.from_dict(config["sample"])
     earlier = {name: r["run_id"] for name, r in (ctx.previous.get("runs") or {}).items()
                if isinstance(r, dict) and r.get("run_id")}
     state: BaselineProgress = {"phase": "evaluating", "models": {s.name: {"done": 0, "total": 0} for s in specs},
@@ -103,18 +106,31 @@ def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     def on_record(spec: Any, done: int, total: int, rec: Any) -> None:
         model = state["models"][spec.name]
         model.update(done=done, total=total)
+        retried = max(0, int(rec.attempts or 1) - 1)  # provider errors that a retry got past
+        if retried:
+            model["retried"] = model.get("retried", 0) + retried
         if rec.outcome == "failed":
             by_kind = model.setdefault("failed_by_kind", {})
             by_kind[rec.error_kind or "other"] = by_kind.get(rec.error_kind or "other", 0) + 1
             model["failed"] = model.get("failed", 0) + 1
-        if time.time() - last[0] > 0.25 or done == total:
+        if time.time() - last[0] > 0.25 or done == total or rec.outcome == "failed":
             last[0] = time.time()
             ctx.emit(dict(state))
 
-    outcomes = run_baselines(ctx.store(), TaskRef.from_dict(config["task_ref"]), SampleSpec.from_dict(config["sample"]),
-                             specs, module=config.get("module", "predict"), threads=config.get("threads", 8),
-                             cache=config.get("cache", True), on_record=on_record, should_stop=ctx.should_stop,
-                             prepared=ctx.prepared(), resume=earlier, on_run_created=on_run_created)
+    store, prepared = ctx.store(), ctx.prepared() or prepare(ref, sample, ctx.settings)
+    outcomes = []
+    for spec in specs:  # one model at a time, so a model's error shows while the next one runs
+        if ctx.should_stop():
+            break
+        done = run_baselines(store, ref, sample, [spec], module=config.get("module", "predict"),
+                             threads=config.get("threads", 8), cache=config.get("cache", True), on_record=on_record,
+                             should_stop=ctx.should_stop, prepared=prepared, resume=earlier,
+                             on_run_created=on_run_created)
+        for o in done:
+            if o.error:
+                state["runs"][o.spec.name] = {"run_id": o.run_id or None, "error": o.error, "stopped_by": o.stopped_by}
+                ctx.emit(dict(state))
+        outcomes += done
     table = outcomes_table(outcomes)
     state["phase"] = "done"
     for o, row in zip(outcomes, table.to_dict("records"), strict=True):
@@ -130,6 +146,23 @@ def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     if ctx.should_stop():
         return JobOutcome("cancelled", notes)
     return JobOutcome("failed" if errors and len(errors) == len(specs) else "succeeded", notes)
+
+
+def run_finish(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
+    """The test evaluations of a stopped optimization (``config["run_id"]``): original and best program on its
+    planned test split; the run keeps its status and stop reason. A dead provider fails the job."""
+    from core.optimize import finish_optimization, plan_finish
+
+    ctx.set_run_id(config["run_id"])  # the optimization it finishes: the pages find this job by it
+    store = ctx.store()
+    plan = plan_finish(store, config["run_id"], ctx.prepared())
+    result = finish_optimization(store, plan, job_id=ctx.job_id, progress=ctx.emit, should_stop=ctx.should_stop,
+                                 lm_factory=ctx.lm_factory)
+    if result.status == "failed":
+        return JobOutcome("failed", result.error)
+    if result.status == "cancelled":
+        return JobOutcome("cancelled", "cancelled")
+    return JobOutcome("succeeded", f"degraded: {result.degraded_reason}" if result.degraded_reason else None)
 
 
 def close_baseline_runs(job: Any, manager: Any) -> None:
@@ -155,6 +188,15 @@ def close_optimization_runs(job: Any, manager: Any) -> None:
         close_interrupted(store, [job.run_id])
 
 
+def close_finish_runs(job: Any, manager: Any) -> None:
+    """A finish job's process is gone: its RUNNING test evaluations end KILLED, tagged interrupted (the
+    optimization itself keeps its status; finish it again)."""
+    from core.optimize import close_orphan_evaluations
+
+    if job.run_id:
+        close_orphan_evaluations(RunStore(manager.settings), job.run_id)
+
+
 @dataclass(frozen=True)
 class JobKind:
     """One kind of background job."""
@@ -169,4 +211,5 @@ class JobKind:
 KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind("optimize", run_optimize, resumable=True, on_interrupted=close_optimization_runs),
     JobKind("baseline", run_baseline, resumable=True, on_interrupted=close_baseline_runs),
+    JobKind("finish", run_finish, resumable=False, on_interrupted=close_finish_runs),
 )}

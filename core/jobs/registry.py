@@ -39,7 +39,7 @@ from core.store import data_lock
 
 logger = logging.getLogger(__name__)
 
-JobKindName = Literal["optimize", "baseline"]
+JobKindName = Literal["optimize", "baseline", "finish"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
@@ -144,9 +144,9 @@ class JobManager:
     # Submitting ------------------------------------------------------------------------------
 
     def submit(self, kind: str, title: str, config: dict[str, Any], start: bool = True,
-               plan: dict[str, Any] | None = None, started_by: str | None = None) -> str:
+               plan: dict[str, Any] | None = None, started_by: str | None = None, run_id: str | None = None) -> str:
         """Queue a job of ``kind`` (an entry of ``core.jobs.kinds.KINDS``); ``plan`` is stored with it and run as is;
-        ``started_by`` (who asked) is kept with the job and tagged on its runs."""
+        ``started_by`` (who asked) is kept with the job and tagged on its runs; ``run_id``: its run, if known."""
         from core.jobs.kinds import KINDS
 
         if kind not in KINDS:
@@ -156,8 +156,9 @@ class JobManager:
         if plan is not None:
             write_json(self.job_dir(job_id) / PLAN_FILE, plan)
         with self._db() as db:
-            db.execute("INSERT INTO jobs (id, kind, title, state, config, created, started_by) VALUES (?,?,?,?,?,?,?)",
-                       (job_id, kind, scrub(title), "queued", json.dumps(config), time.time(), started_by))
+            db.execute("INSERT INTO jobs (id, kind, title, state, config, created, started_by, run_id) "
+                       "VALUES (?,?,?,?,?,?,?,?)",
+                       (job_id, kind, scrub(title), "queued", json.dumps(config), time.time(), started_by, run_id))
         if start:
             self.schedule()
         return job_id
@@ -184,6 +185,21 @@ class JobManager:
         title = "Baseline: " + ", ".join(s.name for s in specs)
         return self.submit("baseline", title[:200], config, start,
                            plan={"task": task.to_dict(), "splits": splits.to_dict()}, started_by=started_by)
+
+    def submit_finish(self, run_id: str, start: bool = True, started_by: str | None = None) -> str:
+        """Queue the test evaluations of a stopped optimization run (the ``finish`` kind), planned here: a run
+        that is running, already has results, lacks its best program, or is being finished is refused."""
+        from core.optimize import plan_finish
+        from core.store import RunStore
+
+        busy = [j.id for j in self.list() if j.kind == "finish" and j.state in ("queued", "running")
+                and j.config.get("run_id") == run_id]
+        if busy:
+            raise JobError(f"Optimization {run_id} is already being evaluated on the test set (job {busy[0]}).",
+                           f"Follow it with `python -m core jobs show {busy[0]}`.")
+        plan = plan_finish(RunStore(self.settings, started_by=started_by), run_id)
+        return self.submit("finish", plan.title[:200], {"run_id": run_id}, start, run_id=run_id,  # found by it
+                           plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()}, started_by=started_by)
 
     def plan(self, job_id: str) -> dict[str, Any] | None:
         """The plan stored with the job at submission ({"task", "splits"}), or None."""

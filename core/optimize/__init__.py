@@ -1,22 +1,31 @@
 """GEPA on a student model with a reflection model: config (checked when built), estimate and plan,
 typed progress with cost meters and fault counts, a guard with a circuit breaker on each model's calls,
-and one run (``run_optimization``)."""
+one run (``run_optimization``), and the paired test evaluations that finish it, or finish a stopped one later
+(``finish``)."""
 
 from core.optimize.config import BUDGETS, Budget, OptimizeConfig
 from core.optimize.estimate import Estimate, Plan, estimate, metric_call_budget, plan_optimization
-from core.optimize.guard import CallGuard, ProposalCounter, failure_kind, guard_lm
-from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressPoint, ProgressSink
-from core.optimize.run import (
-    OptimizeResult,
-    close_orphan_evaluations,
+from core.optimize.finish import (
+    FinishPlan,
+    FinishProgress,
+    FinishResult,
+    PairedResult,
+    check_finishable,
+    estimate_finish,
+    evaluate_pair,
+    finish_optimization,
+    plan_finish,
     prompt_name,
     register_prompt,
-    run_optimization,
 )
+from core.optimize.guard import CallGuard, ProposalCounter, failure_kind, guard_lm
+from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressPoint, ProgressSink
+from core.optimize.run import OptimizeResult, cap_text, close_orphan_evaluations, run_optimization
 
 __all__ = [
-    "BUDGETS", "Budget", "CallGuard", "CostMeter", "Estimate", "ProposalCounter", "close_orphan_evaluations",
-    "failure_kind", "guard_lm", "OptimizeConfig", "OptimizeProgress", "OptimizeResult", "Plan",
-    "ProgressCallback", "ProgressPoint", "ProgressSink", "estimate", "metric_call_budget", "plan_optimization",
-    "prompt_name", "register_prompt", "run_optimization",
+    "BUDGETS", "Budget", "CallGuard", "CostMeter", "Estimate", "FinishPlan", "FinishProgress", "FinishResult", "PairedResult",
+    "ProposalCounter", "cap_text", "check_finishable", "close_orphan_evaluations", "estimate_finish", "evaluate_pair",
+    "failure_kind", "finish_optimization", "guard_lm", "OptimizeConfig", "OptimizeProgress", "OptimizeResult", "Plan",
+    "ProgressCallback", "ProgressPoint", "ProgressSink", "estimate", "metric_call_budget", "plan_finish",
+    "plan_optimization", "prompt_name", "register_prompt", "run_optimization",
 ]

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from core.errors import ConfigError
 from core.metric import FeedbackMode
 from core.models import ModelSpec
-from core.program import ModuleType
+from core.program import ModuleType, Start, check_start
 from core.tasks import SampleSpec, Splits, TaskRef
 
 Budget = Literal["light", "medium", "heavy"]
@@ -29,6 +29,8 @@ class OptimizeConfig:
     student: ModelSpec
     reflection: ModelSpec | None
     module: ModuleType = "predict"
+    start: Start = "described"  # the starting program: an entry of core.program.STARTS
+    instruction: str = ""  # the starting instruction, for start "own"
     # Budget: exactly one of auto / max_metric_calls / max_full_evals
     auto: Budget | None = "light"
     max_metric_calls: int | None = None
@@ -62,6 +64,7 @@ class OptimizeConfig:
             raise ConfigError("The spending cap must be more than $0.", "Leave it empty for no cap.")
         if self.module not in ("predict", "cot"):
             raise ConfigError(f"Unknown module type {self.module!r}.", "Use 'predict' or 'cot'.")
+        check_start(self.start, self.instruction)
         if self.feedback not in ("rule", "judge"):
             raise ConfigError(f"Unknown feedback mode {self.feedback!r}.", "Use 'rule' or 'judge'.")
 

@@ -76,7 +76,7 @@ def estimate(config: OptimizeConfig, task: Task, splits: Splits) -> Estimate:
     n_train = len(splits.train)
     n_val = len(splits.val) if splits.val is not None else 0
     calls = metric_call_budget(config, n_train, n_val)
-    program = make_program(task, config.module)
+    program = make_program(task, config.module, config.instruction or None, start=config.start)
     examples = to_examples(splits.train, task)
     prompt_chars = [sum(len(str(m.get("content", ""))) for m in render_prompt(program, ex))
                     for ex in examples[:PROMPT_SAMPLE]]

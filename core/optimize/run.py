@@ -7,23 +7,23 @@ every result lands in MLflow.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 import dspy
 
-from core.baseline import run_evaluation, spec_params
+from core.baseline import spec_params
 from core.breaker import HINTS, BreakerSettings
 from core.errors import ProviderError, StudioError
 from core.metric import make_metric
 from core.models import ModelSpec, build_lm, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import Plan, metric_call_budget, plan_optimization
+from core.optimize.finish import PairedResult, evaluate_pair, evaluation_reasons
 from core.optimize.guard import CallGuard, ProposalCounter, guard_lm
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
-from core.program import fingerprint, get_instruction, make_program, program_to_dict, to_examples
+from core.program import get_instruction, make_program, program_to_dict, to_examples
 from core.store import TAG, RunStore
 from core.tasks import Splits, Task, split_fingerprint
 
@@ -58,43 +58,16 @@ def _config_params(config: OptimizeConfig, task: Task, splits: Splits) -> dict[s
         **{f"sample_{k}": v for k, v in config.sample.to_dict().items()},
         "n_train": len(splits.train), "n_val": len(splits.val) if splits.val is not None else 0, "n_test": len(splits.test),
         "budget": config.budget_label(), "max_cost_usd": config.max_cost_usd, "module": config.module,
+        "start": config.start,
         "reflection_minibatch_size": config.reflection_minibatch_size, "use_merge": config.use_merge,
         "threads": config.threads, "seed": config.seed, "feedback": config.feedback,
         "test_fingerprint": split_fingerprint(splits.test, task),
     }
 
 
-def prompt_name(task_name: str, student: ModelSpec) -> str:
-    """The prompt-registry name for a task and student (letters, digits, - _ . only)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task_name}-{student.name}").strip("-")[:100]
-
-
-def register_prompt(store: RunStore, task: Task, student: ModelSpec, instruction: str, accuracy: float | None,
-                    run_id: str, job_id: str | None) -> str | None:
-    """Register the optimized instruction as a new prompt version; move alias ``best`` if it is the best."""
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(store.settings.tracking_uri)
-        name = prompt_name(task.name, student)
-        tags = {"task": task.name, "student": student.name, "run_id": run_id, "job_id": job_id or "",
-                "test_accuracy": "" if accuracy is None else f"{accuracy:.6f}"}
-        version = mlflow.genai.register_prompt(name=name, template=instruction, commit_message=f"GEPA job {job_id}",
-                                               tags=tags)
-        best_acc = None
-        try:
-            best = mlflow.genai.load_prompt(f"prompts:/{name}@best")
-            best_acc = float(best.tags.get("test_accuracy") or "nan")
-        except Exception:  # noqa: BLE001 - no best yet
-            best_acc = None
-        if best_acc is None or best_acc != best_acc or (accuracy is not None and accuracy >= best_acc):
-            mlflow.genai.set_prompt_alias(name, alias="best", version=version.version)
-        uri = f"prompts:/{name}/{version.version}"
-        store.set_tags(run_id, {f"{TAG}prompt_uri": uri})
-        return uri
-    except Exception as exc:  # noqa: BLE001 - the registry is an extra; the run's artifacts have the prompt
-        logger.warning("could not register the prompt: %s", exc)
-        return None
+def cap_text(usd: float) -> str:
+    """A spending cap as people typed it: $0.05, $2.00, $0.002."""
+    return f"${usd:.2f}" if usd >= 0.01 and round(usd, 2) == usd else f"${usd:.4g}"
 
 
 FAULT_TAGS = ("error", "stopped_by", "degraded", "degraded_reason", "stop_reason", "state")
@@ -128,18 +101,14 @@ class _QuietTracebacks(logging.Filter):
 
 
 def _degraded_reasons(guards: tuple[CallGuard, CallGuard], proposals: ProposalCounter,
-                      settings: BreakerSettings, evals: tuple[Any, Any]) -> list[str]:
+                      settings: BreakerSettings, pair: PairedResult) -> list[str]:
     reasons = []
     if settings.degraded(proposals.failed, proposals.started):
         reasons.append(f"{proposals.failed} of {proposals.started} reflection proposals gave no usable instruction")
     for g in guards:
         if settings.degraded(g.failed, g.calls):
             reasons.append(f"{g.failed} of {g.calls} {g.role} calls failed")
-    for label, res in zip(("original", "optimized"), evals, strict=True):
-        failed, n = int(res.metrics.get("failed") or 0), int(res.metrics.get("n") or 0)
-        if settings.degraded(failed, n):
-            reasons.append(f"the {label} program's test evaluation failed on {failed} of {n} examples")
-    return reasons
+    return reasons + evaluation_reasons(settings, pair)
 
 
 def run_optimization(
@@ -187,7 +156,7 @@ def run_optimization(
     if run_id is None:
         run_id = store.start_run("optimization", task.name, run_name=f"GEPA · {config.student.name} ← {config.reflection.name}",
                                  params=_config_params(config, task, splits),
-                                 tags={f"{TAG}model": config.student.name, f"{TAG}program": "gepa",
+                                 tags={f"{TAG}model": config.student.name, f"{TAG}program": "gepa", f"{TAG}start": config.start,
                                        f"{TAG}reflection_model": config.reflection.name,
                                        **({f"{TAG}job_id": job_id} if job_id else {})})
         store.log_artifacts(run_id, {"config.json": config.to_dict()})
@@ -226,12 +195,12 @@ def run_optimization(
                 r.last_kind or "parse")
             return True
         if config.max_cost_usd is not None and callback.total_cost() >= config.max_cost_usd:
-            stop["why"] = f"spending cap ${config.max_cost_usd:.4f} reached"
+            stop["why"] = f"spending cap {cap_text(config.max_cost_usd)} reached"
             return True
         return False
 
     metric = make_metric(task, config.feedback, judge_lm=reflection_lm if config.feedback == "judge" else None)
-    program = make_program(task, config.module)
+    program = make_program(task, config.module, config.instruction or None, start=config.start)
     original_instruction = get_instruction(program)
     budget_kw: dict[str, Any] = {"max_metric_calls": budget}
     gepa = dspy.GEPA(
@@ -303,27 +272,20 @@ def run_optimization(
         return result
 
     # Paired comparison: both programs on the identical test examples, as child runs.
-    eval_kw = dict(task_ref=config.task_ref, sample=config.sample, threads=config.threads, cache=config.cache,
-                   lm=student_lm if lm_factory else None, parent_run_id=run_id, job_id=job_id, kind="evaluation")
     try:
-        orig_id, orig = run_evaluation(store, task, config.student, program, test, program_label="original", **eval_kw)  # type: ignore[arg-type]
-        opt_id, opt = run_evaluation(store, task, config.student, optimized, test, program_label="optimized", **eval_kw)  # type: ignore[arg-type]
+        pair = evaluate_pair(store, config, task, test, (program, optimized), run_id=run_id, job_id=job_id,
+                             lm=student_lm if lm_factory else None)
     except StudioError as exc:  # the student died during the test evaluation (its breaker stopped it)
         return _fail(store, result, callback, exc)
-    result.original_eval_run_id, result.optimized_eval_run_id = orig_id, opt_id
-    result.original_accuracy, result.optimized_accuracy = orig.metrics["accuracy"], opt.metrics["accuracy"]
-    store.log_metrics(run_id, {"original_test_accuracy": orig.metrics["accuracy"],
-                               "optimized_test_accuracy": opt.metrics["accuracy"],
-                               "original_cost_per_1k": orig.metrics["cost_per_1k"],
-                               "optimized_cost_per_1k": opt.metrics["cost_per_1k"], **callback.fault_metrics()})
-    store.set_tags(run_id, {f"{TAG}original_eval_run_id": orig_id, f"{TAG}optimized_eval_run_id": opt_id,
-                            f"{TAG}optimized_fingerprint": fingerprint(optimized)})
-    reasons = _degraded_reasons(guards, proposals, limits, (orig, opt))
+    assert pair is not None  # nothing stops it but a dead provider
+    result.original_eval_run_id, result.optimized_eval_run_id = pair.original_eval_run_id, pair.optimized_eval_run_id
+    result.original_accuracy, result.optimized_accuracy = pair.original_accuracy, pair.optimized_accuracy
+    result.prompt_uri = pair.prompt_uri
+    store.log_metrics(run_id, callback.fault_metrics())
+    reasons = _degraded_reasons(guards, proposals, limits, pair)
     if reasons:
         result.degraded_reason = "; ".join(reasons)
         store.set_tags(run_id, {f"{TAG}degraded": "true", f"{TAG}degraded_reason": result.degraded_reason[:5000]})
-    result.prompt_uri = register_prompt(store, task, config.student, best_instruction, result.optimized_accuracy,
-                                        run_id, job_id)
     callback.emit(force=True, phase="done", message="Finished", degraded=bool(reasons),
                   **({"degraded_reason": result.degraded_reason} if reasons else {}))
     store.log_artifacts(run_id, {"progress.json": callback.state})

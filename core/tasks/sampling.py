@@ -8,16 +8,20 @@ import logging
 import pandas as pd
 
 from core.errors import ConfigError, DataError
-from core.tasks.model import Splits, Task
+from core.tasks.model import SAMPLE_METHODS, SampleMethod, Splits, Task
 from core.tasks.text import label_key, listing
 from core.tasks.validate import MERGE_HINT, _require_columns
 
 logger = logging.getLogger(__name__)
 
 
-def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = "") -> pd.DataFrame:
-    """``n`` rows per label, keeping the original index (so callers can exclude the rows taken)."""
+def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = "",
+            method: SampleMethod = "one_stream") -> pd.DataFrame:
+    """``n`` rows per label, in label order, keeping the original index (so callers can exclude the rows taken);
+    ``method`` is an entry of :data:`SAMPLE_METHODS`."""
     _require_columns(df, [label_column])
+    if method not in SAMPLE_METHODS:
+        raise ConfigError(f"Unknown sampling method {method!r}.", f"Use one of: {', '.join(SAMPLE_METHODS)}.")
     counts = df[label_column].value_counts()
     short = counts[counts < n]
     if len(short):
@@ -26,6 +30,8 @@ def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = 
             f"Not enough rows{what}: {listed}, fewer than the {n} per label requested.",
             "Lower the per-label size, or add rows for that label.",
         )
+    if method == "seed_per_label":
+        return pd.concat([group.sample(n=n, random_state=seed) for _, group in df.groupby(label_column)])
     return df.groupby(label_column, group_keys=False).sample(n=n, random_state=seed)
 
 
@@ -56,11 +62,12 @@ def check_test_labels(labels: tuple[str, ...], test_df: pd.DataFrame, label_colu
     return notes
 
 
-def sample_per_label(df: pd.DataFrame, label_column: str, n: int, seed: int) -> pd.DataFrame:
-    """``n`` random rows of each label: ``groupby(label).sample(n, random_state=seed)``, one generator for all
-    labels. (The original notebook reset ``random_state`` for each label's draw instead, so the two pick
-    different rows for the same seed; matching it is the issue "Reproduce the original notebook's experiment".)"""
-    return _sample(df, label_column, n, seed).reset_index(drop=True)
+def sample_per_label(df: pd.DataFrame, label_column: str, n: int, seed: int,
+                     method: SampleMethod = "one_stream") -> pd.DataFrame:
+    """``n`` random rows of each label. ``"one_stream"``: ``groupby(label).sample(n, random_state=seed)``, one
+    generator for all labels; ``"seed_per_label"``: the original notebook's draw, ``random_state=seed`` afresh for
+    each label. The two pick different rows for the same seed."""
+    return _sample(df, label_column, n, seed, method=method).reset_index(drop=True)
 
 
 def make_splits(
@@ -72,11 +79,14 @@ def make_splits(
     val_per_label: int = 0,
     test_per_label: int = 10,
     seed: int = 42,
+    method: SampleMethod = "one_stream",
 ) -> Splits:
     """Sample train and validation from ``train_df``; test from ``test_df`` or else from the rest of ``train_df``.
 
     Only ``task.labels`` are used. With a separate ``test_df``, rows whose text was drawn for train or
-    validation are left out of the test pool.
+    validation are left out of the test pool; except with ``method="seed_per_label"``, which draws the test rows
+    from the whole test table as the original notebook did (excluding a row would shift every later draw of its
+    label) and says in ``notes`` when a test sentence was also drawn for train.
     """
     if train_per_label < 1 or test_per_label < 1 or val_per_label < 0:
         raise ConfigError(
@@ -106,25 +116,32 @@ def make_splits(
             "Lower the per-label sizes, add rows, or give a separate test file.",
         )
 
-    train = _sample(pool, lab, train_per_label, seed)
+    train = _sample(pool, lab, train_per_label, seed, method=method)
     rest = pool.drop(index=train.index)
-    val = _sample(rest, lab, val_per_label, seed) if val_per_label else None
+    val = _sample(rest, lab, val_per_label, seed, method=method) if val_per_label else None
     if val is not None:
         rest = rest.drop(index=val.index)
     notes: list[str] = []
     if test_df is None:
-        test = _sample(rest, lab, test_per_label, seed, what=" for the test split")
+        test = _sample(rest, lab, test_per_label, seed, what=" for the test split", method=method)
     else:
         _require_columns(test_df, [text, lab], what="The test table")
         notes = check_test_labels(task.labels, test_df, lab)
         taken = set(train[text]) | (set(val[text]) if val is not None else set())
-        test_pool = test_df[test_df[lab].isin(task.labels) & ~test_df[text].isin(taken)]
+        keep = test_df[lab].isin(task.labels)
+        if method != "seed_per_label":
+            keep &= ~test_df[text].isin(taken)
+        test_pool = test_df[keep]
         if test_pool.empty:
             raise DataError(
                 "The test table has no rows with the task's labels that are not already in train.",
                 f"Its label column {lab!r} must use the same labels: {listing(task.labels)}.",
             )
-        test = _sample(test_pool, lab, test_per_label, seed, what=" in the test table")
+        test = _sample(test_pool, lab, test_per_label, seed, what=" in the test table", method=method)
+        shared = int(test[text].isin(taken).sum())
+        if shared:
+            notes.append(f"{shared} test sentence(s) were also drawn for train or validation: the notebook's draw "
+                         "does not leave them out of the test split.")
     for note in notes:
         logger.warning("%s", note)
     splits = Splits(

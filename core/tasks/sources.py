@@ -120,7 +120,8 @@ def prepare(ref: TaskRef, sample: SampleSpec, settings: Settings) -> tuple[Task,
     """Load and sample: the task and its train / validation / test splits."""
     task, train, test = load_tables(ref, settings)
     splits = make_splits(task, train, test, train_per_label=sample.train_per_label,
-                         val_per_label=sample.val_per_label, test_per_label=sample.test_per_label, seed=sample.seed)
+                         val_per_label=sample.val_per_label, test_per_label=sample.test_per_label, seed=sample.seed,
+                         method=sample.method)
     return task, splits
 
 

@@ -35,6 +35,32 @@ def _assert_empty(fig: go.Figure, text: str = "No runs yet") -> None:
     assert any(a.text == text for a in fig.layout.annotations)
 
 
+def _bars(fig: go.Figure) -> dict[str, dict]:
+    """label -> {y, high, low, color, pattern, line, hover, trace} over the accuracy bar traces (one per program kind)."""
+    out = {}
+    for trace in fig.data:
+        if trace.type != "bar" or trace.name == "failed":
+            continue
+        y = np.asarray(trace.y, dtype=float)
+        for i, label in enumerate(trace.x):
+            out[label] = {"y": y[i], "high": y[i] + np.asarray(trace.error_y.array)[i],
+                          "low": y[i] - np.asarray(trace.error_y.arrayminus)[i], "color": trace.marker.color[i],
+                          "pattern": trace.marker.pattern.shape, "line": trace.marker.line.width[i],
+                          "hover": trace.hovertext[i], "trace": trace.name}
+    return out
+
+
+def _first(value):
+    """A trace property that is one value for all points, or a list of them: the first point's."""
+    return value if isinstance(value, str) else value[0]
+
+
+def _labels(fig: go.Figure) -> dict[str, tuple[float, str]]:
+    """label -> (y, text) of the text trace that carries "45.0% / n=60" above each bar."""
+    trace = next(t for t in fig.data if t.name == "labels")
+    return dict(zip(trace.x, zip(np.asarray(trace.y, dtype=float), trace.text, strict=True), strict=True))
+
+
 def test_model_colors_are_stable_and_distinct():
     colors = charts.model_colors(["b", "a", "b", "c"])
     assert colors == charts.model_colors(["c", "a", "b"])
@@ -49,32 +75,30 @@ def test_accuracy_bars_sorted_with_asymmetric_error_bars():
     before = runs.copy(deep=True)
     fig = charts.accuracy_bars(runs)
     pd.testing.assert_frame_equal(runs, before)
-    assert len(fig.data) == 1
-    bar = fig.data[0]
-    assert bar.type == "bar"
     expected = runs.sort_values("accuracy", ascending=False)
-    assert list(bar.x) == expected["label"].tolist()
-    y = np.asarray(bar.y, dtype=float)
-    np.testing.assert_allclose(y, expected["accuracy"] * 100)
-    np.testing.assert_allclose(np.asarray(bar.error_y.array), expected["ci_high"] * 100 - y)
-    np.testing.assert_allclose(np.asarray(bar.error_y.arrayminus), y - expected["ci_low"] * 100)
-    assert bar.error_y.symmetric is False
-    assert bar.text[0] == "86.0% (n=50)"
-    assert list(fig.layout.yaxis.range) == [0, 100]
+    assert list(fig.layout.xaxis.categoryarray) == expected["label"].tolist()
+    bars = _bars(fig)
+    assert set(bars) == set(runs["label"])
+    for row in expected.to_dict("records"):
+        bar = bars[row["label"]]
+        assert bar["y"] == pytest.approx(row["accuracy"] * 100)
+        assert (bar["low"], bar["high"]) == pytest.approx((row["ci_low"] * 100, row["ci_high"] * 100))
+    assert all(t.error_y.symmetric is False for t in fig.data if t.type == "bar")
+    assert fig.layout.yaxis.range[0] == 0 and list(fig.layout.yaxis.tickvals)[-1] == 100
     assert "%" in fig.layout.yaxis.title.text
-    # Same model, same color.
-    colors = dict(zip(bar.x, bar.marker.color, strict=True))
-    assert colors["claude-sonnet · original"] == colors["claude-sonnet · optimized"]
-    assert colors["claude-sonnet · original"] != colors["gpt-oss-20b · original"]
-    assert "84.0%" in " ".join(bar.hovertext)
+    # Same model, same color; the program is the pattern, with a legend entry per program.
+    assert bars["claude-sonnet · original"]["color"] == bars["claude-sonnet · optimized"]["color"]
+    assert bars["claude-sonnet · original"]["color"] != bars["gpt-oss-20b · original"]["color"]
+    assert bars["claude-sonnet · original"]["pattern"] != bars["claude-sonnet · optimized"]["pattern"]
+    assert sorted(t.name for t in fig.data if t.type == "bar" and t.showlegend is not False) == ["optimized", "original"]
+    assert "84.0%" in bars["gpt-oss-20b · optimized"]["hover"]
 
 
 def test_accuracy_bars_falls_back_to_wilson_when_ci_missing():
     runs = _runs().drop(columns=["ci_low", "ci_high"])
-    fig = charts.accuracy_bars(runs)
+    bar = _bars(charts.accuracy_bars(runs))["claude-sonnet · original"]
     low, high = stats.wilson_interval(43, 50)
-    assert np.asarray(fig.data[0].error_y.array)[0] == pytest.approx(high * 100 - 86.0)
-    assert np.asarray(fig.data[0].error_y.arrayminus)[0] == pytest.approx(86.0 - low * 100)
+    assert (bar["low"], bar["high"]) == pytest.approx((low * 100, high * 100))
 
 
 def test_accuracy_bars_empty_and_missing_columns():
@@ -94,13 +118,14 @@ def test_accuracy_vs_cost_log_axis_pareto_and_free_floor():
     assert fig.layout.xaxis.type == "log"
     assert "USD" in fig.layout.xaxis.title.text
     points = [t for t in fig.data if t.name != "Pareto front"]
-    assert sorted(t.name for t in points) == ["claude-sonnet", "gpt-oss-20b", "llama-local"]
+    assert sorted(t.name for t in points) == sorted(runs["label"])  # one legend entry per model · program
     assert all(t.type == "scatter" for t in fig.data)
 
-    # Free run plotted at a tenth of the cheapest paid run, and says it is free.
-    local = next(t for t in points if t.name == "llama-local")
-    assert np.asarray(local.x, dtype=float)[0] == pytest.approx(0.40 / 10)
+    # Free run plotted a decade below the cheapest paid run's decade ($0.40 -> $0.01), on a tick that reads "free".
+    local = next(t for t in points if t.name == "llama-local · optimized")
+    assert np.asarray(local.x, dtype=float)[0] == pytest.approx(0.01)
     assert "free / local" in local.hovertext[0]
+    assert list(fig.layout.xaxis.ticktext) == ["free", "$0.1", "$1", "$10"]
     np.testing.assert_allclose(np.asarray(local.y, dtype=float), [76.0])
     low, high = stats.wilson_interval(38, 50)
     assert np.asarray(local.error_y.array)[0] == pytest.approx(high * 100 - 76.0)
@@ -110,7 +135,7 @@ def test_accuracy_vs_cost_log_axis_pareto_and_free_floor():
     # gpt original ($0.40, 70%) is dominated by the free run; claude optimized by claude original.
     front = next(t for t in fig.data if t.name == "Pareto front")
     assert front.line.shape == "hv"
-    np.testing.assert_allclose(np.asarray(front.x, dtype=float), [0.04, 0.50, 6.00])
+    np.testing.assert_allclose(np.asarray(front.x, dtype=float), [0.01, 0.50, 6.00])
     np.testing.assert_allclose(np.asarray(front.y, dtype=float), [76.0, 84.0, 86.0])
     assert list(front.text) == ["llama-local · optimized", "gpt-oss-20b · optimized", "claude-sonnet · original"]
 
@@ -185,11 +210,12 @@ def test_optimization_cost_split_stacked():
     fig = charts.optimization_cost_split(opt)
     pd.testing.assert_frame_equal(opt, before)
     assert fig.layout.barmode == "stack"
-    assert [t.name for t in fig.data] == ["Student", "Reflection"]
-    np.testing.assert_allclose(np.asarray(fig.data[0].y, dtype=float), [0.30, 1.20])
-    np.testing.assert_allclose(np.asarray(fig.data[1].y, dtype=float), [0.10, 0.80])
+    assert [t.name for t in fig.data[:2]] == ["Student", "Reflection"]
+    assert all(t.orientation == "h" and list(t.y) == ["light", "medium"] for t in fig.data[:2])
+    np.testing.assert_allclose(np.asarray(fig.data[0].x, dtype=float), [0.30, 1.20])
+    np.testing.assert_allclose(np.asarray(fig.data[1].x, dtype=float), [0.10, 0.80])
     assert "75%" in fig.data[0].hovertext[0]
-    assert "USD" in fig.layout.yaxis.title.text
+    assert "USD" in fig.layout.xaxis.title.text
     _assert_empty(charts.optimization_cost_split(pd.DataFrame()))
 
 
@@ -222,7 +248,7 @@ def test_break_even_chart_marks_break_even():
     assert fig.layout.shapes[0].x1 == pytest.approx(be)
     assert list(fig.layout.xaxis.range) == pytest.approx([0, 2 * be])
     before, after = fig.data
-    assert before.name == "before" and after.name == "after (incl. optimization)"
+    assert before.name == "reference" and after.name == "optimized (incl. optimization)"
     x = np.asarray(before.x, dtype=float)
     np.testing.assert_allclose(x, [0, be, 2 * be])
     np.testing.assert_allclose(np.asarray(before.y, dtype=float), x * 2.0 / 1000)
@@ -290,19 +316,19 @@ def test_accuracy_bars_stack_a_hatched_failed_segment_with_counts_by_kind():
     fig = charts.accuracy_bars(runs)
     pd.testing.assert_frame_equal(runs, before)
     assert fig.layout.barmode == "stack"
-    accuracy, failed = fig.data
-    assert (accuracy.name, failed.name) == ("accuracy", "failed")
+    failed = next(t for t in fig.data if t.name == "failed")
     order = runs.sort_values("accuracy", ascending=False)
-    assert list(failed.x) == list(accuracy.x) == order["label"].tolist()
+    assert list(failed.x) == order["label"].tolist()
     # Accuracy counts failures as wrong: the bar is correct / n, the failed segment sits on top of it.
-    np.testing.assert_allclose(np.asarray(accuracy.y, dtype=float), order["accuracy"] * 100)
+    bars = _bars(fig)
+    np.testing.assert_allclose([bars[lab]["y"] for lab in order["label"]], order["accuracy"] * 100)
     np.testing.assert_allclose(np.asarray(failed.y, dtype=float), order["failed"].fillna(0) / order["n"] * 100)
-    assert failed.marker.pattern.shape == "/"
-    by_label = dict(zip(failed.x, failed.text, strict=True))
-    assert by_label["claude-sonnet · original"] == "6 failed · DEGRADED"
-    assert by_label["gpt-oss-20b · optimized"] == "1 failed"
-    assert by_label["gpt-oss-20b · original"] == "" and by_label["claude-sonnet · optimized"] == ""
-    hover = dict(zip(accuracy.x, accuracy.hovertext, strict=True))
+    assert failed.marker.pattern.shape not in {b["pattern"] for b in bars.values()}
+    texts = {lab: text for lab, (_, text) in _labels(fig).items()}
+    assert texts["claude-sonnet · original"].endswith("<br>6 failed · DEGRADED")
+    assert texts["gpt-oss-20b · optimized"].endswith("<br>1 failed")
+    assert "failed" not in texts["gpt-oss-20b · original"] + texts["claude-sonnet · optimized"]
+    hover = {lab: bar["hover"] for lab, bar in bars.items()}
     assert "DEGRADED" in hover["claude-sonnet · original"]
     assert "6 failed (12.0%): rate_limit 4, timeout 2" in hover["claude-sonnet · original"]
     assert "accuracy of the answered 97.7%" in hover["claude-sonnet · original"]  # 43 right of 44 answered
@@ -310,25 +336,24 @@ def test_accuracy_bars_stack_a_hatched_failed_segment_with_counts_by_kind():
     assert "1 failed (2.0%): parse 1" in hover["gpt-oss-20b · optimized"]
     assert "no failures" in hover["gpt-oss-20b · original"]
     assert "failed" not in hover["claude-sonnet · optimized"]  # an older run: unknown, not "no failures"
-    outline = dict(zip(accuracy.x, accuracy.marker.line.width, strict=True))
-    assert outline["claude-sonnet · original"] > 0 and outline["gpt-oss-20b · optimized"] == 0
+    assert bars["claude-sonnet · original"]["line"] > 0 and bars["gpt-oss-20b · optimized"]["line"] == 0
 
 
-def test_accuracy_bars_without_failures_stay_one_plain_trace():
+def test_accuracy_bars_without_failures_have_no_failed_segment():
     runs = _runs_with_failures().assign(failed=0.0, degraded=False)
     fig = charts.accuracy_bars(runs)
-    assert len(fig.data) == 1 and fig.data[0].textposition == "outside"
-    assert all("no failures" in h for h in fig.data[0].hovertext)
+    assert "failed" not in [t.name for t in fig.data]
+    assert all("no failures" in b["hover"] for b in _bars(fig).values())
 
 
 def test_accuracy_vs_cost_says_failures_and_marks_degraded_points():
     runs = _runs_with_failures()
     fig = charts.accuracy_vs_cost(runs)
-    claude = next(t for t in fig.data if t.name == "claude-sonnet")
-    hover = dict(zip(claude.text, claude.hovertext, strict=True))
+    claude = [t for t in fig.data if t.name.startswith("claude-sonnet")]
+    hover = {t.name: t.hovertext[0] for t in claude}
     assert "6 failed (12.0%): rate_limit 4, timeout 2" in hover["claude-sonnet · original"]
     assert "DEGRADED" in hover["claude-sonnet · original"] and "DEGRADED" not in hover["claude-sonnet · optimized"]
-    symbols = dict(zip(claude.text, claude.marker.symbol, strict=True))
+    symbols = {t.name: _first(t.marker.symbol) for t in claude}
     assert symbols == {"claude-sonnet · original": "circle-x-open", "claude-sonnet · optimized": "circle"}
 
 
@@ -362,3 +387,145 @@ def test_optimization_cost_split_hover_says_failed_calls_and_degraded():
     first, second = fig.data[1].hovertext
     assert "DEGRADED · 4 failed reflection calls · 4 failed proposals" in first
     assert "2 failed student calls" in second and "DEGRADED" not in second
+
+
+# --- reading at a glance: ticks, markers, labels, single points, honest headlines ---
+
+
+def _programs() -> pd.DataFrame:
+    """One model's Predict and CoT programs, original and optimized, labelled as core.runs.chart_frame does."""
+    rows = [("p0", "predict", "original", 0.62, 0.004), ("p1", "predict", "optimized", 0.70, 0.005),
+            ("c0", "cot", "original", 0.0, 0.02), ("c1", "cot", "optimized", 0.55, 0.03)]
+    df = pd.DataFrame(rows, columns=["run_id", "module", "program", "accuracy", "cost_per_1k"]).assign(
+        model="stub-large", n=60)
+    names = {"predict": "Predict", "cot": "CoT"}
+    df["label"] = [f"stub-large · {names[m]}" + (" · optimized" if p == "optimized" else "")
+                   for m, p in zip(df["module"], df["program"], strict=True)]
+    return df
+
+
+def test_cost_axis_ticks_only_at_powers_of_ten():
+    runs = _runs().assign(cost_per_1k=[0.002, 0.03, 0.4, 2.5, 3.0])
+    axis = charts.accuracy_vs_cost(runs).layout.xaxis
+    assert axis.tickmode == "array"
+    assert list(axis.ticktext) == ["$0.001", "$0.01", "$0.1", "$1", "$10"]
+    np.testing.assert_allclose(np.log10(np.asarray(axis.tickvals, dtype=float)), [-3, -2, -1, 0, 1])
+    # Every point lies inside the range, between two labelled ticks.
+    assert axis.range[0] <= np.log10(0.002) and axis.range[1] >= np.log10(3.0)
+    one = charts.accuracy_vs_cost(runs.iloc[[3]]).layout.xaxis
+    assert list(one.ticktext) == ["$1", "$10"] and one.range[0] <= np.log10(2.5) <= one.range[1]
+    exact = charts.accuracy_vs_cost(runs.iloc[[3]].assign(cost_per_1k=1.0)).layout.xaxis
+    assert list(exact.ticktext) == ["$0.1", "$1", "$10"]
+
+
+def test_programs_and_modules_have_their_own_marker_pattern_and_legend_entry():
+    runs = _programs()
+    scatter = charts.accuracy_vs_cost(runs)
+    symbols = {t.name: _first(t.marker.symbol) for t in scatter.data if t.name != "Pareto front"}
+    assert symbols == {"stub-large · Predict": "circle-open", "stub-large · Predict · optimized": "circle",
+                       "stub-large · CoT": "diamond-open", "stub-large · CoT · optimized": "diamond"}
+    assert len({t.marker.color for t in scatter.data if t.name != "Pareto front"}) == 1  # colour is the model
+    assert all(t.showlegend is not False for t in scatter.data)
+    bars = charts.accuracy_bars(runs)
+    by_label = _bars(bars)
+    assert len({b["pattern"] for b in by_label.values()}) == 4
+    assert {b["trace"] for b in by_label.values()} == {"original · Predict", "optimized · Predict",
+                                                       "original · CoT", "optimized · CoT"}
+    assert by_label["stub-large · CoT"]["y"] == 0  # a 0 % CoT run is its own bar, not a replacement of Predict's
+    # Pages may add to a label (" · capped"): the module is still read from it.
+    marked = runs.assign(label=runs["label"] + [" · capped", "", "", ""])
+    assert _bars(charts.accuracy_bars(marked))["stub-large · Predict · capped"]["trace"] == "original · Predict"
+
+
+def test_bar_labels_sit_above_the_whisker_tops():
+    runs = _programs().assign(accuracy=[1.0, 0.45, 0.0, 0.55])
+    fig = charts.accuracy_bars(runs)
+    bars, labels = _bars(fig), _labels(fig)
+    text = next(t for t in fig.data if t.name == "labels")
+    assert text.mode == "text" and text.textposition == "top center"
+    for label, (y, words) in labels.items():
+        assert y >= bars[label]["high"] - 1e-9 and y >= bars[label]["y"]
+        assert words.startswith(f"{bars[label]['y']:.1f}%") and "n=60" in words
+    assert all(t.text is None for t in fig.data if t.type == "bar")  # no text on the bars or whiskers
+    assert fig.layout.yaxis.range[1] > 100  # room for the label above a 100 % bar
+
+
+def test_single_point_gets_sensible_axes():
+    one = _programs().iloc[[1]]
+    fig = charts.accuracy_vs_cost(one)
+    low, high = fig.layout.yaxis.range
+    bar = _bars(charts.accuracy_bars(one))["stub-large · Predict · optimized"]
+    assert 0 <= low <= bar["low"] and bar["high"] <= high <= 100 and high - low >= 20
+    point = charts.progress_chart(pd.DataFrame({"metric_calls": [0], "best_score": [0.5]}))
+    assert list(point.layout.xaxis.range) == [0, 10] and list(point.layout.yaxis.range) == [0, 100]
+
+
+def test_progress_chart_spans_the_budget():
+    events = pd.DataFrame({"metric_calls": [0, 12, 26], "best_score": [0.4, 0.5, 0.6]})
+    fig = charts.progress_chart(events, budget=60)
+    assert list(fig.layout.xaxis.range) == [0, 60]
+    assert fig.layout.shapes[0].x0 == 60 and "budget 60" in fig.layout.annotations[0].text
+    over = charts.progress_chart(events.assign(metric_calls=[0, 30, 62]), budget=60)
+    assert list(over.layout.xaxis.range) == [0, 62]  # GEPA may overshoot its budget a little
+    assert list(charts.progress_chart(events).layout.xaxis.range) == [0, 26]
+    with pytest.raises(ConfigError, match="budget"):
+        charts.progress_chart(events, budget=0)
+
+
+def test_optimization_cost_split_labels_bars_by_run_and_marks_capped_and_cancelled():
+    label = "GEPA · stub-small ← stub-large · 60 calls · 45.0%→61.7%"
+    opt = pd.DataFrame({
+        "run_id": ["aaaaaaaa1", "bbbbbbbb2", "cccccccc3", "dddddddd4"],
+        "run_label": [label, label, "GEPA · stub-small ← stub-large · 60 calls · no test results · capped",
+                      "GEPA · stub-small · 2026-11-02 10:00"],  # an older frame: no result, no outcome in the label
+        "outcome": ["finished", "finished", "capped", "cancelled"],
+        "stop_reason": ["", "", "spending cap $0.05 reached", ""],
+        "student_cost_usd": [0.02, 0.03, 0.04, 0.01], "reflection_cost_usd": [0.01, 0.01, 0.01, 0.0]})
+    fig = charts.optimization_cost_split(opt)
+    student = fig.data[0]
+    assert list(student.y) == [f"{label} · aaaaaaaa", f"{label} · bbbbbbbb", opt["run_label"][2],
+                               "GEPA · stub-small · 2026-11-02 10:00 · cancelled"]
+    assert list(student.marker.pattern.shape) == ["", "", "/", "/"]
+    totals = next(t for t in fig.data if t.name == "total").text
+    assert totals[2].endswith("CAPPED") and totals[3].endswith("CANCELLED") and "CAPPED" not in totals[0]
+    assert "stopped: spending cap $0.05 reached" in student.hovertext[2]
+    assert fig.layout.yaxis.autorange == "reversed"  # the frame's first run on top
+
+
+def _trade(reference_right: int, optimized_right: list[int]) -> dict:
+    def records(right) -> pd.DataFrame:
+        return pd.DataFrame({"idx": range(60), "gold": "A", "correct": [i in right for i in range(60)]})
+    return stats.trade_off(records(range(reference_right)), records(optimized_right))
+
+
+def test_break_even_headline_claims_pay_back_only_when_not_significantly_worse():
+    worse = _trade(27, list(range(19)))  # 45.0% -> 31.7%, paired and significant
+    fig = charts.break_even_chart(0.5, 2.0, 0.2, labels=("stub-large · Predict", "stub-small · optimized"),
+                                  trade_off=worse)
+    title = fig.layout.title.text
+    assert "Pays back" not in title and "pays back" not in title
+    assert "13.3 points less accurate (significant)" in title and "not a replacement" in title
+    assert "45.0%" in fig.layout.title.subtitle.text and "31.7%" in fig.layout.title.subtitle.text
+    assert "recovered" not in fig.layout.annotations[0].text
+
+    fine = _trade(27, [*range(3, 27), 40])  # 45.0% -> 41.7%, not significant
+    fig = charts.break_even_chart(0.5, 2.0, 0.2, trade_off=fine)
+    be = stats.break_even_predictions(0.5, 2.0, 0.2)
+    assert fig.layout.title.text == f"Pays back after {be:,.0f} predictions, at 3.3 points lower accuracy (not significant)"
+    assert "paired 95% interval" in fig.layout.title.subtitle.text
+
+    better = _trade(19, list(range(27)))
+    assert "13.3 points higher accuracy (significant)" in charts.break_even_chart(
+        0.5, 2.0, 0.2, trade_off=better).layout.title.text
+    never = charts.break_even_chart(0.5, 1.0, 2.0, trade_off=fine).layout.title.text
+    assert never.startswith("Never pays back") and "3.3 points lower accuracy" in never
+
+
+def test_break_even_headline_on_different_examples_says_unpaired():
+    reference = pd.DataFrame({"idx": range(60), "gold": "A", "correct": [i < 27 for i in range(60)]})
+    optimized = pd.DataFrame({"idx": range(100, 160), "gold": "A", "correct": [i < 119 for i in range(100, 160)]})
+    unpaired = stats.trade_off(reference, optimized)
+    fig = charts.break_even_chart(0.5, 2.0, 0.2, trade_off=unpaired)
+    assert fig.layout.title.text.startswith("Pays back after")
+    assert "13.3 points lower accuracy (on different examples, not a paired test)" in fig.layout.title.text
+    assert "unpaired 95% interval" in fig.layout.title.subtitle.text

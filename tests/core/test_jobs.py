@@ -31,8 +31,9 @@ class Parked:
 
 
 def test_every_kind_is_one_table_entry():
-    assert set(KINDS) == {"optimize", "baseline"}
+    assert set(KINDS) == {"optimize", "baseline", "finish"}
     assert KINDS["optimize"].resumable and KINDS["baseline"].resumable
+    assert not KINDS["finish"].resumable  # a stopped finish job is submitted again, not resumed
 
 
 def test_an_unknown_kind_is_refused(settings):

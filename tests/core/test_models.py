@@ -1,8 +1,10 @@
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,7 +81,7 @@ def test_timeout_and_retries_round_trip_through_the_catalog(tmp_path):
     cat = ModelCatalog.load(tmp_path / "models.json")
     cat.add(openai_compatible("slow-local", "llama3.1", "http://127.0.0.1:11434/v1", timeout_s=45.5, num_retries=0))
     preset = next(p for p in PRESETS if p.provider == "openai")
-    cat.add(ModelSpec.from_dict({**preset.to_dict(), "timeout_s": 300, "num_retries": 5.0}))  # a preset, edited
+    cat.add(ModelSpec.from_dict({**preset.to_dict(), "timeout_s": 300, "num_retries": 5.0}), replace=True)  # a preset, changed
     cat.save()
     saved = {m["name"]: m for m in json.loads((tmp_path / "models.json").read_text())["models"]}
     assert (saved["slow-local"]["timeout_s"], saved["slow-local"]["num_retries"]) == (45.5, 0)
@@ -90,6 +92,68 @@ def test_timeout_and_retries_round_trip_through_the_catalog(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old_file))
     old = ModelCatalog.load(tmp_path / "old.json").get("old")
     assert (old.timeout_s, old.num_retries) == (ModelSpec("o", "openai/m").timeout_s, ModelSpec("o", "openai/m").num_retries)
+
+
+def test_a_taken_name_is_refused_unless_replaced(tmp_path):
+    cat = ModelCatalog.load(tmp_path / "models.json")
+    first = openai_compatible("mine", "llama3.1", "http://127.0.0.1:11434/v1")
+    cat.add(first)
+    for taken in ("mine", PRESETS[0].name):
+        with pytest.raises(ModelError, match=f"'{re.escape(taken)}' is already in the catalog") as err:
+            cat.add(openai_compatible(taken, "qwen3", "http://127.0.0.1:11434/v1"))
+        assert "another name" in err.value.hint
+    assert cat.get("mine") == first and cat.get(PRESETS[0].name) == PRESETS[0]
+    cat.add(openai_compatible("mine", "qwen3", "http://127.0.0.1:11434/v1"), replace=True)
+    assert cat.get("mine").model == "openai/qwen3"
+
+
+def test_update_changes_a_model_checked_like_an_add(tmp_path):
+    cat = ModelCatalog.load(tmp_path / "models.json")
+    cat.add(openai_compatible("a", "llama3.1", "http://127.0.0.1:11434/v1", temperature=0.3))
+    cat.add(openai_compatible("b", "qwen3", "http://127.0.0.1:11434/v1"))
+    spec = cat.update("a", input_price_per_m=0.2, output_price_per_m=0.8, timeout_s=45.0,
+                      api_base="http://127.0.0.1:8000/v1")
+    assert (spec.input_price_per_m, spec.timeout_s, spec.api_base, spec.temperature) == (0.2, 45.0,
+                                                                                        "http://127.0.0.1:8000/v1", 0.3)
+    assert resolve_price(spec).cost(10**6, 10**6) == pytest.approx(1.0)
+    for bad, match in (({"input_price_per_m": -1.0}, "negative"), ({"api_base": "localhost:8000"}, "not an http"),
+                       ({"api_base": None}, "needs its base URL"), ({"timeout_s": 0}, "timeout"),
+                       ({"name": " "}, "display name"), ({"name": "b"}, "'b' is already in the catalog"),
+                       ({"name": PRESETS[0].name}, "already in the catalog")):
+        with pytest.raises(ModelError, match=match):
+            cat.update("a", **bad)
+    assert cat.get("a") == spec and cat.own_names() == ["a", "b"]  # a refused change leaves the catalog as it was
+    renamed = cat.update("a", name="c")
+    assert cat.own_names() == ["b", "c"] and renamed == replace(spec, name="c")
+    with pytest.raises(ModelError, match="is a preset, and presets are read-only") as err:
+        cat.update(PRESETS[0].name, timeout_s=10.0)
+    assert "Copy it" in err.value.hint and cat.get(PRESETS[0].name) == PRESETS[0]
+    with pytest.raises(ModelError, match="Unknown model 'gone'"):
+        cat.update("gone", timeout_s=10.0)
+    cat.save()
+    again = ModelCatalog.load(tmp_path / "models.json")
+    assert again.get("c") == renamed and "a" not in again.models
+
+
+def test_presets_are_copied_to_be_changed_and_come_back_when_an_override_is_removed(tmp_path):
+    cat = ModelCatalog.load(tmp_path / "models.json")
+    preset = PRESETS[0]
+    first, second = cat.copy(preset.name), cat.copy(preset.name)
+    assert (first.name, second.name) == (f"{preset.name} (copy)", f"{preset.name} (copy 2)")
+    assert replace(first, name=preset.name) == preset and cat.is_own(first.name) and not cat.is_own(preset.name)
+    cat.update(first.name, input_price_per_m=1.0, output_price_per_m=4.0)
+    cat.add(replace(preset, timeout_s=600.0), replace=True)  # an override of the preset (a catalog from before)
+    assert cat.is_own(preset.name) and cat.update(preset.name, num_retries=5).num_retries == 5
+    assert cat.names()[:3] == sorted([preset.name, first.name, second.name])  # the user's models first
+    assert cat.names()[3:] == sorted(p.name for p in PRESETS[1:])
+    cat.save()
+    again = ModelCatalog.load(tmp_path / "models.json")
+    assert again.get(first.name).input_price_per_m == 1.0 and again.get(preset.name).timeout_s == 600.0
+    again.remove(preset.name)  # the override goes, the preset comes back; a preset itself cannot be removed
+    again.remove(PRESETS[1].name)
+    assert again.get(preset.name) == preset and again.get(PRESETS[1].name) == PRESETS[1]
+    again.save()
+    assert ModelCatalog.load(tmp_path / "models.json").own_names() == sorted([first.name, second.name])
 
 
 def test_the_lm_uses_the_models_retries_and_timeout(stub):
@@ -121,12 +185,12 @@ def test_models_add_sets_timeout_and_retries_from_the_cli(settings):
     assert "timeout 30 s, 4 retries" in out.stdout
     spec = ModelCatalog.load(settings.catalog_path).get("my-llama")
     assert (spec.timeout_s, spec.num_retries) == (30.0, 4)
-    out = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--retries", "0")
-    assert out.returncode == 0 and ModelCatalog.load(settings.catalog_path).get("my-llama").num_retries == 0
-    bad = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--timeout", "-3")
+    taken = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--retries", "0")
+    assert taken.returncode == 2 and "'my-llama' is already in the catalog" in taken.stderr  # never overwritten silently
+    assert ModelCatalog.load(settings.catalog_path).get("my-llama").num_retries == 4
+    bad = cli("add", "other-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--timeout", "-3")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "timeout -3.0" in bad.stderr
-    kept = ModelCatalog.load(settings.catalog_path).get("my-llama")
-    assert (kept.timeout_s, kept.num_retries) == (120.0, 0)  # as the last good add left it
+    assert "other-llama" not in ModelCatalog.load(settings.catalog_path).models
 
 
 def test_missing_key_is_a_clear_error(monkeypatch):

@@ -48,7 +48,7 @@ def test_chart_frame_labels_intervals_and_leaves_out_runs_without_accuracy():
     )
     frame = run_table.chart_frame(table)
     assert list(frame["run_id"]) == ["a", "b"]
-    assert list(frame["label"]) == ["small · original", "small · optimized"]
+    assert list(frame["label"]) == ["small · Predict", "small · Predict · optimized"]  # no module tag: Predict
     assert list(frame["ci_low"]) == [0.4, 0.4] and list(frame["ci_high"]) == [0.7, 0.7]
     assert set(run_table.CHART_COLUMNS) <= set(frame.columns)
     assert run_table.chart_frame(runs().iloc[0:0]).empty
@@ -64,17 +64,65 @@ def test_latest_per_label_keeps_the_newest_run_of_each_label():
     assert sorted(latest["run_id"]) == ["new", "other"]
 
 
+def test_a_predict_and_a_cot_baseline_of_one_model_are_told_apart():
+    table = runs(
+        dict(BASE, run_id="p", kind="baseline", model="m", program="original", module="predict", accuracy=0.62,
+             start_time=when(1)),
+        dict(BASE, run_id="c", kind="baseline", model="m", program="original", module="cot", accuracy=0.0,
+             start_time=when(2)),
+        dict(BASE, run_id="o", kind="evaluation", model="m", program="optimized", module="cot", accuracy=0.7,
+             start_time=when(3)),
+    )
+    frame = run_table.chart_frame(table)
+    assert list(frame["label"]) == ["m · Predict", "m · CoT", "m · CoT · optimized"]
+    assert list(frame["module"]) == ["predict", "cot", "cot"]
+    assert sorted(run_table.latest_per_label(frame)["run_id"]) == ["c", "o", "p"]  # the CoT run replaces nothing
+    assert list(run_table.filter_runs(table, modules=["cot"])["run_id"]) == ["c", "o"]
+    assert run_table.run_choice_label(table.iloc[1].to_dict()).startswith("m · CoT · original · demo · ")
+    assert run_table.module_name("predict") == "Predict" and run_table.module_name("react") == "react"
+
+
+def test_optimization_outcomes_labels_and_the_newest_with_results():
+    opt = dict(kind="optimization", program="gepa", task="demo", model="small", reflection_model="big",
+               budget="light", original_test_accuracy=float("nan"), optimized_test_accuracy=float("nan"))
+    table = runs(
+        dict(opt, run_id="done", status="FINISHED", start_time=when(1), original_test_accuracy=0.45,
+             optimized_test_accuracy=0.617),
+        dict(opt, run_id="capped", status="KILLED", stop_reason="spending cap $0.05 reached", start_time=when(2),
+             original_test_accuracy=0.5, optimized_test_accuracy=0.6, module="cot"),
+        dict(opt, run_id="cancelled", status="KILLED", stop_reason="cancelled", start_time=when(3)),
+        dict(opt, run_id="failed", status="FAILED", start_time=when(4), reflection_model=None, budget=None),
+        dict(opt, run_id="running", status="RUNNING", start_time=when(5)),
+        dict(opt, run_id="gone", status="INTERRUPTED", start_time=when(6)),
+        dict(BASE, run_id="base", kind="baseline", model="small", program="original", accuracy=0.5, start_time=when(7)),
+    )
+    opts = run_table.optimization_frame(table).set_index("run_id")
+    assert opts["outcome"].to_dict() == {"done": "finished", "capped": "capped", "cancelled": "cancelled",
+                                         "failed": "failed", "running": "running", "gone": "interrupted"}
+    assert opts.loc["done", "run_label"] == "GEPA · small ← big · light · 45.0%→61.7%"
+    assert opts.loc["capped", "run_label"] == "GEPA · small ← big · light · 50.0%→60.0% · capped"
+    assert opts.loc["cancelled", "run_label"] == "GEPA · small ← big · light · no test results · cancelled"
+    assert opts.loc["failed", "run_label"] == "GEPA · small ← ? · no test results · failed"
+    assert opts["has_results"].to_dict() == {"done": True, "capped": True, "cancelled": False, "failed": False,
+                                             "running": False, "gone": False}
+    assert opts.loc["capped", "module"] == "cot" and opts.loc["done", "module"] == "predict"
+    assert run_table.latest_optimization(table) == "capped"  # newer runs have no test results
+    assert run_table.latest_optimization(table[table["run_id"].isin(["cancelled", "failed"])]) == "failed"
+    assert run_table.latest_optimization(table[table["kind"] == "baseline"]) is None
+
+
 def test_optimization_frame_and_linked_evaluations_from_tags_or_children():
     table = runs(
         dict(run_id="opt", kind="optimization", model="small", program="gepa", task="demo", status="FINISHED",
-             start_time=when(1), student_cost_usd=0.01, reflection_cost_usd=0.04, optimization_cost_usd=0.05),
+             start_time=when(1), student_cost_usd=0.01, reflection_cost_usd=0.04, optimization_cost_usd=0.05,
+             reflection_model="big", budget="light"),
         dict(BASE, run_id="e2", kind="evaluation", model="small", program="optimized", accuracy=0.8,
              parent_run_id="opt", start_time=when(3)),
         dict(BASE, run_id="e1", kind="evaluation", model="small", program="original", accuracy=0.5,
              parent_run_id="opt", start_time=when(2)),
     )
     opts = run_table.optimization_frame(table)
-    assert list(opts["run_label"]) == ["GEPA · small · 2026-11-24 10:01"]
+    assert list(opts["run_label"]) == ["GEPA · small ← big · light · no test results"]
     assert opts.loc[0, "reflection_cost_usd"] == 0.04 and math.isnan(opts.loc[0, "optimized_test_accuracy"])
     tagged = {run_table.ORIGINAL_TAG: "x1", run_table.OPTIMIZED_TAG: "x2"}
     assert run_table.linked_evaluations("opt", tagged, table) == ("x1", "x2")
@@ -148,15 +196,15 @@ def test_split_label_counts_stacks_splits():
 def test_run_choice_label_reads_well_with_missing_values():
     row = {"run_id": "0123456789", "model": None, "run_name": "GEPA · x", "program": None, "kind": "optimization",
            "task": "demo", "start_time": pd.NaT}
-    assert run_table.run_choice_label(row) == "GEPA · x · optimization · demo · ? · 01234567"
+    assert run_table.run_choice_label(row) == "GEPA · x · Predict · optimization · demo · ? · 01234567"
 
 
 class _Run:
     """The shape of an MLflow run that runs_frame reads."""
 
-    def __init__(self, run_id, status, tags, metrics=None):
+    def __init__(self, run_id, status, tags, metrics=None, params=None):
         self.info = SimpleNamespace(run_id=run_id, run_name=run_id, status=status, start_time=0, end_time=None)
-        self.data = SimpleNamespace(tags={"studio.kind": "baseline", **tags}, metrics=metrics or {})
+        self.data = SimpleNamespace(tags={"studio.kind": "baseline", **tags}, metrics=metrics or {}, params=params or {})
 
 
 def test_runs_whose_process_is_gone_read_interrupted_and_partial():
@@ -172,7 +220,13 @@ def test_runs_whose_process_is_gone_read_interrupted_and_partial():
         _Run("stopped", "KILLED", {"studio.state": "interrupted"}, {"complete": 0.0, "failed": 2.0, "n": 5.0}),
         _Run("degraded", "FINISHED", {"studio.degraded": "true"}, {"complete": 1.0, "failed": 3.0, "failure_rate": 0.3}),
         _Run("old", "FINISHED", {}, {"accuracy": 0.5}),
+        _Run("opt", "KILLED", {"studio.kind": "optimization", "studio.stop_reason": "cancelled"}, {},
+             {"module": "cot", "budget": "light", "reflection_model_name": "big"}),
     ]).set_index("run_id")
+    assert frame["module"].to_dict() == {**dict.fromkeys(frame.index, "predict"), "opt": "cot"}  # no tag: Predict
+    assert frame.loc["opt", ["budget", "reflection_model", "stop_reason"]].tolist() == ["light", "big", "cancelled"]
+    assert frame.loc["old", "stop_reason"] == "" and frame.loc["old", "budget"] is None
+    frame = frame.drop(index="opt")
     assert frame["status"].to_dict() == {"dead": "INTERRUPTED", "alive": "RUNNING", "reused": "INTERRUPTED",
                                          "elsewhere": "RUNNING", "stopped": "INTERRUPTED", "degraded": "FINISHED",
                                          "old": "FINISHED"}

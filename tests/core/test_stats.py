@@ -199,6 +199,19 @@ def test_pareto_front_hand_case_with_ties():
     }
 
 
+def test_pareto_front_matches_the_definition_on_random_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        xs = rng.integers(0, 5, 40).astype(float)
+        ys = rng.integers(0, 5, 40).astype(float)
+        xs[rng.integers(0, 40, 3)] = np.nan
+        df = pd.DataFrame({"x": xs, "y": ys})
+        dominated = [any(xj <= xi and yj >= yi and (xj < xi or yj > yi) for xj, yj in zip(xs, ys, strict=True))
+                     for xi, yi in zip(xs, ys, strict=True)]
+        expected = [not d and not np.isnan(x) for d, x in zip(dominated, xs, strict=True)]
+        assert stats.pareto_front(df, "x", "y").tolist() == expected
+
+
 def test_pareto_front_missing_column_and_empty():
     with pytest.raises(ConfigError):
         stats.pareto_front(pd.DataFrame({"x": [1]}), "x", "y")
@@ -219,3 +232,58 @@ def test_break_even_never():
     assert stats.break_even_predictions(10.0, 1.0, 2.0) is None
     with pytest.raises(ConfigError):
         stats.break_even_predictions(-1.0, 2.0, 1.0)
+
+
+# --- trade-off of an optimized student against a reference ---
+
+
+def _records(correct: list[int], start: int = 0, texts: str = "example {i}") -> pd.DataFrame:
+    """Records of one evaluation over 60 examples; ``correct`` lists the indexes it got right."""
+    idx = list(range(start, start + 60))
+    return pd.DataFrame({"idx": idx, "text": [texts.format(i=i) for i in idx], "gold": ["A"] * 60,
+                         "correct": [i in correct for i in idx]})
+
+
+def test_newcombe_interval_matches_published_example():
+    # Newcombe (1998), method 10: 56/70 vs 48/80 -> difference 0.2, interval 0.0524 to 0.3339.
+    low, high = stats.newcombe_diff_interval(48, 80, 56, 70)
+    assert (low, high) == pytest.approx((0.0524, 0.3339), abs=5e-4)
+
+
+def test_trade_off_paired_and_significantly_worse():
+    reference = _records(list(range(27)))  # 45.0%
+    optimized = _records(list(range(19))).sample(frac=1, random_state=1)  # 31.7%, rows shuffled: matched by idx
+    out = stats.trade_off(reference, optimized)
+    assert out["paired"] is True and out["worse"] is True and out["n"] == 60
+    assert (out["accuracy_reference"], out["accuracy_optimized"]) == pytest.approx((0.45, 19 / 60))
+    assert out["diff"] == pytest.approx(19 / 60 - 0.45)
+    assert out["ci_low"] <= out["diff"] <= out["ci_high"] < 0
+    assert out["p_mcnemar"] == pytest.approx(2 / 2**8)  # 8 examples only the reference gets right, none the other way
+
+
+def test_trade_off_paired_not_significant():
+    # Only the reference gets examples 0, 1, 2 right, only the optimized student example 40.
+    out = stats.trade_off(_records(list(range(27))), _records([*range(3, 27), 40]))
+    assert out["paired"] is True and out["worse"] is False
+    assert out["diff"] == pytest.approx(-2 / 60) and out["ci_low"] < 0 < out["ci_high"]
+    assert out["p_mcnemar"] == pytest.approx(2 * 5 / 16)
+
+
+def test_trade_off_on_different_examples_is_unpaired_and_never_worse():
+    reference = _records(list(range(27)))
+    for optimized in (_records(list(range(60, 79)), start=60),  # other indexes
+                      _records(list(range(19)), texts="another sentence {i}"),  # same indexes, other examples
+                      _records(list(range(19))).head(50)):  # fewer examples
+        out = stats.trade_off(reference, optimized)
+        assert out["paired"] is False and out["worse"] is False and math.isnan(out["p_mcnemar"])
+        low, high = stats.newcombe_diff_interval(27, 60, 19, len(optimized))
+        assert (out["ci_low"], out["ci_high"]) == pytest.approx((low, high))
+    no_idx = stats.trade_off(reference.drop(columns=["idx"]), _records(list(range(19))).drop(columns=["idx"]))
+    assert no_idx["paired"] is True and no_idx["worse"] is True  # row order pairs them
+
+
+def test_trade_off_needs_records():
+    with pytest.raises(ConfigError, match="records"):
+        stats.trade_off(_records([1]), pd.DataFrame())
+    with pytest.raises(ConfigError, match="records"):
+        stats.trade_off(pd.DataFrame({"idx": [0]}), _records([1]))

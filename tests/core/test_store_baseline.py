@@ -80,3 +80,61 @@ def test_a_stopped_baseline_is_interrupted_and_partial_then_resumes_in_the_same_
     runs = store.list_runs()
     assert len(runs) == 1 and runs.iloc[0]["status"] == "FINISHED" and not runs.iloc[0]["partial"]
     assert len(store.read_csv(run_id, "records.csv")) == 25
+
+
+def test_a_cot_baseline_is_recorded_as_cot(stub, store, csv_ref):
+    from core.runs import chart_frame
+
+    spec = openai_compatible("small", "stub-small", stub.base_url)
+    run_baselines(store, csv_ref, SampleSpec(1, 0, 1), [spec], module="cot")
+    run_baselines(store, csv_ref, SampleSpec(1, 0, 1), [spec])
+    runs = store.list_runs()
+    assert sorted(runs["module"]) == ["cot", "predict"]
+    assert sorted(chart_frame(runs)["label"]) == ["small · CoT", "small · Predict"]
+
+
+def test_the_run_table_from_sql_matches_mlflows_search_and_pages_through_every_run(store, monkeypatch):
+    """list_runs reads a SQL store directly; MLflow's search (a tracking server's path) gives the same table."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from core.store import runs_frame
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ids = [store.start_run("baseline", "alpha", run_name="old", tags={"studio.model": "m"})]  # no module tag
+    ids.append(store.start_run("baseline", "alpha", run_name="cot", tags={"studio.model": "m", "studio.module": "cot",
+                                                                          "studio.degraded": "true"}))
+    ids.append(store.start_run("optimization", "beta", run_name="opt", tags={"studio.reflection_model": "big",
+                                                                             "studio.stop_reason": "cancelled"},
+                               params={"module": "cot", "budget": "light", "n_test": 10}))
+    ids.append(store.start_run("evaluation", "beta", run_name="child", parent_run_id=ids[-1],
+                               tags={"studio.pid": str(dead.pid), "studio.host": __import__("socket").gethostname()}))
+    store.log_metrics(ids[0], {"accuracy": 0.5, "n": 10})
+    store.log_metrics(ids[1], {"accuracy": 0.25, "complete": 0.0})
+    store.client.log_metric(ids[1], "accuracy_answered", float("nan"))
+    store.log_metrics(ids[2], {"optimization_cost_usd": 0.2})
+    for rid in ids[:3]:
+        store.end_run(rid, "KILLED" if rid == ids[2] else "FINISHED")
+    gone = store.start_run("baseline", "alpha", run_name="deleted")
+    store.client.delete_run(gone)
+
+    table = store.list_runs()
+    searched = runs_frame(store.search())
+    pd.testing.assert_frame_equal(table, searched[table.columns])
+    assert list(table["run_id"]) == ids[::-1]  # newest first, the deleted run left out
+    row = table.set_index("run_name")
+    assert row["module"].to_dict() == {"old": "predict", "cot": "cot", "opt": "cot", "child": "predict"}
+    assert row.loc["opt", "budget"] == "light" and row.loc["opt", "reflection_model"] == "big"
+    assert row.loc["child", "status"] == "INTERRUPTED" and row.loc["child", "parent_run_id"] == ids[2]
+    assert row.loc["cot", "degraded"] and row.loc["cot", "partial"] and pd.isna(row.loc["cot", "accuracy_answered"])
+    assert list(store.list_runs(kind="baseline", task="alpha")["run_name"]) == ["cot", "old"]
+    assert store.list_runs(job_id="none").empty and len(store.list_runs(max_results=3)) == 3
+
+    monkeypatch.setattr("mlflow.store.tracking.SEARCH_MAX_RESULTS_THRESHOLD", 1)  # one run per page
+    assert [r.info.run_id for r in store.search()] == ids[::-1]
+    assert len(store.search(max_results=2)) == 2
+    monkeypatch.setattr("core.store.read_summary", lambda *a, **k: None)  # a tracking server: MLflow's search
+    pd.testing.assert_frame_equal(store.list_runs(), table)

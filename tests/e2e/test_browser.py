@@ -7,94 +7,12 @@ see the Compare charts and a highlighted prompt difference. Screenshots of each 
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.ports import free_port, wait_http
+from tests.e2e.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM, add_model, goto, key, pick, settle, shot
 from tests.stub_server import StubLLMServer, gepa_responder
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", ROOT / "test-output" / "e2e"))
-
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                                  reason="needs Debian's chromium (apt-get install chromium)")]
-
-
-@pytest.fixture
-def app_url(tmp_path):
-    port = free_port()
-    data = tmp_path / "studio"
-    env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}",
-           "GEPA_STUDIO_SECRETS": str(tmp_path / "none.toml"), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    assert wait_http(url + "/_stcore/health", timeout=60), (tmp_path / "streamlit.log").read_text()
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
-
-
-def key(page, name: str):
-    """The container of the widget whose Streamlit key is ``name``."""
-    return page.locator(f'div.st-key-{re.sub(r"[^a-zA-Z0-9_-]", "-", name)}')
-
-
-def goto(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=30_000)
-    settle(page)
-
-
-def settle(page, ms: int = 600) -> None:
-    """Wait for the script run to end (Streamlit shows a running indicator meanwhile)."""
-    page.wait_for_timeout(ms)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=60_000)
-
-
-def pick(page, widget_key: str, option: str) -> None:
-    """Choose ``option`` in the selectbox / multiselect with this key (typed, then clicked in its list)."""
-    container = key(page, widget_key)
-    for _ in range(4):
-        settle(page, 1000)
-        box = container.locator("input").first
-        box.click()
-        page.wait_for_timeout(300)
-        box.press_sequentially(option, delay=20)
-        page.wait_for_timeout(300)
-        page.get_by_role("option", name=option, exact=True).first.click()
-        if container.locator('[data-testid="stMultiSelect"]').count():
-            page.keyboard.press("Escape")  # a multiselect keeps its list open (Escape would undo a selectbox)
-        settle(page, 1000)
-        if box.input_value() == option or option in container.inner_text():
-            return
-    raise AssertionError(f"could not choose {option!r} in {widget_key}")
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def add_model(page, name: str, base_url: str) -> None:
-    key(page, "models.add.name").locator("input").fill(name)
-    key(page, "models.add.model").locator("input").fill(name)
-    key(page, "models.add.api_base").locator("input").fill(base_url)
-    key(page, "models.add.submit").locator("button").click()
-    settle(page, 1000)
+pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 
 @pytest.mark.timeout(420)
@@ -102,9 +20,7 @@ def test_configure_baseline_optimize_compare_and_diff(app_url):
     from playwright.sync_api import expect, sync_playwright
 
     with StubLLMServer(responder=gepa_responder) as stub, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         try:

@@ -198,6 +198,8 @@ def seeded_store(tmp_path_factory, template_db) -> Seed:
 
 @pytest.fixture
 def seeded(seeded_store, monkeypatch, tmp_path) -> Seed:
-    """The shared seeded store (read it, do not write to it)."""
+    """The shared seeded store (read it, do not write to it). Pages write the session's profile into the data
+    dir: it is removed so that no test starts from another's selections."""
     _env(monkeypatch, seeded_store.data_dir, tmp_path / "no-secrets.toml")
+    shutil.rmtree(seeded_store.data_dir / "profiles", ignore_errors=True)
     return seeded_store

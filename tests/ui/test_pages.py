@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from unittest import mock
 
 import pandas as pd
 import pytest
+import streamlit as st
 
 from core.errors import StoreError
 from core.jobs import JobManager
@@ -80,10 +82,12 @@ def test_pages_never_import_dspy_litellm_or_mlflow():
             assert not {n.split(".")[0] for n in names} & banned, f"{path.name} imports {names}"
 
 
-def test_sessions_share_runs_but_not_selections(seeded):
+def test_sessions_share_runs_but_not_selections(seeded, monkeypatch):
+    monkeypatch.setattr("ui.state.browser_id", lambda: "first-browser-0123456789abcdef")
     first = open_page("pages/models.py")
     first.selectbox(key="models.student.w").select("gpt-4o-mini").run()
     assert first.session_state["models.student"] == "gpt-4o-mini"
+    monkeypatch.setattr("ui.state.browser_id", lambda: "second-browser-0123456789abcdef")  # another browser
     second = open_page("pages/home.py")
     assert second.session_state["models.student"] is None
     assert metrics(second)["Baselines"] == "2" and metrics(second)["Optimizations"] == "1"
@@ -217,7 +221,8 @@ def test_task_sizes_are_stored_and_impossible_sizes_are_a_message(empty):
     at.number_input(key="task.val").set_value(2)
     at.number_input(key="task.seed").set_value(7).run()
     assert_clean(at)
-    assert at.session_state["task.sample"] == {"train_per_label": 5, "val_per_label": 2, "test_per_label": 10, "seed": 7}
+    assert at.session_state["task.sample"] == {"train_per_label": 5, "val_per_label": 2, "test_per_label": 10, "seed": 7,
+                                              "method": "one_stream"}
     at.number_input(key="task.test").set_value(500).run()
     assert not at.exception
     assert any("Not enough rows per label" in e for e in texts(at, "error"))
@@ -289,6 +294,17 @@ def test_baselines_start_a_job_and_watch_its_progress(empty):
                                                                       "claude-haiku-4-5": {"done": 0, "total": 50}}})
     at.run()
     assert [p.text for p in at.get("progress")][0] == "gpt-4o-mini: 20 / 50 examples"
+    # Provider errors as they happen: retried calls, failed examples by kind, a model given up on while the next runs.
+    dead = "gpt-4o-mini: stopped after 5 provider failures in a row (last: server_error: 500)."
+    manager.write_progress(job_id, {"phase": "evaluating", "models": {
+        "gpt-4o-mini": {"done": 4, "total": 50, "failed": 4, "failed_by_kind": {"server_error": 4}, "retried": 8},
+        "claude-haiku-4-5": {"done": 10, "total": 50, "retried": 3}},
+        "runs": {"gpt-4o-mini": {"run_id": "r1", "error": dead}}})
+    at.run()
+    assert [p.text for p in at.get("progress")] == [
+        "gpt-4o-mini: 4 / 50 examples · 4 failed · 8 calls retried — failed",
+        "claude-haiku-4-5: 10 / 50 examples · 3 calls retried"]
+    assert any("server_error 4" in w for w in texts(at, "warning")) and dead in texts(at, "warning")
     at.button(key="baselines.cancel").click().run()
     assert manager.get(job_id).state == "cancelled"
 
@@ -307,7 +323,7 @@ def test_baselines_results_of_the_task(seeded):
     assert_clean(at)
     table = table_with(at, "model", "cost_per_1k", "run_id")
     assert sorted(table["model"]) == ["stub-large", "stub-small"]
-    assert "stub-large · original" in chart_specs(at)[0]
+    assert "stub-large · Predict" in chart_specs(at)[0]  # labels say the program kind (core.runs.chart_frame)
 
 
 # Optimize ------------------------------------------------------------------------------------
@@ -371,7 +387,9 @@ def test_optimize_live_progress_cancel_and_resume(empty):
     })
     at = open_page("pages/optimize.py", {"optimize.job_id": job_id})
     assert_clean(at)
-    assert at.get("progress")[0].text == "optimizing: 40 / 440 metric calls"
+    assert at.get("progress")[0].text == "40 / 440 metric calls"
+    assert any("Queued: starts when a job slot is free · best validation 75.0 % · 40/440 metric calls" in m
+               for m in texts(at, "markdown"))
     shown = metrics(at)
     assert shown["Best validation score"] == "75.0%" and shown["Candidates"] == "2" and shown["Total cost"] == "$0.0300"
     assert "Optimization progress" in chart_specs(at)[0]
@@ -380,6 +398,65 @@ def test_optimize_live_progress_cancel_and_resume(empty):
     at.button(key="optimize.resume").click().run()
     assert_clean(at)
     assert manager.get(job_id).state == "queued"
+
+
+def test_optimize_a_capped_job_shows_one_state_line_and_offers_its_test_evaluation(empty):
+    from core.models import PRESETS
+    from core.program import make_program, program_to_dict
+    from core.store import TAG, RunStore
+    from core.tasks import prepare, split_fingerprint
+    from ui.widgets import usd
+
+    config = OptimizeConfig(task_ref=TaskRef(), sample=SampleSpec(), student=PRESETS[4], reflection=PRESETS[8],
+                            max_cost_usd=0.05)
+    task, splits = prepare(config.task_ref, config.sample, empty)
+    manager, store = JobManager(empty), RunStore(empty)
+    job_id = manager.submit("optimize", "GEPA gpt-4o-mini ← claude-sonnet-4-5 · demo · light", config.to_dict(),
+                            plan={"task": task.to_dict(), "splits": splits.to_dict()})
+    run_id = store.start_run("optimization", task.name, run_name="GEPA", tags={f"{TAG}job_id": job_id},
+                             params={"test_fingerprint": split_fingerprint(splits.test, task)})
+    program = program_to_dict(make_program(task), task)
+    store.log_artifacts(run_id, {"config.json": config.to_dict(), "original_program.json": program,
+                                 "optimized_program.json": program})
+    store.set_tags(run_id, {f"{TAG}stop_reason": "spending cap $0.05 reached"})
+    store.end_run(run_id, "KILLED")
+    manager.set_run_id(job_id, run_id)
+    manager.write_progress(job_id, {
+        "phase": "stopped", "message": "spending cap $0.05 reached", "metric_calls_used": 62,
+        "metric_calls_budget": 60, "best_val_score": 2 / 3, "student_calls": 40, "student_cost_usd": 0.002,
+        "total_cost_usd": 0.05, "history": [{"t": 1.0, "metric_calls": 0, "best_score": 0.5, "val_score": 0.5},
+                                            {"t": 5.0, "metric_calls": 26, "best_score": 2 / 3, "val_score": 2 / 3}]})
+    manager.finish(job_id, "cancelled", error="spending cap $0.05 reached")
+    at = open_page("pages/optimize.py", {"optimize.job_id": job_id})
+    assert_clean(at)
+    said = [t for kind in ("markdown", "caption", "info", "warning") for t in texts(at, kind) if "spending cap" in t]
+    assert said == [f"**{manager.get(job_id).title}**  \n:material/stop_circle: Stopped: spending cap $0.05 reached"
+                    " · best validation 66.7 % · 62/60 metric calls"], said
+    assert at.get("progress")[0].text.startswith("62 / 60 metric calls")
+    chart = json.loads(chart_specs(at)[0])  # the chart reaches the 62 calls the bar counts, and marks the budget
+    assert chart["layout"]["xaxis"]["range"] == [0, 62] and "budget 60" in json.dumps(chart)
+    button = at.button(key="optimize.finish")
+    assert button.label == f"Evaluate on the test set (≈ {usd(2 * len(splits.test) * 0.002 / 40)})"
+    assert not [b for b in at.button if b.key == "optimize.resume"]  # its cap is spent: it would stop at once
+    manager.finish(job_id, "cancelled", error="cancelled")  # cancelled by hand instead: it can also go on
+    at.run()
+    assert any(m.endswith("Cancelled · best validation 66.7 % · 62/60 metric calls") for m in texts(at, "markdown"))
+    assert at.button(key="optimize.resume") and (button := at.button(key="optimize.finish"))
+    button.click().run()
+    assert_clean(at)
+    finish = [j for j in manager.list() if j.kind == "finish"]
+    assert len(finish) == 1 and finish[0].config == {"run_id": run_id} and finish[0].state == "queued"
+    assert not [b for b in at.button if b.key == "optimize.finish"]
+    assert any(m.startswith("**Test evaluation**") for m in texts(at, "markdown"))
+    # Once evaluated: the Result, marked capped; nothing left to evaluate or resume.
+    manager.finish(finish[0].id, "succeeded")
+    store.log_metrics(run_id, {"original_test_accuracy": 0.5, "optimized_test_accuracy": 0.75})
+    st.cache_data.clear()
+    at.run()
+    assert_clean(at)
+    assert metrics(at)["Test accuracy after"] == "75.0%" and any(c.startswith("Capped:") for c in texts(at, "caption"))
+    assert not [b for b in at.button if b.key == "optimize.finish"]
+    assert not any(m.startswith("**Test evaluation**") for m in texts(at, "markdown"))
 
 
 # Compare, Prompts, History -------------------------------------------------------------------
@@ -391,7 +468,7 @@ def test_compare_charts_paired_test_and_break_even(seeded):
     specs = chart_specs(at)
     titles = ["Accuracy by run", "Accuracy vs cost", "F1 per class", "Optimization cost", "Pays back after"]
     assert len(specs) == 5 and all(t in s for t, s in zip(titles, specs, strict=True)), [s[:200] for s in specs]
-    assert "stub-small · optimized" in specs[0] and "stub-large · original" in specs[0]
+    assert "stub-small · Predict · optimized" in specs[0] and "stub-large · Predict" in specs[0]
     shown = metrics(at)
     assert {"Accuracy before", "Accuracy after", "McNemar exact p"} <= set(shown)
     assert at.multiselect(key="compare.per_label.runs").value == [seeded.original_id, seeded.optimized_id]
@@ -400,6 +477,45 @@ def test_compare_charts_paired_test_and_break_even(seeded):
     at.multiselect(key="compare.models").select("stub-large").run()
     assert_clean(at)
     assert "stub-small" not in chart_specs(at)[0]
+
+
+def test_compare_and_prompts_show_a_capped_optimization_marked(empty, stub):
+    from core.baseline import run_evaluation
+    from core.program import make_program
+    from core.store import TAG, RunStore
+    from core.tasks import prepare
+
+    store, ref, sample = RunStore(empty), TaskRef(), SampleSpec(3, 0, 4, seed=42)
+    task, splits = prepare(ref, sample, empty)
+    small = openai_compatible("stub-small", "stub-small", stub.base_url, input_price_per_m=0.1, output_price_per_m=0.4)
+    opt = store.start_run("optimization", task.name, run_name="GEPA", params={"budget": "light", "module": "predict"},
+                          tags={f"{TAG}model": "stub-small", f"{TAG}reflection_model": "stub-large"})
+    kw = dict(kind="evaluation", parent_run_id=opt, sample=sample, task_ref=ref, threads=4, cache=False)
+    a, before = run_evaluation(store, task, small, make_program(task), splits.test, program_label="original", **kw)
+    b, after = run_evaluation(store, task, small, make_program(task), splits.test, program_label="optimized", **kw)
+    store.log_metrics(opt, {"optimization_cost_usd": 0.05, "student_cost_usd": 0.01, "reflection_cost_usd": 0.04,
+                            "original_test_accuracy": before.metrics["accuracy"],
+                            "optimized_test_accuracy": after.metrics["accuracy"]})
+    store.set_tags(opt, {f"{TAG}original_eval_run_id": a, f"{TAG}optimized_eval_run_id": b,
+                         f"{TAG}stop_reason": "spending cap $0.05 reached"})
+    store.end_run(opt, "KILLED")
+
+    at = open_page("pages/compare.py")
+    assert_clean(at)
+    picker = at.selectbox(key="compare.opt")
+    assert picker.value == opt and picker.options[0].endswith(f"capped · {opt[:8]}")
+    assert any("was capped" in c for c in texts(at, "caption"))
+    assert at.multiselect(key="compare.per_label.runs").value == [a, b]
+    table = table_with(at, "stopped", "module")
+    assert set(table["stopped"]) == {"capped"} and set(table["module"]) == {"Predict"}
+    at = open_page("pages/compare.py", {"task.ref": TaskRef(kind="file", source="x.csv", name="mine").to_dict()})
+    assert at.selectbox(key="compare.task").value == "demo"  # the task of the newest runs, said so
+    assert "No runs of task mine yet: showing demo, the task with the newest runs." in texts(at, "caption")
+    at = open_page("pages/prompts.py")
+    assert_clean(at)
+    picker = at.selectbox(key="prompts.opt")
+    assert picker.value == opt and "capped · Predict" in picker.options[0]
+    assert (at.selectbox(key="prompts.a").value, at.selectbox(key="prompts.b").value) == (a, b)
 
 
 def test_prompts_diff_download_and_registry_uri(seeded):

@@ -3,9 +3,11 @@ label merging and dropping are choices on the page; notes about the test split a
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from core.tasks import PUBMED_LABELS, TaskRef
@@ -99,3 +101,10 @@ def test_test_labels_absent_from_train_are_shown(empty, tmp_path):
     assert_clean(at)
     assert any(w.startswith("15 test row(s) have a label that never appears in train: 'DISCUSSION' (15)")
                for w in texts(at, "warning")), texts(at, "warning")
+    # The "all rows" chart counts both files, by table, and agrees with the page's count.
+    available = {m.label: m.value for m in at.metric}["Rows available"]
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)
+    counts = {trace["name"]: sum(int(t) for t in trace["text"]) for trace in spec["data"]}
+    expected = {"train table": len(pd.read_csv(train)), "test table": len(pd.read_csv(test))}
+    assert counts == expected and available == f"{sum(expected.values()):,}"
+    assert f"All {available} rows per label (train and test tables)" in spec["layout"]["title"]["text"]

@@ -19,15 +19,17 @@ from core.analytics.charts._base import (
 from core.analytics.charts.compare import accuracy_bars, accuracy_vs_cost, confusion_heatmap, per_label_bars
 from core.analytics.charts.optimization import (
     break_even_chart,
+    break_even_headline,
     optimization_cost_split,
     optimization_failure_text,
     progress_chart,
+    trade_off_detail,
 )
 from core.analytics.charts.task import label_distribution
 
 __all__ = [
     "DEFAULT_HORIZON", "FAILURE_COLUMNS", "FREE_FLOOR_FALLBACK", "OPTIMIZATION_FAILURE_COLUMNS", "PALETTE",
-    "accuracy_bars", "accuracy_vs_cost", "break_even_chart", "confusion_heatmap", "degraded_flags", "failure_counts",
+    "accuracy_bars", "accuracy_vs_cost", "break_even_chart", "break_even_headline", "confusion_heatmap", "degraded_flags", "failure_counts",
     "failure_text", "label_distribution", "model_colors", "optimization_cost_split", "optimization_failure_text", "per_label_bars",
-    "progress_chart", "with_failures",
+    "progress_chart", "trade_off_detail", "with_failures",
 ]

@@ -28,9 +28,12 @@ STUDENT_COLOR = "#636EFA"
 REFLECTION_COLOR = "#FFA15A"
 # Horizon of the break-even chart when the optimization never pays back and none is given.
 DEFAULT_HORIZON = 100_000
-# Log axes cannot show 0: free runs sit this many times below the cheapest paid one.
-FREE_FLOOR_FACTOR = 10.0
+# Log axes cannot show 0: free runs sit on a tick that reads "free", a decade below the cheapest paid run.
 FREE_FLOOR_FALLBACK = 1e-3  # USD per 1k, when every run is free
+# Charts sit in half-width columns: a legend in rows at the bottom of the figure leaves the plot its whole width.
+BOTTOM_LEGEND: dict[str, object] = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0,
+                                    "xanchor": "left", "x": 0}
+LEGEND_ROW_PX = 22
 
 
 def model_colors(models: Iterable[str]) -> dict[str, str]:
@@ -100,6 +103,69 @@ def _usd(value: float) -> str:
     if pd.isna(value):
         return "–"
     return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+
+
+# Axes ------------------------------------------------------------------------------------------
+
+
+def _decade_text(exponent: int) -> str:
+    """"$0.001", "$0.1", "$1", "$1,000": the USD label of 10**exponent."""
+    return f"${10.0 ** exponent:.{-exponent}f}" if exponent < 0 else f"${10 ** exponent:,}"
+
+
+def log_usd_axis(values: Iterable[float], free_at: float | None = None) -> dict[str, object]:
+    """Layout of a log USD axis over positive ``values``: ticks only at powers of ten ($0.01, $0.1, $1 …).
+
+    The range runs from the decade below the smallest value to the decade above the largest (a single value gets
+    the decades on both sides of it), so every point sits between two labelled ticks. ``free_at``, when given, is
+    the power of ten where free runs are drawn: its tick reads "free".
+    """
+    logs = np.log10(np.array([v for v in values if v is not None and v > 0], dtype=float))
+    if logs.size == 0:
+        logs = np.array([np.log10(FREE_FLOOR_FALLBACK)])
+    low, high = int(np.floor(logs.min() + 1e-9)), int(np.ceil(logs.max() - 1e-9))
+    if low == high:
+        low, high = low - 1, high + 1
+    # A point exactly on the edge decade would be cut in half: pad it by a little.
+    start = min(low, logs.min() - 0.15)
+    end = max(high, logs.max() + 0.15)
+    exponents = list(range(low, high + 1))
+    texts = ["free" if free_at is not None and abs(e - np.log10(free_at)) < 1e-9 else _decade_text(e)
+             for e in exponents]
+    return {"type": "log", "range": [float(start), float(end)], "tickvals": [10.0 ** e for e in exponents],
+            "ticktext": texts, "tickmode": "array"}
+
+
+def free_floor(costs: np.ndarray) -> float:
+    """Where free runs sit on a log cost axis: the power of ten one decade below the cheapest paid run's decade."""
+    paid = costs[costs > 0]
+    if not paid.size:
+        return FREE_FLOOR_FALLBACK
+    return float(10.0 ** (np.floor(np.log10(paid.min()) + 1e-9) - 1))
+
+
+def legend_height(plot: int, entries: int, per_row: int) -> int:
+    """Figure height (px) for a plot area of about ``plot`` px with a legend of ``entries`` in rows under it."""
+    return plot + LEGEND_ROW_PX * -(-entries // per_row)
+
+
+def percent_range(low: Iterable[float], high: Iterable[float], pad: float = 5.0) -> list[float]:
+    """A 0..100 % axis range around the values (in %), widened to whole tens; never narrower than 20 points."""
+    lows = [v for v in low if v is not None and not np.isnan(v)]
+    highs = [v for v in high if v is not None and not np.isnan(v)]
+    if not lows or not highs:
+        return [0.0, 100.0]
+    start = max(0.0, np.floor((min(lows) - pad) / 10) * 10)
+    end = min(100.0, np.ceil((max(highs) + pad) / 10) * 10)
+    if end - start < 20:
+        start, end = (max(0.0, end - 20), end) if end - 20 >= 0 else (0.0, 20.0)
+    return [float(start), float(end)]
+
+
+def count_range(values: Iterable[float], upto: float | None = None) -> list[float]:
+    """A count axis from 0 to ``upto`` (or the largest value, if larger); never −1..1 for a single point at 0."""
+    top = max([float(v) for v in values if v is not None and not np.isnan(v)] + [float(upto or 0)])
+    return [0.0, top if top > 0 else 10.0]
 
 
 

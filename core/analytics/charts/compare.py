@@ -7,11 +7,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.analytics import stats
+from core.analytics.charts import _programs as programs
 from core.analytics.charts._base import (
+    BOTTOM_LEGEND,
     DEGRADED_COLOR,
     FAILED_COLOR,
-    FREE_FLOOR_FACTOR,
-    FREE_FLOOR_FALLBACK,
     PARETO_COLOR,
     _empty_figure,
     _intervals,
@@ -22,7 +22,11 @@ from core.analytics.charts._base import (
     _usd,
     failure_counts,
     failure_text,
+    free_floor,
+    legend_height,
+    log_usd_axis,
     model_colors,
+    percent_range,
     with_failures,
 )
 
@@ -30,8 +34,10 @@ from core.analytics.charts._base import (
 def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
     """One bar per run label, accuracy in percent (failures count as wrong) with its confidence interval, best first.
 
-    Runs with failed examples get a hatched "failed" segment stacked on the bar, with the count above it
-    ("12 failed") and the count by kind on hover; a degraded run's bar has a red outline and says DEGRADED.
+    Colour is the model; the fill pattern is the program (original / optimized, Predict / CoT), one legend entry
+    per kind. "45.0% / n=60" sits above the whisker top, never on it. Runs with failed examples get a hatched
+    "failed" segment stacked on the bar, the count above it ("12 failed") and the count by kind on hover; a
+    degraded run's bar has a red outline and says DEGRADED.
     """
     title = "Accuracy by run (bars: confidence interval)"
     if runs.empty:
@@ -39,76 +45,81 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
     _require(runs, ["label", "model", "accuracy"], "accuracy_bars")
     df = with_failures(runs, runs)
     df["_low"], df["_high"] = _intervals(df)
+    df["_label"] = _unique_labels(df["label"])
+    df["_kind"] = programs.kinds(df)
+    df["_legend"] = [k.legend for k in df["_kind"]]
     df = df.sort_values("accuracy", ascending=False, kind="stable")
     acc = df["accuracy"].to_numpy(dtype=float) * 100
-    low = df["_low"].to_numpy(dtype=float) * 100
-    high = df["_high"].to_numpy(dtype=float) * 100
     n = df["n"] if "n" in df else pd.Series(np.nan, index=df.index)
-    colors = model_colors(runs["model"])
-    labels = _unique_labels(df["label"])
+    nn = n.to_numpy(dtype=float)
     failed = df["failed"].to_numpy(dtype=float)
     degraded = df["degraded"].to_numpy(dtype=bool)
+    share = np.where((nn > 0) & ~np.isnan(failed), np.nan_to_num(failed) / np.where(nn > 0, nn, 1), 0.0) * 100
     rows = df.to_dict("records")
     failures = [failure_text(row["failed"], row.get("n"), failure_counts(row)) for row in rows]
-    text = [f"{a:.1f}% ({_n_text(k)})" for a, k in zip(acc, n, strict=True)]
     macro = df["macro_f1"] if "macro_f1" in df else pd.Series(np.nan, index=df.index)
     cost = df["cost_per_1k"] if "cost_per_1k" in df else pd.Series(np.nan, index=df.index)
     answered = df["accuracy_answered"].to_numpy(dtype=float)
-    hover = [
+    df["_hover"] = [
         f"<b>{lab}</b>" + (" <b>DEGRADED</b>" if bad else "")
-        + f"<br>accuracy {a:.1f}% ({lo:.1f}–{hi:.1f}%)<br>{_n_text(k)}"
+        + f"<br>{kind.legend}<br>accuracy {a:.1f}% ({lo * 100:.1f}–{hi * 100:.1f}%)<br>{_n_text(k)}"
         + (f"<br>{fail}" if fail else "")
         + ("" if np.isnan(ans) or not f else f"<br>accuracy of the answered {ans * 100:.1f}%")
         + ("" if pd.isna(f1) else f"<br>macro-F1 {f1:.3f}")
         + ("" if pd.isna(c) else f"<br>{_usd(c)} per 1k predictions")
-        for lab, bad, a, lo, hi, k, fail, ans, f, f1, c in zip(
-            labels, degraded, acc, low, high, n, failures, answered, np.nan_to_num(failed), macro, cost, strict=True)
+        for lab, kind, bad, a, lo, hi, k, fail, ans, f, f1, c in zip(
+            df["_label"], df["_kind"], degraded, acc, df["_low"], df["_high"], n, failures, answered,
+            np.nan_to_num(failed), macro, cost, strict=True)
     ]
-    any_failed = bool(np.nansum(failed) > 0) or bool(degraded.any())
-    fig = go.Figure(
-        go.Bar(
-            x=labels,
-            y=acc,
-            marker={"color": [colors[str(m)] for m in df["model"]],
-                    "line": {"color": [DEGRADED_COLOR if bad else "rgba(0,0,0,0)" for bad in degraded],
-                             "width": [3 if bad else 0 for bad in degraded]}},
-            error_y={"type": "data", "symmetric": False, "array": high - acc, "arrayminus": acc - low},
-            text=text,
-            # Stacked bars only take outside text on the top segment: the failed one, when there is one.
-            textposition="auto" if any_failed else "outside",
-            cliponaxis=False,
-            hovertext=hover,
+    colors = model_colors(runs["model"])
+    fig = go.Figure()
+    for legend, group in df.groupby("_legend", sort=False):
+        kind = group["_kind"].iloc[0]
+        y = group["accuracy"].to_numpy(dtype=float) * 100
+        bad = group["degraded"].to_numpy(dtype=bool)
+        fig.add_trace(go.Bar(
+            x=group["_label"].tolist(),
+            y=y,
+            name=str(legend),
+            marker={"color": [colors[str(m)] for m in group["model"]],
+                    "pattern": {"shape": programs.pattern(kind), "fillmode": "overlay", "fgcolor": "white",
+                                "solidity": 0.35},
+                    "line": {"color": [DEGRADED_COLOR if b else "rgba(0,0,0,0)" for b in bad],
+                             "width": [3 if b else 0 for b in bad]}},
+            error_y={"type": "data", "symmetric": False, "array": group["_high"].to_numpy() * 100 - y,
+                     "arrayminus": y - group["_low"].to_numpy() * 100},
+            hovertext=group["_hover"].tolist(),
             hoverinfo="text",
-            name="accuracy",
-            showlegend=False,  # colors are models here; only the hatched "failed" segment needs a legend entry
-        )
-    )
+        ))
+    any_failed = bool(np.nansum(failed) > 0) or bool(degraded.any())
     if any_failed:
-        nn = n.to_numpy(dtype=float)
-        share = np.where((nn > 0) & ~np.isnan(failed), np.nan_to_num(failed) / np.where(nn > 0, nn, 1), 0.0) * 100
-        fig.add_trace(
-            go.Bar(
-                x=labels,
-                y=share,
-                marker={"color": "rgba(0,0,0,0)", "line": {"color": FAILED_COLOR, "width": 1},
-                        "pattern": {"shape": "/", "fgcolor": FAILED_COLOR, "solidity": 0.4}},
-                text=[
-                    " · ".join(p for p in ((f"{int(f)} failed" if f > 0 else ""), "DEGRADED" if bad else "") if p)
-                    for f, bad in zip(np.nan_to_num(failed), degraded, strict=True)
-                ],
-                textposition="outside",
-                cliponaxis=False,
-                hovertext=hover,
-                hoverinfo="text",
-                name="failed",
-            )
-        )
-        fig.update_layout(barmode="stack")
+        fig.add_trace(go.Bar(
+            x=df["_label"].tolist(),
+            y=share,
+            marker={"color": "rgba(0,0,0,0)", "line": {"color": FAILED_COLOR, "width": 1},
+                    "pattern": {"shape": programs.FAILED_PATTERN, "fgcolor": FAILED_COLOR, "solidity": 0.4}},
+            hovertext=df["_hover"].tolist(),
+            hoverinfo="text",
+            name="failed",
+        ))
+    notes = [" · ".join(p for p in ((f"{int(f)} failed" if f > 0 else ""), "DEGRADED" if bad else "") if p)
+             for f, bad in zip(np.nan_to_num(failed), degraded, strict=True)]
+    text = [f"{a:.1f}%<br>{_n_text(k)}" + (f"<br>{note}" if note else "") for a, k, note in zip(acc, n, notes, strict=True)]
+    # Labels go above whatever is highest on the bar (whisker or failed segment), so nothing sits on a whisker.
+    top = np.fmax(df["_high"].to_numpy(dtype=float) * 100, acc + share)
+    fig.add_trace(go.Scatter(
+        x=df["_label"].tolist(), y=top, mode="text", text=text, textposition="top center", cliponaxis=False,
+        hoverinfo="skip", showlegend=False, name="labels",
+    ))
+    lines = 3 if any(notes) else 2
     fig.update_layout(
         title=title,
-        xaxis_title="Run",
-        yaxis={"title": "Accuracy (%)", "range": [0, 100], "ticksuffix": "%"},
-        showlegend=any_failed,
+        barmode="stack",
+        xaxis={"categoryorder": "array", "categoryarray": df["_label"].tolist()},
+        yaxis={"title": "Accuracy (%)", "range": [0, 100 + 8 * lines], "ticksuffix": "%",
+               "tickvals": list(range(0, 101, 20))},
+        legend={**BOTTOM_LEGEND, "title": {"text": "Pattern: program", "side": "top"}},
+        height=legend_height(480, sum(1 for t in fig.data if t.showlegend is not False), per_row=3),
     )
     return fig
 
@@ -116,8 +127,10 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
 def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     """Accuracy (%) against cost per 1,000 predictions (log axis); the Pareto front joined by a step line.
 
-    Free runs (cost 0, e.g. local models) sit at a floor below the cheapest paid run and say so on hover.
-    Runs without a cost or an accuracy are left out.
+    Colour is the model; the marker is the program (hollow: original, filled: optimized; circle: Predict,
+    diamond: CoT), one legend entry per run label. The cost axis has ticks at powers of ten only ($0.01, $0.1,
+    $1 …); free runs (cost 0, e.g. local models) sit on a tick that reads "free". Runs without a cost or an
+    accuracy are left out. A single run still gets a sensible range on both axes.
     """
     title = "Accuracy vs cost (upper left is better)"
     if runs.empty:
@@ -126,44 +139,48 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     df = with_failures(runs, runs)
     df["_label"] = _unique_labels(df["label"])
     df["_low"], df["_high"] = _intervals(df)
-    df = df[df["accuracy"].notna() & df["cost_per_1k"].notna()]
+    df = df[df["accuracy"].notna() & df["cost_per_1k"].notna()].copy()
     if df.empty:
         return _empty_figure(title, "No runs with both accuracy and cost yet")
     cost = df["cost_per_1k"].to_numpy(dtype=float)
-    paid = cost[cost > 0]
-    floor = paid.min() / FREE_FLOOR_FACTOR if paid.size else FREE_FLOOR_FALLBACK
+    floor = free_floor(cost)
     df["_x"] = np.where(cost > 0, cost, floor)
     df["_y"] = df["accuracy"].to_numpy(dtype=float) * 100
     df["_pareto"] = stats.pareto_front(df, "cost_per_1k", "accuracy").to_numpy()
+    df["_kind"] = programs.kinds(df)
+    others = programs.other_modules(list(df["_kind"]))
     colors = model_colors(runs["model"])
 
-    def hover(row: pd.Series) -> str:
+    def hover(row: dict) -> str:
         cost_text = "free / local" if row["cost_per_1k"] == 0 else f"{_usd(row['cost_per_1k'])} per 1k predictions"
         fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
         return (
             f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["degraded"] else "")
-            + f"<br>accuracy {row['_y']:.1f}% "
+            + f"<br>{row['_kind'].legend}<br>accuracy {row['_y']:.1f}% "
             f"({row['_low'] * 100:.1f}–{row['_high'] * 100:.1f}%)<br>{cost_text}"
             + (f"<br>{_n_text(row['n'])}" if "n" in row else "")
             + (f"<br>{fail}" if fail else "")
             + ("<br>on the Pareto front" if row["_pareto"] else "")
         )
 
+    df["_hover"] = [hover(row) for row in df.to_dict("records")]
     fig = go.Figure()
-    for model, group in df.groupby("model", sort=True):
-        program = group["program"].astype(str) if "program" in group else pd.Series("", index=group.index)
-        symbols = [("circle-x" if bad else "circle") + ("-open" if p == "original" else "")
-                   for p, bad in zip(program, group["degraded"], strict=True)]
+    # One trace per label (model · module · program): the legend says what each colour-and-marker is.
+    for label, group in df.groupby("label", sort=True):
+        model = str(group["model"].iloc[0])
+        bad = group["degraded"].to_numpy(dtype=bool)
         fig.add_trace(
             go.Scatter(
                 x=group["_x"].to_numpy(),
                 y=group["_y"].to_numpy(),
                 mode="markers",
-                name=str(model),
-                # A degraded run's point wears a red ring (its accuracy counts failures as wrong).
-                marker={"color": colors[str(model)], "size": 12, "symbol": symbols,
-                        "line": {"width": [4 if bad else 2 for bad in group["degraded"]],
-                                 "color": [DEGRADED_COLOR if bad else colors[str(model)] for bad in group["degraded"]]}},
+                name=str(label),
+                # A degraded run's point is crossed and wears a red ring (its accuracy counts failures as wrong).
+                marker={"color": colors[model], "size": 12,
+                        "symbol": _one_or_all([programs.symbol(k, others, bool(b))
+                                               for k, b in zip(group["_kind"], bad, strict=True)]),
+                        "line": {"width": _one_or_all([4 if b else 2 for b in bad]),
+                                 "color": _one_or_all([DEGRADED_COLOR if b else colors[model] for b in bad])}},
                 error_y={
                     "type": "data",
                     "symmetric": False,
@@ -171,8 +188,9 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
                     "arrayminus": group["_y"].to_numpy() - group["_low"].to_numpy() * 100,
                 },
                 text=group["_label"].tolist(),
-                hovertext=[hover(row) for _, row in group.iterrows()],
+                hovertext=group["_hover"].tolist(),
                 hoverinfo="text",
+                cliponaxis=False,
             )
         )
     front = df[df["_pareto"]].sort_values(["_x", "_y"])
@@ -185,17 +203,26 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
             line={"shape": "hv", "color": PARETO_COLOR, "dash": "dot"},
             marker={"symbol": "circle-open", "size": 20, "color": PARETO_COLOR, "line": {"width": 2}},
             text=front["_label"].tolist(),
-            hovertext=[hover(row) for _, row in front.iterrows()],
+            hovertext=front["_hover"].tolist(),
             hoverinfo="text",
         )
     )
+    has_free = bool((cost <= 0).any())
     fig.update_layout(
         title=title,
-        xaxis={"title": "Cost per 1,000 predictions (USD, log scale)", "type": "log", "tickprefix": "$"},
-        yaxis={"title": "Accuracy (%)", "ticksuffix": "%"},
-        legend_title="Model",
+        xaxis={"title": "Cost per 1,000 predictions (USD, log scale)",
+               **log_usd_axis(df["_x"], free_at=floor if has_free else None)},
+        yaxis={"title": "Accuracy (%)", "ticksuffix": "%",
+               "range": percent_range(df["_low"] * 100, df["_high"] * 100)},
+        legend={**BOTTOM_LEGEND, "title": {"text": "Colour: model · hollow: original · filled: optimized", "side": "top"}},
+        height=legend_height(460, len(fig.data), per_row=1),
     )
     return fig
+
+
+def _one_or_all(values: list) -> object:
+    # One value for a whole trace when they all agree: plotly checks every element of a list, slowly.
+    return values[0] if len(set(values)) == 1 else values
 
 
 def per_label_bars(per_label: pd.DataFrame) -> go.Figure:

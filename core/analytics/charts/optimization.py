@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 
 from core.analytics import stats
 from core.analytics.charts._base import (
+    BOTTOM_LEGEND,
     DEFAULT_HORIZON,
     REFLECTION_COLOR,
     STUDENT_COLOR,
@@ -18,22 +20,34 @@ from core.analytics.charts._base import (
     _require,
     _unique_labels,
     _usd,
+    count_range,
+    legend_height,
 )
 from core.errors import ConfigError
 
+# Outcomes of an optimization run that did not finish its whole budget (``outcome`` column of the frame).
+UNFINISHED = ("capped", "cancelled", "failed", "running", "interrupted")
+
 
 def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
-    """Stacked bars of what each optimization cost: student calls and reflection calls (USD)."""
+    """Horizontal stacked bars of what each optimization cost: student calls and reflection calls (USD).
+
+    Bars are labelled by the frame's ``run_label`` (student ← reflection, budget, result); a capped, cancelled or
+    failed run (``outcome``) is hatched and says so at the end of its bar. Repeated labels get the short run id.
+    """
     title = "Optimization cost: student vs reflection"
     if opt.empty:
         return _empty_figure(title)
     _require(opt, ["run_label", "student_cost_usd", "reflection_cost_usd"], "optimization_cost_split")
-    labels = _unique_labels(opt["run_label"])
+    rows = opt.to_dict("records")
+    outcomes = [str(row.get("outcome") or "") for row in rows]
+    labels = _run_labels(opt, outcomes)
     student = opt["student_cost_usd"].fillna(0).to_numpy(dtype=float)
     reflection = opt["reflection_cost_usd"].fillna(0).to_numpy(dtype=float)
     total = student + reflection
     notes = [" · ".join(p for p in ("DEGRADED" if _is_true(row.get("degraded")) else "",
-                                    optimization_failure_text(row)) if p) for row in opt.to_dict("records")]
+                                    optimization_failure_text(row), _stop_reason(row)) if p) for row in rows]
+    unfinished = [o in UNFINISHED for o in outcomes]
     fig = go.Figure()
     for name, values, color in (
         ("Student", student, STUDENT_COLOR),
@@ -42,10 +56,12 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
         share = np.divide(values, total, out=np.zeros_like(values), where=total > 0) * 100
         fig.add_trace(
             go.Bar(
-                x=labels,
-                y=values,
+                y=labels,
+                x=values,
+                orientation="h",
                 name=name,
-                marker_color=color,
+                marker={"color": color, "pattern": {"shape": ["/" if u else "" for u in unfinished],
+                                                    "fillmode": "overlay", "fgcolor": "white", "solidity": 0.3}},
                 hovertext=[
                     f"<b>{lab}</b><br>{name.lower()} {_usd(v)} ({s:.0f}% of {_usd(t)})" + (f"<br>{note}" if note else "")
                     for lab, v, s, t, note in zip(labels, values, share, total, notes, strict=True)
@@ -53,11 +69,34 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
                 hoverinfo="text",
             )
         )
+    fig.add_trace(go.Scatter(
+        y=labels, x=total, mode="text", textposition="middle right", cliponaxis=False, showlegend=False,
+        hoverinfo="skip", name="total",
+        text=[f" {_usd(t)}" + (f" · {o.upper()}" if u else "") for t, o, u in zip(total, outcomes, unfinished, strict=True)],
+    ))
+    top = float(total.max()) if len(total) else 0.0
     fig.update_layout(
-        title=title, barmode="stack", xaxis_title="Optimization run", yaxis_title="Cost (USD)",
-        yaxis_tickprefix="$", legend_title="Calls",
+        title=title, barmode="stack", yaxis={"title": None, "autorange": "reversed", "automargin": True},
+        xaxis={"title": "Cost (USD)", "tickprefix": "$", "range": [0, top * 1.35 if top > 0 else 1.0]},
+        legend_title="Calls", height=180 + 40 * len(labels),
     )
     return fig
+
+
+def _run_labels(opt: pd.DataFrame, outcomes: list[str]) -> list[str]:
+    # The run label says capped / cancelled itself (core.runs); an older frame gets the outcome appended here.
+    labels = [str(lab) + (f" · {o}" if o in UNFINISHED and o not in str(lab) else "")
+              for lab, o in zip(opt["run_label"], outcomes, strict=True)]
+    if "run_id" in opt and len(set(labels)) < len(labels):
+        repeated = {lab for lab in labels if labels.count(lab) > 1}
+        labels = [f"{lab} · {str(rid)[:8]}" if lab in repeated else lab
+                  for lab, rid in zip(labels, opt["run_id"], strict=True)]
+    return _unique_labels(labels)
+
+
+def _stop_reason(row: Mapping[str, object]) -> str:
+    reason = row.get("stop_reason")
+    return "" if reason is None or pd.isna(reason) or not str(reason) else f"stopped: {reason}"  # type: ignore[arg-type]
 
 
 def optimization_failure_text(row: Mapping[str, object]) -> str:
@@ -71,13 +110,20 @@ def optimization_failure_text(row: Mapping[str, object]) -> str:
     return " · ".join(parts)
 
 
-def progress_chart(events: pd.DataFrame) -> go.Figure:
-    """Best score so far (%) against metric calls, as a step line; candidate validation scores as dots."""
+def progress_chart(history: pd.DataFrame, budget: int | None = None) -> go.Figure:
+    """Best score so far (%) against metric calls, as a step line; candidate validation scores as dots.
+
+    The x-axis spans 0..``budget`` (or the calls used, when GEPA overshoots it), with the budget marked; a single
+    point still gets a 0..budget (or 0..10) count axis and the 0..100 % score axis.
+    """
     title = "Optimization progress"
-    if events.empty:
+    if budget is not None and budget <= 0:
+        raise ConfigError(f"progress_chart: budget must be a positive number of metric calls, got {budget}.",
+                          "Pass the job's metric_calls_budget, or None when it is not known.")
+    if history.empty:
         return _empty_figure(title, "No progress yet")
-    _require(events, ["metric_calls", "best_score"], "progress_chart")
-    df = events.sort_values("metric_calls", kind="stable")
+    _require(history, ["metric_calls", "best_score"], "progress_chart")
+    df = history.sort_values("metric_calls", kind="stable")
     calls = df["metric_calls"].to_numpy(dtype=float)
     best = df["best_score"].to_numpy(dtype=float) * 100
     fig = go.Figure(
@@ -87,6 +133,7 @@ def progress_chart(events: pd.DataFrame) -> go.Figure:
             mode="lines+markers",
             name="best so far",
             line={"shape": "hv"},
+            cliponaxis=False,
             hovertemplate="after %{x:,.0f} metric calls<br>best score %{y:.1f}%<extra></extra>",
         )
     )
@@ -99,12 +146,17 @@ def progress_chart(events: pd.DataFrame) -> go.Figure:
                 mode="markers",
                 name="candidate (validation)",
                 marker={"symbol": "circle-open", "size": 8},
+                cliponaxis=False,
                 hovertemplate="after %{x:,.0f} metric calls<br>candidate score %{y:.1f}%<extra></extra>",
             )
         )
+    x_range = count_range(calls, budget)
+    if budget is not None:
+        fig.add_vline(x=budget, line_dash="dot", line_color="#888888", annotation_text=f"budget {budget:,}",
+                      annotation_position="top left")
     fig.update_layout(
         title=title,
-        xaxis_title="Metric calls (count)",
+        xaxis={"title": "Metric calls (count)", "range": x_range, **({"dtick": 1} if x_range[1] <= 10 else {})},
         yaxis={"title": "Validation score (%)", "range": [0, 100], "ticksuffix": "%"},
     )
     return fig
@@ -112,18 +164,23 @@ def progress_chart(events: pd.DataFrame) -> go.Figure:
 
 def break_even_chart(
     optimization_cost: float,
-    cost_per_1k_before: float,
-    cost_per_1k_after: float,
+    reference_cost_per_1k: float,
+    optimized_cost_per_1k: float,
+    labels: tuple[str, str] = ("reference", "optimized (incl. optimization)"),
+    trade_off: Mapping[str, Any] | None = None,
+    *,
     max_predictions: int | None = None,
-    labels: tuple[str, str] = ("before", "after (incl. optimization)"),
 ) -> go.Figure:
-    """Cumulative cost against predictions, before and after optimization, with the break-even point marked.
+    """Cumulative cost against predictions, reference model vs optimized student, with the break-even point marked.
 
-    The x-range is ``max_predictions`` if given, else twice the break-even, else DEFAULT_HORIZON.
+    The title states the accuracy trade-off (``trade_off``: ``stats.trade_off``'s result) and says "Pays back after
+    N predictions" only when the optimized student is not significantly worse; when it is, the title says so and
+    that it is cheaper, not a replacement. The x-range is ``max_predictions`` if given, else twice the break-even,
+    else DEFAULT_HORIZON.
     """
     if max_predictions is not None and max_predictions <= 0:
         raise ConfigError(f"max_predictions must be positive, got {max_predictions}.")
-    breakeven = stats.break_even_predictions(optimization_cost, cost_per_1k_before, cost_per_1k_after)
+    breakeven = stats.break_even_predictions(optimization_cost, reference_cost_per_1k, optimized_cost_per_1k)
     if max_predictions is not None:
         horizon = float(max_predictions)
     elif breakeven:
@@ -134,10 +191,10 @@ def break_even_chart(
     if breakeven is not None and breakeven <= horizon:
         points.add(float(breakeven))
     x = np.array(sorted(points))
-    before = x * cost_per_1k_before / 1000
-    after = optimization_cost + x * cost_per_1k_after / 1000
+    reference = x * reference_cost_per_1k / 1000
+    optimized = optimization_cost + x * optimized_cost_per_1k / 1000
     fig = go.Figure()
-    for name, y in zip(labels, (before, after), strict=True):
+    for name, y in zip(labels, (reference, optimized), strict=True):
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -147,20 +204,63 @@ def break_even_chart(
                 hovertemplate=f"{name}<br>%{{x:,.0f}} predictions<br>total $%{{y:,.4f}}<extra></extra>",
             )
         )
-    if breakeven is None:
-        title = "Never pays back: the optimized program is not cheaper per prediction"
-    else:
-        title = f"Pays back after {breakeven:,.0f} predictions"
+    worse = bool(trade_off and trade_off.get("worse"))
+    if breakeven is not None:
         fig.add_vline(
             x=breakeven,
             line_dash="dash",
-            annotation_text=f"break-even: {breakeven:,.0f} predictions ({_usd(optimization_cost)} recovered)",
+            annotation_text=(f"costs even after {breakeven:,.0f} predictions" if worse else
+                             f"break-even: {breakeven:,.0f} predictions ({_usd(optimization_cost)} recovered)"),
             annotation_position="top left",
         )
     fig.update_layout(
-        title=title,
+        title={"text": break_even_headline(breakeven, trade_off), "font": {"size": 16},
+               "subtitle": {"text": trade_off_detail(trade_off)}},
+        margin={"t": 90},
+        legend=BOTTOM_LEGEND,
+        height=legend_height(450, 2, per_row=1),
         xaxis={"title": "Predictions (count)", "range": [0, horizon]},
         yaxis={"title": "Cumulative cost (USD)", "tickprefix": "$"},
     )
     return fig
 
+
+def break_even_headline(breakeven: float | None, trade_off: Mapping[str, Any] | None) -> str:
+    """The break-even chart's title: pay-back (only when not significantly worse) and the accuracy trade-off."""
+    if trade_off and trade_off.get("worse"):
+        points = abs(float(trade_off["diff"])) * 100
+        tail = "it is cheaper, not a replacement" if breakeven is not None else "and it is not cheaper either"
+        return f"The optimized student is {points:.1f} points less accurate (significant): {tail}"
+    accuracy = _accuracy_phrase(trade_off)
+    if breakeven is None:
+        return f"Never pays back: the optimized student is not cheaper per prediction, {accuracy}"
+    return f"Pays back after {breakeven:,.0f} predictions, {accuracy}"
+
+
+def _accuracy_phrase(trade_off: Mapping[str, Any] | None) -> str:
+    if not trade_off:
+        return "accuracy not compared"
+    diff = float(trade_off["diff"]) * 100
+    low, high = float(trade_off["ci_low"]), float(trade_off["ci_high"])
+    if not trade_off.get("paired"):
+        qualifier = "on different examples, not a paired test"
+    else:
+        qualifier = "significant" if low > 0 or high < 0 else "not significant"
+    if abs(diff) < 0.05:
+        return f"at the same accuracy ({qualifier})"
+    return f"at {abs(diff):.1f} points {'higher' if diff > 0 else 'lower'} accuracy ({qualifier})"
+
+
+def trade_off_detail(trade_off: Mapping[str, Any] | None) -> str:
+    """"Reference 45.0% vs optimized 31.7% on the same 60 examples; 95% interval …" (the chart's subtitle)."""
+    if not trade_off:
+        return "Pick evaluations with per-example records to compare accuracy too."
+    ref, opt = float(trade_off["accuracy_reference"]) * 100, float(trade_off["accuracy_optimized"]) * 100
+    low, high = float(trade_off["ci_low"]) * 100, float(trade_off["ci_high"]) * 100
+    if trade_off.get("paired"):
+        p = float(trade_off.get("p_mcnemar", float("nan")))
+        return (f"Reference {ref:.1f}% vs optimized {opt:.1f}% on the same {int(trade_off['n'])} examples; "
+                f"paired 95% interval {low:+.1f} to {high:+.1f} points" + ("" if np.isnan(p) else f", McNemar p = {p:.3f}"))
+    return (f"Reference {ref:.1f}% (n={int(trade_off.get('n_reference', 0))}) vs optimized {opt:.1f}% "
+            f"(n={int(trade_off.get('n_optimized', trade_off['n']))}) on different examples; "
+            f"unpaired 95% interval {low:+.1f} to {high:+.1f} points")
