@@ -10,7 +10,7 @@ from core.runs import linked_evaluations, optimization_frame
 from core.tasks import SampleSpec, TaskRef
 from ui import auth, cache, routing, state
 from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
-from ui.widgets import pct, show_error, studio_errors, usd
+from ui.widgets import pct, show_error, studio_errors, usd, usd_range
 
 BUDGETS = ("light", "medium", "heavy", "custom")
 MODULES = {"predict": "Predict", "cot": "Chain of thought"}
@@ -73,7 +73,7 @@ def estimate_and_start(config: OptimizeConfig) -> None:
         cols[0].metric("Metric calls", f"{estimate['metric_calls']:,}")
         cols[1].metric("Reflection calls", f"{estimate['reflection_calls_low']}–{estimate['reflection_calls_high']}")
         low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
-        cols[2].metric("Estimated cost", "unknown price" if low is None else f"{usd(low)}–{usd(high)}",
+        cols[2].metric("Estimated cost", "unknown price" if low is None else usd_range(low, high),
                        help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing.")
         cols[3].metric("Estimated student cost", usd(estimate["student_cost_usd"]))
     if st.button("Start optimization", key="optimize.start", type="primary", icon=":material/auto_fix_high:",

@@ -7,6 +7,7 @@ turns on the same scrubbing for the Streamlit process's log records.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -63,6 +64,16 @@ def usd(value: float | None, digits: int = 4) -> str:
     if value is None or value != value:
         return "–"
     return f"${value:,.{digits}f}" if abs(value) < 1 else f"${value:,.2f}"
+
+
+def usd_range(low: float | None, high: float | None) -> str:
+    """A short cost range for a metric ("$0.46–$0.75", "$0.0031–$0.0052"): two significant digits, as an estimate
+    deserves, so that it fits a quarter of the page."""
+    def short(v: float) -> str:
+        return f"${v:,.2f}" if v >= 1 or v <= 0 else f"${v:.{max(2, 1 - math.floor(math.log10(v)))}f}"
+    if low is None or high is None or low != low or high != high:
+        return "–"
+    return short(low) if short(low) == short(high) else f"{short(low)}–{short(high)}"
 
 
 def pct(value: float | None) -> str:

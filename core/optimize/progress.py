@@ -168,6 +168,9 @@ class ProgressCallback:
 
     def on_valset_evaluated(self, event: dict[str, Any]) -> None:
         score = float(event.get("average_score", 0.0))
+        if int(event.get("iteration", -1)) == 0:  # the seed's evaluation: GEPA counts it before its budget hook exists
+            self.state["metric_calls_used"] = max(int(self.state["metric_calls_used"]),
+                                                  int(event.get("num_examples_evaluated", 0)))
         best = self.state.get("best_val_score")
         self.state["candidates"] = max(self.state.get("candidates", 0), int(event.get("candidate_idx", 0)) + 1)
         if best is None or score > best:

@@ -64,22 +64,27 @@ def shot(page, name: str) -> None:
 
 
 def add_model(page, name: str, base_url: str) -> None:
-    key(page, "models.add.name").locator("input").fill(name)
-    key(page, "models.add.model").locator("input").fill(name)
-    key(page, "models.add.api_base").locator("input").fill(base_url)
-    key(page, "models.add.submit").locator("button").click()
+    """Fill and submit the Models page's add form (after the form has taken its fresh defaults)."""
     settle(page, 1000)
-
-
+    fields = {"models.add.name": name, "models.add.model": name, "models.add.api_base": base_url}
+    for _ in range(3):
+        for widget, value in fields.items():
+            key(page, widget).locator("input").fill(value)
+        page.wait_for_timeout(300)
+        if all(key(page, w).locator("input").input_value() == v for w, v in fields.items()):
+            break
+    key(page, "models.add.submit").locator("button").click()
+    settle(page, 1500)
+    page.get_by_text(f"Added {name}").first.wait_for(timeout=30_000)
 
 
 TRUNCATED_JS = """() => {
   const cut = [];
   for (const el of document.querySelectorAll('body *')) {
-    if (!el.offsetParent || el.children.length > 2) continue;
+    if (!el.offsetParent) continue;
     const cs = getComputedStyle(el);
-    if (cs.textOverflow !== 'ellipsis' && !el.innerText.trim().endsWith('…')) continue;
-    if (el.scrollWidth > el.clientWidth + 1 || el.innerText.trim().endsWith('…')) {
+    if (cs.textOverflow !== 'ellipsis' || cs.overflowX === 'visible') continue;
+    if (el.scrollWidth > el.clientWidth + 1) {
       const text = el.innerText.trim();
       if (text) cut.push(text.slice(0, 100));
     }
@@ -89,15 +94,16 @@ TRUNCATED_JS = """() => {
 
 
 def truncated(page) -> list[str]:
-    """Texts the page shows cut off: an element styled to end in an ellipsis whose text does not fit, or that
-    ends in "…" itself (Streamlit's metrics, labels and tabs cut with CSS; canvases such as st.dataframe are not
-    seen)."""
+    """Texts the page shows cut off: an element styled to end in an ellipsis whose text does not fit (Streamlit's
+    metrics, labels, tabs and select boxes cut that way; canvases such as st.dataframe's cells are not seen)."""
     return page.evaluate(TRUNCATED_JS)
 
 
-def shots_at(page, name: str, widths=(1280, 1920)) -> None:
-    """Screenshots of the current page at each width (``<name>-<width>.png``); fails on any truncated value."""
-    height = page.viewport_size["height"] if page.viewport_size else 1000
+def shots_at(page, name: str, widths=(1280, 1920), height: int = 2400) -> None:
+    """Screenshots of the current page at each width (``<name>-<width>.png``, a tall window: Streamlit scrolls
+    inside the page, so a full-page shot shows one screen only); fails on any truncated value. The window's
+    size is restored afterwards."""
+    before = page.viewport_size or {"width": 1400, "height": 1000}
     found = {}
     for width in widths:
         page.set_viewport_size({"width": width, "height": height})
@@ -105,4 +111,14 @@ def shots_at(page, name: str, widths=(1280, 1920)) -> None:
         shot(page, f"{name}-{width}")
         if cut := truncated(page):
             found[width] = cut
+    page.set_viewport_size(before)
+    settle(page, 300)
     assert not found, f"{name}: values cut off at {found}"
+
+
+def widget_text(page, widget_key: str) -> str:
+    """What a widget shows, its inputs' values included (a select box shows its choice in an input)."""
+    container = key(page, widget_key)
+    container.wait_for()
+    values = container.evaluate("el => [...el.querySelectorAll('input')].map(i => i.value || i.getAttribute('aria-label') || '').join(' ')")
+    return f"{container.inner_text()} {values}"
