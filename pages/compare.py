@@ -23,7 +23,7 @@ from ui import cache, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.widgets import pct, studio_errors, usd
 
-KIND_NAMES = {"baseline": "Baselines", "evaluation": "GEPA before/after"}
+KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after"}
 MARKED = ("capped", "cancelled", "failed")  # optimizations that stopped early: their evaluations say so
 OPT_BARS = 30  # bars in the optimization cost chart (the newest)
 warned: set[str] = set()

@@ -28,6 +28,12 @@ FAILURE_COLUMN_CONFIG = {
 }
 
 
+def _picker_state(row: pd.Series) -> str:
+    """A job's state as its page's state line says it: a job stopped by its spending cap reads "capped"."""
+    capped = row["state"] == "cancelled" and str(row.get("error") or "").startswith("spending cap")
+    return "capped" if capped else str(row["state"])
+
+
 def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str | None], None]) -> None:
     """A selectbox of this kind's jobs (newest first) showing ``current``; a pick calls ``on_pick(job_id)``.
 
@@ -39,7 +45,7 @@ def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str 
         jobs = jobs[jobs["kind"] == kind] if not jobs.empty else jobs
         if jobs.empty:
             return
-        labels = {row["id"]: f"{row['title']} · {row['state']} · {row['id']}" for _, row in jobs.iterrows()}
+        labels = {row["id"]: f"{row['title']} · {_picker_state(row)} · {row['id']}" for _, row in jobs.iterrows()}
         if current and current not in labels:
             labels = {current: current, **labels}
         st.session_state[key] = current

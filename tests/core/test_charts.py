@@ -404,7 +404,7 @@ def _programs() -> pd.DataFrame:
     return df
 
 
-def test_cost_axis_ticks_only_at_powers_of_ten():
+def test_cost_axis_ticks_are_labelled_powers_of_ten_and_2_5_within_two_decades():
     runs = _runs().assign(cost_per_1k=[0.002, 0.03, 0.4, 2.5, 3.0])
     axis = charts.accuracy_vs_cost(runs).layout.xaxis
     assert axis.tickmode == "array"
@@ -413,9 +413,12 @@ def test_cost_axis_ticks_only_at_powers_of_ten():
     # Every point lies inside the range, between two labelled ticks.
     assert axis.range[0] <= np.log10(0.002) and axis.range[1] >= np.log10(3.0)
     one = charts.accuracy_vs_cost(runs.iloc[[3]]).layout.xaxis
-    assert list(one.ticktext) == ["$1", "$10"] and one.range[0] <= np.log10(2.5) <= one.range[1]
+    assert list(one.ticktext) == ["$1", "$2", "$5", "$10"] and one.range[0] <= np.log10(2.5) <= one.range[1]
+    assert list(one.tickvals) == [1.0, 2.0, 5.0, 10.0]  # no unlabelled minor ticks between them
     exact = charts.accuracy_vs_cost(runs.iloc[[3]].assign(cost_per_1k=1.0)).layout.xaxis
-    assert list(exact.ticktext) == ["$0.1", "$1", "$10"]
+    assert list(exact.ticktext) == ["$0.1", "$0.2", "$0.5", "$1", "$2", "$5", "$10"]
+    cents = charts.accuracy_vs_cost(runs.iloc[[0, 1]].assign(cost_per_1k=[0.02, 0.06])).layout.xaxis
+    assert list(cents.ticktext) == ["$0.01", "$0.02", "$0.05", "$0.1"]
 
 
 def test_programs_and_modules_have_their_own_marker_pattern_and_legend_entry():

@@ -83,7 +83,9 @@ TRUNCATED_JS = """() => {
   for (const el of document.querySelectorAll('body *')) {
     if (!el.offsetParent) continue;
     const cs = getComputedStyle(el);
-    if (cs.textOverflow !== 'ellipsis' || cs.overflowX === 'visible') continue;
+    if (cs.overflowX === 'visible' || cs.overflowX === 'auto' || cs.overflowX === 'scroll') continue;
+    const ownText = [...el.childNodes].some(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+    if (cs.textOverflow !== 'ellipsis' && !ownText) continue;  // clipped text, with or without an ellipsis
     if (el.scrollWidth > el.clientWidth + 1) {
       const text = el.innerText.trim();
       if (text) cut.push(text.slice(0, 100));
@@ -94,8 +96,9 @@ TRUNCATED_JS = """() => {
 
 
 def truncated(page) -> list[str]:
-    """Texts the page shows cut off: an element styled to end in an ellipsis whose text does not fit (Streamlit's
-    metrics, labels, tabs and select boxes cut that way; canvases such as st.dataframe's cells are not seen)."""
+    """Texts the page shows cut off: an element whose text does not fit its clipped box, with an ellipsis
+    (Streamlit's metrics, labels, tabs, select boxes) or without (a multiselect's chips). Canvases such as
+    st.dataframe's cells are not seen."""
     return page.evaluate(TRUNCATED_JS)
 
 

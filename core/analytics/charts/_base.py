@@ -113,8 +113,14 @@ def _decade_text(exponent: int) -> str:
     return f"${10.0 ** exponent:.{-exponent}f}" if exponent < 0 else f"${10 ** exponent:,}"
 
 
+def _usd_tick(value: float) -> str:
+    """"$0.02", "$0.5", "$20": a tick between decades, with as many decimals as it needs."""
+    return f"${value:,.{max(0, -int(np.floor(np.log10(value) + 1e-9)))}f}"
+
+
 def log_usd_axis(values: Iterable[float], free_at: float | None = None) -> dict[str, object]:
-    """Layout of a log USD axis over positive ``values``: ticks only at powers of ten ($0.01, $0.1, $1 …).
+    """Layout of a log USD axis over positive ``values``: labelled ticks at powers of ten ($0.01, $0.1, $1 …), and
+    at 2 and 5 times them ($0.2, $0.5) when the axis spans two decades or less, never unlabelled minor ticks.
 
     The range runs from the decade below the smallest value to the decade above the largest (a single value gets
     the decades on both sides of it), so every point sits between two labelled ticks. ``free_at``, when given, is
@@ -127,13 +133,20 @@ def log_usd_axis(values: Iterable[float], free_at: float | None = None) -> dict[
     if low == high:
         low, high = low - 1, high + 1
     # A point exactly on the edge decade would be cut in half: pad it by a little.
-    start = min(low, logs.min() - 0.15)
-    end = max(high, logs.max() + 0.15)
+    start = min(low - 0.03, logs.min() - 0.15)  # the edge decades' ticks stay inside the plot
+    end = max(high + 0.03, logs.max() + 0.15)
     exponents = list(range(low, high + 1))
+    vals = [10.0 ** e for e in exponents]
     texts = ["free" if free_at is not None and abs(e - np.log10(free_at)) < 1e-9 else _decade_text(e)
              for e in exponents]
-    return {"type": "log", "range": [float(start), float(end)], "tickvals": [10.0 ** e for e in exponents],
-            "ticktext": texts, "tickmode": "array"}
+    if high - low <= 2:
+        between = [m * 10.0 ** e for e in exponents[:-1] for m in (2, 5)
+                   if free_at is None or abs(e - np.log10(free_at)) >= 1e-9]  # nothing between "free" and paid
+        vals, texts = vals + between, texts + [_usd_tick(v) for v in between]
+        order = np.argsort(vals)
+        vals, texts = [vals[i] for i in order], [texts[i] for i in order]
+    return {"type": "log", "range": [float(start), float(end)], "tickvals": vals, "ticktext": texts,
+            "tickmode": "array"}
 
 
 def free_floor(costs: np.ndarray) -> float:
