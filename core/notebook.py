@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping
@@ -22,8 +24,6 @@ import pandas as pd
 from core.analytics import stats
 from core.baseline import run_evaluation
 from core.errors import StudioError
-from core.jobs import JobManager
-from core.jobs.worker import execute
 from core.metric import FeedbackMode
 from core.models import PRESETS, ModelSpec, resolve_price
 from core.optimize import Budget, OptimizeConfig, Plan, estimate
@@ -50,6 +50,8 @@ CLASSIFIER_SETTINGS: dict[str, Any] = {"max_tokens": 25000, "reasoning_effort": 
 REFLECTION_SETTINGS: dict[str, Any] = {"max_tokens": 25000, "reasoning_effort": None}
 TIMEOUT_S = 600.0  # the notebook set none: LiteLLM's default request timeout
 PRESET_TAG, START_TAG = f"{TAG}preset", f"{TAG}start"
+# A run's reproduction (its notebook job's id, or a fresh id) and its part in it (a Side or "optimization"):
+REPRODUCTION_TAG, SIDE_TAG = f"{TAG}notebook_id", f"{TAG}notebook_side"
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,7 @@ def evaluation_costs(plan: Plan, models: NotebookModels) -> dict[str, float | No
 class NotebookRun:
     """What one reproduction left: the optimization's job and run, the run and records of each side, the errors."""
 
+    reproduction: str = ""  # tagged on every run of it (REPRODUCTION_TAG)
     job_id: str | None = None
     job_state: str = ""
     optimization_run_id: str | None = None
@@ -205,24 +208,66 @@ class NotebookRun:
         return not self.errors and self.job_state == "succeeded"
 
 
-def run_notebook(plan: Plan, models: NotebookModels, store: RunStore, manager: JobManager, *,
-                 stop: threading.Event | None = None, lm_factory: Callable[[ModelSpec], Any] | None = None,
-                 on_status: Callable[[str], None] | None = None) -> NotebookRun:
-    """The optimization (a job run here: GEPA, then the student before and after on the test split) while the large
-    and frontier baselines run beside it: the notebook's calls, at once instead of one after another. The student's
+@dataclass(frozen=True)
+class OptimizationOutcome:
+    """How the optimization part ended: its state (succeeded, failed, cancelled, interrupted), run, error, job."""
+
+    state: str
+    run_id: str | None = None
+    error: str | None = None
+    job_id: str | None = None
+
+
+OptimizationPart = Callable[[threading.Event], OptimizationOutcome]  # GEPA, then before/after; stops on the event
+
+
+def job_optimization(manager: Any, plan: Plan, *, execute: Callable[[str], Any] | None = None,
+                     started_by: str | None = None, poll_s: float = 0.5) -> OptimizationPart:
+    """The optimization as a job of ``manager`` (a JobManager: core.jobs imports this module), run here by
+    ``execute(job_id) -> JobInfo`` or else started by the manager and waited for; ``stop`` cancels the job."""
+    def part(stop: threading.Event) -> OptimizationOutcome:
+        job_id = manager.submit_optimization(plan.config, start=execute is None, plan=plan, started_by=started_by)
+        done = threading.Event()
+
+        def cancel_on_stop() -> None:
+            while not done.wait(poll_s):
+                if stop.is_set():
+                    return manager.cancel(job_id)
+
+        threading.Thread(target=cancel_on_stop, name="notebook-cancel", daemon=True).start()
+        try:
+            job = execute(job_id) if execute else manager.wait(job_id, timeout=float("inf"), poll=poll_s)
+        finally:
+            done.set()
+        return OptimizationOutcome(job.state, job.run_id, job.error, job_id)
+
+    return part
+
+
+def run_notebook(plan: Plan, models: NotebookModels, store: RunStore, manager: Any = None, *,
+                 optimize: OptimizationPart | None = None, stop: threading.Event | None = None,
+                 lm_factory: Callable[[ModelSpec], Any] | None = None, on_status: Callable[[str], None] | None = None,
+                 on_record: Callable[[Side, int, int, Any], None] | None = None,
+                 on_run: Callable[[str, str], None] | None = None, job_id: str | None = None) -> NotebookRun:
+    """The optimization (``optimize``, by default an optimize job of ``manager``: :func:`job_optimization`) while the
+    large and frontier baselines run beside it: the notebook's calls at once, not one after another. The student's
     "before" is the optimization's evaluation of the starting program, so no call is made twice. Setting ``stop``
-    cancels the job after its current GEPA iteration and stops the baselines (they keep their records)."""
+    cancels the optimization after its current GEPA iteration and stops the baselines (they keep their records).
+    ``on_record(side, done, total, record)`` follows each baseline example, ``on_run(part, run_id)`` names each run
+    once it exists; ``job_id`` (a notebook job's) is tagged on the baselines and names the reproduction."""
     config, task = plan.config, plan.task
     say = on_status or (lambda text: None)
     stop = stop or threading.Event()
-    tags = {PRESET_TAG: "notebook", START_TAG: config.start}
-    out, lock = NotebookRun(), threading.Lock()
-    out.job_id = manager.submit_optimization(config, start=False, plan=plan, started_by=store.started_by)
+    optimize = optimize or job_optimization(manager, plan, started_by=store.started_by)
+    out, lock = NotebookRun(reproduction=job_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]), threading.Lock()
+    tags = {PRESET_TAG: "notebook", START_TAG: config.start, REPRODUCTION_TAG: out.reproduction}
+    ran = on_run or (lambda part, run_id: None)
 
     def baseline(side: Side, spec: ModelSpec) -> None:
         def created(run_id: str) -> None:
             with lock:
                 out.run_ids[side] = run_id
+            ran(side, run_id)
 
         program = make_program(task, config.module, config.instruction or None, start=config.start)
         say(f"baseline {spec.name}: {len(plan.splits.test)} test examples")
@@ -230,8 +275,9 @@ def run_notebook(plan: Plan, models: NotebookModels, store: RunStore, manager: J
             _, result = run_evaluation(
                 store, task, spec, program, plan.splits.test, kind="baseline", program_label="original",
                 module=config.module, sample=config.sample, task_ref=config.task_ref, threads=config.threads, cache=config.cache,
-                lm=lm_factory(spec) if lm_factory else None, extra_tags=tags, should_stop=stop.is_set,
-                on_run_created=created)
+                lm=lm_factory(spec) if lm_factory else None, job_id=job_id, extra_tags={**tags, SIDE_TAG: side},
+                on_record=(lambda done, total, rec: on_record(side, done, total, rec)) if on_record else None,
+                should_stop=stop.is_set, on_run_created=created)
         except StudioError as exc:
             with lock:
                 out.errors[spec.name] = str(exc)
@@ -242,32 +288,25 @@ def run_notebook(plan: Plan, models: NotebookModels, store: RunStore, manager: J
         say(f"baseline {spec.name}: accuracy {result.metrics.get('accuracy', float('nan')):.1%}")
 
     def optimization() -> None:
-        say(f"optimization (job {out.job_id}): {plan.title}")
-        job = execute(manager, out.job_id, lm_factory=lm_factory)  # type: ignore[arg-type]
-        out.job_state, out.optimization_run_id = job.state, job.run_id
-        if job.state != "succeeded":
-            out.errors["optimization"] = f"{job.state}: {job.error}" if job.error else job.state
-        if job.run_id:
-            store.set_tags(job.run_id, tags)
-            store.log_params(job.run_id, {"start": config.start})
-            run_tags = store.get_run(job.run_id).data.tags
+        say(f"optimization: {plan.title}")
+        outcome = optimize(stop)
+        out.job_id, out.job_state, out.optimization_run_id = outcome.job_id, outcome.state, outcome.run_id
+        if outcome.state != "succeeded":
+            out.errors["optimization"] = f"{outcome.state}: {outcome.error}" if outcome.error else outcome.state
+        if outcome.run_id:
+            store.set_tags(outcome.run_id, {**tags, SIDE_TAG: "optimization"})  # its params have "start" already
+            ran("optimization", outcome.run_id)
+            run_tags = store.get_run(outcome.run_id).data.tags
             for side in ("student_original", "student_optimized"):
                 run_id = run_tags.get(f"{TAG}{side.removeprefix('student_')}_eval_run_id")
                 if run_id:
-                    store.set_tags(run_id, tags)
+                    store.set_tags(run_id, {**tags, SIDE_TAG: side})
                     with lock:
                         out.run_ids[side], out.records[side] = run_id, store.read_csv(run_id, "records.csv")  # type: ignore[index]
-        say(f"optimization: {job.state}")
+                    ran(side, run_id)
+        say(f"optimization{f' (job {outcome.job_id})' if outcome.job_id else ''}: {outcome.state}")
 
-    def cancel_on_stop() -> None:
-        while not done.wait(0.5):
-            if stop.is_set():
-                manager.cancel(out.job_id)  # type: ignore[arg-type]
-                return
-
-    done = threading.Event()
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="notebook") as pool:
-        pool.submit(cancel_on_stop)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="notebook") as pool:
         parts = [pool.submit(optimization), pool.submit(baseline, "large", models.large),
                  pool.submit(baseline, "frontier", models.frontier)]
         try:
@@ -275,13 +314,20 @@ def run_notebook(plan: Plan, models: NotebookModels, store: RunStore, manager: J
                 part.result()
         except KeyboardInterrupt:  # Ctrl-C: stop every part, keep what each recorded, then leave
             stop.set()
-            manager.cancel(out.job_id)  # type: ignore[arg-type]
             for part in parts:
                 part.result()
             raise
-        finally:
-            done.set()
     return out
+
+
+def reproductions(store: RunStore, task: str | None = None) -> pd.DataFrame:
+    """Runs tagged as the notebook's experiment (of ``task``), newest first: reproduction, side, model, task, run_id."""
+    columns = {"reproduction": REPRODUCTION_TAG, "side": SIDE_TAG, "model": f"{TAG}model", "task": f"{TAG}task"}
+    frame = pd.DataFrame([{**{c: r.data.tags.get(t, "") for c, t in columns.items()}, "run_id": r.info.run_id,
+                           "start_time": r.info.start_time} for r in store.search(f"tags.`{PRESET_TAG}` = 'notebook'")],
+                         columns=[*columns, "run_id", "start_time"])
+    frame = frame[(frame["reproduction"] != "") & (frame["side"] != "") & ((frame["task"] == task) if task else True)]
+    return frame.reset_index(drop=True)
 
 
 # What the notebook reported, beside what a run measured --------------------------------------

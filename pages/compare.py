@@ -21,6 +21,7 @@ from core.runs import (
 )
 from ui import cache, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
+from ui.notebook import claims_section
 from ui.widgets import pct, studio_errors, usd
 
 KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after"}
@@ -133,6 +134,8 @@ else:
     if missing:
         st.caption("No per-class table for: " + "; ".join(missing))
     st.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
+
+claims_section(task)  # only when runs of the original notebook's experiment exist for this task
 
 st.subheader("Optimizations")
 if opts.empty:

@@ -6,15 +6,18 @@ from core.errors import StudioError
 from core.models import ModelSpec
 from core.optimize import OptimizeConfig
 from core.optimize.estimate import CHARS_PER_TOKEN
+from core.program import STARTS
 from core.runs import linked_evaluations, optimization_frame
 from core.tasks import SampleSpec, TaskRef
 from ui import auth, cache, routing, state
 from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
+from ui.notebook import preset_section
 from ui.widgets import pct, show_error, studio_errors, usd, usd_range
 
 BUDGETS = ("light", "medium", "heavy", "custom")
 MODULES = {"predict": "Predict", "cot": "Chain of thought"}
 FEEDBACK = {"rule": "Rule (gold label)", "judge": "Judge (reflection model)"}
+START_NAMES = {"bare": "Bare signature", "described": "With label descriptions", "own": "Your own instruction"}
 
 
 def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection: ModelSpec) -> OptimizeConfig:
@@ -51,11 +54,21 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
         seed = cols[1].number_input("GEPA seed", min_value=0, value=0, key="optimize.seed", persist_state="session")
         use_merge = cols[2].toggle("Merge candidates", value=True, key="optimize.merge", persist_state="session")
         reuse = cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache", persist_state="session")
+        cols = st.columns([1, 2])
+        start = cols[0].segmented_control("Starting program", list(START_NAMES), default="described", required=True,
+                                          key="optimize.start_program", persist_state="session",
+                                          format_func=START_NAMES.get, help="  \n".join(
+                                              f"**{START_NAMES[k]}**: {v}" for k, v in STARTS.items()))
+        instruction = ""
+        if start == "own":
+            instruction = cols[1].text_area("Your instruction", key="optimize.instruction", persist_state="session",
+                                            placeholder="What the student should do with each text")
     return OptimizeConfig(
         task_ref=ref, sample=sample, student=student, reflection=reflection, module=module,
         auto=None if budget == "custom" else budget, max_metric_calls=int(calls) if calls else None,
         max_cost_usd=float(cap) if cap else None, reflection_minibatch_size=int(minibatch), use_merge=bool(use_merge),
-        threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(reuse),
+        threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(reuse), start=start,
+        instruction=instruction.strip(),
     )
 
 
@@ -139,7 +152,9 @@ cols = st.columns(2)
 cols[0].page_link("pages/models.py", label="Change models", icon=":material/smart_toy:")
 cols[1].page_link("pages/task.py", label="Change the task", icon=":material/dataset:")
 
-if not student_name or not reflection_name:
+if preset_section():  # "Original notebook" chosen: its settings, estimate, Start and progress instead of the form
+    pass
+elif not student_name or not reflection_name:
     st.info("Choose a student and a reflection model on the Models page first.", icon=":material/smart_toy:")
 else:
     try:

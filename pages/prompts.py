@@ -17,6 +17,7 @@ from core.runs import (
     run_choices,
 )
 from ui import cache, routing, state
+from ui.notebook import starting_program
 from ui.widgets import studio_errors
 
 CUSTOM = -1
@@ -74,6 +75,9 @@ for key, fallback in (("prompts.a", ids[min(1, len(ids) - 1)]), ("prompts.b", id
 cols = st.columns(2)
 a = cols[0].selectbox("Program A (before)", ids, format_func=choices.get, key="prompts.a")
 b = cols[1].selectbox("Program B (after)", ids, format_func=choices.get, key="prompts.b")
+with studio_errors():
+    for column, run_id in ((cols[0], a), (cols[1], b)):
+        column.caption(starting_program(run_id))
 
 with studio_errors(stop=True):
     program_a, program_b = cache.artifact_json(a, "program.json"), cache.artifact_json(b, "program.json")

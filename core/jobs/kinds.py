@@ -7,8 +7,9 @@ cancel channel (``should_stop``), its folder, its stored plan and the settings.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict
 
@@ -165,6 +166,137 @@ def run_finish(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     return JobOutcome("succeeded", f"degraded: {result.degraded_reason}" if result.degraded_reason else None)
 
 
+class NotebookPart(TypedDict, total=False):
+    """One part of a notebook job: the optimization or a baseline (its examples done so far)."""
+
+    model: str
+    state: str  # running | succeeded | failed | cancelled
+    done: int
+    total: int
+    failed: int
+    failed_by_kind: dict[str, int]
+    run_id: str | None
+    error: str | None
+
+
+class NotebookProgress(TypedDict, total=False):
+    """What a notebook job reports: the optimization's progress (the optimize kind's keys, so the jobs table and the
+    state line read it as theirs), each part's, the last status lines and, at the end, each side's accuracy."""
+
+    parts: dict[str, NotebookPart]  # "optimization", "large", "frontier"
+    status: list[str]
+    reproduction: str  # the id tagged on its runs (core.notebook.REPRODUCTION_TAG)
+    measured: list[dict[str, Any]]  # at the end: core.notebook.measured_frame's rows
+
+
+def submit_notebook(manager: Any, plan: Any, models: Any, *, started_by: str | None = None) -> str:
+    """Queue a notebook job that runs exactly ``plan`` (a core.notebook plan) with ``models``; returns its id."""
+    return manager.submit("notebook", f"Notebook: {plan.title}"[:200],
+                          {"config": plan.config.to_dict(), "models": asdict(models)}, started_by=started_by,
+                          plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()})
+
+
+def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
+    """The original notebook's experiment (``core.notebook.run_notebook``): GEPA on the student in this job, as the
+    optimize kind runs it, with the large and frontier baselines beside it. A dead provider fails the job; Cancel
+    stops every part (the optimization after its current iteration). Not resumable: a resume would run the
+    baselines again."""
+    from core.models import ModelSpec
+    from core.notebook import NotebookModels, OptimizationOutcome, measured_frame, plan, run_notebook
+    from core.optimize import OptimizeConfig, Plan, estimate
+
+    cfg = OptimizeConfig.from_dict(config["config"])
+    models = NotebookModels(**{role: ModelSpec.from_dict(spec) for role, spec in config["models"].items()})
+    prepared = ctx.prepared()
+    the_plan = Plan(cfg, *prepared, estimate(cfg, *prepared)) if prepared else plan(cfg, ctx.settings)
+    n = len(the_plan.splits.test)
+    lock, stop, done, last = threading.RLock(), threading.Event(), threading.Event(), [0.0]
+    optimization: dict[str, Any] = {}
+    parts: dict[str, NotebookPart] = {
+        "optimization": {"model": models.student.name, "state": "running"},
+        "large": {"model": models.large.name, "state": "running", "done": 0, "total": n},
+        "frontier": {"model": models.frontier.name, "state": "running", "done": 0, "total": n}}
+    status: list[str] = []
+    extra: dict[str, Any] = {}
+
+    def emit() -> None:
+        with lock:  # one writer at a time: the progress file is replaced through one temporary name per process
+            ctx.emit({**optimization, "parts": {k: dict(v) for k, v in parts.items()}, "status": status[-8:],
+                      **extra})
+
+    def on_optimization(progress: dict[str, Any]) -> None:
+        with lock:
+            optimization.clear()
+            optimization.update(progress)
+            emit()
+
+    def on_record(side: str, done_: int, total: int, rec: Any) -> None:
+        with lock:
+            part = parts[side]
+            part.update(done=done_, total=total)
+            if rec.outcome == "failed":
+                part["failed"] = part.get("failed", 0) + 1
+                by_kind = part.setdefault("failed_by_kind", {})
+                by_kind[rec.error_kind or "other"] = by_kind.get(rec.error_kind or "other", 0) + 1
+            if time.time() - last[0] > 0.25 or done_ == total or rec.outcome == "failed":
+                last[0] = time.time()
+                emit()
+
+    def on_run(part: str, run_id: str) -> None:
+        with lock:
+            if part in parts:
+                parts[part]["run_id"] = run_id
+                emit()  # a killed job's runs are known to on_interrupted
+
+    def on_status(text: str) -> None:
+        with lock:
+            status.append(text)
+            emit()
+
+    def optimize(stop_event: threading.Event) -> Any:
+        run_ids: list[str] = []
+
+        def created(run_id: str) -> None:
+            run_ids.append(run_id)
+            ctx.set_run_id(run_id)
+
+        inner = replace(ctx, emit=on_optimization, should_stop=stop_event.is_set, set_run_id=created)
+        outcome = run_optimize(config["config"], inner)
+        return OptimizationOutcome(outcome.state, run_ids[-1] if run_ids else None, outcome.error, ctx.job_id)
+
+    def watch_cancel() -> None:
+        while not done.wait(0.5):
+            if ctx.should_stop():
+                stop.set()
+                return
+
+    threading.Thread(target=watch_cancel, name="notebook-job-cancel", daemon=True).start()
+    try:
+        out = run_notebook(the_plan, models, ctx.store(), optimize=optimize, stop=stop, lm_factory=ctx.lm_factory,
+                           on_status=on_status, on_record=on_record, on_run=on_run, job_id=ctx.job_id)
+    finally:
+        done.set()
+    parts["optimization"].update(state=out.job_state or "failed", error=out.errors.get("optimization"))
+    for side, spec in (("large", models.large), ("frontier", models.frontier)):
+        error, complete = out.errors.get(spec.name), len(out.records.get(side, ())) == n  # type: ignore[call-overload]
+        parts[side].update(state="failed" if error else "succeeded" if complete else "cancelled", error=error)
+    names = {"student_original": models.student.name, "student_optimized": models.student.name,
+             "large": models.large.name, "frontier": models.frontier.name}
+    extra.update(reproduction=out.reproduction, measured=measured_frame(out.records, names).to_dict("records"))
+    emit()
+    errors = [f"{name}: {message}" for name, message in out.errors.items() if name != "optimization"]
+    if stop.is_set():
+        return JobOutcome("cancelled", "; ".join(errors) or "cancelled")
+    if out.job_state == "cancelled" and not errors:  # the spending cap stopped GEPA; its best program was evaluated
+        return JobOutcome("cancelled", out.errors["optimization"].removeprefix("cancelled: "))
+    if out.job_state != "succeeded":
+        errors.append(f"optimization {out.errors.get('optimization', out.job_state)}")
+    if errors:
+        return JobOutcome("failed", "; ".join(errors))
+    degraded = optimization.get("degraded_reason")
+    return JobOutcome("succeeded", f"degraded: {degraded}" if degraded else None)
+
+
 def close_baseline_runs(job: Any, manager: Any) -> None:
     """A baseline job's process is gone: its RUNNING runs end KILLED, tagged interrupted (they can be resumed)."""
     from core.baseline import close_interrupted
@@ -197,6 +329,12 @@ def close_finish_runs(job: Any, manager: Any) -> None:
         close_orphan_evaluations(RunStore(manager.settings), job.run_id)
 
 
+def close_notebook_runs(job: Any, manager: Any) -> None:
+    """A notebook job's process is gone: its optimization's runs and its baselines' RUNNING runs end KILLED."""
+    close_optimization_runs(job, manager)
+    close_baseline_runs(job, manager)  # the baselines carry the job's id
+
+
 @dataclass(frozen=True)
 class JobKind:
     """One kind of background job."""
@@ -212,4 +350,5 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind("optimize", run_optimize, resumable=True, on_interrupted=close_optimization_runs),
     JobKind("baseline", run_baseline, resumable=True, on_interrupted=close_baseline_runs),
     JobKind("finish", run_finish, resumable=False, on_interrupted=close_finish_runs),
+    JobKind("notebook", run_notebook_job, resumable=False, on_interrupted=close_notebook_runs),
 )}

@@ -127,6 +127,11 @@ class ProgressCallback:
         keys = ("failed_student_calls", "failed_reflection_calls", "failed_proposals", "proposals")
         return {k: float(self.state[k]) for k in keys if k in self.state}  # type: ignore[literal-required]
 
+    def step(self) -> int:
+        """The MLflow step of a final value: the metric calls used, the highest step the run's series reached (MLflow
+        shows a metric's value at its highest step, so a final value logged at step 0 would hide behind them)."""
+        return int(self.state["metric_calls_used"])
+
     def total_cost(self) -> float:
         return self.student.update() + self.reflection.update()
 

@@ -216,7 +216,7 @@ def run_optimization(
             optimized = gepa.compile(program, trainset=train, valset=val)
     except BaseException as exc:
         callback.emit(force=True, phase="failed", message=str(exc)[:2000], error=str(exc)[:2000])
-        store.log_metrics(run_id, callback.fault_metrics())
+        store.log_metrics(run_id, callback.fault_metrics(), step=callback.step())
         store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
         store.end_run(run_id, "FAILED")
         raise
@@ -260,7 +260,7 @@ def run_optimization(
     }
     if details is not None and getattr(details, "total_metric_calls", None) is not None:
         cost_metrics["total_metric_calls"] = float(details.total_metric_calls)
-    store.log_metrics(run_id, cost_metrics)
+    store.log_metrics(run_id, cost_metrics, step=callback.step())
     result = OptimizeResult(run_id=run_id, status="cancelled" if stopped else "succeeded", stop_reason=stop["why"],
                             best_instruction=best_instruction, original_instruction=original_instruction)
     if failure is not None:
@@ -281,7 +281,7 @@ def run_optimization(
     result.original_eval_run_id, result.optimized_eval_run_id = pair.original_eval_run_id, pair.optimized_eval_run_id
     result.original_accuracy, result.optimized_accuracy = pair.original_accuracy, pair.optimized_accuracy
     result.prompt_uri = pair.prompt_uri
-    store.log_metrics(run_id, callback.fault_metrics())
+    store.log_metrics(run_id, callback.fault_metrics(), step=callback.step())
     reasons = _degraded_reasons(guards, proposals, limits, pair)
     if reasons:
         result.degraded_reason = "; ".join(reasons)
@@ -302,7 +302,7 @@ def _fail(store: RunStore, result: OptimizeResult, callback: ProgressCallback, e
     result.degraded_reason = f"Stopped by the circuit breaker: {error.message}" if by_breaker else f"Failed: {error.message}"
     callback.emit(force=True, phase="failed", message=message[:2000], error=message[:2000], degraded=True,
                   degraded_reason=result.degraded_reason[:2000], **({"stopped_by": "breaker"} if by_breaker else {}))
-    store.log_metrics(result.run_id, callback.fault_metrics())
+    store.log_metrics(result.run_id, callback.fault_metrics(), step=callback.step())
     store.set_tags(result.run_id, {f"{TAG}error": message[:5000], f"{TAG}degraded": "true",
                                    f"{TAG}degraded_reason": result.degraded_reason[:5000],
                                    **({f"{TAG}stopped_by": "breaker"} if by_breaker else {})})

@@ -2,6 +2,8 @@
 ``python -m core reproduce-notebook`` end to end against the stub server."""
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -13,8 +15,13 @@ from pandas import StringDtype
 from core import notebook
 from core.cli.main import main
 from core.errors import ConfigError
+from core.jobs import JobManager
+from core.jobs.kinds import submit_notebook
+from core.jobs.worker import execute
+from core.models import openai_compatible
 from core.notebook import PRESET
 from core.optimize import OptimizeConfig
+from core.procs import pid_alive
 from core.program import get_instruction, make_program, render_prompt, to_examples
 from core.store import RunStore
 from core.tasks import (
@@ -27,6 +34,7 @@ from core.tasks import (
     sample_per_label,
 )
 from tests.stub_server import (
+    Faults,
     chat_answer,
     field_value,
     gepa_responder,
@@ -259,3 +267,63 @@ def test_dry_run_prints_the_notebooks_plan(settings, tmp_path, capsys):
     assert "gpt-oss-20b (Databricks) ← claude-sonnet-4 (Databricks) · pubmed · light" in err
     assert "differs from the notebook in: task_ref.source" in err and "budget" not in err
     assert RunStore(settings).list_runs().empty
+
+
+# --- the notebook job kind (the dashboard's preset) ---
+
+
+class InProcess:
+    """Runs a job inside this process when the manager starts it; the job's handle is this live process."""
+
+    def __init__(self):
+        self.manager = None
+
+    def start(self, job_id, settings):
+        execute(self.manager, job_id)
+        return str(os.getpid())
+
+    def alive(self, handle):
+        return pid_alive(int(handle))
+
+    def kill(self, handle):
+        raise AssertionError("nothing to kill in this process")
+
+
+def test_the_notebook_job_runs_every_part_tags_its_runs_and_fails_on_a_dead_provider(stub, settings, tmp_path):
+    """A tiny notebook job on the stub (1 train / 2 test per label, 12 metric calls) run in this process, then the
+    same job with the large model's provider dead (one store: a fresh MLflow database costs seconds)."""
+    stub.responder, stub.models = notebook_responder, MODELS
+    train_csv, test_csv = write_tables(tmp_path)
+    spec = lambda name: openai_compatible(name, name, stub.base_url)  # noqa: E731
+    models = PRESET.models(student=spec("stub-small"), large=spec("stub-mid"), frontier=spec("stub-large"),
+                           reflection=spec("stub-large"))
+    config = PRESET.config(models, task_ref=TaskRef(kind="pubmed", source=str(train_csv), test_source=str(test_csv)),
+                           sample=replace(PRESET.sample, train_per_label=1, test_per_label=2),
+                           reflection_minibatch_size=3, auto=None, max_metric_calls=12, threads=8)
+    backend = InProcess()
+    backend.manager = manager = JobManager(settings, backend=backend)
+    plan = notebook.plan(config, settings)
+    job_id = submit_notebook(manager, plan, models, started_by="tester")
+
+    job = manager.get(job_id)
+    assert (job.kind, job.state, job.error) == ("notebook", "succeeded", None)
+    progress = manager.progress(job_id)
+    parts = progress["parts"]
+    assert {k: (p["state"], p.get("done"), p.get("total")) for k, p in parts.items()} == {
+        "optimization": ("succeeded", None, None), "large": ("succeeded", 10, 10), "frontier": ("succeeded", 10, 10)}
+    assert progress["metric_calls_used"] >= 12 and progress["phase"] == "done"  # the optimize kind's own keys
+    assert progress["reproduction"] == job_id and any("baseline stub-mid: accuracy" in s for s in progress["status"])
+    assert {row["side"]: row["n"] for row in progress["measured"]} == dict.fromkeys(notebook.SIDE_NAMES, 10)
+    store = RunStore(settings)
+    found = notebook.reproductions(store, "pubmed")
+    assert sorted(found["side"]) == sorted(["optimization", *notebook.SIDE_NAMES]) and set(found["reproduction"]) == {job_id}
+    sides = found.set_index("side")["run_id"]
+    assert sides["optimization"] == job.run_id and parts["large"]["run_id"] == sides["large"]
+    assert set(store.list_runs(job_id=job_id)["run_id"]) == set(found["run_id"])  # on_interrupted finds them all
+
+    stub.faults = Faults(server_error=1.0, models=("stub-mid",))
+    dead = manager.get(submit_notebook(manager, plan, models, started_by="tester"))
+    assert dead.state == "failed" and dead.error.startswith("stub-mid: ")
+    parts = manager.progress(dead.id)["parts"]
+    assert (parts["large"]["state"], parts["frontier"]["state"], parts["optimization"]["state"]) == (
+        "failed", "succeeded", "succeeded")  # the other parts finish

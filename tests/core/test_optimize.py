@@ -95,6 +95,10 @@ def test_full_gepa_job_with_fake_lms(settings, ref):
     store = RunStore(settings)
     run = store.get_run(job.run_id)
     assert run.info.status == "FINISHED"
+    # MLflow shows each metric at its highest step: the final values are those, not an earlier point of the series.
+    assert run.data.metrics["metric_calls_used"] == final["metric_calls_used"]
+    history = [(m.step, m.value) for m in store.client.get_metric_history(job.run_id, "metric_calls_used")]
+    assert history[0][1] > 0  # the seed's evaluation is counted (GEPA counts it before its budget hook exists)
     arts = set(store.list_artifacts(job.run_id))
     assert {"optimized_program.json", "detailed_results.json", "config.json", "instructions.json"} <= arts
     details = store.read_json(job.run_id, "detailed_results.json")

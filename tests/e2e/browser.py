@@ -81,7 +81,9 @@ def add_model(page, name: str, base_url: str) -> None:
 TRUNCATED_JS = """() => {
   const cut = [];
   for (const el of document.querySelectorAll('body *')) {
-    if (!el.offsetParent) continue;
+    if (!el.offsetParent || el.clientWidth < 4 || el.clientHeight < 4) continue;  // hidden, or for screen readers
+    const box = el.getBoundingClientRect();
+    if (box.right <= 0 || box.left >= innerWidth || box.bottom <= 0) continue;  // a skip link parked off-screen
     const cs = getComputedStyle(el);
     if (cs.overflowX === 'visible' || cs.overflowX === 'auto' || cs.overflowX === 'scroll') continue;
     const ownText = [...el.childNodes].some(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
