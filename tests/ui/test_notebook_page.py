@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 
-import pandas as pd
 import pytest
 import streamlit as st
 
@@ -19,7 +18,7 @@ from core.store import RunStore
 from core.tasks import TaskRef
 from tests.core.test_notebook import write_tables
 from tests.ui.conftest import _env, assert_clean, open_page, texts
-from ui.notebook import MODE, TEST, TRAIN
+from ui.notebook import AGREEMENT, MODE, TEST, TRAIN
 
 ROLES = {"models.student": "gpt-4o-mini", "models.reflection": "claude-sonnet-4-5"}
 
@@ -78,29 +77,34 @@ def test_the_form_starts_from_the_program_chosen(empty):
 
 
 @pytest.fixture
-def reproduced(seeded, tmp_path, monkeypatch):
-    """A copy of the seeded store whose runs are tagged as one reproduction of the notebook's experiment (the
-    optimization tagged bare, its evaluations without a start of their own)."""
+def copied(seeded, tmp_path, monkeypatch):
+    """A copy of the seeded store (its runs get tags here) as the app's store: (seed, RunStore)."""
     data_dir = tmp_path / "copy"
     shutil.copytree(seeded.data_dir, data_dir)
     _env(monkeypatch, data_dir, tmp_path / "no-secrets.toml")
     from core.settings import load_settings
 
-    store = RunStore(load_settings().ensure())
-    sides = {seeded.optimization_id: "optimization", seeded.original_id: "student_original",
-             seeded.optimized_id: "student_optimized", seeded.baseline_ids["stub-small"]: "large",
-             seeded.baseline_ids["stub-large"]: "frontier"}
+    return seeded, RunStore(load_settings().ensure())
+
+
+def tag_reproduction(seed, store) -> None:
+    """Tag the seeded runs as one reproduction of the notebook's experiment (the optimization and the baselines
+    tagged bare; the evaluations without a start of their own, as older runs)."""
+    sides = {seed.optimization_id: "optimization", seed.original_id: "student_original",
+             seed.optimized_id: "student_optimized", seed.baseline_ids["stub-small"]: "large",
+             seed.baseline_ids["stub-large"]: "frontier"}
     for run_id, side in sides.items():
         store.set_tags(run_id, {notebook.PRESET_TAG: "notebook", REPRODUCTION_TAG: "r1", SIDE_TAG: side,
                                 **({START_TAG: "bare"} if side in ("optimization", "large", "frontier") else {})})
-    return seeded, store
 
 
-def test_compare_places_the_notebooks_claims_beside_the_reproduction(seeded, reproduced):
+def test_compare_places_the_notebooks_claims_beside_the_reproduction(copied):
+    seed, store = copied
     at = open_page("pages/compare.py")
+    assert_clean(at)
     assert "The notebook's claims beside this run" not in texts(at, "subheader")  # no run of the preset yet
+    tag_reproduction(seed, store)
     st.cache_data.clear()
-    seed, store = reproduced
     at = open_page("pages/compare.py")
     assert_clean(at)
     assert "The notebook's claims beside this run" in texts(at, "subheader")
@@ -109,21 +113,15 @@ def test_compare_places_the_notebooks_claims_beside_the_reproduction(seeded, rep
     accuracy = {r: store.get_run(r).data.metrics["accuracy"] for r in (seed.original_id, seed.optimized_id)}
     gain = (accuracy[seed.optimized_id] - accuracy[seed.original_id]) * 100
     assert claims["measured, points [95% CI]"][0].startswith(f"{gain:+.1f} [")
-    assert set(claims["agrees?"].str.split(",").str[0]) <= set(notebook_agreements())
+    assert set(claims["agrees?"].str.split(",").str[0]) <= set(AGREEMENT.values())
     sentence = next(c for c in texts(at, "caption") if c.startswith("Of the notebook's 3 claims"))
     assert "this run: student, before GEPA stub-small, large model stub-small, frontier model stub-large" in sentence
 
 
-def notebook_agreements() -> list[str]:
-    from ui.notebook import AGREEMENT
-
-    return list(AGREEMENT.values())
-
-
-def test_prompts_names_the_starting_program_of_each_program(reproduced):
+def test_prompts_names_the_starting_program_of_each_program(copied):
+    tag_reproduction(*copied)
     at = open_page("pages/prompts.py")
     assert_clean(at)
     began = [c for c in texts(at, "caption") if c.startswith("Began from")]
-    assert began[:2] == ["Began from **bare**: DSPy's bare signature: the text field and the label field typed with "
-                         "the labels, under DSPy's default instruction (as the original notebook started)."] * 2
-    assert isinstance(pd.DataFrame(), pd.DataFrame)
+    assert began == ["Began from **bare**: DSPy's bare signature: the text field and the label field typed with the "
+                     "labels, under DSPy's default instruction (as the original notebook started)."] * 2
