@@ -72,12 +72,13 @@ if not opts.empty:
 for key, fallback in (("prompts.a", ids[min(1, len(ids) - 1)]), ("prompts.b", ids[0])):
     if st.session_state.get(key) not in choices:
         st.session_state[key] = fallback
-cols = st.columns(2)
-a = cols[0].selectbox("Program A (before)", ids, format_func=choices.get, key="prompts.a")
-b = cols[1].selectbox("Program B (after)", ids, format_func=choices.get, key="prompts.b")
-with studio_errors():
-    for column, run_id in ((cols[0], a), (cols[1], b)):
-        column.caption(starting_program(run_id))
+# One above the other: a program's label (model · program · version · task · time · id) needs the page's width.
+picked = []
+for key, label in (("prompts.a", "Program A (before)"), ("prompts.b", "Program B (after)")):
+    picked.append(st.selectbox(label, ids, format_func=choices.get, key=key))
+    with studio_errors():
+        st.caption(starting_program(picked[-1]))
+a, b = picked
 
 with studio_errors(stop=True):
     program_a, program_b = cache.artifact_json(a, "program.json"), cache.artifact_json(b, "program.json")

@@ -80,27 +80,39 @@ def add_model(page, name: str, base_url: str) -> None:
 
 TRUNCATED_JS = """() => {
   const cut = [];
-  for (const el of document.querySelectorAll('body *')) {
-    if (!el.offsetParent || el.clientWidth < 4 || el.clientHeight < 4) continue;  // hidden, or for screen readers
-    const box = el.getBoundingClientRect();
-    if (box.right <= 0 || box.left >= innerWidth || box.bottom <= 0) continue;  // a skip link parked off-screen
-    const cs = getComputedStyle(el);
-    if (cs.overflowX === 'visible' || cs.overflowX === 'auto' || cs.overflowX === 'scroll') continue;
-    const ownText = [...el.childNodes].some(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
-    if (cs.textOverflow !== 'ellipsis' && !ownText) continue;  // clipped text, with or without an ellipsis
-    if (el.scrollWidth > el.clientWidth + 1) {
-      const text = el.innerText.trim();
-      if (text) cut.push(text.slice(0, 100));
+  const clipper = el => {  // the nearest box that hides what overflows it
+    for (let a = el; a && a !== document.body; a = a.parentElement) {
+      const x = getComputedStyle(a).overflowX;
+      if (x === 'hidden' || x === 'clip') return a;
+      if (x === 'auto' || x === 'scroll') return null;  // it scrolls: nothing is lost
     }
+    return null;
+  };
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent || el.closest('svg')) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width < 4 || box.height < 4 || box.right <= 0 || box.left >= innerWidth) continue;  // hidden, or a skip link
+    const own = [...el.childNodes].some(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+    if (!own) continue;
+    const text = el.innerText.trim();
+    const cs = getComputedStyle(el);
+    if (cs.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1) { cut.push(text.slice(0, 100)); continue; }
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const words = range.getBoundingClientRect();
+    const c = clipper(el);
+    if (!c || words.width === 0) continue;
+    const edge = c.getBoundingClientRect();
+    if (edge.width >= 4 && (words.right > edge.right + 1 || words.left < edge.left - 1)) cut.push(text.slice(0, 100));
   }
   return [...new Set(cut)];
 }"""
 
 
 def truncated(page) -> list[str]:
-    """Texts the page shows cut off: an element whose text does not fit its clipped box, with an ellipsis
-    (Streamlit's metrics, labels, tabs, select boxes) or without (a multiselect's chips). Canvases such as
-    st.dataframe's cells are not seen."""
+    """Texts the page shows cut off: text that ends in a CSS ellipsis because it does not fit (Streamlit's metrics,
+    labels, tabs), or that runs past the edge of the box that clips it (a select box's choice, a multiselect's
+    chips). Canvases (st.dataframe's cells) and charts' SVG are not seen."""
     return page.evaluate(TRUNCATED_JS)
 
 

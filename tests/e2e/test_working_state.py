@@ -155,3 +155,25 @@ def test_reload_mid_job_capped_run_to_compare_and_nothing_cut_off(app_url, tmp_p
             (SHOTS / "failure-working-state.txt").write_text(page.locator("body").inner_text())
             raise
         browser.close()
+
+
+def test_the_cut_off_check_sees_ellipses_and_clipped_text():
+    """The check the screenshots rely on can fail: an ellipsis and a clipped select-box choice are seen; text that
+    fits, wraps or scrolls is not."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browser import truncated
+
+    html = """<div style='width:100px;overflow:hidden;white-space:nowrap'><div><span>stub-small · Predict · original
+      · demo</span></div></div>
+      <div style='width:100px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis'>Estimated $0.0305–$0.0412</div>
+      <div style='width:400px;overflow:hidden'>fits</div>
+      <div style='width:100px;overflow:hidden'>wraps onto as many lines as it needs</div>
+      <div style='width:100px;overflow:auto;white-space:nowrap'>scrolls, so nothing is lost</div>"""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.set_content(html)
+        found = truncated(page)
+        browser.close()
+    assert [t.split()[0] for t in found] == ["stub-small", "Estimated"], found
