@@ -24,7 +24,8 @@ CHART_COLUMNS = [
 ]
 # status reads INTERRUPTED for a run killed or stopped before its end; partial: it did not see all its examples.
 HISTORY_COLUMNS = [
-    "start_time", "kind", "task", "model", "module", "program", "status", "partial", "degraded", "accuracy", "failed",
+    "start_time", "kind", "task", "model", "module", "program", "status", "stop_reason", "partial", "degraded", "accuracy",
+    "failed",
     "failure_rate", "macro_f1", "n", "cost_usd", "cost_per_1k", "optimization_cost_usd", "started_by", "run_name", "run_id",
 ]
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"

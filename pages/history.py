@@ -61,6 +61,8 @@ with runs_tab:
                          program=st.column_config.TextColumn("version", help="original, optimized, or gepa (the "
                                                                              "optimization run itself)."),
                          optimization_cost_usd=st.column_config.NumberColumn("optimization cost", format="$%.4f"),
+                         stop_reason=st.column_config.TextColumn("stopped", help="Why an optimization stopped before "
+                                                                 "its budget: its spending cap, or a cancel."),
                          **FAILURE_COLUMN_CONFIG,
                      ))
 
