@@ -17,7 +17,8 @@ from core.models import ModelCatalog
 from core.notebook import NOTEBOOK_MODELS, PRESET, SIDE_NAMES, START_TAG, NotebookModels
 from core.optimize import OptimizeConfig
 from core.program import STARTS
-from core.tasks import PUBMED_HUB_URLS, TaskRef
+from core.tasks import TaskRef
+from core.tasks.readers import PUBMED_HUB_URLS
 from ui import auth, cache, state
 from ui.jobs import ACTIVE, job_picker, live_panel, state_line
 from ui.widgets import JOB_STATE_ICONS, pct, show_error, studio_errors, usd, usd_range
@@ -35,7 +36,7 @@ ROLE_HELP = {"student": "The model GEPA optimizes (the notebook: GPT-OSS 20B).",
              "frontier": "Evaluated as it is, the ceiling (the notebook: Claude Sonnet 4).",
              "reflection": "Reads the student's mistakes and the judge's rationale, rewrites the instruction; also the "
                            "judge (the notebook: Claude Sonnet 4)."}
-AGREEMENT = {"holds": "agrees", "reversed": "disagrees: reversed", "unresolved": "cannot tell: the interval spans 0",
+AGREEMENT = {"holds": "agrees", "reversed": "disagrees: reversed", "unresolved": "cannot tell: 0 is in the interval",
              "no data": "no data"}
 
 
@@ -53,7 +54,7 @@ def preset_section() -> bool:
     st.subheader("The original notebook's experiment")
     st.write("GPT-OSS 20B optimized by GEPA with Claude Sonnet 4 reflecting, on PubMed sentence roles, beside GPT-OSS "
              "120B and Claude Sonnet 4: rerun it exactly, or swap the models below and keep everything else.")
-    st.dataframe(settings_table(), hide_index=True, key="optimize.notebook.settings_table")
+    st.table(settings_table().set_index("setting"))  # a static table: long values wrap
     with studio_errors():
         models = _models(cache.catalog())
         ref = _data()
@@ -109,7 +110,7 @@ def _models(catalog: ModelCatalog) -> NotebookModels | None:
 
 def _models_table(models: NotebookModels) -> pd.DataFrame:
     rows = [{"role": ROLES[role], "model": spec.name, "model string": spec.model, "max_tokens": spec.max_tokens,
-             "reasoning effort": spec.reasoning_effort or "–", "notebook's model": NOTEBOOK_MODELS[role]}  # type: ignore[index]
+             "reasoning effort": spec.reasoning_effort or "–"}
             for role, spec in ((r, models.role(r)) for r in NOTEBOOK_MODELS)]  # type: ignore[arg-type]
     return pd.DataFrame(rows)
 
@@ -161,18 +162,20 @@ def _plan_and_start(config: OptimizeConfig, models: NotebookModels) -> None:
     st.markdown("**Estimate**")
     est, evals = plan.estimate.to_dict(), notebook.evaluation_costs(plan, models)
     known = None if any(v is None for v in evals.values()) else sum(evals.values())  # type: ignore[arg-type]
-    cols = st.columns(4)
-    cols[0].metric("Examples", f"{len(plan.splits.train)} / {len(plan.splits.test)}", help="Train / test examples.")
-    cols[1].metric("Metric calls", f"{est['metric_calls']:,}", help="GEPA's budget: student predictions scored.")
-    cols[2].metric("GEPA cost", "unknown price" if est["cost_low_usd"] is None
+    cols = st.columns(3)
+    cols[0].metric("Metric calls", f"{est['metric_calls']:,}", help="GEPA's budget: student predictions scored.")
+    cols[1].metric("GEPA cost", "unknown price" if est["cost_low_usd"] is None
                    else usd_range(est["cost_low_usd"], est["cost_high_usd"]), help="Student and reflection calls.")
-    cols[3].metric("Test evaluations", "unknown price" if known is None else usd(known),
+    cols[2].metric("Test evaluations", "unknown price" if known is None else usd(known),
                    help="; ".join(f"{name}: {usd(v)}" for name, v in evals.items()))
-    for note in plan.splits.notes:
+    for note in (f"{len(plan.splits.train)} train and {len(plan.splits.test)} test examples, drawn as the notebook "
+                 "drew them.", *plan.splits.notes):
         st.caption(note)
     changed = PRESET.differences(config, models)
     if changed:
-        st.warning("**Differs from the notebook in:**\n" + "\n".join(f"- {c}" for c in changed),
+        # The notebook read the hub's files, which an empty source stands for.
+        lines = [c.replace("(notebook: '')", "(notebook: the Hugging Face file)") for c in changed]
+        st.warning("**Differs from the notebook in:**\n" + "\n".join(f"- {line}" for line in lines),
                    icon=":material/difference:")
     else:
         st.success("Exactly the notebook's experiment.", icon=":material/check_circle:")
@@ -207,9 +210,6 @@ def notebook_progress(job: JobInfo, progress: dict) -> None:
         done, total, failed = int(p.get("done") or 0), int(p.get("total") or 0), int(p.get("failed") or 0)
         label = f"{p.get('model', side)}: {done} / {total} test examples" + (f" · {failed} failed" if failed else "")
         st.progress(min(1.0, done / total) if total else 0.0, text=label + f" — {p.get('state', 'waiting')}")
-    for name, p in parts.items():
-        if p.get("error"):
-            st.warning(f"{p.get('model', name)}: {p['error']}", icon=":material/warning:")
     if job.state == "failed" and job.error:
         st.error(job.error, icon=":material/error:")
     if progress.get("status"):
@@ -266,15 +266,15 @@ def claims_section(task: str) -> None:
             except StudioError:
                 records[side] = None  # no records (yet): said as "no data"
         claims = notebook.claims_frame(records)  # type: ignore[arg-type]
-        st.dataframe(pd.DataFrame({
+        st.table(pd.DataFrame({  # a static table: long values wrap
             "the notebook reported": claims["text"], "its number": claims["reported"],
             "measured, points [95% CI]": [f"{_points(d)} [{_points(lo)}, {_points(hi)}]" if n else "–" for d, lo, hi, n
                                           in zip(claims["diff"], claims["ci_low"], claims["ci_high"], claims["n"],
                                                  strict=True)],
             "agrees?": [AGREEMENT[v] + ("" if inside is None or v == "no data" else
-                                        ", the reported size inside" if inside else ", the reported size outside")
-                        for v, inside in zip(claims["verdict"], claims["size_in_interval"], strict=True)]}),
-            hide_index=True, key="compare.notebook.claims")
+                                        "; its size inside the interval" if inside else "; its size outside it")
+                        for v, inside in zip(claims["verdict"], claims["size_in_interval"], strict=True)]}
+        ).set_index("the notebook reported"))
         st.caption(claims_sentence(claims, dict(zip(mine["side"], mine["model"], strict=True))))
         with st.expander("Accuracy of each side"):
             names = dict(zip(mine["side"], mine["model"], strict=True))
@@ -286,7 +286,8 @@ def claims_sentence(claims: pd.DataFrame, models: dict[str, str]) -> str:
     """One sentence: how many claims this run's measurements agree with, cannot tell, contradict."""
     counts = claims["verdict"].value_counts()
     n = int(claims["n"].max()) if len(claims) else 0
-    who = ", ".join(f"{SIDE_NAMES[s]} {m}" for s, m in models.items() if s in ("student_original", "large", "frontier"))
+    who = ", ".join(f"{role} {models[side]}" for side, role in (("student_original", "student"), ("large", "large"),
+                                                                 ("frontier", "frontier")) if side in models)
     return (f"Of the notebook's {len(claims)} claims (its models: GPT-OSS 20B, GPT-OSS 120B, Claude Sonnet 4), "
             f"{int(counts.get('holds', 0))} agree with this run, {int(counts.get('unresolved', 0))} cannot be told "
             f"from no difference on its {n} test examples, {int(counts.get('reversed', 0))} are reversed"

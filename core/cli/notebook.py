@@ -15,6 +15,7 @@ from core import notebook
 from core.cli.common import cli_user, resolve_models
 from core.cli.optimize import budget_kwargs, describe_plan
 from core.jobs import JobManager
+from core.jobs.worker import execute
 from core.models import ModelCatalog
 from core.notebook import PRESET, NotebookModels, NotebookRun
 from core.settings import load_settings
@@ -83,7 +84,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     store = RunStore(settings, started_by=cli_user())
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     with contextlib.redirect_stdout(sys.stderr):  # DSPy's progress bars: stdout is the report
-        run = notebook.run_notebook(plan, models, store, JobManager(settings), on_status=say)
+        manager = JobManager(settings)  # the optimization runs here, as a job: its progress and artifacts as usual
+        optimize = notebook.job_optimization(manager, plan, execute=lambda job_id: execute(manager, job_id),
+                                             started_by=store.started_by)
+        run = notebook.run_notebook(plan, models, store, optimize=optimize, on_status=say)
     print(report_text(run, models))
     for part, error in run.errors.items():
         print(f"ERROR {part}: {error}", file=sys.stderr)

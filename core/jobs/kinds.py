@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict
 
+from core.errors import StudioError
 from core.settings import Settings
 from core.store import RunStore
 from core.tasks import Splits, Task
@@ -196,6 +197,62 @@ def submit_notebook(manager: Any, plan: Any, models: Any, *, started_by: str | N
                           plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()})
 
 
+class NotebookReporter:
+    """A notebook job's progress, written whole on each change (one writer at a time: the progress file is replaced
+    through one temporary name per process): the optimization's own progress, then each part's."""
+
+    def __init__(self, ctx: JobContext, models: Any, n_test: int) -> None:
+        self.ctx, self.lock, self.last = ctx, threading.RLock(), 0.0
+        self.optimization: dict[str, Any] = {}
+        self.parts: dict[str, NotebookPart] = {
+            "optimization": {"model": models.student.name, "state": "running"},
+            "large": {"model": models.large.name, "state": "running", "done": 0, "total": n_test},
+            "frontier": {"model": models.frontier.name, "state": "running", "done": 0, "total": n_test}}
+        self.status: list[str] = []
+        self.extra: dict[str, Any] = {}
+
+    def emit(self) -> None:
+        with self.lock:
+            self.ctx.emit({**self.optimization, "parts": {k: dict(v) for k, v in self.parts.items()},
+                           "status": self.status[-8:], **self.extra})
+
+    def on_optimization(self, progress: dict[str, Any]) -> None:
+        with self.lock:
+            self.optimization = dict(progress)
+            self.emit()
+
+    def on_record(self, side: str, done: int, total: int, rec: Any) -> None:
+        with self.lock:
+            part = self.parts[side]
+            part.update(done=done, total=total)
+            if rec.outcome == "failed":
+                part["failed"] = part.get("failed", 0) + 1
+                by_kind = part.setdefault("failed_by_kind", {})
+                by_kind[rec.error_kind or "other"] = by_kind.get(rec.error_kind or "other", 0) + 1
+            if time.time() - self.last > 0.25 or done == total or rec.outcome == "failed":
+                self.last = time.time()
+                self.emit()
+
+    def on_run(self, part: str, run_id: str) -> None:
+        with self.lock:
+            if part in self.parts:
+                self.parts[part]["run_id"] = run_id
+                self.emit()  # a killed job's runs are known to on_interrupted
+
+    def on_status(self, text: str) -> None:
+        with self.lock:
+            self.status.append(text)
+            self.emit()
+
+    def ended(self, states: dict[str, tuple[str, str | None]], **extra: Any) -> None:
+        """Each part's final state and error (``states``); ``extra``: what the end adds (reproduction, measured)."""
+        with self.lock:
+            for name, (state, error) in states.items():
+                self.parts[name].update(state=state, error=error)  # type: ignore[typeddict-item]
+            self.extra.update(extra)
+            self.emit()
+
+
 def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     """The original notebook's experiment (``core.notebook.run_notebook``): GEPA on the student in this job, as the
     optimize kind runs it, with the large and frontier baselines beside it. A dead provider fails the job; Cancel
@@ -210,48 +267,7 @@ def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     prepared = ctx.prepared()
     the_plan = Plan(cfg, *prepared, estimate(cfg, *prepared)) if prepared else plan(cfg, ctx.settings)
     n = len(the_plan.splits.test)
-    lock, stop, done, last = threading.RLock(), threading.Event(), threading.Event(), [0.0]
-    optimization: dict[str, Any] = {}
-    parts: dict[str, NotebookPart] = {
-        "optimization": {"model": models.student.name, "state": "running"},
-        "large": {"model": models.large.name, "state": "running", "done": 0, "total": n},
-        "frontier": {"model": models.frontier.name, "state": "running", "done": 0, "total": n}}
-    status: list[str] = []
-    extra: dict[str, Any] = {}
-
-    def emit() -> None:
-        with lock:  # one writer at a time: the progress file is replaced through one temporary name per process
-            ctx.emit({**optimization, "parts": {k: dict(v) for k, v in parts.items()}, "status": status[-8:],
-                      **extra})
-
-    def on_optimization(progress: dict[str, Any]) -> None:
-        with lock:
-            optimization.clear()
-            optimization.update(progress)
-            emit()
-
-    def on_record(side: str, done_: int, total: int, rec: Any) -> None:
-        with lock:
-            part = parts[side]
-            part.update(done=done_, total=total)
-            if rec.outcome == "failed":
-                part["failed"] = part.get("failed", 0) + 1
-                by_kind = part.setdefault("failed_by_kind", {})
-                by_kind[rec.error_kind or "other"] = by_kind.get(rec.error_kind or "other", 0) + 1
-            if time.time() - last[0] > 0.25 or done_ == total or rec.outcome == "failed":
-                last[0] = time.time()
-                emit()
-
-    def on_run(part: str, run_id: str) -> None:
-        with lock:
-            if part in parts:
-                parts[part]["run_id"] = run_id
-                emit()  # a killed job's runs are known to on_interrupted
-
-    def on_status(text: str) -> None:
-        with lock:
-            status.append(text)
-            emit()
+    report, stop, done = NotebookReporter(ctx, models, n), threading.Event(), threading.Event()
 
     def optimize(stop_event: threading.Event) -> Any:
         run_ids: list[str] = []
@@ -260,40 +276,48 @@ def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
             run_ids.append(run_id)
             ctx.set_run_id(run_id)
 
-        inner = replace(ctx, emit=on_optimization, should_stop=stop_event.is_set, set_run_id=created)
-        outcome = run_optimize(config["config"], inner)
+        inner = replace(ctx, emit=report.on_optimization, should_stop=stop_event.is_set, set_run_id=created)
+        try:
+            outcome = run_optimize(config["config"], inner)
+        except StudioError as exc:  # e.g. a key not set: this part failed, the baselines go on
+            outcome = JobOutcome("failed", str(exc))
         return OptimizationOutcome(outcome.state, run_ids[-1] if run_ids else None, outcome.error, ctx.job_id)
 
     def watch_cancel() -> None:
         while not done.wait(0.5):
             if ctx.should_stop():
-                stop.set()
-                return
+                return stop.set()
 
     threading.Thread(target=watch_cancel, name="notebook-job-cancel", daemon=True).start()
     try:
         out = run_notebook(the_plan, models, ctx.store(), optimize=optimize, stop=stop, lm_factory=ctx.lm_factory,
-                           on_status=on_status, on_record=on_record, on_run=on_run, job_id=ctx.job_id)
+                           on_status=report.on_status, on_record=report.on_record, on_run=report.on_run,
+                           job_id=ctx.job_id)
+    except BaseException:  # a bug: the job fails with it (the worker records it), and no part reads as running
+        report.ended({name: ("failed", None) for name, p in report.parts.items() if p.get("state") == "running"})
+        raise
     finally:
         done.set()
-    parts["optimization"].update(state=out.job_state or "failed", error=out.errors.get("optimization"))
+    states = {"optimization": (out.job_state or "failed", out.errors.get("optimization"))}
     for side, spec in (("large", models.large), ("frontier", models.frontier)):
-        error, complete = out.errors.get(spec.name), len(out.records.get(side, ())) == n  # type: ignore[call-overload]
-        parts[side].update(state="failed" if error else "succeeded" if complete else "cancelled", error=error)
+        complete = side in out.records and len(out.records[side]) == n  # type: ignore[index]
+        error = out.errors.get(spec.name)
+        states[side] = ("failed" if error else "succeeded" if complete else "cancelled", error)
     names = {"student_original": models.student.name, "student_optimized": models.student.name,
              "large": models.large.name, "frontier": models.frontier.name}
-    extra.update(reproduction=out.reproduction, measured=measured_frame(out.records, names).to_dict("records"))
-    emit()
-    errors = [f"{name}: {message}" for name, message in out.errors.items() if name != "optimization"]
+    report.ended(states, reproduction=out.reproduction,
+                 measured=measured_frame(out.records, names).to_dict("records"))
+    errors = [message if message.startswith(name) else f"{name}: {message}" for name, message in out.errors.items()
+              if name != "optimization"]
     if stop.is_set():
         return JobOutcome("cancelled", "; ".join(errors) or "cancelled")
-    if out.job_state == "cancelled" and not errors:  # the spending cap stopped GEPA; its best program was evaluated
+    if out.job_state == "cancelled" and not errors:  # the spending cap stopped GEPA (the reason says so)
         return JobOutcome("cancelled", out.errors["optimization"].removeprefix("cancelled: "))
     if out.job_state != "succeeded":
         errors.append(f"optimization {out.errors.get('optimization', out.job_state)}")
     if errors:
         return JobOutcome("failed", "; ".join(errors))
-    degraded = optimization.get("degraded_reason")
+    degraded = report.optimization.get("degraded_reason")
     return JobOutcome("succeeded", f"degraded: {degraded}" if degraded else None)
 
 

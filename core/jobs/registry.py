@@ -39,7 +39,7 @@ from core.store import data_lock
 
 logger = logging.getLogger(__name__)
 
-JobKindName = Literal["optimize", "baseline", "finish"]
+JobKindName = Literal["optimize", "baseline", "finish", "notebook"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESUMABLE_STATES = ("interrupted", "cancelled", "failed")

@@ -31,9 +31,10 @@ class Parked:
 
 
 def test_every_kind_is_one_table_entry():
-    assert set(KINDS) == {"optimize", "baseline", "finish"}
+    assert set(KINDS) == {"optimize", "baseline", "finish", "notebook"}
     assert KINDS["optimize"].resumable and KINDS["baseline"].resumable
     assert not KINDS["finish"].resumable  # a stopped finish job is submitted again, not resumed
+    assert not KINDS["notebook"].resumable  # a resume would run its baselines again
 
 
 def test_an_unknown_kind_is_refused(settings):

@@ -3,6 +3,8 @@
 
 import json
 import os
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -289,9 +291,9 @@ class InProcess:
         raise AssertionError("nothing to kill in this process")
 
 
-def test_the_notebook_job_runs_every_part_tags_its_runs_and_fails_on_a_dead_provider(stub, settings, tmp_path):
-    """A tiny notebook job on the stub (1 train / 2 test per label, 12 metric calls) run in this process, then the
-    same job with the large model's provider dead (one store: a fresh MLflow database costs seconds)."""
+def test_the_notebook_job_runs_every_part_tags_its_runs_fails_on_a_dead_provider_and_cancels(stub, settings, tmp_path):
+    """A tiny notebook job on the stub (1 train / 2 test per label, 12 metric calls) run in this process, the same
+    job with the large model's provider dead, then one cancelled (one store: a fresh MLflow database costs seconds)."""
     stub.responder, stub.models = notebook_responder, MODELS
     train_csv, test_csv = write_tables(tmp_path)
     spec = lambda name: openai_compatible(name, name, stub.base_url)  # noqa: E731
@@ -327,3 +329,17 @@ def test_the_notebook_job_runs_every_part_tags_its_runs_and_fails_on_a_dead_prov
     parts = manager.progress(dead.id)["parts"]
     assert (parts["large"]["state"], parts["frontier"]["state"], parts["optimization"]["state"]) == (
         "failed", "succeeded", "succeeded")  # the other parts finish
+
+    # Cancel (the dashboard's button) stops every part: GEPA after its iteration, the baselines where they are.
+    stub.faults, stub.latency_s = None, 0.05
+    long = notebook.plan(replace(config, max_metric_calls=400, threads=2), settings)
+    worker = threading.Thread(target=submit_notebook, args=(manager, long, models))
+    worker.start()
+    while not [j for j in manager.list() if j.state == "running"]:
+        time.sleep(0.05)
+    (running,) = [j for j in manager.list() if j.state == "running"]
+    manager.cancel(running.id)
+    worker.join(60)
+    cancelled, progress = manager.get(running.id), manager.progress(running.id)
+    assert (cancelled.state, cancelled.error) == ("cancelled", "cancelled")
+    assert progress["parts"]["optimization"]["state"] == "cancelled" and progress["metric_calls_used"] < 400
