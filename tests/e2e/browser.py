@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,29 @@ SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", ROOT / "test-output" / "e2e"))
 NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def dashboard(url: str, failure: str) -> Iterator:
+    """Chromium (1400 x 1000) on the dashboard's home page; on an error, ``<failure>.png`` and ``<failure>.txt``
+    (the page's text) next to the screenshots."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(url, wait_until="networkidle")
+            page.get_by_role("heading", name="GEPA Studio").first.wait_for()
+            settle(page)
+            yield page
+        except Exception:
+            shot(page, failure)
+            (SHOTS / f"{failure}.txt").write_text(page.locator("body").inner_text())
+            raise
+        finally:
+            browser.close()
 
 
 def key(page, name: str):

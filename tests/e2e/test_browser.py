@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM, add_model, goto, key, pick, settle, shot
+from tests.e2e.browser import NEEDS_CHROMIUM, add_model, dashboard, goto, key, pick, settle, shot
 from tests.stub_server import StubLLMServer, gepa_responder
 
 pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
@@ -17,70 +17,59 @@ pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 @pytest.mark.timeout(420)
 def test_configure_baseline_optimize_compare_and_diff(app_url):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with StubLLMServer(responder=gepa_responder) as stub, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        try:
-            page.goto(app_url, wait_until="networkidle")
-            page.get_by_role("heading", name="GEPA Studio").first.wait_for()
-            settle(page)
-            shot(page, "1-home")
+    with StubLLMServer(responder=gepa_responder) as stub, dashboard(app_url, "failure") as page:
+        shot(page, "1-home")
 
-            # Models: add the student and the reflection model (an OpenAI-compatible server), assign roles.
-            goto(page, "Models")
-            add_model(page, "stub-small", stub.base_url)
-            add_model(page, "stub-large", stub.base_url)
-            pick(page, "models.student.w", "stub-small")
-            pick(page, "models.reflection.w", "stub-large")
-            pick(page, "models.check.name", "stub-small")
-            key(page, "models.check").locator("button").click()
-            expect(page.get_by_text("stub-small: answered in", exact=False).first).to_be_visible(timeout=30_000)
-            shot(page, "2-models")
+        # Models: add the student and the reflection model (an OpenAI-compatible server), assign roles.
+        goto(page, "Models")
+        add_model(page, "stub-small", stub.base_url)
+        add_model(page, "stub-large", stub.base_url)
+        pick(page, "models.student.w", "stub-small")
+        pick(page, "models.reflection.w", "stub-large")
+        pick(page, "models.check.name", "stub-small")
+        key(page, "models.check").locator("button").click()
+        expect(page.get_by_text("stub-small: answered in", exact=False).first).to_be_visible(timeout=30_000)
+        shot(page, "2-models")
 
-            # Task: the bundled demo task with the default sizes (3 train / 10 test per label).
-            goto(page, "Task")
-            expect(page.get_by_text("BACKGROUND").first).to_be_visible()
-            shot(page, "3-task")
+        # Task: the bundled demo task with the default sizes (3 train / 10 test per label).
+        goto(page, "Task")
+        expect(page.get_by_text("BACKGROUND").first).to_be_visible()
+        shot(page, "3-task")
 
-            # Baselines: both models, in the background, until the results table shows them.
-            goto(page, "Baselines")
-            pick(page, "baselines.models.w", "stub-small")
-            pick(page, "baselines.models.w", "stub-large")
-            key(page, "baselines.start").locator("button").click()
-            expect(page.get_by_text("succeeded").first).to_be_visible(timeout=120_000)
-            settle(page, 1500)
-            shot(page, "4-baselines")
+        # Baselines: both models, in the background, until the results table shows them.
+        goto(page, "Baselines")
+        pick(page, "baselines.models.w", "stub-small")
+        pick(page, "baselines.models.w", "stub-large")
+        key(page, "baselines.start").locator("button").click()
+        expect(page.get_by_text("succeeded").first).to_be_visible(timeout=120_000)
+        settle(page, 1500)
+        shot(page, "4-baselines")
 
-            # Optimize: a custom budget of 60 metric calls, to the end.
-            goto(page, "Optimize")
-            key(page, "optimize.budget").get_by_text("custom", exact=True).click()
-            settle(page)
-            key(page, "optimize.max_calls").locator("input").fill("60")
-            page.keyboard.press("Enter")
-            settle(page)
-            key(page, "optimize.start").locator("button").click()
-            expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=240_000)
-            shot(page, "5-optimize")
+        # Optimize: a custom budget of 60 metric calls, to the end.
+        goto(page, "Optimize")
+        key(page, "optimize.budget").get_by_text("custom", exact=True).click()
+        settle(page)
+        key(page, "optimize.max_calls").locator("input").fill("60")
+        page.keyboard.press("Enter")
+        settle(page)
+        key(page, "optimize.start").locator("button").click()
+        expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=240_000)
+        shot(page, "5-optimize")
 
-            # Compare: the charts are drawn.
-            goto(page, "Compare")
-            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-            assert page.locator(".js-plotly-plot").count() >= 2
-            shot(page, "6-compare")
+        # Compare: the charts are drawn.
+        goto(page, "Compare")
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        assert page.locator(".js-plotly-plot").count() >= 2
+        shot(page, "6-compare")
 
-            # Prompts: original vs optimized, with the difference highlighted.
-            goto(page, "Prompts")
-            expect(page.locator(".gs-diff ins").first).to_be_visible(timeout=30_000)
-            assert "Label as" in page.locator(".gs-diff ins").first.inner_text() or page.locator(".gs-diff ins").count() > 0
-            shot(page, "7-prompts")
+        # Prompts: original vs optimized, with the difference highlighted.
+        goto(page, "Prompts")
+        expect(page.locator(".gs-diff ins").first).to_be_visible(timeout=30_000)
+        assert "Label as" in page.locator(".gs-diff ins").first.inner_text() or page.locator(".gs-diff ins").count() > 0
+        shot(page, "7-prompts")
 
-            goto(page, "History")
-            shot(page, "8-history")
-        except Exception:
-            shot(page, "failure")
-            raise
-        browser.close()
+        goto(page, "History")
+        shot(page, "8-history")
     assert len(stub.chat_requests()) > 100  # the UI really drove the models over HTTP

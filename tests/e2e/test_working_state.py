@@ -16,13 +16,12 @@ from tests.e2e.browser import (
     ARGS,
     CHROMIUM,
     NEEDS_CHROMIUM,
-    SHOTS,
     add_model,
+    dashboard,
     goto,
     key,
     pick,
     settle,
-    shot,
     shots_at,
     widget_text,
 )
@@ -62,99 +61,88 @@ def run_baseline(page, module_label: str) -> None:
 
 @pytest.mark.timeout(600)
 def test_reload_mid_job_capped_run_to_compare_and_nothing_cut_off(app_url, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     data = tmp_path / "studio"
-    with StubLLMServer(responder=responder, faults=Faults(slow_s=0.05)) as stub, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        try:
-            page.goto(app_url, wait_until="networkidle")
-            page.get_by_role("heading", name="GEPA Studio").first.wait_for()
-            settle(page)
-            shots_at(page, "11-home")
+    stub_server = StubLLMServer(responder=responder, faults=Faults(slow_s=0.05))
+    with stub_server as stub, dashboard(app_url, "failure-working-state") as page:
+        shots_at(page, "11-home")
 
-            # Models: two priced models; the student's input price edited after adding it.
-            goto(page, "Models")
-            add_model(page, "stub-small", stub.base_url)
-            add_model(page, "stub-large", stub.base_url)
-            edit_price(page, "stub-small", 2.0)
-            catalog = json.loads((data / "models.json").read_text())
-            small = next(m for m in catalog["models"] if m["name"] == "stub-small")
-            assert small["input_price_per_m"] == 2.0, small
-            edit_price(page, "stub-large", 5.0)
-            pick(page, "models.student.w", "stub-small")
-            pick(page, "models.reflection.w", "stub-large")
-            shots_at(page, "12-models")
+        # Models: two priced models; the student's input price edited after adding it.
+        goto(page, "Models")
+        add_model(page, "stub-small", stub.base_url)
+        add_model(page, "stub-large", stub.base_url)
+        edit_price(page, "stub-small", 2.0)
+        catalog = json.loads((data / "models.json").read_text())
+        small = next(m for m in catalog["models"] if m["name"] == "stub-small")
+        assert small["input_price_per_m"] == 2.0, small
+        edit_price(page, "stub-large", 5.0)
+        pick(page, "models.student.w", "stub-small")
+        pick(page, "models.reflection.w", "stub-large")
+        shots_at(page, "12-models")
 
-            goto(page, "Task")
-            expect(page.get_by_text("BACKGROUND").first).to_be_visible()
-            shots_at(page, "13-task")
+        goto(page, "Task")
+        expect(page.get_by_text("BACKGROUND").first).to_be_visible()
+        shots_at(page, "13-task")
 
-            # Baselines: the student, Predict then chain of thought: two runs that stay apart.
-            goto(page, "Baselines")
-            pick(page, "baselines.models.w", "stub-small")
-            page.get_by_text("Options", exact=True).click()
-            run_baseline(page, "Predict")
-            run_baseline(page, "Chain of thought")
-            shots_at(page, "14-baselines")
+        # Baselines: the student, Predict then chain of thought: two runs that stay apart.
+        goto(page, "Baselines")
+        pick(page, "baselines.models.w", "stub-small")
+        page.get_by_text("Options", exact=True).click()
+        run_baseline(page, "Predict")
+        run_baseline(page, "Chain of thought")
+        shots_at(page, "14-baselines")
 
-            # Optimize under a spending cap; reload while it runs: models, task and the job come back.
-            goto(page, "Optimize")
-            key(page, "optimize.budget").get_by_text("custom", exact=True).click()
-            settle(page)
-            key(page, "optimize.max_calls").locator("input").fill("400")
-            page.keyboard.press("Enter")
-            key(page, "optimize.capped").locator("label").click()
-            settle(page)
-            key(page, "optimize.cap").locator("input").fill("0.05")
-            page.keyboard.press("Enter")
-            settle(page)
-            key(page, "optimize.start").locator("button").click()
-            expect(key(page, "optimize.cancel")).to_be_visible(timeout=60_000)  # queued or running
-            page.reload(wait_until="networkidle")
-            page.get_by_role("heading", name="Optimize", exact=True).first.wait_for()
-            settle(page)
-            main = page.locator('[data-testid="stMain"]')
-            expect(main.get_by_text("stub-small").first).to_be_visible()
-            expect(main.get_by_text("stub-large").first).to_be_visible()
-            expect(main.get_by_text("demo:").first).to_be_visible()
-            expect(main.get_by_text("GEPA stub-small ← stub-large").first).to_be_visible(timeout=30_000)
-            assert "No optimization in this session yet" not in main.inner_text()
+        # Optimize under a spending cap; reload while it runs: models, task and the job come back.
+        goto(page, "Optimize")
+        key(page, "optimize.budget").get_by_text("custom", exact=True).click()
+        settle(page)
+        key(page, "optimize.max_calls").locator("input").fill("400")
+        page.keyboard.press("Enter")
+        key(page, "optimize.capped").locator("label").click()
+        settle(page)
+        key(page, "optimize.cap").locator("input").fill("0.05")
+        page.keyboard.press("Enter")
+        settle(page)
+        key(page, "optimize.start").locator("button").click()
+        expect(key(page, "optimize.cancel")).to_be_visible(timeout=60_000)  # queued or running
+        page.reload(wait_until="networkidle")
+        page.get_by_role("heading", name="Optimize", exact=True).first.wait_for()
+        settle(page)
+        main = page.locator('[data-testid="stMain"]')
+        expect(main.get_by_text("stub-small").first).to_be_visible()
+        expect(main.get_by_text("stub-large").first).to_be_visible()
+        expect(main.get_by_text("demo:").first).to_be_visible()
+        expect(main.get_by_text("GEPA stub-small ← stub-large").first).to_be_visible(timeout=30_000)
+        assert "No optimization in this session yet" not in main.inner_text()
 
-            # The cap stops it; one click evaluates the best program so far on the test set.
-            expect(page.get_by_text("Stopped: spending cap").first).to_be_visible(timeout=240_000)
-            settle(page, 1500)
-            finish = key(page, "optimize.finish").get_by_role("button").first
-            expect(finish).to_contain_text("Evaluate on the test set")
-            finish.click()
-            expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=180_000)
-            shots_at(page, "15-optimize")
+        # The cap stops it; one click evaluates the best program so far on the test set.
+        expect(page.get_by_text("Stopped: spending cap").first).to_be_visible(timeout=240_000)
+        settle(page, 1500)
+        finish = key(page, "optimize.finish").get_by_role("button").first
+        expect(finish).to_contain_text("Evaluate on the test set")
+        finish.click()
+        expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=180_000)
+        shots_at(page, "15-optimize")
 
-            # Compare: Predict and CoT apart; the capped optimization with its paired test, marked capped.
-            goto(page, "Compare")
-            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-            charts = " ".join(page.locator(".js-plotly-plot").all_text_contents())
-            assert "stub-small · Predict" in charts and "stub-small · CoT" in charts, charts[:2000]
-            expect(page.get_by_text("This optimization was capped").first).to_be_visible()
-            assert "capped" in widget_text(page, "compare.opt"), widget_text(page, "compare.opt")
-            expect(page.get_by_text("Accuracy after").first).to_be_visible()
-            shots_at(page, "16-compare")
+        # Compare: Predict and CoT apart; the capped optimization with its paired test, marked capped.
+        goto(page, "Compare")
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+        charts = " ".join(page.locator(".js-plotly-plot").all_text_contents())
+        assert "stub-small · Predict" in charts and "stub-small · CoT" in charts, charts[:2000]
+        expect(page.get_by_text("This optimization was capped").first).to_be_visible()
+        assert "capped" in widget_text(page, "compare.opt"), widget_text(page, "compare.opt")
+        expect(page.get_by_text("Accuracy after").first).to_be_visible()
+        shots_at(page, "16-compare")
 
-            # Prompts: the capped optimization's original and optimized prompts.
-            goto(page, "Prompts")
-            assert "capped" in widget_text(page, "prompts.opt"), widget_text(page, "prompts.opt")
-            expect(page.locator(".gs-diff").first).to_be_visible(timeout=30_000)
-            shots_at(page, "17-prompts")
+        # Prompts: the capped optimization's original and optimized prompts.
+        goto(page, "Prompts")
+        assert "capped" in widget_text(page, "prompts.opt"), widget_text(page, "prompts.opt")
+        expect(page.locator(".gs-diff").first).to_be_visible(timeout=30_000)
+        shots_at(page, "17-prompts")
 
-            goto(page, "History")
-            shots_at(page, "18-history")
-        except Exception:
-            shot(page, "failure-working-state")
-            (SHOTS / "failure-working-state.txt").write_text(page.locator("body").inner_text())
-            raise
-        browser.close()
+        goto(page, "History")
+        shots_at(page, "18-history")
 
 
 def test_the_cut_off_check_sees_ellipses_and_clipped_text():
