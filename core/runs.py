@@ -28,6 +28,7 @@ HISTORY_COLUMNS = [
     "failed",
     "failure_rate", "macro_f1", "n", "cost_usd", "cost_per_1k", "optimization_cost_usd", "started_by", "run_name", "run_id",
 ]
+RESULT_COLUMNS = ("original_test_accuracy", "optimized_test_accuracy")  # an optimization's paired test results
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"
 OPTIMIZED_TAG = f"{TAG}optimized_eval_run_id"
 PROMPT_URI_TAG = f"{TAG}prompt_uri"
@@ -148,7 +149,7 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
     df["module"] = _modules(df)
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["outcome"] = _outcomes(df)
-    df["has_results"] = (df["original_test_accuracy"].notna() & df["optimized_test_accuracy"].notna()).astype(bool)
+    df["has_results"] = df[list(RESULT_COLUMNS)].notna().all(axis=1).astype(bool)
     df["run_label"] = _optimization_labels(df)
     return df[columns].reset_index(drop=True)
 
@@ -221,3 +222,10 @@ def split_label_counts(splits: Mapping[str, pd.DataFrame | None], label_column: 
         return pd.DataFrame(columns=["label", "count", "split"])
     return pd.concat(parts, ignore_index=True)
 
+
+def has_test_results(runs: pd.DataFrame, run_id: str | None) -> bool:
+    """Does the optimization ``run_id`` have both test accuracies (before and after) in the run table?"""
+    if not run_id or runs.empty or not set(RESULT_COLUMNS) <= set(runs.columns):
+        return False
+    row = runs.loc[runs["run_id"] == run_id, list(RESULT_COLUMNS)]
+    return bool(not row.empty and row.iloc[0].notna().all())

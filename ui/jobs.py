@@ -13,6 +13,7 @@ from core.breaker import HINTS, BreakerSettings
 from core.errors import JobError, StudioError
 from core.jobs import JobInfo
 from core.optimize import estimate_finish
+from core.runs import has_test_results
 from ui import auth, cache
 from ui.widgets import JOB_STATE_ICONS, job_state, pct, show_error, studio_errors, usd
 
@@ -283,13 +284,7 @@ def finish_job_of(run_id: str | None) -> dict | None:
 
 def has_results(run_id: str | None) -> bool:
     """Does the optimization run have both test accuracies (before and after)?"""
-    runs = cache.runs_table()
-    row = runs[runs["run_id"] == run_id] if run_id and not runs.empty else runs.iloc[0:0]
-    if row.empty:
-        return False
-    r = row.iloc[0]
-    return all(isinstance(r.get(c), float) and r.get(c) == r.get(c)
-               for c in ("original_test_accuracy", "optimized_test_accuracy"))
+    return has_test_results(cache.runs_table(), run_id)
 
 
 def _finish_offer(job: JobInfo, progress: dict) -> float | None | bool:

@@ -106,6 +106,8 @@ def test_optimization_outcomes_labels_and_the_newest_with_results():
     assert opts["has_results"].to_dict() == {"done": True, "capped": True, "cancelled": False, "failed": False,
                                              "running": False, "gone": False}
     assert opts.loc["capped", "module"] == "cot" and opts.loc["done", "module"] == "predict"
+    assert {r: run_table.has_test_results(table, r) for r in opts.index} == opts["has_results"].to_dict()
+    assert not run_table.has_test_results(table, "no-such-run") and not run_table.has_test_results(table, None)
     assert run_table.latest_optimization(table) == "capped"  # newer runs have no test results
     assert run_table.latest_optimization(table[table["run_id"].isin(["cancelled", "failed"])]) == "failed"
     assert run_table.latest_optimization(table[table["kind"] == "baseline"]) is None
