@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.errors import StudioError
 from core.jobs import JobManager
 from core.models import ModelCatalog, ModelSpec
 from core.settings import Settings, credential_status, load_settings
@@ -178,3 +179,27 @@ def rendered_prompt(program_json: str, text: str) -> list[dict[str, Any]]:
 
     program, task = program_from_dict(json.loads(program_json))
     return render_prompt(program, {task.input_field: text})
+
+
+# The original notebook's preset (ui/notebook.py) -----------------------------------------------
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Reading PubMed and drawing the notebook's sample…")
+def notebook_plan(config: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
+    """(Plan, None), or (None, {message, hint}) when it cannot be planned: kept too, so that an unreachable hub is
+    not asked again on every rerun (Refresh asks again)."""
+    from core import notebook  # DSPy and the readers: loaded with the Optimize page, not at start-up
+    from core.optimize import OptimizeConfig
+
+    try:
+        return notebook.plan(OptimizeConfig.from_dict(config), settings()), None
+    except StudioError as exc:
+        return None, {"message": exc.message, "hint": exc.hint or ""}
+
+
+@st.cache_data(ttl=RUNS_TTL_S, show_spinner=False)
+def notebook_reproductions(task: str) -> pd.DataFrame:
+    """The notebook reproductions among the runs of ``task`` (core.notebook.reproductions)."""
+    from core import notebook
+
+    return notebook.reproductions(run_store(), task)

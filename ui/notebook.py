@@ -4,8 +4,6 @@ beside a reproduction, and the starting program Prompts names beside each progra
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
@@ -139,19 +137,9 @@ def _data() -> TaskRef | None:
     return ref
 
 
-@st.cache_data(ttl=cache.ARTIFACT_TTL_S, show_spinner="Reading PubMed and drawing the notebook's sample…")
-def _plan(config: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
-    """(Plan, None), or (None, {message, hint}) when it cannot be planned: kept too, so that an unreachable hub is
-    not asked again on every rerun (Refresh asks again)."""
-    try:
-        return notebook.plan(OptimizeConfig.from_dict(config), cache.settings()), None
-    except StudioError as exc:
-        return None, {"message": exc.message, "hint": exc.hint or ""}
-
-
 def _plan_and_start(config: OptimizeConfig, models: NotebookModels) -> None:
     """The estimate, what differs from the notebook, and Start (submits the notebook job with exactly this plan)."""
-    plan, error = _plan(config.to_dict())
+    plan, error = cache.notebook_plan(config.to_dict())
     if error is not None:
         show_error(StudioError(error["message"], error["hint"]))
         if config.task_ref.kind == "pubmed":
@@ -238,11 +226,6 @@ def _measured_table(measured: pd.DataFrame) -> pd.DataFrame:
 # Compare: the notebook's claims beside a reproduction ---------------------------------------
 
 
-@st.cache_data(ttl=cache.RUNS_TTL_S, show_spinner=False)
-def _reproductions(task: str) -> pd.DataFrame:
-    return notebook.reproductions(cache.run_store(), task)
-
-
 def _points(v: float) -> str:
     return "–" if v != v else f"{v * 100:+.1f}"
 
@@ -251,7 +234,7 @@ def claims_section(task: str) -> None:
     """When runs of the notebook's experiment exist for ``task``: each claim the notebook made, its number, what the
     chosen reproduction measured (with its 95% interval) and whether they agree."""
     with studio_errors():
-        found = _reproductions(task)
+        found = cache.notebook_reproductions(task)
         if found.empty:
             return
         st.subheader("The notebook's claims beside this run")
