@@ -141,6 +141,13 @@ def truncated(page) -> list[str]:
     return page.evaluate(TRUNCATED_JS)
 
 
+def charts_drawn(page, timeout_ms: int = 15_000) -> None:
+    """Wait until every plotly chart on the page has drawn (they redraw after a resize)."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
+
+
 def shots_at(page, name: str, widths=(1280, 1920), height: int = 2400) -> None:
     """Screenshots of the current page at each width (``<name>-<width>.png``, a tall window: Streamlit scrolls
     inside the page, so a full-page shot shows one screen only); fails on any truncated value. The window's
@@ -150,6 +157,7 @@ def shots_at(page, name: str, widths=(1280, 1920), height: int = 2400) -> None:
     for width in widths:
         page.set_viewport_size({"width": width, "height": height})
         settle(page, 800)
+        charts_drawn(page)
         shot(page, f"{name}-{width}")
         if cut := truncated(page):
             found[width] = cut
