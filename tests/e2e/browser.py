@@ -142,9 +142,11 @@ def truncated(page) -> list[str]:
 
 
 def charts_drawn(page, timeout_ms: int = 15_000) -> None:
-    """Wait until every plotly chart on the page has drawn (they redraw after a resize)."""
+    """Wait until no element is a loading placeholder and every plotly chart has drawn (after a resize Streamlit
+    redraws the page: its skeletons stand where metrics and charts will be)."""
     page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        "() => !document.querySelector('[data-testid=\"stSkeleton\"], [data-testid=\"stSkeletonElement\"]')"
+        " && [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
         ".every(c => c.querySelector('.main-svg'))", timeout=timeout_ms)
 
 
