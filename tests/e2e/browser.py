@@ -36,10 +36,12 @@ def dashboard(url: str, failure: str) -> Iterator:
             page.get_by_role("heading", name="GEPA Studio").first.wait_for()
             settle(page)
             yield page
-        except Exception:
+        except Exception as exc:
             shot(page, failure)
-            (SHOTS / f"{failure}.txt").write_text(page.locator("body").inner_text())
-            raise
+            text = page.locator("body").inner_text(timeout=10_000)
+            (SHOTS / f"{failure}.txt").write_text(text)
+            # CI keeps only the test's output: say where the page was and what it showed
+            raise AssertionError(f"{exc}\n--- the page at {page.url} showed:\n{text[-3000:]}") from exc
         finally:
             browser.close()
 
@@ -91,6 +93,13 @@ def shot(page, name: str) -> None:
 def add_model(page, name: str, base_url: str) -> None:
     """Fill and submit the Models page's add form (after the form has taken its fresh defaults)."""
     settle(page, 1000)
+    form = key(page, "models.add.name")
+    try:
+        form.wait_for(timeout=60_000)
+    except Exception:  # noqa: BLE001 - once: a page switch lost on a loaded machine shows up as a missing form
+        print(f"add_model: no add form at {page.url} after 60 s; opening the Models page again")
+        goto(page, "Models")
+        form.wait_for(timeout=60_000)
     fields = {"models.add.name": name, "models.add.model": name, "models.add.api_base": base_url}
     for _ in range(3):
         for widget, value in fields.items():
