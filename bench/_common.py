@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "pubmed-rct-sample"
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="bench-dspy-cache-"))
+if "DSPY_CACHEDIR" not in os.environ:  # a fresh cache for this bench, removed at exit
+    os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="bench-dspy-cache-")
+    atexit.register(shutil.rmtree, os.environ["DSPY_CACHEDIR"], ignore_errors=True)
 sys.path.insert(0, str(ROOT))
 
 

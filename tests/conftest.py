@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-# DSPy's disk cache for this test session only (a fresh folder: no hits from earlier sessions).
+# DSPy's disk cache for this test session only (a fresh folder: no hits from earlier sessions), removed at exit.
 os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="gepa-studio-dspy-cache-")
 
 import pytest
 
 from tests.stub_server import StubLLMServer
+
+atexit.register(shutil.rmtree, os.environ["DSPY_CACHEDIR"], ignore_errors=True)
 
 
 @pytest.fixture
