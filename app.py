@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/baselines.py", title="Baselines", icon=":material/straighten:"),
     st.Page("pages/optimize.py", title="Optimize", icon=":material/auto_fix_high:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("pages/optimization.py", title="Optimization", icon=":material/account_tree:"),
     st.Page("pages/prompts.py", title="Prompts", icon=":material/difference:"),
     st.Page("pages/history.py", title="History", icon=":material/history:"),
 ]
@@ -28,6 +29,7 @@ with studio_errors(stop=True):  # nothing works without knowing where runs live
     where = cache.settings()
 state.restore(access.user, where.data_dir)  # a new session: from the URL, this browser's profile, the defaults
 routing.open_requested_page()
+state.follow_links()  # a link within the session that names a run (?run=<id>) puts it in view
 state.sync_url()  # a page switch clears the URL's parameters in the browser: put them back
 with st.sidebar:
     st.caption(f"Runs: `{where.tracking_uri}`  \nData: `{where.data_dir}`")

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "pubmed-rct-sample"
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The engine benches measure GEPA Studio's own overhead; bench/tracing.py measures what MLflow traces add.
+os.environ.setdefault("GEPA_STUDIO_TRACES", "off")
 if "DSPY_CACHEDIR" not in os.environ:  # a fresh cache for this bench, removed at exit
     os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="bench-dspy-cache-")
     atexit.register(shutil.rmtree, os.environ["DSPY_CACHEDIR"], ignore_errors=True)

@@ -10,6 +10,7 @@ import os as _os
 if _os.environ.get("GEPA_STUDIO_ONLINE_PRICES", "").lower() not in ("1", "true", "yes"):
     _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 _os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bar per artifact read
+_os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE", "10000")  # 1000 drops traces of a busy run
 _os.environ.setdefault(
     "DSPY_CACHEDIR",
     _os.path.join(_os.path.abspath(_os.environ.get("GEPA_STUDIO_DATA_DIR") or ".gepa-studio"), "dspy-cache"),

@@ -35,6 +35,8 @@ from core.program import (
 )
 from core.store import TAG, RunKind, RunStore, runs_frame
 from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
+from core.tracing import evaluation_lm, log_datasets
+from core.tracing import flush as flush_traces
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ def run_evaluation(
                                  parent_run_id=parent_run_id)
         _save_resume_file(store, run_id, task, spec, program, test, kind=kind, program_label=program_label,
                           threads=threads, cache=cache)
+        log_datasets(store, run_id, {"test": test}, task)
     if on_run_created:
         on_run_created(run_id)
     records_path = run_dir(store, run_id) / "records.jsonl"
@@ -140,6 +143,7 @@ def run_evaluation(
     status, tags = "FINISHED", {}
     result: EvalResult | None = None
     try:
+        lm = evaluation_lm(store, run_id, spec, lm, [str(ex[task.input_field]) for ex in examples], cache=cache)
         result = evaluate(program, spec, examples, task, threads=threads, cache=cache, lm=lm,
                           records_path=records_path, resume=bool(resume_run_id), on_record=on_record,
                           should_stop=should_stop)
@@ -156,6 +160,7 @@ def run_evaluation(
                          f"{TAG}degraded_reason": f"The circuit breaker stopped the run: {exc.message}"})
         raise
     finally:
+        flush_traces()  # a finished run shows its traces
         records = result.records if result is not None else read_records(records_path)
         _finish(store, run_id, task, program, records, result, messages, status, tags)
 

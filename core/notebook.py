@@ -391,7 +391,7 @@ def claims_frame(records: Mapping[Side, pd.DataFrame | None], claims: tuple[Clai
         if ahead is not None and behind is not None and len(ahead) and len(behind):
             t = stats.trade_off(behind, ahead)
             row.update(diff=t["diff"], ci_low=t["ci_low"], ci_high=t["ci_high"], paired=t["paired"], n=t["n"],
-                       p_mcnemar=t["p_mcnemar"],
+                       p_mcnemar=float("nan") if t["p_value"] is None else t["p_value"],  # none at small n
                        verdict="holds" if t["ci_low"] > 0 else "reversed" if t["ci_high"] < 0 else "unresolved")
             if claim.points is not None:
                 row["size_in_interval"] = bool(t["ci_low"] <= claim.points / 100 <= t["ci_high"])

@@ -49,6 +49,7 @@ FIELDS: dict[str, Kind] = {
     "optimize_job": "text",
     "compare_runs": "texts",  # run ids in view on Compare
     "prompts_run": "text",  # the optimization in view on Prompts
+    "optimization_run": "text",  # the optimization in view on Optimization
 }
 
 # URL parameter of each shareable field (task_ref and sample have one parameter per dataclass field).
@@ -60,6 +61,7 @@ QUERY: dict[str, str] = {
     "baseline_job": "base_job",
     "compare_runs": "runs",  # comma-joined run ids
     "prompts_run": "prompts",
+    "optimization_run": "run",
 }
 TASK_QUERY = {"kind": "task", "source": "src", "test_source": "test_src", "text_column": "text",
               "label_column": "label", "name": "task_name", "merge_similar_labels": "merge",

@@ -9,6 +9,8 @@ Environment variables (all optional):
 - ``GEPA_STUDIO_MAX_JOBS``: how many optimization jobs run at once (default 2).
 - ``GEPA_STUDIO_ONLINE_PRICES=1``: let LiteLLM fetch its price map from the internet at import;
   by default the bundled copy is used (the fetch can hang for 5 s or deadlock ``mlflow server``).
+- ``GEPA_STUDIO_TRACES``: ``on`` (default) records every LM call of a run as an MLflow trace; ``off`` records
+  none (very large runs, fast local models: see ``core.tracing``).
 - Provider keys (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``DATABRICKS_TOKEN``...) are read
   by name from the environment or from ``secrets.toml``; their values are never stored.
 """

@@ -1,9 +1,10 @@
-"""Compare: accuracy and cost of every baseline and evaluation, per-class F1, what optimizations cost, paired tests."""
+"""Compare: accuracy and cost of every baseline and evaluation, per-class F1, any two runs side by side (verdict,
+flipped examples, confusion matrices), what optimizations cost, their paired tests, and a report to share."""
 
 import streamlit as st
 
 from core.analytics import charts
-from core.analytics.stats import paired_summary, trade_off
+from core.analytics.stats import trade_off
 from core.errors import StudioError
 from core.runs import (
     MODULE_NAMES,
@@ -19,7 +20,7 @@ from core.runs import (
     per_label_frame,
     run_choice_label,
 )
-from ui import cache, routing, state
+from ui import cache, pairs, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.notebook import claims_section
 from ui.widgets import pct, studio_errors, usd
@@ -84,6 +85,7 @@ frame = filter_runs(all_evals, models=models, modules=modules)
 if newest:
     frame = latest_per_label(frame)
 
+in_view: list[str] = []  # the runs picked under F1 per class: also the pair's default and the report's runs
 if frame.empty:
     st.info("No finished baseline or evaluation runs match.")
 else:
@@ -125,79 +127,74 @@ else:
     picked = st.multiselect("Runs", list(labels), format_func=labels.get, max_selections=6,
                             key="compare.per_label.runs",
                             on_change=lambda: state.set_compare_runs(st.session_state["compare.per_label.runs"]))
+    names = pairs.short_names(frame)  # in charts: "model · program kind [· optimized]", told apart by id if repeated
     tables, missing = {}, []
     for rid in picked:
         try:
-            tables[labels[rid]] = cache.artifact_csv(rid, "per_label.csv")
+            tables[names[rid]] = cache.artifact_csv(rid, "per_label.csv")
         except StudioError:
             missing.append(labels[rid])
     if missing:
         st.caption("No per-class table for: " + "; ".join(missing))
-    st.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
+    heatmap, bars = st.tabs(["Heatmap", "Bars"])
+    with studio_errors():
+        heatmap.plotly_chart(charts.per_label_f1_heatmap(per_label_frame(tables)), key="compare.chart.per_label_map")
+    bars.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
+    in_view = list(picked)
+    with studio_errors():
+        pairs.side_by_side(labels, names, picked)
 
 claims_section(task)  # only when runs of the original notebook's experiment exist for this task
 
-st.subheader("Optimizations")
-if opts.empty:
-    st.info(f"No optimization of task {task} yet.")
-    st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
-    st.stop()
-st.plotly_chart(charts.optimization_cost_split(opts.head(OPT_BARS)), key="compare.chart.opt_cost")
-if len(opts) > OPT_BARS:
-    st.caption(f"What the newest {OPT_BARS} of {len(opts):,} optimizations cost.")
 
-opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + opts["run_id"].str[:8], strict=True))
-newest_opt = latest_optimization(scoped)
-opt_id = st.selectbox("Optimization", list(opt_labels), index=list(opt_labels).index(newest_opt) if newest_opt else 0,
-                      format_func=opt_labels.get, key="compare.opt",
-                      help="Preselected: the newest optimization with test results.")
-opt_row = opts[opts["run_id"] == opt_id].iloc[0]
-warn_if_degraded(opt_row.to_dict())
-with studio_errors(stop=True):
+def pick_optimization() -> str:
+    """The optimization in view (the one last opened, else the newest with test results), with a link inside it."""
+    opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + opts["run_id"].str[:8], strict=True))
+    current = state.optimization_run()
+    if current not in opt_labels:
+        current = latest_optimization(scoped) or next(iter(opt_labels))
+    st.session_state["compare.opt"] = current  # the kept choice is the truth; a pick updates it
+    opt_id = st.selectbox("Optimization", list(opt_labels), format_func=opt_labels.get, key="compare.opt",
+                          on_change=lambda: state.set_optimization_run(st.session_state["compare.opt"]),
+                          help="Preselected: the optimization last opened, else the newest with test results.")
+    st.page_link("pages/optimization.py", label="Inside this optimization: candidates, per-example wins, rejected "
+                 "proposals", icon=":material/account_tree:", query_params={"run": opt_id})
+    return opt_id
+
+
+def optimization_section(opt_id: str) -> None:
+    """The optimization's paired test (original vs optimized), then when it pays for itself."""
+    opt_row = opts[opts["run_id"] == opt_id].iloc[0]
+    warn_if_degraded(opt_row.to_dict())
     original_id, optimized_id = linked_evaluations(opt_id, cache.run_tags(opt_id), runs)
-if not opt_row["has_results"] or not original_id or not optimized_id:
-    if opt_row["outcome"] in ("running", "interrupted"):
-        st.info(f"This optimization is {opt_row['outcome']}: its test results come when it ends.")
-    else:
-        st.info("This optimization stopped before its test evaluation. Its best program is kept: evaluate it on "
-                f"the Optimize page, or with `python -m core finish {opt_id}`.")
-        st.page_link("pages/optimize.py", label="Optimize page", icon=":material/auto_fix_high:")
-    st.stop()
-if opt_row["outcome"] in MARKED:
-    st.caption(f"This optimization was {opt_row['outcome']}: below, the best program it had found then.")
+    if not opt_row["has_results"] or not original_id or not optimized_id:
+        if opt_row["outcome"] in ("running", "interrupted"):
+            st.info(f"This optimization is {opt_row['outcome']}: its test results come when it ends.")
+        else:
+            st.info("This optimization stopped before its test evaluation. Its best program is kept: evaluate it on "
+                    f"the Optimize page, or with `python -m core finish {opt_id}`.")
+            st.page_link("pages/optimize.py", label="Optimize page", icon=":material/auto_fix_high:")
+        return
+    if opt_row["outcome"] in MARKED:
+        st.caption(f"This optimization was {opt_row['outcome']}: below, the best program it had found then.")
+    for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
+        warn_if_degraded(row)
+    with studio_errors():
+        pairs.paired_block(original_id, optimized_id)
 
-st.markdown("**Original vs optimized on the same test examples**")
-for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
-    warn_if_degraded(row)
-with studio_errors():
-    summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
-                             cache.artifact_csv(optimized_id, "records.csv"))
-    interval = f"{summary['ci_low'] * 100:+.1f} to {summary['ci_high'] * 100:+.1f} points"
-    cols = st.columns(3)
-    cols[0].metric("Accuracy before", pct(summary["accuracy_before"]))
-    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts",
-                   help=f"95% interval of the gain: {interval} (paired bootstrap over the {int(summary['n'])} "
-                        f"examples; p = {summary['p_bootstrap']:.3f})")
-    cols[2].metric("McNemar exact p", f"{summary['p_mcnemar']:.3f}")
-    st.caption(f"95% interval of the gain: {interval}. Only the optimized program is right on "
-               f"{int(summary['after_only'])} examples, only the original on {int(summary['before_only'])} "
-               f"(n = {int(summary['n'])}). A p-value under 0.05 means the difference is unlikely to be chance on "
-               "examples like these.")
-
-st.markdown("**When does the optimization pay for itself?**")
-references = latest_per_label(all_evals)
-references = references[references["run_id"] != optimized_id]
-optimized_rows = runs[runs["run_id"] == optimized_id]
-if references.empty or optimized_rows.empty:
-    st.caption("Run a baseline of a more expensive model to see when the optimized student pays back.")
-    st.stop()
-ref_labels = {str(r["run_id"]): run_choice_label(r) for r in references.to_dict("records")}
-default_ref = most_expensive(references) or next(iter(ref_labels))
-ref_id = st.selectbox("Instead of", list(ref_labels), index=list(ref_labels).index(default_ref),
-                      format_func=ref_labels.get, key="compare.reference",
-                      help="The model you would otherwise use (usually the expensive one).")
-reference, optimized = references[references["run_id"] == ref_id].iloc[0], optimized_rows.iloc[0]
-with studio_errors():
+    st.markdown("**When does the optimization pay for itself?**")
+    references = latest_per_label(all_evals)
+    references = references[references["run_id"] != optimized_id]
+    optimized_rows = runs[runs["run_id"] == optimized_id]
+    if references.empty or optimized_rows.empty:
+        st.caption("Run a baseline of a more expensive model to see when the optimized student pays back.")
+        return
+    ref_labels = {str(r["run_id"]): run_choice_label(r) for r in references.to_dict("records")}
+    default_ref = most_expensive(references) or next(iter(ref_labels))
+    ref_id = st.selectbox("Instead of", list(ref_labels), index=list(ref_labels).index(default_ref),
+                          format_func=ref_labels.get, key="compare.reference",
+                          help="The model you would otherwise use (usually the expensive one).")
+    reference, optimized = references[references["run_id"] == ref_id].iloc[0], optimized_rows.iloc[0]
     try:
         accuracy = trade_off(cache.artifact_csv(ref_id, "records.csv"), cache.artifact_csv(optimized_id, "records.csv"))
     except StudioError as exc:  # no records to compare: the headline says nothing about accuracy
@@ -211,3 +208,19 @@ with studio_errors():
     st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at {pct(reference['accuracy'])}; "
                f"optimized student: {usd(optimized['cost_per_1k'])} per 1k at {pct(optimized['accuracy'])}; "
                f"the optimization cost {usd(opt_row['optimization_cost_usd'])}.")
+
+
+st.subheader("Optimizations")
+selected = None
+if opts.empty:
+    st.info(f"No optimization of task {task} yet.")
+    st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
+else:
+    st.plotly_chart(charts.optimization_cost_split(opts.head(OPT_BARS)), key="compare.chart.opt_cost")
+    if len(opts) > OPT_BARS:
+        st.caption(f"What the newest {OPT_BARS} of {len(opts):,} optimizations cost.")
+    selected = pick_optimization()
+    with studio_errors():
+        optimization_section(selected)
+
+pairs.report_section([*in_view, selected])

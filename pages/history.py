@@ -76,6 +76,10 @@ with runs_tab:
             st.markdown(f"### {info['run_name']}")
             st.caption(f"`{run_id}` · {info['status']} · kind {tags.get('studio.kind', '?')} · "
                        f"task {tags.get('studio.task', '?')}")
+            if tags.get("studio.kind") == "optimization":
+                st.page_link("pages/optimization.py", label="See inside this optimization: its candidates, "
+                             "per-example wins, rejected proposals and cost by role", icon=":material/account_tree:",
+                             query_params={"run": run_id})
             if error := tags.get("studio.error"):
                 st.error(error)
             if tags.get("studio.degraded") == "true":

@@ -106,12 +106,12 @@ MARKED = {
 }
 
 
-def result(job_id: str) -> None:
+def result(job_id: str) -> bool:
     """Test accuracy before and after, and what the optimization cost, once the run has its test results (a
-    capped or cancelled run too, once its test evaluations ran: marked so)."""
+    capped or cancelled run too, once its test evaluations ran: marked so). False when there is none yet."""
     job = cache.job_manager().get(job_id)
     if not job.run_id or job.state in ("queued", "running") or (job.state != "succeeded" and not has_results(job.run_id)):
-        return
+        return False
     st.subheader("Result")
     runs = cache.runs_table()
     opts = optimization_frame(runs[runs["run_id"] == job.run_id])
@@ -130,9 +130,14 @@ def result(job_id: str) -> None:
         cols[2].metric("Optimization cost", usd(r.get("optimization_cost_usd")))
         original, optimized = linked_evaluations(job.run_id, cache.run_tags(job.run_id), runs)
         st.caption(f"Optimization run `{job.run_id}` · evaluations `{original}` (original) and `{optimized}` (optimized)")
-    cols = st.columns(2)
-    cols[0].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:")
-    cols[1].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:")
+    cols = st.columns(3)
+    cols[0].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:",
+                      query_params={"run": job.run_id})
+    cols[1].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:",
+                      query_params={"prompts": job.run_id})
+    cols[2].page_link("pages/optimization.py", label="See inside the optimization", icon=":material/account_tree:",
+                      query_params={"run": job.run_id})
+    return True
 
 
 routing.require_app(__file__)
@@ -183,4 +188,6 @@ with studio_errors():
     finish = finish_job_of(cache.job_manager().get(job_id).run_id)
     if finish is not None and not (finish["state"] == "succeeded" and has_results(finish["run_id"])):
         live_panel(finish["id"], finish_progress)  # the test evaluations of the stopped run, then its result
-    result(job_id)
+    if not result(job_id) and (run_id := cache.job_manager().get(job_id).run_id):
+        st.page_link("pages/optimization.py", label="See inside the optimization: GEPA's search so far",
+                     icon=":material/account_tree:", query_params={"run": run_id})

@@ -124,6 +124,52 @@ def artifact_json(run_id: str, name: str) -> Any:
     return run_store().read_json(run_id, name)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(run_store().get_run(run_id).data.metrics)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
+def confusion(run_id: str) -> pd.DataFrame:
+    """A run's confusion.csv as logged: gold labels as the index, predicted labels as the columns."""
+    return run_store().read_csv(run_id, "confusion.csv", index_col=0)
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner="Reading GEPA's search…")
+def search_record(run_id: str, status: str) -> dict[str, Any] | None:
+    """An optimization's search.json (core.optimize.search's SearchRecord), or None when it has none (older runs, or
+    one still running). ``status`` is part of the cache key: a run that ends is read again."""
+    if "search.json" not in run_store().list_artifacts(run_id):
+        return None
+    return dict(run_store().read_json(run_id, "search.json"))
+
+
+@st.cache_data(ttl=JOBS_TTL_S, show_spinner=False)
+def live_search_record(job_id: str) -> dict[str, Any] | None:
+    """A running optimization's search so far: the copy GEPA's log_dir keeps (core.jobs.kinds puts log_dir at
+    ``<job dir>/gepa``), None before its first iteration ends."""
+    try:
+        return dict(json.loads((job_manager().job_dir(job_id) / "gepa" / "search.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):  # none yet, or caught mid-write on a filesystem without atomic renames
+        return None
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def trace_counts(run_id: str) -> dict[str, int]:
+    """MLflow traces of a run per role (core.tracing.trace_counts)."""
+    from core.tracing import trace_counts as count
+
+    return dict(count(run_store(), run_id))
+
+
+@st.cache_data(ttl=ARTIFACT_TTL_S, max_entries=4, show_spinner="Building the report…")
+def report_html(run_ids: tuple[str, ...]) -> str:
+    """One self-contained HTML report of these runs (core.report.build_report): built when asked, kept a while."""
+    from core.report import build_report
+
+    return build_report(run_store(), list(run_ids))
+
+
 # Tasks -------------------------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ OPTIMIZE_JOB = "optimize.job_id"  # str | None
 # Runs in view.
 COMPARE_RUNS = "compare.run_ids"  # list[str]: the runs in view on Compare
 PROMPTS_RUN = "prompts.run_id"  # str | None: the optimization in view on Prompts
+OPTIMIZATION_RUN = "optimization.run_id"  # str | None: the optimization in view on Optimization (URL ``run``)
 
 DEFAULTS: dict[str, Any] = {
     STUDENT: None,
@@ -67,16 +68,19 @@ DEFAULTS: dict[str, Any] = {
     OPTIMIZE_JOB: None,
     COMPARE_RUNS: [],
     PROMPTS_RUN: None,
+    OPTIMIZATION_RUN: None,
 }
 
 # What lasts: session key -> profile field (core.profile.FIELDS says which are also in the URL).
 LASTING: dict[str, str] = {
     STUDENT: "student", REFLECTION: "reflection", COMPARE: "compare_models", TASK_REF: "task_ref",
     TASK_SAMPLE: "sample", TASK_UPLOAD: "upload", BASELINE_JOB: "baseline_job", OPTIMIZE_JOB: "optimize_job",
-    COMPARE_RUNS: "compare_runs", PROMPTS_RUN: "prompts_run",
+    COMPARE_RUNS: "compare_runs", PROMPTS_RUN: "prompts_run", OPTIMIZATION_RUN: "optimization_run",
 }
 assert set(LASTING.values()) == set(FIELDS), "every profile field has a session key"
 JOB_KEYS = {OPTIMIZE_JOB: "optimize", BASELINE_JOB: "baseline"}  # session key -> job kind
+# Fields a link inside the app may set (``st.page_link(..., query_params={"run": id})``): see follow_links.
+LINKED = ("optimization_run", "prompts_run")
 MODEL_FIELDS = ("student", "reflection", "compare_models")
 
 BROWSER_COOKIE = "gepa_studio_browser"
@@ -217,6 +221,20 @@ def restore(user: str, data_dir: Path) -> None:
         st.toast("Left out of the link: " + "; ".join(notes) + ".", icon=":material/link_off:")
 
 
+def follow_links() -> None:
+    """Called by app.py before :func:`sync_url`: a link within the session that names a run (``?run=<id>``) puts it
+    in view. The URL only differs from the session's state after such a link (every setter writes the URL); a
+    parameter a page switch cleared is absent, not different, and is put back by sync_url."""
+    linked, _ = from_query(_url())
+    changes = {f: linked[f] for f in LINKED if f in linked and linked[f] != _get(_key_of(f))}
+    if changes:
+        _set(**changes)
+
+
+def _key_of(field: str) -> str:
+    return next(key for key, name in LASTING.items() if name == field)
+
+
 def url_params() -> dict[str, list[str]]:
     """The shareable state as URL parameters."""
     init()
@@ -344,6 +362,15 @@ def prompts_run() -> str | None:
 
 def set_prompts_run(run_id: str | None) -> None:
     _set(prompts_run=run_id)
+
+
+def optimization_run() -> str | None:
+    """The optimization in view on Optimization (None: the page chooses)."""
+    return _get(OPTIMIZATION_RUN)
+
+
+def set_optimization_run(run_id: str | None) -> None:
+    _set(optimization_run=run_id)
 
 
 # One-shot messages that survive an ``st.rerun`` -------------------------------------------

@@ -1,7 +1,7 @@
 """GEPA on a student model with a reflection model: config (checked when built), estimate and plan,
 typed progress with cost meters and fault counts, a guard with a circuit breaker on each model's calls,
-one run (``run_optimization``), and the paired test evaluations that finish it, or finish a stopped one later
-(``finish``)."""
+a record of GEPA's search (``SearchRecorder``, logged as ``search.json``), one run (``run_optimization``), and
+the paired test evaluations that finish it, or finish a stopped one later (``finish``)."""
 
 from core.optimize.config import BUDGETS, Budget, OptimizeConfig
 from core.optimize.estimate import Estimate, Plan, estimate, metric_call_budget, plan_optimization
@@ -21,11 +21,12 @@ from core.optimize.finish import (
 from core.optimize.guard import CallGuard, ProposalCounter, failure_kind, guard_lm
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressPoint, ProgressSink
 from core.optimize.run import OptimizeResult, cap_text, close_orphan_evaluations, run_optimization
+from core.optimize.search import SearchRecorder
 
 __all__ = [
     "BUDGETS", "Budget", "CallGuard", "CostMeter", "Estimate", "FinishPlan", "FinishProgress", "FinishResult", "PairedResult",
     "ProposalCounter", "cap_text", "check_finishable", "close_orphan_evaluations", "estimate_finish", "evaluate_pair",
     "failure_kind", "finish_optimization", "guard_lm", "OptimizeConfig", "OptimizeProgress", "OptimizeResult", "Plan",
     "ProgressCallback", "ProgressPoint", "ProgressSink", "estimate", "metric_call_budget", "plan_finish",
-    "plan_optimization", "prompt_name", "register_prompt", "run_optimization",
+    "plan_optimization", "prompt_name", "register_prompt", "run_optimization", "SearchRecorder",
 ]

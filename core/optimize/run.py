@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 
 import dspy
 
+from core import tracing
 from core.baseline import spec_params
 from core.breaker import HINTS, BreakerSettings
 from core.errors import ProviderError, StudioError
@@ -23,6 +24,7 @@ from core.optimize.estimate import Plan, metric_call_budget, plan_optimization
 from core.optimize.finish import PairedResult, evaluate_pair, evaluation_reasons
 from core.optimize.guard import CallGuard, ProposalCounter, guard_lm
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
+from core.optimize.search import SearchRecorder
 from core.program import get_instruction, make_program, program_to_dict, to_examples
 from core.store import TAG, RunStore
 from core.tasks import Splits, Task, split_fingerprint
@@ -175,6 +177,10 @@ def run_optimization(
               CostMeter(reflection_lm, resolve_price(config.reflection), float(prev.get("reflection_cost_usd", 0.0))))
     callback = ProgressCallback(sink, budget, *meters, previous=prev, store=store, run_id=run_id, guards=guards,
                                 proposals=proposals)
+    recorder = SearchRecorder(meters, log_dir, valset=val if val is not None else train)  # GEPA's valset
+    tracing.log_datasets(store, run_id, {"train": splits.train, "val": splits.val, "test": test}, task)
+    student_lm, reflection_lm = tracing.trace_optimization(store, run_id, task, train, val, (student_lm, reflection_lm),
+                                                           (config.student, config.reflection), roles=recorder)
     log_dir.mkdir(parents=True, exist_ok=True)
     stop: dict[str, Any] = {"why": "", "failure": None}
 
@@ -207,7 +213,7 @@ def run_optimization(
         metric=metric, reflection_lm=reflection_lm, reflection_minibatch_size=config.reflection_minibatch_size,
         use_merge=config.use_merge, num_threads=config.threads, seed=config.seed, log_dir=str(log_dir),
         track_stats=True, **budget_kw,
-        gepa_kwargs={"callbacks": [callback, *(extra_callbacks or [])], "stop_callbacks": [stopper]},
+        gepa_kwargs={"callbacks": [callback, recorder, *(extra_callbacks or [])], "stop_callbacks": [stopper]},
     )
     gepa_logger, quiet = logging.getLogger("dspy.teleprompt.gepa.gepa"), _QuietTracebacks()
     gepa_logger.addFilter(quiet)
@@ -218,10 +224,15 @@ def run_optimization(
         callback.emit(force=True, phase="failed", message=str(exc)[:2000], error=str(exc)[:2000])
         store.log_metrics(run_id, callback.fault_metrics(), step=callback.step())
         store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
+        try:
+            store.log_artifacts(run_id, {"search.json": recorder.record()})
+        except Exception as log_exc:  # noqa: BLE001 - the run's own failure is what it must report
+            logger.warning("could not log search.json: %s", log_exc)
         store.end_run(run_id, "FAILED")
         raise
     finally:
         gepa_logger.removeFilter(quiet)
+        tracing.flush()  # a stopped or failed run shows its traces too
 
     failure: ProviderError | None = stop["failure"]
     if failure is None and proposals.started and proposals.succeeded <= 0:
@@ -240,6 +251,7 @@ def run_optimization(
         "original_program.json": program_to_dict(program, task),
         "instructions.json": {"original": original_instruction, "optimized": best_instruction},
         "progress.json": callback.state,
+        "search.json": recorder.record(),
     }
     if details is not None:
         try:

@@ -199,6 +199,52 @@ def test_confusion_heatmap_counts_annotated():
     _assert_empty(charts.confusion_heatmap(pd.DataFrame()))
 
 
+def test_confusion_heatmap_draws_a_confusion_csv_as_the_store_returns_it(store):
+    """baseline.py logs confusion.csv with the gold labels as the index; store.read_csv gives them back as a
+    "gold" column (and numeric-looking labels as numbers): the chart still has gold rows and predicted columns."""
+    cm = stats.confusion_matrix(["1", "1", "2", "=x"], ["1", None, "2", "=x"], ("1", "2", "=x"))
+    run_id = store.start_run("evaluation", "demo", run_name="confusion")
+    store.log_artifacts(run_id, {"confusion.csv": cm})
+    store.end_run(run_id, "FINISHED")
+    read = store.read_csv(run_id, "confusion.csv")
+    assert "gold" in read.columns
+    heat = charts.confusion_heatmap(read).data[0]
+    assert list(heat.y) == ["1", "2", "=x"] and list(heat.x) == ["1", "2", "=x", "(unparsed)"]
+    np.testing.assert_array_equal(np.asarray(heat.z, dtype=float), [[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0]])
+    fig = charts.confusion_heatmap(read)
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"  # "1", "2" stay labels
+
+
+# --- per_label_f1_heatmap ---
+
+
+def test_per_label_f1_heatmap_has_runs_as_rows_and_the_f1_in_every_cell():
+    from core.runs import per_label_frame
+
+    gold = ["pos", "pos", "neg", "neg", "neutral"]
+    tables = {"stub-small · Predict": stats.per_label_metrics(gold, ["pos", "neg", "neg", "neg", None],
+                                                              ("pos", "neg", "neutral")),
+              "Optimized stub-small · Predict": stats.per_label_metrics(gold, ["pos", "pos", "neg", "pos", "neutral"],
+                                                                        ("pos", "neg", "neutral"))}
+    per_label = per_label_frame(tables)
+    per_label = per_label[~((per_label["run_label"] == "stub-small · Predict") & (per_label["label"] == "neutral"))]
+    before = per_label.copy(deep=True)
+    fig = charts.per_label_f1_heatmap(per_label)
+    pd.testing.assert_frame_equal(per_label, before)
+    heat = fig.data[0]
+    assert heat.type == "heatmap" and (heat.zmin, heat.zmax) == (0, 1)
+    assert list(heat.y) == ["stub-small · Predict", "Optimized stub-small · Predict"]
+    assert list(heat.x) == ["pos", "neg", "neutral"]
+    expected = [[2 / 3, 0.8, np.nan], [0.8, 2 / 3, 1.0]]
+    np.testing.assert_allclose(np.asarray(heat.z, dtype=float), expected)
+    assert [list(r) for r in heat.text] == [["0.67", "0.80", ""], ["0.80", "0.67", "1.00"]]
+    assert heat.texttemplate == "%{text}" and "support 2" in heat.hovertext[0][0]
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.height >= 260
+    _assert_empty(charts.per_label_f1_heatmap(pd.DataFrame(columns=["label", "run_label", "f1"])))
+    with pytest.raises(ConfigError, match="f1"):
+        charts.per_label_f1_heatmap(pd.DataFrame({"run": ["r"], "label": ["a"]}))
+
+
 # --- optimization_cost_split ---
 
 

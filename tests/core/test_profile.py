@@ -22,7 +22,8 @@ def state(**changes):
               "task_ref": TaskRef(kind="pubmed").to_dict(), "sample": SampleSpec(5, 2, 7, seed=3).to_dict(),
               "upload": {"file_id": "f1", "filename": "x.csv", "path": "/data/uploads/x.csv"},
               "baseline_job": "20261101-120000-abc123", "optimize_job": "20261101-120500-def456",
-              "compare_runs": ["a" * 32, "b" * 32], "prompts_run": "c" * 32}
+              "compare_runs": ["a" * 32, "b" * 32], "prompts_run": "c" * 32,
+              "optimization_run": "d" * 32}
     return {**values, **changes}
 
 

@@ -2,13 +2,16 @@
 
 A price edited on the Models page; a Predict and a chain-of-thought baseline of one model shown apart; a GEPA job
 under a spending cap, with the page reloaded while it runs (models, task and job come back); the capped run
-evaluated on the test set with one click and shown on Compare and Prompts, marked capped. Every page is
-photographed at 1280 and 1920 px (``<page>-<width>.png`` in ``test-output/e2e/``) and fails on a value cut off.
+evaluated on the test set with one click and shown on Compare and Prompts, marked capped; inside it (the Optimization
+page): its search, candidates, per-example grid, rejected proposals and cost by role; on Compare its verdict, flipped
+examples and confusion matrices, and the report downloaded. Every page is photographed at 1280 and 1920 px
+(``<page>-<width>.png`` in ``test-output/e2e/``) and fails on a value cut off.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -17,6 +20,7 @@ from tests.e2e.browser import (
     ARGS,
     CHROMIUM,
     NEEDS_CHROMIUM,
+    SHOTS,
     add_model,
     dashboard,
     goto,
@@ -131,7 +135,28 @@ def test_reload_mid_job_capped_run_to_compare_and_nothing_cut_off(app_url, tmp_p
         expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=180_000)
         shots_at(page, "15-optimize")
 
-        # Compare: Predict and CoT apart; the capped optimization with its paired test, marked capped.
+        # Inside the optimization, from the job's link (the URL carries run=): its search, as GEPA ran it.
+        page.get_by_text("See inside the optimization", exact=True).first.click()
+        page.get_by_role("heading", name="Optimization", exact=True).first.wait_for(timeout=30_000)
+        settle(page, 1500)
+        assert "run=" in page.url, page.url
+        assert "capped" in widget_text(page, "optimization.run"), widget_text(page, "optimization.run")
+        for chart in ("score", "lineage", "grid", "cost"):
+            expect(key(page, f"optimization.chart.{chart}").locator(".main-svg").first).to_be_visible(timeout=30_000)
+        expect(key(page, "optimization.candidate")).to_be_visible()
+        main = page.locator('[data-testid="stMain"]')
+        origin = main.get_by_text(re.compile(r"^(Against its parent #\d+|The starting instruction)")).first
+        expect(origin).to_be_visible()
+        if key(page, "optimization.proposal").count():  # a rejected proposal: its table, and one to read
+            expect(main.get_by_text("Feedback the reflection model read").first).to_be_visible()
+        else:  # the stub's reflection may never be turned down: the page says so
+            expect(main.get_by_text("GEPA rejected no proposal").first).to_be_visible()
+        expect(main.get_by_role("heading", name="Calls and cost by role")).to_be_visible()
+        expect(main.get_by_text(re.compile("MLflow traces")).first).to_be_visible()
+        shots_at(page, "16-optimization")
+
+        # Compare: Predict and CoT apart; the capped optimization with its paired test, marked capped; its verdict,
+        # the examples that flipped and both confusion matrices; the report, built and downloaded.
         goto(page, "Compare")
         expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
         charts = " ".join(page.locator(".js-plotly-plot").all_text_contents())
@@ -139,16 +164,31 @@ def test_reload_mid_job_capped_run_to_compare_and_nothing_cut_off(app_url, tmp_p
         expect(page.get_by_text("This optimization was capped").first).to_be_visible()
         assert "capped" in widget_text(page, "compare.opt"), widget_text(page, "compare.opt")
         expect(page.get_by_text("Accuracy after").first).to_be_visible()
-        shots_at(page, "16-compare")
+        verdicts = page.get_by_text(re.compile(r"(exact McNemar|too few to test a difference|no difference seen)"))
+        expect(verdicts.first).to_be_visible()
+        expect(page.get_by_text("Flipped examples").first).to_be_visible()
+        for side in ("a", "b"):
+            expect(key(page, f"compare.chart.confusion.{side}").locator(".main-svg").first).to_be_visible()
+        key(page, "compare.report.build").locator("button").click()
+        download = key(page, "compare.report.download").locator("button")
+        expect(download).to_be_visible(timeout=60_000)
+        with page.expect_download(timeout=60_000) as saved:
+            download.click()
+        report = SHOTS / "report-from-compare.html"
+        saved.value.save_as(report)
+        html = report.read_text(encoding="utf-8")
+        assert html.lstrip().lower().startswith("<!doctype html") and "stub-small" in html, html[:500]
+        shots_at(page, "17-compare")
+        print(f"The verdict as the dashboard printed it: {verdicts.first.inner_text()}")
 
         # Prompts: the capped optimization's original and optimized prompts.
         goto(page, "Prompts")
         assert "capped" in widget_text(page, "prompts.opt"), widget_text(page, "prompts.opt")
         expect(page.locator(".gs-diff").first).to_be_visible(timeout=30_000)
-        shots_at(page, "17-prompts")
+        shots_at(page, "18-prompts")
 
         goto(page, "History")
-        shots_at(page, "18-history")
+        shots_at(page, "19-history")
 
 
 def test_the_cut_off_check_sees_ellipses_and_clipped_text():

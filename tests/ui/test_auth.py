@@ -22,9 +22,10 @@ from ui import auth
 from ui.state import ROUTED
 
 ROOT = Path(APP).parent
-PAGES = ["home", "models", "task", "baselines", "optimize", "compare", "prompts", "history"]
+PAGES = ["home", "models", "task", "baselines", "optimize", "compare", "optimization", "prompts", "history"]
 TITLES = {"home": "GEPA Studio", "models": "Models", "task": "Task", "baselines": "Baselines",
-          "optimize": "Optimize", "compare": "Compare", "prompts": "Prompts", "history": "History"}
+          "optimize": "Optimize", "compare": "Compare", "optimization": "Optimization", "prompts": "Prompts",
+          "history": "History"}
 HOW_TO_KEYS = ("[auth]", "redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url",
                auth.ALLOWED_USERS, auth.ALLOW_UNAUTHENTICATED)
 AUTH = {"redirect_uri": "http://studio.example.org:8501/oauth2callback", "cookie_secret": "s" * 64,

@@ -20,7 +20,7 @@ from tests.scenario import make_table, write_csv
 from tests.ui.conftest import APP, assert_clean, open_page, texts
 
 ROOT = Path(APP).parent
-PAGES = ["home", "models", "task", "baselines", "optimize", "compare", "prompts", "history"]
+PAGES = ["home", "models", "task", "baselines", "optimize", "compare", "optimization", "prompts", "history"]
 ROLES = {"models.student": "gpt-4o-mini", "models.reflection": "claude-sonnet-4-5"}
 
 
@@ -52,7 +52,7 @@ def test_every_page_renders_on_an_empty_store(empty, page):
     assert str(empty.data_dir) in " ".join(texts(at.sidebar, "caption"))
 
 
-@pytest.mark.parametrize("page", ["home", "baselines", "compare", "prompts", "history"])
+@pytest.mark.parametrize("page", ["home", "baselines", "compare", "optimization", "prompts", "history"])
 def test_a_store_failure_is_a_message_not_a_traceback(empty, page, monkeypatch):
     def down(*args, **kwargs):
         raise StoreError("The MLflow store cannot be reached.", "Check MLFLOW_TRACKING_URI.")
@@ -438,6 +438,9 @@ def test_optimize_a_capped_job_shows_one_state_line_and_offers_its_test_evaluati
     button = at.button(key="optimize.finish")
     assert button.label == f"Evaluate on the test set (≈ {usd(2 * len(splits.test) * 0.002 / 40)})"
     assert not [b for b in at.button if b.key == "optimize.resume"]  # its cap is spent: it would stop at once
+    inside = [p.proto for p in at.get("page_link") if p.proto.page.endswith("optimization")]
+    assert [(p.label, p.query_string) for p in inside] == [("See inside the optimization: GEPA's search so far",
+                                                            f"run={run_id}")]
     manager.finish(job_id, "cancelled", error="cancelled")  # cancelled by hand instead: it can also go on
     at.run()
     assert any(m.endswith("Cancelled · best validation 66.7 % · 62/60 metric calls") for m in texts(at, "markdown"))
@@ -455,6 +458,8 @@ def test_optimize_a_capped_job_shows_one_state_line_and_offers_its_test_evaluati
     at.run()
     assert_clean(at)
     assert metrics(at)["Test accuracy after"] == "75.0%" and any(c.startswith("Capped:") for c in texts(at, "caption"))
+    inside = [p.proto for p in at.get("page_link") if p.proto.page.endswith("optimization")]
+    assert [(p.label, p.query_string) for p in inside] == [("See inside the optimization", f"run={run_id}")]
     assert not [b for b in at.button if b.key == "optimize.finish"]
     assert not any(m.startswith("**Test evaluation**") for m in texts(at, "markdown"))
 
@@ -466,11 +471,12 @@ def test_compare_charts_paired_test_and_break_even(seeded):
     at = open_page("pages/compare.py")
     assert_clean(at)
     specs = chart_specs(at)
-    titles = ["Accuracy by run", "Accuracy vs cost", "F1 per class", "Optimization cost", "Pays back after"]
-    assert len(specs) == 5 and all(t in s for t, s in zip(titles, specs, strict=True)), [s[:200] for s in specs]
+    titles = ["Accuracy by run", "Accuracy vs cost", "F1 per class and run", "F1 per class", "A: ", "B: ",
+              "Optimization cost", "Pays back after"]
+    assert len(specs) == 8 and all(t in s for t, s in zip(titles, specs, strict=True)), [s[-200:] for s in specs]
     assert "stub-small · Predict · optimized" in specs[0] and "stub-large · Predict" in specs[0]
     shown = metrics(at)
-    assert {"Accuracy before", "Accuracy after", "McNemar exact p"} <= set(shown)
+    assert {"Accuracy before", "Accuracy after"} <= set(shown) and len({"McNemar exact p", "Test examples"} & set(shown)) == 1
     assert at.multiselect(key="compare.per_label.runs").value == [seeded.original_id, seeded.optimized_id]
     assert at.selectbox(key="compare.reference").value == seeded.baseline_ids["stub-large"]
     at.toggle(key="compare.newest").set_value(False)

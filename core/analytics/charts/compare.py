@@ -263,9 +263,58 @@ def per_label_bars(per_label: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def per_label_f1_heatmap(per_label: pd.DataFrame) -> go.Figure:
+    """F1 per class across runs: one row per run, one column per class, the F1 written in every cell.
+
+    ``per_label`` is ``core.runs.per_label_frame``'s table (columns ``run_label`` (or ``run``), ``label``, ``f1``;
+    ``precision``, ``recall``, ``support`` go on hover). Runs and classes keep their first-seen order; a class a run
+    never saw stays blank.
+    """
+    title = "F1 per class and run"
+    run_col = "run_label" if "run_label" in per_label else "run"
+    if per_label.empty:
+        return _empty_figure(title)
+    _require(per_label, [run_col, "label", "f1"], "per_label_f1_heatmap")
+    df = per_label.assign(_run=per_label[run_col].astype(str), _label=per_label["label"].astype(str))
+    runs, labels = list(dict.fromkeys(df["_run"])), list(dict.fromkeys(df["_label"]))
+    cells = df.drop_duplicates(["_run", "_label"], keep="last").set_index(["_run", "_label"])
+    z = np.full((len(runs), len(labels)), np.nan)
+    hover = [["" for _ in labels] for _ in runs]
+    for i, run in enumerate(runs):
+        for j, label in enumerate(labels):
+            if (run, label) not in cells.index:
+                continue
+            row = cells.loc[(run, label)]
+            z[i, j] = float(row["f1"])
+            parts = [f"<b>{run}</b>", f"class {label}", f"F1 {z[i, j]:.2f}"]
+            parts += [f"{col} {float(row[col]):.2f}" for col in ("precision", "recall")
+                      if col in row and pd.notna(row[col])]
+            if "support" in row and pd.notna(row["support"]):
+                parts.append(f"support {int(row['support'])}")
+            hover[i][j] = "<br>".join(parts)
+    text = [["" if np.isnan(v) else f"{v:.2f}" for v in line] for line in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=labels, y=runs, text=text, texttemplate="%{text}", textfont={"size": 14}, hovertext=hover,
+        hoverinfo="text", zmin=0, zmax=1, colorscale="RdYlGn", colorbar={"title": "F1", "len": 0.8}, xgap=2, ygap=2,
+    ))
+    fig.update_layout(
+        title=title,
+        xaxis={"title": "Class", "side": "top", "type": "category", "automargin": True},
+        yaxis={"title": None, "autorange": "reversed", "type": "category", "automargin": True},
+        height=max(260, 140 + 44 * len(runs)),
+    )
+    return fig
+
+
 def confusion_heatmap(cm: pd.DataFrame, title: str = "") -> go.Figure:
-    """Heatmap of a confusion matrix (gold rows, predicted columns) with the count in every cell."""
+    """Heatmap of a confusion matrix (gold rows, predicted columns) with the count in every cell.
+
+    ``cm`` is ``stats.confusion_matrix``'s table or a run's confusion.csv as ``store.read_csv`` returns it (the gold
+    labels in a ``gold`` column).
+    """
     title = title or "Confusion matrix"
+    if "gold" in cm.columns and isinstance(cm.index, pd.RangeIndex):
+        cm = cm.set_index("gold")
     if cm.empty:
         return _empty_figure(title)
     counts = cm.to_numpy(dtype=float)
@@ -288,8 +337,8 @@ def confusion_heatmap(cm: pd.DataFrame, title: str = "") -> go.Figure:
     )
     fig.update_layout(
         title=title,
-        xaxis={"title": "Predicted label", "side": "bottom"},
-        yaxis={"title": "Gold label", "autorange": "reversed"},
+        xaxis={"title": "Predicted label", "side": "bottom", "type": "category"},
+        yaxis={"title": "Gold label", "autorange": "reversed", "type": "category"},
     )
     return fig
 

@@ -245,7 +245,7 @@ def _accuracy_phrase(trade_off: Mapping[str, Any] | None) -> str:
     if not trade_off.get("paired"):
         qualifier = "on different examples, not a paired test"
     else:
-        qualifier = "significant" if low > 0 or high < 0 else "not significant"
+        qualifier = "significant" if trade_off.get("significant", low > 0 or high < 0) else "not significant"
     if abs(diff) < 0.05:
         return f"at the same accuracy ({qualifier})"
     return f"at {abs(diff):.1f} points {'higher' if diff > 0 else 'lower'} accuracy ({qualifier})"
@@ -258,9 +258,10 @@ def trade_off_detail(trade_off: Mapping[str, Any] | None) -> str:
     ref, opt = float(trade_off["accuracy_reference"]) * 100, float(trade_off["accuracy_optimized"]) * 100
     low, high = float(trade_off["ci_low"]) * 100, float(trade_off["ci_high"]) * 100
     if trade_off.get("paired"):
-        p = float(trade_off.get("p_mcnemar", float("nan")))
+        p = trade_off.get("p_value", trade_off.get("p_mcnemar"))
+        p = float("nan") if p is None else float(p)  # None: too few discordant examples to test
         return (f"Reference {ref:.1f}% vs optimized {opt:.1f}% on the same {int(trade_off['n'])} examples; "
-                f"paired 95% interval {low:+.1f} to {high:+.1f} points" + ("" if np.isnan(p) else f", McNemar p = {p:.3f}"))
+                f"paired 95% interval {low:+.1f} to {high:+.1f} points" + ("" if np.isnan(p) else f", McNemar {stats.p_text(p)}"))
     return (f"Reference {ref:.1f}% (n={int(trade_off.get('n_reference', 0))}) vs optimized {opt:.1f}% "
             f"(n={int(trade_off.get('n_optimized', trade_off['n']))}) on different examples; "
             f"unpaired 95% interval {low:+.1f} to {high:+.1f} points")

@@ -1,0 +1,168 @@
+"""GEPA's search as tables: the score curve, the lineage tree, the per-example grid, rejected proposals and the
+cost by role, from an optimization's search record (its ``search.json``, see ``core.optimize.search``).
+
+Pure functions of the record dict; an empty or older record (or none) gives empty frames with the same columns,
+never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+CURVE_COLUMNS = ["metric_calls", "idx", "val_score", "best_so_far", "kind"]
+LINEAGE_COLUMNS = ["idx", "parents", "kind", "val_score", "depth", "is_best", "on_front", "instruction",
+                   "metric_calls", "iteration"]
+REJECTED_COLUMNS = ["iteration", "kind", "parents", "parent_score", "new_score", "reason", "instruction", "feedback"]
+COST_COLUMNS = ["role", "calls", "metric_calls", "input_tokens", "output_tokens", "cost_usd"]
+# The record's role keys and the names a page shows, in the order it shows them.
+ROLE_NAMES = {"student_train": "student on train minibatches", "student_val": "student on validation",
+              "reflection": "reflection", "judge": "judge", "test_evaluation": "test evaluation"}
+NO_INSTRUCTION = "the reflection model gave no usable instruction"
+
+
+def _candidates(record: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    if not isinstance(record, Mapping):
+        return []
+    out = []
+    for c in record.get("candidates") or []:
+        if isinstance(c, Mapping) and isinstance(c.get("idx"), int):
+            out.append(c)
+    return sorted(out, key=lambda c: c["idx"])
+
+
+def _float(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def instruction_text(instructions: Mapping[str, Any] | None) -> str:
+    """A candidate's instructions as one text: one component's text alone, several as "name: text" blocks."""
+    items = [(str(k), str(v)) for k, v in (instructions or {}).items()]
+    if len(items) == 1:
+        return items[0][1]
+    return "\n\n".join(f"{name}: {text}" for name, text in items)
+
+
+def score_curve(record: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Each candidate's validation score against the metric calls spent when it was found, with the best so far."""
+    rows = [{"metric_calls": int(c.get("metric_calls") or 0), "idx": c["idx"], "val_score": _float(c.get("val_score")),
+             "kind": str(c.get("kind") or "")} for c in _candidates(record)]
+    if not rows:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    frame = pd.DataFrame(rows).sort_values(["metric_calls", "idx"], kind="stable").reset_index(drop=True)
+    frame["best_so_far"] = frame["val_score"].cummax()
+    return frame[CURVE_COLUMNS]
+
+
+def lineage(record: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The candidate tree: parents, depth (steps from the seed), whether it is the best or on the Pareto front."""
+    cands = _candidates(record)
+    if not cands:
+        return pd.DataFrame(columns=LINEAGE_COLUMNS)
+    front = {int(i) for i in (record or {}).get("pareto_front") or [] if isinstance(i, int)}
+    scores = {c["idx"]: _float(c.get("val_score")) for c in cands}
+    best = (record or {}).get("best_idx")
+    if not isinstance(best, int) or best not in scores:
+        scored = [i for i, s in scores.items() if not math.isnan(s)]
+        best = max(scored, key=lambda i: scores[i]) if scored else None
+    depth: dict[int, int] = {}
+    rows = []
+    for c in cands:  # a parent always comes before its child (GEPA numbers candidates as it finds them)
+        parents = [int(p) for p in c.get("parents") or [] if isinstance(p, int)]
+        depth[c["idx"]] = 1 + max((depth.get(p, 0) for p in parents), default=-1)
+        rows.append({"idx": c["idx"], "parents": parents, "kind": str(c.get("kind") or ("seed" if not parents else "")),
+                     "val_score": scores[c["idx"]], "depth": depth[c["idx"]], "is_best": c["idx"] == best,
+                     "on_front": c["idx"] in front, "instruction": instruction_text(c.get("instructions")),
+                     "metric_calls": int(c.get("metric_calls") or 0), "iteration": int(c.get("iteration") or 0)})
+    return pd.DataFrame(rows, columns=LINEAGE_COLUMNS)
+
+
+def pareto_grid(record: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Scores per validation example (rows: val ids) and candidate (columns: idx); NaN where not evaluated."""
+    val_ids = list((record or {}).get("val_ids") or []) if isinstance(record, Mapping) else []
+    cands = [c for c in _candidates(record) if isinstance(c.get("val_scores"), list)]
+    if not val_ids or not cands:
+        return pd.DataFrame(index=pd.Index([], name="val_id"), columns=pd.Index([], name="candidate"), dtype=float)
+    data = {}
+    for c in cands:
+        scores = [_float(s) for s in c["val_scores"]][:len(val_ids)]
+        data[c["idx"]] = scores + [math.nan] * (len(val_ids) - len(scores))
+    grid = pd.DataFrame(data, index=pd.Index(val_ids, name="val_id"), dtype=float)
+    grid.columns = pd.Index([int(c) for c in grid.columns], name="candidate")
+    return grid
+
+
+def best_candidates(grid: pd.DataFrame) -> pd.Series:
+    """Per validation example, the candidates with its highest score (all of them on a tie; none if none scored)."""
+    out = {}
+    for val_id, row in grid.iterrows():
+        top = row.max(skipna=True)
+        out[val_id] = [] if pd.isna(top) else [int(c) for c, s in row.items() if not pd.isna(s) and s == top]
+    return pd.Series(out, dtype=object, name="best", index=grid.index)
+
+
+def _feedback_text(rows: Any) -> str:
+    parts = []
+    for row in rows or []:
+        if not isinstance(row, Mapping):
+            continue
+        head = str(row.get("text") or "").strip()
+        said = ", ".join(p for p in (f"gold {row['gold']}" if row.get("gold") else "",
+                                     f"predicted {row['predicted']}" if row.get("predicted") else "") if p)
+        parts.append(" · ".join(p for p in (head, said, str(row.get("feedback") or "").strip()) if p))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _sum(scores: Any) -> float:
+    values = [_float(s) for s in scores or []]
+    values = [v for v in values if not math.isnan(v)]
+    return float(sum(values)) if values else math.nan
+
+
+def rejected_proposals(record: Mapping[str, Any] | None) -> pd.DataFrame:
+    """The proposals GEPA turned down: the minibatch scores (sums, as GEPA compares them), why, the proposed
+    instruction and the feedback the reflection model read."""
+    proposals = (record or {}).get("proposals") if isinstance(record, Mapping) else None
+    rows = []
+    for p in proposals or []:
+        if not isinstance(p, Mapping) or p.get("accepted"):
+            continue
+        rows.append({"iteration": int(p.get("iteration") or 0), "kind": str(p.get("kind") or ""),
+                     "parents": [int(i) for i in p.get("parents") or [] if isinstance(i, int)],
+                     "parent_score": _sum(p.get("parent_scores")), "new_score": _sum(p.get("new_scores")),
+                     "reason": str(p.get("reason") or (NO_INSTRUCTION if not p.get("instructions") else "")),
+                     "instruction": instruction_text(p.get("instructions")),
+                     "feedback": _feedback_text(p.get("feedback"))})
+    return pd.DataFrame(rows, columns=REJECTED_COLUMNS)
+
+
+def cost_by_role(record: Mapping[str, Any] | None, test_evaluation: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Calls, metric calls, tokens and cost of each role (those that spent nothing are left out); the test
+    evaluation's ``calls``, ``input_tokens``, ``output_tokens`` and ``cost_usd`` come from ``test_evaluation``."""
+    roles = dict((record or {}).get("roles") or {}) if isinstance(record, Mapping) else {}
+    if test_evaluation:
+        roles["test_evaluation"] = {**test_evaluation, "metric_calls": test_evaluation.get("metric_calls", 0)}
+    rows = []
+    for key, name in ROLE_NAMES.items():
+        spend = roles.get(key)
+        if not isinstance(spend, Mapping):
+            continue
+        row = {"role": name, **{c: _float(spend.get(c)) for c in COST_COLUMNS[1:]}}
+        row = {k: (0.0 if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        if any(row[c] > 0 for c in COST_COLUMNS[1:]):
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=COST_COLUMNS)
+    for col in ("calls", "metric_calls", "input_tokens", "output_tokens"):
+        frame[col] = frame[col].astype(int)
+    frame["cost_usd"] = frame["cost_usd"].astype(float)
+    return frame

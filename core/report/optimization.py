@@ -1,0 +1,254 @@
+"""An optimization's part of the report: the verdict original → optimized, flipped examples, prompt growth, GEPA's
+search (score curve, lineage, per-example grid, rejected proposals, cost by role) and both prompts with their diff."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from core.analytics import charts, flips
+from core.analytics import search as views
+from core.analytics.diff import DIFF_STYLE, diff_counts, diff_html
+from core.analytics.verdict import verdict
+from core.errors import StudioError
+from core.report import data
+from core.report.page import Column, Figures, details, esc, facts, missing, num, para, pct, pre, table, usd
+from core.runs import module_name, optimization_frame
+
+logger = logging.getLogger(__name__)
+
+MAX_ROWS = 50  # rows of a long table (flipped examples, rejected proposals) before "… and N more"
+MAX_CANDIDATES = 60  # candidates whose instruction and parent diff are listed
+
+
+def title(opt: data.Optimization) -> str:
+    row = opt.info.row
+    return f"GEPA · {row.get('model') or '?'} ← {row.get('reflection_model') or '?'} · {module_name(row.get('module'))}"
+
+
+def section(reader: data.Reader, opt: data.Optimization, figs: Figures) -> str:
+    """The HTML of one optimization."""
+    info = opt.info
+    frame = optimization_frame(pd.DataFrame([info.row]))
+    outcome = str(frame.iloc[0]["outcome"]) if not frame.empty else "?"
+    m, p = info.metrics, info.params
+    parts = [f'<h2 id="run-{esc(info.run_id)}">Optimization: {esc(title(opt))}</h2>', facts([
+        ("Run", info.run_id), ("Task", str(info.row.get("task") or "?")),
+        ("Outcome", outcome + (f" ({info.row['stop_reason']})" if info.row.get("stop_reason") else "")),
+        ("Budget", str(info.row.get("budget") or "?")),
+        ("Examples", f"{p.get('n_train', '?')} train, {p.get('n_val', '?')} validation, {p.get('n_test', '?')} test"),
+        ("Metric calls used", num(m.get("metric_calls_used"))),
+        ("Candidates", num(m.get("candidates"))),
+        ("Best validation score", num(m.get("best_val_score"), 3)),
+        ("Optimization cost", f"{usd(m.get('optimization_cost_usd'))} (student {usd(m.get('student_cost_usd'))}, "
+                              f"reflection {usd(m.get('reflection_cost_usd'))})"),
+    ])]
+    before, after = reader.records(opt.original), reader.records(opt.optimized)
+    parts.append(_verdict(opt, before, after))
+    if before is not None and after is not None:
+        parts.append(_flips(before, after))
+    if opt.original is not None and opt.optimized is not None:
+        parts.append(_growth(opt.original.metrics, opt.optimized.metrics))
+    record = reader.artifact(info, data.SEARCH_ARTIFACT, "json")
+    parts.append(_search(record, opt, figs) if isinstance(record, dict) else
+                 "<h3>GEPA's search</h3>" + para("This run has no record of GEPA's search (search.json): it was made "
+                                                 "before GEPA Studio recorded one, or stopped before it was written.",
+                                                 "note"))
+    parts.append(_prompts(reader, opt))
+    return "".join(parts)
+
+
+def _names(opt: data.Optimization) -> tuple[str, str]:
+    row = opt.info.row
+    model = f"{row.get('model') or '?'} · {module_name(row.get('module'))}"
+    return f"the original {model}", f"Optimized {model}"
+
+
+def _verdict(opt: data.Optimization, before: pd.DataFrame | None, after: pd.DataFrame | None) -> str:
+    head = "<h3>Original → optimized on the test set</h3>"
+    if before is None or after is None:
+        return head + para("No test evaluations of both programs: the run stopped before them (or they failed). "
+                           f"Evaluate its best program with: python -m core finish {opt.info.run_id}", "note")
+    try:
+        v = verdict(before, after, *_names(opt))
+    except StudioError as exc:
+        return head + para(f"No verdict: {exc}", "note")
+    return head + para(v.sentence, "verdict") + verdict_table([v])
+
+
+def _p(value: Any) -> str:
+    if missing(value):
+        return "too few differ"
+    return "< 0.001" if float(value) < 0.001 else f"{float(value):.3g}"
+
+
+def _needed(n: int, needed: Any) -> str:
+    if missing(needed):
+        return "–"
+    return f"about {int(needed):,}" if int(needed) > n else f"{n:,} are enough"
+
+
+def verdict_table(verdicts: list[Any], names: list[tuple[str, str]] | None = None) -> str:
+    """Verdicts as a table: n, both accuracies, the difference with its interval, the exact McNemar p, who alone
+    got examples right, and the test size that would tell them apart."""
+    rows = []
+    for i, v in enumerate(verdicts):
+        row = {"n": v.n, "acc_a": v.accuracy_a, "acc_b": v.accuracy_b,
+               "diff": f"{v.diff * 100:+.1f} ({v.ci_low * 100:+.1f} to {v.ci_high * 100:+.1f})".replace("-", "−"),
+               "p": _p(v.p_value), "only": f"{v.a_only} / {v.b_only}", "needed": _needed(v.n, v.needed_n)}
+        if names:
+            row["a"], row["b"] = names[i]
+        rows.append(row)
+    columns = [Column("a", "A"), Column("b", "B"), Column("n", "n", num, True),
+               Column("acc_a", "accuracy A", pct, True), Column("acc_b", "accuracy B", pct, True),
+               Column("diff", "B − A, points (95 % CI)", str, True), Column("p", "McNemar p (exact)", str, True),
+               Column("only", "right only in A / in B", str, True),
+               Column("needed", "n to tell apart", str, True)]
+    return table(pd.DataFrame(rows), columns)
+
+
+def _flips(before: pd.DataFrame, after: pd.DataFrame) -> str:
+    try:
+        changed = flips.flipped(before, after)
+    except StudioError as exc:
+        return para(f"No flipped examples: {exc}", "note")
+    counts = changed["change"].value_counts() if not changed.empty else pd.Series(dtype=int)
+    up, down = int(counts.get("wrong → right", 0)), int(counts.get("right → wrong", 0))
+    head = "<h3>Examples that changed</h3>" + para(f"{up} went wrong → right and {down} right → wrong; "
+                                                   f"the other {len(before) - up - down} kept their outcome.")
+    if changed.empty:
+        return head
+    return head + table(changed, [
+        Column("idx", "example"), Column("change", "change", nowrap=True), Column("gold", "gold"),
+        Column("predicted_a", "original predicted"), Column("predicted_b", "optimized predicted"),
+        Column("text", "text")], limit=MAX_ROWS)
+
+
+def _growth(before: Mapping[str, float], after: Mapping[str, float]) -> str:
+    g = flips.prompt_growth(before, after)
+    ratio = g.get("ratio")
+    change = g.get("cost_per_1k_change")
+    lines = [
+        ("Input tokens per call", f"{num(g.get('input_tokens_per_call_before'))} → "
+                                  f"{num(g.get('input_tokens_per_call_after'))}"
+                                  + ("" if missing(ratio) else f" (× {float(ratio):.2f})")),
+        ("Cost per 1,000 predictions", f"{usd(g.get('cost_per_1k_before'))} → {usd(g.get('cost_per_1k_after'))}"
+                                       + ("" if missing(change) else f" ({'+' if change >= 0 else '−'}"
+                                                                     f"{usd(abs(float(change)))})")),
+    ]
+    return "<h3>Prompt growth</h3>" + facts(lines)
+
+
+def _search(record: dict[str, Any], opt: data.Optimization, figs: Figures) -> str:
+    parts = ["<h3>GEPA's search</h3>"]
+    curve = views.score_curve(record)
+    if not curve.empty and curve["val_score"].notna().any():
+        best = curve["val_score"].max()
+        found = curve.loc[curve["val_score"] == best, "metric_calls"].iloc[0]
+        used = opt.info.metrics.get("metric_calls_used")
+        parts.append(para(f"The best validation score went from {num(curve.iloc[0]['val_score'], 3)} (the seed) to "
+                          f"{num(best, 3)} across {len(curve)} candidates; the best was found after {num(found)} "
+                          "metric calls" + ("." if missing(used) else f", of {num(used)} the search spent.")))
+        parts.append(figs.add(charts.search_score_chart(curve)))
+    lineage = views.lineage(record)
+    if not lineage.empty:
+        parts.append(figs.add(charts.lineage_chart(lineage)))
+        parts.append(_candidates(lineage))
+    grid = views.pareto_grid(record)
+    if not grid.empty:
+        parts.append("<h3>Which candidate is best on which validation example</h3>")
+        parts.append(para(_grid_sentence(grid, record.get("best_idx"))))
+        parts.append(figs.add(charts.pareto_grid_chart(grid, record.get("val_texts"))))
+    parts.append(_rejected(views.rejected_proposals(record)))
+    roles = views.cost_by_role(record, data.evaluation_usage(opt.original, opt.optimized))
+    if not roles.empty:
+        parts.append("<h3>Calls and cost by role</h3>")
+        parts.append(table(roles, [Column("role", "role"), Column("calls", "calls", num, True),
+                                   Column("metric_calls", "metric calls", num, True),
+                                   Column("input_tokens", "input tokens", num, True),
+                                   Column("output_tokens", "output tokens", num, True),
+                                   Column("cost_usd", "cost", usd, True)]))
+        parts.append(figs.add(charts.cost_by_role_chart(roles)))
+    return "".join(parts)
+
+
+def _grid_sentence(grid: pd.DataFrame, best_idx: Any) -> str:
+    best = views.best_candidates(grid)
+    n = len(best)
+    if missing(best_idx) or n == 0:
+        return f"{n} validation examples."
+    best_idx = int(best_idx)
+    tied = sum(1 for ids in best if best_idx in list(ids))
+    others: dict[int, int] = {}
+    for ids in best:
+        if best_idx not in list(ids):
+            for i in ids:
+                others[int(i)] = others.get(int(i), 0) + 1
+    text = f"Candidate {best_idx}, the one GEPA returned, is best (or tied) on {tied} of {n} validation examples"
+    if not others:
+        return text + ": it is better everywhere, not on a few examples."
+    beaten = ", ".join(f"candidate {i} on {c}" for i, c in sorted(others.items(), key=lambda kv: (-kv[1], kv[0])))
+    return text + f"; on the other {n - tied} another candidate does better ({beaten})."
+
+
+def _candidates(lineage: pd.DataFrame) -> str:
+    texts = dict(zip(lineage["idx"].astype(int), lineage["instruction"].astype(str), strict=True))
+    items = []
+    for row in lineage.head(MAX_CANDIDATES).to_dict("records"):
+        parents = [int(x) for x in (row.get("parents") or [])]
+        marks = " · ".join(m for m, on in (("returned", row.get("is_best")), ("on the Pareto front", row.get("on_front")))
+                           if on)
+        summary = (f"Candidate {int(row['idx'])} ({row.get('kind')}"
+                   + (f", from {', '.join(map(str, parents))}" if parents else "") + f"): validation score "
+                   f"{num(row.get('val_score'), 3)}, found after {num(row.get('metric_calls'))} metric calls"
+                   + (f" · {marks}" if marks else ""))
+        body = pre(str(row.get("instruction") or ""))
+        if parents and parents[0] in texts:
+            counts = diff_counts(texts[parents[0]], str(row.get("instruction") or ""))
+            body += (para(f"Against candidate {parents[0]}: {counts['removed']} words removed, {counts['added']} "
+                          "added.", "small muted") + _diff(texts[parents[0]], str(row.get("instruction") or "")))
+        items.append(details(summary, body))
+    more = len(lineage) - min(len(lineage), MAX_CANDIDATES)
+    tail = para(f"… and {more} more candidates, left out here.", "muted small") if more > 0 else ""
+    return "<h3>Candidates: instruction and the change from its parent</h3>" + "".join(items) + tail
+
+
+def _diff(before: str, after: str) -> str:
+    return diff_html(before, after).replace(DIFF_STYLE, "")  # the page's CSS holds the diff style once
+
+
+def _rejected(rejected: pd.DataFrame) -> str:
+    head = "<h3>Rejected proposals</h3>"
+    if rejected.empty:
+        return head + para("GEPA turned down no proposal (or none was recorded).")
+    frame = rejected.copy()
+    frame["parents"] = frame["parents"].map(lambda ps: ", ".join(str(x) for x in ps) if isinstance(ps, list | tuple)
+                                            else str(ps))
+    return head + para(f"{len(frame)} proposals were turned down on their minibatch; the scores are the minibatch "
+                       "sums of the parent and of the proposal.") + table(frame, [
+        Column("iteration", "iteration", num, True), Column("kind", "kind"), Column("parents", "parents"),
+        Column("parent_score", "parent score", lambda v: num(v, 2), True),
+        Column("new_score", "proposal score", lambda v: num(v, 2), True), Column("reason", "why"),
+        Column("instruction", "proposed instruction"), Column("feedback", "feedback the reflection model read")],
+        limit=MAX_ROWS)
+
+
+def _prompts(reader: data.Reader, opt: data.Optimization) -> str:
+    before = reader.artifact(opt.original, "prompt.txt")
+    after = reader.artifact(opt.optimized, "prompt.txt")
+    source = "the rendered prompt of the first test example"
+    if before is None or after is None:
+        instructions = reader.artifact(opt.info, "instructions.json", "json") or {}
+        before, after = instructions.get("original"), instructions.get("optimized")
+        source = "the instructions"
+    if before is None or after is None:
+        return "<h3>Prompts</h3>" + para("Neither the test evaluations' prompts nor the instructions were logged.",
+                                         "note")
+    counts = diff_counts(before, after)
+    return ("<h3>Prompts</h3>" + para(f"Original and optimized: {source}. {counts['removed']} words removed, "
+                                      f"{counts['added']} added.")
+            + f'<div class="cols"><div><h4>Original</h4>{pre(before)}</div>'
+            f'<div><h4>Optimized</h4>{pre(after)}</div></div><h4>What changed</h4>{_diff(before, after)}')

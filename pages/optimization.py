@@ -1,0 +1,81 @@
+"""Optimization: inside one GEPA run (``?run=<id>``): its search, candidates, per-example wins, rejected proposals,
+cost by role and MLflow traces."""
+
+import streamlit as st
+
+from core.runs import latest_optimization, linked_evaluations, module_name, optimization_frame
+from core.store import TAG
+from ui import cache, inside, routing, state
+from ui.widgets import pct, studio_errors, usd
+
+routing.require_app(__file__)
+st.title("Optimization")
+st.write("Inside one GEPA run: the candidates it tried, where the winner came from, on which validation examples it "
+         "wins, what it turned down, and what each role cost.")
+
+with studio_errors(stop=True):
+    runs = cache.runs_table()
+opts = optimization_frame(runs)
+if opts.empty:
+    st.info("No optimization yet.")
+    st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
+    st.stop()
+
+ids = set(opts["run_id"].astype(str))
+in_view = state.optimization_run()
+if in_view not in ids:
+    if in_view:
+        st.caption(f"No optimization `{in_view}` in this store: showing the newest.")
+    in_view = latest_optimization(runs) or str(opts.iloc[0]["run_id"])
+task = str(opts.loc[opts["run_id"] == in_view, "task"].iloc[0])
+same_task = opts[opts["task"] == task]
+labels = {str(r["run_id"]): f"{r['run_label']} · {module_name(r['module'])} · {str(r['run_id'])[:8]}"
+          for r in same_task.to_dict("records")}
+st.session_state["optimization.run"] = in_view  # the kept choice is the truth; a pick updates it
+opt_id = st.selectbox(f"Optimization of task {task}", list(labels), key="optimization.run", format_func=labels.get,
+                      on_change=lambda: state.set_optimization_run(st.session_state["optimization.run"]),
+                      help="Optimizations of other tasks: pick the task on Compare or open them from History.")
+row = opts[opts["run_id"] == opt_id].iloc[0]
+with studio_errors(stop=True):
+    metrics, tags = cache.run_metrics(opt_id), cache.run_tags(opt_id)
+    eval_ids = linked_evaluations(opt_id, tags, runs)
+
+before, after = row["original_test_accuracy"], row["optimized_test_accuracy"]
+result = f"test accuracy {pct(before)} → {pct(after)}" if row["has_results"] else "no test results yet"
+budget = f"budget {row['budget']}" if isinstance(row["budget"], str) and row["budget"] else "budget ?"
+st.markdown(f"**{row['model'] or '?'}** ← **{row['reflection_model'] or '?'}** (reflection) · "
+            f"{module_name(row['module'])} · {budget} · {row['outcome']} · {result}")
+cols = st.columns(4)
+best = metrics.get("best_val_score")
+cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
+cols[1].metric("Candidates", f"{int(metrics['candidates'])}" if "candidates" in metrics else "–")
+cols[2].metric("Metric calls", f"{int(metrics['metric_calls_used']):,}" if "metric_calls_used" in metrics else "–")
+cols[3].metric("Optimization cost", usd(row["optimization_cost_usd"]),
+               help="Student and reflection calls during the search; the test evaluations are extra (cost by role).")
+st.caption(f"Run `{opt_id}` of task {task}")
+links = st.columns(2)
+links[0].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:",
+                   query_params={"prompts": opt_id})
+links[1].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:",
+                   query_params={"run": opt_id})
+
+with studio_errors(stop=True):
+    record = cache.search_record(opt_id, str(row["status"]))
+if record is None and row["status"] == "RUNNING" and (job_id := tags.get(f"{TAG}job_id")):
+    if record := cache.live_search_record(job_id):
+        st.caption("Still running: GEPA's search so far (Refresh, in the sidebar, shows what it has done since).")
+if record is None:
+    with studio_errors():
+        inside.without_record(opt_id, str(row["status"]))
+else:
+    with studio_errors():
+        inside.score_section(record)
+    with studio_errors():
+        inside.lineage_section(record)
+    with studio_errors():
+        inside.grid_section(record)
+    with studio_errors():
+        inside.rejected_section(record)
+with studio_errors():
+    inside.cost_section(record or {}, eval_ids)
+inside.traces_line(opt_id, cache.settings().tracking_uri)

@@ -1,0 +1,201 @@
+"""The Optimization page's sections: GEPA's search as core.analytics.search builds it from a run's search.json.
+
+Each function renders one section from the SearchRecord dict (or the frames built from it); none computes more
+than a label. Widget keys start with ``optimization.``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.analytics import charts
+from core.analytics.diff import diff_counts, diff_html
+from core.analytics.search import best_candidates, cost_by_role, lineage, pareto_grid, rejected_proposals, score_curve
+from ui import cache
+from ui.jobs import progress_history
+from ui.widgets import studio_errors
+
+logger = logging.getLogger(__name__)
+
+KIND_WORDS = {"seed": "seed", "reflection": "reflection of", "merge": "merge of"}
+# What the test evaluations' metrics are called in cost_by_role's input.
+TEST_METRICS = {"calls": "lm_calls", "input_tokens": "input_tokens", "output_tokens": "output_tokens",
+                "cost_usd": "cost_usd"}
+ROLE_TAGS = {"student_train": "student on train minibatches", "student_val": "student on validation",
+             "reflection": "reflection", "judge": "judge", "evaluation": "test evaluation"}
+
+
+def _score(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.2f}"
+
+
+def _parents(parents: Any) -> str:
+    return " + ".join(f"#{int(p)}" for p in (parents or []))
+
+
+def candidate_label(row: Mapping[str, Any]) -> str:
+    """"#2 · 0.80 · reflection of #0" (" · best" on the winner)."""
+    kind = str(row.get("kind") or "")
+    origin = "seed" if kind == "seed" or not row.get("parents") else f"{KIND_WORDS.get(kind, kind)} {_parents(row['parents'])}"
+    best = " · best" if row.get("is_best") else ""
+    return f"#{int(row['idx'])} · {_score(row.get('val_score'))} · {origin}{best}"
+
+
+def score_section(record: Mapping[str, Any]) -> None:
+    st.subheader("Validation score against budget")
+    st.plotly_chart(charts.search_score_chart(score_curve(record)), key="optimization.chart.score")
+    st.caption("Each dot is a candidate GEPA scored on the validation examples, at the metric calls spent when it "
+               "was found; the line is the best so far.")
+
+
+def lineage_section(record: Mapping[str, Any]) -> None:
+    """The candidate tree, then one candidate's full instruction and its word diff against its parent(s)."""
+    st.subheader("Candidates and where they came from")
+    tree = lineage(record)
+    st.plotly_chart(charts.lineage_chart(tree), key="optimization.chart.lineage")
+    if tree.empty:
+        return
+    rows = {int(r["idx"]): r for r in tree.to_dict("records")}
+    best = next((i for i, r in rows.items() if r.get("is_best")), next(iter(rows)))
+    if st.session_state.get("optimization.candidate") not in rows:
+        st.session_state["optimization.candidate"] = best  # a new run in view: its winner
+    pick = st.selectbox("Candidate", list(rows), key="optimization.candidate",
+                        format_func=lambda i: candidate_label(rows[i]),
+                        help="Each candidate's validation score and origin: a reflection rewrites one parent, a "
+                             "merge combines two.")
+    row = rows[pick]
+    st.caption(f"Found at iteration {int(row.get('iteration') or 0)} after {int(row.get('metric_calls') or 0):,} "
+               f"metric calls" + (" · on the Pareto front" if row.get("on_front") else ""))
+    parents = [int(p) for p in row.get("parents") or [] if int(p) in rows]
+    if not parents:
+        st.caption("The starting instruction: nothing to compare it with.")
+        st.code(str(row.get("instruction") or ""), language=None, wrap_lines=True)
+    else:  # the diff below holds the whole text too: the plain one is there to copy
+        with st.expander("Its full instruction, plain"):
+            st.code(str(row.get("instruction") or ""), language=None, wrap_lines=True)
+    for parent in parents:
+        before, after = str(rows[parent].get("instruction") or ""), str(row.get("instruction") or "")
+        counts = diff_counts(before, after)
+        st.markdown(f"**Against its parent #{parent}** ({_score(rows[parent].get('val_score'))}): "
+                    f"{counts['removed']} words removed (red), {counts['added']} added (green)")
+        st.html(diff_html(before, after))
+
+
+def grid_section(record: Mapping[str, Any]) -> None:
+    """Which candidate is best on which validation example (GEPA's Pareto front)."""
+    st.subheader("Which candidate wins on which example")
+    grid = pareto_grid(record)
+    st.plotly_chart(charts.pareto_grid_chart(grid, val_texts=record.get("val_texts")), key="optimization.chart.grid")
+    if grid.empty:
+        return
+    best = record.get("best_idx")
+    if best is None:
+        return
+    wins = sum(best in list(w) for w in best_candidates(grid))
+    front = [f"#{int(i)}" for i in record.get("pareto_front") or [] if i != best]
+    others = (f"; {', '.join(front)} {'is' if len(front) == 1 else 'are'} also best (or tied) on some: GEPA's Pareto "
+              "front keeps them as parents." if front else ".")
+    st.caption(f"The chosen candidate #{best} is best (or tied) on {wins} of {len(grid)} validation examples{others}")
+
+
+def rejected_section(record: Mapping[str, Any]) -> None:
+    """Proposals GEPA turned down: the minibatch scores that decided it, and what the reflection model read."""
+    st.subheader("Rejected proposals")
+    table = rejected_proposals(record)
+    if table.empty:
+        st.caption("GEPA rejected no proposal in this run: every proposal it made scored better on its minibatch "
+                   "than its parent." if record.get("proposals") else "No proposals were recorded in this run.")
+        return
+    shown = table.assign(parents=table["parents"].map(_parents))
+    st.dataframe(shown[["iteration", "kind", "parents", "parent_score", "new_score", "reason"]], hide_index=True,
+                 key="optimization.rejected", column_config={
+                     "parents": st.column_config.TextColumn("parent"),
+                     "parent_score": st.column_config.NumberColumn("parent's minibatch score", format="%.2f"),
+                     "new_score": st.column_config.NumberColumn("proposal's minibatch score", format="%.2f"),
+                     "reason": st.column_config.TextColumn("why rejected", width="large"),
+                 })
+    labels = {i: (f"Iteration {int(r['iteration'])} · {r['kind']} of {_parents(r['parents'])} · "
+                  f"{_score(r['parent_score'])} → {_score(r['new_score'])}")
+              for i, r in enumerate(table.to_dict("records"))}
+    pick = st.selectbox("Read a rejected proposal", list(labels), format_func=labels.get, key="optimization.proposal")
+    row = table.iloc[pick]
+    if row["reason"]:
+        st.caption(str(row["reason"]))
+    st.markdown("**Proposed instruction**")
+    st.code(str(row["instruction"] or ""), language=None, wrap_lines=True)
+    st.markdown("**Feedback the reflection model read**")
+    st.code(str(row["feedback"] or "(none recorded)"), language=None, wrap_lines=True)
+
+
+def test_evaluation(eval_ids: tuple[str | None, str | None]) -> dict[str, float] | None:
+    """The paired test evaluations' calls, tokens and cost, summed (None before they ran)."""
+    ids = [rid for rid in eval_ids if rid]
+    if not ids:
+        return None
+    totals = dict.fromkeys(TEST_METRICS, 0.0)
+    for rid in ids:
+        metrics = cache.run_metrics(rid)
+        for key, name in TEST_METRICS.items():
+            value = metrics.get(name)
+            totals[key] += float(value) if value is not None and value == value else 0.0
+    return totals
+
+
+def cost_section(record: Mapping[str, Any], eval_ids: tuple[str | None, str | None]) -> None:
+    st.subheader("Calls and cost by role")
+    with studio_errors():
+        roles = cost_by_role(record, test_evaluation(eval_ids))
+        if roles.empty:
+            st.caption("No calls recorded.")
+            return
+        st.plotly_chart(charts.cost_by_role_chart(roles), key="optimization.chart.cost")
+        st.dataframe(roles, hide_index=True, key="optimization.cost", column_config={
+            "calls": st.column_config.NumberColumn("LM calls", format="%d"),
+            "metric_calls": st.column_config.NumberColumn("metric calls", format="%d"),
+            "input_tokens": st.column_config.NumberColumn("input tokens", format="%d"),
+            "output_tokens": st.column_config.NumberColumn("output tokens", format="%d"),
+            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+        })
+
+
+def traces_line(run_id: str, tracking_uri: str) -> None:
+    """How many MLflow traces the run has per role, and where to read them."""
+    try:
+        counts = cache.trace_counts(run_id)
+    except Exception as exc:  # noqa: BLE001 - a count that cannot be read is a caption, not a broken page
+        logger.warning("trace counts of %s unreadable: %s", run_id, exc)
+        st.caption("MLflow's traces of this run could not be counted.")
+        return
+    where = f"`mlflow ui --backend-store-uri {tracking_uri}` → this run → Traces"
+    counts = {role: n for role, n in counts.items() if n}
+    if not counts:
+        st.caption("No MLflow traces for this run: tracing was off (`GEPA_STUDIO_TRACES=off`) or the run predates it.")
+        return
+    parts = [f"{n:,} {ROLE_TAGS.get(role, role)}" for role, n in counts.items()]
+    st.caption(f"MLflow traces of this run: {', '.join(parts)} (every LM call, tagged with its role). Read them in "
+               f"MLflow's own UI: {where}.")
+
+
+def without_record(run_id: str, status: str) -> None:
+    """An older run (or one still running) has no search.json: say so, and show its progress if logged."""
+    if status == "RUNNING":
+        st.info("This optimization is still running: GEPA's search is shown here when it ends. Watch its progress "
+                "on the Optimize page.", icon=":material/autorenew:")
+        st.page_link("pages/optimize.py", label="Optimize page", icon=":material/auto_fix_high:")
+        return
+    st.info("This run has no record of GEPA's search (search.json): it was made before GEPA Studio kept one. Its "
+            "progress and cost are below; a new optimization shows the candidates, the per-example grid and the "
+            "rejected proposals.", icon=":material/history:")
+    if "progress.json" not in cache.run_detail(run_id)["artifacts"]:
+        st.caption("No progress was logged either.")
+        return
+    progress = cache.artifact_json(run_id, "progress.json")
+    history = progress_history(progress)
+    if not history.empty:
+        budget = int(progress.get("metric_calls_budget") or 0) or None
+        st.plotly_chart(charts.progress_chart(history, budget=budget), key="optimization.chart.progress")

@@ -1,0 +1,176 @@
+"""Compare's sections on pairs of runs: original vs optimized, any two runs side by side (verdict, flipped examples,
+confusion matrices), and the report to share. Widget keys start with ``compare.``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+
+from core.analytics import charts
+from core.analytics.flips import flipped, prompt_growth, to_csv_bytes
+from core.analytics.stats import paired_summary
+from core.analytics.verdict import verdict
+from core.errors import ConfigError, StudioError
+from ui import cache
+from ui.widgets import pct, safe_text, studio_errors, usd
+
+logger = logging.getLogger(__name__)
+
+CHANGES = ("wrong → right", "right → wrong")
+REPORT = "compare.report"  # list[str]: the run ids of the report built in this session (the HTML stays in the cache)
+
+
+def _verdict_box(sentence: str) -> None:
+    st.info(safe_text(sentence), icon=":material/balance:")
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value == value else None  # NaN: unknown
+
+
+def growth_caption(before: Mapping[str, float], after: Mapping[str, float]) -> str:
+    """Input tokens per call and cost per 1k predictions, before → after ("" when the runs logged no tokens)."""
+    growth = prompt_growth(before, after)
+    tokens_before = _number(growth.get("input_tokens_per_call_before"))
+    tokens_after = _number(growth.get("input_tokens_per_call_after"))
+    if tokens_before is None or tokens_after is None:
+        return ""
+    ratio = _number(growth.get("ratio"))
+    text = (f"Prompt growth: {tokens_before:,.0f} → {tokens_after:,.0f} input tokens per call"
+            + (f" (× {ratio:.2f})" if ratio is not None else ""))
+    cost_before, cost_after = _number(growth.get("cost_per_1k_before")), _number(growth.get("cost_per_1k_after"))
+    if cost_before is not None and cost_after is not None:
+        text += f"; cost per 1,000 predictions {usd(cost_before)} → {usd(cost_after)}"
+    return text + "."
+
+
+def paired_block(original_id: str, optimized_id: str) -> None:
+    """Original vs optimized on the same test examples: both accuracies, the verdict, the prompt's growth."""
+    st.markdown("**Original vs optimized on the same test examples**")
+    summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
+                             cache.artifact_csv(optimized_id, "records.csv"))
+    n = int(summary["n"])
+    interval = f"{summary['ci_low'] * 100:+.1f} to {summary['ci_high'] * 100:+.1f} points"
+    cols = st.columns(3)
+    cols[0].metric("Accuracy before", pct(summary["accuracy_before"]))
+    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts",
+                   help=f"95% interval of the gain: {interval} (a score interval for paired proportions over the "
+                        f"{n} examples)")
+    if summary.get("p_value") is not None:
+        p = float(summary["p_value"])
+        cols[2].metric("McNemar exact p", "< 0.001" if p < 0.001 else f"{p:.3f}",
+                       help="Exact McNemar test on the examples only one of the two programs gets right.")
+    else:
+        cols[2].metric("Test examples", f"{n:,}", help="Too few examples that only one program gets right for a "
+                                                         "p-value: the verdict says what a test would need.")
+    _verdict_box(summary["sentence"])
+    caption = (f"Only the optimized program is right on {int(summary['after_only'])} examples, only the original on "
+               f"{int(summary['before_only'])} (n = {n}).")
+    with studio_errors():
+        if growth := growth_caption(cache.run_metrics(original_id), cache.run_metrics(optimized_id)):
+            caption += f" {growth}"
+    st.caption(caption)
+
+
+def short_names(frame: pd.DataFrame) -> dict[str, str]:
+    """Run id → its chart label ("model · program kind [· optimized]"), with the short id where a label repeats:
+    short enough for a chart's axis and a sentence."""
+    repeated = set(frame["label"][frame["label"].duplicated()])
+    return {str(r["run_id"]): f"{r['label']} ({str(r['run_id'])[:8]})" if r["label"] in repeated else str(r["label"])
+            for r in frame.to_dict("records")}
+
+
+def side_by_side(choices: Mapping[str, str], names: Mapping[str, str], default: Sequence[str]) -> None:
+    """Any two runs in view (``choices``: run id → picker label; ``names``: run id → short name): the verdict, the
+    examples one gets right and the other wrong (filterable, as CSV), and both confusion matrices."""
+    st.subheader("Two runs side by side")
+    ids = list(choices)
+    if len(ids) < 2:
+        st.caption("Two runs in view are needed: widen the filters above.")
+        return
+    picks = [r for r in default if r in choices] + [r for r in ids if r not in default]
+    # One above the other: a run's label (model · program · version · task · time · id) needs the page's width.
+    for key, fallback in (("compare.pair.a", picks[0]), ("compare.pair.b", picks[1])):
+        if st.session_state.get(key) not in choices:
+            st.session_state[key] = fallback
+    a = st.selectbox("Run A", ids, key="compare.pair.a", format_func=choices.get)
+    b = st.selectbox("Run B", ids, key="compare.pair.b", format_func=choices.get,
+                     help="Runs on the same test examples (same task, sizes and seed) can be compared example by "
+                          "example.")
+    if a == b:
+        st.caption("Pick two different runs.")
+        return
+    name_a, name_b = names[a], names[b]
+    try:
+        records_a, records_b = cache.artifact_csv(a, "records.csv"), cache.artifact_csv(b, "records.csv")
+    except StudioError as exc:  # a run logged without its per-example records (an older or a broken one)
+        st.caption(safe_text(f"No example-by-example comparison: {exc.message}"))
+        return
+    try:
+        result = verdict(records_a, records_b, name_a, name_b)
+    except ConfigError as exc:
+        st.info(safe_text(f"These two runs cannot be compared example by example: {exc.message}"),
+                icon=":material/compare_arrows:")
+        if exc.hint:
+            st.caption(safe_text(exc.hint))
+        return
+    _verdict_box(result.sentence)
+    flips(flipped(records_a, records_b), name_a, name_b, a, b)
+    for column, side, rid, name in zip(st.columns(2), "ab", (a, b), (name_a, name_b), strict=True):
+        with column, studio_errors():
+            st.plotly_chart(charts.confusion_heatmap(cache.confusion(rid), title=f"{side.upper()}: {name}"),
+                            key=f"compare.chart.confusion.{side}")
+
+
+def flips(frame, name_a: str, name_b: str, a: str, b: str) -> None:
+    """The flipped examples, filtered by gold label and direction, with a CSV download."""
+    st.markdown(f"**Flipped examples** (A = {name_a}, B = {name_b})")
+    if frame.empty:
+        st.caption("None: both runs are right, or both wrong, on every example.")
+        return
+    cols = st.columns([2, 2])
+    golds = sorted(frame["gold"].astype(str).unique())
+    wanted = cols[0].multiselect("Gold label", golds, key="compare.flips.labels", placeholder="Every label")
+    changes = cols[1].multiselect("Change", list(CHANGES), key="compare.flips.changes", placeholder="Both ways",
+                                  help="wrong → right: A is wrong and B right; right → wrong: the other way.")
+    shown = frame
+    if wanted:
+        shown = shown[shown["gold"].astype(str).isin(wanted)]
+    if changes:
+        shown = shown[shown["change"].isin(changes)]
+    counts = frame["change"].value_counts()
+    st.caption(f"{int(counts.get(CHANGES[0], 0))} wrong → right, {int(counts.get(CHANGES[1], 0))} right → wrong "
+               f"from A to B; showing {len(shown)}.")
+    st.dataframe(shown, hide_index=True, key="compare.flips", column_config={
+        "predicted_a": "A predicted", "predicted_b": "B predicted", "raw_a": "A's raw answer",
+        "raw_b": "B's raw answer",
+        "text": st.column_config.TextColumn("text", width="large"),
+    })
+    st.download_button("Download these examples (CSV)", to_csv_bytes(shown), key="compare.flips.download",
+                       file_name=f"flipped-{a[:8]}-{b[:8]}.csv", mime="text/csv", icon=":material/download:",
+                       on_click="ignore")
+
+
+def report_section(run_ids: Sequence[str]) -> None:
+    """Build (on click), then download, one self-contained HTML report of these runs."""
+    st.subheader("Share")
+    ids = list(dict.fromkeys(r for r in run_ids if r))
+    if not ids:
+        st.caption("Nothing in view to report on.")
+        return
+    st.caption(f"One HTML file with the charts, tables, verdicts and both prompts of the {len(ids)} runs in view "
+               "(the runs under F1 per class and the optimization): it opens offline, plotly's JavaScript inside.")
+    row = st.container(horizontal=True)
+    if row.button("Build report", key="compare.report.build", icon=":material/description:"):
+        st.session_state[REPORT] = ids
+    if st.session_state.get(REPORT) != ids:
+        return  # not built yet, or built for other runs
+    with studio_errors():
+        html = cache.report_html(tuple(ids))
+        row.download_button("Download report (HTML)", html, key="compare.report.download", type="primary",
+                            file_name=f"gepa-studio-report-{date.today().isoformat()}.html", mime="text/html",
+                            icon=":material/download:", on_click="ignore")
