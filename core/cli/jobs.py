@@ -22,12 +22,11 @@ def follow(manager: JobManager, job_id: str, run: Callable[[], Any]) -> Any:
         bar = tqdm(total=1, desc="GEPA", unit="call", file=sys.stderr, dynamic_ncols=True)
         while not done.wait(0.5):
             p = manager.progress(job_id)
+            bar.set_description(p.get("phase", "starting"), refresh=False)  # optimizing, then evaluating: say which
             if p.get("metric_calls_budget"):
                 bar.total = p["metric_calls_budget"]
                 bar.n = min(p.get("metric_calls_used", 0), bar.total)
-                bar.set_postfix_str(progress_postfix(p))
-            else:
-                bar.set_description(p.get("phase", "starting"))
+                bar.set_postfix_str(progress_postfix(p), refresh=False)
             bar.refresh()
         bar.close()
 

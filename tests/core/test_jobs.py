@@ -88,3 +88,19 @@ def test_progress_line_keeps_cost_and_candidates_once_a_best_score_exists():
     after = progress_postfix({"best_val_score": 0.75, "total_cost_usd": 0.0456, "candidates": 3})
     assert before == "cost=$0.0123 cand=2"
     assert after == "best=0.750 cost=$0.0456 cand=3"
+
+
+def test_cli_progress_bar_names_the_phase_once_the_budget_is_known(capsys):
+    """After the search the job evaluates on the test set: the bar says so instead of a stale "starting"."""
+    import time
+
+    from core.cli.jobs import follow
+
+    class Manager:
+        def progress(self, job_id):
+            return {"phase": "evaluating", "metric_calls_budget": 80, "metric_calls_used": 84, "candidates": 4,
+                    "total_cost_usd": 0.0364}
+
+    assert follow(Manager(), "job", lambda: time.sleep(1.2) or "done") == "done"
+    err = capsys.readouterr().err
+    assert "evaluating" in err and "80/80" in err and "starting" not in err
