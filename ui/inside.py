@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.analytics import charts
 from core.analytics.diff import diff_counts, diff_html
-from core.analytics.search import best_candidates, cost_by_role, lineage, pareto_grid, rejected_proposals, score_curve
+from core.analytics.search import cost_by_role, grid_sentence, lineage, pareto_grid, rejected_proposals, score_curve
 from ui import cache
 from ui.jobs import progress_history
 from ui.widgets import studio_errors
@@ -93,14 +93,7 @@ def grid_section(record: Mapping[str, Any]) -> None:
     st.plotly_chart(charts.pareto_grid_chart(grid, val_texts=record.get("val_texts")), key="optimization.chart.grid")
     if grid.empty:
         return
-    best = record.get("best_idx")
-    if best is None:
-        return
-    wins = sum(best in list(w) for w in best_candidates(grid))
-    front = [f"#{int(i)}" for i in record.get("pareto_front") or [] if i != best]
-    others = (f"; {', '.join(front)} {'is' if len(front) == 1 else 'are'} also best (or tied) on some: GEPA's Pareto "
-              "front keeps them as parents." if front else ".")
-    st.caption(f"The chosen candidate #{best} is best (or tied) on {wins} of {len(grid)} validation examples{others}")
+    st.caption(grid_sentence(grid, record.get("best_idx")))
 
 
 def rejected_section(record: Mapping[str, Any]) -> None:

@@ -111,6 +111,45 @@ def best_candidates(grid: pd.DataFrame) -> pd.Series:
     return pd.Series(out, dtype=object, name="best", index=grid.index)
 
 
+def grid_summary(grid: pd.DataFrame, best_idx: Any) -> dict[str, Any]:
+    """Where the returned candidate stands on each validation example it was scored on: ``wins`` (best, ties
+    included, with a score above 0), ``none`` (no candidate scored above 0: a tie at nothing is no win),
+    ``beaten`` (another candidate did better) and ``beaten_by`` ({candidate: examples}, most first)."""
+    out: dict[str, Any] = {"n": 0, "wins": 0, "none": 0, "beaten": 0, "beaten_by": {}}
+    if grid.empty or best_idx is None or pd.isna(best_idx) or int(best_idx) not in grid.columns:
+        return out
+    best = int(best_idx)
+    by: dict[int, int] = {}
+    for (_, row), top_ids in zip(grid.iterrows(), best_candidates(grid), strict=True):
+        if pd.isna(row[best]):
+            continue
+        out["n"] += 1
+        if float(row.max(skipna=True)) <= 0:
+            out["none"] += 1
+        elif best in top_ids:
+            out["wins"] += 1
+        else:
+            out["beaten"] += 1
+            for i in top_ids:
+                by[i] = by.get(i, 0) + 1
+    out["beaten_by"] = dict(sorted(by.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+def grid_sentence(grid: pd.DataFrame, best_idx: Any) -> str:
+    """Is the returned candidate better everywhere or on a few examples? One sentence (page and report)."""
+    s = grid_summary(grid, best_idx)
+    if not s["n"]:
+        return f"{len(grid)} validation examples; the returned candidate has no per-example scores."
+    text = f"Candidate #{int(best_idx)}, the one GEPA returned, is best (ties included) on {s['wins']} of {s['n']} validation examples"
+    if s["none"]:
+        text += f"; no candidate gets {s['none']} of them right"
+    if not s["beaten"]:
+        return text + "; no other candidate beats it on any example."
+    beaten = ", ".join(f"#{i} on {c}" for i, c in s["beaten_by"].items())
+    return text + f"; on {s['beaten']} another candidate does better ({beaten}): GEPA's Pareto front keeps those as parents."
+
+
 def _feedback_text(rows: Any) -> str:
     parts = []
     for row in rows or []:

@@ -160,7 +160,7 @@ def _search(record: dict[str, Any], opt: data.Optimization, figs: Figures) -> st
     grid = views.pareto_grid(record)
     if not grid.empty:
         parts.append("<h3>Which candidate is best on which validation example</h3>")
-        parts.append(para(_grid_sentence(grid, record.get("best_idx"))))
+        parts.append(para(views.grid_sentence(grid, record.get("best_idx"))))
         parts.append(figs.add(charts.pareto_grid_chart(grid, record.get("val_texts"))))
     parts.append(_rejected(views.rejected_proposals(record)))
     roles = views.cost_by_role(record, data.evaluation_usage(opt.original, opt.optimized))
@@ -173,25 +173,6 @@ def _search(record: dict[str, Any], opt: data.Optimization, figs: Figures) -> st
                                    Column("cost_usd", "cost", usd, True)]))
         parts.append(figs.add(charts.cost_by_role_chart(roles)))
     return "".join(parts)
-
-
-def _grid_sentence(grid: pd.DataFrame, best_idx: Any) -> str:
-    best = views.best_candidates(grid)
-    n = len(best)
-    if missing(best_idx) or n == 0:
-        return f"{n} validation examples."
-    best_idx = int(best_idx)
-    tied = sum(1 for ids in best if best_idx in list(ids))
-    others: dict[int, int] = {}
-    for ids in best:
-        if best_idx not in list(ids):
-            for i in ids:
-                others[int(i)] = others.get(int(i), 0) + 1
-    text = f"Candidate {best_idx}, the one GEPA returned, is best (or tied) on {tied} of {n} validation examples"
-    if not others:
-        return text + ": it is better everywhere, not on a few examples."
-    beaten = ", ".join(f"candidate {i} on {c}" for i, c in sorted(others.items(), key=lambda kv: (-kv[1], kv[0])))
-    return text + f"; on the other {n - tied} another candidate does better ({beaten})."
 
 
 def _candidates(lineage: pd.DataFrame) -> str:

@@ -169,8 +169,8 @@ def test_optimizations_without_a_search_record_or_test_results_say_so(world):
     old, new = html.split(f'id="run-{recorded}"')
     assert "no record of GEPA&#x27;s search" in old and f"python -m core finish {bare}" in old
     assert "no record of GEPA" not in new and f"python -m core finish {recorded}" in new
-    assert ("Candidate 1, the one GEPA returned, is best (or tied) on 2 of 3 validation examples; on the other 1 "
-            "another candidate does better (candidate 0 on 1).") in new
+    assert ("Candidate #1, the one GEPA returned, is best (ties included) on 2 of 3 validation examples; on 1 "
+            "another candidate does better (#0 on 1)") in new
     assert "Worse &lt;b&gt;idea&lt;/b&gt;" in new and "not better on the minibatch" in new
     assert "expected RESULTS" in new  # the feedback the reflection model read
     assert "student on train minibatches</td>" in new and "test evaluation</td>" not in new  # none to count

@@ -287,7 +287,7 @@ def test_charts_draw_the_search():
     assert isinstance(heat.data[0], go.Heatmap) and heat.data[0].customdata[0][0][0] == "first text"
     stars = heat.data[1]  # where another candidate beats the winner (#3): #2 on example 2
     assert list(zip(stars.x, stars.y, strict=True)) == [("2", "#1"), ("2", "#2")]
-    assert heat.layout.title.text.startswith("Candidate #3 is best or tied on 2 of 3")
+    assert heat.layout.title.text.startswith("Candidate #3 is best on 2 of 3 validation examples (others beat it on 1)")
     cost = charts.cost_by_role_chart(views.cost_by_role(record))
     assert list(cost.data[0].y) == ["student on train minibatches", "student on validation", "reflection"]
     assert "3 calls" in cost.data[0].text[2] and cost.layout.title.text.startswith("Reflection cost most")
@@ -301,3 +301,17 @@ def test_a_grid_with_unevaluated_cells():
     grid = views.pareto_grid(record)
     assert grid[2].isna().tolist() == [True, False, True]
     assert views.best_candidates(pd.DataFrame({0: [float("nan")]})).tolist() == [[]]
+
+
+def test_a_tie_at_nothing_is_no_win():
+    """Where every candidate is wrong, the winner is not "best or tied": the sentence counts those apart."""
+    record = {"val_ids": [0, 1, 2, 3], "best_idx": 1, "candidates": [
+        {"idx": 0, "parents": [], "kind": "seed", "val_scores": [0.0, 0.0, 1.0, 0.0]},
+        {"idx": 1, "parents": [0], "kind": "reflection", "val_scores": [0.0, 1.0, 0.0, 1.0]}]}
+    grid = views.pareto_grid(record)
+    assert views.grid_summary(grid, 1) == {"n": 4, "wins": 2, "none": 1, "beaten": 1, "beaten_by": {0: 1}}
+    sentence = views.grid_sentence(grid, 1)
+    assert "best (ties included) on 2 of 4" in sentence and "no candidate gets 1 of them right" in sentence
+    assert "#0 on 1" in sentence
+    assert charts.pareto_grid_chart(grid).layout.title.text == (
+        "Candidate #1 is best on 2 of 4 validation examples (none is right on 1; others beat it on 1)")

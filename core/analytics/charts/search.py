@@ -23,7 +23,7 @@ from core.analytics.charts._base import (
     count_range,
     legend_height,
 )
-from core.analytics.search import best_candidates
+from core.analytics.search import best_candidates, grid_summary
 
 KIND_STYLE = {  # candidate kind -> (legend name, marker symbol, color)
     "seed": ("seed", "square", "#7f7f7f"),
@@ -203,13 +203,11 @@ def pareto_grid_chart(grid: pd.DataFrame, val_texts: Sequence[str] | None = None
 
 
 def _grid_headline(grid: pd.DataFrame, best: int) -> str:
-    row_max = grid.max(axis=1, skipna=True)
-    mine = grid[best]
-    scored = mine.notna()
-    tied = int((mine[scored] >= row_max[scored]).sum())
-    beaten = int(scored.sum()) - tied
-    head = f"Candidate #{best} is best or tied on {tied} of {int(scored.sum())} validation examples"
-    return head + (f"; other candidates beat it on {beaten}" if beaten else "")
+    s = grid_summary(grid, best)
+    head = f"Candidate #{best} is best on {s['wins']} of {s['n']} validation examples"
+    tail = [f"none is right on {s['none']}"] if s["none"] else []
+    tail += [f"others beat it on {s['beaten']}"] if s["beaten"] else []
+    return head + (f" ({'; '.join(tail)})" if tail else "")
 
 
 def cost_by_role_chart(roles: pd.DataFrame) -> go.Figure:
