@@ -17,6 +17,8 @@ from core.tasks import label_counts
 EVAL_KINDS = ("baseline", "evaluation")
 # The program kind a run evaluated or optimized (its ``module`` column): one entry per kind.
 MODULE_NAMES = {"predict": "Predict", "cot": "CoT"}
+# What made an optimization run (its ``program`` tag): the optimizers of core.optimize.optimizers.OPTIMIZERS.
+OPTIMIZER_LABELS = {"gepa": "GEPA", "miprov2": "MIPROv2", "fewshot": "Few-shot", "own": "Own prompt"}
 OUTCOMES = ("finished", "capped", "cancelled", "failed", "running", "interrupted")
 CHART_COLUMNS = [
     "run_id", "model", "program", "module", "label", "accuracy", "ci_low", "ci_high", "n", "macro_f1", "cost_per_1k",
@@ -118,7 +120,8 @@ def _text(values: pd.Series, missing: str = "?") -> pd.Series:
 
 
 def _optimization_labels(df: pd.DataFrame) -> pd.Series:
-    """ "GEPA · <student> ← <reflection> · <budget> · <before>→<after>", vectorised: Compare labels thousands."""
+    """ "<optimizer> · <student> ← <reflection> · <budget> · <before>→<after>", vectorised: Compare labels thousands
+    (no "← <reflection>" for your own prompt, which uses no other model)."""
     def pct(col: str) -> pd.Series:
         return (df[col].astype(float) * 100).map("{:.1f}%".format)
 
@@ -126,7 +129,9 @@ def _optimization_labels(df: pd.DataFrame) -> pd.Series:
                                                                                         "no test results")
     budget = _text(df["budget"], "").map(lambda b: f" · {b}" if b else "")
     marked = df["outcome"].map(lambda o: f" · {o}" if o in ("capped", "cancelled", "failed") else "")
-    return "GEPA · " + _text(df["model"]) + " ← " + _text(df["reflection_model"]) + budget + " · " + result + marked
+    optimizer = _text(df["program"], "gepa").map(lambda p: OPTIMIZER_LABELS.get(p, p))
+    teacher = (" ← " + _text(df["reflection_model"])).where(df["program"].astype(str) != "own", "")
+    return optimizer + " · " + _text(df["model"]) + teacher + budget + " · " + result + marked
 
 
 def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +139,7 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
     ``outcome`` (one of OUTCOMES), ``has_results`` (both test accuracies known) and a readable ``run_label``:
     "GEPA · <student> ← <reflection> · <budget> · <before>→<after>" (or "· no test results"), then "· capped",
     "· cancelled" or "· failed" when so. Labels are unique only together with the run id."""
-    columns = ["run_id", "run_label", "model", "reflection_model", "budget", "module", "task", "status", "outcome",
+    columns = ["run_id", "run_label", "program", "model", "reflection_model", "budget", "module", "task", "status", "outcome",
                "stop_reason", "start_time", "student_cost_usd", "reflection_cost_usd", "optimization_cost_usd",
                "best_val_score", "original_test_accuracy", "optimized_test_accuracy", "original_cost_per_1k",
                "optimized_cost_per_1k", "has_results"]

@@ -1,10 +1,11 @@
-"""Optimize: GEPA on the student with the reflection model; budget, estimate, start, live progress, cancel/resume."""
+"""Optimize: GEPA (or MIPROv2, few-shot, your own prompt) on the student; budget, estimate, start, live progress,
+cancel/resume."""
 
 import streamlit as st
 
 from core.errors import StudioError
 from core.models import ModelSpec
-from core.optimize import OptimizeConfig
+from core.optimize import OPTIMIZERS, OptimizeConfig
 from core.optimize.estimate import CHARS_PER_TOKEN
 from core.program import STARTS
 from core.runs import linked_evaluations, optimization_frame
@@ -20,13 +21,33 @@ FEEDBACK = {"rule": "Rule (gold label)", "judge": "Judge (reflection model)"}
 START_NAMES = {"bare": "Bare signature", "described": "With label descriptions", "own": "Your own instruction"}
 
 
-def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection: ModelSpec) -> OptimizeConfig:
-    """Budget, spending cap and GEPA's options (kept for the session) → an OptimizeConfig."""
+def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection: ModelSpec) -> OptimizeConfig | None:
+    """Optimizer, budget, spending cap and options (kept for the session) → an OptimizeConfig."""
+    optimizer = st.segmented_control("Optimizer", list(OPTIMIZERS), default="gepa", required=True,
+                                     key="optimize.optimizer", persist_state="session",
+                                     format_func=lambda k: OPTIMIZERS[k].label,
+                                     help="  \n".join(f"**{o.label}**: {o.summary}" for o in OPTIMIZERS.values()))
+    chosen = OPTIMIZERS[optimizer]
+    st.caption(f"{chosen.summary}. Cancel and the spending cap take effect {chosen.cancel}.")
+    own_text = ""
+    if optimizer == "own":
+        own_text = st.text_area("Your prompt", key="optimize.own_instruction", persist_state="session",
+                                placeholder="The instruction you use today: what the student should do with each text",
+                                help="Evaluated as it is, against the studio's default program, on the same test examples.")
+        if not own_text.strip():
+            st.info("Type or paste your prompt to see what it costs and start its evaluation.", icon=":material/edit:")
+            return None
     st.subheader("Budget")
     cols = st.columns([2, 1, 1])
-    budget = cols[0].segmented_control("Budget", BUDGETS, default="light", required=True, key="optimize.budget",
-                                       persist_state="session",
-                                       help="GEPA's budget in metric calls (one student prediction scored = one call).")
+    budget = "light"
+    if optimizer != "own":
+        options = BUDGETS if optimizer == "gepa" else BUDGETS[:-1]
+        budget = cols[0].segmented_control("Budget", options, default="light", required=True, key="optimize.budget",
+                                           persist_state="session", help={
+                                               "gepa": "GEPA's budget in metric calls (one student prediction scored = one call).",
+                                               "miprov2": "MIPROv2's auto setting: how many instructions, demos and trials.",
+                                               "fewshot": "How many candidate programs: 6, 12 or 18.",
+                                           }[optimizer]) or "light"
     calls = None
     if budget == "custom":
         calls = cols[1].number_input("Max metric calls", min_value=1, value=200, step=10, key="optimize.max_calls",
@@ -51,7 +72,8 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
         cols = st.columns(4)
         threads = cols[0].number_input("Parallel calls", min_value=1, max_value=64, value=4, key="optimize.threads",
                                        persist_state="session")
-        seed = cols[1].number_input("GEPA seed", min_value=0, value=0, key="optimize.seed", persist_state="session")
+        seed = cols[1].number_input("Seed", min_value=0, value=0, key="optimize.seed", persist_state="session",
+                                    help="The optimizer's seed: a repeat with another seed shows how repeatable a result is.")
         use_merge = cols[2].toggle("Merge candidates", value=True, key="optimize.merge", persist_state="session")
         reuse = cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache", persist_state="session")
         cols = st.columns([1, 2])
@@ -68,7 +90,7 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
         auto=None if budget == "custom" else budget, max_metric_calls=int(calls) if calls else None,
         max_cost_usd=float(cap) if cap else None, reflection_minibatch_size=int(minibatch), use_merge=bool(use_merge),
         threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(reuse), start=start,
-        instruction=instruction.strip(),
+        instruction=(own_text if optimizer == "own" else instruction).strip(), optimizer=optimizer,
     )
 
 
@@ -82,9 +104,11 @@ def estimate_and_start(config: OptimizeConfig) -> None:
     except StudioError as exc:
         show_error(exc)
     if estimate:
+        role = OPTIMIZERS[config.optimizer].reflection_role or "reflection model"
         cols = st.columns(4)
-        cols[0].metric("Metric calls", f"{estimate['metric_calls']:,}")
-        cols[1].metric("Reflection calls", f"{estimate['reflection_calls_low']}–{estimate['reflection_calls_high']}")
+        cols[0].metric("Metric calls", f"{estimate['metric_calls']:,}",
+                       help=f"Plus {estimate.get('test_calls', 0):,} calls of the test evaluations afterwards.")
+        cols[1].metric(f"Calls of the {role}", f"{estimate['reflection_calls_low']}–{estimate['reflection_calls_high']}")
         low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
         cols[2].metric("Estimated cost", "unknown price" if low is None else usd_range(low, high),
                        help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing.")
@@ -173,7 +197,8 @@ else:
         except StudioError as exc:
             show_error(exc)
         else:
-            estimate_and_start(config)
+            if config is not None:
+                estimate_and_start(config)
 
 st.subheader("Progress")
 job_picker("optimize", state.optimize_job(), key="optimize.job.w", on_pick=state.set_optimize_job)

@@ -1,4 +1,4 @@
-"""``python -m core optimize``: plan a GEPA job, print the plan, then run it in the foreground or queue it;
+"""``python -m core optimize``: plan an optimization job (GEPA, MIPROv2, few-shot or your own prompt), print the plan, then run it in the foreground or queue it;
 ``python -m core finish RUN_ID``: the test evaluations of a stopped (capped, cancelled) optimization."""
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from core.errors import ConfigError, StudioError
 from core.jobs import JobManager
 from core.jobs.worker import execute
 from core.models import ModelCatalog
-from core.optimize import BUDGETS, OptimizeConfig, Plan, check_finishable, plan_optimization
+from core.optimize import (
+    BUDGETS,
+    OPTIMIZER_NAMES,
+    OPTIMIZERS,
+    OptimizeConfig,
+    Plan,
+    check_finishable,
+    plan_optimization,
+)
 from core.settings import load_settings
 
 
@@ -36,9 +44,11 @@ def _usd(v: float | None) -> str:
 def describe_plan(plan: Plan) -> str:
     """The plan as the CLI prints it before running: splits, metric calls, reflection calls, cost range."""
     sizes, est = plan.splits.sizes(), plan.estimate
+    role = OPTIMIZERS[plan.config.optimizer].reflection_role or "reflection model"
     return (f"{plan.title}\n  {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test examples; "
-            f"{est.metric_calls:,} metric calls, {est.reflection_calls_low}-{est.reflection_calls_high} reflection calls; "
-            f"estimated cost {_usd(est.cost_low_usd)} to {_usd(est.cost_high_usd)}")
+            f"{est.metric_calls:,} metric calls, {est.reflection_calls_low}-{est.reflection_calls_high} {role} calls; "
+            f"estimated cost {_usd(est.cost_low_usd)} to {_usd(est.cost_high_usd)} "
+            f"(then {est.test_calls:,} test calls, {_usd(est.test_cost_usd)})")
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -50,7 +60,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         task_ref=task_ref(args), sample=sample_spec(args), student=student, reflection=reflection, module=args.module,
         max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch, use_merge=not args.no_merge,
         threads=args.threads, seed=args.gepa_seed, feedback=args.feedback, cache=not args.no_cache,
-        **budget_kwargs(args.budget),
+        optimizer=args.optimizer, instruction=args.instruction or "", **budget_kwargs(args.budget),
     )
     plan = plan_optimization(config, settings)
     print(describe_plan(plan), file=sys.stderr)
@@ -95,15 +105,20 @@ def cmd_finish(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("optimize", help="run GEPA on a student model with a reflection model")
+    p = sub.add_parser("optimize", help="optimize a student model's prompt: GEPA (default), MIPROv2, few-shot, or "
+                                        "evaluate your own prompt")
     add_task_args(p)
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="gepa",
+                   help="; ".join(o.summary for o in OPTIMIZERS.values()))
+    p.add_argument("--instruction", help="your own instruction (with --optimizer own)")
     p.add_argument("--student", required=True, help="catalog name or provider/model[@base_url]")
-    p.add_argument("--reflection", help="catalog name or provider/model[@base_url] (a strong model)")
-    p.add_argument("--budget", default="light", help="light | medium | heavy | N metric calls | evals:N")
+    p.add_argument("--reflection", help="catalog name or provider/model[@base_url] (a strong model: GEPA's reflection "
+                                           "model, MIPROv2's prompt model, few-shot's teacher)")
+    p.add_argument("--budget", default="light", help="light | medium | heavy | N metric calls | evals:N (few-shot: N candidate programs)")
     p.add_argument("--max-cost", type=float, help="stop when student + reflection spending reaches this many USD")
     p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
     p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--gepa-seed", type=int, default=0)
+    p.add_argument("--gepa-seed", type=int, default=0, help="the optimizer's seed")
     p.add_argument("--module", choices=["predict", "cot"], default="predict")
     p.add_argument("--feedback", choices=["rule", "judge"], default="rule")
     p.add_argument("--no-merge", action="store_true")

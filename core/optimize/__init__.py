@@ -1,10 +1,11 @@
-"""GEPA on a student model with a reflection model: config (checked when built), estimate and plan,
+"""Optimizers (THE table ``OPTIMIZERS``: GEPA, MIPROv2, few-shot, your own prompt) on a student model with a
+reflection model: config (checked when built), estimate and plan,
 typed progress with cost meters and fault counts, a guard with a circuit breaker on each model's calls,
 a record of GEPA's search (``SearchRecorder``, logged as ``search.json``), one run (``run_optimization``), and
 the paired test evaluations that finish it, or finish a stopped one later (``finish``)."""
 
-from core.optimize.config import BUDGETS, Budget, OptimizeConfig
-from core.optimize.estimate import Estimate, Plan, estimate, metric_call_budget, plan_optimization
+from core.optimize.config import BUDGETS, OPTIMIZER_NAMES, Budget, OptimizeConfig, OptimizerName
+from core.optimize.estimate import Estimate, Plan, metric_call_budget
 from core.optimize.finish import (
     FinishPlan,
     FinishProgress,
@@ -19,12 +20,13 @@ from core.optimize.finish import (
     register_prompt,
 )
 from core.optimize.guard import CallGuard, ProposalCounter, failure_kind, guard_lm
+from core.optimize.optimizers import OPTIMIZERS, Optimizer, estimate, plan_optimization, run_optimization
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressPoint, ProgressSink
-from core.optimize.run import OptimizeResult, cap_text, close_orphan_evaluations, run_optimization
+from core.optimize.run import OptimizeResult, cap_text, close_orphan_evaluations
 from core.optimize.search import SearchRecorder
 
 __all__ = [
-    "BUDGETS", "Budget", "CallGuard", "CostMeter", "Estimate", "FinishPlan", "FinishProgress", "FinishResult", "PairedResult",
+    "BUDGETS", "Budget", "OPTIMIZERS", "OPTIMIZER_NAMES", "Optimizer", "OptimizerName", "CallGuard", "CostMeter", "Estimate", "FinishPlan", "FinishProgress", "FinishResult", "PairedResult",
     "ProposalCounter", "cap_text", "check_finishable", "close_orphan_evaluations", "estimate_finish", "evaluate_pair",
     "failure_kind", "finish_optimization", "guard_lm", "OptimizeConfig", "OptimizeProgress", "OptimizeResult", "Plan",
     "ProgressCallback", "ProgressPoint", "ProgressSink", "estimate", "metric_call_budget", "plan_finish",

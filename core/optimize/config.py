@@ -1,23 +1,32 @@
-"""What one GEPA optimization is asked to do: plain data that checks itself when it is built."""
+"""What one optimization (GEPA, MIPROv2, few-shot, or your own prompt) is asked to do: plain data that checks
+itself when it is built."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from core.errors import ConfigError
 from core.metric import FeedbackMode
 from core.models import ModelSpec
 from core.program import ModuleType, Start, check_start
+from core.runs import OPTIMIZER_LABELS
 from core.tasks import SampleSpec, Splits, TaskRef
 
 Budget = Literal["light", "medium", "heavy"]
 BUDGETS: tuple[Budget, ...] = ("light", "medium", "heavy")
+OptimizerName = Literal["gepa", "miprov2", "fewshot", "own"]
+OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
 
 
 @dataclass(frozen=True)
 class OptimizeConfig:
-    """Everything one GEPA job needs; plain data, so it crosses process boundaries as JSON.
+    """Everything one optimization job needs; plain data, so it crosses process boundaries as JSON.
+
+    ``optimizer`` picks the entry of ``core.optimize.optimizers.OPTIMIZERS``: ``gepa`` (a reflection model and one
+    budget), ``miprov2`` (the reflection model as prompt model and teacher; budget ``auto`` only), ``fewshot``
+    (BootstrapFewShotWithRandomSearch with the reflection model as teacher, or LabeledFewShot without one; budget
+    ``auto`` or ``max_full_evals`` candidate programs) or ``own`` (``instruction`` evaluated as it is).
 
     Building one checks it (``ConfigError`` says what to fix), as ``dspy.GEPA`` fails at construction;
     checks that need the sampled splits are in :meth:`check_splits`.
@@ -43,10 +52,23 @@ class OptimizeConfig:
     seed: int = 0
     feedback: FeedbackMode = "rule"
     cache: bool = True
+    optimizer: OptimizerName = "gepa"
 
     def __post_init__(self) -> None:
-        if self.reflection is None:
-            raise ConfigError("No reflection model chosen.", "Pick a strong model as the reflection model.")
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise ConfigError(f"Unknown optimizer {self.optimizer!r}.", f"Use one of: {', '.join(OPTIMIZER_NAMES)}.")
+        if self.optimizer == "own" and not self.instruction.strip():
+            raise ConfigError("Evaluating your own prompt needs the prompt.",
+                              "Type or paste your instruction (CLI: --instruction TEXT).")
+        if self.optimizer in ("gepa", "miprov2") and self.reflection is None:
+            role = "reflection model" if self.optimizer == "gepa" else "prompt model (MIPROv2 writes instructions with it)"
+            raise ConfigError(f"No {role} chosen.", "Pick a strong model as the reflection model.")
+        if self.optimizer == "miprov2" and (self.max_metric_calls or self.max_full_evals or self.auto is None):
+            raise ConfigError("MIPROv2's budget is auto: light, medium or heavy.",
+                              "Its trial counts come from DSPy's auto settings; give --budget light|medium|heavy.")
+        if self.optimizer == "fewshot" and self.max_metric_calls:
+            raise ConfigError("The few-shot optimizer's budget is a number of candidate programs, not metric calls.",
+                              "Give light/medium/heavy (6/12/18 candidates) or evals:N for N candidate programs.")
         if self.auto not in (None, *BUDGETS):
             raise ConfigError(f"Unknown budget {self.auto!r}.", "Use light, medium or heavy, or a number of metric calls.")
         if (self.max_metric_calls is not None and self.max_metric_calls <= 0) or (
@@ -67,10 +89,17 @@ class OptimizeConfig:
         check_start(self.start, self.instruction)
         if self.feedback not in ("rule", "judge"):
             raise ConfigError(f"Unknown feedback mode {self.feedback!r}.", "Use 'rule' or 'judge'.")
+        if self.feedback == "judge" and self.reflection is None:
+            raise ConfigError("An LLM judge needs a reflection model to judge with.", "Pick one, or use rule feedback.")
 
     def check_splits(self, splits: Splits) -> None:
         """Raise ConfigError for what GEPA would reject (with an assert) on these splits."""
         n_train = len(splits.train)
+        if self.optimizer != "gepa":
+            if self.optimizer == "miprov2" and n_train < 2:
+                raise ConfigError(f"MIPROv2 needs at least 2 train examples; the train set has {n_train}.",
+                                  "Raise train examples per label.")
+            return
         if n_train < self.reflection_minibatch_size:
             raise ConfigError(
                 f"The train set ({n_train} examples) is smaller than the reflection minibatch ({self.reflection_minibatch_size}).",
@@ -84,7 +113,18 @@ class OptimizeConfig:
                     f"Give at least {n_val + 2 * self.reflection_minibatch_size} metric calls.",
                 )
 
+    @property
+    def label(self) -> str:
+        """The optimizer's name as people read it: GEPA, MIPROv2, Few-shot, Own prompt."""
+        return OPTIMIZER_LABELS[self.optimizer]
+
     def budget_label(self) -> str:
+        if self.optimizer == "own":
+            return "no search"
+        if self.optimizer == "fewshot" and self.reflection is None:
+            return "labeled demos"
+        if self.optimizer == "fewshot" and self.max_full_evals:
+            return f"{self.max_full_evals} candidates"
         if self.auto:
             return self.auto
         if self.max_metric_calls:
@@ -92,8 +132,9 @@ class OptimizeConfig:
         return f"{self.max_full_evals} full evals"
 
     def title(self, task_name: str) -> str:
-        assert self.reflection is not None
-        return f"GEPA {self.student.name} ← {self.reflection.name} · {task_name} · {self.budget_label()}"
+        models = f"{self.student.name} ← {self.reflection.name}" if self.reflection and self.optimizer != "own" \
+            else self.student.name
+        return f"{self.label} {models} · {task_name} · {self.budget_label()}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -46,7 +46,7 @@ def prompt_name(task_name: str, student: ModelSpec) -> str:
 
 
 def register_prompt(store: RunStore, task: Task, student: ModelSpec, instruction: str, accuracy: float | None,
-                    run_id: str, job_id: str | None) -> str | None:
+                    run_id: str, job_id: str | None, optimizer: str = "GEPA") -> str | None:
     """Register the optimized instruction as a new prompt version; move alias ``best`` if it is the best."""
     try:
         import mlflow
@@ -55,7 +55,7 @@ def register_prompt(store: RunStore, task: Task, student: ModelSpec, instruction
         name = prompt_name(task.name, student)
         tags = {"task": task.name, "student": student.name, "run_id": run_id, "job_id": job_id or "",
                 "test_accuracy": "" if accuracy is None else f"{accuracy:.6f}"}
-        version = mlflow.genai.register_prompt(name=name, template=instruction, commit_message=f"GEPA job {job_id}",
+        version = mlflow.genai.register_prompt(name=name, template=instruction, commit_message=f"{optimizer} job {job_id}",
                                                tags=tags)
         best_acc = None
         try:
@@ -125,7 +125,7 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
     store.set_tags(run_id, {f"{TAG}original_eval_run_id": orig_id, f"{TAG}optimized_eval_run_id": opt_id,
                             f"{TAG}optimized_fingerprint": fingerprint(programs[1])})
     uri = register_prompt(store, task, config.student, get_instruction(programs[1]), opt.metrics["accuracy"],
-                          run_id, prompt_job_id or job_id)
+                          run_id, prompt_job_id or job_id, optimizer=config.label)
     return PairedResult(orig_id, opt_id, orig, opt, uri)
 
 

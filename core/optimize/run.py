@@ -1,7 +1,9 @@
 """One GEPA run in the calling process: progress, cost cap, cancel, resume, a circuit breaker per model;
-every result lands in MLflow.
+every result lands in MLflow. Also what every optimizer's run shares: the MLflow run it opens (or goes on with)
+and how a run that a dead provider stopped ends.
 
-``core.jobs`` runs it as a background job (the ``optimize`` job kind); the CLI runs it in the foreground.
+``core.optimize.optimizers.run_optimization`` picks the optimizer; ``core.jobs`` runs it as a background job (the
+``optimize`` job kind); the CLI runs it in the foreground.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from core.errors import ProviderError, StudioError
 from core.metric import make_metric
 from core.models import ModelSpec, build_lm, resolve_price
 from core.optimize.config import OptimizeConfig
-from core.optimize.estimate import Plan, metric_call_budget, plan_optimization
+from core.optimize.estimate import Plan, metric_call_budget
 from core.optimize.finish import PairedResult, evaluate_pair, evaluation_reasons
 from core.optimize.guard import CallGuard, ProposalCounter, guard_lm
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
@@ -59,7 +61,7 @@ def _config_params(config: OptimizeConfig, task: Task, splits: Splits) -> dict[s
         "task": task.name, "task_source": config.task_ref.source or config.task_ref.kind,
         **{f"sample_{k}": v for k, v in config.sample.to_dict().items()},
         "n_train": len(splits.train), "n_val": len(splits.val) if splits.val is not None else 0, "n_test": len(splits.test),
-        "budget": config.budget_label(), "max_cost_usd": config.max_cost_usd, "module": config.module,
+        "optimizer": config.optimizer, "budget": config.budget_label(), "max_cost_usd": config.max_cost_usd, "module": config.module,
         "start": config.start,
         "reflection_minibatch_size": config.reflection_minibatch_size, "use_merge": config.use_merge,
         "threads": config.threads, "seed": config.seed, "feedback": config.feedback,
@@ -102,10 +104,11 @@ class _QuietTracebacks(logging.Filter):
         return not any(line.startswith(self.OURS) for line in text.splitlines())  # the exception lines
 
 
-def _degraded_reasons(guards: tuple[CallGuard, CallGuard], proposals: ProposalCounter,
-                      settings: BreakerSettings, pair: PairedResult) -> list[str]:
+def degraded_reasons(guards: tuple[CallGuard, CallGuard], proposals: ProposalCounter | None,
+                     settings: BreakerSettings, pair: PairedResult) -> list[str]:
+    """Why a finished run's numbers are less trustworthy: failed proposals, failed calls, failed test examples."""
     reasons = []
-    if settings.degraded(proposals.failed, proposals.started):
+    if proposals is not None and settings.degraded(proposals.failed, proposals.started):
         reasons.append(f"{proposals.failed} of {proposals.started} reflection proposals gave no usable instruction")
     for g in guards:
         if settings.degraded(g.failed, g.calls):
@@ -113,18 +116,44 @@ def _degraded_reasons(guards: tuple[CallGuard, CallGuard], proposals: ProposalCo
     return reasons + evaluation_reasons(settings, pair)
 
 
-def run_optimization(
+def open_run(store: RunStore, config: OptimizeConfig, task: Task, splits: Splits, *, job_id: str | None,
+             run_id: str | None, on_run_created: Callable[[str], None] | None) -> str:
+    """Start the optimization's MLflow run (named "<Optimizer> · <student> ← <model>", tagged with the optimizer as
+    ``studio.program``), or, on a resume, clear the earlier attempt's fault tags and mark it RUNNING again."""
+    if run_id is None:
+        other = config.reflection if config.optimizer != "own" else None
+        name = f"{config.label} · {config.student.name}" + (f" ← {other.name}" if other else "")
+        run_id = store.start_run("optimization", task.name, run_name=name, params=_config_params(config, task, splits),
+                                 tags={f"{TAG}model": config.student.name, f"{TAG}program": config.optimizer,
+                                       f"{TAG}start": config.start,
+                                       **({f"{TAG}reflection_model": other.name} if other else {}),
+                                       **({f"{TAG}job_id": job_id} if job_id else {})})
+        store.log_artifacts(run_id, {"config.json": config.to_dict()})
+    else:
+        close_orphan_evaluations(store, run_id)
+        for key in FAULT_TAGS:  # an earlier attempt's failure is not this one's
+            try:
+                store.client.delete_tag(run_id, f"{TAG}{key}")
+            except Exception:  # noqa: BLE001 - the tag was not there
+                pass
+        store.client.update_run(run_id, status="RUNNING")
+    if on_run_created:
+        on_run_created(run_id)
+    return run_id
+
+
+def run_gepa(
     config: OptimizeConfig,
     store: RunStore,
     *,
     log_dir: Path,
+    plan: Plan,
     job_id: str | None = None,
     run_id: str | None = None,
     progress: ProgressSink | None = None,
     previous: OptimizeProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     lm_factory: LMFactory | None = None,
-    plan: Plan | None = None,
     on_run_created: Callable[[str], None] | None = None,
     extra_callbacks: list[Any] | None = None,
 ) -> OptimizeResult:
@@ -132,13 +161,11 @@ def run_optimization(
 
     ``log_dir`` is GEPA's run directory: a second call with the same ``log_dir`` (and ``run_id``)
     resumes from the last completed iteration. ``previous`` is the progress of earlier attempts;
-    ``should_stop`` is the one cancel channel (checked between GEPA iterations); ``plan`` skips re-planning.
+    ``should_stop`` is the one cancel channel (checked between GEPA iterations).
     A dead student or reflection provider trips a circuit breaker: GEPA stops, the best program so far is
     kept, and the result is ``failed`` with the breaker's message (the MLflow run ends FAILED).
     """
     sink = progress or (lambda p: None)
-    sink({"phase": "loading", "message": "Loading the task", "history": []})
-    plan = plan or plan_optimization(config, store.settings)
     task, splits = plan.task, plan.splits
     assert config.reflection is not None
     prev = previous or {}
@@ -155,23 +182,7 @@ def run_optimization(
     val = to_examples(splits.val, task) if splits.val is not None and len(splits.val) else None
     budget = metric_call_budget(config, len(train), len(val or []))
 
-    if run_id is None:
-        run_id = store.start_run("optimization", task.name, run_name=f"GEPA · {config.student.name} ← {config.reflection.name}",
-                                 params=_config_params(config, task, splits),
-                                 tags={f"{TAG}model": config.student.name, f"{TAG}program": "gepa", f"{TAG}start": config.start,
-                                       f"{TAG}reflection_model": config.reflection.name,
-                                       **({f"{TAG}job_id": job_id} if job_id else {})})
-        store.log_artifacts(run_id, {"config.json": config.to_dict()})
-    else:
-        close_orphan_evaluations(store, run_id)
-        for key in FAULT_TAGS:  # an earlier attempt's failure is not this one's
-            try:
-                store.client.delete_tag(run_id, f"{TAG}{key}")
-            except Exception:  # noqa: BLE001 - the tag was not there
-                pass
-        store.client.update_run(run_id, status="RUNNING")
-    if on_run_created:
-        on_run_created(run_id)
+    run_id = open_run(store, config, task, splits, job_id=job_id, run_id=run_id, on_run_created=on_run_created)
 
     meters = (CostMeter(student_lm, resolve_price(config.student), float(prev.get("student_cost_usd", 0.0))),
               CostMeter(reflection_lm, resolve_price(config.reflection), float(prev.get("reflection_cost_usd", 0.0))))
@@ -276,7 +287,7 @@ def run_optimization(
     result = OptimizeResult(run_id=run_id, status="cancelled" if stopped else "succeeded", stop_reason=stop["why"],
                             best_instruction=best_instruction, original_instruction=original_instruction)
     if failure is not None:
-        return _fail(store, result, callback, failure)
+        return fail_run(store, result, callback, failure)
     if stopped:
         store.set_tags(run_id, {f"{TAG}stop_reason": stop["why"]})
         store.end_run(run_id, "KILLED")
@@ -288,13 +299,13 @@ def run_optimization(
         pair = evaluate_pair(store, config, task, test, (program, optimized), run_id=run_id, job_id=job_id,
                              lm=student_lm if lm_factory else None)
     except StudioError as exc:  # the student died during the test evaluation (its breaker stopped it)
-        return _fail(store, result, callback, exc)
+        return fail_run(store, result, callback, exc)
     assert pair is not None  # nothing stops it but a dead provider
     result.original_eval_run_id, result.optimized_eval_run_id = pair.original_eval_run_id, pair.optimized_eval_run_id
     result.original_accuracy, result.optimized_accuracy = pair.original_accuracy, pair.optimized_accuracy
     result.prompt_uri = pair.prompt_uri
     store.log_metrics(run_id, callback.fault_metrics(), step=callback.step())
-    reasons = _degraded_reasons(guards, proposals, limits, pair)
+    reasons = degraded_reasons(guards, proposals, limits, pair)
     if reasons:
         result.degraded_reason = "; ".join(reasons)
         store.set_tags(run_id, {f"{TAG}degraded": "true", f"{TAG}degraded_reason": result.degraded_reason[:5000]})
@@ -306,7 +317,7 @@ def run_optimization(
     return result
 
 
-def _fail(store: RunStore, result: OptimizeResult, callback: ProgressCallback, error: StudioError) -> OptimizeResult:
+def fail_run(store: RunStore, result: OptimizeResult, callback: ProgressCallback, error: StudioError) -> OptimizeResult:
     """End a run that a dead provider stopped: FAILED, with the breaker's message; what it logged stays."""
     message = str(error)
     by_breaker = isinstance(error, ProviderError)

@@ -95,10 +95,16 @@ def test_optimization_outcomes_labels_and_the_newest_with_results():
         dict(opt, run_id="running", status="RUNNING", start_time=when(5)),
         dict(opt, run_id="gone", status="INTERRUPTED", start_time=when(6)),
         dict(BASE, run_id="base", kind="baseline", model="small", program="original", accuracy=0.5, start_time=when(7)),
+        dict(opt, run_id="mipro", program="miprov2", status="FINISHED", start_time=when(0)),
+        dict(opt, run_id="own", program="own", status="FINISHED", start_time=when(0), budget=None),
     )
     opts = run_table.optimization_frame(table).set_index("run_id")
     assert opts["outcome"].to_dict() == {"done": "finished", "capped": "capped", "cancelled": "cancelled",
-                                         "failed": "failed", "running": "running", "gone": "interrupted"}
+                                         "failed": "failed", "running": "running", "gone": "interrupted",
+                                         "mipro": "finished", "own": "finished"}
+    assert opts.loc["mipro", "run_label"] == "MIPROv2 · small ← big · light · no test results"
+    assert opts.loc["own", "run_label"] == "Own prompt · small · no test results"  # no other model in it
+    opts = opts.drop(index=["mipro", "own"])
     assert opts.loc["done", "run_label"] == "GEPA · small ← big · light · 45.0%→61.7%"
     assert opts.loc["capped", "run_label"] == "GEPA · small ← big · light · 50.0%→60.0% · capped"
     assert opts.loc["cancelled", "run_label"] == "GEPA · small ← big · light · no test results · cancelled"

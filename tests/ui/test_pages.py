@@ -362,6 +362,31 @@ def test_optimize_estimate_then_start_with_each_budget(empty):
     assert at.session_state["optimize.job_id"] != first
 
 
+def test_optimize_each_optimizer_from_the_page(empty):
+    """MIPROv2, few-shot and your own prompt are one choice away: each estimate names its model's role, and Start
+    submits that optimizer (your prompt as typed; no budget to choose for it)."""
+    at = open_page("pages/optimize.py", ROLES)
+    real = JobManager.submit_optimization
+    with mock.patch.object(JobManager, "submit_optimization", autospec=True, side_effect=real) as submit:
+        for name, role in (("miprov2", "prompt model and teacher"), ("fewshot", "teacher")):
+            at.segmented_control(key="optimize.optimizer").set_value(name).run()
+            assert_clean(at)
+            assert f"Calls of the {role}" in metrics(at)
+            assert "custom" not in at.segmented_control(key="optimize.budget").options
+            at.button(key="optimize.start").click().run()
+            assert submit.call_args.args[1].optimizer == name and submit.call_args.args[1].auto == "light"
+        at.segmented_control(key="optimize.optimizer").set_value("own").run()
+        assert not [c for c in at.segmented_control if c.key == "optimize.budget"]
+        assert not [b for b in at.button if b.key == "optimize.start"]  # nothing to start before a prompt is typed
+        assert any("Type or paste your prompt" in i for i in texts(at, "info")), texts(at, "info")
+        at.text_area(key="optimize.own_instruction").input("Label each sentence by its role: BACKGROUND, METHODS...")
+        at.run()
+        at.button(key="optimize.start").click().run()
+        config = submit.call_args.args[1]
+    assert_clean(at)
+    assert config.optimizer == "own" and config.instruction.startswith("Label each sentence by its role")
+
+
 def test_optimize_impossible_budget_is_a_message(empty):
     at = open_page("pages/optimize.py", ROLES)
     at.segmented_control(key="optimize.budget").set_value("custom").run()
