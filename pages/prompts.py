@@ -1,4 +1,5 @@
-"""Prompts: two programs' instructions and full prompts side by side, with the differences highlighted."""
+"""Prompts: two programs' instructions and full prompts side by side, with the differences highlighted; program B
+shipped as a registered MLflow model (with how to load and serve it)."""
 
 import json
 
@@ -16,6 +17,7 @@ from core.runs import (
     optimization_frame,
     run_choices,
 )
+from core.ship import MODEL_URI_TAG, export_model, load_snippet, serve_command, shipped_from_uri
 from ui import cache, routing, state
 from ui.notebook import starting_program
 from ui.widgets import studio_errors
@@ -36,8 +38,9 @@ if evals.empty:
     st.stop()
 
 opts = optimization_frame(runs)
-opts = opts[opts["has_results"]].sort_values("start_time", ascending=False, na_position="last")
-outcome = dict(zip(opts["run_id"], opts["outcome"], strict=True))
+if not opts.empty:  # only baselines: no optimization frame columns to sort on
+    opts = opts[opts["has_results"]].sort_values("start_time", ascending=False, na_position="last")
+outcome = dict(zip(opts["run_id"], opts["outcome"], strict=True)) if not opts.empty else {}
 choices = {rid: label + (f" · {outcome[parent]}" if outcome.get(parent) in MARKED else "")
            for (rid, label), parent in zip(run_choices(evals).items(), evals["parent_run_id"], strict=True)}
 ids = list(choices)
@@ -127,8 +130,9 @@ st.download_button("Download program B (JSON)", json.dumps(program_b, indent=2),
                    mime="application/json", icon=":material/download:",
                    help="Load it with core.program.load_program(path) → (program, task).")
 parent = row.get("parent_run_id")
+parent = parent if isinstance(parent, str) and parent else None
 uri = None
-if isinstance(parent, str) and parent:
+if parent:
     with studio_errors():
         uri = cache.run_tags(parent).get(PROMPT_URI_TAG)
 if uri:
@@ -136,3 +140,25 @@ if uri:
     st.code(f'import mlflow\nprompt = mlflow.genai.load_prompt("{uri}")\nprint(prompt.template)', language="python")
 else:
     st.caption("Optimized instructions are registered in MLflow's prompt registry; program B is not one of them.")
+
+st.markdown("**Ship program B as an MLflow model**")
+st.caption("A pyfunc model in MLflow's model registry, linked to its run, its optimization and its prompt version. "
+           "It calls program B's model when it predicts: no key is stored in it; set the model's key variable where "
+           "it runs.")
+model_uri = None
+with studio_errors():
+    model_uri = cache.run_tags(b).get(MODEL_URI_TAG)
+if st.button("Register a new model version" if model_uri else "Register as an MLflow model", key="prompts.ship",
+             icon=":material/rocket_launch:", help="python -m core export RUN_ID does the same from the command line."):
+    with studio_errors():
+        with st.spinner("Logging and registering the model…"):
+            model_uri = export_model(cache.run_store(), b).uri
+        cache.run_tags.clear()
+if model_uri:
+    with studio_errors():
+        shipped = shipped_from_uri(model_uri, b, program_b, optimization_run_id=parent, prompt_uri=uri)
+        st.markdown(f"Registered as `{shipped.uri}`.")
+        tracking_uri = cache.settings().tracking_uri
+        python, serve = st.tabs(["Load it in Python", "Serve it"])
+        python.code(load_snippet(shipped, tracking_uri), language="python")
+        serve.code(serve_command(shipped, tracking_uri), language="bash", wrap_lines=True)

@@ -11,6 +11,7 @@ from core.cli import jobs as jobs_cmd
 from core.cli import notebook as notebook_cmd
 from core.cli import optimize as optimize_cmd
 from core.cli import report as report_cmd
+from core.cli import ship as ship_cmd
 from core.cli.common import add_task_args, cli_user, progress_printer, resolve_models, sample_spec, task_ref
 from core.errors import ConfigError, StudioError
 from core.settings import PROVIDERS, load_settings
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cmd.add_parsers(sub)
     notebook_cmd.add_parsers(sub)
     report_cmd.add_parsers(sub)
+    ship_cmd.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,46 @@
+"""``python -m core export RUN_ID [--name NAME]``: a program as a registered MLflow model, and how to use it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from core.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.ship import export_model, load_snippet, serve_command
+    from core.store import RunStore
+
+    store = RunStore(load_settings())
+    shipped = export_model(store, args.run_id, name=args.name)
+    uri = store.settings.tracking_uri
+    links = [f"run {shipped.run_id}"]
+    if shipped.optimization_run_id and shipped.optimization_run_id != shipped.run_id:
+        links.append(f"optimization {shipped.optimization_run_id}")
+    if shipped.prompt_uri:
+        links.append(f"prompt {shipped.prompt_uri}")
+    print(f"Registered {shipped.uri} ({', '.join(links)})\n")
+    print("Load it in Python:\n")
+    print(load_snippet(shipped, uri))
+    print("Serve it (the student's key variable must be set where it runs):\n")
+    print(serve_command(shipped, uri))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("export", help="register a program as an MLflow model (pyfunc) that loads and serves",
+                       description="An optimization exports its optimized program; an evaluation or baseline run "
+                                   "its program. The model is logged in that run, registered in MLflow's model "
+                                   "registry and linked to the optimization run and its prompt-registry version. "
+                                   "No key is stored: the served model reads the student's key variable.",
+                       epilog="Exit status: 0 registered; 2 an unknown run id, a run without a program, or "
+                              "another problem (said on stderr).")
+    p.add_argument("run_id", metavar="RUN_ID", help="an optimization, evaluation or baseline run id (History lists "
+                                                    "them)")
+    p.add_argument("--name", help="the registered model's name (default <task>-<student>-<program>; a new version "
+                                  "when it exists)")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,264 @@
+"""Ship a program: an optimized (or any evaluated) program as a registered MLflow model, and how to use it.
+
+:func:`export_model` logs the program as a pyfunc model (:class:`core.ship_model.StudioProgram`) in the run that
+made it, registers it in MLflow's model registry and links the three ways: the model version is tagged with the
+run, the optimization and the prompt-registry version; the runs are tagged with the model version. Nothing
+secret is logged: the student's key is named, never held (the served model reads it from its environment).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+import tempfile
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, StoreError
+from core.models import ModelSpec
+from core.secrets import scrub
+from core.store import TAG, RunStore
+
+logger = logging.getLogger(__name__)
+
+MODEL_URI_TAG = f"{TAG}model_uri"  # on the source run and its optimization: models:/<name>/<version>
+PROMPT_URI_TAG = f"{TAG}prompt_uri"
+ARTIFACT_PATH = "model"
+DEFAULT_PORT = 5001
+REQUIREMENTS = ("mlflow", "dspy", "litellm", "pandas")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What an export ships: the program, the student that runs it, and the runs it came from."""
+
+    run_id: str  # the run whose program is shipped (the model is logged there)
+    kind: str
+    task: str
+    program: dict[str, Any]  # core.program.program_to_dict
+    student: ModelSpec
+    optimization_run_id: str | None
+    prompt_uri: str | None
+
+    def __post_init__(self) -> None:
+        if not self.program.get("task") or "state" not in self.program:
+            raise ConfigError(f"Run {self.run_id} has no complete program to ship.",
+                              "Ship an optimization that finished, or one of its evaluation runs.")
+
+    @property
+    def fields(self) -> tuple[str, str]:
+        """The program's (input, output) field names: the served model's column names."""
+        from core.tasks import Task
+
+        task = Task.from_dict(self.program["task"])
+        return task.input_field, task.output_field
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A registered model version and how to use it."""
+
+    name: str
+    version: str
+    run_id: str
+    optimization_run_id: str | None
+    prompt_uri: str | None
+    input_field: str
+    output_field: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id,
+                "optimization_run_id": self.optimization_run_id, "prompt_uri": self.prompt_uri,
+                "input_field": self.input_field, "output_field": self.output_field}
+
+
+def model_name(task: str, student: str, program: str) -> str:
+    """The registry name for a task, student and program kind (letters, digits, - _ . only)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task}-{student}-{program}").strip("-")[:100]
+
+
+def _spec_from_params(params: dict[str, str]) -> ModelSpec:
+    """A baseline's student, from its params (they name the model, never hold its key)."""
+    from core.settings import PROVIDERS
+
+    provider = params.get("provider") or "openai"
+    def num(key: str) -> float | None:
+        value = params.get(key)
+        return float(value) if value not in (None, "", "None") else None
+
+    retries = num("num_retries")
+    return ModelSpec(name=params.get("model_name") or params["model"], model=params["model"], provider=provider,
+                     api_base=params.get("api_base") or None,
+                     api_key_env=PROVIDERS[provider].key_env if provider in PROVIDERS else None,
+                     temperature=num("temperature"), max_tokens=int(num("max_tokens") or 0) or None,
+                     reasoning_effort=params.get("reasoning_effort") or None, timeout_s=num("timeout_s") or 120.0,
+                     num_retries=int(retries) if retries is not None else 2)
+
+
+def _student_of(store: RunStore, run_id: str, run: Any) -> ModelSpec:
+    """An evaluation's student: as its resume file kept it (with its key variable's name), else its
+    optimization's, else from its params (the provider's usual key variable)."""
+    from core.baseline import RESUME_FILE, run_dir
+
+    path = run_dir(store, run_id) / RESUME_FILE
+    if path.is_file():
+        return ModelSpec.from_dict(json.loads(path.read_text(encoding="utf-8"))["spec"])
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if parent and "config.json" in store.list_artifacts(parent):  # an optimization's student
+        return ModelSpec.from_dict(store.read_json(parent, "config.json")["student"])
+    return _spec_from_params(run.data.params)
+
+
+def source_of(store: RunStore, run_id: str) -> Source:
+    """The program a run ships: an optimization's optimized program, or an evaluation's/baseline's program."""
+    run = store.get_run(run_id)
+    tags, kind = run.data.tags, run.data.tags.get(f"{TAG}kind", "")
+    parent = tags.get("mlflow.parentRunId") or None
+    try:
+        if kind == "optimization":
+            program = store.read_json(run_id, "optimized_program.json")
+            config = store.read_json(run_id, "config.json")
+            return Source(run_id, kind, tags.get(f"{TAG}task", ""), program, ModelSpec.from_dict(config["student"]),
+                          run_id, tags.get(PROMPT_URI_TAG))
+        if kind in ("evaluation", "baseline"):
+            program = store.read_json(run_id, "program.json")
+            optimized = parent is not None and tags.get(f"{TAG}program") == "optimized"  # its optimization's prompt
+            prompt = store.get_run(parent).data.tags.get(PROMPT_URI_TAG) if optimized and parent else None
+            return Source(run_id, kind, tags.get(f"{TAG}task", ""), program, _student_of(store, run_id, run),
+                          parent, prompt)
+    except StoreError as exc:
+        raise ConfigError(f"Run {run_id} has no program to ship: {exc}",
+                          "An optimization ships once it has finished (or been finished); pick one that has.") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"Run {run_id}'s program or model cannot be read: {exc}",
+                          "Ship a run made by this version of GEPA Studio.") from exc
+    raise ConfigError(f"Run {run_id} is a {kind or 'foreign'} run, not a program.",
+                      "Ship an optimization, an evaluation or a baseline (History lists their ids).")
+
+
+def _requirements() -> list[str]:
+    out = []
+    for name in REQUIREMENTS:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def export_model(store: RunStore, run_id: str, *, name: str | None = None) -> Shipped:
+    """Log ``run_id``'s program as a pyfunc model in that run and register it (a new version of ``name``,
+    by default ``<task>-<student>-<program>``); link model version, runs and prompt version by tags."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    import core
+
+    with warnings.catch_warnings():  # MLflow asks for type hints on predict: the signature below says it all
+        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+        from core.ship_model import PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
+
+    src = source_of(store, run_id)
+    input_field, output_field = src.fields
+    program_kind = store.get_run(run_id).data.tags.get(f"{TAG}program") or "program"
+    name = name or model_name(src.task, src.student.name, program_kind)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
+        raise ConfigError(f"Model name {name!r} is not a registry name.", "Use letters, digits, - _ and . only.")
+    signature = ModelSignature(inputs=Schema([ColSpec("string", input_field)]),
+                               outputs=Schema([ColSpec("string", output_field), ColSpec("string", "error")]))
+    mlflow.set_tracking_uri(store.settings.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # The spec names its key variable and never holds a key; scrubbed all the same, as every logged text is.
+        (root / "program.json").write_text(scrub(json.dumps(src.program, indent=2, default=str)), encoding="utf-8")
+        (root / "model.json").write_text(scrub(json.dumps(src.student.to_dict(), indent=2)), encoding="utf-8")
+        local = root / ARTIFACT_PATH
+        # Saved, then logged into the existing run: a fluent log_model would reopen the run and change its status.
+        with warnings.catch_warnings():  # the signature is given; an input example would call the LM at export
+            warnings.filterwarnings("ignore", message=".*(type hints|input example).*", category=UserWarning)
+            mlflow.pyfunc.save_model(
+                str(local), python_model=StudioProgram(), signature=signature, pip_requirements=_requirements(),
+                artifacts={PROGRAM_ARTIFACT: str(root / "program.json"), SPEC_ARTIFACT: str(root / "model.json")},
+                code_paths=[str(Path(core.__file__).parent)],
+                metadata={"task": src.task, "student": src.student.name, "source_run_id": run_id,
+                          "optimization_run_id": src.optimization_run_id or "", "prompt_uri": src.prompt_uri or ""})
+        store.client.log_artifacts(run_id, str(local), ARTIFACT_PATH)
+    try:
+        version = mlflow.register_model(
+            f"runs:/{run_id}/{ARTIFACT_PATH}", name,
+            tags={f"{TAG}run_id": run_id, f"{TAG}optimization_run_id": src.optimization_run_id or "",
+                  f"{TAG}prompt_uri": src.prompt_uri or "", f"{TAG}task": src.task,
+                  f"{TAG}student": src.student.name, f"{TAG}program": program_kind})
+    except Exception as exc:
+        raise StoreError(f"MLflow could not register the model {name!r}: {str(exc)[:300]}",
+                         "Check that the tracking store has a model registry (a SQLite or server store).") from exc
+    shipped = Shipped(name, str(version.version), run_id, src.optimization_run_id, src.prompt_uri,
+                      input_field, output_field)
+    store.client.update_model_version(name, version.version, description=_description(src, program_kind))
+    for rid in {run_id, src.optimization_run_id} - {None}:
+        store.set_tags(str(rid), {MODEL_URI_TAG: shipped.uri})
+    logger.info("registered %s from run %s", shipped.uri, run_id)
+    return shipped
+
+
+def _description(src: Source, program_kind: str) -> str:
+    links = [f"run {src.run_id}"]
+    if src.optimization_run_id and src.optimization_run_id != src.run_id:
+        links.append(f"optimization {src.optimization_run_id}")
+    if src.prompt_uri:
+        links.append(f"prompt {src.prompt_uri}")
+    return f"GEPA Studio {program_kind} program for {src.task} on {src.student.name} ({', '.join(links)})."
+
+
+def shipped_of(store: RunStore, run_id: str) -> Shipped | None:
+    """The model version last exported from ``run_id`` (by its tag), or None."""
+    uri = store.get_run(run_id).data.tags.get(MODEL_URI_TAG)
+    if not uri:
+        return None
+    name, _, version = uri.removeprefix("models:/").rpartition("/")
+    try:
+        mv = store.client.get_model_version(name, version)
+    except Exception:  # noqa: BLE001 - deleted from the registry since: nothing shipped
+        return None
+    src = source_of(store, mv.tags.get(f"{TAG}run_id") or run_id)
+    return Shipped(name, version, src.run_id, src.optimization_run_id, src.prompt_uri, *src.fields)
+
+
+def shipped_from_uri(uri: str, run_id: str, program: dict[str, Any], *, optimization_run_id: str | None = None,
+                     prompt_uri: str | None = None) -> Shipped:
+    """A :class:`Shipped` from a run's ``studio.model_uri`` tag and its program (no store call: for pages)."""
+    from core.tasks import Task
+
+    name, _, version = uri.removeprefix("models:/").rpartition("/")
+    if not name or not version:
+        raise ConfigError(f"{uri!r} is not a registered model version.", "Export the program again.")
+    task = Task.from_dict(program["task"])
+    return Shipped(name, version, run_id, optimization_run_id, prompt_uri, task.input_field, task.output_field)
+
+
+def load_snippet(shipped: Shipped, tracking_uri: str) -> str:
+    """Python that loads the registered model and classifies one text."""
+    return (f'import mlflow\nimport pandas as pd\n\nmlflow.set_tracking_uri("{tracking_uri}")\n'
+            f'model = mlflow.pyfunc.load_model("{shipped.uri}")\n'
+            f'texts = pd.DataFrame({{"{shipped.input_field}": ["A sentence to classify."]}})\n'
+            f'print(model.predict(texts))  # columns {shipped.output_field} and error (why a text got no label)\n')
+
+
+def serve_command(shipped: Shipped, tracking_uri: str, port: int = DEFAULT_PORT) -> str:
+    """The shell commands that serve the model on this machine and post one request to it."""
+    body = json.dumps({"dataframe_records": [{shipped.input_field: "A sentence to classify."}]})
+    return ("# in GEPA Studio's virtual environment (mlflow and uvicorn on the PATH), with the model's key variable set\n"
+            f"MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)} mlflow models serve -m {shlex.quote(shipped.uri)} "
+            f"--env-manager local -h 127.0.0.1 -p {port}\n\n"
+            f"curl -s http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' "
+            f"-d {shlex.quote(body)}\n")
