@@ -127,11 +127,16 @@ def _optimization_labels(df: pd.DataFrame) -> pd.Series:
 
     result = (pct("original_test_accuracy") + "→" + pct("optimized_test_accuracy")).where(df["has_results"],
                                                                                         "no test results")
-    budget = _text(df["budget"], "").map(lambda b: f" · {b}" if b else "")
     marked = df["outcome"].map(lambda o: f" · {o}" if o in ("capped", "cancelled", "failed") else "")
+    return _setup_labels(df) + " · " + result + marked
+
+
+def _setup_labels(df: pd.DataFrame) -> pd.Series:
+    """ "<optimizer> · <student> ← <reflection> · <budget>": what an optimization was asked to do."""
+    budget = _text(df["budget"], "").map(lambda b: f" · {b}" if b else "")
     optimizer = _text(df["program"], "gepa").map(lambda p: OPTIMIZER_LABELS.get(p, p))
     teacher = (" ← " + _text(df["reflection_model"])).where(df["program"].astype(str) != "own", "")
-    return optimizer + " · " + _text(df["model"]) + teacher + budget + " · " + result + marked
+    return optimizer + " · " + _text(df["model"]) + teacher + budget
 
 
 def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +145,7 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
     "GEPA · <student> ← <reflection> · <budget> · <before>→<after>" (or "· no test results"), then "· capped",
     "· cancelled" or "· failed" when so. Labels are unique only together with the run id."""
     columns = ["run_id", "run_label", "program", "model", "reflection_model", "budget", "module", "task", "status", "outcome",
-               "stop_reason", "start_time", "student_cost_usd", "reflection_cost_usd", "optimization_cost_usd",
+               "stop_reason", "start_time", "repeat_key", "seed", "student_cost_usd", "reflection_cost_usd", "optimization_cost_usd",
                "best_val_score", "original_test_accuracy", "optimized_test_accuracy", "original_cost_per_1k",
                "optimized_cost_per_1k", "has_results"]
     if runs.empty:
@@ -150,7 +155,7 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     for col in columns:
         if col not in df:
-            df[col] = float("nan") if col.endswith(("accuracy", "per_1k")) else None
+            df[col] = float("nan") if col.endswith(("accuracy", "per_1k")) or col == "seed" else None
     df["module"] = _modules(df)
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["outcome"] = _outcomes(df)
@@ -234,3 +239,73 @@ def has_test_results(runs: pd.DataFrame, run_id: str | None) -> bool:
         return False
     row = runs.loc[runs["run_id"] == run_id, list(RESULT_COLUMNS)]
     return bool(not row.empty and row.iloc[0].notna().all())
+
+
+SPREAD_COLUMNS = ["repeat_key", "label", "run_id", "seed", "original", "optimized", "gain", "n_seeds", "median",
+                  "min", "max", "original_min", "original_max", "min_gain"]
+
+
+def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
+    """Optimizations repeated with other seeds, one row per seed (columns SPREAD_COLUMNS): per ``repeat_key`` with at
+    least 2 seeds that have test results, its ``label`` (the run label without the accuracies), each seed's
+    ``original`` and ``optimized`` test accuracy and ``gain``, and the repeat's ``n_seeds``, ``median``, ``min`` and
+    ``max`` optimized accuracy, the range of the original's, and the smallest gain. A seed run twice counts once
+    (its newest run); repeats are ordered newest first."""
+    opts = optimization_frame(runs)
+    if opts.empty:
+        return pd.DataFrame(columns=SPREAD_COLUMNS)
+    df = opts[opts["has_results"] & opts["repeat_key"].notna() & opts["seed"].notna()].copy()
+    df = df.sort_values("start_time", ascending=False, kind="stable", na_position="last")
+    df = df.drop_duplicates(["repeat_key", "seed"], keep="first")
+    df = df[df.groupby("repeat_key")["seed"].transform("size") >= 2]
+    if df.empty:
+        return pd.DataFrame(columns=SPREAD_COLUMNS)
+    df["label"] = _setup_labels(df)
+    df["original"] = df["original_test_accuracy"].astype(float)
+    df["optimized"] = df["optimized_test_accuracy"].astype(float)
+    df["gain"] = df["optimized"] - df["original"]
+    groups = df.groupby("repeat_key", sort=False)
+    df["n_seeds"] = groups["seed"].transform("size").astype(int)
+    for name, col, how in (("median", "optimized", "median"), ("min", "optimized", "min"), ("max", "optimized", "max"),
+                           ("original_min", "original", "min"), ("original_max", "original", "max"),
+                           ("min_gain", "gain", "min")):
+        df[name] = groups[col].transform(how)
+    df["label"] = groups["label"].transform("first")  # the newest run's label names the repeat
+    order = {key: i for i, key in enumerate(df["repeat_key"].unique())}  # newest repeat first, then by seed
+    df = df.assign(_order=df["repeat_key"].map(order)).sort_values(["_order", "seed"], kind="stable")
+    return df[SPREAD_COLUMNS].reset_index(drop=True)
+
+
+def _pct_range(low: float, high: float) -> str:
+    return f"{low * 100:.1f} %" if round(low * 1000) == round(high * 1000) else f"{low * 100:.1f}–{high * 100:.1f} %"
+
+
+def spread_sentence(spread: pd.DataFrame, repeat_key: str) -> str:
+    """One plain sentence on a repeat of ``seed_spread``: its optimized range and median against the original, and
+    whether every seed gained."""
+    rows = spread[spread["repeat_key"] == repeat_key]
+    r = rows.iloc[0]
+    losers = rows[rows["gain"] < 0]
+    if losers.empty and r["min_gain"] > 0:
+        tail = f"every seed gained at least {r['min_gain'] * 100:.1f} points"
+    elif losers.empty:
+        tail = "the worst seed gained nothing"
+    else:
+        tail = (f"{len(losers)} of {int(r['n_seeds'])} seeds lost accuracy (the worst "
+                f"{losers['gain'].min() * 100:+.1f} points)")
+    return (f"{r['label']}, {int(r['n_seeds'])} seeds: optimized {_pct_range(r['min'], r['max'])} (median "
+            f"{r['median'] * 100:.1f} %) against {_pct_range(r['original_min'], r['original_max'])} before; {tail}.")
+
+
+def seed_note(spread: pd.DataFrame, run_id: str) -> str | None:
+    """What the verdict on one optimization must not hide: it is one of N seeds, and where it lies in their range
+    (None when it was not repeated)."""
+    row = spread[spread["run_id"] == run_id]
+    if row.empty:
+        return None
+    r = row.iloc[0]
+    place = ("the best of them" if r["optimized"] >= r["max"] and r["max"] > r["min"] else
+             "the worst of them" if r["optimized"] <= r["min"] and r["max"] > r["min"] else "")
+    return (f"This optimization is seed {int(r['seed'])}, one of {int(r['n_seeds'])} seeds of the same setup: "
+            f"optimized {_pct_range(r['min'], r['max'])} across them (median {r['median'] * 100:.1f} %), this seed "
+            f"{r['optimized'] * 100:.1f} %{', ' + place if place else ''}. Read the range, not one seed.")

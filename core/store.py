@@ -41,17 +41,17 @@ RUN_COLUMNS = [
     "end_time", "job_id", "parent_run_id", "reflection_model", "budget", "accuracy", "accuracy_ci_low",
     "accuracy_ci_high", "macro_f1", "n", "cost_usd", "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens",
     "errors", "optimization_cost_usd", "student_cost_usd", "reflection_cost_usd", "best_val_score", "failed",
-    "failure_rate", "degraded", "partial", "started_by",
+    "failure_rate", "degraded", "partial", "started_by", "repeat_key", "seed",
 ]
 # Columns read from tags (and, for an optimization, its params); every other column is a metric or computed.
 TAG_COLUMNS = {
     "kind": f"{TAG}kind", "task": f"{TAG}task", "model": f"{TAG}model", "program": f"{TAG}program",
     "module": f"{TAG}module", "stop_reason": f"{TAG}stop_reason", "job_id": f"{TAG}job_id",
     "parent_run_id": "mlflow.parentRunId", "reflection_model": f"{TAG}reflection_model",
-    "started_by": f"{TAG}started_by",
+    "started_by": f"{TAG}started_by", "repeat_key": f"{TAG}repeat_key",
 }
 STATE_TAGS = (f"{TAG}degraded", f"{TAG}state", f"{TAG}pid", f"{TAG}host", f"{TAG}pid_started")
-SUMMARY_PARAMS = ("module", "budget", "reflection_model_name")  # an optimization's config, as params
+SUMMARY_PARAMS = ("module", "budget", "reflection_model_name", "seed")  # an optimization's config, as params
 TEXT_COLUMNS = {"run_id", "run_name", "status", "start_time", "end_time", "budget", *TAG_COLUMNS}
 
 
@@ -337,6 +337,7 @@ def _frame(base: pd.DataFrame, tags: pd.DataFrame, metrics: pd.DataFrame, params
     frame["module"] = frame["module"].fillna(params["module"]).fillna("predict")
     frame["reflection_model"] = frame["reflection_model"].fillna(params["reflection_model_name"])
     frame["budget"] = params["budget"].astype(object)
+    frame["seed"] = pd.to_numeric(params["seed"], errors="coerce").astype("float64")  # the optimizer's seed
     frame["stop_reason"] = frame["stop_reason"].fillna("")
     for col in [*TAG_COLUMNS, "budget"]:
         frame[col] = frame[col].where(frame[col].notna(), None)  # missing text is None, as MLflow's tags.get says

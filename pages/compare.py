@@ -19,8 +19,10 @@ from core.runs import (
     optimization_frame,
     per_label_frame,
     run_choice_label,
+    seed_note,
+    seed_spread,
 )
-from ui import cache, pairs, routing, state
+from ui import cache, pairs, routing, seeds, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.notebook import claims_section
 from ui.widgets import pct, studio_errors, usd
@@ -58,6 +60,7 @@ if current not in tasks and task == newest_task:
     st.caption(f"No runs of task {current} yet: showing {newest_task}, the task with the newest runs.")
 scoped = runs[runs["task"] == task]
 opts = charts.with_failures(optimization_frame(scoped), scoped, charts.OPTIMIZATION_FAILURE_COLUMNS)
+spread = seed_spread(scoped)  # optimizations repeated with other seeds
 
 
 def marked(frame):
@@ -180,7 +183,7 @@ def optimization_section(opt_id: str) -> None:
     for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
         warn_if_degraded(row)
     with studio_errors():
-        pairs.paired_block(original_id, optimized_id)
+        pairs.paired_block(original_id, optimized_id, seeds=seed_note(spread, opt_id))
 
     st.markdown("**When does the optimization pay for itself?**")
     references = latest_per_label(all_evals)
@@ -222,5 +225,6 @@ else:
     selected = pick_optimization()
     with studio_errors():
         optimization_section(selected)
+    seeds.spread_section(spread)
 
 pairs.report_section([*in_view, selected])

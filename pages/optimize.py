@@ -4,6 +4,7 @@ cancel/resume."""
 import streamlit as st
 
 from core.errors import StudioError
+from core.jobs import MAX_SEEDS, repeat_seeds, submit_repeats
 from core.models import ModelSpec
 from core.optimize import OPTIMIZERS, OptimizeConfig
 from core.optimize.estimate import CHARS_PER_TOKEN
@@ -103,23 +104,46 @@ def estimate_and_start(config: OptimizeConfig) -> None:
         estimate = plan.estimate.to_dict()
     except StudioError as exc:
         show_error(exc)
+    numbers = st.container()  # filled below: the estimate is × the seeds chosen beside the Start button
+    start_row = st.columns([1, 3], vertical_alignment="bottom")
+    n = 1
+    if config.optimizer != "own":  # your own prompt has no seed: a repeat would give the same numbers
+        n = int(start_row[0].number_input("Repeat with N seeds", min_value=1, max_value=MAX_SEEDS, value=1, key="optimize.seeds",
+                                persist_state="session",
+                                help=f"N optimizations that differ only in the seed ({config.seed}, {config.seed + 1}, …) "
+                                     "on the same examples: Compare shows the spread of their test accuracy, so one "
+                                     "lucky seed is not read as the result."))
+    times = f" × {n}" if n > 1 else ""
     if estimate:
         role = OPTIMIZERS[config.optimizer].reflection_role or "reflection model"
-        cols = st.columns(4)
-        cols[0].metric("Metric calls", f"{estimate['metric_calls']:,}",
-                       help=f"Plus {estimate.get('test_calls', 0):,} calls of the test evaluations afterwards.")
-        cols[1].metric(f"Calls of the {role}", f"{estimate['reflection_calls_low']}–{estimate['reflection_calls_high']}")
+        cols = numbers.columns(4)
+        cols[0].metric(f"Metric calls{times}", f"{estimate['metric_calls'] * n:,}",
+                       help=f"Plus {estimate.get('test_calls', 0) * n:,} calls of the test evaluations afterwards."
+                            + (f" Per seed: {estimate['metric_calls']:,}." if n > 1 else ""))
+        cols[1].metric(f"Calls of the {role}{times}",
+                       f"{estimate['reflection_calls_low'] * n}–{estimate['reflection_calls_high'] * n}")
         low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
-        cols[2].metric("Estimated cost", "unknown price" if low is None else usd_range(low, high),
-                       help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing.")
-        cols[3].metric("Estimated student cost", usd(estimate["student_cost_usd"]))
-    if st.button("Start optimization", key="optimize.start", type="primary", icon=":material/auto_fix_high:",
-                 disabled=estimate is None):
+        cols[2].metric(f"Estimated cost{times}", "unknown price" if low is None else usd_range(low * n, high * n),
+                       help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing."
+                            + (f" Per seed: {usd_range(low, high)}." if n > 1 and low is not None else ""))
+        student_cost = estimate["student_cost_usd"]
+        cols[3].metric(f"Estimated student cost{times}", usd(None if student_cost is None else student_cost * n))
+        if n > 1:
+            numbers.caption(f"{n} jobs with seeds {', '.join(map(str, repeat_seeds(config, n)))}: the estimate is "
+                       f"× {n}, one optimization per seed.")
+    label = f"Start {n} optimizations" if n > 1 else "Start optimization"
+    if start_row[1].button(label, key="optimize.start", type="primary", icon=":material/auto_fix_high:",
+                           disabled=estimate is None):
         with studio_errors():
-            state.set_optimize_job(cache.job_manager().submit_optimization(config, plan=plan,
-                                                                             started_by=auth.current_user()))
+            manager, who = cache.job_manager(), auth.current_user()
+            if n > 1:
+                job_ids = submit_repeats(manager, config, n, plan=plan, started_by=who)
+                state.set_optimize_job(job_ids[0])
+            else:
+                state.set_optimize_job(manager.submit_optimization(config, plan=plan, started_by=who))
             cache.clear_runs()
-            st.toast("Optimization queued: it runs in the background, you can leave this page.",
+            st.toast(f"{n} optimizations queued (seeds {config.seed}–{config.seed + n - 1})" if n > 1 else
+                     "Optimization queued: it runs in the background, you can leave this page.",
                      icon=":material/auto_fix_high:")
 
 

@@ -48,8 +48,9 @@ def growth_caption(before: Mapping[str, float], after: Mapping[str, float]) -> s
     return text + "."
 
 
-def paired_block(original_id: str, optimized_id: str) -> None:
-    """Original vs optimized on the same test examples: both accuracies, the verdict, the prompt's growth."""
+def paired_block(original_id: str, optimized_id: str, seeds: str | None = None) -> None:
+    """Original vs optimized on the same test examples: both accuracies, the verdict (with ``seeds``, what the other
+    seeds of a repeated optimization say: ``core.runs.seed_note``), the prompt's growth."""
     st.markdown("**Original vs optimized on the same test examples**")
     summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
                              cache.artifact_csv(optimized_id, "records.csv"))
@@ -68,6 +69,8 @@ def paired_block(original_id: str, optimized_id: str) -> None:
         cols[2].metric("Test examples", f"{n:,}", help="Too few examples that only one program gets right for a "
                                                          "p-value: the verdict says what a test would need.")
     _verdict_box(summary["sentence"])
+    if seeds:
+        st.warning(safe_text(seeds), icon=":material/casino:")
     caption = (f"Only the optimized program is right on {int(summary['after_only'])} examples, only the original on "
                f"{int(summary['before_only'])} (n = {n}).")
     with studio_errors():

@@ -10,7 +10,7 @@ from typing import Any
 from core.cli.common import add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.cli.jobs import follow, print_job
 from core.errors import ConfigError, StudioError
-from core.jobs import JobManager
+from core.jobs import MAX_SEEDS, JobManager, repeat_seeds, submit_repeats
 from core.jobs.worker import execute
 from core.models import ModelCatalog
 from core.optimize import (
@@ -62,11 +62,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         threads=args.threads, seed=args.gepa_seed, feedback=args.feedback, cache=not args.no_cache,
         optimizer=args.optimizer, instruction=args.instruction or "", **budget_kwargs(args.budget),
     )
+    seeds = repeat_seeds(config, args.seeds)  # refuses a bad count before planning
     plan = plan_optimization(config, settings)
     print(describe_plan(plan), file=sys.stderr)
     for note in plan.splits.notes:
         print(f"warning: {note}", file=sys.stderr)
     manager = JobManager(settings)
+    if len(seeds) > 1:
+        return run_repeats(manager, config, plan, len(seeds), args.background)
     job_id = manager.submit_optimization(config, start=args.background, plan=plan, started_by=cli_user())
     if args.background:
         print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
@@ -75,6 +78,29 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     follow(manager, job_id, lambda: execute(manager, job_id))
     status = print_job(manager, job_id)
     print_finish_hint(manager, job_id)
+    return status
+
+
+def run_repeats(manager: JobManager, config: OptimizeConfig, plan: Plan, n: int, background: bool) -> int:
+    """``--seeds N``: N jobs with consecutive seeds on one plan; in the foreground one after another, then the spread."""
+    from core.runs import seed_spread, spread_sentence
+    from core.store import RunStore
+
+    print(f"{n} seeds: {', '.join(map(str, repeat_seeds(config, n)))} (the estimate above × {n})", file=sys.stderr)
+    job_ids = submit_repeats(manager, config, n, plan=plan, started_by=cli_user(), start=background)
+    if background:
+        for job_id in job_ids:
+            print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
+        return 0
+    status = 0
+    for job_id in job_ids:
+        print(f"job {job_id} ({manager.get(job_id).title})", file=sys.stderr)
+        follow(manager, job_id, lambda job_id=job_id: execute(manager, job_id))
+        status = max(status, print_job(manager, job_id))
+        print_finish_hint(manager, job_id)
+    spread = seed_spread(RunStore(manager.settings).list_runs(kind="optimization", task=plan.task.name))
+    if config.repeat_key() in set(spread["repeat_key"]):
+        print(spread_sentence(spread, config.repeat_key()))
     return status
 
 
@@ -119,6 +145,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--gepa-seed", type=int, default=0, help="the optimizer's seed")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help=f"repeat with N seeds (the seed, seed+1, ...; 1 to {MAX_SEEDS}): N jobs on the same examples, "
+                        "then the spread of their test accuracy")
     p.add_argument("--module", choices=["predict", "cot"], default="predict")
     p.add_argument("--feedback", choices=["rule", "judge"], default="rule")
     p.add_argument("--no-merge", action="store_true")

@@ -3,6 +3,8 @@ itself when it is built."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
@@ -17,6 +19,8 @@ Budget = Literal["light", "medium", "heavy"]
 BUDGETS: tuple[Budget, ...] = ("light", "medium", "heavy")
 OptimizerName = Literal["gepa", "miprov2", "fewshot", "own"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
+# Fields that do not make another experiment: the seed (what a repeat varies) and how the run is executed.
+REPEAT_IGNORED = ("seed", "threads", "cache")
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,12 @@ class OptimizeConfig:
         models = f"{self.student.name} ← {self.reflection.name}" if self.reflection and self.optimizer != "own" \
             else self.student.name
         return f"{self.label} {models} · {task_name} · {self.budget_label()}"
+
+    def repeat_key(self) -> str:
+        """A short hash of everything but the seed (and how it runs: threads, cache), so runs that differ only in
+        the seed share it, whether started as one repeat or one by one."""
+        setup = {k: v for k, v in self.to_dict().items() if k not in REPEAT_IGNORED}
+        return hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -125,7 +125,7 @@ def open_run(store: RunStore, config: OptimizeConfig, task: Task, splits: Splits
         name = f"{config.label} · {config.student.name}" + (f" ← {other.name}" if other else "")
         run_id = store.start_run("optimization", task.name, run_name=name, params=_config_params(config, task, splits),
                                  tags={f"{TAG}model": config.student.name, f"{TAG}program": config.optimizer,
-                                       f"{TAG}start": config.start,
+                                       f"{TAG}start": config.start, f"{TAG}repeat_key": config.repeat_key(),
                                        **({f"{TAG}reflection_model": other.name} if other else {}),
                                        **({f"{TAG}job_id": job_id} if job_id else {})})
         store.log_artifacts(run_id, {"config.json": config.to_dict()})

@@ -32,6 +32,7 @@ from core.analytics.charts.optimization import (
     trade_off_detail,
 )
 from core.analytics.charts.search import cost_by_role_chart, lineage_chart, pareto_grid_chart, search_score_chart
+from core.analytics.charts.seeds import seed_spread_chart
 from core.analytics.charts.task import label_distribution
 
 __all__ = [
@@ -40,5 +41,5 @@ __all__ = [
     "failure_text", "label_distribution", "model_colors", "optimization_cost_split", "optimization_failure_text", "per_label_bars",
     "per_label_f1_heatmap",
     "progress_chart", "trade_off_detail", "with_failures",
-    "cost_by_role_chart", "lineage_chart", "pareto_grid_chart", "search_score_chart",
+    "cost_by_role_chart", "lineage_chart", "pareto_grid_chart", "search_score_chart", "seed_spread_chart",
 ]
