@@ -78,7 +78,8 @@ def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Baseline and evaluation runs as the charts' input (columns CHART_COLUMNS plus task, kind, start_time).
 
     ``label`` is "<model> · <Predict|CoT>" for an original program and "<model> · <Predict|CoT> · optimized" for an
-    optimized one, so two program kinds of one model never share a label. Runs without an accuracy are left out:
+    optimized one ("· optimized by MIPROv2" when another optimizer than GEPA made it), so two program kinds of one
+    model, or two optimizers' programs, never share a label. Runs without an accuracy are left out:
     those that failed, or were stopped or killed before their end (a partial run logs its counts, never an accuracy).
     """
     if runs.empty:
@@ -88,7 +89,17 @@ def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     df["program"] = df["program"].fillna("original").astype(str)
     df["module"] = _modules(df)
     names = df["module"].map(MODULE_NAMES).fillna(df["module"]).astype(str)
-    df["label"] = df["model"] + " · " + names + df["program"].map(lambda p: "" if p == "original" else f" · {p}")
+    # An optimized program says which optimizer made it (the evaluation's optimizer tag, else its parent's program
+    # tag when the parent is in ``runs``), GEPA's plainly.
+    made_by = dict(zip(runs["run_id"], runs["program"], strict=True)) if "parent_run_id" in runs else {}
+    parents = df["parent_run_id"] if "parent_run_id" in df else pd.Series(None, index=df.index, dtype=object)
+    optimizer = parents.map(lambda r: made_by.get(r) if isinstance(r, str) else None)
+    if "optimizer" in df:
+        optimizer = df["optimizer"].where(df["optimizer"].notna() & (df["optimizer"].astype(str) != ""), optimizer)
+    suffix = [("" if p == "original" else f" · {p}" if o in (None, "gepa") or o != o else " · own prompt"
+               if o == "own" else f" · {p} by {OPTIMIZER_LABELS.get(o, o)}")
+              for p, o in zip(df["program"], optimizer, strict=True)]
+    df["label"] = df["model"] + " · " + names + pd.Series(suffix, index=df.index, dtype=object)
     df["ci_low"] = df["accuracy_ci_low"]
     df["ci_high"] = df["accuracy_ci_high"]
     return df[CHART_COLUMNS + ["task", "kind", "start_time"]].reset_index(drop=True)

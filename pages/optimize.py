@@ -116,7 +116,7 @@ def estimate_and_start(config: OptimizeConfig) -> None:
     times = f" × {n}" if n > 1 else ""
     if estimate:
         role = OPTIMIZERS[config.optimizer].reflection_role or "reflection model"
-        cols = numbers.columns(4)
+        cols = numbers.columns([1, 1.2, 1.5])  # a cost range needs the room: "$0.028–$0.066" is cut in a quarter
         cols[0].metric(f"Metric calls{times}", f"{estimate['metric_calls'] * n:,}",
                        help=f"Plus {estimate.get('test_calls', 0) * n:,} calls of the test evaluations afterwards."
                             + (f" Per seed: {estimate['metric_calls']:,}." if n > 1 else ""))
@@ -127,7 +127,10 @@ def estimate_and_start(config: OptimizeConfig) -> None:
                        help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing."
                             + (f" Per seed: {usd_range(low, high)}." if n > 1 and low is not None else ""))
         student_cost = estimate["student_cost_usd"]
-        cols[3].metric(f"Estimated student cost{times}", usd(None if student_cost is None else student_cost * n))
+        test_cost = estimate.get("test_cost_usd")
+        numbers.caption(f"Of the cost, the student: {usd(None if student_cost is None else student_cost * n)}. "
+                        f"The test evaluations afterwards: {estimate.get('test_calls', 0) * n:,} calls"
+                        + (f", about {usd(test_cost * n)}." if test_cost is not None else "."))
         if n > 1:
             numbers.caption(f"{n} jobs with seeds {', '.join(map(str, repeat_seeds(config, n)))}: the estimate is "
                        f"× {n}, one optimization per seed.")

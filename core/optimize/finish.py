@@ -106,7 +106,8 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
     kw: dict[str, Any] = dict(task_ref=config.task_ref, sample=config.sample, threads=config.threads,
                               cache=config.cache, lm=lm, parent_run_id=run_id, job_id=job_id, kind="evaluation",
                               should_stop=should_stop, module=config.module,
-                              extra_tags={f"{TAG}start": config.start})  # the starting program: bare, described, own
+                              # the starting program (bare, described, own) and the optimizer that made the pair
+                              extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer})
     results = []
     for label, program in zip(("original", "optimized"), programs, strict=True):
         if should_stop and should_stop():

@@ -54,6 +54,24 @@ def test_chart_frame_labels_intervals_and_leaves_out_runs_without_accuracy():
     assert run_table.chart_frame(runs().iloc[0:0]).empty
 
 
+def test_each_optimizers_program_has_its_own_label():
+    """Compare keeps the newest run per label: MIPROv2's, few-shot's and your own prompt's programs must not share
+    one with GEPA's (their parent optimization's program tag says which optimizer made them)."""
+    rows = [dict(BASE, run_id=f"opt-{o}", kind="optimization", model="small", program=o, accuracy=float("nan"),
+                 start_time=when(i)) for i, o in enumerate(("gepa", "miprov2", "fewshot", "own"))]
+    rows += [dict(BASE, run_id=f"e-{o}", kind="evaluation", model="small", program="optimized", accuracy=0.8,
+                  parent_run_id=f"opt-{o}", start_time=when(10 + i)) for i, o in enumerate(("gepa", "miprov2", "fewshot", "own"))]
+    rows += [dict(BASE, run_id="e-orig", kind="evaluation", model="small", program="original", accuracy=0.5,
+                  parent_run_id="opt-miprov2", start_time=when(20))]
+    labels = dict(zip(*[run_table.chart_frame(runs(*rows))[c] for c in ("run_id", "label")], strict=True))
+    assert labels == {"e-gepa": "small · Predict · optimized", "e-miprov2": "small · Predict · optimized by MIPROv2",
+                      "e-fewshot": "small · Predict · optimized by Few-shot", "e-own": "small · Predict · own prompt",
+                      "e-orig": "small · Predict"}
+    evals = runs(*rows[4:])  # Compare's "Before/after" filter: the optimizations are not in the table
+    evals["optimizer"] = [r["parent_run_id"].removeprefix("opt-") for r in rows[4:]]  # their studio.optimizer tag
+    assert dict(zip(*[run_table.chart_frame(evals)[c] for c in ("run_id", "label")], strict=True)) == labels
+
+
 def test_latest_per_label_keeps_the_newest_run_of_each_label():
     table = runs(
         dict(BASE, run_id="old", kind="baseline", model="m", program="original", accuracy=0.5, start_time=when(1)),
