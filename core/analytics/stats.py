@@ -294,7 +294,9 @@ def paired_sentence(c: Mapping[str, Any], name_a: str, name_b: str, confidence: 
     points = f"{abs(diff) * 100:.1f} points"
     test = f"({ci}, exact McNemar {p_text(float(c['p_value']))})"
     if c.get("significant"):
-        return f"{name_b} is {points} {'better' if diff > 0 else 'worse'} than {name_a} {test} on {n} test examples."
+        enough = f"; about {needed:,} would show a difference this size (80 % power)" if needed else ""
+        return (f"{name_b} is {points} {'better' if diff > 0 else 'worse'} than {name_a} {test} on {n} test "
+                f"examples{enough}.")
     return (f"{name_b} scores {points} {'higher' if diff > 0 else 'lower'} than {name_a} {test}: "
             f"{n} test examples cannot tell them apart" + (f"; about {needed:,} would." if more else "."))
 

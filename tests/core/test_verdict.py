@@ -156,7 +156,9 @@ def test_a_significant_verdict_says_which_run_is_better_and_by_how_much():
     v = verdict(records(200, range(150)), records(200, range(130)), "GPT big", "GPT small")  # 20 vs 0 discordant
     assert v.significant and v.p_value < 0.001 and v.ci_high < 0
     assert v.sentence.startswith("GPT small is 10.0 points worse than GPT big (95 % CI \u2212")
-    assert v.sentence.endswith("exact McNemar p < 0.001) on 200 test examples.")
+    assert v.sentence.endswith(f"exact McNemar p < 0.001) on 200 test examples; about {v.needed_n:,} would show a "
+                               "difference this size (80 % power).")
+    assert v.needed_n < 200  # the hint says how many would have sufficed
     better = verdict(records(200, range(130)), records(200, range(150)), "GPT big", "GPT small")
     assert better.sentence.startswith("GPT small is 10.0 points better than GPT big")
 
