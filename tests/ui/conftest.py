@@ -111,12 +111,25 @@ def template_db(tmp_path_factory) -> Path:
     return root / "mlflow.db"
 
 
+def fresh_data_dir(root: Path, template_db: Path) -> Path:
+    """``<root>/studio``, a data dir whose run store starts as a copy of the migrated empty template."""
+    data_dir = root / "studio"
+    data_dir.mkdir()
+    shutil.copy(template_db, data_dir / "mlflow.db")
+    return data_dir
+
+
+def use_shared_store(monkeypatch, data_dir: Path, tmp_path: Path) -> None:
+    """Point this test at a session-wide store (read it, do not write to it). Pages write the session's profile
+    into the data dir: it is removed so that no test starts from another's selections."""
+    _env(monkeypatch, data_dir, tmp_path / "no-secrets.toml")
+    shutil.rmtree(data_dir / "profiles", ignore_errors=True)
+
+
 @pytest.fixture
 def empty(tmp_path, monkeypatch, template_db):
     """A fresh data dir with an empty run store; returns its Settings."""
-    data_dir = tmp_path / "studio"
-    data_dir.mkdir()
-    shutil.copy(template_db, data_dir / "mlflow.db")
+    data_dir = fresh_data_dir(tmp_path, template_db)
     _env(monkeypatch, data_dir, tmp_path / "no-secrets.toml")
     from core.settings import load_settings
 
@@ -186,9 +199,7 @@ def seed_store(settings: Any, base_url: str) -> Seed:
 @pytest.fixture(scope="session")
 def seeded_store(tmp_path_factory, template_db) -> Seed:
     root = tmp_path_factory.mktemp("seeded")
-    data_dir = root / "studio"
-    data_dir.mkdir()
-    shutil.copy(template_db, data_dir / "mlflow.db")
+    data_dir = fresh_data_dir(root, template_db)
     with pytest.MonkeyPatch.context() as mp, StubLLMServer(responder=student_or_keywords) as stub:
         _env(mp, data_dir, root / "no-secrets.toml")
         from core.settings import load_settings
@@ -198,8 +209,6 @@ def seeded_store(tmp_path_factory, template_db) -> Seed:
 
 @pytest.fixture
 def seeded(seeded_store, monkeypatch, tmp_path) -> Seed:
-    """The shared seeded store (read it, do not write to it). Pages write the session's profile into the data
-    dir: it is removed so that no test starts from another's selections."""
-    _env(monkeypatch, seeded_store.data_dir, tmp_path / "no-secrets.toml")
-    shutil.rmtree(seeded_store.data_dir / "profiles", ignore_errors=True)
+    """The shared seeded store (see ``use_shared_store``)."""
+    use_shared_store(monkeypatch, seeded_store.data_dir, tmp_path)
     return seeded_store

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.scenario import write_csv
 from tests.stub_server import chat_answer, field_value, hinted_label, improved_instruction
-from tests.ui.conftest import APP, _env, assert_clean, open_page, texts
+from tests.ui.conftest import APP, _env, assert_clean, fresh_data_dir, open_page, texts, use_shared_store
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,7 @@ def searched_store(tmp_path_factory, template_db) -> Searched:
     from tests.fake_lm import fake_lm
 
     root = tmp_path_factory.mktemp("searched")
-    data_dir = root / "studio"
-    data_dir.mkdir()
-    shutil.copy(template_db, data_dir / "mlflow.db")
+    data_dir = fresh_data_dir(root, template_db)
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, data_dir, root / "no-secrets.toml")
         mp.setenv("DSPY_CACHEDIR", str(root / "dspy-cache"))
@@ -76,8 +73,7 @@ def searched_store(tmp_path_factory, template_db) -> Searched:
 
 @pytest.fixture
 def searched(searched_store, monkeypatch, tmp_path) -> Searched:
-    _env(monkeypatch, searched_store.data_dir, tmp_path / "no-secrets.toml")
-    shutil.rmtree(searched_store.data_dir / "profiles", ignore_errors=True)
+    use_shared_store(monkeypatch, searched_store.data_dir, tmp_path)
     return searched_store
 
 
