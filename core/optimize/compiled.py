@@ -82,7 +82,6 @@ def run_compiled(
                         float(prev.get("reflection_cost_usd", 0.0))))
     callback = ProgressCallback(sink, plan.estimate.metric_calls, *meters, previous=prev, store=store, run_id=run_id,
                                 guards=guards)
-    tracing.log_datasets(store, run_id, {"train": splits.train, "val": splits.val, "test": test}, task)
     traced = tracing.trace_optimization(store, run_id, task, train, val, (student_lm, reflection_lm or student_lm),
                                         (config.student, other or config.student))
     student_lm, reflection_lm = traced[0], traced[1] if other else None

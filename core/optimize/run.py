@@ -129,7 +129,8 @@ def open_run(store: RunStore, config: OptimizeConfig, task: Task, splits: Splits
                                        **({f"{TAG}reflection_model": other.name} if other else {}),
                                        **({f"{TAG}job_id": job_id} if job_id else {})})
         store.log_artifacts(run_id, {"config.json": config.to_dict()})
-    else:
+        tracing.log_datasets(store, run_id, {"train": splits.train, "val": splits.val, "test": splits.test}, task)
+    else:  # a resume: its config and datasets were logged by the first attempt
         close_orphan_evaluations(store, run_id)
         for key in FAULT_TAGS:  # an earlier attempt's failure is not this one's
             try:
@@ -189,7 +190,6 @@ def run_gepa(
     callback = ProgressCallback(sink, budget, *meters, previous=prev, store=store, run_id=run_id, guards=guards,
                                 proposals=proposals)
     recorder = SearchRecorder(meters, log_dir, valset=val if val is not None else train)  # GEPA's valset
-    tracing.log_datasets(store, run_id, {"train": splits.train, "val": splits.val, "test": test}, task)
     student_lm, reflection_lm = tracing.trace_optimization(store, run_id, task, train, val, (student_lm, reflection_lm),
                                                            (config.student, config.reflection), roles=recorder)
     log_dir.mkdir(parents=True, exist_ok=True)
