@@ -7,6 +7,8 @@ Environment variables (all optional):
 - ``MLFLOW_TRACKING_URI``: the MLflow store (default ``sqlite:///<data dir>/mlflow.db``,
   artifacts under ``<data dir>/mlartifacts``).
 - ``GEPA_STUDIO_MAX_JOBS``: how many optimization jobs run at once (default 2).
+- ``RAY_ADDRESS``: a Ray cluster's job-submission address (``http://head:8265``): jobs run there, not as
+  local processes (docs/distributed.md).
 - ``GEPA_STUDIO_ONLINE_PRICES=1``: let LiteLLM fetch its price map from the internet at import;
   by default the bundled copy is used (the fetch can hang for 5 s or deadlock ``mlflow server``).
 - ``GEPA_STUDIO_TRACES``: ``on`` (default) records every LM call of a run as an MLflow trace; ``off`` records
@@ -77,6 +79,7 @@ class Settings:
     tracking_uri: str
     artifact_root: Path
     max_jobs: int = 2
+    ray_address: str | None = None  # a Ray cluster's job-submission address: jobs run there (core.jobs.backends)
 
     @property
     def jobs_dir(self) -> Path:
@@ -102,7 +105,8 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
     root = Path(data_dir or get_secret("GEPA_STUDIO_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
     uri = get_secret("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     max_jobs = int(get_secret("GEPA_STUDIO_MAX_JOBS") or 2)
-    return Settings(data_dir=root, tracking_uri=uri, artifact_root=root / "mlartifacts", max_jobs=max(1, max_jobs))
+    return Settings(data_dir=root, tracking_uri=uri, artifact_root=root / "mlartifacts", max_jobs=max(1, max_jobs),
+                    ray_address=get_secret("RAY_ADDRESS"))
 
 
 def credential_status() -> dict[str, bool]:

@@ -11,6 +11,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # MLflow traces cost ~0.07 s of store CPU per LM call: off for the suite; tests/core/test_tracing.py, the page
 # tests that show trace counts and the browser tests turn them on.
 os.environ.setdefault("GEPA_STUDIO_TRACES", "off")
+# A developer's own cluster must not take the suite's jobs: the Ray tests name theirs (tests/ray/conftest.py).
+os.environ.pop("RAY_ADDRESS", None)
 # DSPy's disk cache for this test session only (a fresh folder: no hits from earlier sessions), removed at exit.
 os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="gepa-studio-dspy-cache-")
 

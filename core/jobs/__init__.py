@@ -3,8 +3,9 @@ the worker (``core.jobs.worker``: ``execute`` and the process entry point) and r
 optimization with N seeds). See ``core.jobs.registry`` for states and ``core.jobs.kinds`` for what each kind does."""
 
 from core.jobs.kinds import KINDS, JobContext, JobKind, JobOutcome
-from core.jobs.registry import FINAL_STATES, RESUMABLE_STATES, Backend, JobInfo, JobManager, JobState
+from core.jobs.registry import JobManager
 from core.jobs.repeats import MAX_SEEDS, repeat_seeds, submit_repeats
+from core.jobs.types import FINAL_STATES, RESUMABLE_STATES, Backend, JobInfo, JobState
 
 __all__ = ["FINAL_STATES", "KINDS", "MAX_SEEDS", "RESUMABLE_STATES", "Backend", "JobContext", "JobInfo", "JobKind", "JobManager",
            "JobOutcome", "JobState", "repeat_seeds", "submit_repeats"]

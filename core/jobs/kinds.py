@@ -368,6 +368,10 @@ class JobKind:
     resumable: bool  # can go on from where an interrupted / cancelled / failed attempt stopped
     # Called once when the registry finds the job's process gone (kill -9, reboot): (JobInfo, JobManager).
     on_interrupted: Callable[[Any, Any], None] | None = None
+    # A group job (a sweep) runs no process: its children are jobs of other kinds. ``group`` is then an object with
+    # ``watch(manager)`` (settle group jobs' states from their children's; called at the end of every reap),
+    # ``cancel(job, manager)``, ``resume(job, manager, start)`` and ``kill(job, manager)``.
+    group: Any = None
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (

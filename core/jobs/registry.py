@@ -26,81 +26,19 @@ import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Protocol
+from typing import Any, Iterator
 
 import pandas as pd
 
 from core.errors import JobError
+from core.jobs.types import ADDED_COLUMNS, FINAL_STATES, PLAN_FILE, RESUMABLE_STATES, SCHEMA, Backend, JobInfo, JobState
 from core.secrets import scrub, scrub_data
 from core.settings import Settings
 from core.store import data_lock
 
 logger = logging.getLogger(__name__)
-
-JobKindName = Literal["optimize", "baseline", "finish", "notebook"]
-JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
-PLAN_FILE = "plan.json"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    title TEXT NOT NULL,
-    state TEXT NOT NULL,
-    config TEXT NOT NULL,
-    created REAL NOT NULL,
-    started REAL,
-    ended REAL,
-    pid INTEGER,
-    handle TEXT,
-    run_id TEXT,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    started_by TEXT
-)
-"""
-# Columns added after the first release: (name, SQL type), added to older job tables on open.
-ADDED_COLUMNS = (("started_by", "TEXT"),)
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: str
-    kind: str
-    title: str
-    state: JobState
-    config: dict[str, Any]
-    created: float
-    started: float | None
-    ended: float | None
-    pid: int | None
-    run_id: str | None
-    error: str | None
-    attempts: int
-    cancel_requested: bool
-    started_by: str | None = None  # who asked for it: a login e-mail, "local", or the CLI's OS user
-
-    @property
-    def resumable(self) -> bool:
-        from core.jobs.kinds import KINDS
-
-        kind = KINDS.get(self.kind)
-        return bool(kind and kind.resumable) and self.state in RESUMABLE_STATES
-
-
-class Backend(Protocol):
-    """Where a job's work runs. ``start`` returns an opaque handle the registry keeps."""
-
-    def start(self, job_id: str, settings: Settings) -> str: ...
-
-    def alive(self, handle: str) -> bool: ...
-
-    def kill(self, handle: str) -> None: ...
+__all__ = ["FINAL_STATES", "RESUMABLE_STATES", "Backend", "JobInfo", "JobManager", "JobState", "init_store", "write_json"]
 
 
 def init_store(settings: Settings) -> None:
@@ -116,9 +54,9 @@ class JobManager:
     def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
         self.settings = settings.ensure()
         if backend is None:
-            from core.jobs.local import ProcessBackend
+            from core.jobs.backends import backend_for
 
-            backend = ProcessBackend()
+            backend = backend_for(self.settings)
         self.backend = backend
         self.db_path = settings.data_dir / "jobs.db"
         with data_lock(self.settings, "jobs"), self._db() as db:  # a fresh file: one process sets it up
@@ -218,16 +156,19 @@ class JobManager:
                        attempts=row["attempts"], cancel_requested=bool(row["cancel_requested"]),
                        started_by=row["started_by"])
 
-    def get(self, job_id: str) -> JobInfo:
-        self.reap()
+    def get(self, job_id: str, reap: bool = True) -> JobInfo:
+        if reap:
+            self.reap()
         with self._db() as db:
             row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             raise JobError(f"No job {job_id!r}.", "List jobs with `python -m core jobs`.")
         return self._info(row)
 
-    def list(self) -> list[JobInfo]:
-        self.reap()
+    def list(self, reap: bool = True) -> list[JobInfo]:
+        """Every job, newest first; ``reap=False`` reads the table as is (for a group kind's ``watch``)."""
+        if reap:
+            self.reap()
         with self._db() as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY created DESC").fetchall()
         return [self._info(r) for r in rows]
@@ -261,6 +202,12 @@ class JobManager:
     def log_tail(self, job_id: str, lines: int = 40) -> str:
         """The last lines of the job's worker.log, scrubbed again on the way to a page (the worker scrubs too)."""
         path = self.job_dir(job_id) / "worker.log"
+        remote = getattr(self.backend, "log_tail", None)
+        if remote is not None and not path.exists():
+            with self._db() as db:
+                row = db.execute("SELECT handle FROM jobs WHERE id=?", (job_id,)).fetchone()
+            text = remote(row["handle"], lines) if row and row["handle"] else ""
+            return scrub("\n".join(text.splitlines()[-lines:]))
         try:
             return scrub("\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]))
         except OSError:
@@ -269,7 +216,19 @@ class JobManager:
     # Scheduling ------------------------------------------------------------------------------
 
     def reap(self) -> None:
-        """Mark running jobs whose process is gone as interrupted, and let their kind tidy up (its MLflow runs)."""
+        """Bring remote jobs' state in (a backend's ``sync``), mark running jobs whose process is gone as
+        interrupted (their kind tidies up its MLflow runs), then let group kinds (sweeps) settle their state."""
+        from core.jobs.kinds import KINDS
+
+        sync = getattr(self.backend, "sync", None)
+        if sync is not None:
+            with self._db() as db:
+                rows = db.execute("SELECT id, handle FROM jobs WHERE state='running' AND handle IS NOT NULL").fetchall()
+            for row in rows:
+                try:
+                    sync(self, row["id"], row["handle"])
+                except Exception:
+                    logger.warning("could not read job %s from its backend", row["id"], exc_info=True)
         reaped: list[str] = []
         with self._db() as db:
             rows = db.execute("SELECT id, handle FROM jobs WHERE state='running'").fetchall()
@@ -281,6 +240,12 @@ class JobManager:
                         reaped.append(row["id"])
         for job_id in reaped:
             self._on_interrupted(job_id)
+        for kind in KINDS.values():
+            if kind.group is not None:
+                try:
+                    kind.group.watch(self)
+                except Exception:
+                    logger.exception("could not settle %s jobs", kind.name)
 
     def _on_interrupted(self, job_id: str) -> None:
         from core.jobs.kinds import KINDS
@@ -297,14 +262,21 @@ class JobManager:
 
     def schedule(self) -> list[str]:
         """Start queued jobs while fewer than ``max_jobs`` run. Returns the ids started."""
+        from core.jobs.kinds import KINDS
+
         self.reap()
         started: list[str] = []
+        groups = tuple(name for name, kind in KINDS.items() if kind.group is not None) or ("",)
+        marks = ",".join("?" * len(groups))
+        limit = getattr(self.backend, "max_jobs", None) or self.settings.max_jobs
         while True:
             with self._db() as db:
                 db.execute("BEGIN IMMEDIATE")
-                running = db.execute("SELECT COUNT(*) FROM jobs WHERE state='running'").fetchone()[0]
-                row = db.execute("SELECT id FROM jobs WHERE state='queued' ORDER BY created LIMIT 1").fetchone()
-                if running >= self.settings.max_jobs or row is None:
+                running = db.execute(f"SELECT COUNT(*) FROM jobs WHERE state='running' AND kind NOT IN ({marks})",
+                                     groups).fetchone()[0]
+                row = db.execute(f"SELECT id FROM jobs WHERE state='queued' AND kind NOT IN ({marks}) "
+                                 "ORDER BY created LIMIT 1", groups).fetchone()
+                if running >= limit or row is None:
                     db.execute("COMMIT")
                     return started
                 job_id = row["id"]
@@ -331,6 +303,12 @@ class JobManager:
                        "started=COALESCE(started, ?) WHERE id=?", (os.getpid(), str(os.getpid()), time.time(), job_id))
         return self.get(job_id)
 
+    def mark_running(self, job_id: str) -> None:
+        """A group job (a sweep) runs no process of its own: its kind marks it running while its children run."""
+        with self._db() as db:
+            db.execute("UPDATE jobs SET state='running', started=COALESCE(started, ?), ended=NULL, error=NULL "
+                       "WHERE id=?", (time.time(), job_id))
+
     def set_run_id(self, job_id: str, run_id: str) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET run_id=? WHERE id=?", (run_id, job_id))
@@ -346,11 +324,18 @@ class JobManager:
     def cancel(self, job_id: str) -> JobInfo:
         """Stop a job between iterations (it keeps its best program); a queued job just leaves the queue."""
         job = self.get(job_id)
-        if job.state == "queued":
+        group = self._group(job)
+        if group is not None:
+            group.cancel(job, self)
+        elif job.state == "queued":
             self.finish(job_id, "cancelled", error="cancelled before it started")
         elif job.state == "running":
             with self._db() as db:
                 db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=?", (job_id,))
+                row = db.execute("SELECT handle FROM jobs WHERE id=?", (job_id,)).fetchone()
+            request = getattr(self.backend, "request_cancel", None)
+            if request is not None and row and row["handle"]:
+                request(row["handle"])
         elif job.state == "interrupted":
             self.finish(job_id, "cancelled", error="cancelled after interruption")
         return self.get(job_id)
@@ -365,6 +350,10 @@ class JobManager:
         job = self.get(job_id)
         if not job.resumable:
             raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed job of a resumable kind can be resumed.")
+        group = self._group(job)
+        if group is not None:
+            group.resume(job, self, start)
+            return self.get(job_id)
         with self._db() as db:
             db.execute("UPDATE jobs SET state='queued', cancel_requested=0, error=NULL, ended=NULL, handle=NULL "
                        "WHERE id=?", (job_id,))
@@ -375,10 +364,22 @@ class JobManager:
     def kill(self, job_id: str) -> None:
         """Hard-stop a job's process (SIGKILL): it becomes interrupted and resumable."""
         job = self.get(job_id)
+        group = self._group(job)
+        if group is not None:
+            group.kill(job, self)
+            return
         with self._db() as db:
             row = db.execute("SELECT handle FROM jobs WHERE id=?", (job_id,)).fetchone()
         if job.state == "running" and row and row["handle"]:
             self.backend.kill(row["handle"])
+
+    @staticmethod
+    def _group(job: JobInfo) -> Any:
+        """The group behaviour of the job's kind (a sweep's), or None for a job that runs a process."""
+        from core.jobs.kinds import KINDS
+
+        kind = KINDS.get(job.kind)
+        return kind.group if kind is not None else None
 
     def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> JobInfo:
         """Block until the job reaches a final or interrupted state (for the CLI and tests)."""
