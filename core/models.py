@@ -47,6 +47,9 @@ class ModelSpec:
     # Prices in USD per 1M tokens; None means "look it up" (LiteLLM's map, or 0 for local servers).
     input_price_per_m: float | None = None
     output_price_per_m: float | None = None
+    # The provider's limits for this key (None: none); every call of every job on the machine or cluster shares them.
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -81,6 +84,10 @@ class ModelSpec:
                 or not 0 <= self.num_retries <= MAX_RETRIES:
             raise ModelError(f"{self.name}: retries {self.num_retries!r} is not a whole number from 0 to {MAX_RETRIES}.",
                              "Give how many times a call that failed transiently is tried again, e.g. 2 (0: never).")
+        for what, limit in (("requests", self.rpm), ("tokens", self.tpm)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+                raise ModelError(f"{self.name}: {limit!r} {what} per minute is not a whole number of 1 or more.",
+                                 f"Give the provider's limit of {what} per minute for this key, or leave it empty.")
 
     @property
     def is_local(self) -> bool:
@@ -94,8 +101,9 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known}
-        if isinstance(kw.get("num_retries"), float) and kw["num_retries"].is_integer():
-            kw["num_retries"] = int(kw["num_retries"])  # 2.0 from a JSON or form number
+        for name in ("num_retries", "rpm", "tpm"):
+            if isinstance(kw.get(name), float) and kw[name].is_integer():
+                kw[name] = int(kw[name])  # 2.0 from a JSON or form number
         if kw.get("timeout_s") is None:
             kw.pop("timeout_s", None)
         if kw.get("num_retries") is None:
@@ -331,7 +339,10 @@ def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
         kwargs["max_tokens"] = spec.max_tokens
     if spec.reasoning_effort:
         kwargs["reasoning_effort"] = spec.reasoning_effort
-    return dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
+    lm = dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
+    from core.limits.lm import limit_lm  # calls wait for the shared rate limit when the spec sets rpm or tpm
+
+    return limit_lm(lm, spec)
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:

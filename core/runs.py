@@ -320,3 +320,38 @@ def seed_note(spread: pd.DataFrame, run_id: str) -> str | None:
     return (f"This optimization is seed {int(r['seed'])}, one of {int(r['n_seeds'])} seeds of the same setup: "
             f"optimized {_pct_range(r['min'], r['max'])} across them (median {r['median'] * 100:.1f} %), this seed "
             f"{r['optimized'] * 100:.1f} %{', ' + place if place else ''}. Read the range, not one seed.")
+
+
+SWEEP_CELL_COLUMNS = ["student", "optimizer", "budget", "runs", "with_results", "original", "optimized", "optimized_min",
+                      "optimized_max", "gain", "cost_usd"]
+
+
+def sweeps_in(runs: pd.DataFrame) -> list[str]:
+    """The sweeps (``sweep`` column: the sweep job's id) that runs belong to, newest first."""
+    if runs.empty or "sweep" not in runs:
+        return []
+    tagged = runs[runs["sweep"].notna() & (runs["sweep"].astype(str) != "")]
+    return list(tagged.sort_values("start_time", ascending=False, na_position="last")["sweep"].astype(str).unique())
+
+
+def sweep_cells(runs: pd.DataFrame, sweep: str) -> pd.DataFrame:
+    """One row per cell of a sweep (student × optimizer × budget; its seeds together): runs, runs with test results,
+    mean test accuracy before and after, the min–max of the optimized accuracy over the seeds, the mean gain and
+    the summed optimization cost. Columns SWEEP_CELL_COLUMNS."""
+    mine = runs[runs["sweep"].astype(str) == sweep] if not runs.empty and "sweep" in runs else runs.iloc[0:0]
+    opts = optimization_frame(mine)
+    if opts.empty:
+        return pd.DataFrame(columns=SWEEP_CELL_COLUMNS)
+    opts = opts.assign(optimizer=_text(opts["program"], "gepa").map(lambda p: OPTIMIZER_LABELS.get(p, p)),
+                       student=_text(opts["model"]), budget=_text(opts["budget"], ""),
+                       gain=opts["optimized_test_accuracy"] - opts["original_test_accuracy"])
+    rows = []
+    for (student, optimizer, budget), g in opts.groupby(["student", "optimizer", "budget"], sort=True):
+        done = g[g["has_results"]]
+        rows.append({"student": student, "optimizer": optimizer, "budget": budget, "runs": len(g),
+                     "with_results": len(done), "original": done["original_test_accuracy"].mean(),
+                     "optimized": done["optimized_test_accuracy"].mean(),
+                     "optimized_min": done["optimized_test_accuracy"].min(),
+                     "optimized_max": done["optimized_test_accuracy"].max(), "gain": done["gain"].mean(),
+                     "cost_usd": g["optimization_cost_usd"].astype(float).sum(min_count=1)})
+    return pd.DataFrame(rows, columns=SWEEP_CELL_COLUMNS)

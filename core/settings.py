@@ -8,7 +8,9 @@ Environment variables (all optional):
   artifacts under ``<data dir>/mlartifacts``).
 - ``GEPA_STUDIO_MAX_JOBS``: how many optimization jobs run at once (default 2).
 - ``RAY_ADDRESS``: a Ray cluster's job-submission address (``http://head:8265``): jobs run there, not as
-  local processes (docs/distributed.md).
+  local processes (docs/distributed.md). Without it, the address saved on the Home page
+  (``<data dir>/cluster.json``) is used; the environment (or ``secrets.toml``) wins.
+- ``GEPA_STUDIO_RAY_MAX_JOBS``: how many jobs run at once on a Ray cluster (default 16).
 - ``GEPA_STUDIO_ONLINE_PRICES=1``: let LiteLLM fetch its price map from the internet at import;
   by default the bundled copy is used (the fetch can hang for 5 s or deadlock ``mlflow server``).
 - ``GEPA_STUDIO_TRACES``: ``on`` (default) records every LM call of a run as an MLflow trace; ``off`` records
@@ -19,6 +21,7 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass
@@ -26,7 +29,7 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = ".gepa-studio"
 SECRETS_PATH = Path(".streamlit") / "secrets.toml"
-
+CLUSTER_FILE = "cluster.json"  # {"ray_address": "..."}: the cluster saved on the Home page
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,34 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
     uri = get_secret("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     max_jobs = int(get_secret("GEPA_STUDIO_MAX_JOBS") or 2)
     return Settings(data_dir=root, tracking_uri=uri, artifact_root=root / "mlartifacts", max_jobs=max(1, max_jobs),
-                    ray_address=get_secret("RAY_ADDRESS"))
+                    ray_address=get_secret("RAY_ADDRESS") or saved_cluster(root))
+
+
+def saved_cluster(data_dir: Path) -> str | None:
+    """The Ray address saved on the Home page (``<data dir>/cluster.json``), or None."""
+    try:
+        found = json.loads((data_dir / CLUSTER_FILE).read_text(encoding="utf-8")).get("ray_address")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(found).strip() or None if found else None
+
+
+def save_cluster(data_dir: Path, address: str | None) -> str | None:
+    """Save the Ray cluster's address for this data dir (None or blank: jobs run on this machine); returns it.
+    ``RAY_ADDRESS`` in the environment or ``secrets.toml`` still wins over it."""
+    from core.errors import ConfigError
+
+    address = (address or "").strip().rstrip("/") or None
+    if address and not address.startswith(("http://", "https://")):
+        raise ConfigError(f"{address!r} is not a Ray job-submission address.",
+                          "Give the head's dashboard address, e.g. http://head-node:8265.")
+    path = data_dir / CLUSTER_FILE
+    if address is None:
+        path.unlink(missing_ok=True)
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"ray_address": address}), encoding="utf-8")
+    return address
 
 
 def credential_status() -> dict[str, bool]:

@@ -41,7 +41,7 @@ RUN_COLUMNS = [
     "end_time", "job_id", "parent_run_id", "reflection_model", "budget", "accuracy", "accuracy_ci_low",
     "accuracy_ci_high", "macro_f1", "n", "cost_usd", "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens",
     "errors", "optimization_cost_usd", "student_cost_usd", "reflection_cost_usd", "best_val_score", "failed",
-    "failure_rate", "degraded", "partial", "started_by", "repeat_key", "seed", "optimizer",
+    "failure_rate", "degraded", "partial", "started_by", "repeat_key", "seed", "optimizer", "sweep",
 ]
 # Columns read from tags (and, for an optimization, its params); every other column is a metric or computed.
 TAG_COLUMNS = {
@@ -50,6 +50,7 @@ TAG_COLUMNS = {
     "parent_run_id": "mlflow.parentRunId", "reflection_model": f"{TAG}reflection_model",
     "started_by": f"{TAG}started_by", "repeat_key": f"{TAG}repeat_key",
     "optimizer": f"{TAG}optimizer",  # on an optimization's evaluations: the optimizer that made the pair
+    "sweep": f"{TAG}sweep",  # the sweep job that queued the optimization (on it and its evaluations)
 }
 STATE_TAGS = (f"{TAG}degraded", f"{TAG}state", f"{TAG}pid", f"{TAG}host", f"{TAG}pid_started")
 SUMMARY_PARAMS = ("module", "budget", "reflection_model_name", "seed")  # an optimization's config, as params

@@ -22,7 +22,7 @@ from core.runs import (
     seed_note,
     seed_spread,
 )
-from ui import cache, pairs, routing, seeds, state
+from ui import cache, pairs, routing, seeds, state, sweeps
 from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.notebook import claims_section
 from ui.widgets import pct, studio_errors, usd
@@ -59,6 +59,9 @@ task = st.selectbox("Task", tasks, index=tasks.index(current if current in tasks
 if current not in tasks and task == newest_task:
     st.caption(f"No runs of task {current} yet: showing {newest_task}, the task with the newest runs.")
 scoped = runs[runs["task"] == task]
+if sweep := sweeps.sweep_filter(scoped):  # only when runs carry a sweep: that sweep's runs, and a table per cell
+    scoped = scoped[scoped["sweep"].astype(str) == sweep]
+    sweeps.sweep_cells_section(scoped, sweep)
 opts = charts.with_failures(optimization_frame(scoped), scoped, charts.OPTIMIZATION_FAILURE_COLUMNS)
 spread = seed_spread(scoped)  # optimizations repeated with other seeds
 

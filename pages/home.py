@@ -1,9 +1,10 @@
-"""Home: where things are stored, which provider keys are present, counts, and where to start."""
+"""Home: where things are stored, which provider keys are present, counts, where to start and where jobs run."""
 
 import streamlit as st
 
 from core.settings import PROVIDERS
 from ui import cache, routing, state
+from ui.cluster import where_jobs_run
 from ui.widgets import studio_errors
 
 routing.require_app(__file__)
@@ -54,10 +55,14 @@ with right:
         cols[1].metric("Optimizations", int(counts.get("optimization", 0)))
         cols[2].metric("Evaluations", int(counts.get("evaluation", 0)))
         jobs = cache.jobs_table()
-        active = int(jobs["state"].isin(["queued", "running"]).sum()) if not jobs.empty else 0
-        cols[3].metric("Active jobs", active, help=f"Running or queued; {len(jobs)} jobs in total")
+        work = jobs[jobs["kind"] != "sweep"] if not jobs.empty else jobs  # a sweep is its children, counted each
+        active = int(work["state"].isin(["queued", "running"]).sum()) if not work.empty else 0
+        cols[3].metric("Active jobs", active, help=f"Running or queued; {len(work)} jobs in total (a sweep's "
+                                                   "jobs counted one by one)")
     where = cache.settings()
     st.markdown(f"Runs are MLflow runs in `{where.tracking_uri}`; uploads, jobs and the model catalog "
                 f"live in `{where.data_dir}`.")
     st.page_link("pages/compare.py", label="Compare runs", icon=":material/bar_chart:")
     st.page_link("pages/history.py", label="All runs and jobs", icon=":material/history:")
+
+where_jobs_run()

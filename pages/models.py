@@ -17,22 +17,24 @@ PROVIDER_NAMES = {name: p.title for name, p in PROVIDERS.items()}
 TIMEOUT_HELP = "Seconds one call may take before it counts as a timeout."
 RETRIES_HELP = "How many times a call that failed transiently (rate limit, server error, timeout) is tried again."
 PRICE_HELP = "USD per 1M tokens. Leave empty to use LiteLLM's price (0 for a local server)."
+LIMIT_HELP = ("The provider's limit for this key; all jobs on this machine or cluster share it (calls wait their turn "
+              "instead of meeting 429s). Leave empty for no limit.")
 LOCAL_BASE = "http://localhost:11434/v1"
 ROLE_WIDGETS = ("models.student.w", "models.reflection.w", "models.compare.w")
 # Page-only keys: the add form's widgets, a duplicate waiting for "Replace", the model whose values the edit form holds.
 ADD = {f: f"models.add.{f}" for f in ("name", "model", "api_base", "key_env", "price_in", "price_out", "temperature",
-                                      "max_tokens", "timeout", "retries")}
+                                      "max_tokens", "timeout", "retries", "rpm", "tpm")}
 ADD_FOR = "models.add.for_provider"  # the provider the add form's provider-dependent defaults were set for
 ADD_RESET = "models.add.reset"  # bool: give the add form its defaults on the next run (after an add)
 PENDING = "models.add.pending"  # dict: a ModelSpec whose name is taken, waiting for "Replace" or "Cancel"
-EDIT = {f: f"models.edit.{f}" for f in ("name", "api_base", "price_in", "price_out", "timeout", "retries")}
+EDIT = {f: f"models.edit.{f}" for f in ("name", "api_base", "price_in", "price_out", "timeout", "retries", "rpm", "tpm")}
 EDIT_PICK = "models.edit.pick"  # the model picked for editing
 EDIT_NEXT = "models.edit.next"  # str: pick this model on the next run (after a copy or a rename)
 EDIT_LOADED = "models.edit.loaded"  # str: the model whose values the edit form's widgets hold
 PRESET_NAMES = {p.name for p in PRESETS}
 # The catalog in two tables of short columns, so that every column reads in full at 1280 px.
 PRICE_COLUMNS = ["name", "source", "input $/1M", "output $/1M", "price from", "key"]
-LINK_COLUMNS = ["name", "model", "server", "timeout", "retries"]
+LINK_COLUMNS = ["name", "model", "server", "timeout", "retries", "limit / min"]
 
 
 def _index(options: list[str], value: str | None) -> int | None:
@@ -68,7 +70,8 @@ def _add_defaults(provider: str) -> dict[str, Any]:
     local = provider == "openai-compatible"
     return {ADD["name"]: "", ADD["model"]: "" if local else f"{provider}/", ADD["api_base"]: LOCAL_BASE if local else "",
             ADD["key_env"]: PROVIDERS[provider].key_env or "", ADD["price_in"]: None, ADD["price_out"]: None,
-            ADD["temperature"]: None, ADD["max_tokens"]: None, ADD["timeout"]: 120.0, ADD["retries"]: 2}
+            ADD["temperature"]: None, ADD["max_tokens"]: None, ADD["timeout"]: 120.0, ADD["retries"]: 2,
+            ADD["rpm"]: None, ADD["tpm"]: None}
 
 
 def _prepare_add_form(provider: str) -> None:
@@ -89,13 +92,26 @@ def _prepare_edit_form(spec: ModelSpec) -> None:
         return
     st.session_state.update({EDIT["name"]: spec.name, EDIT["api_base"]: spec.api_base or "",
                              EDIT["price_in"]: spec.input_price_per_m, EDIT["price_out"]: spec.output_price_per_m,
-                             EDIT["timeout"]: float(spec.timeout_s), EDIT["retries"]: int(spec.num_retries)})
+                             EDIT["timeout"]: float(spec.timeout_s), EDIT["retries"]: int(spec.num_retries),
+                             EDIT["rpm"]: spec.rpm, EDIT["tpm"]: spec.tpm})
     st.session_state[EDIT_LOADED] = spec.name
 
 
 def _short(price: float | None) -> float | None:
     """A price to 4 significant digits: LiteLLM's map holds float noise such as 2.99999 for 3."""
     return None if price is None else float(f"{price:.4g}")
+
+
+def _limits(spec: ModelSpec) -> str:
+    """A model's rate limits in a few characters: "600 req · 90k tok" (per minute), or "none"."""
+    def short(n: int) -> str:
+        return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k" if n >= 10_000 else str(n)
+    parts = ([f"{short(spec.rpm)} req"] if spec.rpm else []) + ([f"{short(spec.tpm)} tok"] if spec.tpm else [])
+    return " · ".join(parts) or "none"
+
+
+def _limit(value: float | None) -> int | None:
+    return int(value) if value else None
 
 
 def _catalog_frame(catalog: ModelCatalog) -> pd.DataFrame:
@@ -110,6 +126,7 @@ def _catalog_frame(catalog: ModelCatalog) -> pd.DataFrame:
             "name": name, "source": ("yours" if name not in PRESET_NAMES else "preset, changed") if own else "preset",
             "input $/1M": _short(price["input_per_m"]), "output $/1M": _short(price["output_per_m"]),
             "price from": price["source"], "timeout": spec.timeout_s, "retries": spec.num_retries, "model": spec.model,
+            "limit / min": _limits(spec),
             "server": spec.api_base or PROVIDER_NAMES.get(spec.provider, spec.provider),
             "key": "not needed" if not key_env else f"{key_env}: {key_status(get_secret(key_env) is not None)}",
         })
@@ -152,11 +169,12 @@ prices_tab.dataframe(table[PRICE_COLUMNS], hide_index=True, key="models.catalog.
                      column_config={"name": st.column_config.TextColumn(pinned=True), "input $/1M": money,
                                     "output $/1M": money})
 links_tab.dataframe(table[LINK_COLUMNS], hide_index=True, key="models.catalog.links",
-                    column_config={"name": st.column_config.TextColumn(pinned=True, width=200),
-                                   "model": st.column_config.TextColumn(width=270),
-                                   "server": st.column_config.TextColumn(width=215),
-                                   "timeout": st.column_config.NumberColumn(format="%g s", width=64),
-                                   "retries": st.column_config.NumberColumn(width=56)})
+                    column_config={"name": st.column_config.TextColumn(pinned=True, width=195),
+                                   "model": st.column_config.TextColumn(width=215),
+                                   "server": st.column_config.TextColumn(width=165),
+                                   "timeout": st.column_config.NumberColumn(format="%g s", width=60),
+                                   "retries": st.column_config.NumberColumn(width=52),
+                                   "limit / min": st.column_config.TextColumn(width=125, help=LIMIT_HELP)})
 st.caption("Your models first, then the presets. Prices are USD per 1M tokens: yours if set, else LiteLLM's bundled "
            "map, else 0 for local servers. Cost is always tokens really used × price.")
 
@@ -210,6 +228,11 @@ with st.form("models.add.form", border=True):
                                     key=ADD["timeout"], help=TIMEOUT_HELP)
     retries = gen[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1, key=ADD["retries"],
                                   help=RETRIES_HELP)
+    lim = st.columns(2)
+    rpm = lim[0].number_input("Requests / min", min_value=1, value=None, step=60, key=ADD["rpm"], placeholder="no limit",
+                              help=LIMIT_HELP)
+    tpm = lim[1].number_input("Tokens / min", min_value=1, value=None, step=10_000, key=ADD["tpm"],
+                              placeholder="no limit", help=LIMIT_HELP)
     submitted = st.form_submit_button("Add to catalog", key="models.add.submit", type="primary")
 if submitted:
     st.session_state.pop(PENDING, None)
@@ -218,7 +241,7 @@ if submitted:
             raise ModelError("Give the model's id or string.", "E.g. llama3.1 on a local server, openai/gpt-4o-mini.")
         common = dict(api_key_env=key_env.strip() or None, input_price_per_m=price_in, output_price_per_m=price_out,
                       temperature=temperature, max_tokens=int(max_tokens) if max_tokens else None, timeout_s=timeout_s,
-                      num_retries=int(retries))
+                      num_retries=int(retries), rpm=_limit(rpm), tpm=_limit(tpm))
         if provider == "openai-compatible":
             spec = core_models.openai_compatible(name.strip(), model_id.strip(), api_base.strip(), **common)
         else:
@@ -293,12 +316,17 @@ else:
                                            key=EDIT["timeout"], help=TIMEOUT_HELP)
         new_retries = cols[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1, key=EDIT["retries"],
                                            help=RETRIES_HELP)
+        cols = st.columns(2)
+        new_rpm = cols[0].number_input("Requests / min", min_value=1, value=None, step=60, key=EDIT["rpm"],
+                                       placeholder="no limit", help=LIMIT_HELP)
+        new_tpm = cols[1].number_input("Tokens / min", min_value=1, value=None, step=10_000, key=EDIT["tpm"],
+                                       placeholder="no limit", help=LIMIT_HELP)
         save = st.form_submit_button("Save changes", key="models.edit.save", type="primary", icon=":material/save:")
     if save:
         with studio_errors():
             spec = catalog.update(to_edit, name=new_name.strip(), api_base=new_base.strip() or None,
                                   input_price_per_m=new_in, output_price_per_m=new_out, timeout_s=float(new_timeout),
-                                  num_retries=int(new_retries))
+                                  num_retries=int(new_retries), rpm=_limit(new_rpm), tpm=_limit(new_tpm))
             catalog.save()
             _forget_check(to_edit, spec.name)
             if spec.name != to_edit:
@@ -309,7 +337,8 @@ else:
             shown = "unknown price" if price["input_per_m"] is None or price["output_per_m"] is None else \
                 f"${price['input_per_m']:g} / ${price['output_per_m']:g} per 1M tokens"
             state.flash("models.edit", f"Saved {spec.name}: {shown}, timeout {spec.timeout_s:g} s, "
-                        f"{spec.num_retries} retries" + (f", {spec.api_base}" if spec.api_base else "") + ".")
+                        f"{spec.num_retries} retries" + (f", {spec.api_base}" if spec.api_base else "")
+                        + (f", at most {_limits(spec)} a minute" if spec.rpm or spec.tpm else "") + ".")
             st.rerun()
     _confirm("models.edit")
     overrides = to_edit in PRESET_NAMES

@@ -11,7 +11,7 @@ from core.optimize.estimate import CHARS_PER_TOKEN
 from core.program import STARTS
 from core.runs import linked_evaluations, optimization_frame
 from core.tasks import SampleSpec, TaskRef
-from ui import auth, cache, routing, state
+from ui import auth, cache, routing, state, sweeps
 from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
 from ui.notebook import preset_section
 from ui.widgets import pct, show_error, studio_errors, usd, usd_range
@@ -226,6 +226,10 @@ else:
         else:
             if config is not None:
                 estimate_and_start(config)
+                sweeps.sweep_form(config)
+
+with studio_errors():
+    sweeps.sweep_section()  # a sweep is one card: its jobs are listed under it, not in the picker below
 
 st.subheader("Progress")
 job_picker("optimize", state.optimize_job(), key="optimize.job.w", on_pick=state.set_optimize_job)

@@ -57,6 +57,10 @@ def print_job(manager: JobManager, job_id: str) -> int:
               f"candidates {p.get('candidates', 0)}, best validation score {best if best is None else round(best, 4)}, "
               f"cost ${p.get('total_cost_usd', 0):.4f} (student ${p.get('student_cost_usd', 0):.4f}, "
               f"reflection ${p.get('reflection_cost_usd', 0):.4f}), {p.get('elapsed_s', 0):.1f} s")
+    elif p and job.kind == "sweep":
+        from core.cli.sweep import sweep_text
+
+        print(sweep_text(p))
     elif p and job.kind == "baseline":
         for model, m in (p.get("models") or {}).items():
             print(f"  {model}: {m.get('done', 0)}/{m.get('total', 0)} examples")

@@ -12,6 +12,7 @@ from core.cli import notebook as notebook_cmd
 from core.cli import optimize as optimize_cmd
 from core.cli import report as report_cmd
 from core.cli import ship as ship_cmd
+from core.cli import sweep as sweep_cmd
 from core.cli.common import add_task_args, cli_user, progress_printer, resolve_models, sample_spec, task_ref
 from core.errors import ConfigError, StudioError
 from core.settings import PROVIDERS, load_settings
@@ -34,7 +35,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.name or not args.model:
             raise ModelError("`models add` needs a name and a model.", "E.g. python -m core models add my-llama openai/llama3.1 "
                              "--api-base http://127.0.0.1:11434/v1 --timeout 60 --retries 2")
-        limits = {k: v for k, v in (("timeout_s", args.timeout), ("num_retries", args.retries)) if v is not None}
+        limits = {k: v for k, v in (("timeout_s", args.timeout), ("num_retries", args.retries), ("rpm", args.rpm),
+                                    ("tpm", args.tpm)) if v is not None}
         spec = ModelSpec(name=args.name, model=args.model, provider=args.provider, api_base=args.api_base,
                          api_key_env=args.key_env or PROVIDERS[args.provider].key_env, input_price_per_m=args.price_in,
                          output_price_per_m=args.price_out, **limits)
@@ -152,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-out", type=float, help="USD per 1M output tokens")
     p.add_argument("--timeout", type=float, help="seconds one call may take (default 120)")
     p.add_argument("--retries", type=int, help="retries of a call that failed transiently: 429, 5xx, timeout (default 2)")
+    p.add_argument("--rpm", type=int, help="the provider's requests per minute for this key, shared by every job")
+    p.add_argument("--tpm", type=int, help="the provider's tokens per minute for this key, shared by every job")
     p.add_argument("--replace", action="store_true", help="overwrite a model of the same name (otherwise refused)")
     p.set_defaults(func=cmd_models)
 
@@ -180,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebook_cmd.add_parsers(sub)
     report_cmd.add_parsers(sub)
     ship_cmd.add_parsers(sub)
+    sweep_cmd.add_parsers(sub)
     return parser
 
 

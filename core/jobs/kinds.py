@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict
 
 from core.errors import StudioError
+from core.jobs.sweeps import SweepGroup, run_sweep
 from core.settings import Settings
 from core.store import RunStore
 from core.tasks import Splits, Task
@@ -379,4 +380,5 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind("baseline", run_baseline, resumable=True, on_interrupted=close_baseline_runs),
     JobKind("finish", run_finish, resumable=False, on_interrupted=close_finish_runs),
     JobKind("notebook", run_notebook_job, resumable=False, on_interrupted=close_notebook_runs),
+    JobKind("sweep", run_sweep, resumable=True, group=SweepGroup()),  # runs no process: its optimize children do
 )}

@@ -31,6 +31,8 @@ class ProcessBackend:
         return str(proc.pid)
 
     def alive(self, handle: str) -> bool:
+        if not handle.isdigit():  # a Ray job's handle from when a cluster was set: not a process of this machine
+            return False
         return pid_alive(int(handle))
 
 

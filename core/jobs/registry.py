@@ -32,13 +32,12 @@ from typing import Any, Iterator
 import pandas as pd
 
 from core.errors import JobError
-from core.jobs.types import ADDED_COLUMNS, FINAL_STATES, PLAN_FILE, RESUMABLE_STATES, SCHEMA, Backend, JobInfo, JobState
+from core.jobs.types import ADDED_COLUMNS, FINAL_STATES, PLAN_FILE, SCHEMA, Backend, JobInfo, JobState, write_json
 from core.secrets import scrub, scrub_data
 from core.settings import Settings
 from core.store import data_lock
 
 logger = logging.getLogger(__name__)
-__all__ = ["FINAL_STATES", "RESUMABLE_STATES", "Backend", "JobInfo", "JobManager", "JobState", "init_store", "write_json"]
 
 
 def init_store(settings: Settings) -> None:
@@ -174,7 +173,8 @@ class JobManager:
         return [self._info(r) for r in rows]
 
     def frame(self) -> pd.DataFrame:
-        """Jobs as a table for display: id, kind, title, state, created, started, ended, run_id, error."""
+        """Jobs as a table for display: id, kind, title, state, created, started, ended, run_id, error, and the sweep
+        a job belongs to (a sweep's children)."""
         rows = []
         for j in self.list():
             p = self.progress(j.id)
@@ -183,9 +183,10 @@ class JobManager:
                          "started": pd.to_datetime(j.started, unit="s", utc=True) if j.started else pd.NaT,
                          "ended": pd.to_datetime(j.ended, unit="s", utc=True) if j.ended else pd.NaT,
                          "metric_calls": p.get("metric_calls_used"), "best_val_score": p.get("best_val_score"),
-                         "cost_usd": p.get("total_cost_usd"), "run_id": j.run_id, "error": j.error})
+                         "cost_usd": p.get("total_cost_usd"), "run_id": j.run_id, "error": j.error,
+                         "sweep": j.config.get("sweep")})
         return pd.DataFrame(rows, columns=["id", "kind", "title", "state", "created", "started", "ended",
-                                           "metric_calls", "best_val_score", "cost_usd", "run_id", "error"])
+                                           "metric_calls", "best_val_score", "cost_usd", "run_id", "error", "sweep"])
 
     def progress(self, job_id: str) -> dict[str, Any]:
         """The job's latest progress (cheap: one small JSON file); {} before it starts."""
@@ -309,6 +310,11 @@ class JobManager:
             db.execute("UPDATE jobs SET state='running', started=COALESCE(started, ?), ended=NULL, error=NULL "
                        "WHERE id=?", (time.time(), job_id))
 
+    def set_config(self, job_id: str, config: dict[str, Any]) -> None:
+        """Replace a job's stored config (a group job records its children once they are queued)."""
+        with self._db() as db:
+            db.execute("UPDATE jobs SET config=? WHERE id=?", (json.dumps(config), job_id))
+
     def set_run_id(self, job_id: str, run_id: str) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET run_id=? WHERE id=?", (run_id, job_id))
@@ -390,10 +396,3 @@ class JobManager:
                 return job
             time.sleep(poll)
         raise JobError(f"Job {job_id} did not finish within {timeout:.0f} s.")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-    tmp.replace(path)

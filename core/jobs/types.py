@@ -3,7 +3,10 @@ and the :class:`Backend` protocol (where a job's work runs)."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from core.settings import Settings
@@ -82,3 +85,10 @@ class Backend(Protocol):
     def alive(self, handle: str) -> bool: ...
 
     def kill(self, handle: str) -> None: ...
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    tmp.replace(path)

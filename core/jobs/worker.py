@@ -19,6 +19,17 @@ from core.settings import load_settings
 logger = logging.getLogger(__name__)
 
 
+def run_kind(kind: str, config: dict[str, Any], ctx: JobContext) -> JobOutcome:
+    """Run a job's kind here (the local worker and the Ray worker, core.jobs.remote): an exception is the job's
+    failure, with its message (a bug's is logged with its traceback)."""
+    try:
+        return KINDS[kind].run(config, ctx)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+        logger.exception("job %s failed", ctx.job_id)
+        return JobOutcome("failed", message[:4000])
+
+
 def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo:
     """Do a job's work in this process (the worker calls this; the CLI's foreground runs and tests may too)."""
     job = manager.claim(job_id)
@@ -30,17 +41,14 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
         plan=manager.plan(job_id), lm_factory=lm_factory, started_by=job.started_by,
     )
     try:
-        outcome: JobOutcome = KINDS[job.kind].run(job.config, ctx)
+        outcome = run_kind(job.kind, job.config, ctx)
         manager.finish(job_id, outcome.state, error=outcome.error)
     except KeyboardInterrupt:
         manager.finish(job_id, "interrupted", error="interrupted (Ctrl-C); resume it to go on")
         raise
-    except BaseException as exc:  # a job's failure is recorded, with its message
-        message = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-        logger.exception("job %s failed", job_id)
-        manager.finish(job_id, "failed", error=message[:4000])
-        if not isinstance(exc, Exception):
-            raise
+    except BaseException as exc:  # SystemExit and the like: recorded, then passed on
+        manager.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        raise
     finally:
         try:
             manager.schedule()  # hand the freed slot to the next queued job

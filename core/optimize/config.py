@@ -19,8 +19,9 @@ Budget = Literal["light", "medium", "heavy"]
 BUDGETS: tuple[Budget, ...] = ("light", "medium", "heavy")
 OptimizerName = Literal["gepa", "miprov2", "fewshot", "own"]
 OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
-# Fields that do not make another experiment: the seed (what a repeat varies) and how the run is executed.
-REPEAT_IGNORED = ("seed", "threads", "cache")
+# Fields that do not make another experiment: the seed (what a repeat varies), how the run is executed and the
+# sweep that queued it (a sweep's cells that differ only in the seed are one repeat).
+REPEAT_IGNORED = ("seed", "threads", "cache", "sweep")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class OptimizeConfig:
     feedback: FeedbackMode = "rule"
     cache: bool = True
     optimizer: OptimizerName = "gepa"
+    sweep: str | None = None  # the sweep job that queued it (core.jobs.sweeps): tagged studio.sweep on its runs
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZER_NAMES:

@@ -107,7 +107,8 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
                               cache=config.cache, lm=lm, parent_run_id=run_id, job_id=job_id, kind="evaluation",
                               should_stop=should_stop, module=config.module,
                               # the starting program (bare, described, own) and the optimizer that made the pair
-                              extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer})
+                              extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer,
+                                          **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
     results = []
     for label, program in zip(("original", "optimized"), programs, strict=True):
         if should_stop and should_stop():

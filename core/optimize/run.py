@@ -127,7 +127,8 @@ def open_run(store: RunStore, config: OptimizeConfig, task: Task, splits: Splits
                                  tags={f"{TAG}model": config.student.name, f"{TAG}program": config.optimizer,
                                        f"{TAG}start": config.start, f"{TAG}repeat_key": config.repeat_key(),
                                        **({f"{TAG}reflection_model": other.name} if other else {}),
-                                       **({f"{TAG}job_id": job_id} if job_id else {})})
+                                       **({f"{TAG}job_id": job_id} if job_id else {}),
+                                       **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
         store.log_artifacts(run_id, {"config.json": config.to_dict()})
         tracing.log_datasets(store, run_id, {"train": splits.train, "val": splits.val, "test": splits.test}, task)
     else:  # a resume: its config and datasets were logged by the first attempt

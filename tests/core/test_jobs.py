@@ -31,7 +31,8 @@ class Parked:
 
 
 def test_every_kind_is_one_table_entry():
-    assert set(KINDS) == {"optimize", "baseline", "finish", "notebook"}
+    assert set(KINDS) == {"optimize", "baseline", "finish", "notebook", "sweep"}
+    assert KINDS["sweep"].resumable and KINDS["sweep"].group is not None  # a group: runs no process
     assert KINDS["optimize"].resumable and KINDS["baseline"].resumable
     assert not KINDS["finish"].resumable  # a stopped finish job is submitted again, not resumed
     assert not KINDS["notebook"].resumable  # a resume would run its baselines again
@@ -39,7 +40,7 @@ def test_every_kind_is_one_table_entry():
 
 def test_an_unknown_kind_is_refused(settings):
     with pytest.raises(JobError, match="Unknown job kind"):
-        JobManager(settings, backend=Parked()).submit("sweep", "x", {}, start=False)
+        JobManager(settings, backend=Parked()).submit("nonsense", "x", {}, start=False)
 
 
 @pytest.mark.parametrize("change, message", [

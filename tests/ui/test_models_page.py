@@ -246,3 +246,22 @@ def test_error_messages_on_a_page_are_scrubbed(empty, monkeypatch):
     assert not at.exception
     assert texts(at, "error") == ["refused: ***", "Something went wrong: RuntimeError: boom ***"]
     assert "check ***" in texts(at, "caption") and key not in " ".join(texts(at, "caption"))
+
+
+def test_rate_limits_are_set_on_add_and_edit_and_shown(empty):
+    seed(empty, openai_compatible("limited", "llama3.1", LOCAL, rpm=600, tpm=90_000))
+    at = open_page("pages/models.py")
+    table = catalog_table(at).set_index("name")
+    assert table.loc["limited", "limit / min"] == "600 req · 90k tok" and table.loc[PRESET.name, "limit / min"] == "none"
+    add(at, "fresh", "qwen3", rpm=120)
+    fresh = ModelCatalog.load(empty.catalog_path).get("fresh")
+    assert (fresh.rpm, fresh.tpm) == (120, None)
+    at.selectbox(key="models.edit.pick").set_value("limited").run()
+    assert (at.number_input(key="models.edit.rpm").value, at.number_input(key="models.edit.tpm").value) == (600, 90_000)
+    at.number_input(key="models.edit.rpm").set_value(None)
+    at.number_input(key="models.edit.tpm").set_value(2_000_000)
+    at.button(key="models.edit.save").click().run()
+    saved = ModelCatalog.load(empty.catalog_path).get("limited")
+    assert (saved.rpm, saved.tpm) == (None, 2_000_000)
+    assert any("at most 2M tok a minute" in m for m in by_section(at, "success")["Edit a model"])
+    assert_clean(at)

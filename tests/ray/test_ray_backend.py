@@ -1,0 +1,111 @@
+"""GEPA jobs through the Ray backend: a real Ray head runs each job as a Ray job, the workers log to a real MLflow
+tracking server and answer to the stub server over HTTP; the registry here learns everything from the mailbox."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from core.jobs import JobManager
+from core.jobs import mailbox as mb
+from core.jobs.ray_backend import RayBackend
+from core.store import RunStore
+from core.tasks import TaskRef
+from tests.core.test_optimize import http_config
+from tests.scenario import write_csv
+from tests.stub_server import gepa_responder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ref(tmp_path):
+    return TaskRef(kind="file", source=str(write_csv(tmp_path / "scenario.csv", 12)), name="scenario")
+
+
+def tags_of(tracking_server, job_id):
+    client = mb.client_for(tracking_server)
+    return mb.Mailbox(client, mb.find_run(client, job_id)).tags()
+
+
+def wait_for(manager, job_id, check, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = manager.get(job_id)
+        if check(job, manager.progress(job_id)):
+            return job
+        assert job.state in ("queued", "running"), (job.state, job.error, manager.log_tail(job_id))
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never got there: {manager.progress(job_id)}\n{manager.log_tail(job_id)}")
+
+
+def test_optimize_job_runs_on_ray_and_reports_back(ray_settings, tracking_server, ref, stub):
+    stub.responder = gepa_responder
+    manager = JobManager(ray_settings)
+    assert isinstance(manager.backend, RayBackend)
+    job_id = manager.submit_optimization(http_config(ref, stub, max_metric_calls=40))
+    job = manager.wait(job_id, timeout=120)
+    assert job.state == "succeeded", (job.error, manager.log_tail(job_id))
+    progress = manager.progress(job_id)  # filled here by sync, from the mailbox: no disk is shared
+    assert progress["phase"] == "done" and progress["metric_calls_used"] >= 40
+    client = mb.client_for(tracking_server)
+    run = client.get_run(job.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["optimized_test_accuracy"] >= run.data.metrics["original_test_accuracy"]
+    assert not (ray_settings.jobs_dir / job_id / "gepa").exists()  # GEPA's folder was on the worker's node
+    tags = tags_of(tracking_server, job_id)
+    assert int(tags[mb.PID]) != os.getpid() and tags[mb.STATE] == "succeeded" and tags[mb.RUN_ID] == job.run_id
+    assert f"job {job_id} succeeded" in manager.log_tail(job_id, 400)
+    assert {r["body"]["model"] for r in stub.chat_requests()} == {"stub-small", "stub-large"}
+
+
+def test_cancel_a_running_ray_job_keeps_its_best_program(ray_settings, tracking_server, ref, stub):
+    stub.responder = gepa_responder
+    stub.latency_s = 0.02
+    manager = JobManager(ray_settings)
+    job_id = manager.submit_optimization(http_config(ref, stub, max_metric_calls=400, use_merge=False))
+    wait_for(manager, job_id, lambda job, p: p.get("iteration", 0) >= 1)
+    manager.cancel(job_id)
+    job = manager.wait(job_id, timeout=60)
+    assert job.state == "cancelled", (job.error, manager.log_tail(job_id))
+    assert manager.progress(job_id)["metric_calls_used"] < 400
+    client = mb.client_for(tracking_server)
+    run = client.get_run(job.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["studio.stop_reason"] == "cancelled"
+    saved = RunStore(ray_settings).read_json(job.run_id, "optimized_program.json")  # GEPA's best so far
+    assert saved["instruction"]
+    assert tags_of(tracking_server, job_id)[mb.STATE] == "cancelled"
+
+
+def test_killed_worker_reads_interrupted_and_resumes_on_ray(ray_settings, tracking_server, ref, stub):
+    stub.responder = gepa_responder
+    stub.latency_s = 0.02
+    budget = 150
+    manager = JobManager(ray_settings)
+    job_id = manager.submit_optimization(http_config(ref, stub, max_metric_calls=budget, use_merge=False))
+
+    def saved(job, progress):
+        if progress.get("iteration", 0) < 2:
+            return False
+        tags = tags_of(tracking_server, job_id)
+        return mb.CHECKPOINT in tags and any(a.path.endswith("gepa_state.bin") for a in mb.client_for(
+            tracking_server).list_artifacts(mb.find_run(mb.client_for(tracking_server), job_id), "job/gepa"))
+
+    wait_for(manager, job_id, saved)
+    os.kill(int(tags_of(tracking_server, job_id)[mb.PID]), signal.SIGKILL)
+    deadline = time.time() + 30
+    while (job := manager.get(job_id)).state == "running" and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.state == "interrupted", (job.state, job.error)
+    run_id, before = job.run_id, manager.progress(job_id)["metric_calls_used"]
+    stub.reset()
+    manager.resume(job_id)
+    job = manager.wait(job_id, timeout=120)
+    assert job.state == "succeeded", (job.error, manager.log_tail(job_id))
+    assert job.run_id == run_id and job.attempts == 2
+    final = manager.progress(job_id)
+    assert final["attempts"] == 2 and final["resumed_from_metric_calls"] == before > 0
+    student_calls = sum(1 for r in stub.chat_requests() if r["body"]["model"] == "stub-small")
+    assert student_calls < budget + 2 * 5 * 4  # a fresh run: the whole budget plus the two test evaluations
+    assert final["metric_calls_used"] >= budget - 10
