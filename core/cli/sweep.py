@@ -78,7 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             cache=not args.no_cache, optimizer=optimizers[0] if optimizers[0] in OPTIMIZER_NAMES else "gepa",
             instruction=args.instruction or "", **budget_fields(budgets[0]))
     except ConfigError as exc:
-        raise ConfigError(f"Sweep cell {cell_label(grid.cells()[0])}: {exc}", exc.hint) from None
+        raise ConfigError(f"Sweep cell {cell_label(grid.cells()[0])}: {exc.message}", exc.hint) from None
     manager = JobManager(settings)
     planned = plan_sweep(manager, base, grid, catalog)
     print(f"{grid.shape()} = {grid.size} cells on {planned[0][1].task.name}", file=sys.stderr)

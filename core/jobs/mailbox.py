@@ -165,12 +165,12 @@ class Checkpointer:
 
 class Pump:
     """The worker's link to its mailbox, on one background thread: progress written at most once a second (the last
-    one always), the cancel tag read at most once a second, changed files uploaded every ``upload_every`` seconds."""
+    one always), the cancel tag read every ``cancel_every`` seconds, changed files uploaded every ``upload_every`` seconds."""
 
-    def __init__(self, mailbox: Mailbox, checkpointer: Checkpointer, *, upload_every: float = 3.0,
-                 period: float = 1.0) -> None:
+    def __init__(self, mailbox: Mailbox, checkpointer: Checkpointer, *, upload_every: float = 5.0,
+                 period: float = 1.0, cancel_every: float = 2.0) -> None:
         self.mailbox, self.checkpointer = mailbox, checkpointer
-        self.upload_every, self.period = upload_every, period
+        self.upload_every, self.period, self.cancel_every = upload_every, period, cancel_every
         self.lock, self.wake = threading.Lock(), threading.Event()
         self.pending: dict[str, Any] | None = None
         self.cancelled = False
@@ -208,10 +208,12 @@ class Pump:
             self.cancelled = True
 
     def _loop(self) -> None:
-        last_upload = time.monotonic()
+        last_upload = last_cancel = time.monotonic()
         while not self.stopping.wait(self.period):
             self._guarded("write the job's progress", self._flush)
-            self._guarded("read the cancel request", self._poll_cancel)
+            if time.monotonic() - last_cancel >= self.cancel_every:
+                self._guarded("read the cancel request", self._poll_cancel)
+                last_cancel = time.monotonic()
             if time.monotonic() - last_upload >= self.upload_every:
                 self._guarded("upload the job's folder", self.checkpointer.upload)
                 last_upload = time.monotonic()

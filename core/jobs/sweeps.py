@@ -105,7 +105,7 @@ def expand(base: Any, grid: SweepGrid, catalog: Any) -> list[tuple[dict[str, Any
             config = replace(base, student=students[cell["student"]], optimizer=cell["optimizer"], seed=cell["seed"],
                              sweep=None, **budget_fields(cell["budget"]))
         except ConfigError as exc:
-            raise ConfigError(f"Sweep cell {cell_label(cell)}: {exc}", exc.hint) from None
+            raise ConfigError(f"Sweep cell {cell_label(cell)}: {exc.message}", exc.hint) from None
         out.append((cell, config))
     return out
 
@@ -122,7 +122,7 @@ def plan_sweep(manager: Any, base: Any, grid: SweepGrid, catalog: Any) -> list[t
         try:
             config.check_splits(splits)
         except ConfigError as exc:
-            raise ConfigError(f"Sweep cell {cell_label(cell)}: {exc}", exc.hint) from None
+            raise ConfigError(f"Sweep cell {cell_label(cell)}: {exc.message}", exc.hint) from None
         planned.append((cell, Plan(config, task, splits, estimate(config, task, splits))))
     return planned
 
