@@ -84,3 +84,13 @@ def progress_printer() -> Callable[[ModelSpec, int, int, Any], None]:
             bar.close()
 
     return on_record
+
+
+def add_gepa_args(p: Any) -> None:
+    """How an optimization runs, the same for ``optimize`` and every cell of a ``sweep``."""
+    p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--module", choices=["predict", "cot"], default="predict")
+    p.add_argument("--feedback", choices=["rule", "judge"], default="rule")
+    p.add_argument("--no-merge", action="store_true")
+    p.add_argument("--no-cache", action="store_true")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.cli.common import add_task_args, cli_user, resolve_models, sample_spec, task_ref
+from core.cli.common import add_gepa_args, add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.cli.jobs import follow, print_job
 from core.errors import ConfigError, StudioError
 from core.jobs import MAX_SEEDS, JobManager, repeat_seeds, submit_repeats
@@ -142,16 +142,11 @@ def add_parsers(sub: Any) -> None:
                                            "model, MIPROv2's prompt model, few-shot's teacher)")
     p.add_argument("--budget", default="light", help="light | medium | heavy | N metric calls | evals:N (few-shot: N candidate programs)")
     p.add_argument("--max-cost", type=float, help="stop when student + reflection spending reaches this many USD")
-    p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
-    p.add_argument("--threads", type=int, default=4)
+    add_gepa_args(p)
     p.add_argument("--gepa-seed", type=int, default=0, help="the optimizer's seed")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help=f"repeat with N seeds (the seed, seed+1, ...; 1 to {MAX_SEEDS}): N jobs on the same examples, "
                         "then the spread of their test accuracy")
-    p.add_argument("--module", choices=["predict", "cot"], default="predict")
-    p.add_argument("--feedback", choices=["rule", "judge"], default="rule")
-    p.add_argument("--no-merge", action="store_true")
-    p.add_argument("--no-cache", action="store_true")
     p.add_argument("--background", action="store_true", help="queue as a background job and return")
     p.set_defaults(func=cmd_optimize)
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from core.cli.common import add_task_args, cli_user, resolve_models, sample_spec, task_ref
+from core.cli.common import add_gepa_args, add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.errors import ConfigError
 from core.jobs import JobManager
 from core.jobs.sweeps import BUDGET_HELP, SweepGrid, budget_fields, cell_label, plan_sweep, submit_sweep
@@ -109,11 +109,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--reflection", help="catalog name or provider/model[@base_url]: the reflection model / teacher")
     p.add_argument("--instruction", help="your own instruction (for the optimizer own)")
     p.add_argument("--max-cost", type=float, help="each cell stops when its spending reaches this many USD")
-    p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
-    p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--module", choices=["predict", "cot"], default="predict")
-    p.add_argument("--feedback", choices=["rule", "judge"], default="rule")
-    p.add_argument("--no-merge", action="store_true")
-    p.add_argument("--no-cache", action="store_true")
+    add_gepa_args(p)
     p.add_argument("--wait", action="store_true", help="wait for the sweep to end and print its cells")
     p.set_defaults(func=cmd_sweep)

@@ -22,10 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core import secrets
 from core.jobs import mailbox as mb
 from core.jobs.kinds import JobContext
-from core.jobs.worker import run_kind
+from core.jobs.worker import process_args, run_kind
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -66,12 +65,9 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 1:
-        print("usage: python -m core.jobs.remote MAILBOX_RUN_ID", file=sys.stderr)
+    args = process_args(argv, "python -m core.jobs.remote MAILBOX_RUN_ID")
+    if args is None:
         return 2
-    secrets.install(streams=True)  # before any handler is made, so handlers write to the scrubbing streams
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:
         print("MLFLOW_TRACKING_URI is not set: the job cannot reach its mailbox.", file=sys.stderr)

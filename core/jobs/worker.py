@@ -57,13 +57,22 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
     return manager.get(job_id)
 
 
-def main(argv: list[str] | None = None) -> int:
+def process_args(argv: list[str] | None, usage: str) -> list[str] | None:
+    """A job process's one argument, with its streams and log records scrubbed of key values; None (after printing
+    ``usage``) when the arguments are wrong."""
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
-        print("usage: python -m core.jobs.worker JOB_ID", file=sys.stderr)
-        return 2
+        print(f"usage: {usage}", file=sys.stderr)
+        return None
     secrets.install(streams=True)  # before any handler is made, so handlers write to the scrubbing streams
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = process_args(argv, "python -m core.jobs.worker JOB_ID")
+    if args is None:
+        return 2
     job = execute(JobManager(load_settings()), args[0])
     return 0 if job.state in ("succeeded", "cancelled") else 1
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,6 +48,30 @@ def dashboard(url: str, failure: str) -> Iterator:
             raise AssertionError(f"{exc}\n--- the page at {page.url} showed:\n{text[-3000:]}") from exc
         finally:
             browser.close()
+
+
+@contextmanager
+def streamlit_app(tmp_path: Path, **env: str) -> Iterator[str]:
+    """`streamlit run app.py` with its data dir under ``tmp_path`` (``env`` adds or overrides variables); its URL."""
+    port = free_port()
+    data = tmp_path / "studio"
+    env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}",
+           "GEPA_STUDIO_SECRETS": str(tmp_path / "none.toml"), "PYTHONPATH": str(ROOT), **env}
+    with open(tmp_path / "streamlit.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                 "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            assert wait_http(url + "/_stcore/health", timeout=60), (tmp_path / "streamlit.log").read_text()
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:  # a loaded machine: Streamlit is slow to stop, not stuck for good
+                proc.kill()
+                proc.wait(10)
 
 
 def key(page, name: str):

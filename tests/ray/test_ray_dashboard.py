@@ -4,17 +4,12 @@ Compare groups its runs per cell. Screenshots: ``test-output/e2e/ray-*.png``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 from mlflow.tracking import MlflowClient
 
 from core.jobs import JobManager
 from core.settings import Settings
-from tests.e2e.browser import NEEDS_CHROMIUM, ROOT, add_model, dashboard, goto, key, pick, settle, shots_at
-from tests.ports import free_port, wait_http
+from tests.e2e.browser import NEEDS_CHROMIUM, add_model, dashboard, goto, key, pick, settle, shots_at, streamlit_app
 from tests.stub_server import StubLLMServer, gepa_responder
 
 pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
@@ -22,19 +17,8 @@ pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
 
 @pytest.fixture
 def ray_app_url(tmp_path, ray_address, tracking_server):
-    port = free_port()
-    data = tmp_path / "studio"
-    env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(data), "MLFLOW_TRACKING_URI": tracking_server,
-           "RAY_ADDRESS": ray_address, "GEPA_STUDIO_SECRETS": str(tmp_path / "none.toml"), "PYTHONPATH": str(ROOT)}
-    with open(tmp_path / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                 "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        assert wait_http(url + "/_stcore/health", timeout=60), (tmp_path / "streamlit.log").read_text()
+    with streamlit_app(tmp_path, MLFLOW_TRACKING_URI=tracking_server, RAY_ADDRESS=ray_address) as url:
         yield url
-        proc.kill()
-        proc.wait(20)
 
 
 @pytest.mark.timeout(480)
