@@ -52,7 +52,8 @@ def test_a_sweep_from_the_dashboard_runs_on_ray_and_is_grouped_on_compare(ray_ap
         run = key(page, "optimize.sweep.run").locator("button")
         expect(run).to_contain_text("Run sweep (2 jobs)")
         run.click()
-        settle(page, 1500)
+        # Planning and queueing the cells takes a while on a loaded machine: the page says when they are queued.
+        expect(page.get_by_text("queued: 2 jobs", exact=False).first).to_be_visible(timeout=120_000)
         manager = JobManager(Settings(data_dir=tmp_path / "studio", tracking_uri=tracking_server,
                                       artifact_root=tmp_path / "studio" / "mlartifacts", ray_address=ray_address))
         assert manager.backend.__class__.__name__ == "RayBackend"
