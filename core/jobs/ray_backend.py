@@ -106,8 +106,9 @@ class RayBackend:
     def jobs(self) -> Any:
         if self._jobs is None:
             client_cls = require_ray()
-            # Ray's job client says "Package ... already exists, skipping upload" at INFO on every submission
-            logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
+            # Ray's job client says "Creating a file package…" / "Package … already exists" at INFO on every submission
+            for name in ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging"):
+                logging.getLogger(name).setLevel(logging.WARNING)
             try:
                 self._jobs = client_cls(self.address)
             except Exception as exc:
