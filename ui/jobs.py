@@ -45,7 +45,7 @@ def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str 
         jobs = cache.jobs_table()
         jobs = jobs[jobs["kind"] == kind] if not jobs.empty else jobs
         if kind == "optimize" and not jobs.empty:  # a sweep's jobs are listed under the sweep (ui.sweeps)
-            jobs = jobs[~jobs["id"].isin(sweep_children())]
+            jobs = jobs[jobs["sweep"].isna()]
         if jobs.empty:
             return
         labels = {row["id"]: f"{row['title']} · {_picker_state(row)} · {row['id']}" for _, row in jobs.iterrows()}
@@ -54,12 +54,6 @@ def job_picker(kind: str, current: str | None, key: str, on_pick: Callable[[str 
         st.session_state[key] = current
         st.selectbox("Job", list(labels), index=None, key=key, format_func=labels.get, placeholder="Watch a job…",
                      on_change=lambda: on_pick(st.session_state[key]))
-
-
-def sweep_children() -> set[str]:
-    """The ids of every sweep's jobs."""
-    return {child for j in cache.job_manager().list(reap=False) if j.kind == "sweep"
-            for child in j.config.get("children") or []}
 
 
 def load_job(job_id: str) -> JobInfo | None:
