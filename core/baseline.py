@@ -21,6 +21,7 @@ import pandas as pd
 from core.breaker import BreakerSettings, BreakerTripped, degraded_reason
 from core.errors import ProviderError, StoreError, StudioError
 from core.evaluate import EvalRecord, EvalResult, aggregate, evaluate, failure_counts, read_records
+from core.limits.slots import THREADS_CAPPED_TAG, cap_threads
 from core.models import ModelSpec
 from core.procs import process_started
 from core.program import (
@@ -43,7 +44,9 @@ logger = logging.getLogger(__name__)
 RESUME_FILE = "evaluation.json"
 STATE_TAG = f"{TAG}state"  # "interrupted": killed or stopped before the end (resumable)
 # Tags a resumed run sheds before it goes on (the outcome of the attempt that stopped).
-ATTEMPT_TAGS = (STATE_TAG, f"{TAG}stopped_by", f"{TAG}error", f"{TAG}degraded", f"{TAG}degraded_reason")
+ATTEMPT_TAGS = (STATE_TAG, f"{TAG}stopped_by", f"{TAG}error", f"{TAG}degraded", f"{TAG}degraded_reason",
+                f"{TAG}stop_reason")
+INTERRUPTED_TAGS = {STATE_TAG: "interrupted", f"{TAG}stop_reason": "interrupted (Ctrl-C)"}
 # Partial counts a stopped run logs; no accuracy: a run that did not end says nothing about the model.
 PARTIAL_METRICS = ("n", "correct", "failed", "failure_rate", "answered", "input_tokens", "output_tokens", "cost_usd",
                    "spent_usd", "lm_calls", "cached")
@@ -115,6 +118,8 @@ def run_evaluation(
     program kind recorded as tag ``studio.module`` (default: the kind of ``program``, "predict" or "cot").
     """
     examples = to_examples(test, task)
+    # A local server's slots cap the threads (core.limits.slots); an LM given by the caller has no server to ask.
+    threads, capped = cap_threads(threads, [spec] if lm is None else [])
     if resume_run_id:
         run_id = resume_run_id
         _reopen(store, run_id)
@@ -127,7 +132,7 @@ def run_evaluation(
             **({"task_source": task_ref.source or task_ref.kind} if task_ref else {}),
         }
         tags = {f"{TAG}model": spec.name, f"{TAG}program": program_label, f"{TAG}module": module or module_type(program),
-                **process_tags(), **(extra_tags or {})}
+                **process_tags(), **(extra_tags or {}), **({THREADS_CAPPED_TAG: capped} if capped else {})}
         if job_id:
             tags[f"{TAG}job_id"] = job_id
         run_id = store.start_run(kind, task.name, run_name=f"{spec.name} · {program_label}", params=params, tags=tags,
@@ -150,8 +155,8 @@ def run_evaluation(
         if not result.metrics.get("complete"):
             status, tags = "KILLED", {STATE_TAG: "interrupted"}
         return run_id, result
-    except KeyboardInterrupt:
-        status, tags = "KILLED", {STATE_TAG: "interrupted"}
+    except KeyboardInterrupt:  # as every kind of run: KILLED, interrupted, resumable (--resume RUN_ID)
+        status, tags = "KILLED", dict(INTERRUPTED_TAGS)
         raise
     except BaseException as exc:
         status, tags = "FAILED", {f"{TAG}error": str(exc)[:5000]}

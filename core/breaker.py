@@ -9,8 +9,9 @@ failure rate passes ``degraded_above`` is *degraded*, never a plain success.
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from core.errors import ConfigError, ProviderError
@@ -26,6 +27,9 @@ PROVIDER_KINDS: tuple[FailureKind, ...] = tuple(k for k in FAILURE_KINDS if k !=
 RETRYABLE_KINDS: tuple[FailureKind, ...] = ("rate_limit", "server_error", "timeout", "unreachable")
 # The same call fails every time: a run whose first calls all end so has nothing to gain from going on.
 PERMANENT_KINDS: tuple[FailureKind, ...] = ("auth", "not_found", "config")
+# No reply at all (refused, or none in time): a provider that answers, even 429 or 500, is alive; one that doesn't may
+# be gone, so these count at every try, not only at a call's final outcome.
+NO_REPLY_KINDS: tuple[FailureKind, ...] = ("unreachable", "timeout")
 
 HINTS: dict[str, str] = {
     "auth": "Check the API key variable of this model.",
@@ -75,24 +79,25 @@ class BreakerSettings:
     def degraded(self, failed: int, n: int) -> bool:
         return n > 0 and failed / n > self.degraded_above
 
-    def per_call(self, calls_per_example: int) -> "BreakerSettings":
-        """The limits counted in calls when each example may take ``calls_per_example`` calls (retries): the
-        breaker then sees a dead provider at its first failed calls, not once every retry has run out."""
-        k = max(1, calls_per_example)
-        return replace(self, consecutive=self.consecutive * k, min_calls=self.min_calls * k)
-
 
 class BreakerTripped(ProviderError):
     """The circuit breaker stopped the run (a ProviderError naming the provider's last error)."""
 
 
 class CircuitBreaker:
-    """Counts outcomes (thread-safe) and trips on a dead provider. ``who`` names it in the message."""
+    """Counts outcomes (thread-safe) and trips on a dead provider. ``who`` names it in the message.
 
-    def __init__(self, who: str, settings: BreakerSettings | None = None) -> None:
+    A call's *final* outcome counts (:meth:`record`): a 429 or 500 answered after its retry is a retried success,
+    not a failure. A try that got no reply at all (:data:`NO_REPLY_KINDS`) also counts at once
+    (:meth:`record_try`), so a dead provider stops the run at its first failed tries, not once every retry of
+    every call in flight has run out: ``consecutive x tries_per_call`` such tries in a row, with no reply between,
+    trip it."""
+
+    def __init__(self, who: str, settings: BreakerSettings | None = None, *, tries_per_call: int = 1) -> None:
         self.who = who
         self.settings = settings or BreakerSettings.from_env()
-        self.calls = self.provider_failures = self.in_a_row = 0
+        self.tries_per_call = max(1, tries_per_call)
+        self.calls = self.provider_failures = self.in_a_row = self.silent_tries = 0
         self.last_kind: str | None = None
         self.last_error: str | None = None
         self.reason: str | None = None  # set once tripped
@@ -103,9 +108,10 @@ class CircuitBreaker:
         return self.reason is not None
 
     def record(self, kind: str | None, error: str | None = None) -> bool:
-        """Count one outcome (``kind`` None: the provider answered). Returns True when this trips the breaker."""
+        """Count one call's final outcome (``kind`` None: the provider answered). True when this trips the breaker."""
         with self._lock:
             self.calls += 1
+            self._count_try(kind)
             if kind is None or kind not in PROVIDER_KINDS:
                 self.in_a_row = 0
                 return False
@@ -119,7 +125,27 @@ class CircuitBreaker:
                 self.reason = f"{self.in_a_row} provider failures in a row"
             elif self.calls >= s.min_calls and self.provider_failures / self.calls >= s.max_rate:
                 self.reason = f"{self.provider_failures} of {self.calls} calls failed"
+            else:
+                self._check_silence()
             return self.reason is not None
+
+    def record_try(self, kind: str, error: str | None = None) -> bool:
+        """Count a failed try that will be retried: only a try that got no reply counts (towards a dead provider).
+        True when this trips the breaker."""
+        with self._lock:
+            self._count_try(kind)
+            if kind not in NO_REPLY_KINDS or self.reason is not None:
+                return False
+            self.last_kind, self.last_error = kind, error
+            self._check_silence()
+            return self.reason is not None
+
+    def _count_try(self, kind: str | None) -> None:
+        self.silent_tries = self.silent_tries + 1 if kind in NO_REPLY_KINDS else 0
+
+    def _check_silence(self) -> None:
+        if self.reason is None and self.silent_tries >= self.settings.consecutive * self.tries_per_call:
+            self.reason = f"{self.silent_tries} tries in a row got no reply"
 
     def trip(self, reason: str, kind: str, error: str | None) -> None:
         """Stop now for a reason the counts alone do not show (e.g. the first calls all refused)."""
@@ -134,33 +160,49 @@ class CircuitBreaker:
                              HINTS.get(kind, "Check the provider, then resume."), kind)
 
 
+# Last resort for an exception that is neither typed nor carries an HTTP status: its words. A status code counts
+# only as a word of its own, never as part of a URL's port ("127.0.0.1:40123" is not a 401).
+_CODE = r"(?<![:\d.]){}(?!\d)"
+_TEXT_RULES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
+    ("unreachable", re.compile(r"connection refused|failed to connect|name or service not known")),
+    ("timeout", re.compile(r"timed out|timeout")),
+    ("auth", re.compile(_CODE.format(401) + r"|api key|invalid_api_key")),
+    ("not_found", re.compile(r"does not exist|model_not_found")),
+    ("rate_limit", re.compile(_CODE.format(429) + r"|rate limit")),
+)
+
+
 def classify_failure(exc: BaseException) -> FailureKind:
-    """The :data:`FailureKind` of an exception raised by a call (provider errors by type and HTTP status first)."""
+    """The :data:`FailureKind` of an exception raised by a call: by type, then HTTP status, then words. The one
+    classifier: :func:`core.models.classify_error` (connection checks), the call guard, tracing and serving use it."""
     from dspy.utils import exceptions as E
 
     from core.errors import ModelError
-    from core.models import classify_error
 
     if isinstance(exc, E.AdapterParseError):
         return "parse"
     if isinstance(exc, (ModelError, ConfigError, E.LMConfigurationError)):
         return "config"
+    if isinstance(exc, ProviderError):
+        return exc.kind if exc.kind in FAILURE_KINDS else "other"  # type: ignore[return-value]
     for cls, kind in ((E.LMAuthError, "auth"), (E.LMRateLimitError, "rate_limit"), (E.LMTimeoutError, "timeout"),
                       (E.LMServerError, "server_error"), (E.LMUnsupportedModelError, "not_found")):
         if isinstance(exc, cls):
             return kind  # type: ignore[return-value]
-    if isinstance(exc, E.LMTransportError):  # no reply: by its text (a URL's port may contain "401")
+    if isinstance(exc, (E.LMTransportError, ConnectionError, TimeoutError)):  # no reply at all
         text = str(exc).lower()
-        return "timeout" if "timed out" in text or "timeout" in text else "unreachable"
+        timed_out = isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text
+        return "timeout" if timed_out else "unreachable"
     status = getattr(exc, "status", None)
-    if isinstance(status, int):
+    status = status if isinstance(status, int) else getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
         if status >= 500 or (200 <= status < 300 and isinstance(exc, E.LMProviderError)):
             return "server_error"  # a 5xx, or a 200 whose body is empty or not JSON: the provider's fault
         by_status = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limit"}
         if status in by_status:
             return by_status[status]  # type: ignore[return-value]
-    kind = classify_error(exc)[0]
-    return kind if kind in FAILURE_KINDS else "other"  # type: ignore[return-value]
+    text = str(exc).lower()
+    return next((kind for kind, pattern in _TEXT_RULES if pattern.search(text)), "other")
 
 
 def retry_delay(exc: BaseException | None, attempt: int) -> float:

@@ -3,8 +3,9 @@
 Every example ends ``correct``, ``wrong`` or ``failed`` with a kind (core.breaker.FAILURE_KINDS): an answer
 that names no label is a ``parse`` failure, not a wrong answer. Calls that fail for a passing reason (rate
 limit, server error, timeout, unreachable) are retried after the provider's Retry-After or a backoff; a
-:class:`~core.breaker.CircuitBreaker` counts every call and stops the run when the provider is gone, without
-waiting for the calls still in flight. Records are appended to a JSONL file as they complete, so a killed
+:class:`~core.breaker.CircuitBreaker` counts each call's final outcome (a 429 answered on its retry is a retried
+success, counted in ``retried``, not a failure; a try that got no reply counts at once) and stops the run when the
+provider is gone, without waiting for the calls still in flight. Records are appended to a JSONL file as they complete, so a killed
 run keeps what it finished, and ``resume=True`` goes on from there (redoing only provider failures).
 """
 
@@ -36,15 +37,16 @@ from core.breaker import (
     classify_failure,
     retry_delay,
 )
-from core.metric import label_in_completion, normalize_label
+from core.limits.slots import queue_clock
+from core.metric import normalize_label, parse_prediction
 from core.models import ModelSpec, Price, build_lm, redact, resolve_price
 from core.tasks import Task
 
 logger = logging.getLogger(__name__)
 
 RECORD_COLUMNS = [
-    "idx", "text", "gold", "predicted", "correct", "outcome", "raw_output", "latency_s",
-    "input_tokens", "output_tokens", "cost_usd", "cached", "calls", "attempts", "error", "error_kind",
+    "idx", "text", "gold", "predicted", "correct", "outcome", "raw_output", "latency_s", "queue_s",
+    "input_tokens", "output_tokens", "cost_usd", "cached", "calls", "attempts", "error", "error_kind", "cached_calls",
 ]
 _POLL_S = 0.25  # how often the run looks at should_stop while it waits for answers
 
@@ -60,7 +62,8 @@ class EvalRecord:
     correct: bool = False
     outcome: str = "wrong"  # correct | wrong | failed (then error_kind says why)
     raw_output: str | None = None  # what the model wrote when it could not be parsed
-    latency_s: float = 0.0  # the whole example, retries included
+    latency_s: float = 0.0  # the whole example, retries included, less its queue_s
+    queue_s: float = 0.0  # seconds its calls waited for a free slot of a local server (core.limits.slots)
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0  # tokens x price, cached calls included (what the calls cost at list price)
@@ -69,6 +72,7 @@ class EvalRecord:
     attempts: int = 1  # tries of the example (1 + retries used)
     error: str | None = None
     error_kind: str | None = None
+    cached_calls: int = 0  # LM calls of this example answered from DSPy's cache
 
 
 @dataclass(frozen=True)
@@ -93,21 +97,16 @@ def _usage_of(entry: dict[str, Any]) -> tuple[int, int, bool]:
     """(input tokens, output tokens, cache hit) of one LM history entry."""
     cache_hit = not entry.get("usage")
     usage = entry.get("usage") or {}
-    inp = usage.get("prompt_tokens")
-    out = usage.get("completion_tokens")
+    inp, out = usage.get("prompt_tokens"), usage.get("completion_tokens")
     response = entry.get("response")
     if (inp is None or out is None) and response is not None and getattr(response, "usage", None) is not None:
-        inp = getattr(response.usage, "input_tokens", None)
-        out = getattr(response.usage, "output_tokens", None)
+        inp, out = getattr(response.usage, "input_tokens", None), getattr(response.usage, "output_tokens", None)
     return int(inp or 0), int(out or 0), cache_hit
 
 
 def _history_output(entry: dict[str, Any]) -> str:
-    outputs = entry.get("outputs") or []
-    if outputs:
-        first = outputs[0]
-        return str(first.get("text", first) if isinstance(first, dict) else first)
-    return ""
+    first = (entry.get("outputs") or [""])[0]
+    return str(first.get("text", first) if isinstance(first, dict) else first)
 
 
 @dataclass(frozen=True)
@@ -130,18 +129,9 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
     failure: BaseException | None = None
     start_hist = len(lm.history)
     try:
-        pred = setup.program(**example.inputs())
-        value = getattr(pred, setup.output_field, None)
-        rec.predicted = normalize_label(value, setup.labels)
-        if rec.predicted is None:
-            rec.raw_output = str(value)
-            rec.error, rec.error_kind = "answer is not one of the labels", "parse"
-    except dspy.utils.exceptions.AdapterParseError as exc:
-        rec.raw_output = str(exc.lm_response)[:4000]
-        # "POSITIVE" for "positive" fails DSPy's Literal check; the GEPA metric reads it the same way.
-        rec.predicted = label_in_completion(str(exc.lm_response), setup.output_field, setup.labels)
-        if rec.predicted is None:
-            rec.error, rec.error_kind = "could not parse the answer", "parse"
+        # One reading of an answer for the evaluation and the served model (core.ship_model).
+        parsed = parse_prediction(setup.program, example.inputs(), setup.output_field, setup.labels)
+        rec.predicted, rec.raw_output, rec.error, rec.error_kind = parsed.label, parsed.raw, parsed.error, parsed.kind
     except Exception as exc:  # noqa: BLE001 - one example's failure is recorded, not raised
         failure = exc
         rec.error_kind = classify_failure(exc)
@@ -153,7 +143,7 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
         rec.input_tokens += inp
         rec.output_tokens += out
         hits += hit
-    rec.calls = len(entries)
+    rec.calls, rec.cached_calls = len(entries), hits
     rec.cached = bool(entries) and hits == len(entries)
     if rec.error_kind == "parse" and entries:
         if rec.raw_output is None:
@@ -170,17 +160,20 @@ def _with_retries(run: Callable[[], tuple[EvalRecord, BaseException | None]], re
                   breaker: CircuitBreaker, abort: threading.Event) -> EvalRecord | None:
     """Try an example until it is answered, fails for good, or runs out of retries; None when the run was
     stopped while it waited to retry (the example is left for a resume)."""
-    start = time.perf_counter()
+    start, queued = time.perf_counter(), queue_clock()
     for attempt in range(retries + 1):
         rec, failure = run()
-        if breaker.record(rec.error_kind, rec.error):
-            abort.set()
         if rec.error_kind not in RETRYABLE_KINDS or attempt == retries:
-            break
+            break  # the call's final outcome: the only one the breaker counts as a success or failure
+        if breaker.record_try(rec.error_kind, rec.error):  # counts only a try that got no reply at all
+            abort.set()
         if abort.is_set() or abort.wait(retry_delay(failure, attempt)):
             return None
+    if breaker.record(rec.error_kind, rec.error):
+        abort.set()
     rec.attempts = attempt + 1
-    rec.latency_s = time.perf_counter() - start
+    rec.queue_s = queue_clock() - queued
+    rec.latency_s = time.perf_counter() - start - rec.queue_s
     return rec
 
 
@@ -191,6 +184,8 @@ def _record_from_row(row: dict[str, Any]) -> EvalRecord:
     rec.idx = int(rec.idx)
     rec.correct = bool(rec.correct)
     rec.attempts = int(rec.attempts or 1)
+    rec.cached_calls = int(rec.cached_calls or 0)  # records older than cached_calls: none counted
+    rec.queue_s = float(rec.queue_s or 0.0)  # records older than queue_s: none measured
     if rec.outcome not in ("correct", "wrong", "failed"):
         rec.outcome = "correct" if rec.correct else ("failed" if rec.error_kind else "wrong")
     return rec
@@ -221,7 +216,8 @@ def failure_counts(records: pd.DataFrame) -> dict[str, int]:
 
 def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
     """Aggregates of records: accuracy over all examples (failures count as wrong, + Wilson 95% interval),
-    failures by kind, accuracy over answered examples, macro-F1, tokens, cost, latency."""
+    failures by kind, accuracy over answered examples, macro-F1, tokens, cost, latency; ``cached`` examples (wholly
+    from DSPy's cache), ``cached_calls`` and ``retried`` examples (that took more than one try)."""
     n = len(records)
     correct = int(records["correct"].astype(bool).sum()) if n else 0
     by_kind = failure_counts(records)
@@ -233,6 +229,7 @@ def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str,
     cost = float(records["cost_usd"].sum()) if n else 0.0
     spent = float(records.loc[~records["cached"].astype(bool), "cost_usd"].sum()) if n else 0.0
     latencies = records["latency_s"].astype(float).tolist()
+    queued = records["queue_s"].fillna(0.0).astype(float).tolist() if "queue_s" in records else [0.0] * n
     metrics = {
         "n": float(n),
         "correct": float(correct),
@@ -252,9 +249,12 @@ def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str,
         "cost_per_1k": cost / n * 1000 if n else 0.0,
         "p50_latency_s": stats.percentile(latencies, 50),
         "p95_latency_s": stats.percentile(latencies, 95),
+        "p50_queue_s": stats.percentile(queued, 50),
         "errors": float(failed),
         "parse_failures": float(by_kind["parse"]),
         "cached": float(records["cached"].astype(bool).sum()) if n else 0.0,
+        "cached_calls": float(records["cached_calls"].fillna(0).sum()) if n else 0.0,
+        "retried": float((records["attempts"].fillna(1).astype(int) > 1).sum()) if n else 0.0,
         "lm_calls": float(records["calls"].sum()) if n else 0.0,
     }
     per_label = stats.per_label_metrics(gold, pred, labels)
@@ -302,7 +302,7 @@ def evaluate(
     base_lm = lm if lm is not None else build_lm(spec, cache=cache)
     retries = max(0, int(spec.num_retries))
     setup = _Setup(program, spec, price, task.input_field, task.output_field, task.labels)
-    breaker = breaker or CircuitBreaker(spec.name, BreakerSettings.from_env().per_call(retries + 1))
+    breaker = breaker or CircuitBreaker(spec.name, BreakerSettings.from_env(), tries_per_call=retries + 1)
     path = Path(records_path) if records_path else None
     done: dict[int, EvalRecord] = {}
     if path and resume and path.exists():

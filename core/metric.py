@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import dspy
@@ -90,6 +91,37 @@ def label_in_completion(text: str, field: str, labels: tuple[str, ...]) -> str |
     except ValueError:
         return None
     return normalize_label(obj.get(field), labels) if isinstance(obj, dict) else None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a program's answer to one text names: a label, or why not (``error``, of kind ``"parse"``)."""
+
+    label: str | None
+    raw: str | None = None  # what the model wrote, when it was not a clean answer
+    error: str | None = None  # set exactly when ``label`` is None
+
+    @property
+    def kind(self) -> str | None:
+        """The :data:`core.breaker.FailureKind` of this answer: ``"parse"`` when it names no label, else None."""
+        return "parse" if self.label is None else None
+
+
+def parse_prediction(program: Any, inputs: dict[str, Any], output_field: str, labels: tuple[str, ...]) -> Parsed:
+    """Run ``program`` on ``inputs`` and read its label as the evaluation and the served model both do.
+
+    An answer DSPy's adapters could not parse is still read for a label (DSPy's Literal check refuses "POSITIVE"
+    for "positive"; the GEPA metric reads it so too). Errors of the call itself (the provider's) are raised.
+    """
+    try:
+        pred = program(**inputs)
+    except dspy.utils.exceptions.AdapterParseError as exc:
+        raw = str(exc.lm_response)
+        label = label_in_completion(raw, output_field, labels)
+        return Parsed(label, raw[:4000], None if label else "could not parse the answer")
+    value = getattr(pred, output_field, None)
+    label = normalize_label(value, labels)
+    return Parsed(label) if label is not None else Parsed(None, str(value), "answer is not one of the labels")
 
 
 def _raw_output(pred: Any) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from core.catalog_file import catalog_lock, read_models, write_models
 from core.errors import ModelError, ProviderError
 from core.secrets import scrub
 from core.settings import PROVIDERS, get_secret
@@ -214,38 +215,45 @@ class ModelCatalog:
     """The user's models (presets plus their own), saved as JSON in the data dir, without secrets.
 
     Presets are read-only: a user's model may take a preset's name (it then overrides the preset until removed),
-    and ``copy`` makes an editable copy of one under a new name.
+    and ``copy`` makes an editable copy of one under a new name. Change it through ``add``, ``update``, ``copy`` and
+    ``remove``: ``save`` replays those changes on the file as it is then (core.catalog_file), keeping what others saved.
     """
 
     path: Path
     models: dict[str, ModelSpec] = field(default_factory=dict)
+    _changes: dict[str, ModelSpec | None] = field(default_factory=dict, repr=False, compare=False)  # None: removed
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self._changes.update({n: s for n, s in self.models.items() if s not in PRESETS})  # given, not loaded
 
     @classmethod
     def load(cls, path: Path) -> "ModelCatalog":
         catalog = cls(path=Path(path), models={m.name: m for m in PRESETS})
-        if catalog.path.exists():
-            try:
-                saved = json.loads(catalog.path.read_text(encoding="utf-8"))
-            except (ValueError, OSError) as exc:
-                raise ModelError(f"The model catalog {path} is unreadable: {exc}", "Fix or delete the file.") from exc
-            for item in saved.get("models", []):
-                spec = ModelSpec.from_dict(item)
-                catalog.models[spec.name] = spec
+        for item in read_models(catalog.path):
+            spec = ModelSpec.from_dict(item)
+            catalog.models[spec.name] = spec
         return catalog
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        custom = [self.models[name].to_dict() for name in self.own_names()]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"models": custom}, indent=2), encoding="utf-8")
-        tmp.replace(self.path)
+        """Under the catalog's file lock: re-read the file, apply this catalog's changes, write it; this catalog then
+        holds what was written (a model another process saved meanwhile included)."""
+        with catalog_lock(self.path):
+            fresh = ModelCatalog.load(self.path)
+            for name, spec in self._changes.items():
+                if spec is None:
+                    fresh.remove(name)
+                else:
+                    fresh.models[name] = spec
+            write_models(self.path, [fresh.models[name].to_dict() for name in fresh.own_names()])
+        self.models, self._changes = fresh.models, {}
 
     def add(self, spec: ModelSpec, *, replace: bool = False) -> None:
         """Add ``spec``; a name already in the catalog is refused unless ``replace`` says to overwrite it."""
         if not replace and spec.name in self.models:
             raise ModelError(f"A model named {spec.name!r} is already in the catalog ({self.models[spec.name].model}).",
                              "Give the new model another name, or remove the existing one first (the Models page offers to replace it).")
-        self.models[spec.name] = spec
+        self.models[spec.name] = self._changes[spec.name] = spec
 
     def update(self, name: str, /, **changes: Any) -> ModelSpec:
         """Change the user's model ``name`` (price, timeout, base URL, even its ``name=``); returns the new spec.
@@ -259,7 +267,7 @@ class ModelCatalog:
         if spec.name != current.name and spec.name in self.models:
             raise ModelError(f"A model named {spec.name!r} is already in the catalog.", "Choose another name.")
         self.remove(current.name)
-        self.models[spec.name] = spec
+        self.models[spec.name] = self._changes[spec.name] = spec
         return spec
 
     def copy(self, name: str) -> ModelSpec:
@@ -268,12 +276,13 @@ class ModelCatalog:
         new, n = f"{spec.name} (copy)", 2
         while new in self.models:
             new, n = f"{spec.name} (copy {n})", n + 1
-        self.models[new] = replace(spec, name=new)
+        self.models[new] = self._changes[new] = replace(spec, name=new)
         return self.models[new]
 
     def remove(self, name: str) -> None:
         """Forget the user's model ``name``; a preset it overrode comes back, and presets themselves stay."""
         self.models.pop(name, None)
+        self._changes[name] = None
         preset = next((p for p in PRESETS if p.name == name), None)
         if preset is not None:
             self.models[name] = preset
@@ -333,34 +342,26 @@ def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
         api_base = get_secret("DATABRICKS_API_BASE")
     if api_base:
         kwargs["api_base"] = api_base
-    if spec.temperature is not None:
-        kwargs["temperature"] = spec.temperature
-    if spec.max_tokens is not None:
-        kwargs["max_tokens"] = spec.max_tokens
-    if spec.reasoning_effort:
-        kwargs["reasoning_effort"] = spec.reasoning_effort
+    kwargs.update({k: v for k, v in (("temperature", spec.temperature), ("max_tokens", spec.max_tokens),
+                                     ("reasoning_effort", spec.reasoning_effort or None)) if v is not None})
+    if cache:
+        from core.lm_cache import use_endpoint_cache  # two servers with one model id never share an answer
+
+        use_endpoint_cache()
     lm = dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
     from core.limits.lm import limit_lm  # calls wait for the shared rate limit when the spec sets rpm or tpm
+    from core.limits.slots import gate_lm  # and for a free slot of a local server, timed apart from the call
 
-    return limit_lm(lm, spec)
+    return limit_lm(gate_lm(lm, spec), spec)
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
-    """(kind, hint) for an exception from a provider call: auth, not_found, unreachable, timeout, rate_limit, other."""
-    from dspy.utils import exceptions as E
+    """(kind, hint) for an exception from a provider call. The kind is :func:`core.breaker.classify_failure`'s
+    (one classifier for checks, evaluations, optimizations and serving); this adds the hint."""
+    from core.breaker import HINTS, classify_failure
 
-    text = str(exc).lower()
-    if isinstance(exc, E.LMAuthError) or "401" in text or "api key" in text:
-        return "auth", "The key was refused: check the key variable's value and that it belongs to this provider."
-    if isinstance(exc, E.LMUnsupportedModelError) or "does not exist" in text or "model_not_found" in text:
-        return "not_found", "The server does not know this model: check the model name (list the server's models)."
-    if isinstance(exc, E.LMTimeoutError) or isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text:
-        return "timeout", "The server did not answer in time: raise the timeout or check the server's load."
-    if isinstance(exc, E.LMRateLimitError) or "429" in text or "rate limit" in text:
-        return "rate_limit", "The provider is rate-limiting: use fewer threads or wait."
-    if isinstance(exc, E.LMTransportError) or "connection refused" in text or "failed to connect" in text:
-        return "unreachable", "The server could not be reached: check the base URL and that the server is running."
-    return "other", ""
+    kind = classify_failure(exc)
+    return kind, HINTS.get(kind, "")
 
 
 def redact(text: str, spec: ModelSpec | None = None) -> str:

@@ -146,6 +146,19 @@ def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any], 
     return adapter.format(sig, demos=demos, inputs=inputs)
 
 
+def prompt_template(program: dspy.Module, task: Task) -> list[dict[str, str]]:
+    """The chat messages the program sends (its instruction and every demo), with the text to classify as the
+    ``{{<input field>}}`` variable of MLflow's prompt templates: the whole program, as a prompt registry holds it."""
+    variable = "{{" + task.input_field + "}}"
+    return [{"role": str(m.get("role")), "content": str(m.get("content"))}
+            for m in render_prompt(program, {task.input_field: variable})]
+
+
+def program_demos(program: dspy.Module) -> list[dict[str, Any]]:
+    """The program's demos (the worked examples it sends before the text), as plain field -> value records."""
+    return [dict(demo) for _, pred in predictors(program) for demo in pred.dump_state().get("demos") or []]
+
+
 def prompt_text(messages: list[dict[str, Any]]) -> str:
     """Messages as one readable text block (for diffs and artifacts)."""
     parts = []

@@ -20,15 +20,18 @@ MODULE_NAMES = {"predict": "Predict", "cot": "CoT"}
 # What made an optimization run (its ``program`` tag): the optimizers of core.optimize.optimizers.OPTIMIZERS.
 OPTIMIZER_LABELS = {"gepa": "GEPA", "miprov2": "MIPROv2", "fewshot": "Few-shot", "own": "Own prompt"}
 OUTCOMES = ("finished", "capped", "cancelled", "failed", "running", "interrupted")
+# Two numbers, named apart: ``spent_usd`` is a run's SPEND (what the providers billed it; a cache hit is free), on
+# every kind of run; ``cost_per_1k`` (and an evaluation's ``cost_usd``) is the COST OF THE PROGRAM (tokens x price per
+# prediction, cache hits at list price), for comparing programs.
+SPEND = "spent_usd"
 CHART_COLUMNS = [
     "run_id", "model", "program", "module", "label", "accuracy", "ci_low", "ci_high", "n", "macro_f1", "cost_per_1k",
-    "p50_latency_s", "input_tokens", "output_tokens", "cost_usd", "failed", "failure_rate", "degraded",
+    "p50_latency_s", "input_tokens", "output_tokens", "cost_usd", SPEND, "failed", "failure_rate", "degraded",
 ]
 # status reads INTERRUPTED for a run killed or stopped before its end; partial: it did not see all its examples.
 HISTORY_COLUMNS = [
     "start_time", "kind", "task", "model", "module", "program", "status", "stop_reason", "partial", "degraded", "accuracy",
-    "failed",
-    "failure_rate", "macro_f1", "n", "cost_usd", "cost_per_1k", "optimization_cost_usd", "started_by", "run_name", "run_id",
+    "failed", "failure_rate", "macro_f1", "n", SPEND, "cost_per_1k", "started_by", "run_name", "run_id",
 ]
 RESULT_COLUMNS = ("original_test_accuracy", "optimized_test_accuracy")  # an optimization's paired test results
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"
@@ -74,6 +77,37 @@ def run_choices(runs: pd.DataFrame) -> dict[str, str]:
     return {str(r["run_id"]): run_choice_label(r) for r in runs.to_dict("records")}
 
 
+def _metric(runs: pd.DataFrame, column: str) -> pd.Series:
+    return runs[column].astype("float64") if column in runs else pd.Series(float("nan"), index=runs.index)
+
+
+def spend(runs: pd.DataFrame) -> pd.Series:
+    """Each run's spend in USD (what the providers billed it; cache hits cost nothing), NaN where not known.
+
+    Runs logged before every run logged ``spent_usd`` read sensibly: an optimization's ``optimization_cost_usd``
+    (always its spend), else the last ``running_cost_usd`` a failed GEPA run logged; an evaluation's list-price
+    ``cost_usd`` when none of its examples came from the cache (``cached`` 0), 0 when all did, else unknown."""
+    out = _metric(runs, SPEND)
+    kinds = runs["kind"] if "kind" in runs else pd.Series(None, index=runs.index, dtype=object)
+    opt = kinds == "optimization"
+    older = _metric(runs, "optimization_cost_usd").fillna(_metric(runs, "running_cost_usd"))
+    out = out.where(out.notna() | ~opt, older)
+    cost, cached, n = _metric(runs, "cost_usd"), _metric(runs, "cached"), _metric(runs, "n")
+    evaluation = cost.where(cached == 0).where(~((cached > 0) & (cached == n)), 0.0)
+    return out.where(out.notna() | opt, evaluation)
+
+
+def with_spend(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (not modified) with its ``spent_usd`` column filled as :func:`spend` reads it."""
+    return runs.assign(**{SPEND: spend(runs)})
+
+
+def run_spend(kind: str | None, metrics: Mapping[str, float]) -> float | None:
+    """One run's spend from its kind and metrics, as :func:`spend` reads it (None where not known)."""
+    value = spend(pd.DataFrame([{**metrics, "kind": kind}])).iloc[0]
+    return None if pd.isna(value) else float(value)
+
+
 def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Baseline and evaluation runs as the charts' input (columns CHART_COLUMNS plus task, kind, start_time).
 
@@ -85,6 +119,7 @@ def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty:
         return pd.DataFrame(columns=CHART_COLUMNS + ["task", "kind", "start_time"])
     df = runs[runs["kind"].isin(EVAL_KINDS) & runs["accuracy"].notna()].copy()
+    df[SPEND] = spend(df)
     df["model"] = df["model"].fillna(df["run_name"]).fillna("?").astype(str)
     df["program"] = df["program"].fillna("original").astype(str)
     df["module"] = _modules(df)
@@ -151,13 +186,14 @@ def _setup_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Optimization runs (input of optimization_cost_split): their cost split, test accuracies before and after,
+    """Optimization runs (input of optimization_cost_split): their spend (``spent_usd``, split by role; NaN where a run
+    logged none, never 0), the LM calls answered from the cache, test accuracies before and after,
     ``outcome`` (one of OUTCOMES), ``has_results`` (both test accuracies known) and a readable ``run_label``:
     "GEPA · <student> ← <reflection> · <budget> · <before>→<after>" (or "· no test results"), then "· capped",
     "· cancelled" or "· failed" when so. Labels are unique only together with the run id."""
     columns = ["run_id", "run_label", "program", "model", "reflection_model", "budget", "module", "task", "status", "outcome",
                "stop_reason", "start_time", "repeat_key", "seed", "student_cost_usd", "reflection_cost_usd", "optimization_cost_usd",
-               "best_val_score", "original_test_accuracy", "optimized_test_accuracy", "original_cost_per_1k",
+               SPEND, "cached_calls", "best_val_score", "original_test_accuracy", "optimized_test_accuracy", "original_cost_per_1k",
                "optimized_cost_per_1k", "has_results"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
@@ -166,8 +202,10 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     for col in columns:
         if col not in df:
-            df[col] = float("nan") if col.endswith(("accuracy", "per_1k")) or col == "seed" else None
+            df[col] = float("nan") if col.endswith(("accuracy", "per_1k", "_usd")) or col in ("seed", "cached_calls") \
+                else None
     df["module"] = _modules(df)
+    df[SPEND] = df["optimization_cost_usd"] = spend(df)
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["outcome"] = _outcomes(df)
     df["has_results"] = df[list(RESULT_COLUMNS)].notna().all(axis=1).astype(bool)

@@ -4,7 +4,12 @@ The values come from the environment and ``secrets.toml`` (``GEPA_STUDIO_SECRETS
 (``core.settings.PROVIDERS``), every ``api_key_env`` of the model catalog, and every variable whose name looks like
 a key, token, secret or password. :func:`scrub` replaces each with ``***``; :func:`install` makes log records
 (message, arguments, exception text) and, in a process of our own, ``sys.stdout`` / ``sys.stderr`` go through it.
-Values are read when scrubbing, so a key set later (a test, a reloaded secrets file) is covered too.
+Values are read when scrubbing, so a key set later (a test, a reloaded secrets file) is covered too. A job's process
+also names the key variables its model specs use (:func:`declare_key_names`): the Ray worker has no model catalog,
+and a key held in a variable whose name does not look like one (``--key-env MY_THING``) is scrubbed all the same.
+
+The environment is read through :func:`environ_snapshot`: another thread (MLflow's telemetry) may set or delete a
+variable while it is copied, and ``dict(os.environ)`` then fails with a KeyError or RuntimeError.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import tomllib
 import traceback
 import urllib.parse
@@ -60,8 +66,43 @@ def _catalog_key_names(state: tuple[str, int, int]) -> frozenset[str]:
 
 
 def _secrets_file() -> dict[str, Any]:
+    # A malformed file scrubs nothing from it: core.settings.read_secrets says so where the user looks.
     state = _file_state(Path(os.environ.get("GEPA_STUDIO_SECRETS", SECRETS_PATH)))
     return _read_toml(state) if state else {}
+
+
+def environ_snapshot() -> dict[str, str]:
+    """A copy of ``os.environ`` that tolerates another thread setting or deleting variables meanwhile: the names
+    are listed first (again if the environment changed size while they were), then each value is read, and one
+    that vanished in between is left out."""
+    while True:
+        try:
+            names = list(os.environ)
+            break
+        except RuntimeError:  # "dictionary changed size during iteration": list them again
+            continue
+    found = {name: os.environ.get(name) for name in names}
+    return {name: value for name, value in found.items() if value is not None}
+
+
+_DECLARED: set[str] = set()  # key variables this process was told of (a job's model specs): names, never values
+_DECLARED_LOCK = threading.Lock()
+
+
+def declare_key_names(names: Iterable[str | None]) -> None:
+    """Scrub the values of these variables from now on in this process, whatever their names look like."""
+    with _DECLARED_LOCK:
+        _DECLARED.update(n for n in names if n)
+
+
+def key_env_names(data: Any) -> set[str]:
+    """Every ``api_key_env`` value in JSON-like data (a job's config: its model specs, wherever they sit)."""
+    if isinstance(data, dict):
+        found = {str(v) for k, v in data.items() if k == "api_key_env" and isinstance(v, str) and v}
+        return found.union(*(key_env_names(v) for v in data.values()))
+    if isinstance(data, (list, tuple)):
+        return set().union(*(key_env_names(v) for v in data))
+    return set()
 
 
 def _toml_secrets(table: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -80,10 +121,10 @@ def _catalog_path(data_dir: str, cwd: str) -> Path:
 
 
 def key_names(env: dict[str, str] | None = None, table: dict[str, Any] | None = None) -> set[str]:
-    """The names of the variables that hold keys: providers' and the model catalog's."""
-    env = dict(os.environ) if env is None else env
+    """The names of the variables that hold keys: providers', the model catalog's and those declared here."""
+    env = environ_snapshot() if env is None else env
     table = _secrets_file() if table is None else table
-    names = {p.key_env for p in PROVIDERS.values() if p.key_env}
+    names = {p.key_env for p in PROVIDERS.values() if p.key_env} | set(_DECLARED)
     try:
         data_dir = env.get("GEPA_STUDIO_DATA_DIR") or str(table.get("GEPA_STUDIO_DATA_DIR") or "")
         state = _file_state(_catalog_path(data_dir, os.getcwd()))
@@ -97,7 +138,7 @@ def key_names(env: dict[str, str] | None = None, table: dict[str, Any] | None = 
 def secret_values(extra: Iterable[str | None] = ()) -> frozenset[str]:
     """Every configured secret value (at least MIN_LENGTH characters), plus ``extra``."""
     table = _secrets_file()
-    env = dict(os.environ)  # one pass over the environment
+    env = environ_snapshot()  # one pass over the environment
     found = {v for v in extra if v}
     for name in key_names(env, table):
         value = env.get(name) or table.get(name)

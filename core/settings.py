@@ -17,15 +17,25 @@ Environment variables (all optional):
   none (very large runs, fast local models: see ``core.tracing``).
 - Provider keys (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``DATABRICKS_TOKEN``...) are read
   by name from the environment or from ``secrets.toml``; their values are never stored.
+
+A malformed secrets file is never read as an empty one: :func:`read_secrets` raises ConfigError naming the file and
+line, the CLI refuses to run with it and the Models page shows it; single lookups (:func:`get_secret`) fall back to
+the environment alone, so the dashboard still opens to say what is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = ".gepa-studio"
 SECRETS_PATH = Path(".streamlit") / "secrets.toml"
@@ -54,14 +64,49 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (
 )}
 
 
-def _secrets(path: Path | None = None) -> dict[str, object]:
-    path = path or Path(os.environ.get("GEPA_STUDIO_SECRETS", SECRETS_PATH))
+def secrets_path() -> Path:
+    """The secrets file: ``GEPA_STUDIO_SECRETS``, else ``.streamlit/secrets.toml``."""
+    return Path(os.environ.get("GEPA_STUDIO_SECRETS", SECRETS_PATH))
+
+
+def read_secrets(path: Path | None = None) -> dict[str, object]:
+    """The secrets file's table ({} when there is none); ConfigError, naming the file and line, when it is not
+    valid TOML (a malformed file must not read as an empty one: every key in it would show as "not set")."""
+    path = path or secrets_path()
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except (FileNotFoundError, IsADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return {}
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        where = f"{path}, line {found.group(1)}" if found else str(path)
+        raise ConfigError(f"The secrets file {where} is not valid TOML ({exc}): none of its keys or settings are read.",
+                          'Fix that line (each entry is NAME = "value"; quote every value), or point '
+                          "GEPA_STUDIO_SECRETS at another file.") from None
+
+
+def secrets_problem(path: Path | None = None) -> ConfigError | None:
+    """The error that makes the secrets file unreadable, or None when it is fine (or absent)."""
+    try:
+        read_secrets(path)
+    except ConfigError as exc:
+        return exc
+    return None
+
+
+_WARNED: set[str] = set()  # problems already logged by this process (get_secret runs often)
+
+
+def _secrets(path: Path | None = None) -> dict[str, object]:
+    """The secrets file's table; a malformed file reads as {} for single lookups (so the dashboard still opens),
+    logged once here and shown by the Models page and the CLI (:func:`secrets_problem`)."""
+    try:
+        return read_secrets(path)
+    except ConfigError as exc:
+        if exc.message not in _WARNED:
+            _WARNED.add(exc.message)
+            logger.error("%s", exc)
         return {}
 
 
@@ -124,8 +169,6 @@ def saved_cluster(data_dir: Path) -> str | None:
 def save_cluster(data_dir: Path, address: str | None) -> str | None:
     """Save the Ray cluster's address for this data dir (None or blank: jobs run on this machine); returns it.
     ``RAY_ADDRESS`` in the environment or ``secrets.toml`` still wins over it."""
-    from core.errors import ConfigError
-
     address = (address or "").strip().rstrip("/") or None
     if address and not address.startswith(("http://", "https://")):
         raise ConfigError(f"{address!r} is not a Ray job-submission address.",

@@ -4,6 +4,8 @@
 made it, registers it in MLflow's model registry and links the three ways: the model version is tagged with the
 run, the optimization and the prompt-registry version; the runs are tagged with the model version. Nothing
 secret is logged: the student's key is named, never held (the served model reads it from its environment).
+What is registered is what was measured: a program never evaluated on its test set is refused unless allowed, and
+then tagged ``studio.tested=false`` with the reason; a tested one carries its test accuracy.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_URI_TAG = f"{TAG}model_uri"  # on the source run and its optimization: models:/<name>/<version>
 PROMPT_URI_TAG = f"{TAG}prompt_uri"
+TESTED_TAG = f"{TAG}tested"  # on a model version: "true" (measured on its test set) or "false"
+UNTESTED_TAG = f"{TAG}untested_reason"  # on a model version registered untested: why it was never measured
 ARTIFACT_PATH = "model"
 DEFAULT_PORT = 5001
 REQUIREMENTS = ("mlflow", "dspy", "litellm", "pandas")
@@ -44,6 +48,8 @@ class Source:
     student: ModelSpec
     optimization_run_id: str | None
     prompt_uri: str | None
+    untested: str | None = None  # why the program was never (fully) evaluated on its test set; None: it was
+    test_accuracy: float | None = None  # what its test evaluation measured
 
     def __post_init__(self) -> None:
         if not self.program.get("task") or "state" not in self.program:
@@ -70,6 +76,7 @@ class Shipped:
     prompt_uri: str | None
     input_field: str
     output_field: str
+    untested: str | None = None  # registered although never evaluated on its test set: why (tagged on the version)
 
     @property
     def uri(self) -> str:
@@ -78,7 +85,7 @@ class Shipped:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id,
                 "optimization_run_id": self.optimization_run_id, "prompt_uri": self.prompt_uri,
-                "input_field": self.input_field, "output_field": self.output_field}
+                "input_field": self.input_field, "output_field": self.output_field, "untested": self.untested}
 
 
 def model_name(task: str, student: str, program: str) -> str:
@@ -118,23 +125,60 @@ def _student_of(store: RunStore, run_id: str, run: Any) -> ModelSpec:
     return _spec_from_params(run.data.params)
 
 
+def _verdict(run: Any) -> tuple[str | None, float | None]:
+    """(Why the run's program was never evaluated on its whole test set, or None; the test accuracy measured)."""
+    from core.optimize.finish import RESULT_METRICS
+    from core.store import run_status
+
+    tags, metrics, rid = run.data.tags, run.data.metrics, run.info.run_id
+    status = run_status(run.info.status, tags)
+    why = tags.get(f"{TAG}error") or tags.get(f"{TAG}stop_reason") or ""
+    detail = f" ({why[:300]})" if why else ""
+    if tags.get(f"{TAG}kind") == "optimization":
+        if all(m in metrics for m in RESULT_METRICS):
+            return None, metrics["optimized_test_accuracy"]
+        how = ("failed" if status == "FAILED" else "stopped at its spending cap" if why.startswith("spending cap")
+               else "was cancelled" if status in ("KILLED", "INTERRUPTED") else "is still running"
+               if status == "RUNNING" else "ended")
+        return f"optimization {rid} {how}{detail} and its program was never evaluated on the test set", None
+    if status == "FINISHED" and metrics.get("complete", 1.0) == 1.0 and "accuracy" in metrics:
+        return None, metrics["accuracy"]
+    how = "failed" if status == "FAILED" else "is still running" if status == "RUNNING" else "stopped before its end"
+    return f"the evaluation run {rid} {how}{detail}: its program was not measured on its whole test set", None
+
+
+def untested_reason(store: RunStore, run_id: str) -> str | None:
+    """Why ``run_id``'s program was never evaluated on its whole test set (a cancelled, failed or capped
+    optimization; a stopped evaluation), or None when it was: what :func:`export_model` warns about."""
+    return _verdict(store.get_run(run_id))[0]
+
+
+def _untested_hint(src: Source) -> str:
+    how = (f"evaluate it on the test set first (python -m core finish {src.run_id}, or Compare → Finish)"
+           if src.kind == "optimization" else "complete its evaluation first (python -m core baseline --resume "
+           f"{src.run_id})" if src.kind == "baseline" else "finish its optimization's test evaluation first")
+    return f"A registered model should be what was measured: {how}; or export it anyway with --allow-untested " \
+           "(the dashboard asks you to confirm), recorded on the model version as untested."
+
+
 def source_of(store: RunStore, run_id: str) -> Source:
     """The program a run ships: an optimization's optimized program, or an evaluation's/baseline's program."""
     run = store.get_run(run_id)
     tags, kind = run.data.tags, run.data.tags.get(f"{TAG}kind", "")
     parent = tags.get("mlflow.parentRunId") or None
+    untested, accuracy = _verdict(run)
     try:
         if kind == "optimization":
             program = store.read_json(run_id, "optimized_program.json")
             config = store.read_json(run_id, "config.json")
             return Source(run_id, kind, tags.get(f"{TAG}task", ""), program, ModelSpec.from_dict(config["student"]),
-                          run_id, tags.get(PROMPT_URI_TAG))
+                          run_id, tags.get(PROMPT_URI_TAG), untested, accuracy)
         if kind in ("evaluation", "baseline"):
             program = store.read_json(run_id, "program.json")
             optimized = parent is not None and tags.get(f"{TAG}program") == "optimized"  # its optimization's prompt
             prompt = store.get_run(parent).data.tags.get(PROMPT_URI_TAG) if optimized and parent else None
             return Source(run_id, kind, tags.get(f"{TAG}task", ""), program, _student_of(store, run_id, run),
-                          parent, prompt)
+                          parent, prompt, untested, accuracy)
     except StoreError as exc:
         raise ConfigError(f"Run {run_id} has no program to ship: {exc}",
                           "An optimization ships once it has finished (or been finished); pick one that has.") from exc
@@ -155,9 +199,8 @@ def _requirements() -> list[str]:
     return out
 
 
-def export_model(store: RunStore, run_id: str, *, name: str | None = None) -> Shipped:
-    """Log ``run_id``'s program as a pyfunc model in that run and register it (a new version of ``name``,
-    by default ``<task>-<student>-<program>``); link model version, runs and prompt version by tags."""
+def _log_model(store: RunStore, src: Source) -> None:
+    """Save ``src``'s program as a pyfunc model and log it into its run (under ``model``)."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
@@ -166,17 +209,11 @@ def export_model(store: RunStore, run_id: str, *, name: str | None = None) -> Sh
 
     with warnings.catch_warnings():  # MLflow asks for type hints on predict: the signature below says it all
         warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        from core.ship_model import PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
+        from core.ship_model import ERROR_COLUMN, PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
 
-    src = source_of(store, run_id)
     input_field, output_field = src.fields
-    program_kind = store.get_run(run_id).data.tags.get(f"{TAG}program") or "program"
-    name = name or model_name(src.task, src.student.name, program_kind)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
-        raise ConfigError(f"Model name {name!r} is not a registry name.", "Use letters, digits, - _ and . only.")
     signature = ModelSignature(inputs=Schema([ColSpec("string", input_field)]),
-                               outputs=Schema([ColSpec("string", output_field), ColSpec("string", "error")]))
-    mlflow.set_tracking_uri(store.settings.tracking_uri)
+                               outputs=Schema([ColSpec("string", output_field), ColSpec("string", ERROR_COLUMN)]))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # The spec names its key variable and never holds a key; scrubbed all the same, as every logged text is.
@@ -190,25 +227,53 @@ def export_model(store: RunStore, run_id: str, *, name: str | None = None) -> Sh
                 str(local), python_model=StudioProgram(), signature=signature, pip_requirements=_requirements(),
                 artifacts={PROGRAM_ARTIFACT: str(root / "program.json"), SPEC_ARTIFACT: str(root / "model.json")},
                 code_paths=[str(Path(core.__file__).parent)],
-                metadata={"task": src.task, "student": src.student.name, "source_run_id": run_id,
+                metadata={"task": src.task, "student": src.student.name, "source_run_id": src.run_id,
                           "optimization_run_id": src.optimization_run_id or "", "prompt_uri": src.prompt_uri or ""})
-        store.client.log_artifacts(run_id, str(local), ARTIFACT_PATH)
+        store.client.log_artifacts(src.run_id, str(local), ARTIFACT_PATH)
+
+
+def export_model(store: RunStore, run_id: str, *, name: str | None = None, allow_untested: bool = False) -> Shipped:
+    """Log ``run_id``'s program as a pyfunc model in that run and register it (a new version of ``name``,
+    by default ``<task>-<student>-<program>``); link model version, runs and prompt version by tags.
+
+    A program never evaluated on its test set (:func:`untested_reason`) is refused with a ConfigError unless
+    ``allow_untested``; then it is registered with the tags ``studio.tested=false`` and
+    ``studio.untested_reason`` and a description that starts with UNTESTED."""
+    import mlflow
+
+    src = source_of(store, run_id)
+    if src.untested and not allow_untested:
+        raise ConfigError(f"Not exported: {src.untested}.", _untested_hint(src))
+    if src.untested:
+        logger.warning("exporting an untested program: %s", src.untested)
+    program_kind = store.get_run(run_id).data.tags.get(f"{TAG}program") or "program"
+    name = name or model_name(src.task, src.student.name, program_kind)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
+        raise ConfigError(f"Model name {name!r} is not a registry name.", "Use letters, digits, - _ and . only.")
+    mlflow.set_tracking_uri(store.settings.tracking_uri)
+    _log_model(store, src)
     try:
         version = mlflow.register_model(
             f"runs:/{run_id}/{ARTIFACT_PATH}", name,
             tags={f"{TAG}run_id": run_id, f"{TAG}optimization_run_id": src.optimization_run_id or "",
                   f"{TAG}prompt_uri": src.prompt_uri or "", f"{TAG}task": src.task,
-                  f"{TAG}student": src.student.name, f"{TAG}program": program_kind})
+                  f"{TAG}student": src.student.name, f"{TAG}program": program_kind, **_test_tags(src)})
     except Exception as exc:
         raise StoreError(f"MLflow could not register the model {name!r}: {str(exc)[:300]}",
                          "Check that the tracking store has a model registry (a SQLite or server store).") from exc
-    shipped = Shipped(name, str(version.version), run_id, src.optimization_run_id, src.prompt_uri,
-                      input_field, output_field)
+    shipped = Shipped(name, str(version.version), run_id, src.optimization_run_id, src.prompt_uri, *src.fields,
+                      src.untested)
     store.client.update_model_version(name, version.version, description=_description(src, program_kind))
     for rid in {run_id, src.optimization_run_id} - {None}:
         store.set_tags(str(rid), {MODEL_URI_TAG: shipped.uri})
     logger.info("registered %s from run %s", shipped.uri, run_id)
     return shipped
+
+
+def _test_tags(src: Source) -> dict[str, str]:
+    if src.untested:
+        return {TESTED_TAG: "false", UNTESTED_TAG: src.untested[:5000]}
+    return {TESTED_TAG: "true", f"{TAG}test_accuracy": "" if src.test_accuracy is None else f"{src.test_accuracy:.6f}"}
 
 
 def _description(src: Source, program_kind: str) -> str:
@@ -217,7 +282,8 @@ def _description(src: Source, program_kind: str) -> str:
         links.append(f"optimization {src.optimization_run_id}")
     if src.prompt_uri:
         links.append(f"prompt {src.prompt_uri}")
-    return f"GEPA Studio {program_kind} program for {src.task} on {src.student.name} ({', '.join(links)})."
+    text = f"GEPA Studio {program_kind} program for {src.task} on {src.student.name} ({', '.join(links)})."
+    return f"UNTESTED: {src.untested}. {text}" if src.untested else text
 
 
 def shipped_of(store: RunStore, run_id: str) -> Shipped | None:
@@ -231,7 +297,8 @@ def shipped_of(store: RunStore, run_id: str) -> Shipped | None:
     except Exception:  # noqa: BLE001 - deleted from the registry since: nothing shipped
         return None
     src = source_of(store, mv.tags.get(f"{TAG}run_id") or run_id)
-    return Shipped(name, version, src.run_id, src.optimization_run_id, src.prompt_uri, *src.fields)
+    return Shipped(name, version, src.run_id, src.optimization_run_id, src.prompt_uri, *src.fields,
+                   mv.tags.get(UNTESTED_TAG) or None)
 
 
 def shipped_from_uri(uri: str, run_id: str, program: dict[str, Any], *, optimization_run_id: str | None = None,
@@ -246,12 +313,23 @@ def shipped_from_uri(uri: str, run_id: str, program: dict[str, Any], *, optimiza
     return Shipped(name, version, run_id, optimization_run_id, prompt_uri, task.input_field, task.output_field)
 
 
+def prompt_snippet(prompt_uri: str, program: dict[str, Any]) -> str:
+    """Python that loads a registered prompt version (the whole program: instruction and demos) as chat messages."""
+    from core.tasks import Task
+
+    field = Task.from_dict(program["task"]).input_field
+    return (f'import json\nimport mlflow\n\nprompt = mlflow.genai.load_prompt("{prompt_uri}")\n'
+            f'messages = prompt.format({field}="A sentence to classify.")  # system, every demo, then the text\n'
+            'demos = json.loads(prompt.tags["demos"])  # the worked examples, as records\n')
+
+
 def load_snippet(shipped: Shipped, tracking_uri: str) -> str:
     """Python that loads the registered model and classifies one text."""
     return (f'import mlflow\nimport pandas as pd\n\nmlflow.set_tracking_uri("{tracking_uri}")\n'
             f'model = mlflow.pyfunc.load_model("{shipped.uri}")\n'
             f'texts = pd.DataFrame({{"{shipped.input_field}": ["A sentence to classify."]}})\n'
-            f'print(model.predict(texts))  # columns {shipped.output_field} and error (why a text got no label)\n')
+            f'print(model.predict(texts))  # columns {shipped.output_field} and error (why a text got no label);\n'
+            '# a batch whose every text failed raises an MlflowException (served: an HTTP error status)\n')
 
 
 def serve_command(shipped: Shipped, tracking_uri: str, port: int = DEFAULT_PORT) -> str:

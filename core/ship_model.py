@@ -2,7 +2,9 @@
 
 It holds no key: the artifacts are the program (``program.json``: task, instruction, demos) and the student's
 model spec (``model.json``: model string, base URL, the *name* of its key variable); the key is read from the
-environment where the model is loaded (``core.models.build_lm``), as everywhere else in the studio.
+environment where the model is loaded (``core.models.build_lm``), as everywhere else in the studio. It reads each
+answer exactly as the evaluation does (``core.metric.parse_prediction``) and names a failed text with the
+evaluation's :data:`core.breaker.FailureKind`; a batch whose every text failed raises (an HTTP error when served).
 """
 
 from __future__ import annotations
@@ -48,8 +50,32 @@ def texts_from(model_input: Any, input_field: str) -> list[str]:
                       f"Send a table with a {input_field!r} column, or a list of texts.")
 
 
+# How a batch whose every text failed answers over HTTP (``mlflow models serve``), by the most common kind: the
+# provider's passing trouble is 429/503/504; a refused key, an unknown model, an unreadable answer are the server's
+# own fault (500). Never a 200 with nothing but errors.
+_BATCH_ERROR_CODES = {"rate_limit": "REQUEST_LIMIT_EXCEEDED", "timeout": "DEADLINE_EXCEEDED",
+                      "server_error": "TEMPORARILY_UNAVAILABLE", "unreachable": "TEMPORARILY_UNAVAILABLE"}
+
+
+def batch_failure(kinds: list[str], errors: list[str], who: str) -> Exception:
+    """The error a batch whose every text failed raises: how many, of which kinds, the first reason and a hint."""
+    from collections import Counter
+
+    from mlflow.exceptions import MlflowException
+
+    from core.breaker import HINTS
+
+    counts = Counter(kinds)
+    kind = counts.most_common(1)[0][0]
+    by_kind = ", ".join(f"{k} {n}" for k, n in counts.most_common())
+    hint = HINTS.get(kind, "The model's answers name none of the labels: check the model and its program.")
+    return MlflowException(f"{who}: all {len(kinds)} texts failed ({by_kind}); first: {errors[0]}. {hint}",
+                           error_code=_BATCH_ERROR_CODES.get(kind, "INTERNAL_ERROR"))
+
+
 class StudioProgram(mlflow.pyfunc.PythonModel):
-    """``predict(texts) -> DataFrame[<output field>, error]``: one label per text, or an empty label and why."""
+    """``predict(texts) -> DataFrame[<output field>, error]``: one label per text, or an empty label and why (its
+    :data:`core.breaker.FailureKind`, as the evaluation names it). Every text failed: an MlflowException."""
 
     def load_context(self, context: Any) -> None:
         from core.models import ModelSpec, build_lm
@@ -61,24 +87,39 @@ class StudioProgram(mlflow.pyfunc.PythonModel):
         self.spec = ModelSpec.from_dict(spec)
         self.lm = build_lm(self.spec, cache=False)
 
+    def _one(self, text: str) -> tuple[str | None, str | None, str | None]:
+        """(label, failure kind, error) of one text, read exactly as the evaluation reads it."""
+        from core.breaker import classify_failure
+        from core.metric import parse_prediction
+        from core.models import redact
+
+        task = self.task
+        try:
+            parsed = parse_prediction(self.program, {task.input_field: text}, task.output_field, task.labels)
+        except Exception as exc:  # noqa: BLE001 - one text's failure is reported on its row
+            kind = classify_failure(exc)
+            message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.spec)[:300]
+            logger.warning("%s: %s: %s", self.spec.name, kind, message)
+            return None, kind, message
+        if parsed.label is None:
+            wrote = redact(str(parsed.raw), self.spec)[:200]
+            return None, parsed.kind, f"{parsed.error} (the model wrote {wrote!r})"
+        return parsed.label, None, None
+
     # No type hints here: MLflow would read them as the model's signature (the logged signature says it).
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         import dspy
 
-        from core.models import classify_error
-        from core.secrets import scrub
-
-        task = self.task
         labels: list[str | None] = []
         errors: list[str | None] = []
+        kinds: list[str] = []
         with dspy.context(lm=self.lm):
-            for text in texts_from(model_input, task.input_field):
-                try:
-                    labels.append(str(getattr(self.program(**{task.input_field: text}), task.output_field)))
-                    errors.append(None)
-                except Exception as exc:  # noqa: BLE001 - one text's failure is reported on its row
-                    kind, _ = classify_error(exc)
-                    logger.warning("%s: %s", self.spec.name, scrub(str(exc))[:300])
-                    labels.append(None)
-                    errors.append(f"{kind}: {scrub(str(exc))[:300]}")
-        return pd.DataFrame({task.output_field: labels, ERROR_COLUMN: errors})
+            for text in texts_from(model_input, self.task.input_field):
+                label, kind, error = self._one(text)
+                labels.append(label)
+                errors.append(f"{kind}: {error}" if kind else None)
+                if kind:
+                    kinds.append(kind)
+        if labels and len(kinds) == len(labels):
+            raise batch_failure(kinds, [e for e in errors if e], self.spec.name)
+        return pd.DataFrame({self.task.output_field: labels, ERROR_COLUMN: errors})

@@ -9,6 +9,9 @@ their key variable, never its value, and tags, params and text artifacts are scr
 Creating and migrating a SQLite store, and creating an experiment, happen under a file lock beside the
 database (:func:`data_lock`): several processes opening a fresh data dir at once would otherwise race in
 MLflow's first migration and can leave the file half-migrated for good.
+
+A run or artifact the store lacks is a StoreError ("no run", "no artifact"); a store that cannot be reached is a
+:class:`StoreUnreachable` naming the tracking URI, never read as "no run".
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from core.errors import StoreError
+from core.errors import StoreError, StudioError
 from core.procs import pid_alive
 from core.secrets import scrub
 from core.settings import Settings
@@ -253,16 +256,27 @@ class RunStore:
         return frame if max_results is None else frame.head(max_results)
 
     def get_run(self, run_id: str) -> Any:
+        """The MLflow run; StoreError when the store has no such run, StoreUnreachable when it cannot be asked."""
         try:
             return self.client.get_run(run_id)
         except Exception as exc:
+            self._raise_if_unreachable(exc)
             raise StoreError(f"No run {run_id!r} in the store at {self.settings.tracking_uri}.") from exc
 
     def download(self, run_id: str, artifact: str, dst: str | Path) -> Path:
+        """An artifact, downloaded; StoreError when the run lacks it, StoreUnreachable when the store cannot be asked."""
         try:
             return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
         except Exception as exc:
+            self._raise_if_unreachable(exc)
             raise StoreError(f"Run {run_id} has no artifact {artifact!r}.") from exc
+
+    def _raise_if_unreachable(self, exc: BaseException) -> None:
+        if unreachable(exc):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise StoreUnreachable(
+                f"The MLflow tracking server at {self.settings.tracking_uri} cannot be reached: {first}",
+                "Check that it is running and that MLFLOW_TRACKING_URI names it; nothing was read.") from exc
 
     def read_text(self, run_id: str, artifact: str) -> str:
         with tempfile.TemporaryDirectory() as tmp:
@@ -280,6 +294,25 @@ class RunStore:
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         return [a.path for a in self.client.list_artifacts(run_id, path)]
+
+
+class StoreUnreachable(StudioError):
+    """The tracking server cannot be reached (refused, timed out, name unknown): not the same as "no such run"
+    (a StoreError), so it is not a StoreError: code that reads a missing run as "gone" must not read this so."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Is ``exc`` (or what it was raised from) a failure to reach the store, not an answer from it?"""
+    import requests
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ConnectionError, TimeoutError, requests.RequestException)):  # refused, timed out, 5xx
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _scrub_file(path: Path) -> None:

@@ -4,8 +4,9 @@ Each LM call of an evaluation (a baseline, or an optimization's test evaluation)
 student on train minibatches and on validation, the reflection model, the LLM judge) becomes one MLflow trace
 in the run's experiment, linked to the run by the trace metadata ``mlflow.sourceRun`` (what MLflow's run page
 reads for its Traces tab, and what ``search_traces(run_id=...)`` filters on) and tagged ``studio.role``,
-``studio.model``, ``studio.run_id`` and ``studio.example``. Its one span holds the messages sent and the answer
-(every configured key scrubbed), tokens, cost and latency.
+``studio.model``, ``studio.run_id`` and ``studio.example`` (a failed call also ``studio.failure_kind``, the kind its
+evaluation record names). Its one span holds the messages sent and the answer (every configured key scrubbed),
+tokens, cost, latency and the wait for a local server's free slot (``studio.queue_s``, not in the latency).
 
 The hook is a wrapper on the LM (as :func:`core.optimize.guard.guard_lm`): ``lm(...)`` is the one path DSPy's
 adapters take, in whatever thread calls it, so no MLflow run has to be "active" in the calling thread, and the
@@ -29,10 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
-import pandas as pd
-
+from core.breaker import classify_failure
 from core.errors import ConfigError
+from core.limits.slots import queue_clock
 from core.models import ModelSpec, Price, api_key_for, build_lm, resolve_price
+from core.run_inputs import DATASET_CONTEXTS as DATASET_CONTEXTS  # re-exported: where they were
+from core.run_inputs import log_datasets as log_datasets
 from core.secrets import scrub
 from core.settings import get_secret
 from core.store import TAG, RunStore
@@ -44,7 +47,7 @@ TRACES_ENV = "GEPA_STUDIO_TRACES"
 Role = Literal["student_train", "student_val", "reflection", "judge", "evaluation"]
 ROLES: tuple[Role, ...] = ("student_train", "student_val", "reflection", "judge", "evaluation")
 ROLE_TAG, MODEL_TAG, RUN_TAG, EXAMPLE_TAG = f"{TAG}role", f"{TAG}model", f"{TAG}run_id", f"{TAG}example"
-DATASET_CONTEXTS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+FAILURE_TAG = f"{TAG}failure_kind"  # a failed call's kind, the word its evaluation record uses (FAILURE_KINDS)
 FLUSH_TIMEOUT_S = 120.0  # the longest the end of a run waits for its traces to be written
 _SCAN_LIMIT = 5000  # above this many example texts, an example is found by its field section only
 _ON = {"on": True, "1": True, "true": True, "yes": True, "off": False, "0": False, "false": False, "no": False}
@@ -170,15 +173,15 @@ class _Binding:
         return json.loads(scrub(json.dumps(value, default=str), self.keys))
 
     def record(self, role: str, call: tuple[tuple[Any, ...], dict[str, Any]], entry: Mapping[str, Any] | None,
-               out: Any, exc: BaseException | None, start_ns: int) -> None:
+               out: Any, exc: BaseException | None, start_ns: int, queued: float = 0.0) -> None:
         end_ns = time.time_ns()
         try:
-            self._write(role, call, entry or {}, out, exc, start_ns, end_ns)
+            self._write(role, call, entry or {}, out, exc, start_ns, end_ns, queue_clock() - queued)
         except Exception as err:  # noqa: BLE001 - tracing never fails a call
             self.tracer.failed(err)
 
     def _write(self, role: str, call: tuple[tuple[Any, ...], dict[str, Any]], entry: Mapping[str, Any], out: Any,
-               exc: BaseException | None, start_ns: int, end_ns: int) -> None:
+               exc: BaseException | None, start_ns: int, end_ns: int, queue_s: float = 0.0) -> None:
         import mlflow
         from mlflow.entities import SpanStatus, SpanStatusCode, SpanType
         from mlflow.tracing.constant import SpanAttributeKey, TraceMetadataKey
@@ -197,13 +200,16 @@ class _Binding:
         attributes: dict[str, Any] = {
             SpanAttributeKey.MODEL: self.spec.model, SpanAttributeKey.MODEL_PROVIDER: self.spec.provider,
             SpanAttributeKey.CHAT_USAGE: {"input_tokens": inp, "output_tokens": outp, "total_tokens": inp + outp},
-            f"{TAG}latency_s": round((end_ns - start_ns) / 1e9, 4), f"{TAG}cached": bool(entry) and not usage,
+            # The wait for a free slot of a local server (core.limits.slots) is not the model's latency.
+            f"{TAG}latency_s": round((end_ns - start_ns) / 1e9 - queue_s, 4), f"{TAG}queue_s": round(queue_s, 4),
+            f"{TAG}cached": bool(entry) and not usage,
         }
         if self.price.cost(inp, outp) is not None:
             cost_in, cost_out = self.price.cost(inp, 0) or 0.0, self.price.cost(0, outp) or 0.0
             attributes[SpanAttributeKey.LLM_COST] = {"input_cost": cost_in, "output_cost": cost_out,
                                                      "total_cost": cost_in + cost_out}
-        tags = {ROLE_TAG: role, MODEL_TAG: self.spec.name, RUN_TAG: t.run_id, EXAMPLE_TAG: example}
+        tags = {ROLE_TAG: role, MODEL_TAG: self.spec.name, RUN_TAG: t.run_id, EXAMPLE_TAG: example,
+                **({FAILURE_TAG: classify_failure(exc)} if exc is not None else {})}
         span = mlflow.start_span_no_context(
             name=f"{role} · {self.spec.name}", span_type=SpanType.CHAT_MODEL,
             inputs=self.clean({"messages": messages}), attributes=attributes, tags=tags,
@@ -234,32 +240,32 @@ class _Traced:
         binding = self._studio_trace
         if self._studio_skip():
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
-        role, slot, start = binding.role(), [], time.time_ns()
+        role, slot, start, queued = binding.role(), [], time.time_ns(), queue_clock()
         token = _CAPTURE.set(slot)
         try:
             out = super().__call__(*args, **kwargs)  # type: ignore[misc]
         except Exception as exc:
             _CAPTURE.reset(token)
-            binding.record(role, (args, kwargs), slot[-1] if slot else None, None, exc, start)
+            binding.record(role, (args, kwargs), slot[-1] if slot else None, None, exc, start, queued)
             raise
         _CAPTURE.reset(token)
-        binding.record(role, (args, kwargs), slot[-1] if slot else None, out, None, start)
+        binding.record(role, (args, kwargs), slot[-1] if slot else None, out, None, start, queued)
         return out
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
         binding = self._studio_trace
         if self._studio_skip():
             return await super().acall(*args, **kwargs)  # type: ignore[misc]
-        role, slot, start = binding.role(), [], time.time_ns()
+        role, slot, start, queued = binding.role(), [], time.time_ns(), queue_clock()
         token = _CAPTURE.set(slot)
         try:
             out = await super().acall(*args, **kwargs)  # type: ignore[misc]
         except Exception as exc:
             _CAPTURE.reset(token)
-            binding.record(role, (args, kwargs), slot[-1] if slot else None, None, exc, start)
+            binding.record(role, (args, kwargs), slot[-1] if slot else None, None, exc, start, queued)
             raise
         _CAPTURE.reset(token)
-        binding.record(role, (args, kwargs), slot[-1] if slot else None, out, None, start)
+        binding.record(role, (args, kwargs), slot[-1] if slot else None, out, None, start, queued)
         return out
 
     def update_history(self, entry: Mapping[str, Any]) -> None:
@@ -336,31 +342,7 @@ def flush(timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         logger.warning("MLflow traces still being written after %.0f s; they are written in the background", timeout_s)
 
 
-# Datasets and counts -----------------------------------------------------------------------------
-
-
-def log_datasets(store: RunStore, run_id: str, splits: Mapping[str, pd.DataFrame | None], task: Task) -> None:
-    """Log each split (``train``, ``val``/``validation``, ``test``) as an ``mlflow.data`` dataset input of the run,
-    with context train / validation / test: its name, digest, schema and size (not its rows). Never raises."""
-    try:
-        import mlflow.data
-        from mlflow.entities import DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-        inputs = []
-        for key, frame in splits.items():
-            if frame is None or not len(frame):
-                continue
-            context = DATASET_CONTEXTS.get(key, key)
-            columns = [c for c in (task.text_column, task.label_column) if c in frame.columns]
-            data = frame[columns].astype(str).reset_index(drop=True)
-            dataset = mlflow.data.from_pandas(data, name=f"{task.name}-{context}", targets=task.label_column
-                                              if task.label_column in columns else None)
-            inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
-        if inputs:
-            store.client.log_inputs(run_id, datasets=inputs)
-    except Exception as exc:  # noqa: BLE001 - the datasets are a record of the run, not the run
-        logger.warning("could not log the datasets of run %s: %s", run_id, scrub(str(exc))[:500])
+# Counts -----------------------------------------------------------------------------------------------
 
 
 def trace_counts(store: RunStore, run_id: str) -> dict[str, int]:

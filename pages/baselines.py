@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.analytics import charts
 from core.models import PROVIDER_HELP
-from core.runs import chart_frame, latest_per_label, module_name
+from core.runs import chart_frame, latest_per_label, module_name, with_spend
 from core.settings import get_secret
 from ui import auth, cache, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, baseline_progress, degraded_warning, failure_table, job_picker, live_panel
@@ -78,11 +78,11 @@ with studio_errors():
 if not frame.empty:
     st.plotly_chart(charts.accuracy_bars(frame), key="baselines.chart.accuracy")
 columns = ["start_time", "model", "module", "task", "status", "degraded", "accuracy", "accuracy_ci_low",
-           "accuracy_ci_high", "failed", "failure_rate", "failures by kind", "macro_f1", "n", "cost_usd", "cost_per_1k",
+           "accuracy_ci_high", "failed", "failure_rate", "failures by kind", "macro_f1", "n", "spent_usd", "cost_per_1k",
            "p50_latency_s", "input_tokens", "output_tokens", "run_id"]
 if "partial" in baselines:  # killed or stopped before its last example: resumable, not a final score
     columns.insert(columns.index("status") + 1, "partial")
-table = failure_table(baselines.head(TABLE_ROWS))[columns]
+table = failure_table(with_spend(baselines.head(TABLE_ROWS)))[columns]
 table["module"] = table["module"].map(module_name)
 st.dataframe(
     table, hide_index=True, key="baselines.table",
@@ -91,6 +91,10 @@ st.dataframe(
         accuracy_ci_low=st.column_config.NumberColumn("CI low", format="percent"),
         accuracy_ci_high=st.column_config.NumberColumn("CI high", format="percent"),
         p50_latency_s=st.column_config.NumberColumn("p50 latency (s)", format="%.2f"),
+        spent_usd=st.column_config.NumberColumn("spend", format="$%.4f", help="What the provider billed this run: "
+                                                "answers from the cache cost nothing."),
+        cost_per_1k=st.column_config.NumberColumn("cost per 1k predictions", format="$%.4f", help="Cost of the "
+                                                  "program: tokens × price, answers from the cache at list price."),
         **FAILURE_COLUMN_CONFIG,
     ),
 )

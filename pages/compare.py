@@ -29,7 +29,10 @@ from ui.widgets import pct, studio_errors, usd
 
 KIND_NAMES = {"baseline": "Baselines", "evaluation": "Before/after"}
 MARKED = ("capped", "cancelled", "failed")  # optimizations that stopped early: their evaluations say so
-OPT_BARS = 30  # bars in the optimization cost chart (the newest)
+OPT_BARS = 30  # bars in the optimization spend chart (the newest)
+SPEND_HELP = "What the providers billed this run; answers from the cache cost nothing. – : not recorded (older run)."
+PER_1K_HELP = "Cost of the program per 1,000 predictions: tokens × price, answers from the cache at list price."
+PROGRAM_COST_HELP = "Tokens × price of every prediction of this run, answers from the cache at list price."
 warned: set[str] = set()
 
 
@@ -115,8 +118,9 @@ else:
             "accuracy_answered": st.column_config.NumberColumn("accuracy of the answered", format="percent"),
             "ci_low": st.column_config.NumberColumn(format="percent"),
             "ci_high": st.column_config.NumberColumn(format="percent"),
-            "cost_per_1k": st.column_config.NumberColumn("$ per 1k", format="$%.4f"),
-            "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+            "cost_per_1k": st.column_config.NumberColumn("cost per 1k predictions", format="$%.4f", help=PER_1K_HELP),
+            "cost_usd": st.column_config.NumberColumn("cost of the program", format="$%.4f", help=PROGRAM_COST_HELP),
+            "spent_usd": st.column_config.NumberColumn("spend", format="$%.4f", help=SPEND_HELP),
         })
 
     st.subheader("F1 per class")
@@ -213,7 +217,7 @@ def optimization_section(opt_id: str) -> None:
     st.plotly_chart(fig, key="compare.chart.break_even")
     st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at {pct(reference['accuracy'])}; "
                f"optimized student: {usd(optimized['cost_per_1k'])} per 1k at {pct(optimized['accuracy'])}; "
-               f"the optimization cost {usd(opt_row['optimization_cost_usd'])}.")
+               f"the optimization spent {usd(opt_row['spent_usd'])}.")
 
 
 st.subheader("Optimizations")
@@ -224,7 +228,7 @@ if opts.empty:
 else:
     st.plotly_chart(charts.optimization_cost_split(opts.head(OPT_BARS)), key="compare.chart.opt_cost")
     if len(opts) > OPT_BARS:
-        st.caption(f"What the newest {OPT_BARS} of {len(opts):,} optimizations cost.")
+        st.caption(f"What the newest {OPT_BARS} of {len(opts):,} optimizations spent.")
     selected = pick_optimization()
     with studio_errors():
         optimization_section(selected)

@@ -4,10 +4,15 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices
+from core.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices, run_spend, with_spend
 from ui import cache, routing
 from ui.jobs import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_table
 from ui.widgets import pct, run_column_config, studio_errors, usd
+
+SPEND_HELP = ("What the providers billed this run (answers from the cache cost nothing); every run shows it, failed "
+              "and cancelled ones included. – : not recorded (an older run).")
+PER_1K_HELP = ("Cost of the program: tokens × price per 1,000 predictions, answers from the cache counted at list price "
+               "(for comparing programs, whatever this run happened to spend).")
 
 PAGE_ROWS = 500  # rows of the run table per page: a table of 10,000 runs takes seconds to send
 
@@ -45,7 +50,7 @@ with runs_tab:
                 st.session_state["history.page"] = pages
             page = int(st.number_input(f"Page (of {pages:,}, {PAGE_ROWS:,} runs each, newest first)", min_value=1,
                                        max_value=pages, value=1, key="history.page"))
-        rows = shown.iloc[(page - 1) * PAGE_ROWS:page * PAGE_ROWS]
+        rows = with_spend(shown.iloc[(page - 1) * PAGE_ROWS:page * PAGE_ROWS])
         span = f" · rows {(page - 1) * PAGE_ROWS + 1:,}–{(page - 1) * PAGE_ROWS + len(rows):,}" if pages > 1 else ""
         st.caption(f"{len(shown):,} of {len(runs):,} runs{span}")
         columns = [c for c in HISTORY_COLUMNS if c not in ("degraded", "failed", "failure_rate")]
@@ -60,7 +65,9 @@ with runs_tab:
                                                                             "(chain of thought)."),
                          program=st.column_config.TextColumn("version", help="original, optimized, or gepa (the "
                                                                              "optimization run itself)."),
-                         optimization_cost_usd=st.column_config.NumberColumn("optimization cost", format="$%.4f"),
+                         spent_usd=st.column_config.NumberColumn("spend", format="$%.4f", help=SPEND_HELP),
+                         cost_per_1k=st.column_config.NumberColumn("cost per 1k predictions", format="$%.4f",
+                                                                   help=PER_1K_HELP),
                          stop_reason=st.column_config.TextColumn("stopped", help="Why an optimization stopped before "
                                                                  "its budget: its spending cap, or a cancel."),
                          **FAILURE_COLUMN_CONFIG,
@@ -90,11 +97,15 @@ with runs_tab:
                 or charts.optimization_failure_text(metrics)
             if failures and failures != "no failures":
                 st.caption(f"Failures: {failures}. Accuracy counts failed examples as wrong.")
-            mcols = st.columns(4)
+            mcols = st.columns(5)
             mcols[0].metric("Accuracy", pct(metrics.get("accuracy", metrics.get("optimized_test_accuracy"))))
             mcols[1].metric("Examples", int(metrics["n"]) if "n" in metrics else "–")
-            mcols[2].metric("Cost", usd(metrics.get("cost_usd", metrics.get("optimization_cost_usd"))))
-            mcols[3].metric("p50 latency", "–" if "p50_latency_s" not in metrics else f"{metrics['p50_latency_s']:.2f} s")
+            mcols[2].metric("Spend", usd(run_spend(tags.get("studio.kind"), metrics)), help=SPEND_HELP)
+            mcols[3].metric("Cost per 1k predictions", usd(metrics.get("cost_per_1k")), help=PER_1K_HELP)
+            mcols[4].metric("p50 latency", "–" if "p50_latency_s" not in metrics else f"{metrics['p50_latency_s']:.2f} s")
+            if cached := metrics.get("cached_calls", metrics.get("cached")):
+                what = "LM calls" if "cached_calls" in metrics else "examples"
+                st.caption(f"{int(cached):,} {what} answered from the cache (spent nothing).")
             records, per_label, program, prompt = (detail.get(k) for k in ("records", "per_label", "program", "prompt"))
             tabs = st.tabs(["Records", "Per class", "Prompt", "Metrics", "Params", "Tags"])
             with tabs[0]:
@@ -139,6 +150,6 @@ with jobs_tab:
                 "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
                 "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
                 "ended": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+                "cost_usd": st.column_config.NumberColumn("spend", format="$%.4f", help=SPEND_HELP),
             })
             st.caption("Watch, cancel or resume a job on the Baselines or Optimize page.")

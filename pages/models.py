@@ -9,7 +9,7 @@ import streamlit as st
 from core import models as core_models
 from core.errors import ModelError
 from core.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelCatalog, ModelSpec
-from core.settings import PROVIDERS, get_secret
+from core.settings import PROVIDERS, get_secret, secrets_problem
 from ui import cache, routing, state
 from ui.widgets import key_status, safe_text, show_error, studio_errors
 
@@ -139,6 +139,8 @@ st.write("Pick a cheap **student** (the model GEPA optimizes), a strong **reflec
          "student's prompt), and the models to compare in baselines. The catalog is shared by everyone using "
          "this data dir; the roles you pick are yours alone.")
 
+if secrets_error := secrets_problem():  # keys in a malformed secrets file would all show as "not set"
+    show_error(secrets_error)
 with studio_errors(stop=True):
     catalog = cache.catalog()
 names = catalog.names()

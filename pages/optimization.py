@@ -68,6 +68,7 @@ if record is None:
     with studio_errors():
         inside.without_record(opt_id, str(row["status"]))
 else:
+    inside.incomplete_warning(record)
     with studio_errors():
         inside.score_section(record)
     with studio_errors():

@@ -17,7 +17,15 @@ from core.runs import (
     optimization_frame,
     run_choices,
 )
-from core.ship import MODEL_URI_TAG, export_model, load_snippet, serve_command, shipped_from_uri
+from core.ship import (
+    MODEL_URI_TAG,
+    export_model,
+    load_snippet,
+    prompt_snippet,
+    serve_command,
+    shipped_from_uri,
+    untested_reason,
+)
 from ui import cache, routing, state
 from ui.notebook import starting_program
 from ui.widgets import studio_errors
@@ -136,23 +144,30 @@ if parent:
     with studio_errors():
         uri = cache.run_tags(parent).get(PROMPT_URI_TAG)
 if uri:
-    st.markdown(f"Registered in MLflow's prompt registry as `{uri}`:")
-    st.code(f'import mlflow\nprompt = mlflow.genai.load_prompt("{uri}")\nprint(prompt.template)', language="python")
+    st.markdown(f"Registered in MLflow's prompt registry as `{uri}` (its instruction and demos):")
+    with studio_errors():
+        st.code(prompt_snippet(uri, program_b), language="python")
 else:
-    st.caption("Optimized instructions are registered in MLflow's prompt registry; program B is not one of them.")
+    st.caption("Optimized programs are registered in MLflow's prompt registry; program B is not one of them.")
 
 st.markdown("**Ship program B as an MLflow model**")
 st.caption("A pyfunc model in MLflow's model registry, linked to its run, its optimization and its prompt version. "
            "It calls program B's model when it predicts: no key is stored in it; set the model's key variable where "
            "it runs.")
-model_uri = None
+model_uri, untested = None, None
 with studio_errors():
     model_uri = cache.run_tags(b).get(MODEL_URI_TAG)
+    untested = untested_reason(cache.run_store(), b)
+if untested:  # the CLI refuses it unless --allow-untested: here, a tick says the same
+    st.warning(f"Program B was never tested: {untested}. A registered model should be what was measured.",
+               icon=":material/warning:")
+    st.checkbox("Register it anyway (the model version is tagged untested)", key=f"prompts.untested.{b}")
 if st.button("Register a new model version" if model_uri else "Register as an MLflow model", key="prompts.ship",
-             icon=":material/rocket_launch:", help="python -m core export RUN_ID does the same from the command line."):
+             icon=":material/rocket_launch:", disabled=bool(untested) and not st.session_state.get(f"prompts.untested.{b}"),
+             help="python -m core export RUN_ID does the same from the command line."):
     with studio_errors():
         with st.spinner("Logging and registering the model…"):
-            model_uri = export_model(cache.run_store(), b).uri
+            model_uri = export_model(cache.run_store(), b, allow_untested=bool(untested)).uri
         cache.run_tags.clear()
 if model_uri:
     with studio_errors():

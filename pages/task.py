@@ -8,6 +8,7 @@ from core.analytics import charts
 from core.errors import StudioError
 from core.runs import split_label_counts
 from core.tasks import (
+    LABEL_OPTIONS,
     SOURCES,
     SampleSpec,
     TaskRef,
@@ -75,14 +76,17 @@ else:
     name = cols[2].text_input("Task name", value=stored_ref.name if keep else "", key="task.file.name",
                               placeholder=Path(current["filename"]).stem, help="Names the MLflow experiment.")
     cols = st.columns(2)
-    merge = cols[0].checkbox("Merge labels that differ only in case or spacing", key="task.file.merge",
+    merge_option, drop_option = LABEL_OPTIONS["merge_similar_labels"], LABEL_OPTIONS["drop_missing_labels"]
+    merge = cols[0].checkbox(merge_option.box, key="task.file.merge",
                              value=stored_ref.merge_similar_labels if keep else False,
-                             help="'Positive', 'positive ' and 'POSITIVE' become one label (the most frequent "
-                                  "spelling). Off: such labels are an error, since they would be scored apart.")
-    drop = cols[1].checkbox("Drop rows labelled NaN, null, N/A…", key="task.file.dropna",
+                             help="Labels that look alike ('Positive' / 'POSITIVE', a label with an invisible or "
+                                  "right-to-left character, 1 / 1.0 / 01) become one label: the most frequent "
+                                  "spelling. Off: those a reader cannot tell apart are an error, numbers a warning. "
+                                  f"Command line: `{merge_option.flag}`.")
+    drop = cols[1].checkbox(drop_option.box, key="task.file.dropna",
                             value=stored_ref.drop_missing_labels if keep else False,
                             help="Off: labels such as 'NaN', 'null', 'None', 'N/A', '-' are kept as classes "
-                                 "(with a warning).")
+                                 f"(with a warning). Command line: `{drop_option.flag}`.")
     with studio_errors(stop=True):
         warnings = validate_table(table, text_column=text_column, label_column=label_column,
                                   merge_similar_labels=merge, drop_missing_labels=drop)

@@ -25,14 +25,15 @@ atexit.register(shutil.rmtree, os.environ["DSPY_CACHEDIR"], ignore_errors=True)
 
 @pytest.fixture
 def stub():
-    """A fresh stub server per test: its own port, so DSPy's cache never replays another test's answers."""
+    """A fresh stub server per test, on a port of its own."""
     with StubLLMServer() as server:
         yield server
 
 
 @pytest.fixture(autouse=True)
 def fresh_dspy_cache(tmp_path_factory, monkeypatch):
-    """Each test gets an empty DSPy cache (its key ignores api_base, so stub servers would share answers)."""
+    """Each test gets an empty DSPy cache. The key holds the base URL (core.lm_cache), but a later test's stub may
+    get an earlier one's port, and a test's call counts must not depend on what ran before it."""
     import dspy
 
     cache_dir = tmp_path_factory.mktemp("dspy-cache")

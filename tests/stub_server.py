@@ -8,7 +8,8 @@ instruction, one that writes garbage, or one that fails with an HTTP error.
 
 ``faults`` injects what real providers do (see :class:`Faults`): 429 with Retry-After, 500, hangs past
 the client's timeout, slow answers, empty or malformed bodies, labels outside the set, truncated
-answers, a 401 that echoes the key it was given, and a server that dies after N calls.
+answers, a 401 that echoes the key it was given, and a server that dies after N calls. ``slots=N`` makes it a
+llama.cpp-like server that serves at most N chat calls at once (the others queue) and says so at ``GET /props``.
 """
 
 from __future__ import annotations
@@ -24,19 +25,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from tests.stub_text import (
+    KEYWORDS,
+    LABELS,
+    chat_answer,
+    count_tokens,
+    field_value,
+    keyword_label,
+    last_user_text,
+    system_text,
+)
+
 # (model, messages, request body) -> reply text, or a StubError to fail the call.
 Responder = Callable[[str, list[dict[str, Any]], dict[str, Any]], "str | StubError"]
-
-LABELS = ("BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS")
-
-# Keyword rules used by ``keyword_label``: the first label whose word appears wins.
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "OBJECTIVE": ("aim", "objective", "purpose", "we sought", "to determine", "to assess"),
-    "METHODS": ("randomized", "randomised", "were assigned", "participants", "measured", "enrolled"),
-    "RESULTS": ("significant", "p <", "increased", "decreased", "compared with", "%"),
-    "CONCLUSIONS": ("conclude", "suggest", "should", "may be", "in conclusion"),
-    "BACKGROUND": ("is a", "are common", "remains", "unknown", "burden", "little is known"),
-}
 
 
 @dataclass
@@ -45,6 +46,7 @@ class StubError:
 
     status: int
     message: str = "stub error"
+    headers: dict[str, str] | None = None  # e.g. {"Retry-After": "0.2"} on a 429
 
 
 @dataclass
@@ -78,40 +80,6 @@ class Faults:
         return cls(**d)
 
 
-def keyword_label(sentence: str, default: str = "BACKGROUND") -> str:
-    """Label a sentence by the first keyword rule that matches it."""
-    low = sentence.lower()
-    for label, words in KEYWORDS.items():
-        if any(w in low for w in words):
-            return label
-    return default
-
-
-def field_value(text: str, name: str) -> str:
-    """Return the value of ``[[ ## name ## ]]`` in a ChatAdapter user message ('' if absent)."""
-    m = re.search(r"\[\[ ## " + re.escape(name) + r" ## \]\]\n(.*?)(?=\n\n|\Z)", text, re.S)
-    return m.group(1).strip() if m else ""
-
-
-def last_user_text(messages: list[dict[str, Any]]) -> str:
-    for msg in reversed(messages):
-        if msg.get("role") == "user":
-            content = msg.get("content")
-            if isinstance(content, list):
-                return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
-            return str(content or "")
-    return ""
-
-
-def system_text(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
-
-
-def chat_answer(field_name: str, value: str) -> str:
-    """An answer in DSPy's ChatAdapter format."""
-    return f"[[ ## {field_name} ## ]]\n{value}\n\n[[ ## completed ## ]]"
-
-
 def keyword_classifier(model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> str:
     """Answer with the keyword label of the sentence in the request (ChatAdapter or JSON format)."""
     text = last_user_text(messages)
@@ -120,11 +88,6 @@ def keyword_classifier(model: str, messages: list[dict[str, Any]], body: dict[st
     if body.get("response_format"):
         return json.dumps({"target": label})
     return chat_answer("target", label)
-
-
-def count_tokens(text: str) -> int:
-    """A deterministic stand-in for a tokenizer: whitespace-separated words."""
-    return len(text.split())
 
 
 @dataclass
@@ -139,10 +102,12 @@ class StubLLMServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     chat_calls: int = 0  # chat calls received (faulty or not)
     dead: bool = False  # die_after was reached: the socket is closed
+    slots: int | None = None  # like llama.cpp's --parallel: at most this many chat calls at once, said by GET /props
     _rng: random.Random = field(default_factory=lambda: random.Random(0))
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _slot_gate: threading.Semaphore = field(default_factory=threading.Semaphore)
 
     @property
     def port(self) -> int:
@@ -230,10 +195,19 @@ class StubLLMServer:
                     self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
                 elif self.path == "/api/tags":
                     self._send(200, {"models": [{"name": m, "model": m} for m in stub.models]})
+                elif self.path == "/props" and stub.slots is not None:  # llama.cpp's server properties
+                    self._send(200, {"total_slots": stub.slots, "model_path": f"/models/{stub.models[0]}.gguf"})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
+                if stub.slots is None or not self.path.endswith("/chat/completions"):
+                    self._post()
+                    return
+                with stub._slot_gate:  # a call beyond the slots queues here, as at a llama.cpp server
+                    self._post()
+
+            def _post(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with stub._lock:
@@ -289,7 +263,8 @@ class StubLLMServer:
                 elif fault == "truncated" and isinstance(reply, str):
                     reply, finish = reply[: max(1, len(reply) // 3)], "length"
                 if isinstance(reply, StubError):
-                    self._send(reply.status, {"error": {"message": reply.message, "type": "server_error"}})
+                    self._send(reply.status, {"error": {"message": reply.message, "type": "server_error"}},
+                               headers=reply.headers)
                     return
                 prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
                 completion_tokens = count_tokens(reply)
@@ -314,6 +289,7 @@ class StubLLMServer:
             def handle_error(self, request: Any, client_address: Any) -> None:  # a client gave up (timeout test)
                 pass
 
+        self._slot_gate = threading.Semaphore(self.slots or 1)
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="stub-llm", daemon=True)

@@ -16,6 +16,7 @@ import streamlit as st
 from core.analytics import charts
 from core.analytics.diff import diff_counts, diff_html
 from core.analytics.search import cost_by_role, grid_sentence, lineage, pareto_grid, rejected_proposals, score_curve
+from core.optimize.search_record import incomplete_note
 from ui import cache
 from ui.jobs import progress_history
 from ui.widgets import studio_errors
@@ -44,6 +45,13 @@ def candidate_label(row: Mapping[str, Any]) -> str:
     origin = "seed" if kind == "seed" or not row.get("parents") else f"{KIND_WORDS.get(kind, kind)} {_parents(row['parents'])}"
     best = " · best" if row.get("is_best") else ""
     return f"#{int(row['idx'])} · {_score(row.get('val_score'))} · {origin}{best}"
+
+
+def incomplete_warning(record: Mapping[str, Any]) -> None:
+    """Say that the search record misses what its failed callbacks would have recorded (none failed: nothing)."""
+    if note := incomplete_note(record):
+        st.warning(note[0].upper() + note[1:] + ". Candidates, proposals or costs below may be missing.",
+                   icon=":material/warning:")
 
 
 def score_section(record: Mapping[str, Any]) -> None:

@@ -81,7 +81,10 @@ def live_panel(job_id: str, body: Callable[[JobInfo, dict], None]) -> bool:
         job = load_job(job_id)
         if job is None:
             return
-        body(job, manager.progress(job_id))
+        progress = manager.progress(job_id)
+        body(job, progress)
+        for warning in progress.get("warnings") or []:  # e.g. a Ray job's rate limit held per node only
+            st.warning(str(warning), icon=":material/warning:")
         if polling and job.state not in ACTIVE:
             cache.clear_runs()
             st.rerun()

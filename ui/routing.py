@@ -21,8 +21,9 @@ def mark_routed() -> None:
     st.session_state[ROUTED] = True
 
 
-def _url() -> list[tuple[str, str]]:
-    return [(name, value) for name in st.query_params for value in st.query_params.get_all(name)]
+def _url() -> dict[str, list[str]]:
+    # Name -> every value: as (name, value) pairs, Streamlit would keep only the last of ?compare=a&compare=b.
+    return {name: st.query_params.get_all(name) for name in st.query_params}
 
 
 def require_app(page_file: str) -> None:

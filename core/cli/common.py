@@ -5,34 +5,59 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import urllib.parse
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
+from core.errors import ModelError
 from core.models import ModelCatalog, ModelSpec, openai_compatible
 from core.settings import PROVIDERS
-from core.tasks import SOURCES, SampleSpec, TaskRef
+from core.tasks import LABEL_OPTIONS, SOURCES, SampleSpec, TaskRef
 
 
 def resolve_models(names: Sequence[str], catalog: ModelCatalog, api_base: str | None) -> list[ModelSpec]:
-    """Catalog names, or inline ``provider/model`` strings (``@URL`` or --api-base makes them OpenAI-compatible)."""
-    specs = []
+    """Catalog names, or inline ``provider/model`` strings. ``name@URL`` (and ``--api-base``, for a name that is not
+    a catalog display name) calls exactly that URL: an OpenAI-compatible spec for it, or the catalog's entry of that
+    name when it calls the same URL; a catalog entry of that name on another URL is refused, never used instead."""
+    specs: list[ModelSpec] = []
     for raw in names:
         name, _, base = raw.partition("@")
-        if name in catalog.models or any(s.model == name for s in catalog.models.values()):
+        url = base or (api_base if name not in catalog.models else None)
+        if url:
+            spec = _at_url(raw, name, url, catalog)
+        elif name in catalog.models or any(s.model == name for s in catalog.models.values()):
             spec = catalog.get(name)
         elif "/" in name:
-            url = base or api_base
-            model_id = name.split("/", 1)[1]
-            if url:
-                spec = openai_compatible(model_id, model_id, url)
-            else:
-                provider = PROVIDERS.get(name.split("/", 1)[0])
-                known = provider is not None and provider.key_env is not None
-                spec = ModelSpec(name=name, model=name, provider=provider.name if known else "openai-compatible",
-                                 api_key_env=provider.key_env if known else None)
+            provider = PROVIDERS.get(name.split("/", 1)[0])
+            known = provider is not None and provider.key_env is not None
+            spec = ModelSpec(name=name, model=name, provider=provider.name if known else "openai-compatible",
+                             api_key_env=provider.key_env if known else None)
         else:
             spec = catalog.get(name)  # raises with the list of known models
+        if any(s.name == spec.name and s != spec for s in specs):  # openai/m@A and openai/m@B in one command
+            spec = replace(spec, name=f"{spec.name} ({urllib.parse.urlsplit(spec.api_base or '').netloc or spec.model})")
         specs.append(spec)
     return specs
+
+
+def _same_url(a: str | None, b: str | None) -> bool:
+    return (a or "").rstrip("/") == (b or "").rstrip("/")
+
+
+def _at_url(raw: str, name: str, url: str, catalog: ModelCatalog) -> ModelSpec:
+    """The model ``name`` on the server at ``url`` (``raw`` is what the user typed, for the error)."""
+    model_id = name.split("/", 1)[1] if "/" in name else name
+    entry = catalog.models.get(name) or catalog.models.get(model_id)
+    if entry is None:
+        return openai_compatible(model_id, model_id, url)
+    if _same_url(entry.api_base, url):
+        return entry
+    where = entry.api_base or "its provider's default URL"
+    raise ModelError(
+        f"{raw!r} asks for the server at {url}, but the catalog's model {entry.name!r} ({entry.model}) calls {where}.",
+        f"Use {entry.name!r} without @URL to call the catalog's server, or add the model at {url} to the catalog "
+        "under another name (python -m core models add NAME MODEL --api-base URL) and use that name.",
+    )
 
 
 def cli_user() -> str:
@@ -44,10 +69,11 @@ def cli_user() -> str:
 
 
 def task_ref(args: argparse.Namespace) -> TaskRef:
+    options = {field: bool(getattr(args, field, False)) for field in LABEL_OPTIONS}  # --merge-labels, --drop-missing
     if args.task in SOURCES and args.task != "file":
-        return TaskRef(kind=args.task, source=args.data or "", test_source=args.test_data or "")
+        return TaskRef(kind=args.task, source=args.data or "", test_source=args.test_data or "", **options)
     return TaskRef(kind="file", source=args.task, test_source=args.test_data or "",
-                   text_column=args.text_column, label_column=args.label_column)
+                   text_column=args.text_column, label_column=args.label_column, **options)
 
 
 def sample_spec(args: argparse.Namespace) -> SampleSpec:
@@ -61,6 +87,9 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-data", help="separate test file (otherwise test is sampled from the rest)")
     p.add_argument("--text-column", default="description")
     p.add_argument("--label-column", default="target")
+    for option in LABEL_OPTIONS.values():  # the Task page's checkboxes, as flags
+        p.add_argument(option.flag, dest=option.field, action="store_true", help=f"{option.help}; the Task page's "
+                       f"'{option.box}'")
     p.add_argument("--train-per-label", type=int, default=3)
     p.add_argument("--val-per-label", type=int, default=0)
     p.add_argument("--test-per-label", type=int, default=10)

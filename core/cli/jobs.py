@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import Any, Callable
 
+from core.cli.exits import EXIT_HELP, exit_code, job_outcome
 from core.jobs import JobManager
 from core.jobs.worker import execute
 from core.settings import load_settings
@@ -47,10 +48,33 @@ def progress_postfix(p: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def run_here(manager: JobManager, job_id: str) -> int:
+    """Run a job in this process, drawing its progress; print how it ended and return the exit code. Ctrl-C leaves
+    it interrupted (its MLflow run KILLED, tagged interrupted) and prints how to resume it."""
+    try:
+        follow(manager, job_id, lambda: execute(manager, job_id))
+    except KeyboardInterrupt:
+        return interrupted_job(manager, job_id)
+    return print_job(manager, job_id)
+
+
+def interrupted_job(manager: JobManager, job_id: str) -> int:
+    """What a Ctrl-C of a job run in the foreground prints: its state, its kept run, the command that resumes it."""
+    job = manager.get(job_id)
+    print(f"job {job.id}: {job.state} (Ctrl-C)" + (f"; MLflow run {job.run_id} kept" if job.run_id else ""))
+    if job.resumable:
+        print(f"interrupted: resume it with: python -m core jobs resume {job.id}", file=sys.stderr)
+    else:
+        print(f"interrupted: a {job.kind} job cannot be resumed; start it again", file=sys.stderr)
+    return exit_code("interrupted")
+
+
 def print_job(manager: JobManager, job_id: str) -> int:
     job = manager.get(job_id)
     p = manager.progress(job_id)
     print(f"job {job.id}: {job.state}" + (f" ({job.error})" if job.error else ""))
+    for warning in (p or {}).get("warnings") or []:  # e.g. a Ray job's rate limit held per node only
+        print(f"  warning: {warning}")
     if p and job.kind == "optimize":
         best = p.get("best_val_score")
         print(f"  metric calls {p.get('metric_calls_used', 0)}/{p.get('metric_calls_budget', '?')}, "
@@ -74,7 +98,7 @@ def print_job(manager: JobManager, job_id: str) -> int:
                 print(f"  test accuracy: original {m['original_test_accuracy']:.1%} -> optimized {m['optimized_test_accuracy']:.1%}")
         except Exception:  # noqa: BLE001 - the summary is best effort
             pass
-    return 0 if job.state in ("succeeded", "cancelled", "running", "queued") else 1
+    return exit_code(job_outcome(job.state, job.error))
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -83,31 +107,30 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         frame = manager.frame()
         if frame.empty:
             print("no jobs")
-            return 0
+            return exit_code("ok")
         cols = ["id", "kind", "state", "metric_calls", "best_val_score", "cost_usd", "title"]
         print(frame[cols].to_string(index=False, max_colwidth=60))
-        return 0
+        return exit_code("ok")
     if not args.job_id:
         print("error: give a job id", file=sys.stderr)
-        return 2
+        return exit_code("usage")
     if args.action == "show":
         return print_job(manager, args.job_id)
     if args.action == "cancel":
         job = manager.cancel(args.job_id)
         print(f"job {job.id}: {job.state}" + (" (stopping after the current iteration)" if job.state == "running" else ""))
-        return 0
+        return exit_code("ok")
     if args.action == "resume":
         manager.resume(args.job_id, start=args.background)
         if args.background:
             print(f"job {args.job_id} queued again")
-            return 0
-        follow(manager, args.job_id, lambda: execute(manager, args.job_id))
-        return print_job(manager, args.job_id)
-    return 2
+            return exit_code("ok")
+        return run_here(manager, args.job_id)
+    return exit_code("usage")
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("jobs", help="list, show, cancel or resume jobs")
+    p = sub.add_parser("jobs", help="list, show, cancel or resume jobs", epilog=EXIT_HELP)
     p.add_argument("action", nargs="?", choices=["list", "show", "cancel", "resume"], default="list")
     p.add_argument("job_id", nargs="?")
     p.add_argument("--background", action="store_true", help="resume as a background job")

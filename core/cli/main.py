@@ -14,8 +14,9 @@ from core.cli import report as report_cmd
 from core.cli import ship as ship_cmd
 from core.cli import sweep as sweep_cmd
 from core.cli.common import add_task_args, cli_user, progress_printer, resolve_models, sample_spec, task_ref
-from core.errors import ConfigError, StudioError
-from core.settings import PROVIDERS, load_settings
+from core.cli.exits import EXIT_HELP, baseline_outcome, exit_code, worst
+from core.errors import ConfigError, ProviderError, StudioError
+from core.settings import PROVIDERS, load_settings, secrets_problem
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         catalog.add(spec, replace=args.replace)
         catalog.save()
         print(f"Saved {spec.name} to {settings.catalog_path} (timeout {spec.timeout_s:g} s, {spec.num_retries} retries)")
-        return 0
+        return exit_code("ok")
     if args.action == "remove":
         catalog.remove(args.name)
         catalog.save()
         print(f"Removed {args.name}")
-        return 0
+        return exit_code("ok")
     for spec in detect_ollama():
         catalog.models.setdefault(spec.name, spec)
     print(f"{'name':34} {'model':44} {'$/1M in':>9} {'$/1M out':>9} {'price':8} key")
@@ -57,7 +58,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         price = resolve_price(spec)
         key = "-" if not spec.api_key_env else ("set" if get_secret(spec.api_key_env) else f"missing {spec.api_key_env}")
         print(f"{name[:34]:34} {spec.model[:44]:44} {_fmt_price(price.input_per_m)} {_fmt_price(price.output_per_m)} {price.source:8} {key}")
-    return 0
+    return exit_code("ok")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -69,9 +70,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     res = check_connection(spec, timeout_s=args.timeout)
     if res.ok:
         print(f"OK {spec.name}: {res.latency_s * 1000:.0f} ms, answered {res.sample!r}")
-        return 0
+        return exit_code("ok")
     print(f"FAILED {spec.name} ({res.kind}): {res.message}\n  {res.hint}", file=sys.stderr)
-    return 1
+    return exit_code("failed")
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -85,16 +86,21 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = RunStore(settings, started_by=cli_user())
     progress = progress_printer() if not args.quiet else None
-    if args.resume:
-        outcomes = resume_baselines(store, args.resume, threads=args.threads_given, on_record=progress)
-    else:
-        catalog = ModelCatalog.load(settings.catalog_path)
-        specs = resolve_models(args.models, catalog, args.api_base)
-        ref = task_ref(args)
-        for warning in check_task(ref, settings):
-            print(f"warning: {warning}", file=sys.stderr)
-        outcomes = run_baselines(store, ref, sample_spec(args), specs, module=args.module,
-                                 threads=args.threads_given or 8, cache=not args.no_cache, on_record=progress)
+    started: list[str] = list(args.resume or [])
+    try:
+        if args.resume:
+            outcomes = resume_baselines(store, args.resume, threads=args.threads_given, on_record=progress)
+        else:
+            catalog = ModelCatalog.load(settings.catalog_path)
+            specs = resolve_models(args.models, catalog, args.api_base)
+            ref = task_ref(args)
+            for warning in check_task(ref, settings):
+                print(f"warning: {warning}", file=sys.stderr)
+            outcomes = run_baselines(store, ref, sample_spec(args), specs, module=args.module,
+                                     threads=args.threads_given or 8, cache=not args.no_cache, on_record=progress,
+                                     on_run_created=lambda _spec, run_id: started.append(run_id))
+    except KeyboardInterrupt:
+        return interrupted_baselines(started)
     table = outcomes_table(outcomes)
     print(baseline_text(table))
     for row in table.to_dict("records"):
@@ -108,9 +114,19 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             print(f"DEGRADED {row['model']}: {row['failed']} of {row['n']} examples failed "
                   f"({_kinds(row['failed_by_kind'])}); its accuracy counts them as wrong.", file=sys.stderr)
     print(f"\nRuns stored in {settings.tracking_uri}\nSee them with: mlflow ui --backend-store-uri {settings.tracking_uri}")
-    if table["error"].notna().any():
-        return 1
-    return 3 if table["degraded"].any() else 0
+    return exit_code(worst([baseline_outcome(bool(row["error"]), bool(row["degraded"]))
+                            for row in table.to_dict("records")]))
+
+
+def interrupted_baselines(run_ids: list[str]) -> int:
+    """Ctrl-C during a baseline: its runs ended KILLED, tagged interrupted, with their records kept; say how to
+    complete them (models not reached yet have no run: name them again with --models)."""
+    if run_ids:
+        print(f"interrupted (Ctrl-C): the records so far are kept; complete the run(s) with: "
+              f"python -m core baseline --resume {' '.join(dict.fromkeys(run_ids))}", file=sys.stderr)
+    else:
+        print("interrupted (Ctrl-C) before a run started: nothing to resume", file=sys.stderr)
+    return exit_code("interrupted")
 
 
 def _kinds(by_kind: dict[str, int]) -> str:
@@ -139,7 +155,8 @@ def baseline_text(table: Any) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="GEPA Studio from the command line.")
+    parser = argparse.ArgumentParser(prog="python -m core", description="GEPA Studio from the command line.",
+                                     epilog=EXIT_HELP)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -166,9 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("baseline", help="evaluate several models on the test split",
-                       epilog="Exit status: 0 all runs finished; 1 a model failed or its provider was given up on "
-                              "(the circuit breaker: resume with --resume); 3 a run finished degraded (too many "
-                              "failed examples).")
+                       epilog=EXIT_HELP + " A model that failed (its provider given up on) or a Ctrl-C keeps its run: "
+                                          "complete it with --resume.")
     add_task_args(p)
     p.add_argument("--models", nargs="+", help="catalog names or provider/model[@base_url]")
     p.add_argument("--resume", nargs="+", metavar="RUN_ID",
@@ -192,10 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if secrets_error := secrets_problem():  # a malformed secrets file must not read as one without keys
+            raise secrets_error
         return int(args.func(args) or 0)
-    except StudioError as exc:
+    except StudioError as exc:  # a provider that failed is a failure; anything else, input to change
         print(f"error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        return 2
+        return exit_code("failed" if isinstance(exc, ProviderError) else "usage")
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return exit_code("interrupted")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from core import notebook
 from core.cli.common import cli_user, resolve_models
+from core.cli.exits import EXIT_HELP, exit_code
 from core.cli.optimize import budget_kwargs, describe_plan
 from core.jobs import JobManager
 from core.jobs.worker import execute
@@ -80,7 +81,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for note in plan.splits.notes:
         print(f"warning: {note}", file=sys.stderr)
     if args.dry_run:
-        return 0
+        return exit_code("ok")
     store = RunStore(settings, started_by=cli_user())
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     with contextlib.redirect_stdout(sys.stderr):  # DSPy's progress bars: stdout is the report
@@ -92,7 +93,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for part, error in run.errors.items():
         print(f"ERROR {part}: {error}", file=sys.stderr)
     print(f"\nOptimization job {run.job_id} (run {run.optimization_run_id}); runs stored in {settings.tracking_uri}")
-    return 0 if run.ok else 1
+    return exit_code("ok" if run.ok else "failed")
 
 
 def add_parsers(sub: Any) -> None:
@@ -103,7 +104,8 @@ def add_parsers(sub: Any) -> None:
                     "evaluated, then GEPA (auto light, minibatch 15, 16 threads, seed 1, LLM-judge feedback) on 20B "
                     "with Claude Sonnet 4 reflecting, then 20B again. Models default to the notebook's Databricks "
                     "ones: swap any with the flags below and keep everything else.",
-        epilog="Exit status: 0 every part finished; 1 a part failed or was stopped; 2 bad input.")
+        epilog=EXIT_HELP + " Here a part that failed or was stopped is a failure; Ctrl-C stops every part (a notebook "
+                          "job is not resumable: run it again).")
     for role, default in notebook.NOTEBOOK_MODELS.items():
         p.add_argument(f"--{role}", help=f"catalog name or provider/model[@base_url] (default {default})")
     p.add_argument("--api-base", help="base URL for inline provider/model names (an OpenAI-compatible server)")

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from core.cli.common import add_gepa_args, add_task_args, cli_user, resolve_models, sample_spec, task_ref
-from core.cli.jobs import follow, print_job
+from core.cli.exits import EXIT_CODES, EXIT_HELP, Outcome, exit_code, worst
+from core.cli.jobs import run_here
 from core.errors import ConfigError, StudioError
 from core.jobs import MAX_SEEDS, JobManager, repeat_seeds, submit_repeats
-from core.jobs.worker import execute
 from core.models import ModelCatalog
 from core.optimize import (
     BUDGETS,
@@ -73,10 +73,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     job_id = manager.submit_optimization(config, start=args.background, plan=plan, started_by=cli_user())
     if args.background:
         print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
-        return 0
+        return exit_code("ok")
     print(f"job {job_id}", file=sys.stderr)
-    follow(manager, job_id, lambda: execute(manager, job_id))
-    status = print_job(manager, job_id)
+    status = run_here(manager, job_id)
     print_finish_hint(manager, job_id)
     return status
 
@@ -91,13 +90,16 @@ def run_repeats(manager: JobManager, config: OptimizeConfig, plan: Plan, n: int,
     if background:
         for job_id in job_ids:
             print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
-        return 0
-    status = 0
+        return exit_code("ok")
+    codes: dict[int, Outcome] = {code: name for name, code in EXIT_CODES.items()}
+    outcomes: list[Outcome] = []
     for job_id in job_ids:
         print(f"job {job_id} ({manager.get(job_id).title})", file=sys.stderr)
-        follow(manager, job_id, lambda job_id=job_id: execute(manager, job_id))
-        status = max(status, print_job(manager, job_id))
+        outcomes.append(codes[run_here(manager, job_id)])
         print_finish_hint(manager, job_id)
+        if outcomes[-1] == "interrupted":  # Ctrl-C stops the seeds still to run too
+            return exit_code("interrupted")
+    status = exit_code(worst(outcomes))
     spread = seed_spread(RunStore(manager.settings).list_runs(kind="optimization", task=plan.task.name))
     if config.repeat_key() in set(spread["repeat_key"]):
         print(spread_sentence(spread, config.repeat_key()))
@@ -109,7 +111,7 @@ def print_finish_hint(manager: JobManager, job_id: str) -> None:
     from core.store import RunStore
 
     job = manager.get(job_id)
-    if not job.run_id or job.state == "succeeded":
+    if not job.run_id or job.state in ("succeeded", "interrupted"):  # interrupted: resume it (printed already)
         return
     try:
         check_finishable(RunStore(manager.settings), job.run_id)
@@ -124,15 +126,14 @@ def cmd_finish(args: argparse.Namespace) -> int:
     job_id = manager.submit_finish(args.run_id, start=args.background, started_by=cli_user())
     if args.background:
         print(f"queued job {job_id}; follow it with: python -m core jobs show {job_id}")
-        return 0
+        return exit_code("ok")
     print(f"job {job_id}", file=sys.stderr)
-    follow(manager, job_id, lambda: execute(manager, job_id))
-    return print_job(manager, job_id)
+    return run_here(manager, job_id)
 
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("optimize", help="optimize a student model's prompt: GEPA (default), MIPROv2, few-shot, or "
-                                        "evaluate your own prompt")
+                                        "evaluate your own prompt", epilog=EXIT_HELP)
     add_task_args(p)
     p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="gepa",
                    help="; ".join(o.summary for o in OPTIMIZERS.values()))
@@ -151,7 +152,7 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_optimize)
 
     p = sub.add_parser("finish", help="evaluate a stopped (capped, cancelled) optimization's original and best "
-                                      "program on its test set")
+                                      "program on its test set", epilog=EXIT_HELP)
     p.add_argument("run_id", help="the optimization's MLflow run id (`python -m core jobs show JOB_ID` prints it)")
     p.add_argument("--background", action="store_true", help="queue as a background job and return")
     p.set_defaults(func=cmd_finish)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from core.settings import load_settings
@@ -16,7 +17,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from core.store import RunStore
 
     store = RunStore(load_settings())
-    shipped = export_model(store, args.run_id, name=args.name)
+    shipped = export_model(store, args.run_id, name=args.name, allow_untested=args.allow_untested)
+    if shipped.untested:
+        print(f"warning: {shipped.uri} is UNTESTED: {shipped.untested} (tagged studio.tested=false on the "
+              "model version)", file=sys.stderr)
     uri = store.settings.tracking_uri
     links = [f"run {shipped.run_id}"]
     if shipped.optimization_run_id and shipped.optimization_run_id != shipped.run_id:
@@ -37,10 +41,15 @@ def add_parsers(sub: Any) -> None:
                                    "its program. The model is logged in that run, registered in MLflow's model "
                                    "registry and linked to the optimization run and its prompt-registry version. "
                                    "No key is stored: the served model reads the student's key variable.",
-                       epilog="Exit status: 0 registered; 2 an unknown run id, a run without a program, or "
-                              "another problem (said on stderr).")
+                       epilog="Exit status: 0 registered; 2 an unknown run id, a run without a program, a "
+                              "program never evaluated on its test set (a cancelled, failed or capped "
+                              "optimization, a stopped evaluation: refused unless --allow-untested), or another "
+                              "problem (said on stderr).")
     p.add_argument("run_id", metavar="RUN_ID", help="an optimization, evaluation or baseline run id (History lists "
                                                     "them)")
     p.add_argument("--name", help="the registered model's name (default <task>-<student>-<program>; a new version "
                                   "when it exists)")
+    p.add_argument("--allow-untested", action="store_true",
+                   help="register a program that was never evaluated on its test set anyway (a warning on stderr; "
+                        "the model version is tagged studio.tested=false with the reason)")
     p.set_defaults(func=cmd_export)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from core.cli.common import add_gepa_args, add_task_args, cli_user, resolve_models, sample_spec, task_ref
+from core.cli.exits import EXIT_HELP, exit_code, job_outcome
 from core.errors import ConfigError
 from core.jobs import JobManager
 from core.jobs.sweeps import BUDGET_HELP, SweepGrid, budget_fields, cell_label, plan_sweep, submit_sweep
@@ -90,16 +91,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"  {child}  {cell_label(manager.get(sweep_id).config['cells'][child])}")
     if not args.wait:
         print(f"follow it with: python -m core jobs show {sweep_id}", file=sys.stderr)
-        return 0
-    while (job := manager.get(sweep_id)).state in ("queued", "running"):
-        time.sleep(2.0)
+        return exit_code("ok")
+    try:
+        while (job := manager.get(sweep_id)).state in ("queued", "running"):
+            time.sleep(2.0)
+    except KeyboardInterrupt:  # only the waiting stops: the cells run as background jobs
+        print(f"interrupted (Ctrl-C) while waiting; sweep {sweep_id} goes on in the background: follow it with "
+              f"python -m core jobs show {sweep_id}, or stop it with python -m core jobs cancel {sweep_id}",
+              file=sys.stderr)
+        return exit_code("interrupted")
     print(f"sweep {job.id}: {job.state}" + (f" ({job.error})" if job.error else ""))
     print(sweep_text(manager.progress(sweep_id)))
-    return 0 if job.state in ("succeeded", "cancelled") else 1
+    return exit_code(job_outcome(job.state, job.error))
 
 
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("sweep", help="a grid of optimizations (students × optimizers × seeds × budgets) as one job")
+    p = sub.add_parser("sweep", help="a grid of optimizations (students × optimizers × seeds × budgets) as one job",
+                       epilog=EXIT_HELP + " With --wait, the sweep's outcome; without, 0 once it is queued.")
     add_task_args(p)
     p.add_argument("--students", required=True, help="comma-separated catalog names (or provider/model[@base_url])")
     p.add_argument("--optimizers", default="gepa", help=f"comma-separated: {', '.join(OPTIMIZER_NAMES)}")

@@ -20,6 +20,7 @@ from core.store import RunStore
 from core.tasks import Splits, Task
 
 Outcome = Literal["succeeded", "failed", "cancelled"]
+DEGRADED_PREFIX = "degraded: "  # the note of a job that succeeded degraded starts so (the CLI exits 3 on it)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def run_optimize(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
         return JobOutcome("failed", result.error)
     if result.status == "cancelled":
         return JobOutcome("cancelled", result.stop_reason or None)
-    return JobOutcome("succeeded", f"degraded: {result.degraded_reason}" if result.degraded_reason else None)
+    return JobOutcome("succeeded", f"{DEGRADED_PREFIX}{result.degraded_reason}" if result.degraded_reason else None)
 
 
 def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
@@ -148,7 +149,9 @@ def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     notes = "; ".join(errors + degraded) or None
     if ctx.should_stop():
         return JobOutcome("cancelled", notes)
-    return JobOutcome("failed" if errors and len(errors) == len(specs) else "succeeded", notes)
+    if errors:  # as the command line's baseline: a model that failed fails the job (the others' runs are kept)
+        return JobOutcome("failed", notes)
+    return JobOutcome("succeeded", f"{DEGRADED_PREFIX}{notes}" if notes else None)
 
 
 def run_finish(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
@@ -165,7 +168,7 @@ def run_finish(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
         return JobOutcome("failed", result.error)
     if result.status == "cancelled":
         return JobOutcome("cancelled", "cancelled")
-    return JobOutcome("succeeded", f"degraded: {result.degraded_reason}" if result.degraded_reason else None)
+    return JobOutcome("succeeded", f"{DEGRADED_PREFIX}{result.degraded_reason}" if result.degraded_reason else None)
 
 
 class NotebookPart(TypedDict, total=False):
@@ -319,7 +322,7 @@ def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     if errors:
         return JobOutcome("failed", "; ".join(errors))
     degraded = report.optimization.get("degraded_reason")
-    return JobOutcome("succeeded", f"degraded: {degraded}" if degraded else None)
+    return JobOutcome("succeeded", f"{DEGRADED_PREFIX}{degraded}" if degraded else None)
 
 
 def close_baseline_runs(job: Any, manager: Any) -> None:

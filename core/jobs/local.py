@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from core.procs import pid_alive
+from core.secrets import environ_snapshot  # MLflow's telemetry thread may change os.environ while it is copied
 from core.settings import Settings
 
 
@@ -19,7 +20,7 @@ class ProcessBackend:
     def start(self, job_id: str, settings: Settings) -> str:
         job_dir = settings.jobs_dir / job_id
         job_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GEPA_STUDIO_DATA_DIR": str(settings.data_dir),
+        env = {**environ_snapshot(), "GEPA_STUDIO_DATA_DIR": str(settings.data_dir),
                "MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"}
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -240,7 +240,7 @@ class JobManager:
                     if cur.rowcount:
                         reaped.append(row["id"])
         for job_id in reaped:
-            self._on_interrupted(job_id)
+            self.tidy_interrupted(job_id)
         for kind in KINDS.values():
             if kind.group is not None:
                 try:
@@ -248,7 +248,8 @@ class JobManager:
                 except Exception:
                     logger.exception("could not settle %s jobs", kind.name)
 
-    def _on_interrupted(self, job_id: str) -> None:
+    def tidy_interrupted(self, job_id: str) -> None:
+        """Let an interrupted job's kind end the MLflow runs it left RUNNING (KILLED, tagged interrupted)."""
         from core.jobs.kinds import KINDS
 
         with self._db() as db:

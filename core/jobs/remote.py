@@ -6,7 +6,12 @@ makes a temporary data dir on its node, downloads the job folder of an earlier a
 GEPA's last saved state on any node), runs the job's kind exactly as the local worker does, and leaves its progress,
 run id, checkpoints and end state in the mailbox. A cancel request (the ``studio.job.cancel`` tag, or SIGTERM from
 ``ray job stop`` / a pod shutdown) stops GEPA between iterations; it keeps its best program. Provider keys come from
-the cluster's own environment, never from the job; the process's streams and logs are scrubbed of them.
+the cluster's own environment, never from the job; the process's streams and logs are scrubbed of them: of every
+variable the job's model specs name as ``api_key_env`` too, whatever its name looks like (``--key-env MY_THING``),
+since this node has no model catalog to read them from (:func:`core.secrets.declare_key_names`).
+
+A rate limiter that falls back from the cluster's actor to a per-node store (:mod:`core.limits`) is said in every
+progress the job writes (``warnings``, ``limiter_fallback``) and tagged on its runs (``studio.limiter_fallback``).
 
 Exit code 0 for a succeeded or cancelled job, 1 otherwise.
 """
@@ -21,11 +26,17 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
+from core import secrets
 from core.jobs import mailbox as mb
 from core.jobs.kinds import JobContext
 from core.jobs.worker import process_args, run_kind
+from core.limits import fallback_notice
 from core.settings import Settings
+from core.store import TAG
+
+LIMITER_TAG = f"{TAG}limiter_fallback"
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +45,7 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
     """Do the job of mailbox run ``mailbox_run_id`` with ``work`` as this node's data dir; returns its end state."""
     box = mb.Mailbox(mb.client_for(tracking_uri), mailbox_run_id)
     spec = box.read_json("spec.json")
+    secrets.declare_key_names(secrets.key_env_names(spec))  # before anything runs that could print a key
     job_id = spec["job_id"]
     settings = Settings(data_dir=work, tracking_uri=tracking_uri, artifact_root=work / "mlartifacts",
                         ray_address=None).ensure()
@@ -49,19 +61,60 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
     pump = mb.Pump(box, checkpointer).start()
     signal.signal(signal.SIGTERM, lambda *_: pump.request_stop())  # `ray job stop`: stop as a cancel does
 
+    notices = Notices(pump.emit)
+
     def set_run_id(run_id: str) -> None:
+        notices.run_ids.add(run_id)
         box.set_tags({mb.RUN_ID: run_id})
 
     resumed = int(spec.get("attempts") or 1) > 1 or bool(spec.get("run_id"))
-    ctx = JobContext(job_id=job_id, job_dir=folders["job"], settings=settings, emit=pump.emit,
+    ctx = JobContext(job_id=job_id, job_dir=folders["job"], settings=settings, emit=notices.emit,
                      should_stop=pump.should_stop, set_run_id=set_run_id, run_id=spec.get("run_id"),
                      previous=(spec.get("previous") or {}) if resumed else {}, plan=spec.get("plan"),
                      started_by=spec.get("started_by"))
     outcome = run_kind(spec["kind"], spec["config"], ctx)
+    notices.close(ctx)
     pump.close()  # the last progress and checkpoint go before the end state: the dashboard stops reading then
     box.finish(outcome.state, outcome.error)
     logger.info("job %s %s%s", job_id, outcome.state, f": {outcome.error}" if outcome.error else "")
     return outcome.state
+
+
+def with_notices(progress: dict[str, Any]) -> dict[str, Any]:
+    """``progress`` with what the user must be told about this process (the limiter's fallback) added."""
+    notice = fallback_notice()
+    if not notice:
+        return progress
+    warnings = [w for w in progress.get("warnings") or [] if w != notice]
+    return {**progress, "warnings": [*warnings, notice], "limiter_fallback": True}
+
+
+class Notices:
+    """The job's progress sink with the notices added to every progress, and tagged on the job's runs at the end."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self._emit = emit
+        self.last: dict[str, Any] | None = None
+        self.run_ids: set[str] = set()  # the job's main run (set_run_id); its other runs are found by their job tag
+
+    def emit(self, progress: dict[str, Any]) -> None:
+        self.last = dict(progress)
+        self._emit(with_notices(progress))
+
+    def close(self, ctx: JobContext) -> None:
+        """Say it once more (a fallback after the last progress) and tag the job's runs with it."""
+        notice = fallback_notice()
+        if not notice:
+            return
+        self._emit(with_notices(self.last or {}))
+        try:
+            store = ctx.store()
+            runs = store.list_runs(job_id=ctx.job_id)
+            for run_id in self.run_ids | set(runs["run_id"].astype(str) if not runs.empty else []):
+                store.set_tags(run_id, {LIMITER_TAG: notice})
+        except Exception:
+            logger.warning("could not tag the job's runs with the limiter's fallback", exc_info=True)
+        logger.warning("%s", notice)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,8 +43,11 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
     try:
         outcome = run_kind(job.kind, job.config, ctx)
         manager.finish(job_id, outcome.state, error=outcome.error)
-    except KeyboardInterrupt:
-        manager.finish(job_id, "interrupted", error="interrupted (Ctrl-C); resume it to go on")
+    except KeyboardInterrupt:  # every kind alike: interrupted, its runs KILLED and tagged so, resumable where it is
+        resumable = KINDS[job.kind].resumable
+        manager.finish(job_id, "interrupted", error="interrupted (Ctrl-C); " + (
+            f"resume it with: python -m core jobs resume {job_id}" if resumable else "start it again"))
+        manager.tidy_interrupted(job_id)
         raise
     except BaseException as exc:  # SystemExit and the like: recorded, then passed on
         manager.finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args is None:
         return 2
     job = execute(JobManager(load_settings()), args[0])
-    return 0 if job.state in ("succeeded", "cancelled") else 1
+    return 0 if job.state in ("succeeded", "cancelled") else 1  # a worker process: ok or not (the CLI's rule is core.cli.exits)
 
 
 if __name__ == "__main__":

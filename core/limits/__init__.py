@@ -9,7 +9,12 @@ limit (the strictest either names). The key's value is only ever hashed: never s
 The buckets live in a store (:mod:`core.limits.stores`) that :func:`limiter` picks from ``GEPA_STUDIO_LIMITER``:
 
 - ``ray``: a named detached Ray actor that the whole cluster shares (the Ray backend sets this for its jobs). If it
-  cannot be reached, the limiter falls back to ``file`` or ``memory`` with one warning: a job never fails for it.
+  cannot be reached, the limiter falls back to ``file`` or ``memory``: a job never fails for it, but the limit then
+  holds per node only, so N nodes may together send up to N times the limit. That is never silent: the limiter
+  records the fallback (:attr:`Limiter.fallback`, :func:`fallback_notice`), and the Ray worker
+  (:mod:`core.jobs.remote`) puts it in the job's progress (``warnings`` and ``limiter_fallback``: the job card and
+  ``jobs show`` print it) and tags the job's MLflow run ``studio.limiter_fallback``. We chose this over refusing to
+  run: a provider's own rate limit (429, retried) still bounds a run, while a refused job would lose its work.
 - ``file``: SQLite in ``<GEPA_STUDIO_DATA_DIR>/limits.db``, shared by this machine's processes (the default when
   ``GEPA_STUDIO_DATA_DIR`` is set, as it is for local job workers);
 - ``memory``: this process only (the default otherwise).
@@ -43,7 +48,7 @@ from core.settings import get_secret
 logger = logging.getLogger(__name__)
 
 __all__ = ["TOKEN_BURST_S", "Bucket", "Limiter", "Ticket", "achieved_rate", "limit_key", "limiter", "reserve",
-           "settle", "store_kind"]
+           "settle", "store_kind", "fallback_notice"]
 
 LIMITER_ENV = "GEPA_STUDIO_LIMITER"
 DATA_DIR_ENV = "GEPA_STUDIO_DATA_DIR"
@@ -76,6 +81,7 @@ class Limiter:
         self._fallback = fallback
         self._lock = threading.Lock()
         self._seen: dict[str, list[float]] = {}  # bucket -> [last log time, calls, waits, seconds waited]
+        self.fallback: dict[str, str] | None = None  # {"from", "to", "reason"} once the first store failed
 
     @property
     def kind(self) -> str:
@@ -93,6 +99,7 @@ class Limiter:
                 if self.store is store:
                     self.store = self._fallback()
                     self._fallback = None
+                    self.fallback = {"from": store.kind, "to": self.store.kind, "reason": str(exc)[:300]}
                     logger.warning("The %s rate limiter cannot be reached (%s): limiting with the %s store instead, "
                                    "shared by fewer processes.", store.kind, str(exc)[:300], self.store.kind)
             return getattr(self.store, op)(*args)
@@ -177,6 +184,16 @@ def limiter() -> Limiter:
         with _LIMITERS_LOCK:  # two threads asking first must get one limiter, or each would book its own buckets
             found = _LIMITERS.get(setting) or _LIMITERS.setdefault(setting, _new_limiter(*setting))
     return found
+
+
+def fallback_notice() -> str | None:
+    """What a user must know when one of this process's limiters fell back to a narrower store (else None)."""
+    for lim in list(_LIMITERS.values()):
+        if lim.fallback:
+            f = lim.fallback
+            return (f"The {f['from']} rate limiter could not be reached ({f['reason']}): calls were limited by the "
+                    f"{f['to']} store, per node, so the cluster-wide rpm/tpm may have been exceeded.")
+    return None
 
 
 def forget_limiters() -> None:

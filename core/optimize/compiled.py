@@ -24,6 +24,7 @@ from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import Plan
 from core.optimize.finish import evaluate_pair
 from core.optimize.guard import CallGuard, guard_lm
+from core.optimize.lifecycle import INTERRUPTED, ends_interrupted
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
 from core.optimize.run import LMFactory, OptimizeResult, cap_text, degraded_reasons, fail_run, open_run
 from core.optimize.teleprompt import CompileContext, Compiled, starting_program
@@ -41,6 +42,7 @@ class _NoLM:
     history: list[dict[str, Any]] = []
 
 
+@ends_interrupted  # Ctrl-C: the run ends KILLED, tagged interrupted; a resume restarts it in the same run
 def run_compiled(
     config: OptimizeConfig,
     store: RunStore,
@@ -114,6 +116,9 @@ def run_compiled(
     try:
         with dspy.context(lm=student_lm):
             out = compile(ctx)
+    except KeyboardInterrupt:  # the progress says so (its counts carry to the resume); the wrapper ends the run
+        callback.emit(force=True, phase="interrupted", message=INTERRUPTED)
+        raise
     except Exception as exc:
         tripped = next((g for g in guards if g.tripped), None)
         result = OptimizeResult(run_id=run_id, status="failed", stop_reason="", best_instruction="",
@@ -123,12 +128,13 @@ def run_compiled(
         if isinstance(exc, StudioError):
             return fail_run(store, result, callback, exc)
         callback.emit(force=True, phase="failed", message=str(exc)[:2000], error=str(exc)[:2000])
-        store.log_metrics(run_id, callback.fault_metrics(), step=callback.step())
+        callback.log_spend()  # a failed run shows what it spent
         store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
         store.end_run(run_id, "FAILED")
         raise
     finally:
         tracing.flush()
+        callback.log_spend()  # whatever ends the compile step (an interrupt included), its spend is logged
 
     failure: ProviderError | None = stop["failure"]
     stopped = (out.stopped or bool(stop["why"])) and failure is None
@@ -154,7 +160,7 @@ def run_compiled(
         **({"best_val_score": out.best_val_score} if out.best_val_score is not None else {}),
         "student_input_tokens": meters[0].input_tokens, "student_output_tokens": meters[0].output_tokens,
         "reflection_input_tokens": meters[1].input_tokens, "reflection_output_tokens": meters[1].output_tokens,
-        **callback.fault_metrics(),
+        **callback.spend_metrics(), **callback.fault_metrics(),
     }, step=callback.step())
     result = OptimizeResult(run_id=run_id, status="cancelled" if stopped else "succeeded", stop_reason=why,
                             best_instruction=best_instruction, original_instruction=original_instruction)

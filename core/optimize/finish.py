@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +25,9 @@ from core.evaluate import EvalRecord, EvalResult
 from core.models import ModelSpec, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import STUDENT_OUTPUT_TOKENS
-from core.program import fingerprint, get_instruction, program_from_dict
+from core.optimize.registered import prompt_name as prompt_name  # re-exported (core.optimize)
+from core.optimize.registered import register_prompt
+from core.program import fingerprint, program_from_dict
 from core.settings import Settings
 from core.store import TAG, RunStore, run_status
 from core.tasks import Splits, Task, prepare, split_fingerprint
@@ -38,39 +39,7 @@ RESULT_METRICS = ("original_test_accuracy", "optimized_test_accuracy")
 FALLBACK_INPUT_TOKENS = 250  # a short classification prompt, when the run measured no student call
 PROGRESS_EVERY_S = 0.25  # at most this often a finish job rewrites its progress (a failure or the end: at once)
 PLAN_FILE = "plan.json"  # the optimization job's stored plan (core.jobs.registry writes it)
-
-
-def prompt_name(task_name: str, student: ModelSpec) -> str:
-    """The prompt-registry name for a task and student (letters, digits, - _ . only)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task_name}-{student.name}").strip("-")[:100]
-
-
-def register_prompt(store: RunStore, task: Task, student: ModelSpec, instruction: str, accuracy: float | None,
-                    run_id: str, job_id: str | None, optimizer: str = "GEPA") -> str | None:
-    """Register the optimized instruction as a new prompt version; move alias ``best`` if it is the best."""
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(store.settings.tracking_uri)
-        name = prompt_name(task.name, student)
-        tags = {"task": task.name, "student": student.name, "run_id": run_id, "job_id": job_id or "",
-                "test_accuracy": "" if accuracy is None else f"{accuracy:.6f}"}
-        version = mlflow.genai.register_prompt(name=name, template=instruction, commit_message=f"{optimizer} job {job_id}",
-                                               tags=tags)
-        best_acc = None
-        try:
-            best = mlflow.genai.load_prompt(f"prompts:/{name}@best")
-            best_acc = float(best.tags.get("test_accuracy") or "nan")
-        except Exception:  # noqa: BLE001 - no best yet
-            best_acc = None
-        if best_acc is None or best_acc != best_acc or (accuracy is not None and accuracy >= best_acc):
-            mlflow.genai.set_prompt_alias(name, alias="best", version=version.version)
-        uri = f"prompts:/{name}/{version.version}"
-        store.set_tags(run_id, {f"{TAG}prompt_uri": uri})
-        return uri
-    except Exception as exc:  # noqa: BLE001 - the registry is an extra; the run's artifacts have the prompt
-        logger.warning("could not register the prompt: %s", exc)
-        return None
+SUPERSEDED_TAG = f"{TAG}superseded_by"  # an earlier test evaluation replaced by a resumed run's (then deleted)
 
 
 @dataclass(frozen=True)
@@ -102,7 +71,9 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
     """Evaluate the original and the optimized program on ``test`` as child runs of ``run_id``; log
     ``original_test_accuracy`` / ``optimized_test_accuracy`` and the costs per 1k, link both runs by tag and
     register the optimized instruction. None when ``should_stop`` stopped it first (nothing is logged on the
-    parent then); a dead provider raises (its child run ends FAILED)."""
+    parent then); a dead provider raises (its child run ends FAILED). An earlier attempt's evaluation of the same
+    program on the same examples (a kill or Ctrl-C during it) is gone on with, and any other earlier one of that
+    program is superseded (:func:`supersede`): a resumed run shows one evaluation per program."""
     kw: dict[str, Any] = dict(task_ref=config.task_ref, sample=config.sample, threads=config.threads,
                               cache=config.cache, lm=lm, parent_run_id=run_id, job_id=job_id, kind="evaluation",
                               should_stop=should_stop, module=config.module,
@@ -110,12 +81,17 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
                               extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer,
                                           **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
     results = []
+    earlier = earlier_evaluations(store, run_id)
     for label, program in zip(("original", "optimized"), programs, strict=True):
         if should_stop and should_stop():
             return None
         cb = (lambda done, total, rec, _label=label: on_record(_label, done, total, rec)) if on_record else None
+        reuse = reusable_evaluation(store, earlier.get(label, []), program, test, task)
+        if reuse and job_id:  # the job that goes on with it lists it as its own
+            store.set_tags(reuse, {f"{TAG}job_id": job_id})
         eval_id, res = run_evaluation(store, task, config.student, program, test, program_label=label,
-                                      on_record=cb, **kw)
+                                      on_record=cb, resume_run_id=reuse, **kw)
+        supersede(store, earlier.get(label, []), eval_id)
         if not res.metrics.get("complete"):
             return None
         results.append((eval_id, res))
@@ -126,9 +102,52 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
                                "optimized_cost_per_1k": opt.metrics["cost_per_1k"]})
     store.set_tags(run_id, {f"{TAG}original_eval_run_id": orig_id, f"{TAG}optimized_eval_run_id": opt_id,
                             f"{TAG}optimized_fingerprint": fingerprint(programs[1])})
-    uri = register_prompt(store, task, config.student, get_instruction(programs[1]), opt.metrics["accuracy"],
+    # The whole optimized program (instruction and demos), as it was just measured.
+    uri = register_prompt(store, task, config.student, programs[1], opt.metrics["accuracy"],
                           run_id, prompt_job_id or job_id, optimizer=config.label)
     return PairedResult(orig_id, opt_id, orig, opt, uri)
+
+
+def earlier_evaluations(store: RunStore, run_id: str) -> dict[str, list[Any]]:
+    """The test evaluations earlier attempts left under optimization ``run_id``, newest first, by program label."""
+    found: dict[str, list[Any]] = {}
+    for run in store.search(f"tags.`mlflow.parentRunId` = '{run_id}'"):
+        if run.data.tags.get(f"{TAG}kind") == "evaluation":
+            found.setdefault(run.data.tags.get(f"{TAG}program", ""), []).append(run)
+    return found
+
+
+def reusable_evaluation(store: RunStore, runs: list[Any], program: dspy.Module, test: pd.DataFrame,
+                        task: Task) -> str | None:
+    """The newest earlier evaluation of this very program on these very examples whose process is gone
+    (interrupted, stopped, failed or finished): going on with it keeps its records and sends only what is missing.
+    None when there is none."""
+    want = (fingerprint(program), split_fingerprint(test, task))
+    for run in runs:
+        params = run.data.params
+        if ((params.get("program_fingerprint"), params.get("test_fingerprint")) == want
+                and run_status(run.info.status, run.data.tags) != "RUNNING"
+                and (store.settings.data_dir / "runs" / run.info.run_id / "records.jsonl").exists()):
+            return run.info.run_id
+    return None
+
+
+def supersede(store: RunStore, runs: list[Any], kept: str) -> list[str]:
+    """Earlier evaluations of a program that ``kept`` replaces: tagged ``studio.superseded_by`` and deleted (MLflow
+    keeps a deleted run restorable; run tables list active runs only). One still running elsewhere is left alone."""
+    gone = []
+    for run in runs:
+        rid = run.info.run_id
+        if rid == kept or run_status(run.info.status, run.data.tags) == "RUNNING":
+            continue
+        store.set_tags(rid, {SUPERSEDED_TAG: kept})
+        if run.info.status == "RUNNING":  # its process is gone
+            store.end_run(rid, "KILLED")
+        store.client.delete_run(rid)
+        gone.append(rid)
+    if gone:
+        logger.info("evaluation %s supersedes %s", kept, ", ".join(gone))
+    return gone
 
 
 def evaluation_reasons(settings: BreakerSettings, pair: PairedResult) -> list[str]:

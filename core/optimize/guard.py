@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from typing import Any, Literal
 
-from core.breaker import FAILURE_KINDS, BreakerSettings, CircuitBreaker, FailureKind, classify_failure
+from core.breaker import BreakerSettings, CircuitBreaker, FailureKind, classify_failure
 from core.errors import ProviderError
 from core.models import ModelSpec, redact
 
@@ -24,9 +24,8 @@ Role = Literal["student", "reflection"]
 
 
 def failure_kind(exc: BaseException) -> FailureKind:
-    """The kind of a failed LM call (``parse`` when the model answered but its answer could not be read)."""
-    if isinstance(exc, ProviderError):
-        return exc.kind if exc.kind in FAILURE_KINDS else "other"  # type: ignore[return-value]
+    """The kind of a failed LM call (``parse`` when the model answered but its answer could not be read): the one
+    classifier's, :func:`core.breaker.classify_failure`."""
     return classify_failure(exc)
 
 

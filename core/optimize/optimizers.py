@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from core.limits.slots import THREADS_CAPPED_TAG, cap_threads
 from core.optimize.compiled import run_compiled
 from core.optimize.config import OPTIMIZER_LABELS, OptimizeConfig, OptimizerName
 from core.optimize.estimate import Estimate, Plan, estimate_fewshot, estimate_gepa, estimate_miprov2, estimate_own
@@ -78,4 +79,19 @@ def run_optimization(config: OptimizeConfig, store: RunStore, *, log_dir: Path, 
     if progress:
         progress({"phase": "loading", "message": "Loading the task", "history": []})
     plan = plan or plan_optimization(config, store.settings)
+    # A local student's server slots cap the threads (the reflection model is called one at a time); an LM
+    # factory's LMs (tests) have no server to ask.
+    threads, capped = cap_threads(config.threads, [] if kwargs.get("lm_factory") else [config.student])
+    if capped:
+        config = replace(config, threads=threads)
+        plan = replace(plan, config=config)
+        if progress:
+            progress({"phase": "loading", "message": f"Threads capped {capped}", "history": []})
+        kwargs["on_run_created"] = functools.partial(_note_cap, store, capped, kwargs.get("on_run_created"))
     return OPTIMIZERS[config.optimizer].run(config, store, log_dir=log_dir, plan=plan, progress=progress, **kwargs)
+
+
+def _note_cap(store: RunStore, capped: str, then: Callable[[str], None] | None, run_id: str) -> None:
+    store.set_tags(run_id, {THREADS_CAPPED_TAG: capped})
+    if then:
+        then(run_id)

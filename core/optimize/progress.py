@@ -35,9 +35,11 @@ class OptimizeProgress(TypedDict, total=False):
     candidates: int
     best_val_score: float | None
     elapsed_s: float
+    # Spend: what the providers billed (a cache hit costs nothing), over all attempts.
     student_cost_usd: float
     reflection_cost_usd: float
     total_cost_usd: float
+    cached_calls: int  # LM calls answered from DSPy's cache (nothing spent), over all attempts
     attempts: int
     resumed_from_metric_calls: int
     # Faults, over all attempts: calls that reached a provider and failed, and reflection proposals that
@@ -56,11 +58,13 @@ class OptimizeProgress(TypedDict, total=False):
 
 
 class CostMeter:
-    """Running spend of one LM, read from its history (cache hits cost nothing)."""
+    """Running spend of one LM, read from its history: what the provider billed (a cache hit, whose history entry
+    carries no usage, costs nothing and is counted in ``cached_calls``)."""
 
     def __init__(self, lm: Any, price: Price, base_usd: float = 0.0) -> None:
         self.lm, self.price, self.total = lm, price, base_usd
         self.input_tokens = self.output_tokens = 0
+        self.calls = self.cached_calls = 0  # this attempt's calls seen in the history, and those from the cache
         self._seen: str | None = None
         self._lock = threading.Lock()
 
@@ -76,6 +80,8 @@ class CostMeter:
                 self._seen = history[-1].get("uuid")
             for entry in new:
                 usage = entry.get("usage") or {}
+                self.calls += 1
+                self.cached_calls += not usage
                 inp, out = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
                 self.input_tokens += inp
                 self.output_tokens += out
@@ -86,8 +92,14 @@ class CostMeter:
 ProgressSink = Callable[[OptimizeProgress], None]
 
 
+SPEND_LOG_S = 5.0  # how often the spend so far is logged to the MLflow run while it goes
+
+
 class ProgressCallback:
-    """GEPA callback that keeps a OptimizeProgress and hands it to a sink (throttled); never raises."""
+    """GEPA callback that keeps a OptimizeProgress and hands it to a sink (throttled); never raises.
+
+    With a store and run id it also logs the spend so far to the run every SPEND_LOG_S seconds, so a run that fails,
+    is killed or is cancelled still shows what it spent (:meth:`log_spend` logs it once more at its end)."""
 
     def __init__(self, sink: ProgressSink, budget: int, student: CostMeter, reflection: CostMeter,
                  previous: OptimizeProgress | None = None, store: RunStore | None = None, run_id: str | None = None,
@@ -100,14 +112,16 @@ class ProgressCallback:
         self.started = time.time()
         self.prev_elapsed = float(prev.get("elapsed_s", 0.0))
         self.min_interval_s = min_interval_s
-        self._last_emit = 0.0
+        self._last_emit = self._last_logged = 0.0
+        self.prev_cached = int(prev.get("cached_calls", 0))
         self._lock = threading.Lock()
         self.state: OptimizeProgress = {
             "phase": "optimizing", "message": "", "metric_calls_used": int(prev.get("metric_calls_used", 0)),
             "metric_calls_budget": budget, "iteration": int(prev.get("iteration", 0)),
             "candidates": int(prev.get("candidates", 0)), "best_val_score": prev.get("best_val_score"),
             "elapsed_s": self.prev_elapsed, "student_cost_usd": student.total, "reflection_cost_usd": reflection.total,
-            "total_cost_usd": student.total + reflection.total, "attempts": int(prev.get("attempts", 0)) + 1,
+            "total_cost_usd": student.total + reflection.total, "cached_calls": int(prev.get("cached_calls", 0)),
+            "attempts": int(prev.get("attempts", 0)) + 1,
             "resumed_from_metric_calls": int(prev.get("metric_calls_used", 0)),
             "history": list(prev.get("history", [])),
         }
@@ -126,6 +140,28 @@ class ProgressCallback:
         self._count_faults()
         keys = ("failed_student_calls", "failed_reflection_calls", "failed_proposals", "proposals")
         return {k: float(self.state[k]) for k in keys if k in self.state}  # type: ignore[literal-required]
+
+    def spend_metrics(self) -> dict[str, float]:
+        """What the run spent so far, as MLflow metrics: ``spent_usd`` (= ``optimization_cost_usd``, the providers'
+        bill over all attempts; cache hits are free), by role, the calls answered from the cache, and this
+        attempt's tokens."""
+        s, r = self.student, self.reflection
+        student, reflection = s.update(), r.update()
+        return {"spent_usd": student + reflection, "optimization_cost_usd": student + reflection,
+                "student_cost_usd": student, "reflection_cost_usd": reflection,
+                "cached_calls": float(self.prev_cached + s.cached_calls + r.cached_calls),
+                "student_input_tokens": float(s.input_tokens), "student_output_tokens": float(s.output_tokens),
+                "reflection_input_tokens": float(r.input_tokens), "reflection_output_tokens": float(r.output_tokens)}
+
+    def log_spend(self) -> None:
+        """Log the spend and fault counts so far to the run (at :meth:`step`); never raises. Called while the run
+        goes and once more wherever it ends (finished, failed, cancelled, capped, interrupted)."""
+        if not (self.store and self.run_id):
+            return
+        try:
+            self.store.log_metrics(self.run_id, {**self.spend_metrics(), **self.fault_metrics()}, step=self.step())
+        except Exception as exc:  # noqa: BLE001 - the spend is also in progress.json
+            logger.warning("could not log the spend to MLflow: %s", exc)
 
     def step(self) -> int:
         """The MLflow step of a final value: the metric calls used, the highest step the run's series reached (MLflow
@@ -146,13 +182,19 @@ class ProgressCallback:
             self.state["student_cost_usd"] = self.student.update()
             self.state["reflection_cost_usd"] = self.reflection.update()
             self.state["total_cost_usd"] = self.state["student_cost_usd"] + self.state["reflection_cost_usd"]
+            self.state["cached_calls"] = self.prev_cached + self.student.cached_calls + self.reflection.cached_calls
             self.state["updated_at"] = now
             self._count_faults()
             snapshot = json.loads(json.dumps(self.state, default=str))
+            log_now = now - self._last_logged >= SPEND_LOG_S
+            if log_now:
+                self._last_logged = now
         try:
             self.sink(snapshot)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - progress must never break a run
             logger.warning("progress sink failed: %s", exc)
+        if log_now:
+            self.log_spend()
 
     def _point(self, val_score: float | None = None) -> None:
         self.state["history"].append({
@@ -187,7 +229,7 @@ class ProgressCallback:
                 self.store.log_metrics(self.run_id, {
                     "val_score": score, "best_val_score": float(self.state["best_val_score"] or 0.0),
                     "metric_calls_used": self.state["metric_calls_used"], "candidates": self.state["candidates"],
-                    "running_cost_usd": self.state["total_cost_usd"], **self.fault_metrics(),
+                    "running_cost_usd": self.state["total_cost_usd"], **self.spend_metrics(), **self.fault_metrics(),
                 }, step=self.state["metric_calls_used"])
             except Exception as exc:  # noqa: BLE001
                 logger.warning("could not log progress to MLflow: %s", exc)

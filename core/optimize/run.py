@@ -25,6 +25,8 @@ from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import Plan, metric_call_budget
 from core.optimize.finish import PairedResult, evaluate_pair, evaluation_reasons
 from core.optimize.guard import CallGuard, ProposalCounter, guard_lm
+from core.optimize.lifecycle import INTERRUPTED, SearchWatch, ends_interrupted, mark_interrupted
+from core.optimize.lifecycle import close_orphan_evaluations as close_orphan_evaluations  # re-exported
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
 from core.optimize.search import SearchRecorder
 from core.program import get_instruction, make_program, program_to_dict, to_examples
@@ -75,20 +77,6 @@ def cap_text(usd: float) -> str:
 
 
 FAULT_TAGS = ("error", "stopped_by", "degraded", "degraded_reason", "stop_reason", "state")
-
-
-def close_orphan_evaluations(store: RunStore, run_id: str) -> list[str]:
-    """End the RUNNING child evaluations of an optimization (a kill during its test evaluation leaves them
-    RUNNING) as KILLED, tagged ``studio.state=interrupted``; returns their ids."""
-    closed = []
-    for run in store.search(f"tags.`mlflow.parentRunId` = '{run_id}'"):
-        if run.info.status == "RUNNING":
-            store.set_tags(run.info.run_id, {f"{TAG}state": "interrupted"})
-            store.end_run(run.info.run_id, "KILLED")
-            closed.append(run.info.run_id)
-    if closed:
-        logger.info("closed %d orphan evaluation run(s) of %s: %s", len(closed), run_id, ", ".join(closed))
-    return closed
 
 
 class _QuietTracebacks(logging.Filter):
@@ -144,6 +132,7 @@ def open_run(store: RunStore, config: OptimizeConfig, task: Task, splits: Splits
     return run_id
 
 
+@ends_interrupted
 def run_gepa(
     config: OptimizeConfig,
     store: RunStore,
@@ -221,32 +210,44 @@ def run_gepa(
     program = make_program(task, config.module, config.instruction or None, start=config.start)
     original_instruction = get_instruction(program)
     budget_kw: dict[str, Any] = {"max_metric_calls": budget}
+    watch = SearchWatch()  # a search that could not propose (no trajectories) says so
     gepa = dspy.GEPA(
         metric=metric, reflection_lm=reflection_lm, reflection_minibatch_size=config.reflection_minibatch_size,
         use_merge=config.use_merge, num_threads=config.threads, seed=config.seed, log_dir=str(log_dir),
         track_stats=True, **budget_kw,
-        gepa_kwargs={"callbacks": [callback, recorder, *(extra_callbacks or [])], "stop_callbacks": [stopper]},
+        gepa_kwargs={"callbacks": [callback, recorder, watch, *(extra_callbacks or [])], "stop_callbacks": [stopper]},
     )
     gepa_logger, quiet = logging.getLogger("dspy.teleprompt.gepa.gepa"), _QuietTracebacks()
     gepa_logger.addFilter(quiet)
     try:
-        with dspy.context(lm=student_lm):
+        with dspy.context(lm=student_lm, callbacks=[*dspy.settings.get("callbacks", []), watch.parses]):
             optimized = gepa.compile(program, trainset=train, valset=val)
     except BaseException as exc:
-        callback.emit(force=True, phase="failed", message=str(exc)[:2000], error=str(exc)[:2000])
-        store.log_metrics(run_id, callback.fault_metrics(), step=callback.step())
-        store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
+        ctrl_c = isinstance(exc, KeyboardInterrupt)  # interrupted, not failed: a resume goes on from GEPA's state
+        message = INTERRUPTED if ctrl_c else str(exc)[:2000]
+        callback.emit(force=True, phase="interrupted" if ctrl_c else "failed", message=message,
+                      **({} if ctrl_c else {"error": message}))
+        callback.log_spend()  # a failed run shows what it spent
+        if not ctrl_c:
+            store.set_tags(run_id, {f"{TAG}error": str(exc)[:5000]})
         try:
             store.log_artifacts(run_id, {"search.json": recorder.record()})
+            store.log_metrics(run_id, recorder.error_metrics())
         except Exception as log_exc:  # noqa: BLE001 - the run's own failure is what it must report
             logger.warning("could not log search.json: %s", log_exc)
-        store.end_run(run_id, "FAILED")
+        if ctrl_c:
+            mark_interrupted(store, run_id)
+        else:
+            store.end_run(run_id, "FAILED")
         raise
     finally:
         gepa_logger.removeFilter(quiet)
         tracing.flush()  # a stopped or failed run shows its traces too
+        callback.log_spend()  # and its spend, whatever ended it (an interrupt included)
 
-    failure: ProviderError | None = stop["failure"]
+    failure: StudioError | None = stop["failure"]
+    if failure is None and not stop["why"]:  # the budget ran out: did GEPA propose anything at all?
+        failure = watch.no_proposal(proposals.started, guards[1].calls)
     if failure is None and proposals.started and proposals.succeeded <= 0:
         r = guards[1].breaker
         failure = ProviderError(
@@ -280,7 +281,7 @@ def run_gepa(
         "iterations": state["iteration"], "elapsed_s": state["elapsed_s"],
         "student_input_tokens": meters[0].input_tokens, "student_output_tokens": meters[0].output_tokens,
         "reflection_input_tokens": meters[1].input_tokens, "reflection_output_tokens": meters[1].output_tokens,
-        **callback.fault_metrics(),
+        **callback.spend_metrics(), **callback.fault_metrics(), **recorder.error_metrics(),
     }
     if details is not None and getattr(details, "total_metric_calls", None) is not None:
         cost_metrics["total_metric_calls"] = float(details.total_metric_calls)
@@ -326,7 +327,7 @@ def fail_run(store: RunStore, result: OptimizeResult, callback: ProgressCallback
     result.degraded_reason = f"Stopped by the circuit breaker: {error.message}" if by_breaker else f"Failed: {error.message}"
     callback.emit(force=True, phase="failed", message=message[:2000], error=message[:2000], degraded=True,
                   degraded_reason=result.degraded_reason[:2000], **({"stopped_by": "breaker"} if by_breaker else {}))
-    store.log_metrics(result.run_id, callback.fault_metrics(), step=callback.step())
+    callback.log_spend()
     store.set_tags(result.run_id, {f"{TAG}error": message[:5000], f"{TAG}degraded": "true",
                                    f"{TAG}degraded_reason": result.degraded_reason[:5000],
                                    **({f"{TAG}stopped_by": "breaker"} if by_breaker else {})})

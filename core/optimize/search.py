@@ -30,21 +30,27 @@ from typing import Any, Callable, Literal
 
 from core.optimize.progress import CostMeter
 from core.optimize.search_record import (
+    ERRORS_METRIC,
     INSTRUCTION_CAP,
     SEARCH_FILE,
     VAL_TEXT_CAP,
     VERSION,
+    CallbackErrors,
     Candidate,
     Proposal,
     Role,
     SearchRecord,
     SpendReader,
+    closed_proposal,
+    empty_record,
     empty_roles,
     example_gold,
     example_text,
     feedback_rows,
     json_id,
     load_record,
+    merge_minibatch,
+    open_proposal,
     score_value,
     trim,
 )
@@ -53,7 +59,8 @@ logger = logging.getLogger(__name__)
 
 
 def _event(fn: Callable[[SearchRecorder, Any], None]) -> Callable[[SearchRecorder, Any], None]:
-    """A GEPA callback: settle spend first, under the lock; an error is logged, never raised into GEPA."""
+    """A GEPA callback: settle spend first, under the lock; an error is counted in the record (its ``errors``)
+    and logged, never raised into GEPA."""
 
     @functools.wraps(fn)
     def handler(self: SearchRecorder, event: Any) -> None:
@@ -65,11 +72,8 @@ def _event(fn: Callable[[SearchRecorder, Any], None]) -> Callable[[SearchRecorde
                 if fn.__name__ == "on_budget_updated":
                     self._after_train = after_train
                 fn(self, event)
-        except Exception as exc:  # the record is an extra; the run goes on
-            first = fn.__name__ not in self._failed
-            self._failed.add(fn.__name__)
-            logger.log(logging.WARNING if first else logging.DEBUG, "search recorder: %s failed: %s", fn.__name__, exc,
-                       exc_info=first)
+        except Exception as exc:  # noqa: BLE001 - the record is an extra; the run goes on, the record says so
+            self._failed_in(fn.__name__, exc)
 
     return handler
 
@@ -95,6 +99,7 @@ class SearchRecorder:
         self.best_idx: int | None = rec.get("best_idx")
         self.pareto_front: list[int] = list(rec.get("pareto_front") or [])
         self.proposals: list[Proposal] = list(rec.get("proposals") or [])
+        self.errors = CallbackErrors(rec.get("errors"))
         self.roles = empty_roles()
         for role, spend in (rec.get("roles") or {}).items():
             if role in self.roles:
@@ -112,10 +117,14 @@ class SearchRecorder:
             with self._lock:
                 self._settle()
                 return self._build()
-        except Exception:
+        except Exception as exc:
             logger.warning("search recorder: the record could not be built", exc_info=True)
-            return {"version": VERSION, "components": [], "val_ids": [], "val_texts": [], "candidates": [],
-                    "best_idx": None, "pareto_front": [], "proposals": [], "roles": empty_roles()}
+            self.errors.note("record", exc)
+            return empty_record(self.errors)
+
+    def error_metrics(self) -> dict[str, float]:
+        """The run's metric of this record's callback errors (0: the record is whole)."""
+        return {ERRORS_METRIC: float(self.errors.count)}
 
     def current_role(self, model: Literal["student", "reflection"]) -> Role:
         """The role a call of ``model`` made now counts for (see the module's docstring)."""
@@ -134,7 +143,7 @@ class SearchRecorder:
         record: SearchRecord = {
             "version": VERSION, "components": self.components, "val_ids": self.val_ids, "val_texts": val_texts,
             "candidates": candidates, "best_idx": best, "pareto_front": sorted(self.pareto_front),
-            "proposals": self.proposals, "roles": self.roles,
+            "proposals": self.proposals, "roles": self.roles, "errors": self.errors.to_dict(),
         }
         return json.loads(json.dumps(record, default=str))  # a copy that shares nothing with the recorder
 
@@ -211,11 +220,8 @@ class SearchRecorder:
         return next((p for p in self._pending if test(p)), None)
 
     def _new_proposal(self, kind: str, iteration: int, parents: list[int], **fields: Any) -> dict[str, Any]:
-        proposal = {"iteration": iteration, "kind": kind, "parents": parents, "minibatch_ids": [],
-                    "parent_scores": None, "new_scores": None, "accepted": None, "new_idx": None, "reason": "",
-                    "instructions": None, "feedback": [], "_gold": {}, "_started": kind == "merge", **fields}
-        self._pending.append(proposal)
-        return proposal
+        self._pending.append(open_proposal(kind, iteration, parents, **fields))
+        return self._pending[-1]
 
     def _decide(self, proposal: dict[str, Any] | None, accepted: bool, reason: str = "",
                 new_idx: int | None = None) -> None:
@@ -224,29 +230,22 @@ class SearchRecorder:
 
     def _close_iteration(self, why: str = "") -> None:
         """Move this iteration's proposals to the record; one GEPA skipped (nothing to reflect on) is dropped."""
-        for p in self._pending:
-            if not p["_started"]:
-                continue
-            if p["accepted"] is None:
-                p["accepted"] = False
-                p["reason"] = why or ("the reflection model gave no usable instruction" if p["instructions"] is None
-                                      else "the iteration ended before GEPA decided")
-            self.proposals.append({k: (v if v is not None or k == "new_idx" else ([] if k != "instructions" else {}))
-                                   for k, v in p.items() if not k.startswith("_")})  # type: ignore[arg-type]
+        self.proposals += [closed_proposal(p, why) for p in self._pending if p["_started"]]
         self._pending = []
         self._student_role = "student_val"
 
-    def _merge_minibatch(self, inputs: Sequence[Any], parents: list[int]) -> dict[str, Any]:
-        """A merge is checked on validation examples: their ids (matched by text) and the better parent's scores."""
-        index = {example_text(ex): i for i, ex in enumerate(self._valset)}
-        ids = [index.get(example_text(ex)) for ex in inputs]
-        rows = []
-        for parent in parents:
-            cand = self.candidates.get(parent)
-            by_id = dict(zip(self.val_ids, cand["val_scores"] or [], strict=False)) if cand else {}
-            rows.append([by_id.get(i) for i in ids])
-        best = max(rows, key=lambda r: sum(s or 0.0 for s in r), default=[])
-        return {"minibatch_ids": ids, "parent_scores": best}
+    def _failed_in(self, name: str, exc: Exception) -> None:
+        """Count a callback's failure (a warning the first time per callback); an iteration's end still saves."""
+        self.errors.note(name, exc)
+        first = name not in self._failed
+        self._failed.add(name)
+        logger.log(logging.WARNING if first else logging.DEBUG, "search recorder: %s failed: %s", name, exc,
+                   exc_info=first)
+        if name in ("on_iteration_end", "on_optimization_end"):
+            try:
+                self.save()  # the copy a live page and a resume read says it is incomplete too
+            except Exception:
+                logger.debug("search recorder: could not save after a failure", exc_info=True)
 
     # GEPA callback methods (gepa.core.callbacks.GEPACallback) ---------------------------------
 
@@ -300,7 +299,7 @@ class SearchRecorder:
                 p["_gold"] = {example_text(ex): example_gold(ex) for ex in inputs}
         elif not self._train_window and idx is None and len(parents) > 1:
             self._new_proposal("merge", int(event.get("iteration", 0)), parents,
-                               **self._merge_minibatch(inputs, parents))
+                               **merge_minibatch(self._valset, self.candidates, self.val_ids, inputs, parents))
 
     @_event
     def on_evaluation_end(self, event: Any) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
+
+from core.secrets import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +20,8 @@ TEXT_CAP = 2000  # a feedback row's texts, as a page shows them
 INSTRUCTION_CAP = 4000  # a proposal's instruction (a candidate keeps its full text)
 VAL_TEXT_CAP = 500  # a validation example's text, for the grid's hover
 FEEDBACK_ROWS = 10  # feedback rows kept per proposal
+ERROR_CAP = 500  # the first callback error's message, as kept
+ERRORS_METRIC = "search_callback_errors"  # the run's metric: callback errors of its search record
 Role = Literal["student_train", "student_val", "reflection", "judge"]
 ROLES: tuple[Role, ...] = ("student_train", "student_val", "reflection", "judge")
 
@@ -62,6 +66,11 @@ class Proposal(TypedDict):
     feedback: list[FeedbackRow]
 
 
+class RecordErrors(TypedDict):
+    count: int  # callbacks that raised (each is left out of the record: it may miss candidates or proposals)
+    first: str | None  # the first one's "callback: Type: message", scrubbed and capped
+
+
 class SearchRecord(TypedDict):
     version: int
     components: list[str]
@@ -72,6 +81,58 @@ class SearchRecord(TypedDict):
     pareto_front: list[int]
     proposals: list[Proposal]
     roles: dict[str, RoleSpend]
+    errors: RecordErrors  # absent from records written before it was counted
+
+
+class CallbackErrors:
+    """The recorder's own failures: a callback never raises into GEPA, but each failure is counted and the first
+    kept, so an incomplete record says so (:func:`incomplete_note`) instead of passing for a whole one."""
+
+    def __init__(self, saved: Mapping[str, Any] | None = None) -> None:
+        self.count = int((saved or {}).get("count") or 0)
+        self.first: str | None = (saved or {}).get("first") or None
+
+    def note(self, where: str, exc: BaseException) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = trim(scrub(f"{where}: {type(exc).__name__}: {exc}"), ERROR_CAP)
+
+    def to_dict(self) -> RecordErrors:
+        return {"count": self.count, "first": self.first}
+
+
+def incomplete_note(record: Mapping[str, Any]) -> str | None:
+    """"search record incomplete: N callback errors (first: ...)" for a record whose callbacks failed, else None."""
+    errors = record.get("errors") or {}
+    count = int(errors.get("count") or 0) if isinstance(errors, Mapping) else 0
+    if not count:
+        return None
+    first = errors.get("first")
+    return (f"search record incomplete: {count} callback error{'s' if count != 1 else ''}"
+            + (f" (first: {first})" if first else ""))
+
+
+def empty_record(errors: CallbackErrors) -> SearchRecord:
+    """A record with nothing in it but its errors (the record itself could not be built)."""
+    return {"version": VERSION, "components": [], "val_ids": [], "val_texts": [], "candidates": [], "best_idx": None,
+            "pareto_front": [], "proposals": [], "roles": empty_roles(), "errors": errors.to_dict()}
+
+
+def open_proposal(kind: str, iteration: int, parents: list[int], **fields: Any) -> dict[str, Any]:
+    """A proposal being made (fields starting with ``_`` are the recorder's own and never saved)."""
+    return {"iteration": iteration, "kind": kind, "parents": parents, "minibatch_ids": [], "parent_scores": None,
+            "new_scores": None, "accepted": None, "new_idx": None, "reason": "", "instructions": None, "feedback": [],
+            "_gold": {}, "_started": kind == "merge", **fields}
+
+
+def closed_proposal(p: dict[str, Any], why: str = "") -> Proposal:
+    """The record's copy of a proposal its iteration ended with: undecided reads as rejected, with why."""
+    if p["accepted"] is None:
+        p["accepted"] = False
+        p["reason"] = why or ("the reflection model gave no usable instruction" if p["instructions"] is None
+                              else "the iteration ended before GEPA decided")
+    return {k: (v if v is not None or k == "new_idx" else ([] if k != "instructions" else {}))  # type: ignore[return-value]
+            for k, v in p.items() if not k.startswith("_")}
 
 
 def empty_roles() -> dict[str, RoleSpend]:
@@ -130,6 +191,20 @@ def example_gold(example: Any) -> str:
         return fields_text(dict(example.labels()))
     except Exception:  # noqa: BLE001
         return ""
+
+
+def merge_minibatch(valset: Sequence[Any], candidates: Mapping[int, Candidate], val_ids: Sequence[Any],
+                    inputs: Sequence[Any], parents: list[int]) -> dict[str, Any]:
+    """A merge is checked on validation examples: their ids (matched by text) and the better parent's scores."""
+    index = {example_text(ex): i for i, ex in enumerate(valset)}
+    ids = [index.get(example_text(ex)) for ex in inputs]
+    rows = []
+    for parent in parents:
+        cand = candidates.get(parent)
+        by_id = dict(zip(val_ids, cand["val_scores"] or [], strict=False)) if cand else {}
+        rows.append([by_id.get(i) for i in ids])
+    best = max(rows, key=lambda r: sum(s or 0.0 for s in r), default=[])
+    return {"minibatch_ids": ids, "parent_scores": best}
 
 
 def feedback_rows(dataset: Mapping[str, Any], gold_by_text: Mapping[str, str]) -> list[FeedbackRow]:

@@ -166,9 +166,13 @@ class Reader:
 
 
 def evaluation_usage(*runs: RunInfo | None) -> dict[str, float] | None:
-    """Calls, tokens and cost of an optimization's test evaluations together (the "test evaluation" role)."""
+    """Calls, tokens and spend of an optimization's test evaluations together (the "test evaluation" role): its
+    ``cost_usd`` is what they spent (``spent_usd``; cache hits are free), as every other role's is; runs older than
+    ``spent_usd`` give their list-price cost."""
     present = [r for r in runs if r is not None]
     if not present:
         return None
-    keys = {"calls": "lm_calls", "input_tokens": "input_tokens", "output_tokens": "output_tokens", "cost_usd": "cost_usd"}
-    return {out: float(sum(r.metrics.get(key, 0.0) or 0.0 for r in present)) for out, key in keys.items()}
+    keys = {"calls": "lm_calls", "input_tokens": "input_tokens", "output_tokens": "output_tokens"}
+    usage = {out: float(sum(r.metrics.get(key, 0.0) or 0.0 for r in present)) for out, key in keys.items()}
+    usage["cost_usd"] = float(sum(r.metrics.get("spent_usd", r.metrics.get("cost_usd", 0.0)) or 0.0 for r in present))
+    return usage

@@ -46,7 +46,8 @@ def section(reader: data.Reader, report: data.ReportData, figs: Figures, skip_pa
         Column("label", "run"), Column("kind", "kind"), Column("n", "n", num, True),
         Column("accuracy", "accuracy", pct, True), Column("ci_low", "95 % CI low", pct, True),
         Column("ci_high", "95 % CI high", pct, True), Column("macro_f1", "macro F1", lambda v: num(v, 3), True),
-        Column("failed", "failed", num, True), Column("cost_per_1k", "cost per 1k", usd, True),
+        Column("failed", "failed", num, True), Column("cost_per_1k", "cost per 1k predictions", usd, True),
+        Column("spent_usd", "spend", usd, True),
         Column("run_id", "run id", nowrap=True)]))
     parts.append('<div class="cols"><div>' + figs.add(charts.accuracy_bars(frame)) + "</div><div>"
                  + figs.add(charts.accuracy_vs_cost(frame)) + "</div></div>")

@@ -16,7 +16,7 @@ from core.analytics.verdict import verdict
 from core.errors import StudioError
 from core.report import data
 from core.report.page import Column, Figures, details, esc, facts, missing, num, para, pct, pre, table, usd
-from core.runs import module_name, optimization_frame
+from core.runs import module_name, optimization_frame, run_spend
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ def section(reader: data.Reader, opt: data.Optimization, figs: Figures) -> str:
         ("Metric calls used", num(m.get("metric_calls_used"))),
         ("Candidates", num(m.get("candidates"))),
         ("Best validation score", num(m.get("best_val_score"), 3)),
-        ("Optimization cost", f"{usd(m.get('optimization_cost_usd'))} (student {usd(m.get('student_cost_usd'))}, "
-                              f"reflection {usd(m.get('reflection_cost_usd'))})"),
+        ("Spend", _spend(info.row.get("kind"), m)),
     ])]
     before, after = reader.records(opt.original), reader.records(opt.optimized)
     parts.append(_verdict(opt, before, after))
@@ -59,6 +58,16 @@ def section(reader: data.Reader, opt: data.Optimization, figs: Figures) -> str:
                                                  "note"))
     parts.append(_prompts(reader, opt))
     return "".join(parts)
+
+
+def _spend(kind: Any, m: Mapping[str, float]) -> str:
+    """ "$0.0112 (student $0.0100, reflection $0.0012; 40 LM calls from the cache)", "not recorded" when unknown."""
+    total = run_spend(str(kind or "optimization"), m)
+    if total is None:
+        return "not recorded (a run from before every run logged its spend)"
+    split = f"student {usd(m.get('student_cost_usd'))}, reflection {usd(m.get('reflection_cost_usd'))}"
+    cached = m.get("cached_calls")
+    return f"{usd(total)} ({split}" + (f"; {num(cached)} LM calls from the cache)" if cached else ")")
 
 
 def _names(opt: data.Optimization) -> tuple[str, str]:
@@ -165,12 +174,13 @@ def _search(record: dict[str, Any], opt: data.Optimization, figs: Figures) -> st
     parts.append(_rejected(views.rejected_proposals(record)))
     roles = views.cost_by_role(record, data.evaluation_usage(opt.original, opt.optimized))
     if not roles.empty:
-        parts.append("<h3>Calls and cost by role</h3>")
+        parts.append("<h3>Calls and spend by role</h3>")
+        parts.append(para("Spend: what the providers billed; answers from the cache cost nothing.", "muted small"))
         parts.append(table(roles, [Column("role", "role"), Column("calls", "calls", num, True),
                                    Column("metric_calls", "metric calls", num, True),
                                    Column("input_tokens", "input tokens", num, True),
                                    Column("output_tokens", "output tokens", num, True),
-                                   Column("cost_usd", "cost", usd, True)]))
+                                   Column("cost_usd", "spend", usd, True)]))
         parts.append(figs.add(charts.cost_by_role_chart(roles)))
     return "".join(parts)
 

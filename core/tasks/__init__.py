@@ -1,6 +1,7 @@
 """Tasks: what a task is (model), reading files (readers), checking them (validate), sampling splits
 (sampling) and the one table of task sources (sources). Imports nothing from optimize, jobs or cli."""
 
+from core.tasks.labels import LABEL_OPTIONS, LabelOption, lookalike_groups, lookalike_key
 from core.tasks.model import (
     PUBMED_LABEL_DESCRIPTIONS,
     PUBMED_LABELS,
@@ -22,7 +23,7 @@ from core.tasks.text import MISSING_MARKERS, is_missing_marker, label_key, listi
 from core.tasks.validate import MAX_LABELS, clean_table, guess_columns, label_counts, validate_table
 
 __all__ = [
-    "MAX_LABELS", "MISSING_MARKERS", "PUBMED_LABELS", "PUBMED_LABEL_DESCRIPTIONS", "SAMPLE_METHODS", "SOURCES",
+    "LABEL_OPTIONS", "MAX_LABELS", "MISSING_MARKERS", "LabelOption", "lookalike_groups", "lookalike_key", "PUBMED_LABELS", "PUBMED_LABEL_DESCRIPTIONS", "SAMPLE_METHODS", "SOURCES",
     "SampleMethod", "SampleSpec", "Splits",
     "Task", "TaskRef", "TaskSource", "check_task", "check_test_labels", "clean_table", "default_instruction",
     "demo_task", "guess_columns", "is_missing_marker", "label_counts", "label_key", "listing", "load_demo",

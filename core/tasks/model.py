@@ -82,8 +82,8 @@ class Task:
                 clashes.append(f"{seen!r} / {label!r}")
         if clashes:
             raise DataError(
-                f"Task {self.name!r} has labels that differ only in case, spaces or invisible characters: "
-                f"{listing(clashes, 3, sep='; ', quote=False)}.",
+                f"Task {self.name!r} has labels that differ only in case, spaces or invisible characters (such as "
+                f"right-to-left controls): {listing(clashes, 3, sep='; ', quote=False)}.",
                 f"An answer naming one could not be told from the other: rename them, or {MERGE_HINT}.",
             )
 
@@ -196,7 +196,8 @@ class TaskRef:
     text_column: str = "description"
     label_column: str = "target"
     name: str = ""
-    merge_similar_labels: bool = False  # labels differing only in case / spaces / invisible characters: merge, not fail
+    # The label options (core.tasks.labels.LABEL_OPTIONS: the Task page's checkboxes, --merge-labels, --drop-missing).
+    merge_similar_labels: bool = False  # lookalike labels (case, spaces, invisible or bidi characters, 1 / 1.0 / 01): merge
     drop_missing_labels: bool = False  # drop rows labelled "NaN", "null", "N/A"... (default: keep them, with a warning)
 
     @property

@@ -21,7 +21,7 @@ from core.errors import ConfigError, DataError
 from core.tasks.decode import decode
 from core.tasks.model import PUBMED_LABELS
 from core.tasks.text import listing
-from core.tasks.validate import READ_NOTES, _require_columns
+from core.tasks.validate import READ_NOTES, SOURCE_NAME, _require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +260,7 @@ def read_table(source: str | Path | bytes | IO, *, name: str = "", timeout: floa
         raise DataError(f"{label} has no data rows.", "Give a file with a header row and at least one data row.")
     notes += _unique_columns(df)
     df.attrs[READ_NOTES] = notes
+    df.attrs[SOURCE_NAME] = label
     logger.info("Read %d rows x %d columns from %s", len(df), len(df.columns), label)
     return df
 
@@ -272,6 +273,7 @@ def load_demo() -> pd.DataFrame:
 def _pubmed_columns(df: pd.DataFrame, name: str) -> pd.DataFrame:
     _require_columns(df, ["description", "target"], what=f"The PubMed file {name}")
     out = df[["description", "target"]].copy()  # drops description_cln, abstract_id, index columns
+    out.attrs = {SOURCE_NAME: name}
     target = out["target"].astype("string").str.strip()
     upper = target.str.upper()
     out["target"] = upper.where(upper.isin(PUBMED_LABELS), target).astype(str)  # "background" -> "BACKGROUND"

@@ -8,9 +8,10 @@ import logging
 import pandas as pd
 
 from core.errors import ConfigError, DataError
+from core.tasks.labels import lookalike_key, spelling
 from core.tasks.model import SAMPLE_METHODS, SampleMethod, Splits, Task
-from core.tasks.text import label_key, listing
-from core.tasks.validate import MERGE_HINT, _require_columns
+from core.tasks.text import listing
+from core.tasks.validate import MERGE_HINT, _require_columns, source_name
 
 logger = logging.getLogger(__name__)
 
@@ -35,20 +36,26 @@ def _sample(df: pd.DataFrame, label_column: str, n: int, seed: int, what: str = 
     return df.groupby(label_column, group_keys=False).sample(n=n, random_state=seed)
 
 
+def _test_table(test_df: pd.DataFrame, article: str = "The") -> str:
+    """How messages name a separate test table: with its file's name where it has one."""
+    return f"{article} test table" + (f" {source_name(test_df)}" if source_name(test_df) else "")
+
+
 def check_test_labels(labels: tuple[str, ...], test_df: pd.DataFrame, label_column: str) -> list[str]:
     """Warnings about a separate test table's labels: rows whose label is not a task label (left out), and task
     labels with no test rows. Raises DataError when no test row has a task label."""
-    _require_columns(test_df, [label_column], what="The test table")
+    _require_columns(test_df, [label_column], what=_test_table(test_df))
     test_labels = test_df[label_column].dropna().astype(str)
     outside = test_labels[~test_labels.isin(labels)].value_counts()
-    near = {label_key(label): label for label in labels}
-    spelled = [f"{lab!r} (train: {near[label_key(lab)]!r})" for lab in outside.index if label_key(lab) in near]
-    respell = (f" Some differ from a train label only in case or spacing: {listing(spelled, 3, quote=False)}; "
-               f"fix them, or {MERGE_HINT}.") if spelled else ""
+    near = {lookalike_key(label): label for label in labels}
+    spelled = [f"{spelling(lab)} (train: {near[lookalike_key(lab)]!r})" for lab in outside.index
+               if lookalike_key(lab) in near]
+    respell = (f" Some look like a train label: {listing(spelled, 3, quote=False)}; fix them, or "
+               f"{MERGE_HINT}.") if spelled else ""
     if len(test_labels) and int(outside.sum()) == len(test_labels):
         raise DataError(
-            f"None of the test table's labels appear in train: the test table has {listing(outside.index)}; "
-            f"train has {listing(labels)}.{respell}",
+            f"None of the test table's labels appear in train: {_test_table(test_df, 'the')} has "
+            f"{listing(outside.index)}; train has {listing(labels)}.{respell}",
             f"The label column {label_column!r} of both files must use the same labels.",
         )
     notes = []
@@ -125,7 +132,7 @@ def make_splits(
     if test_df is None:
         test = _sample(rest, lab, test_per_label, seed, what=" for the test split", method=method)
     else:
-        _require_columns(test_df, [text, lab], what="The test table")
+        _require_columns(test_df, [text, lab], what=_test_table(test_df))
         notes = check_test_labels(task.labels, test_df, lab)
         taken = set(train[text]) | (set(val[text]) if val is not None else set())
         keep = test_df[lab].isin(task.labels)
@@ -134,10 +141,11 @@ def make_splits(
         test_pool = test_df[keep]
         if test_pool.empty:
             raise DataError(
-                "The test table has no rows with the task's labels that are not already in train.",
+                f"{_test_table(test_df)} has no rows with the task's labels that are not already in train.",
                 f"Its label column {lab!r} must use the same labels: {listing(task.labels)}.",
             )
-        test = _sample(test_pool, lab, test_per_label, seed, what=" in the test table", method=method)
+        test = _sample(test_pool, lab, test_per_label, seed, what=f" in {_test_table(test_df, 'the')}",
+                       method=method)
         shared = int(test[text].isin(taken).sum())
         if shared:
             notes.append(f"{shared} test sentence(s) were also drawn for train or validation: the notebook's draw "

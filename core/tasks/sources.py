@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.errors import ConfigError
 from core.settings import Settings
+from core.tasks.labels import LABEL_OPTIONS
 from core.tasks.model import SampleSpec, Splits, Task, TaskRef, demo_task, pubmed_task, table_task
 from core.tasks.readers import load_demo, load_pubmed, read_table
 from core.tasks.sampling import check_test_labels, make_splits
@@ -41,8 +42,9 @@ def _load_pubmed(ref: TaskRef, settings: Settings) -> Tables:
         test = load_pubmed("test", source=ref.test_source, cache_dir=settings.cache_dir)
     elif not ref.source:  # the hub's own test split; with a local train file, test comes from its rest
         test = load_pubmed("test", cache_dir=settings.cache_dir)
-    clean = lambda df: clean_table(df, text_column="description", label_column="target")  # noqa: E731
-    return pubmed_task(ref.source or "hub"), clean(train), (clean(test) if test is not None else None)
+    clean = lambda df: clean_table(df, text_column="description", label_column="target", **_options(ref))  # noqa: E731
+    task = pubmed_task(ref.source or "hub")
+    return task, clean(train), (_aligned(clean(test), task, ref) if test is not None else None)
 
 
 def _load_demo(ref: TaskRef, settings: Settings) -> Tables:
@@ -50,7 +52,14 @@ def _load_demo(ref: TaskRef, settings: Settings) -> Tables:
 
 
 def _options(ref: TaskRef) -> dict[str, bool]:
-    return {"merge_similar_labels": ref.merge_similar_labels, "drop_missing_labels": ref.drop_missing_labels}
+    return {field: bool(getattr(ref, field)) for field in LABEL_OPTIONS}
+
+
+def _aligned(test: pd.DataFrame, task: Task, ref: TaskRef) -> pd.DataFrame:
+    """With the merge option, a test label that looks like a train label is spelled as in train ("1.0" -> "1")."""
+    if ref.merge_similar_labels:
+        test[task.label_column] = align_labels(test[task.label_column], task.labels)
+    return test
 
 
 def _read_checked(source: str, ref: TaskRef) -> tuple[pd.DataFrame, list[str]]:
@@ -68,9 +77,7 @@ def _load_file(ref: TaskRef, settings: Settings) -> Tables:
                       source=ref.source)
     test = None
     if ref.test_source:
-        test, _ = _read_checked(ref.test_source, ref)
-        if ref.merge_similar_labels:  # "positive" in the test file is train's "Positive"
-            test[ref.label_column] = align_labels(test[ref.label_column], task.labels)
+        test = _aligned(_read_checked(ref.test_source, ref)[0], task, ref)
     return task, df, test
 
 

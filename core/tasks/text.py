@@ -15,16 +15,56 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": 
                          "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"'})
 _SPACE = re.compile(r"\s+")
 
+# Bidi controls that open a run (closed by PDF U+202C: embeddings and overrides; by PDI U+2069: isolates).
+_RLO = "\u202e"
+_EMBEDS = frozenset("\u202a\u202b\u202d\u202e")
+_ISOLATES = frozenset("\u2066\u2067\u2068")
+
+
+def _close(stack: list[tuple[str, list[str]]]) -> None:
+    kind, parts = stack.pop()  # a run closed inside another is one unit of it: an override does not reorder it
+    stack[-1][1].append("".join(reversed(parts) if kind == _RLO else parts))
+
+
+def shown_as(value: str) -> str:
+    """``value`` in the order a screen shows it: the characters under a right-to-left override (U+202E) reversed,
+    so ``"\\u202egen"`` is shown as "neg". Bidi controls are left out; other invisible characters are kept."""
+    if not any(ch in _EMBEDS or ch in _ISOLATES or ch in "\u202c\u2069" for ch in value):
+        return value
+    stack: list[tuple[str, list[str]]] = [("", [])]
+    for ch in value:
+        if ch in _EMBEDS or ch in _ISOLATES:
+            stack.append((ch, []))
+        elif ch == "\u202c":  # PDF closes the innermost embedding or override, not an isolate
+            if len(stack) > 1 and stack[-1][0] in _EMBEDS:
+                _close(stack)
+        elif ch == "\u2069":  # PDI closes the innermost isolate and everything opened inside it
+            if any(kind in _ISOLATES for kind, _ in stack):
+                while stack[-1][0] not in _ISOLATES:
+                    _close(stack)
+                _close(stack)
+        else:
+            stack[-1][1].append(ch)
+    while len(stack) > 1:
+        _close(stack)
+    return "".join(stack[0][1])
+
+
+def visible(value: str) -> str:
+    """What a reader sees of ``value``: :func:`shown_as` without invisible (format) characters."""
+    return "".join(ch for ch in shown_as(value) if unicodedata.category(ch) != "Cf")
+
 
 def label_key(value: object) -> str:
-    """What a label is once case, spacing, Unicode compatibility forms and invisible characters are ignored.
+    """What a label is once case, spacing, Unicode compatibility forms, invisible characters and bidi overrides are
+    ignored.
 
     Two labels with the same key are the same class to a reader (and to the answer parser), so a task may
     not hold both.
     """
-    text = unicodedata.normalize("NFKC", str(value)).translate(_QUOTES)
-    # Format characters (zero-width space/joiners, BOM, soft hyphen, bidi marks) are invisible.
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    # Format characters (zero-width space/joiners, BOM, soft hyphen, bidi marks) are invisible; text under a
+    # right-to-left override reads backwards.
+    text = unicodedata.normalize("NFKC", visible(str(value))).translate(_QUOTES)
     return _SPACE.sub(" ", text).strip().casefold()
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import pandas as pd
 
 from core.errors import DataError
-from core.tasks.text import is_missing_marker, label_key, listing
+from core.tasks.labels import DROP, MERGE, aligned, describe, lookalike_groups, merged
+from core.tasks.text import is_missing_marker, listing
 
 MAX_LABELS = 1_000  # a prompt listing more classes than this is not a classification task for an LM
-MERGE_HINT = "tick 'Merge labels that differ only in case or spacing' (TaskRef merge_similar_labels=True)"
+MERGE_HINT = MERGE.hint
 READ_NOTES = "read_notes"  # df.attrs key: what read_table changed while reading (shown as warnings)
+SOURCE_NAME = "source_name"  # df.attrs key: the file read_table read the table from (named in messages)
 
 
-def _require_columns(df: pd.DataFrame, columns: list[str], what: str = "The table") -> None:
+def _require_columns(df: pd.DataFrame, columns: list[str], what: str = "") -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
+        what = what or (f"The table {source_name(df)}" if source_name(df) else "The table")
         raise DataError(
             f"{what} has no column {' or '.join(repr(c) for c in missing)}. "
             f"Its columns are: {listing(map(str, df.columns), 20)}.",
@@ -50,37 +53,53 @@ def _labels(series: pd.Series) -> pd.Series:
     return out.mask(out.eq("").fillna(False)).astype(str)
 
 
-def similar_label_groups(labels: pd.Series) -> list[list[tuple[str, int]]]:
-    """Groups of distinct labels with the same :func:`label_key`, each as (label, rows) pairs, most rows first."""
-    counts = labels.dropna().value_counts()
-    groups: dict[str, list[tuple[str, int]]] = {}
-    for label, n in counts.items():
-        groups.setdefault(label_key(label), []).append((str(label), int(n)))
-    return [sorted(g, key=lambda p: (-p[1], p[0])) for g in groups.values() if len(g) > 1]
-
-
 def _markers(labels: pd.Series) -> list[str]:
     """The distinct labels that are missing-value markers (checked once per distinct value, not per row)."""
     return [v for v in labels.dropna().unique() if is_missing_marker(v)]
 
 
-def _merged(labels: pd.Series, groups: list[list[tuple[str, int]]]) -> pd.Series:
-    """Each spelling in a group replaced by the group's most frequent one."""
-    mapping = {label: group[0][0] for group in groups for label, _ in group[1:]}
-    return labels.replace(mapping) if mapping else labels
+def source_name(df: pd.DataFrame) -> str:
+    """The file ``df`` was read from, as :func:`core.tasks.read_table` named it ("" for a table made in code)."""
+    return str(df.attrs.get(SOURCE_NAME) or "")
 
 
-def _group_text(group: list[tuple[str, int]]) -> str:
-    return " / ".join(f"{label!r} ({n})" for label, n in group[:4]) + (f" / … {len(group) - 4} more" if len(group) > 4 else "")
+def _where(column: str, source: str, word: str = "column") -> str:
+    """``column 'label' of data/test.csv``: the column and the file it was read from."""
+    return f"{word} {column!r}" + (f" of {source}" if source else "")
+
+
+def _lookalikes(labels: pd.Series, merge: bool, column: str, source: str) -> tuple[pd.Series, list[str]]:
+    """``labels`` with lookalikes merged (``merge``), and a note; DataError for unmerged labels a reader cannot
+    tell apart; a counted warning for unmerged numbers spelled more than one way."""
+    groups = lookalike_groups(labels)
+    if not groups:
+        return labels, []
+    rows = sum(g.others for g in groups)
+    if merge:
+        return merged(labels, groups), [
+            f"Merged {len(groups):,} label(s) spelled more than one way in {_where(column, source)} ({rows:,} "
+            f"row(s) respelled): {describe(groups, merged_into=True)}."]
+    if clashes := [g for g in groups if g.clash]:
+        raise DataError(
+            f"{_where(column, source, 'Column')} has {len(clashes):,} label(s) spelled more than one way "
+            f"(differing only in case, spaces, invisible or right-to-left characters): {describe(clashes)}.",
+            f"Each spelling would be scored as a class of its own although no answer can tell them apart. Fix the "
+            f"spellings in the file, or {MERGE.hint} (each group becomes its most frequent spelling).",
+        )
+    return labels, [
+        f"{_where(column, source, 'Column')} has {len(groups):,} label(s) spelled as more than one number "
+        f"({rows:,} row(s) in the less frequent spellings): {describe(groups)}. Each spelling is a class of its "
+        f"own; if they are one class, {MERGE.hint}."]
 
 
 def prepared_labels(
-    series: pd.Series, *, merge_similar_labels: bool = False, drop_missing_labels: bool = False, column: str = "label"
+    series: pd.Series, *, merge_similar_labels: bool = False, drop_missing_labels: bool = False,
+    column: str = "label", source: str = "",
 ) -> tuple[pd.Series, list[str]]:
-    """The label column as :func:`clean_table` keeps it, and notes on what was merged or dropped.
+    """The label column as :func:`clean_table` keeps it, and notes on what was merged, dropped or looks alike.
 
-    Raises DataError if labels collide after case / space / Unicode normalisation and ``merge_similar_labels``
-    is off.
+    Raises DataError (naming ``source``, the file) if labels collide after case / space / Unicode / bidi
+    normalisation and ``merge_similar_labels`` is off.
     """
     labels = _labels(series)
     notes: list[str] = []
@@ -90,25 +109,25 @@ def prepared_labels(
             notes.append(f"{n:,} row(s) labelled with a missing-value marker "
                          f"({listing(sorted(labels[marked].unique()))}) will be dropped.")
             labels = labels.mask(marked)
-    groups = similar_label_groups(labels)
-    if groups and not merge_similar_labels:
-        shown = listing((_group_text(g) for g in groups), 3, sep="; ", quote=False)
-        raise DataError(
-            f"Column {column!r} has {len(groups):,} label(s) spelled more than one way (differing only in case, "
-            f"spaces or invisible characters): {shown}. Rows per spelling in brackets.",
-            f"They would be scored as different classes. Fix the spellings in the file, or {MERGE_HINT}.",
-        )
-    if groups:
-        shown = listing((f"{_group_text(g)} → {g[0][0]!r}" for g in groups), 3, sep="; ", quote=False)
-        notes.append(f"Merged {len(groups):,} label(s) spelled more than one way: {shown}.")
-        labels = _merged(labels, groups)
-    return labels, notes
+    labels, found = _lookalikes(labels, merge_similar_labels, column, source)
+    return labels, notes + found
 
 
 def align_labels(series: pd.Series, labels: tuple[str, ...]) -> pd.Series:
-    """``series`` with each value that is one of ``labels`` up to :func:`label_key` spelled as in ``labels``."""
-    spelling = {label_key(label): label for label in labels}
-    return series.map(lambda v: spelling.get(label_key(v), v) if isinstance(v, str) else v)
+    """``series`` with each value that looks like one of ``labels`` (see :mod:`core.tasks.labels`) spelled as in
+    ``labels``."""
+    return aligned(series, labels)
+
+
+def _marker_warning(labels: pd.Series, column: str) -> list[str]:
+    """A warning about labels that are missing-value markers, kept as classes (the drop option is off)."""
+    markers = labels[labels.isin(_markers(labels))]
+    if not len(markers):
+        return []
+    counts = markers.value_counts()
+    return [f"{len(markers):,} row(s) in {column!r} are labelled with a missing-value marker: "
+            f"{listing((f'{k!r} ({v})' for k, v in counts.items()), quote=False)}. They are kept as classes of their "
+            f"own; if they mean 'no label', {DROP.hint}."]
 
 
 def validate_table(
@@ -127,40 +146,35 @@ def validate_table(
     if text_column == label_column:
         raise DataError(f"The text and label columns are the same ({text_column!r}).", "Pick two different columns.")
     warnings: list[str] = list(df.attrs.get(READ_NOTES, []))
+    source = source_name(df)
     texts = _texts(_column(df, text_column))
     labels, notes = prepared_labels(_column(df, label_column), merge_similar_labels=merge_similar_labels,
-                                    drop_missing_labels=drop_missing_labels, column=label_column)
+                                    drop_missing_labels=drop_missing_labels, column=label_column, source=source)
     empty = texts == ""
     if empty.all():
         raise DataError(
-            f"Every cell of the text column {text_column!r} is empty.", "Pick the column that holds the texts."
+            f"Every cell of the text column {text_column!r}{f' of {source}' if source else ''} is empty.",
+            "Pick the column that holds the texts."
         )
     usable = labels[~empty].dropna()
     n_labels = usable.nunique()
     if n_labels < min_labels:
         raise DataError(
-            f"Column {label_column!r} has {n_labels} distinct label(s) ({listing(sorted(usable.unique())) or 'none'}); "
+            f"{_where(label_column, source, 'Column')} has {n_labels} distinct label(s) "
+            f"({listing(sorted(usable.unique())) or 'none'}); "
             f"a classifier needs at least {min_labels}.",
             "Pick the column that holds the classes, or add rows for the other labels.",
         )
     if n_labels > MAX_LABELS or (n_labels > 50 and n_labels > 0.9 * len(usable)):
         raise DataError(
-            f"Column {label_column!r} has {n_labels:,} distinct labels for {len(usable):,} rows "
+            f"{_where(label_column, source, 'Column')} has {n_labels:,} distinct labels for {len(usable):,} rows "
             f"({listing(usable.unique())}): it looks like an id or free-text column, not classes.",
             f"Pick the column that holds the classes (a task may have at most {MAX_LABELS:,} labels, "
             "each with several rows).",
         )
     warnings += notes
     if not drop_missing_labels:
-        markers = usable[usable.isin(_markers(usable))]
-        if len(markers):
-            counts = markers.value_counts()
-            warnings.append(
-                f"{len(markers):,} row(s) in {label_column!r} are labelled with a missing-value marker: "
-                f"{listing((f'{k!r} ({v})' for k, v in counts.items()), quote=False)}. They are kept as "
-                "classes of their own; if they mean 'no label', tick 'Drop rows labelled NaN, null, N/A…' "
-                "(TaskRef drop_missing_labels=True)."
-            )
+        warnings += _marker_warning(usable, label_column)
     if n_empty := int(empty.sum()):
         warnings.append(f"{n_empty:,} row(s) have an empty text in {text_column!r}; they will be dropped.")
     if n_missing := int(labels.isna().sum()):
@@ -197,12 +211,15 @@ def clean_table(
     out = df.copy()
     out[text_column] = _texts(_column(df, text_column))
     out[label_column], _ = prepared_labels(_column(df, label_column), merge_similar_labels=merge_similar_labels,
-                                           drop_missing_labels=drop_missing_labels, column=label_column)
+                                           drop_missing_labels=drop_missing_labels, column=label_column,
+                                           source=source_name(df))
     out = out[(out[text_column] != "") & out[label_column].notna()]
     out = out.drop_duplicates(subset=[text_column, label_column])
     out[text_column] = out[text_column].astype(str)
     out[label_column] = out[label_column].astype(str)
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs = dict(df.attrs)  # the file's name, for messages about the cleaned table
+    return out
 
 
 def label_counts(df: pd.DataFrame, label_column: str) -> pd.DataFrame:

@@ -256,7 +256,7 @@ def test_the_limit_survives_copies_and_tracing_and_tokens_settle(stub):
         def role(self):
             return "evaluation"
 
-        def record(self, role, call, entry, out, exc, start):
+        def record(self, role, call, entry, out, exc, start, queued=0.0):
             recorded.append(entry)
 
     traced = copy.copy(lm)

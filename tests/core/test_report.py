@@ -141,7 +141,7 @@ def test_the_report_says_what_the_runs_found(world):
     assert "<ins>" in html  # the word diff shows what GEPA added
     flips = (~before["correct"].astype(bool) & after["correct"].astype(bool)).sum()
     assert f"{flips} went wrong → right" in html
-    for heading in ("GEPA's search</h3>", "Rejected proposals", "Calls and cost by role", "Prompt growth",
+    for heading in ("GEPA's search</h3>", "Rejected proposals", "Calls and spend by role", "Prompt growth",
                     "Confusion matrices", "F1 per label", "Pairs of runs on the same examples"):
         assert heading in html, heading
     assert "test evaluation</td>" in html and "reflection</td>" in html  # cost by role, test evaluation included

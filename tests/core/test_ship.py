@@ -10,6 +10,7 @@ import urllib.request
 
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 
 from core.errors import ConfigError
 from core.models import ModelSpec, openai_compatible
@@ -17,7 +18,15 @@ from core.ship import MODEL_URI_TAG, export_model, load_snippet, serve_command, 
 from core.tasks import SampleSpec, TaskRef
 from tests.ports import free_port
 from tests.scenario import write_csv
-from tests.stub_server import Faults, gepa_responder, hinted_label, keyword_label
+from tests.stub_server import (
+    Faults,
+    StubError,
+    gepa_responder,
+    hinted_label,
+    keyword_classifier,
+    keyword_label,
+    last_user_text,
+)
 
 SECRET = "sk-planted-ship-secret-9f8e7d"
 TEXTS = ["Patients in cohort 3 were randomized to drug B or placebo.", "We conclude that drug A helps group 2."]
@@ -88,9 +97,14 @@ def test_a_failed_text_is_an_empty_label_with_its_reason(settings, store, ref, s
     shipped = export_model(store, run_id, name="baseline-small")
     assert shipped.optimization_run_id is None and shipped.prompt_uri is None
     model = mlflow.pyfunc.load_model(shipped.uri)
-    stub.faults = Faults(server_error=1.0)
-    out = model.predict(pd.DataFrame({shipped.input_field: TEXTS[:1]}))
-    assert out[shipped.output_field].isna().all() and out["error"].iloc[0]
+    stub.responder = lambda model, messages, body: (StubError(500) if "drug A" in last_user_text(messages)
+                                                    else keyword_classifier(model, messages, body))
+    out = model.predict(pd.DataFrame({shipped.input_field: TEXTS}))  # one text of two fails: the batch answers
+    assert out[shipped.output_field].iloc[0] == keyword_label(TEXTS[0]) and out[shipped.output_field].isna().iloc[1]
+    assert out["error"].isna().iloc[0] and out["error"].iloc[1].startswith("server_error: ")
+    stub.faults = Faults(server_error=1.0)  # every text failed: an error, never a table of errors
+    with pytest.raises(MlflowException, match="all 1 texts failed"):
+        model.predict(pd.DataFrame({shipped.input_field: TEXTS[:1]}))
 
 
 def test_export_from_the_cli_and_bad_exports_say_what_to_do(store, ref, stub, capsys):

@@ -141,8 +141,8 @@ def test_labels_spelled_two_ways_are_an_error_naming_the_groups(settings):
     path = BAD_DIR / "label_case_collision.csv"
     with pytest.raises(DataError) as err:
         tasks.load_tables(TaskRef(kind="file", source=str(path), text_column="text", label_column="label"), settings)
-    assert "'positive' (13) / 'POSITIVE' (1) / 'Positive' (1)" in str(err.value)
-    assert "merge_similar_labels" in err.value.hint
+    assert "'positive' (13 rows), 'POSITIVE' (1 row) and 'Positive' (1 row) look alike" in str(err.value)
+    assert "--merge-labels" in err.value.hint and "'Merge lookalike labels'" in err.value.hint
 
 
 def test_merging_similar_labels_keeps_the_most_frequent_spelling(settings):
@@ -195,7 +195,7 @@ def test_test_labels_absent_from_train_are_counted_not_dropped_silently(tmp_path
     assert splits.sizes()["test"] == 10
     absent, missing = splits.notes
     assert absent.startswith("19 test row(s) have a label that never appears in train: 'Positive' (15), 'neutral' (4)")
-    assert "'Positive' (train: 'positive')" in absent and "merge_similar_labels" in absent
+    assert "'Positive' (train: 'positive')" in absent and "--merge-labels" in absent
     assert missing.startswith("The test table has no rows for 1 label(s) ('positive')")
     assert {absent, missing} <= set(tasks.check_task(ref, settings))
     merged = TaskRef(**{**ref.to_dict(), "merge_similar_labels": True})

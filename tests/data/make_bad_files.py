@@ -178,6 +178,13 @@ CASES: tuple[Case, ...] = (
          r"spelled more than one way.*\\u200b", lambda: with_labels({0: "posi\u200btive"})),
     Case("label_nfkc_collision.csv", "'positive' and its full-width form", "error", r"spelled more than one way",
          lambda: with_labels({0: "\uff50\uff4f\uff53\uff49\uff54\uff49\uff56\uff45"})),
+    Case("label_rtl_override_collision.csv", "'negative' and a right-to-left override label shown as 'negative'",
+         "error", r"spelled more than one way.*'\\u202eevitagen' shown as 'negative' \(1 row\) look alike",
+         lambda: with_labels({15: "\u202eevitagen"})),
+    Case("label_numeric_spellings.csv", "labels 1 / +1 / 01 / 1.0 beside 0", "warn",
+         r"spelled as more than one number \(45 row\(s\) .*'1' \(20 rows\), '\+1' \(15 rows\), '01' \(15 rows\) "
+         r"and '1.0' \(15 rows\) look alike",
+         lambda: csv_bytes(rows(("0", "1"), 20) + rows(("1.0", "01", "+1"), text="Rated {label}: review {i}."))),
     Case("nan_like_labels.csv", "labels 'NaN', 'null', 'None', 'N/A', '-'", "warn",
          r"75 row\(s\) .* missing-value marker: 'NaN' \(15\), 'null' \(15\)",
          lambda: csv_bytes(rows(("positive", "negative", "NaN", "null", "None", "N/A", "-")))),

@@ -497,7 +497,7 @@ def test_compare_charts_paired_test_and_break_even(seeded):
     assert_clean(at)
     specs = chart_specs(at)
     titles = ["Accuracy by run", "Accuracy vs cost", "F1 per class and run", "F1 per class", "A: ", "B: ",
-              "Optimization cost", "Pays back after"]
+              "Optimization spend", "Pays back after"]
     assert len(specs) == 8 and all(t in s for t, s in zip(titles, specs, strict=True)), [s[-200:] for s in specs]
     assert "stub-small · Predict · optimized" in specs[0] and "stub-large · Predict" in specs[0]
     shown = metrics(at)

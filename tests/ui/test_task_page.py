@@ -65,7 +65,8 @@ def test_uploading_through_the_widget(empty, name, content, says):
 def test_similar_labels_are_an_error_until_merged_on_the_page(empty):
     at = _open_with_file(BAD_DIR / "label_case_collision.csv")
     _no_crash(at)
-    assert any("spelled more than one way" in e and "'POSITIVE' (1)" in e for e in texts(at, "error"))
+    assert any("spelled more than one way" in e and "'POSITIVE' (1 row)" in e for e in texts(at, "error"))
+    assert at.checkbox(key="task.file.merge").label == "Merge lookalike labels"
     at.checkbox(key="task.file.merge").check().run()
     assert_clean(at)
     assert any("Merged 1 label(s)" in w for w in texts(at, "warning"))

@@ -66,7 +66,7 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
         + (f"<br>{fail}" if fail else "")
         + ("" if np.isnan(ans) or not f else f"<br>accuracy of the answered {ans * 100:.1f}%")
         + ("" if pd.isna(f1) else f"<br>macro-F1 {f1:.3f}")
-        + ("" if pd.isna(c) else f"<br>{_usd(c)} per 1k predictions")
+        + ("" if pd.isna(c) else f"<br>cost of the program {_usd(c)} per 1k predictions")
         for lab, kind, bad, a, lo, hi, k, fail, ans, f, f1, c in zip(
             df["_label"], df["_kind"], degraded, acc, df["_low"], df["_high"], n, failures, answered,
             np.nan_to_num(failed), macro, cost, strict=True)
@@ -125,14 +125,16 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
 
 
 def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
-    """Accuracy (%) against cost per 1,000 predictions (log axis); the Pareto front joined by a step line.
+    """Accuracy (%) against the cost of the program per 1,000 predictions (log axis: tokens x price, answers from
+    the cache at list price, so a cached re-run sits where its first run does); the Pareto front joined by a step
+    line. The hover also says what the run spent (``spent_usd``, when the frame has it).
 
     Colour is the model; the marker is the program (hollow: original, filled: optimized; circle: Predict,
     diamond: CoT), one legend entry per run label. The cost axis has ticks at powers of ten only ($0.01, $0.1,
     $1 …); free runs (cost 0, e.g. local models) sit on a tick that reads "free". Runs without a cost or an
     accuracy are left out. A single run still gets a sensible range on both axes.
     """
-    title = "Accuracy vs cost (upper left is better)"
+    title = "Accuracy vs cost per 1,000 predictions (upper left is better)"
     if runs.empty:
         return _empty_figure(title)
     _require(runs, ["label", "model", "accuracy", "cost_per_1k"], "accuracy_vs_cost")
@@ -152,7 +154,11 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     colors = model_colors(runs["model"])
 
     def hover(row: dict) -> str:
-        cost_text = "free / local" if row["cost_per_1k"] == 0 else f"{_usd(row['cost_per_1k'])} per 1k predictions"
+        cost_text = ("free / local" if row["cost_per_1k"] == 0 else
+                     f"cost of the program {_usd(row['cost_per_1k'])} per 1k predictions")
+        spent = row.get("spent_usd")
+        if spent is not None and not pd.isna(spent):
+            cost_text += f"<br>this run spent {_usd(spent)}"
         fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
         return (
             f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["degraded"] else "")
@@ -210,7 +216,7 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     has_free = bool((cost <= 0).any())
     fig.update_layout(
         title=title,
-        xaxis={"title": "Cost per 1,000 predictions (USD, log scale)",
+        xaxis={"title": "Cost of the program per 1,000 predictions (USD, log scale)",
                **log_usd_axis(df["_x"], free_at=floor if has_free else None)},
         yaxis={"title": "Accuracy (%)", "ticksuffix": "%",
                "range": percent_range(df["_low"] * 100, df["_high"] * 100)},

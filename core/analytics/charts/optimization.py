@@ -30,12 +30,14 @@ UNFINISHED = ("capped", "cancelled", "failed", "running", "interrupted")
 
 
 def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
-    """Horizontal stacked bars of what each optimization cost: student calls and reflection calls (USD).
+    """Horizontal stacked bars of what each optimization spent (what the providers billed; cache hits are free):
+    student calls and reflection calls (USD). A run that logged no spend (an older failed run) reads "spend not
+    recorded", never $0.
 
     Bars are labelled by the frame's ``run_label`` (student ← reflection, budget, result); a capped, cancelled or
     failed run (``outcome``) is hatched and says so at the end of its bar. Repeated labels get the short run id.
     """
-    title = "Optimization cost: student vs reflection"
+    title = "Optimization spend: student vs reflection"
     if opt.empty:
         return _empty_figure(title)
     _require(opt, ["run_label", "student_cost_usd", "reflection_cost_usd"], "optimization_cost_split")
@@ -45,6 +47,7 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
     student = opt["student_cost_usd"].fillna(0).to_numpy(dtype=float)
     reflection = opt["reflection_cost_usd"].fillna(0).to_numpy(dtype=float)
     total = student + reflection
+    unknown = (opt["student_cost_usd"].isna() & opt["reflection_cost_usd"].isna()).to_numpy(dtype=bool)
     notes = [" · ".join(p for p in ("DEGRADED" if _is_true(row.get("degraded")) else "",
                                     optimization_failure_text(row), _stop_reason(row)) if p) for row in rows]
     unfinished = [o in UNFINISHED for o in outcomes]
@@ -72,12 +75,13 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Scatter(
         y=labels, x=total, mode="text", textposition="middle right", cliponaxis=False, showlegend=False,
         hoverinfo="skip", name="total",
-        text=[f" {_usd(t)}" + (f" · {o.upper()}" if u else "") for t, o, u in zip(total, outcomes, unfinished, strict=True)],
+        text=[(" spend not recorded" if n else f" {_usd(t)}") + (f" · {o.upper()}" if u else "")
+              for t, o, u, n in zip(total, outcomes, unfinished, unknown, strict=True)],
     ))
     top = float(total.max()) if len(total) else 0.0
     fig.update_layout(
         title=title, barmode="stack", yaxis={"title": None, "autorange": "reversed", "automargin": True},
-        xaxis={"title": "Cost (USD)", "tickprefix": "$", "range": [0, top * 1.35 if top > 0 else 1.0]},
+        xaxis={"title": "Spend (USD)", "tickprefix": "$", "range": [0, top * 1.35 if top > 0 else 1.0]},
         legend_title="Calls", height=180 + 40 * len(labels),
     )
     return fig

@@ -1,0 +1,93 @@
+"""An evaluated program in MLflow's prompt registry: the whole program (instruction and demos), as it was measured.
+
+A version's template is the chat the program sends (system message, every demo as a user/assistant turn, then the
+text as the ``{{<input field>}}`` variable); its tags hold the demos as structured records, the instruction, the
+program's fingerprint and its measured test accuracy; its response format is the label set. The alias ``best``
+moves to a version only when its measured test accuracy beats the aliased one's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import dspy
+
+from core.models import ModelSpec
+from core.program import fingerprint, get_instruction, module_type, program_demos, prompt_template
+from core.store import TAG, RunStore
+from core.tasks import Task
+
+logger = logging.getLogger(__name__)
+
+BEST = "best"
+# Versions registered as a whole program carry this tag; older ones held only the instruction (no demos), so
+# their test accuracy was not measured on what they hold.
+WHOLE_PROGRAM = ("registered", "program")
+
+
+def prompt_name(task_name: str, student: ModelSpec) -> str:
+    """The prompt-registry name for a task and student (letters, digits, - _ . only)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task_name}-{student.name}").strip("-")[:100]
+
+
+def _tags(task: Task, student: ModelSpec, program: dspy.Module, accuracy: float | None,
+          run_id: str, job_id: str | None) -> dict[str, str]:
+    demos = program_demos(program)
+    return {"task": task.name, "student": student.name, "run_id": run_id, "job_id": job_id or "",
+            "test_accuracy": "" if accuracy is None else f"{accuracy:.6f}", "module": module_type(program),
+            "fingerprint": fingerprint(program), "instruction": get_instruction(program),
+            "n_demos": str(len(demos)), "demos": json.dumps(demos, ensure_ascii=False, default=str),
+            "input_field": task.input_field, "output_field": task.output_field, WHOLE_PROGRAM[0]: WHOLE_PROGRAM[1]}
+
+
+def _beats_best(name: str, accuracy: float | None) -> bool:
+    """Whether a program measured at ``accuracy`` takes the alias ``best``: there is none yet, the aliased version
+    was never measured as it is registered (an old instruction-only one), or this one scored strictly higher. A
+    tie keeps the older version; an unmeasured program never takes it. Test accuracies of runs on other test
+    splits are compared as they are (each version's tags name its run, whose params hold the test fingerprint)."""
+    import mlflow
+
+    if accuracy is None:
+        return False
+    # cache_ttl_seconds=0: an alias lookup is otherwise cached for 60 s, and a second run would read a stale best.
+    best = mlflow.genai.load_prompt(f"prompts:/{name}@{BEST}", allow_missing=True, link_to_model=False,
+                                    cache_ttl_seconds=0)
+    if best is None or best.tags.get(WHOLE_PROGRAM[0]) != WHOLE_PROGRAM[1]:
+        return True
+    try:
+        best_accuracy = float(best.tags.get("test_accuracy") or "nan")
+    except ValueError:
+        return True
+    return best_accuracy != best_accuracy or accuracy > best_accuracy
+
+
+def register_prompt(store: RunStore, task: Task, student: ModelSpec, program: dspy.Module, accuracy: float | None,
+                    run_id: str, job_id: str | None, optimizer: str = "GEPA") -> str | None:
+    """Register ``program`` (measured at test ``accuracy``) as a new prompt version, demos included; move the alias
+    ``best`` when it beats the aliased version. Its URI (also tagged on ``run_id``), or None if the registry
+    refused (logged: the run's artifacts keep the program)."""
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(store.settings.tracking_uri)
+        name = prompt_name(task.name, student)
+        output: dict[str, Any] = {"type": "object", "required": [task.output_field],
+                                  "properties": {task.output_field: {"type": "string", "enum": list(task.labels)}}}
+        model: dict[str, Any] = {"model_name": student.model, "provider": student.provider}
+        model.update({k: v for k, v in (("temperature", student.temperature), ("max_tokens", student.max_tokens))
+                      if v is not None})
+        move = _beats_best(name, accuracy)  # before registering: "best" is the one measured so far
+        version = mlflow.genai.register_prompt(
+            name=name, template=prompt_template(program, task), commit_message=f"{optimizer} job {job_id}",
+            tags=_tags(task, student, program, accuracy, run_id, job_id), response_format=output, model_config=model)
+        if move:
+            mlflow.genai.set_prompt_alias(name, alias=BEST, version=version.version)
+        uri = f"prompts:/{name}/{version.version}"
+        store.set_tags(run_id, {f"{TAG}prompt_uri": uri})
+        return uri
+    except Exception as exc:  # noqa: BLE001 - the registry is an extra; the run's artifacts have the program
+        logger.warning("could not register the prompt: %s", exc)
+        return None
