@@ -104,7 +104,7 @@ def seed(settings, n: int) -> None:
     from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
     from sqlalchemy import insert
 
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     store = RunStore(settings)
     exp_id = store.experiment_id("pubmed")
@@ -171,7 +171,7 @@ def _artifacts(accuracy: float, rng: random.Random) -> dict[str, Any]:
 
 def check_listed(settings, n: int) -> float:
     """Every seeded run is in the run table (none cut at a page or a cap); returns the seconds it took."""
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     start = time.perf_counter()
     runs = RunStore(settings).list_runs()
@@ -248,7 +248,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GEPA_STUDIO_DATA_DIR"] = str(Path(tmp) / "studio")
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'studio' / 'mlflow.db'}"
-        from core.settings import load_settings
+        from core.config.settings import load_settings
 
         settings = load_settings().ensure()
         t = time.perf_counter()

@@ -20,9 +20,9 @@ CASES = ((500, 0.1, 16, 1.05), (5000, 0.5, 64, 1.10))
 
 def run_case(n: int, latency: float, threads: int) -> tuple[float, float, dict[str, float]]:
     """(wall seconds, client CPU seconds, metrics) of one evaluation of ``n`` examples."""
-    from core.evaluate import evaluate
-    from core.models import openai_compatible
-    from core.program import make_program, to_examples
+    from core.evaluation.evaluate import evaluate
+    from core.lm.models import openai_compatible
+    from core.program.program import make_program, to_examples
     from core.tasks import table_task
 
     df = sentences(n)

@@ -38,10 +38,10 @@ def watch_death(port: int, died: list[float], stop: threading.Event) -> None:
 
 
 def main() -> None:
-    from core.breaker import FAILURE_KINDS, BreakerTripped
-    from core.evaluate import evaluate, read_records
-    from core.models import openai_compatible
-    from core.program import make_program, to_examples
+    from core.evaluation.evaluate import evaluate, read_records
+    from core.lm.breaker import FAILURE_KINDS, BreakerTripped
+    from core.lm.models import openai_compatible
+    from core.program.program import make_program, to_examples
     from core.tasks import table_task
 
     df = sentences(N)

@@ -44,9 +44,9 @@ class Timer:
 
 
 def setup(tmp: Path, url: str):
-    from core.models import openai_compatible
+    from core.config.settings import load_settings
+    from core.lm.models import openai_compatible
     from core.optimize import OptimizeConfig
-    from core.settings import load_settings
     from core.tasks import SampleSpec, TaskRef
     from tests.scenario import write_csv
 
@@ -62,7 +62,7 @@ def setup(tmp: Path, url: str):
 
 def overhead(tmp: Path, stub) -> float:
     from core.optimize import run_optimization
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     settings, config = setup(tmp, stub.base_url)
     arrivals: list[float] = []

@@ -7,7 +7,7 @@ model, stub-large the frontier model, the judge and the reflection model (tests/
    reasoning_effort="medium", cache=False), its sequential ``check_accuracy`` over the three models, its
    ``dspy.GEPA(reflection_minibatch_size=15, num_threads=16, seed=1, reflection_lm=...)`` with a small budget in place
    of auto="light", and ``check_accuracy`` of the compiled program. Its Databricks judge is a managed service: here
-   both paths use GEPA Studio's judge feedback (core.metric, the reflection model judging) in GEPA, and exact match
+   both paths use GEPA Studio's judge feedback (core.program.metric, the reflection model judging) in GEPA, and exact match
    in the test evaluations.
 2. ``reproduce-notebook`` with the same sizes, budget and stub (in this process; its data dir's MLflow store exists,
    as after any earlier use: creating it is timed apart).
@@ -39,8 +39,8 @@ def notebook_path(url: str, train_csv: Path, test_csv: Path) -> dict[str, float]
     import pandas as pd
     from pandas import StringDtype
 
-    from core.metric import make_metric
-    from core.notebook import notebook_task
+    from core.presets.notebook import notebook_task
+    from core.program.metric import make_metric
     from core.tasks import pubmed_task
     from tests.core.test_notebook import TextClassificationSignature
 
@@ -95,8 +95,8 @@ def studio_path(url: str, train_csv: Path, test_csv: Path) -> int:
 
 def create_store() -> None:
     """What any earlier use of the data dir leaves: its MLflow store, created and migrated."""
-    from core.settings import load_settings
-    from core.store import RunStore
+    from core.config.settings import load_settings
+    from core.tracking.store import RunStore
 
     RunStore(load_settings())
 

@@ -157,7 +157,7 @@ class Arrivals:
 
 
 def setup(tmp: Path, url: str, rpm: int | None):
-    from core.models import ModelCatalog, openai_compatible
+    from core.lm.models import ModelCatalog, openai_compatible
     from core.optimize import OptimizeConfig
     from core.tasks import SampleSpec, TaskRef
     from tests.scenario import write_csv
@@ -194,7 +194,7 @@ def run_sweep(name: str, settings, url: str, rpm: int | None = None) -> float:
             if cell["state"] != "succeeded":
                 print(f"  {cell['job_id']}: {cell['state']}: {cell['error']}\n{manager.log_tail(cell['job_id'], 20)}")
         sys.exit(f"{name}: the sweep ended {job.state} ({job.error}); no timing from a failed sweep.")
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     store = RunStore(settings)
     accuracies = [store.get_run(c["run_id"]).data.metrics.get("optimized_test_accuracy") for c in progress["cells"]]
@@ -208,9 +208,9 @@ def run_sweep(name: str, settings, url: str, rpm: int | None = None) -> float:
 
 
 def bench(rpm: int, latency: float) -> None:
+    from core.config.settings import Settings
     from core.jobs.ray_backend import require_ray
-    from core.limits import achieved_rate
-    from core.settings import Settings
+    from core.lm.limits import achieved_rate
     from tests.stub_server import StubLLMServer, gepa_responder
 
     ray_address, tracking = services()

@@ -30,13 +30,13 @@ def folder_bytes(path: Path) -> int:
 
 def run_once(n: int, stub_url: str, traces: str) -> tuple[float, int, int]:
     """(wall seconds, traces of the run, bytes of the data dir) of one evaluation run with tracing ``traces``."""
-    from core.baseline import run_evaluation
-    from core.models import openai_compatible
-    from core.program import make_program
-    from core.settings import load_settings
-    from core.store import RunStore
+    from core.config.settings import load_settings
+    from core.evaluation.baseline import run_evaluation
+    from core.lm.models import openai_compatible
+    from core.program.program import make_program
     from core.tasks import table_task
-    from core.tracing import trace_counts
+    from core.tracking.store import RunStore
+    from core.tracking.tracing import trace_counts
 
     os.environ["GEPA_STUDIO_TRACES"] = traces
     data = Path(tempfile.mkdtemp(prefix=f"bench-tracing-{traces}-"))

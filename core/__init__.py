@@ -1,5 +1,9 @@
 """GEPA Studio's engine: tasks, models, evaluation, cost, the MLflow run store, GEPA jobs and charts.
 
+Its rooms, bottom to top (a room imports only rooms below it; pyproject.toml's layers contract): config; lm, tasks;
+analytics, program; tracking; evaluation; optimize; presets, ship, report; jobs; cli. Each room's ``__init__`` says
+what it is for.
+
 This is the one place that sets environment defaults, before DSPy, LiteLLM or MLflow load: LiteLLM uses its
 bundled price map (no 5 s fetch at import), MLflow draws no progress bar per artifact read, and DSPy's response cache lives in
 the data dir (``<data dir>/dspy-cache``) unless ``DSPY_CACHEDIR`` is set.

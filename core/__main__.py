@@ -1,6 +1,6 @@
 """``python -m core``: the CLI, with key values scrubbed from logs, stdout and stderr (tracebacks included)."""
 
-from core import secrets
+from core.config import secrets
 
 secrets.install(streams=True)
 

@@ -3,9 +3,9 @@
 import streamlit as st
 
 from core.analytics import charts
-from core.models import PROVIDER_HELP
-from core.runs import chart_frame, latest_per_label, module_name, with_spend
-from core.settings import get_secret
+from core.config.settings import get_secret
+from core.lm.models import PROVIDER_HELP
+from core.tracking.runs import chart_frame, latest_per_label, module_name, with_spend
 from ui import auth, cache, routing, state
 from ui.jobs import FAILURE_COLUMN_CONFIG, baseline_progress, degraded_warning, failure_table, job_picker, live_panel
 from ui.widgets import run_column_config, studio_errors

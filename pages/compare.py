@@ -5,8 +5,8 @@ import streamlit as st
 
 from core.analytics import charts
 from core.analytics.stats import trade_off
-from core.errors import StudioError
-from core.runs import (
+from core.config.errors import StudioError
+from core.tracking.runs import (
     MODULE_NAMES,
     chart_frame,
     distinct,

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices, run_spend, with_spend
+from core.tracking.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices, run_spend, with_spend
 from ui import cache, routing
 from ui.jobs import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_table
 from ui.widgets import pct, run_column_config, studio_errors, usd

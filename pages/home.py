@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.settings import PROVIDERS
+from core.config.settings import PROVIDERS
 from ui import cache, routing, state
 from ui.cluster import where_jobs_run
 from ui.widgets import studio_errors

@@ -6,10 +6,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import models as core_models
-from core.errors import ModelError
-from core.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelCatalog, ModelSpec
-from core.settings import PROVIDERS, get_secret, secrets_problem
+from core.config.errors import ModelError
+from core.config.settings import PROVIDERS, get_secret, secrets_problem
+from core.lm import models as core_models
+from core.lm.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelCatalog, ModelSpec
 from ui import cache, routing, state
 from ui.widgets import key_status, safe_text, show_error, studio_errors
 

@@ -3,8 +3,8 @@ cost by role and MLflow traces."""
 
 import streamlit as st
 
-from core.runs import latest_optimization, linked_evaluations, module_name, optimization_frame
-from core.store import TAG
+from core.tracking.runs import latest_optimization, linked_evaluations, module_name, optimization_frame
+from core.tracking.store import TAG
 from ui import cache, inside, routing, state
 from ui.widgets import pct, studio_errors, usd
 

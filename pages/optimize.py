@@ -3,14 +3,14 @@ cancel/resume."""
 
 import streamlit as st
 
-from core.errors import StudioError
+from core.config.errors import StudioError
 from core.jobs import MAX_SEEDS, repeat_seeds, submit_repeats
-from core.models import ModelSpec
+from core.lm.models import ModelSpec
 from core.optimize import OPTIMIZERS, OptimizeConfig
 from core.optimize.estimate import CHARS_PER_TOKEN
-from core.program import STARTS
-from core.runs import linked_evaluations, optimization_frame
+from core.program.program import STARTS
 from core.tasks import SampleSpec, TaskRef
+from core.tracking.runs import linked_evaluations, optimization_frame
 from ui import auth, cache, routing, state, sweeps
 from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
 from ui.notebook import preset_section

@@ -6,18 +6,9 @@ import json
 import streamlit as st
 
 from core.analytics.diff import diff_counts, diff_html
-from core.errors import StudioError
-from core.program import prompt_text
-from core.runs import (
-    EVAL_KINDS,
-    PROMPT_URI_TAG,
-    latest_optimization,
-    linked_evaluations,
-    module_name,
-    optimization_frame,
-    run_choices,
-)
-from core.ship import (
+from core.config.errors import StudioError
+from core.program.program import prompt_text
+from core.ship.register import (
     MODEL_URI_TAG,
     export_model,
     load_snippet,
@@ -25,6 +16,15 @@ from core.ship import (
     serve_command,
     shipped_from_uri,
     untested_reason,
+)
+from core.tracking.runs import (
+    EVAL_KINDS,
+    PROMPT_URI_TAG,
+    latest_optimization,
+    linked_evaluations,
+    module_name,
+    optimization_frame,
+    run_choices,
 )
 from ui import cache, routing, state
 from ui.notebook import starting_program
@@ -136,7 +136,7 @@ row = evals[evals["run_id"] == b].iloc[0]
 st.download_button("Download program B (JSON)", json.dumps(program_b, indent=2), key="prompts.download",
                    file_name=f"program-{row['model'] or 'model'}-{row['program'] or 'program'}-{b[:8]}.json".replace(" ", "_"),
                    mime="application/json", icon=":material/download:",
-                   help="Load it with core.program.load_program(path) → (program, task).")
+                   help="Load it with core.program.program.load_program(path) → (program, task).")
 parent = row.get("parent_run_id")
 parent = parent if isinstance(parent, str) and parent else None
 uri = None

@@ -5,8 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.analytics import charts
-from core.errors import StudioError
-from core.runs import split_label_counts
+from core.config.errors import StudioError
 from core.tasks import (
     LABEL_OPTIONS,
     SOURCES,
@@ -18,6 +17,7 @@ from core.tasks import (
     save_upload,
     validate_table,
 )
+from core.tracking.runs import split_label_counts
 from ui import cache, routing, state
 from ui.widgets import show_error, studio_errors
 

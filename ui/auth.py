@@ -29,8 +29,8 @@ import streamlit as st
 from streamlit import config as st_config
 from streamlit.auth_util import is_authlib_installed
 
-from core.errors import ConfigError
-from core.settings import get_secret
+from core.config.errors import ConfigError
+from core.config.settings import get_secret
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.errors import StudioError
+from core.config.errors import StudioError
+from core.config.settings import Settings, credential_status, load_settings
 from core.jobs import JobManager
-from core.models import ModelCatalog, ModelSpec
-from core.settings import Settings, credential_status, load_settings
-from core.store import RunStore
+from core.lm.models import ModelCatalog, ModelSpec
+from core.tracking.store import RunStore
 
 RUNS_TTL_S = 10  # a finished background job shows up within this long (Refresh: at once)
 # A tracking server answers the whole run table through MLflow's search (seconds per 1,000 runs; a SQL store is read
@@ -74,7 +74,7 @@ def catalog() -> ModelCatalog:
 
 
 def runs_table(kind: str | None = None) -> pd.DataFrame:
-    """Every run (or those of one kind), newest first, none left out; columns ``core.store.RUN_COLUMNS``."""
+    """Every run (or those of one kind), newest first, none left out; columns ``core.tracking.store.RUN_COLUMNS``."""
     remote = settings().tracking_uri.startswith(REMOTE_SCHEMES)
     return _remote_runs_table(kind) if remote else _runs_table(kind)
 
@@ -97,7 +97,7 @@ def jobs_table() -> pd.DataFrame:
 @st.cache_data(ttl=60, show_spinner="Loading the run…")
 def run_detail(run_id: str) -> dict[str, Any]:
     """Params, metrics, tags, records, program, prompt and per-label table of one run, plus ``info``."""
-    from core.baseline import load_run_detail
+    from core.evaluation.baseline import load_run_detail
 
     detail = load_run_detail(run_store(), run_id)
     run = detail.pop("run")
@@ -156,8 +156,8 @@ def live_search_record(job_id: str) -> dict[str, Any] | None:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def trace_counts(run_id: str) -> dict[str, int]:
-    """MLflow traces of a run per role (core.tracing.trace_counts)."""
-    from core.tracing import trace_counts as count
+    """MLflow traces of a run per role (core.tracking.tracing.trace_counts)."""
+    from core.tracking.tracing import trace_counts as count
 
     return dict(count(run_store(), run_id))
 
@@ -202,7 +202,7 @@ def prepared(ref: dict[str, Any], sample: dict[str, Any]) -> tuple[Any, Any]:
 @st.cache_data(ttl=3600, show_spinner="Looking up prices…")
 def price_of(spec: dict[str, Any]) -> dict[str, Any]:
     """{input_per_m, output_per_m, source} of a ModelSpec dict."""
-    from core.models import resolve_price
+    from core.lm.models import resolve_price
 
     price = resolve_price(ModelSpec.from_dict(spec))
     return {"input_per_m": price.input_per_m, "output_per_m": price.output_per_m, "source": price.source}
@@ -221,7 +221,7 @@ def plan_for(config: dict[str, Any]) -> Any:
 @st.cache_data(ttl=ARTIFACT_TTL_S, show_spinner=False)
 def rendered_prompt(program_json: str, text: str) -> list[dict[str, Any]]:
     """The messages a saved program sends for one input text."""
-    from core.program import program_from_dict, render_prompt
+    from core.program.program import program_from_dict, render_prompt
 
     program, task = program_from_dict(json.loads(program_json))
     return render_prompt(program, {task.input_field: text})
@@ -234,8 +234,8 @@ def rendered_prompt(program_json: str, text: str) -> list[dict[str, Any]]:
 def notebook_plan(config: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
     """(Plan, None), or (None, {message, hint}) when it cannot be planned: kept too, so that an unreachable hub is
     not asked again on every rerun (Refresh asks again)."""
-    from core import notebook  # DSPy and the readers: loaded with the Optimize page, not at start-up
     from core.optimize import OptimizeConfig
+    from core.presets import notebook  # DSPy and the readers: loaded with the Optimize page, not at start-up
 
     try:
         return notebook.plan(OptimizeConfig.from_dict(config), settings()), None
@@ -245,7 +245,7 @@ def notebook_plan(config: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
 
 @st.cache_data(ttl=RUNS_TTL_S, show_spinner=False)
 def notebook_reproductions(task: str) -> pd.DataFrame:
-    """The notebook reproductions among the runs of ``task`` (core.notebook.reproductions)."""
-    from core import notebook
+    """The notebook reproductions among the runs of ``task`` (core.presets.notebook.reproductions)."""
+    from core.presets import notebook
 
     return notebook.reproductions(run_store(), task)

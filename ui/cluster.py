@@ -6,8 +6,8 @@ import logging
 
 import streamlit as st
 
+from core.config.settings import get_secret, save_cluster, saved_cluster
 from core.jobs.ray_backend import cluster_info, is_server
-from core.settings import get_secret, save_cluster, saved_cluster
 from ui import cache
 from ui.widgets import studio_errors
 

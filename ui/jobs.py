@@ -9,11 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.breaker import HINTS, BreakerSettings
-from core.errors import JobError, StudioError
+from core.config.errors import JobError, StudioError
 from core.jobs import JobInfo
+from core.lm.breaker import HINTS, BreakerSettings
 from core.optimize import estimate_finish
-from core.runs import has_test_results
+from core.tracking.runs import has_test_results
 from ui import auth, cache
 from ui.widgets import JOB_STATE_ICONS, job_state, pct, show_error, studio_errors, usd
 

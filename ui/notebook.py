@@ -7,14 +7,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import notebook
-from core.errors import StudioError
+from core.config.errors import StudioError
 from core.jobs import JobInfo
 from core.jobs.kinds import submit_notebook
-from core.models import ModelCatalog
-from core.notebook import NOTEBOOK_MODELS, PRESET, SIDE_NAMES, START_TAG, NotebookModels
+from core.lm.models import ModelCatalog
 from core.optimize import OptimizeConfig
-from core.program import STARTS
+from core.presets import notebook
+from core.presets.notebook import NOTEBOOK_MODELS, PRESET, SIDE_NAMES, START_TAG, NotebookModels
+from core.program.program import STARTS
 from core.tasks import TaskRef
 from core.tasks.readers import PUBMED_HUB_URLS
 from ui import auth, cache, state

@@ -14,7 +14,7 @@ from core.analytics import charts
 from core.analytics.flips import flipped, prompt_growth, to_csv_bytes
 from core.analytics.stats import paired_summary
 from core.analytics.verdict import verdict
-from core.errors import ConfigError, StudioError
+from core.config.errors import ConfigError, StudioError
 from ui import cache
 from ui.widgets import pct, safe_text, studio_errors, usd
 
@@ -50,7 +50,7 @@ def growth_caption(before: Mapping[str, float], after: Mapping[str, float]) -> s
 
 def paired_block(original_id: str, optimized_id: str, seeds: str | None = None) -> None:
     """Original vs optimized on the same test examples: both accuracies, the verdict (with ``seeds``, what the other
-    seeds of a repeated optimization say: ``core.runs.seed_note``), the prompt's growth."""
+    seeds of a repeated optimization say: ``core.tracking.runs.seed_note``), the prompt's growth."""
     st.markdown("**Original vs optimized on the same test examples**")
     summary = paired_summary(cache.artifact_csv(original_id, "records.csv"),
                              cache.artifact_csv(optimized_id, "records.csv"))

@@ -7,14 +7,14 @@ import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.runs import spread_sentence
+from core.tracking.runs import spread_sentence
 from ui.widgets import safe_text, studio_errors
 
 MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#$~|"})  # model names are shown as typed, not as markdown
 
 
 def spread_section(spread: pd.DataFrame) -> None:
-    """The "Seed spread" section (a ``core.runs.seed_spread`` frame); nothing when no repeat has 2 seeds with results."""
+    """The "Seed spread" section (a ``core.tracking.runs.seed_spread`` frame); nothing when no repeat has 2 seeds with results."""
     if spread.empty:
         return
     st.subheader("Seed spread")

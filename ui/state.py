@@ -10,7 +10,7 @@ widget's value when its page is left. Options only one page uses (budget, filter
 ``<page>.<name>`` kept with ``persist_state="session"``. ``<page>.flash`` holds a one-shot message.
 
 What the user works on outlives the session (a reload, a restart, a second tab, a link): :func:`restore`
-fills a new session from the URL's parameters, then this browser's profile (``core.profile``, keyed by the
+fills a new session from the URL's parameters, then this browser's profile (``core.presets.profile``, keyed by the
 user and the ``gepa_studio_browser`` cookie), then the defaults; every setter writes the session, the
 profile and the URL; :func:`sync_url` puts the parameters back after a page switch (which clears them).
 """
@@ -25,8 +25,8 @@ from typing import Any
 
 import streamlit as st
 
-from core.errors import StudioError
-from core.profile import FIELDS, Profile, from_query, query_names, to_query
+from core.config.errors import StudioError
+from core.presets.profile import FIELDS, Profile, from_query, query_names, to_query
 from core.tasks import SampleSpec, TaskRef
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     OPTIMIZATION_RUN: None,
 }
 
-# What lasts: session key -> profile field (core.profile.FIELDS says which are also in the URL).
+# What lasts: session key -> profile field (core.presets.profile.FIELDS says which are also in the URL).
 LASTING: dict[str, str] = {
     STUDENT: "student", REFLECTION: "reflection", COMPARE: "compare_models", TASK_REF: "task_ref",
     TASK_SAMPLE: "sample", TASK_UPLOAD: "upload", BASELINE_JOB: "baseline_job", OPTIMIZE_JOB: "optimize_job",

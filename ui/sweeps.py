@@ -9,11 +9,11 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from core.errors import ConfigError, StudioError
+from core.config.errors import ConfigError, StudioError
 from core.jobs import MAX_SEEDS, JobInfo
 from core.jobs.sweeps import MAX_SWEEP_JOBS, SweepGrid, cell_label, expand, submit_sweep
 from core.optimize import OPTIMIZERS, OptimizeConfig
-from core.runs import sweep_cells, sweeps_in
+from core.tracking.runs import sweep_cells, sweeps_in
 from ui import auth, cache
 from ui.jobs import ACTIVE, job_picker, live_panel
 from ui.widgets import job_state, pct, show_error, studio_errors, usd, usd_range

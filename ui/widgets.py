@@ -1,6 +1,6 @@
 """Small Streamlit pieces shared by the pages: errors as messages, labels, money and job states.
 
-Every message shown here is scrubbed of configured key values (``core.secrets``), and importing this module
+Every message shown here is scrubbed of configured key values (``core.config.secrets``), and importing this module
 turns on the same scrubbing for the Streamlit process's log records.
 """
 
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from core import secrets
-from core.errors import StudioError
+from core.config import secrets
+from core.config.errors import StudioError
 
 logger = logging.getLogger(__name__)
 secrets.install()  # log records of the dashboard process (streams stay Streamlit's own)
@@ -92,7 +92,7 @@ def key_status(present: bool) -> str:
 
 
 def run_column_config(**extra: object) -> dict[str, object]:
-    """Column formats for tables of runs (core.store.RUN_COLUMNS), plus page-specific ones."""
+    """Column formats for tables of runs (core.tracking.store.RUN_COLUMNS), plus page-specific ones."""
     return {
         "start_time": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
         "accuracy": st.column_config.NumberColumn(format="percent"),

@@ -1,6 +1,6 @@
 """Two runs on the same examples: matching their records, the examples that flipped, and prompt growth.
 
-Pure functions over the ``records.csv`` frames of evaluations (columns of ``core.evaluate.EvalRecord``) and
+Pure functions over the ``records.csv`` frames of evaluations (columns of ``core.evaluation.evaluate.EvalRecord``) and
 their metrics; nothing here reads the store.
 """
 
@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.errors import ConfigError
-from core.export import neutralize_formulas
+from core.analytics.export import neutralize_formulas
+from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def flipped(records_a: pd.DataFrame, records_b: pd.DataFrame) -> pd.DataFrame:
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     """``frame`` as UTF-8 CSV for a download, cells a spreadsheet would run as formulas neutralised (see
-    ``core.export``)."""
+    ``core.analytics.export``)."""
     return neutralize_formulas(frame).to_csv(index=False).encode("utf-8")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.analytics.flips import aligned_records, flags, require_records
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

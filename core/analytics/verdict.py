@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.analytics import stats
 from core.analytics.flips import aligned_records, flags, require_records
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import urllib.parse
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from core.errors import ModelError
-from core.models import ModelCatalog, ModelSpec, openai_compatible
-from core.settings import PROVIDERS
+from core.config.errors import ModelError
+from core.config.settings import PROVIDERS
+from core.lm.models import ModelCatalog, ModelSpec, openai_compatible
 from core.tasks import LABEL_OPTIONS, SOURCES, SampleSpec, TaskRef
 
 

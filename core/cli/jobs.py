@@ -8,9 +8,9 @@ import threading
 from typing import Any, Callable
 
 from core.cli.exits import EXIT_HELP, exit_code, job_outcome
+from core.config.settings import load_settings
 from core.jobs import JobManager
 from core.jobs.worker import execute
-from core.settings import load_settings
 
 
 def follow(manager: JobManager, job_id: str, run: Callable[[], Any]) -> Any:
@@ -91,7 +91,7 @@ def print_job(manager: JobManager, job_id: str) -> int:
     if job.run_id:
         print(f"  MLflow run {job.run_id}")
         try:
-            from core.store import RunStore
+            from core.tracking.store import RunStore
 
             m = RunStore(manager.settings).get_run(job.run_id).data.metrics
             if "optimized_test_accuracy" in m:

@@ -15,8 +15,8 @@ from core.cli import ship as ship_cmd
 from core.cli import sweep as sweep_cmd
 from core.cli.common import add_task_args, cli_user, progress_printer, resolve_models, sample_spec, task_ref
 from core.cli.exits import EXIT_HELP, baseline_outcome, exit_code, worst
-from core.errors import ConfigError, ProviderError, StudioError
-from core.settings import PROVIDERS, load_settings, secrets_problem
+from core.config.errors import ConfigError, ProviderError, StudioError
+from core.config.settings import PROVIDERS, load_settings, secrets_problem
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ def _fmt_price(v: float | None) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.errors import ModelError
-    from core.models import ModelCatalog, ModelSpec, detect_ollama, resolve_price
-    from core.settings import get_secret
+    from core.config.errors import ModelError
+    from core.config.settings import get_secret
+    from core.lm.models import ModelCatalog, ModelSpec, detect_ollama, resolve_price
 
     settings = load_settings()
     catalog = ModelCatalog.load(settings.catalog_path)
@@ -62,7 +62,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from core.models import ModelCatalog, check_connection
+    from core.lm.models import ModelCatalog, check_connection
 
     settings = load_settings()
     catalog = ModelCatalog.load(settings.catalog_path)
@@ -76,10 +76,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from core.baseline import outcomes_table, resume_baselines, run_baselines
-    from core.models import ModelCatalog
-    from core.store import RunStore
+    from core.evaluation.baseline import outcomes_table, resume_baselines, run_baselines
+    from core.lm.models import ModelCatalog
     from core.tasks import check_task
+    from core.tracking.store import RunStore
 
     if not args.models and not args.resume:
         raise ConfigError("Name the models to evaluate (--models), or the runs to complete (--resume RUN_ID).")

@@ -1,4 +1,4 @@
-"""``python -m core reproduce-notebook``: the original notebook's experiment (``core.notebook.PRESET``) with its
+"""``python -m core reproduce-notebook``: the original notebook's experiment (``core.presets.notebook.PRESET``) with its
 Databricks models or yours, then what this run measured beside what the notebook reported."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-from core import notebook
 from core.cli.common import cli_user, resolve_models
 from core.cli.exits import EXIT_HELP, exit_code
 from core.cli.optimize import budget_kwargs, describe_plan
+from core.config.settings import load_settings
 from core.jobs import JobManager
 from core.jobs.worker import execute
-from core.models import ModelCatalog
-from core.notebook import PRESET, NotebookModels, NotebookRun
-from core.settings import load_settings
-from core.store import RunStore
+from core.lm.models import ModelCatalog
+from core.presets import notebook
+from core.presets.notebook import PRESET, NotebookModels, NotebookRun
 from core.tasks import TaskRef
+from core.tracking.store import RunStore
 
 
 def _pct(v: float) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 from core.cli.common import add_gepa_args, add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.cli.exits import EXIT_CODES, EXIT_HELP, Outcome, exit_code, worst
 from core.cli.jobs import run_here
-from core.errors import ConfigError, StudioError
+from core.config.errors import ConfigError, StudioError
+from core.config.settings import load_settings
 from core.jobs import MAX_SEEDS, JobManager, repeat_seeds, submit_repeats
-from core.models import ModelCatalog
+from core.lm.models import ModelCatalog
 from core.optimize import (
     BUDGETS,
     OPTIMIZER_NAMES,
@@ -22,7 +23,6 @@ from core.optimize import (
     check_finishable,
     plan_optimization,
 )
-from core.settings import load_settings
 
 
 def budget_kwargs(budget: str) -> dict[str, Any]:
@@ -82,8 +82,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def run_repeats(manager: JobManager, config: OptimizeConfig, plan: Plan, n: int, background: bool) -> int:
     """``--seeds N``: N jobs with consecutive seeds on one plan; in the foreground one after another, then the spread."""
-    from core.runs import seed_spread, spread_sentence
-    from core.store import RunStore
+    from core.tracking.runs import seed_spread, spread_sentence
+    from core.tracking.store import RunStore
 
     print(f"{n} seeds: {', '.join(map(str, repeat_seeds(config, n)))} (the estimate above × {n})", file=sys.stderr)
     job_ids = submit_repeats(manager, config, n, plan=plan, started_by=cli_user(), start=background)
@@ -108,7 +108,7 @@ def run_repeats(manager: JobManager, config: OptimizeConfig, plan: Plan, n: int,
 
 def print_finish_hint(manager: JobManager, job_id: str) -> None:
     """A stopped run that kept its best program: say how to get its before/after test evaluations."""
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     job = manager.get(job_id)
     if not job.run_id or job.state in ("succeeded", "interrupted"):  # interrupted: resume it (printed already)

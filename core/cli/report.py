@@ -6,14 +6,14 @@ import argparse
 import logging
 from typing import Any
 
-from core.settings import load_settings
+from core.config.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from core.report import default_path, write_report
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     store = RunStore(load_settings())
     path = write_report(store, args.run_ids, args.output or default_path())

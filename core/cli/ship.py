@@ -7,14 +7,14 @@ import logging
 import sys
 from typing import Any
 
-from core.settings import load_settings
+from core.config.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.ship import export_model, load_snippet, serve_command
-    from core.store import RunStore
+    from core.ship.register import export_model, load_snippet, serve_command
+    from core.tracking.store import RunStore
 
     store = RunStore(load_settings())
     shipped = export_model(store, args.run_id, name=args.name, allow_untested=args.allow_untested)

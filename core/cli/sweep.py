@@ -11,12 +11,12 @@ from typing import Any
 
 from core.cli.common import add_gepa_args, add_task_args, cli_user, resolve_models, sample_spec, task_ref
 from core.cli.exits import EXIT_HELP, exit_code, job_outcome
-from core.errors import ConfigError
+from core.config.errors import ConfigError
+from core.config.settings import load_settings
 from core.jobs import JobManager
 from core.jobs.sweeps import BUDGET_HELP, SweepGrid, budget_fields, cell_label, plan_sweep, submit_sweep
-from core.models import ModelCatalog
+from core.lm.models import ModelCatalog
 from core.optimize import OPTIMIZER_NAMES, OptimizeConfig
-from core.settings import load_settings
 
 
 def _split(text: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from core.settings import Settings
+from core.config.settings import Settings
 
 BACKENDS: dict[str, str] = {
     "local": "core.jobs.local:ProcessBackend",

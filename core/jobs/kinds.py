@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, TypedDict
 
-from core.errors import StudioError
+from core.config.errors import StudioError
+from core.config.settings import Settings
 from core.jobs.sweeps import SweepGroup, run_sweep
-from core.settings import Settings
-from core.store import RunStore
 from core.tasks import Splits, Task
+from core.tracking.store import RunStore
 
 Outcome = Literal["succeeded", "failed", "cancelled"]
 DEGRADED_PREFIX = "degraded: "  # the note of a job that succeeded degraded starts so (the CLI exits 3 on it)
@@ -91,8 +91,8 @@ def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     """Each model on the planned test split. A resumed job goes on with its models' runs (``previous["runs"]``),
     reusing their finished records; progress carries, as they happen, failed examples (by kind), retried calls
     and a model's error once its provider is given up on; at the end, each run's degraded flag."""
-    from core.baseline import outcomes_table, run_baselines
-    from core.models import ModelSpec
+    from core.evaluation.baseline import outcomes_table, run_baselines
+    from core.lm.models import ModelSpec
     from core.tasks import SampleSpec, TaskRef, prepare
 
     specs = [ModelSpec.from_dict(s) for s in config["specs"]]
@@ -190,12 +190,13 @@ class NotebookProgress(TypedDict, total=False):
 
     parts: dict[str, NotebookPart]  # "optimization", "large", "frontier"
     status: list[str]
-    reproduction: str  # the id tagged on its runs (core.notebook.REPRODUCTION_TAG)
-    measured: list[dict[str, Any]]  # at the end: core.notebook.measured_frame's rows
+    reproduction: str  # the id tagged on its runs (core.presets.notebook.REPRODUCTION_TAG)
+    measured: list[dict[str, Any]]  # at the end: core.presets.notebook.measured_frame's rows
 
 
 def submit_notebook(manager: Any, plan: Any, models: Any, *, started_by: str | None = None) -> str:
-    """Queue a notebook job that runs exactly ``plan`` (a core.notebook plan) with ``models``; returns its id."""
+    """Queue a notebook job that runs exactly ``plan`` (a core.presets.notebook plan) with ``models``; returns
+    its id."""
     return manager.submit("notebook", f"Notebook: {plan.title}"[:200],
                           {"config": plan.config.to_dict(), "models": asdict(models)}, started_by=started_by,
                           plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()})
@@ -258,13 +259,13 @@ class NotebookReporter:
 
 
 def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
-    """The original notebook's experiment (``core.notebook.run_notebook``): GEPA on the student in this job, as the
-    optimize kind runs it, with the large and frontier baselines beside it. A dead provider fails the job; Cancel
-    stops every part (the optimization after its current iteration). Not resumable: a resume would run the
+    """The original notebook's experiment (``core.presets.notebook.run_notebook``): GEPA on the student in this job,
+    as the optimize kind runs it, with the large and frontier baselines beside it. A dead provider fails the job;
+    Cancel stops every part (the optimization after its current iteration). Not resumable: a resume would run the
     baselines again."""
-    from core.models import ModelSpec
-    from core.notebook import NotebookModels, OptimizationOutcome, measured_frame, plan, run_notebook
+    from core.lm.models import ModelSpec
     from core.optimize import OptimizeConfig, Plan, estimate
+    from core.presets.notebook import NotebookModels, OptimizationOutcome, measured_frame, plan, run_notebook
 
     cfg = OptimizeConfig.from_dict(config["config"])
     models = NotebookModels(**{role: ModelSpec.from_dict(spec) for role, spec in config["models"].items()})
@@ -327,7 +328,7 @@ def run_notebook_job(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
 
 def close_baseline_runs(job: Any, manager: Any) -> None:
     """A baseline job's process is gone: its RUNNING runs end KILLED, tagged interrupted (they can be resumed)."""
-    from core.baseline import close_interrupted
+    from core.evaluation.baseline import close_interrupted
 
     store = RunStore(manager.settings)
     ids = [str(r) for r in store.list_runs(job_id=job.id)["run_id"]]
@@ -339,7 +340,7 @@ def close_baseline_runs(job: Any, manager: Any) -> None:
 def close_optimization_runs(job: Any, manager: Any) -> None:
     """An optimization's process is gone: its RUNNING test evaluations and the run itself end KILLED, tagged
     interrupted (a resume re-opens the run and goes on from GEPA's last saved state)."""
-    from core.baseline import close_interrupted
+    from core.evaluation.baseline import close_interrupted
     from core.optimize import close_orphan_evaluations
 
     if job.run_id:

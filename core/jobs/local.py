@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.procs import pid_alive
-from core.secrets import environ_snapshot  # MLflow's telemetry thread may change os.environ while it is copied
-from core.settings import Settings
+from core.config.secrets import environ_snapshot  # MLflow's telemetry thread may change os.environ while it is copied
+from core.config.settings import Settings
+from core.tracking.procs import pid_alive
 
 
 class ProcessBackend:

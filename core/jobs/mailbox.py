@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from core.secrets import scrub, scrub_data
+from core.config.secrets import scrub, scrub_data
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ the local design (one process per job: :mod:`core.jobs.local`).
 
 - What travels: ``runtime_env={"py_modules": [core/], "env_vars": {...}}`` (only the ``core`` package, a few MB, cached
   by Ray by its hash). ``env_vars``: ``MLFLOW_TRACKING_URI`` (the settings' tracking server),
-  ``GEPA_STUDIO_LIMITER=ray`` (one rate limit per provider across the cluster: ``core.limits``),
+  ``GEPA_STUDIO_LIMITER=ray`` (one rate limit per provider across the cluster: ``core.lm.limits``),
   ``GEPA_STUDIO_TRACES`` when set here, ``PYTHONUNBUFFERED=1``. Never a key value: provider keys come from the
   cluster's own environment, and the cluster's Python must have requirements.txt installed (docs/distributed.md;
   ``GEPA_STUDIO_RAY_PIP=1`` has Ray install it into each job's environment instead, cached per node).
@@ -32,11 +32,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from core.errors import JobError
+from core.config.errors import JobError
+from core.config.secrets import scrub
+from core.config.settings import Settings
 from core.jobs import mailbox as mb
 from core.jobs.local import ProcessBackend
-from core.secrets import scrub
-from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

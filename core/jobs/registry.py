@@ -13,8 +13,8 @@ What a job does is its kind's entry in ``core.jobs.kinds.KINDS``; where it runs 
 docs/distributed.md says how a Ray backend fits). One cancel channel: the ``cancel_requested`` flag here.
 
 Many processes may open the registry at once (CLI runs, the dashboard, workers): the table is created under
-a file lock in the data dir, and the MLflow store is created before the first job starts (``core.store``).
-Errors and progress written here are scrubbed of key values (``core.secrets``): the dashboard shows them.
+a file lock in the data dir, and the MLflow store is created before the first job starts (``core.tracking.store``).
+Errors and progress written here are scrubbed of key values (``core.config.secrets``): the dashboard shows them.
 """
 
 from __future__ import annotations
@@ -31,18 +31,18 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from core.errors import JobError
+from core.config.errors import JobError
+from core.config.secrets import scrub, scrub_data
+from core.config.settings import Settings
 from core.jobs.types import ADDED_COLUMNS, FINAL_STATES, PLAN_FILE, SCHEMA, Backend, JobInfo, JobState, write_json
-from core.secrets import scrub, scrub_data
-from core.settings import Settings
-from core.store import data_lock
+from core.tracking.store import data_lock
 
 logger = logging.getLogger(__name__)
 
 
 def init_store(settings: Settings) -> None:
     """Make sure the MLflow store exists and is migrated (concurrent first use races on SQLite)."""
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     RunStore(settings).client.search_experiments(max_results=1)
 
@@ -127,7 +127,7 @@ class JobManager:
         """Queue the test evaluations of a stopped optimization run (the ``finish`` kind), planned here: a run
         that is running, already has results, lacks its best program, or is being finished is refused."""
         from core.optimize import plan_finish
-        from core.store import RunStore
+        from core.tracking.store import RunStore
 
         busy = [j.id for j in self.list() if j.kind == "finish" and j.state in ("queued", "running")
                 and j.config.get("run_id") == run_id]

@@ -8,9 +8,9 @@ run id, checkpoints and end state in the mailbox. A cancel request (the ``studio
 ``ray job stop`` / a pod shutdown) stops GEPA between iterations; it keeps its best program. Provider keys come from
 the cluster's own environment, never from the job; the process's streams and logs are scrubbed of them: of every
 variable the job's model specs name as ``api_key_env`` too, whatever its name looks like (``--key-env MY_THING``),
-since this node has no model catalog to read them from (:func:`core.secrets.declare_key_names`).
+since this node has no model catalog to read them from (:func:`core.config.secrets.declare_key_names`).
 
-A rate limiter that falls back from the cluster's actor to a per-node store (:mod:`core.limits`) is said in every
+A rate limiter that falls back from the cluster's actor to a per-node store (:mod:`core.lm.limits`) is said in every
 progress the job writes (``warnings``, ``limiter_fallback``) and tagged on its runs (``studio.limiter_fallback``).
 
 Exit code 0 for a succeeded or cancelled job, 1 otherwise.
@@ -28,13 +28,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from core import secrets
+from core.config import secrets
+from core.config.settings import Settings
 from core.jobs import mailbox as mb
 from core.jobs.kinds import JobContext
 from core.jobs.worker import process_args, run_kind
-from core.limits import fallback_notice
-from core.settings import Settings
-from core.store import TAG
+from core.lm.limits import fallback_notice
+from core.tracking.store import TAG
 
 LIMITER_TAG = f"{TAG}limiter_fallback"
 

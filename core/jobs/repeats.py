@@ -1,6 +1,6 @@
 """Repeat an optimization with N seeds: N optimize jobs that differ only in the optimizer's seed (config.seed,
 config.seed + 1, ...), all on one plan (the same task, splits and test examples), so their spread says how
-repeatable one result is (``core.runs.seed_spread``)."""
+repeatable one result is (``core.tracking.runs.seed_spread``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.jobs.registry import JobManager
 
 logger = logging.getLogger(__name__)

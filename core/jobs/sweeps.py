@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core.errors import ConfigError, JobError
+from core.config.errors import ConfigError, JobError
 
 logger = logging.getLogger(__name__)
 

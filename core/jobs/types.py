@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from core.settings import Settings
+from core.config.settings import Settings
 
 JobKindName = Literal["optimize", "baseline", "finish", "notebook", "sweep"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]

@@ -10,11 +10,11 @@ import logging
 import sys
 from typing import Any
 
-from core import secrets
-from core.errors import StudioError
+from core.config import secrets
+from core.config.errors import StudioError
+from core.config.settings import load_settings
 from core.jobs.kinds import KINDS, JobContext, JobOutcome
 from core.jobs.registry import JobInfo, JobManager
-from core.settings import load_settings
 
 logger = logging.getLogger(__name__)
 

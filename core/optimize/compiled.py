@@ -15,11 +15,9 @@ from typing import Any, Callable
 
 import dspy
 
-from core import tracing
-from core.breaker import BreakerSettings
-from core.errors import ProviderError, StudioError
-from core.metric import make_metric
-from core.models import Price, build_lm, resolve_price
+from core.config.errors import ProviderError, StudioError
+from core.lm.breaker import BreakerSettings
+from core.lm.models import Price, build_lm, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import Plan
 from core.optimize.finish import evaluate_pair
@@ -28,8 +26,10 @@ from core.optimize.lifecycle import INTERRUPTED, ends_interrupted
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
 from core.optimize.run import LMFactory, OptimizeResult, cap_text, degraded_reasons, fail_run, open_run
 from core.optimize.teleprompt import CompileContext, Compiled, starting_program
-from core.program import get_instruction, program_to_dict, to_examples
-from core.store import TAG, RunStore
+from core.program.metric import make_metric
+from core.program.program import get_instruction, program_to_dict, to_examples
+from core.tracking import tracing
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
-from core.errors import ConfigError
-from core.metric import FeedbackMode
-from core.models import ModelSpec
-from core.program import ModuleType, Start, check_start
-from core.runs import OPTIMIZER_LABELS
+from core.config.errors import ConfigError
+from core.lm.models import ModelSpec
+from core.program.metric import FeedbackMode
+from core.program.program import ModuleType, Start, check_start
 from core.tasks import SampleSpec, Splits, TaskRef
+from core.tracking.runs import OPTIMIZER_LABELS
 
 Budget = Literal["light", "medium", "heavy"]
 BUDGETS: tuple[Budget, ...] = ("light", "medium", "heavy")
@@ -43,7 +43,7 @@ class OptimizeConfig:
     student: ModelSpec
     reflection: ModelSpec | None
     module: ModuleType = "predict"
-    start: Start = "described"  # the starting program: an entry of core.program.STARTS
+    start: Start = "described"  # the starting program: an entry of core.program.program.STARTS
     instruction: str = ""  # the starting instruction, for start "own"
     # Budget: exactly one of auto / max_metric_calls / max_full_evals
     auto: Budget | None = "light"

@@ -17,9 +17,9 @@ from dspy.teleprompt.gepa.gepa import AUTO_RUN_SETTINGS
 from dspy.teleprompt.mipro_optimizer_v2 import AUTO_RUN_SETTINGS as MIPRO_AUTO
 from dspy.teleprompt.mipro_optimizer_v2 import MIN_MINIBATCH_SIZE, MIPROv2
 
-from core.models import resolve_price
+from core.lm.models import resolve_price
 from core.optimize.config import OptimizeConfig
-from core.program import make_program, render_prompt, to_examples
+from core.program.program import make_program, render_prompt, to_examples
 from core.tasks import Splits, Task
 
 # Token assumptions of the estimate.

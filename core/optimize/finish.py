@@ -18,19 +18,19 @@ from typing import Any, Callable, Literal, TypedDict
 import dspy
 import pandas as pd
 
-from core.baseline import run_evaluation
-from core.breaker import BreakerSettings
-from core.errors import ConfigError, StoreError, StudioError
-from core.evaluate import EvalRecord, EvalResult
-from core.models import ModelSpec, resolve_price
+from core.config.errors import ConfigError, StoreError, StudioError
+from core.config.settings import Settings
+from core.evaluation.baseline import run_evaluation
+from core.evaluation.evaluate import EvalRecord, EvalResult
+from core.lm.breaker import BreakerSettings
+from core.lm.models import ModelSpec, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import STUDENT_OUTPUT_TOKENS
 from core.optimize.registered import prompt_name as prompt_name  # re-exported (core.optimize)
 from core.optimize.registered import register_prompt
-from core.program import fingerprint, program_from_dict
-from core.settings import Settings
-from core.store import TAG, RunStore, run_status
+from core.program.program import fingerprint, program_from_dict
 from core.tasks import Splits, Task, prepare, split_fingerprint
+from core.tracking.store import TAG, RunStore, run_status
 
 logger = logging.getLogger(__name__)
 

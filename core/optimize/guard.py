@@ -16,16 +16,16 @@ import time
 from collections import Counter
 from typing import Any, Literal
 
-from core.breaker import BreakerSettings, CircuitBreaker, FailureKind, classify_failure
-from core.errors import ProviderError
-from core.models import ModelSpec, redact
+from core.config.errors import ProviderError
+from core.lm.breaker import BreakerSettings, CircuitBreaker, FailureKind, classify_failure
+from core.lm.models import ModelSpec, redact
 
 Role = Literal["student", "reflection"]
 
 
 def failure_kind(exc: BaseException) -> FailureKind:
     """The kind of a failed LM call (``parse`` when the model answered but its answer could not be read): the one
-    classifier's, :func:`core.breaker.classify_failure`."""
+    classifier's, :func:`core.lm.breaker.classify_failure`."""
     return classify_failure(exc)
 
 

@@ -22,8 +22,8 @@ from typing import Any, Callable, TypeVar
 
 from dspy.utils.callback import BaseCallback
 
-from core.errors import StudioError
-from core.store import TAG, RunStore
+from core.config.errors import StudioError
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 

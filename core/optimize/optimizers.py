@@ -10,16 +10,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from core.limits.slots import THREADS_CAPPED_TAG, cap_threads
+from core.config.settings import Settings
+from core.lm.limits.slots import THREADS_CAPPED_TAG, cap_threads
 from core.optimize.compiled import run_compiled
 from core.optimize.config import OPTIMIZER_LABELS, OptimizeConfig, OptimizerName
 from core.optimize.estimate import Estimate, Plan, estimate_fewshot, estimate_gepa, estimate_miprov2, estimate_own
 from core.optimize.progress import ProgressSink
 from core.optimize.run import OptimizeResult, run_gepa
 from core.optimize.teleprompt import compile_fewshot, compile_miprov2, compile_own
-from core.settings import Settings
-from core.store import RunStore
 from core.tasks import Splits, Task, prepare
+from core.tracking.store import RunStore
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import threading
 import time
 from typing import Any, Callable, TypedDict
 
-from core.models import Price
+from core.lm.models import Price
 from core.optimize.guard import CallGuard, ProposalCounter
-from core.store import RunStore
+from core.tracking.store import RunStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import dspy
 
-from core.models import ModelSpec
-from core.program import fingerprint, get_instruction, module_type, program_demos, prompt_template
-from core.store import TAG, RunStore
+from core.lm.models import ModelSpec
+from core.program.program import fingerprint, get_instruction, module_type, program_demos, prompt_template
 from core.tasks import Task
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 

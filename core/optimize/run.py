@@ -15,12 +15,10 @@ from typing import Any, Callable, Literal
 
 import dspy
 
-from core import tracing
-from core.baseline import spec_params
-from core.breaker import HINTS, BreakerSettings
-from core.errors import ProviderError, StudioError
-from core.metric import make_metric
-from core.models import ModelSpec, build_lm, resolve_price
+from core.config.errors import ProviderError, StudioError
+from core.evaluation.baseline import spec_params
+from core.lm.breaker import HINTS, BreakerSettings
+from core.lm.models import ModelSpec, build_lm, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import Plan, metric_call_budget
 from core.optimize.finish import PairedResult, evaluate_pair, evaluation_reasons
@@ -29,9 +27,11 @@ from core.optimize.lifecycle import INTERRUPTED, SearchWatch, ends_interrupted, 
 from core.optimize.lifecycle import close_orphan_evaluations as close_orphan_evaluations  # re-exported
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
 from core.optimize.search import SearchRecorder
-from core.program import get_instruction, make_program, program_to_dict, to_examples
-from core.store import TAG, RunStore
+from core.program.metric import make_metric
+from core.program.program import get_instruction, make_program, program_to_dict, to_examples
 from core.tasks import Splits, Task, split_fingerprint
+from core.tracking import tracing
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class _QuietTracebacks(logging.Filter):
     """GEPA logs the traceback of every failed reflection call: for a provider's or a parse error, the counts
     and the breaker's message say it; other tracebacks (bugs) are kept."""
 
-    OURS = ("dspy.utils.exceptions.", "core.breaker.", "core.errors.")
+    OURS = ("dspy.utils.exceptions.", "core.lm.breaker.", "core.config.errors.")
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)

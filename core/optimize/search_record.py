@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from core.secrets import scrub
+from core.config.secrets import scrub
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import Any, Callable
 import dspy
 from dspy.teleprompt import BootstrapFewShotWithRandomSearch, LabeledFewShot, MIPROv2
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import FEWSHOT_BOOTSTRAPPED, FEWSHOT_DEMOS, fewshot_candidates
-from core.program import make_program
+from core.program.program import make_program
 from core.tasks import Task
 
 logger = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 from core.analytics.diff import DIFF_STYLE
-from core.errors import ConfigError
+from core.config.errors import ConfigError
+from core.config.secrets import scrub
 from core.report import data, evaluations, optimization
 from core.report.page import Column, Figures, esc, page, para, table
-from core.runs import module_name
-from core.secrets import scrub
-from core.store import RunStore
+from core.tracking.runs import module_name
+from core.tracking.store import RunStore
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from core.errors import ConfigError, StoreError
-from core.runs import EVAL_KINDS, linked_evaluations
-from core.store import TAG, RunStore, runs_frame
+from core.config.errors import ConfigError, StoreError
+from core.tracking.runs import EVAL_KINDS, linked_evaluations
+from core.tracking.store import TAG, RunStore, runs_frame
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import pandas as pd
 
 from core.analytics import charts
 from core.analytics.verdict import verdict
-from core.errors import StudioError
+from core.config.errors import StudioError
 from core.report import data
 from core.report.optimization import verdict_table
 from core.report.page import Column, Figures, esc, num, para, pct, table, usd
-from core.runs import chart_frame, per_label_frame
+from core.tracking.runs import chart_frame, per_label_frame
 
 logger = logging.getLogger(__name__)
 

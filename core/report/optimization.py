@@ -13,10 +13,10 @@ from core.analytics import charts, flips
 from core.analytics import search as views
 from core.analytics.diff import DIFF_STYLE, diff_counts, diff_html
 from core.analytics.verdict import verdict
-from core.errors import StudioError
+from core.config.errors import StudioError
 from core.report import data
 from core.report.page import Column, Figures, details, esc, facts, missing, num, para, pct, pre, table, usd
-from core.runs import module_name, optimization_frame, run_spend
+from core.tracking.runs import module_name, optimization_frame, run_spend
 
 logger = logging.getLogger(__name__)
 

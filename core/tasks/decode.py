@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from core.errors import DataError
+from core.config.errors import DataError
 
 logger = logging.getLogger(__name__)
 

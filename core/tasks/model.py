@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from core.errors import ConfigError, DataError
+from core.config.errors import ConfigError, DataError
 from core.tasks.text import label_key, listing
 from core.tasks.validate import MERGE_HINT, clean_table
 

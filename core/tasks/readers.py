@@ -1,5 +1,5 @@
 """Reading tables: CSV/TSV, Parquet, PubMed RCT text, gzip, http(s) URLs (the hub's PubMed files cached in the
-data dir), the bundled demo file. Every bad input raises :class:`core.errors.DataError` with the fix."""
+data dir), the bundled demo file. Every bad input raises :class:`core.config.errors.DataError` with the fix."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import IO, Literal
 
 import pandas as pd
 
-from core.errors import ConfigError, DataError
+from core.config.errors import ConfigError, DataError
 from core.tasks.decode import decode
 from core.tasks.model import PUBMED_LABELS
 from core.tasks.text import listing

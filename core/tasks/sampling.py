@@ -7,7 +7,7 @@ import logging
 
 import pandas as pd
 
-from core.errors import ConfigError, DataError
+from core.config.errors import ConfigError, DataError
 from core.tasks.labels import lookalike_key, spelling
 from core.tasks.model import SAMPLE_METHODS, SampleMethod, Splits, Task
 from core.tasks.text import listing

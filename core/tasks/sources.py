@@ -13,8 +13,8 @@ from typing import Callable
 
 import pandas as pd
 
-from core.errors import ConfigError
-from core.settings import Settings
+from core.config.errors import ConfigError
+from core.config.settings import Settings
 from core.tasks.labels import LABEL_OPTIONS
 from core.tasks.model import SampleSpec, Splits, Task, TaskRef, demo_task, pubmed_task, table_task
 from core.tasks.readers import load_demo, load_pubmed, read_table

@@ -1,6 +1,6 @@
 """Checking and cleaning a table before it becomes a task; guessing its text and label columns.
 
-Every bad input raises :class:`core.errors.DataError` with what went wrong and how to fix it;
+Every bad input raises :class:`core.config.errors.DataError` with what went wrong and how to fix it;
 problems that only lose a few rows (or that a person should see) come back from :func:`validate_table`
 as warnings. Labels that differ only in case, spacing or invisible characters are one class to a
 reader and to the answer parser, so a table holding both spellings is an error unless they are merged.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.errors import DataError
+from core.config.errors import DataError
 from core.tasks.labels import DROP, MERGE, aligned, describe, lookalike_groups, merged
 from core.tasks.text import is_missing_marker, listing
 

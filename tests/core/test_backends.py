@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
+from core.config.settings import load_settings, save_cluster, saved_cluster
 from core.jobs import JobManager
 from core.jobs.backends import backend_for, backend_name
 from core.jobs.local import ProcessBackend
 from core.jobs.ray_backend import RayBackend, job_of, runtime_env, submission_id
-from core.settings import load_settings, save_cluster, saved_cluster
 
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens there: any call to it would fail the test
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.breaker import BreakerSettings, CircuitBreaker
-from core.errors import ConfigError, ProviderError
+from core.config.errors import ConfigError, ProviderError
+from core.lm.breaker import BreakerSettings, CircuitBreaker
 
 
 def test_trips_after_consecutive_provider_failures_and_names_the_error():

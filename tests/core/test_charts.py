@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import pytest
 
 from core.analytics import charts, stats
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 
 def _runs() -> pd.DataFrame:
@@ -219,7 +219,7 @@ def test_confusion_heatmap_draws_a_confusion_csv_as_the_store_returns_it(store):
 
 
 def test_per_label_f1_heatmap_has_runs_as_rows_and_the_f1_in_every_cell():
-    from core.runs import per_label_frame
+    from core.tracking.runs import per_label_frame
 
     gold = ["pos", "pos", "neg", "neg", "neutral"]
     tables = {"stub-small · Predict": stats.per_label_metrics(gold, ["pos", "neg", "neg", "neg", None],
@@ -439,7 +439,7 @@ def test_optimization_cost_split_hover_says_failed_calls_and_degraded():
 
 
 def _programs() -> pd.DataFrame:
-    """One model's Predict and CoT programs, original and optimized, labelled as core.runs.chart_frame does."""
+    """One model's Predict and CoT programs, original and optimized, labelled as core.tracking.runs.chart_frame does."""
     rows = [("p0", "predict", "original", 0.62, 0.004), ("p1", "predict", "optimized", 0.70, 0.005),
             ("c0", "cot", "original", 0.0, 0.02), ("c1", "cot", "optimized", 0.55, 0.03)]
     df = pd.DataFrame(rows, columns=["run_id", "module", "program", "accuracy", "cost_per_1k"]).assign(

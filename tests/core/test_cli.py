@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.analytics import stats
-from core.store import RunStore
+from core.tracking.store import RunStore
 from tests.scenario import write_csv
 from tests.stub_server import gepa_responder
 
@@ -21,6 +21,7 @@ def run_cli(*args, timeout=240):
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_baseline_prints_a_table_and_leaves_mlflow_runs(stub, settings, tmp_path):
     csv = write_csv(tmp_path / "s.csv", 12)
     url = stub.base_url
@@ -39,6 +40,7 @@ def test_baseline_prints_a_table_and_leaves_mlflow_runs(stub, settings, tmp_path
     assert "mlflow ui --backend-store-uri sqlite:///" in out.stdout
 
 
+@pytest.mark.slow
 def test_cli_errors_are_messages_not_tracebacks(settings, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nhello,A\n")
@@ -49,6 +51,7 @@ def test_cli_errors_are_messages_not_tracebacks(settings, tmp_path):
     assert out.returncode == 2 and "Unknown model 'no-such-model'" in out.stderr
 
 
+@pytest.mark.slow
 def test_check_and_models(stub, settings):
     out = run_cli("check", f"openai/stub-small@{stub.base_url}")
     assert out.returncode == 0 and out.stdout.startswith("OK stub-small")

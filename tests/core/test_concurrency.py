@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from core.errors import StoreError
+from core.config.errors import StoreError
 from core.jobs import JobManager
-from core.store import RunStore, lock_path
+from core.tracking.store import RunStore, lock_path
 from tests.scenario import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +34,8 @@ while not os.path.exists(go):
 """
 
 OPEN_STORE = """
-from core.settings import load_settings
-from core.store import RunStore
+from core.config.settings import load_settings
+from core.tracking.store import RunStore
 import mlflow.store.tracking.sqlalchemy_store  # the slow imports happen before the start signal
 """ + WAIT_FOR_GO + """
 store = RunStore(load_settings())
@@ -47,8 +47,8 @@ print(run_id)
 
 SUBMIT = """
 from core.jobs import JobManager
-from core.models import openai_compatible
-from core.settings import load_settings
+from core.lm.models import openai_compatible
+from core.config.settings import load_settings
 from core.tasks import SampleSpec, TaskRef
 import mlflow.store.tracking.sqlalchemy_store
 """ + WAIT_FOR_GO + """
@@ -118,7 +118,7 @@ def test_job_submissions_at_once_all_start_and_succeed(stub, settings, tmp_path)
 
 
 def test_a_store_held_by_another_process_is_a_clear_error(settings, monkeypatch):
-    monkeypatch.setattr("core.store.LOCK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr("core.tracking.store.LOCK_TIMEOUT_S", 0.3)
     with FileLock(str(lock_path(settings))):  # another open file: flock conflicts as with another process
         started = time.perf_counter()
         with pytest.raises(StoreError, match="Another process has held") as err:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from core.errors import ProviderError
-from core.evaluate import evaluate, read_records
-from core.models import ModelSpec, openai_compatible
-from core.program import make_program, to_examples
+from core.config.errors import ProviderError
+from core.evaluation.evaluate import evaluate, read_records
+from core.lm.models import ModelSpec, openai_compatible
+from core.program.program import make_program, to_examples
 from core.tasks import table_task
 from tests.scenario import make_table
 from tests.stub_server import StubError, chat_answer, count_tokens, field_value, keyword_classifier, last_user_text

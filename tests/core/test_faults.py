@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from core.analytics import stats
-from core.baseline import outcomes_table, run_baselines
-from core.breaker import FAILURE_KINDS, BreakerTripped
-from core.evaluate import evaluate, read_records
+from core.evaluation.baseline import outcomes_table, run_baselines
+from core.evaluation.evaluate import evaluate, read_records
 from core.jobs import JobManager
 from core.jobs.worker import execute
-from core.models import openai_compatible
-from core.program import make_program, to_examples
-from core.store import RunStore
+from core.lm.breaker import FAILURE_KINDS, BreakerTripped
+from core.lm.models import openai_compatible
+from core.program.program import make_program, to_examples
 from core.tasks import SampleSpec, TaskRef, table_task
+from core.tracking.store import RunStore
 from tests.ports import wait_for
 from tests.scenario import make_table, write_csv
 from tests.stub_server import Faults, StubError, StubLLMServer, keyword_classifier
@@ -176,6 +176,7 @@ def test_a_cot_baseline_whose_every_answer_fails_to_parse_is_degraded(stub, stor
     assert outcomes_table(outcomes).loc[0, "degraded"]  # ...but it is not a plain success
 
 
+@pytest.mark.slow
 def test_the_cli_exits_non_zero_with_the_breakers_message(stub, settings, tmp_path):
     csv = write_csv(tmp_path / "s.csv", 12)
     stub.faults = Faults(die_after=4)
@@ -187,6 +188,7 @@ def test_the_cli_exits_non_zero_with_the_breakers_message(stub, settings, tmp_pa
     assert f"--resume {run_id}" in out.stderr and "STOPPED" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_run_the_breaker_stopped_resumes_once_the_provider_is_back(stub, settings, tmp_path, monkeypatch):
     monkeypatch.setenv("GEPA_STUDIO_BREAKER_CONSECUTIVE", "2")  # read by the CLI process: 2 examples' worth of calls
     csv = write_csv(tmp_path / "s.csv", 12)
@@ -214,6 +216,7 @@ def test_a_run_the_breaker_stopped_resumes_once_the_provider_is_back(stub, setti
     assert run.data.metrics["accuracy"] == 1.0 and run.data.metrics["n"] == 40 and run.data.metrics["failed"] == 0
 
 
+@pytest.mark.slow
 def test_a_degraded_baseline_exits_3_and_says_why(stub, settings, tmp_path, monkeypatch):
     csv = write_csv(tmp_path / "s.csv", 12)
     stub.faults = Faults(off_label=0.6, seed=2)  # DSPy retries an unparsed answer once: ~36 % fail twice
@@ -235,6 +238,7 @@ def record_count(folder: Path) -> int:
     return len(files[0].read_text().splitlines()) if files else 0
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_cli_baseline_then_resume_sends_exactly_the_missing_calls(settings, tmp_path):
     csv = write_csv(tmp_path / "s.csv", 12)
     with StubLLMServer(latency_s=0.15) as stub:
@@ -265,6 +269,7 @@ def test_kill_9_of_a_cli_baseline_then_resume_sends_exactly_the_missing_calls(se
     assert store.list_runs().iloc[0]["status"] == "FINISHED"
 
 
+@pytest.mark.slow
 def test_a_killed_baseline_job_reads_interrupted_and_its_resume_completes_it(settings, tmp_path):
     ref = TaskRef(kind="file", source=str(write_csv(tmp_path / "s.csv", 12)), name="scenario")
     with StubLLMServer(latency_s=0.15) as stub:

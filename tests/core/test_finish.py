@@ -4,14 +4,14 @@ what cannot be finished is refused with a message and a hint."""
 
 import pytest
 
-from core.errors import ConfigError, JobError, StoreError
+from core.config.errors import ConfigError, JobError, StoreError
 from core.jobs import JobManager
-from core.models import openai_compatible
+from core.lm.models import openai_compatible
 from core.optimize import estimate_finish, finish_optimization, plan_finish
-from core.program import make_program, program_to_dict
-from core.runs import optimization_frame
-from core.store import TAG, RunStore
+from core.program.program import make_program, program_to_dict
 from core.tasks import TaskRef, prepare, split_fingerprint
+from core.tracking.runs import optimization_frame
+from core.tracking.store import TAG, RunStore
 from tests.core.test_optimize import PRICED, InlineBackend, config, http_config
 from tests.scenario import write_csv
 from tests.stub_server import Faults, gepa_responder

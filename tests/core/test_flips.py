@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from core.analytics import flips
-from core.errors import ConfigError
-from core.evaluate import EvalRecord
-from core.export import neutralize_formulas, restore_formulas
+from core.analytics.export import neutralize_formulas, restore_formulas
+from core.config.errors import ConfigError
+from core.evaluation.evaluate import EvalRecord
 
 LINK = '=HYPERLINK("http://evil.example","click")'
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from core.evaluate import evaluate
-from core.models import ModelSpec, Price, build_lm, resolve_price
+from core.evaluation.evaluate import evaluate
+from core.lm.models import ModelSpec, Price, build_lm, resolve_price
 from core.optimize.progress import CostMeter
-from core.program import make_program, to_examples
+from core.program.program import make_program, to_examples
 from core.tasks import table_task
 from tests.scenario import make_table
 from tests.stub_server import count_tokens, field_value, keyword_classifier, last_user_text

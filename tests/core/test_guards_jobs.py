@@ -13,9 +13,9 @@ import pytest
 
 from core.jobs import JobManager
 from core.jobs.worker import execute
-from core.models import ModelSpec
-from core.store import RunStore
+from core.lm.models import ModelSpec
 from core.tasks import TaskRef
+from core.tracking.store import RunStore
 from tests.core.test_guards_cost import ServerLedger, usd
 from tests.core.test_optimize import config, fake_factory, http_config
 from tests.ports import wait_for

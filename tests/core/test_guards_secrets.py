@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.baseline import run_baselines
-from core.evaluate import read_records
-from core.models import ModelSpec
+from core.evaluation.baseline import run_baselines
+from core.evaluation.evaluate import read_records
+from core.lm.models import ModelSpec
 from core.tasks import SampleSpec, TaskRef
 from tests.scenario import write_csv
 from tests.stub_server import Faults

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.analytics import stats
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 
 def paired_flags(n: int, b_only: int, a_only: int) -> tuple[list[bool], list[bool]]:

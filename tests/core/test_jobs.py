@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from core.cli.jobs import progress_postfix
-from core.errors import ConfigError, JobError
+from core.config.errors import ConfigError, JobError
 from core.jobs import KINDS, JobManager
 from core.jobs.worker import execute
-from core.models import ModelSpec, openai_compatible
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import OptimizeConfig, plan_optimization
-from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef, split_fingerprint
+from core.tracking.store import RunStore
 from tests.core.test_optimize import fake_factory
 from tests.scenario import make_table, write_csv
 

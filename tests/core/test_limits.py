@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConfigError, ModelError
-from core.limits import Bucket, Limiter, achieved_rate, forget_limiters, limit_key, limiter, reserve, settle
-from core.limits.gcra import LIMIT_MEMORY_S, TOKEN_BURST_S
-from core.limits.lm import _Limited
-from core.limits.stores import FileStore, MemoryStore
-from core.models import ModelSpec, build_lm
+from core.config.errors import ConfigError, ModelError
+from core.lm.limits import Bucket, Limiter, achieved_rate, forget_limiters, limit_key, limiter, reserve, settle
+from core.lm.limits.gcra import LIMIT_MEMORY_S, TOKEN_BURST_S
+from core.lm.limits.lm import _Limited
+from core.lm.limits.stores import FileStore, MemoryStore
+from core.lm.models import ModelSpec, build_lm
 from tests.stub_server import StubLLMServer, keyword_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +135,7 @@ def test_a_store_that_fails_falls_back_once_with_a_warning(caplog):
             raise ConnectionError("no cluster")
 
     lim = Limiter(Down(), MemoryStore)
-    with caplog.at_level(logging.WARNING, logger="core.limits"):
+    with caplog.at_level(logging.WARNING, logger="core.lm.limits"):
         assert lim.reserve("k", 60, None).wait_s == 0.0
         assert lim.reserve("k", 60, None).wait_s == pytest.approx(1.0, abs=0.05)
     assert lim.kind == "memory" and sum("cannot be reached" in r.message for r in caplog.records) == 1
@@ -168,8 +168,8 @@ def test_the_memory_store_holds_rpm_across_four_threads():
 CHILD = """
 import json, sys, threading, time
 from pathlib import Path
-from core.limits import Limiter
-from core.limits.stores import FileStore
+from core.lm.limits import Limiter
+from core.lm.limits.stores import FileStore
 lim, until, out = Limiter(FileStore(Path(sys.argv[1]))), float(sys.argv[2]), []
 def run():
     while True:
@@ -185,6 +185,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_the_file_store_holds_rpm_across_two_processes(tmp_path):
     db, start = tmp_path / "limits.db", time.time() + 2.0  # both children start booking at about the same time
     FileStore(db)
@@ -229,7 +230,7 @@ def test_an_lm_with_rpm_holds_it_across_four_threads_against_the_stub(monkeypatc
                 lm(f"Sentence {i}-{n}: the aim was to assess it.")
                 n += 1
 
-        with caplog.at_level(logging.INFO, logger="core.limits"):
+        with caplog.at_level(logging.INFO, logger="core.lm.limits"):
             threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
             for t in threads:
                 t.start()
@@ -245,7 +246,7 @@ def test_an_lm_with_rpm_holds_it_across_four_threads_against_the_stub(monkeypatc
 
 
 def test_the_limit_survives_copies_and_tracing_and_tokens_settle(stub):
-    from core.tracing import _traced_class
+    from core.tracking.tracing import _traced_class
 
     spec = ModelSpec("stub", "openai/stub-small", provider="openai-compatible", api_base=stub.base_url, tpm=6000,
                      max_tokens=100)

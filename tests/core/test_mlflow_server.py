@@ -54,8 +54,8 @@ def test_baseline_runs_land_on_a_tracking_server(stub, tmp_path, monkeypatch, ml
     metrics = {m["key"]: m["value"] for m in runs[0]["data"]["metrics"]}
     assert metrics["accuracy"] == 1.0 and metrics["n"] == 15
     assert runs[0]["info"]["run_id"] in out.stdout
-    from core.settings import load_settings
-    from core.store import RunStore
+    from core.config.settings import load_settings
+    from core.tracking.store import RunStore
 
     store = RunStore(load_settings())
     assert len(store.read_csv(runs[0]["info"]["run_id"], "records.csv")) == 15  # artifacts via the server

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ModelError
-from core.models import (
+from core.config.errors import ModelError
+from core.lm.models import (
     PRESETS,
     ModelCatalog,
     ModelSpec,
@@ -172,6 +172,7 @@ def test_the_lm_uses_the_models_retries_and_timeout(stub):
     assert "target" in build_lm(openai_compatible("s", "stub-small", stub.base_url, timeout_s=5), cache=False)("hi")[0]
 
 
+@pytest.mark.slow
 def test_models_add_sets_timeout_and_retries_from_the_cli(settings):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 

@@ -14,18 +14,16 @@ import pandas as pd
 import pytest
 from pandas import StringDtype
 
-from core import notebook
 from core.cli.main import main
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.jobs import JobManager
 from core.jobs.kinds import submit_notebook
 from core.jobs.worker import execute
-from core.models import openai_compatible
-from core.notebook import PRESET
+from core.lm.models import openai_compatible
 from core.optimize import OptimizeConfig
-from core.procs import pid_alive
-from core.program import get_instruction, make_program, render_prompt, to_examples
-from core.store import RunStore
+from core.presets import notebook
+from core.presets.notebook import PRESET
+from core.program.program import get_instruction, make_program, render_prompt, to_examples
 from core.tasks import (
     PUBMED_LABELS,
     SampleSpec,
@@ -35,6 +33,8 @@ from core.tasks import (
     pubmed_task,
     sample_per_label,
 )
+from core.tracking.procs import pid_alive
+from core.tracking.store import RunStore
 from tests.stub_server import (
     Faults,
     chat_answer,
@@ -55,7 +55,7 @@ def notebook_responder(model, messages, body):
     stub-mid a larger model (keyword rules, but CONCLUSIONS read as RESULTS), stub-large the frontier model, the
     judge and the reflection model."""
     system = system_text(messages)
-    if "`rationale`" in system:  # core.metric's judge
+    if "`rationale`" in system:  # core.program.metric's judge
         return chat_answer("rationale", f"The sentence reads as {field_value(last_user_text(messages), 'expected_label')}.")
     if is_reflection_call(messages):
         return gepa_responder("stub-large", messages, body)

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.jobs import JobManager
 from core.jobs.worker import execute
-from core.models import ModelSpec, openai_compatible
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import OptimizeConfig, estimate, run_optimization
-from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef, prepare
+from core.tracking.store import RunStore
 from tests.fake_lm import fake_lm
 from tests.scenario import write_csv
 from tests.stub_server import chat_answer, field_value, gepa_responder, hinted_label, improved_instruction
@@ -177,7 +177,7 @@ def test_bad_configs_are_rejected_before_a_process_starts(settings, ref, change,
 
 
 def test_unknown_label_column_is_rejected(settings, ref):
-    from core.errors import DataError
+    from core.config.errors import DataError
 
     bad = TaskRef(kind="file", source=ref.source, label_column="section")
     student = openai_compatible("s", "stub-small", "http://127.0.0.1:9/v1")

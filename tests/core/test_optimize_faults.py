@@ -16,8 +16,8 @@ import pytest
 from core.jobs import JobManager
 from core.optimize import run_optimization
 from core.optimize.guard import failure_kind
-from core.store import RunStore
 from core.tasks import TaskRef
+from core.tracking.store import RunStore
 from tests.core.test_cli import run_cli
 from tests.core.test_optimize import InlineBackend, config, fake_factory, http_config
 from tests.scenario import write_csv
@@ -178,7 +178,7 @@ def test_cli_optimize_exits_non_zero_with_the_breakers_message(settings, stub, t
 
 
 def specs():
-    from core.models import ModelSpec
+    from core.lm.models import ModelSpec
 
     kw = dict(provider="openai-compatible", api_base="http://127.0.0.1:9/v1")
     return ModelSpec("pupil", "openai/pupil", **kw), ModelSpec("teacher", "openai/teacher", **kw)

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.jobs import JobManager
 from core.jobs.worker import execute
-from core.models import openai_compatible
+from core.lm.models import openai_compatible
 from core.optimize import OPTIMIZERS, OptimizeConfig, estimate, run_optimization
-from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef, prepare
+from core.tracking.store import RunStore
 from tests.scenario import write_csv
 from tests.stub_server import (
     KEYWORDS,

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from core.profile import FIELDS, Profile, from_query, profile_key, query_names, to_query
+from core.presets.profile import FIELDS, Profile, from_query, profile_key, query_names, to_query
 from core.tasks import SampleSpec, TaskRef
 
 USER = "alice@example.org"
@@ -55,7 +55,7 @@ def test_a_corrupt_file_is_an_empty_profile_and_is_replaced_on_write(tmp_path, c
     profile = Profile.of(tmp_path, USER, BROWSER)
     profile.path.parent.mkdir(parents=True)
     profile.path.write_text(content, encoding="utf-8", errors="surrogateescape")
-    with caplog.at_level(logging.WARNING, logger="core.profile"):
+    with caplog.at_level(logging.WARNING, logger="core.presets.profile"):
         assert profile.load() == {}
     assert caplog.records, "a bad profile is logged, not silently dropped"
     profile.update({"reflection": "gpt-5-mini"})

@@ -1,9 +1,9 @@
 import dspy
 import pytest
 
-from core.errors import ConfigError
-from core.metric import label_in_completion, make_metric, normalize_label
-from core.program import (
+from core.config.errors import ConfigError
+from core.program.metric import label_in_completion, make_metric, normalize_label
+from core.program.program import (
     fingerprint,
     get_instruction,
     load_program,
@@ -116,9 +116,9 @@ def test_quoted_labels_are_scored_correct_through_a_real_server():
     """Labels holding quotes, answered exactly by a model over HTTP, count as correct (before: never)."""
     import pandas as pd
 
-    from core.evaluate import evaluate
-    from core.models import ModelSpec
-    from core.program import to_examples
+    from core.evaluation.evaluate import evaluate
+    from core.lm.models import ModelSpec
+    from core.program.program import to_examples
     from core.tasks import table_task
     from tests.stub_server import StubLLMServer, chat_answer, field_value, last_user_text
 
@@ -139,9 +139,9 @@ def test_quoted_labels_are_scored_correct_through_a_real_server():
 
 def test_merged_labels_score_the_same_in_accuracy_and_per_label_f1(tmp_path, settings):
     """A file spelling one label three ways, merged: accuracy and per-label F1 agree (before: 100 % vs F1 0)."""
-    from core.evaluate import evaluate
-    from core.models import ModelSpec
-    from core.program import to_examples
+    from core.evaluation.evaluate import evaluate
+    from core.lm.models import ModelSpec
+    from core.program.program import to_examples
     from core.tasks import TaskRef, load_tables
     from tests.data.make_bad_files import BAD_DIR
     from tests.stub_server import StubLLMServer, chat_answer, field_value, last_user_text

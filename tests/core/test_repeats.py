@@ -1,5 +1,5 @@
 """Repeatability: one optimization repeated with N seeds (core.jobs.repeats), its runs linked by ``studio.repeat_key``,
-the spread of their test accuracy (core.runs.seed_spread) and its chart."""
+the spread of their test accuracy (core.tracking.runs.seed_spread) and its chart."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from core.analytics import charts
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.jobs import MAX_SEEDS, JobManager, submit_repeats
-from core.models import ModelSpec
-from core.runs import seed_note, seed_spread, spread_sentence
-from core.store import RUN_COLUMNS, RunStore, runs_frame
+from core.lm.models import ModelSpec
+from core.tracking.runs import seed_note, seed_spread, spread_sentence
+from core.tracking.store import RUN_COLUMNS, RunStore, runs_frame
 from tests.core.test_optimize import PRICED, InlineBackend, config, fake_factory
 
 STUDENT = ModelSpec("pupil", "openai/pupil", "openai-compatible", api_base="http://127.0.0.1:9/v1", **PRICED)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from core.analytics.verdict import verdict
-from core.models import ModelSpec, openai_compatible
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import OptimizeConfig, run_optimization
 from core.report import build_report, write_report
-from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef
+from core.tracking.store import RunStore
 from tests.fake_lm import fake_lm
 from tests.scenario import make_table
 from tests.stub_server import (
@@ -77,7 +77,7 @@ HAND_RECORD = {  # a search record as interfaces.md fixes it, with a rejected pr
 
 def build_runs(store: RunStore, tmp: Path, base_url: str) -> dict[str, str]:
     """An optimization (fake LMs) and two baselines (HTTP) on one task's identical test split: their run ids."""
-    from core.baseline import run_baselines
+    from core.evaluation.baseline import run_baselines
 
     ref = write_task(tmp / "scenario.csv")
     priced = dict(input_price_per_m=1.0, output_price_per_m=4.0)
@@ -105,7 +105,7 @@ def world(tmp_path_factory):
         mp.setenv("GEPA_STUDIO_SECRETS", str(tmp / "no-secrets.toml"))
         mp.setenv("GEPA_STUDIO_TRACES", "off")  # the report reads no traces; tracing would only slow the runs
         stub.responder = half_right
-        from core.settings import load_settings
+        from core.config.settings import load_settings
 
         store = RunStore(load_settings().ensure())
         ids = build_runs(store, tmp, stub.base_url)

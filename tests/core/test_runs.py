@@ -1,4 +1,4 @@
-"""The run table (core.runs) and the pure helpers the pages use: no Streamlit, no store."""
+"""The run table (core.tracking.runs) and the pure helpers the pages use: no Streamlit, no store."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from core import runs as run_table
 from core.analytics import diff, stats
-from core.errors import ConfigError
-from core.procs import process_started
-from core.store import RUN_COLUMNS, runs_frame
+from core.config.errors import ConfigError
 from core.tasks import guess_columns
+from core.tracking import runs as run_table
+from core.tracking.procs import process_started
+from core.tracking.store import RUN_COLUMNS, runs_frame
 
 
 def runs(*rows: dict) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import pytest
 
 from core.analytics import charts
 from core.analytics import search as views
-from core.models import ModelSpec, Price
+from core.lm.models import ModelSpec, Price
 from core.optimize import CostMeter, run_optimization
 from core.optimize.search import SearchRecorder
 from core.optimize.search_record import FEEDBACK_ROWS, load_record
@@ -40,7 +40,7 @@ def teacher(bad_every: int = 2):
     proposals = [0]
 
     def reply(system, user):
-        if "rationale" in system:  # core.metric's JudgeFeedback signature
+        if "rationale" in system:  # core.program.metric's JudgeFeedback signature
             return chat_answer("rationale", "The sentence names the study's aim, so the label is OBJECTIVE.")
         proposals[0] += 1
         if proposals[0] % bad_every == 0:

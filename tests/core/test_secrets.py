@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import secrets
+from core.config import secrets
+from core.config.secrets import MASK, ScrubbingStream, scrub, scrub_data
 from core.jobs import JobManager
-from core.models import ModelCatalog, ModelSpec, redact
-from core.secrets import MASK, ScrubbingStream, scrub, scrub_data
+from core.lm.models import ModelCatalog, ModelSpec, redact
 from tests.scenario import write_csv
 from tests.stub_server import Faults, gepa_responder
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from core.errors import ConfigError
-from core.models import ModelSpec, openai_compatible
-from core.ship import MODEL_URI_TAG, export_model, load_snippet, serve_command, shipped_of
+from core.config.errors import ConfigError
+from core.lm.models import ModelSpec, openai_compatible
+from core.ship.register import MODEL_URI_TAG, export_model, load_snippet, serve_command, shipped_of
 from core.tasks import SampleSpec, TaskRef
 from tests.ports import free_port
 from tests.scenario import write_csv
@@ -89,7 +89,7 @@ def test_optimized_program_ships_as_a_linked_model_that_predicts_through_the_stu
 def test_a_failed_text_is_an_empty_label_with_its_reason(settings, store, ref, stub):
     import mlflow
 
-    from core.baseline import run_baselines
+    from core.evaluation.baseline import run_baselines
 
     run_baselines(store, ref, SampleSpec(2, 0, 3), [openai_compatible("small", "stub-small", stub.base_url,
                                                                       num_retries=0)])
@@ -108,8 +108,8 @@ def test_a_failed_text_is_an_empty_label_with_its_reason(settings, store, ref, s
 
 
 def test_export_from_the_cli_and_bad_exports_say_what_to_do(store, ref, stub, capsys):
-    from core.baseline import run_baselines
     from core.cli.main import main
+    from core.evaluation.baseline import run_baselines
 
     run_baselines(store, ref, SampleSpec(2, 0, 2), [openai_compatible("s", "stub-small", stub.base_url)])
     run_id = store.list_runs().iloc[0]["run_id"]
@@ -132,7 +132,7 @@ def test_export_from_the_cli_and_bad_exports_say_what_to_do(store, ref, stub, ca
 def test_the_exported_model_serves_predictions_over_http(settings, store, ref, stub, monkeypatch, tmp_path):
     """``mlflow models serve --env-manager local`` on a free loopback port answers one posted request; the
     student's key is read from the server's environment and is in no file of the model."""
-    from core.baseline import run_baselines
+    from core.evaluation.baseline import run_baselines
 
     mlflow_cli = shutil.which("mlflow", path=os.path.dirname(sys.executable))
     if mlflow_cli is None:

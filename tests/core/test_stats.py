@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.analytics import stats
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 # --- Wilson interval ---
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from core.baseline import load_run_detail, outcomes_table, resume_evaluation, run_baselines
-from core.models import ModelSpec, openai_compatible
+from core.evaluation.baseline import load_run_detail, outcomes_table, resume_evaluation, run_baselines
+from core.lm.models import ModelSpec, openai_compatible
 from core.tasks import SampleSpec, TaskRef
 from tests.scenario import write_csv
 
@@ -83,7 +83,7 @@ def test_a_stopped_baseline_is_interrupted_and_partial_then_resumes_in_the_same_
 
 
 def test_a_cot_baseline_is_recorded_as_cot(stub, store, csv_ref):
-    from core.runs import chart_frame
+    from core.tracking.runs import chart_frame
 
     spec = openai_compatible("small", "stub-small", stub.base_url)
     run_baselines(store, csv_ref, SampleSpec(1, 0, 1), [spec], module="cot")
@@ -100,7 +100,7 @@ def test_the_run_table_from_sql_matches_mlflows_search_and_pages_through_every_r
 
     import pandas as pd
 
-    from core.store import runs_frame
+    from core.tracking.store import runs_frame
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -136,5 +136,5 @@ def test_the_run_table_from_sql_matches_mlflows_search_and_pages_through_every_r
     monkeypatch.setattr("mlflow.store.tracking.SEARCH_MAX_RESULTS_THRESHOLD", 1)  # one run per page
     assert [r.info.run_id for r in store.search()] == ids[::-1]
     assert len(store.search(max_results=2)) == 2
-    monkeypatch.setattr("core.store.read_summary", lambda *a, **k: None)  # a tracking server: MLflow's search
+    monkeypatch.setattr("core.tracking.store.read_summary", lambda *a, **k: None)  # a tracking server: MLflow's search
     pd.testing.assert_frame_equal(store.list_runs(), table)

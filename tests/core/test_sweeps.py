@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from core.errors import ConfigError, ModelError
+from core.config.errors import ConfigError, ModelError
 from core.jobs import JobManager
 from core.jobs.sweeps import MAX_SWEEP_JOBS, SweepGrid, budget_fields, expand, submit_sweep, sweep_progress
-from core.models import ModelCatalog, ModelSpec
-from core.store import RUN_COLUMNS, RunStore
+from core.lm.models import ModelCatalog, ModelSpec
+from core.tracking.store import RUN_COLUMNS, RunStore
 from tests.core.test_optimize import PRICED, InlineBackend, config, fake_factory
 
 API = "http://127.0.0.1:9/v1"

@@ -16,8 +16,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from core import tasks
-from core.errors import DataError, StudioError
-from core.export import neutralize_cell, neutralize_formulas, restore_cell, restore_formulas
+from core.analytics.export import neutralize_cell, neutralize_formulas, restore_cell, restore_formulas
+from core.config.errors import DataError, StudioError
 from core.tasks import SampleSpec, Task, TaskRef
 from tests.data.make_bad_files import BAD_DIR, CASES, Case, csv_bytes, rows
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from core import tasks
-from core.errors import ConfigError, DataError
+from core.config.errors import ConfigError, DataError
 from core.tasks import PUBMED_LABELS, Splits, Task, readers
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from core import tracing
-from core.baseline import load_run_detail, run_baselines
-from core.errors import ConfigError
-from core.models import ModelSpec, openai_compatible
+from core.config.errors import ConfigError
+from core.evaluation.baseline import load_run_detail, run_baselines
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import OptimizeConfig, run_optimization
-from core.store import RunStore
 from core.tasks import SampleSpec, TaskRef
+from core.tracking import tracing
+from core.tracking.store import RunStore
 from tests.fake_lm import fake_lm
 from tests.scenario import write_csv
 from tests.stub_server import Faults, chat_answer, field_value, hinted_label, improved_instruction
@@ -100,7 +100,7 @@ def test_a_tracing_error_is_logged_once_and_never_fails_a_call(stub, store, ref,
 
     monkeypatch.setattr(mlflow, "start_span_no_context", broken)
     spec = openai_compatible("small", "stub-small", stub.base_url)
-    with caplog.at_level(logging.WARNING, logger="core.tracing"):
+    with caplog.at_level(logging.WARNING, logger="core.tracking.tracing"):
         [outcome] = run_baselines(store, ref, SampleSpec(1, 0, 1), [spec], threads=2)
     assert outcome.error is None and outcome.result.metrics["accuracy"] == 1.0
     assert outcome.result.metrics["lm_calls"] == 5  # five calls failed to trace: one warning

@@ -14,17 +14,17 @@ import time
 import dspy
 import pytest
 
-from core.baseline import run_baselines
-from core.breaker import BreakerSettings, BreakerTripped, CircuitBreaker, classify_failure
 from core.cli.common import resolve_models
-from core.errors import ModelError
-from core.evaluate import evaluate
-from core.lm_cache import EndpointCache
-from core.models import ModelCatalog, build_lm, check_connection, classify_error, openai_compatible
+from core.config.errors import ModelError
+from core.evaluation.baseline import run_baselines
+from core.evaluation.evaluate import evaluate
+from core.lm.breaker import BreakerSettings, BreakerTripped, CircuitBreaker, classify_failure
+from core.lm.cache import EndpointCache
+from core.lm.models import ModelCatalog, build_lm, check_connection, classify_error, openai_compatible
 from core.optimize import run_optimization
-from core.program import make_program, to_examples
-from core.store import RunStore
+from core.program.program import make_program, to_examples
 from core.tasks import SampleSpec, TaskRef, table_task
+from core.tracking.store import RunStore
 from tests.core.test_cli import ROOT, run_cli
 from tests.core.test_optimize import http_config
 from tests.scenario import make_table, write_csv
@@ -127,6 +127,7 @@ def test_two_catalog_entries_with_one_model_id_on_two_servers(store, tmp_path):
 # 2. model@URL calls that URL ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_inline_model_at_url_calls_that_url_not_a_catalog_entry(settings, tmp_path):
     with StubLLMServer() as a, StubLLMServer() as b:
         catalog = ModelCatalog.load(settings.catalog_path)
@@ -237,7 +238,7 @@ def test_one_classifier_a_refused_port_with_401_in_it_is_unreachable_not_auth():
 ADD_MODELS = """
 import sys, time
 from pathlib import Path
-from core.models import ModelCatalog, openai_compatible
+from core.lm.models import ModelCatalog, openai_compatible
 path, prefix, gate = sys.argv[1:]
 while not Path(gate).exists():
     time.sleep(0.01)
@@ -257,6 +258,7 @@ def _add_models(path, prefix, gate):
         catalog.save()
 
 
+@pytest.mark.slow
 def test_concurrent_catalog_saves_lose_no_model(tmp_path):
     """Three processes and four threads add five models each, all at once."""
     path, gate = tmp_path / "models.json", tmp_path / "go"
@@ -266,7 +268,7 @@ def test_concurrent_catalog_saves_lose_no_model(tmp_path):
     threads = [threading.Thread(target=_add_models, args=(path, f"t{k}", gate)) for k in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)  # the processes import core.models meanwhile
+    time.sleep(1.0)  # the processes import core.lm.models meanwhile
     gate.touch()
     for t in threads:
         t.join(60)

@@ -15,7 +15,7 @@ import pytest
 from core import tasks
 from core.cli.common import task_ref
 from core.cli.main import build_parser
-from core.errors import DataError
+from core.config.errors import DataError
 from core.tasks import SampleSpec, TaskRef
 from tests.data.make_bad_files import BAD_DIR
 from tests.scenario import make_table
@@ -143,6 +143,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=240)
 
 
+@pytest.mark.slow
 def test_baseline_on_the_command_line_says_and_takes_its_own_flags(stub, settings, tmp_path):
     table = make_table(12)
     results = table.index[table["target"] == "RESULTS"]

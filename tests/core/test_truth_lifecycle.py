@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from core.baseline import run_baselines
 from core.cli.exits import EXIT_CODES, exit_code, job_outcome, worst
 from core.cli.main import main
+from core.evaluation.baseline import run_baselines
 from core.jobs import JobManager
-from core.models import openai_compatible
+from core.lm.models import openai_compatible
 from core.optimize import OptimizeConfig
 from core.optimize.finish import SUPERSEDED_TAG, evaluate_pair
-from core.program import make_program
-from core.run_inputs import DATASETS_ERROR_TAG, log_datasets
-from core.store import TAG, RunStore
+from core.program.program import make_program
 from core.tasks import SampleSpec, TaskRef, prepare
+from core.tracking.run_inputs import DATASETS_ERROR_TAG, log_datasets
+from core.tracking.store import TAG, RunStore
 from tests.core.test_optimizers import responder as optimizers_responder
 from tests.ports import wait_for
 from tests.scenario import write_csv
@@ -176,7 +176,7 @@ def test_a_link_that_still_fails_is_tagged_on_the_run(settings, tmp_path, monkey
         raise RuntimeError("database is locked")
 
     monkeypatch.setattr(store.client, "log_inputs", refuse)
-    monkeypatch.setattr("core.run_inputs.DATASET_RETRY_S", 0.01)
+    monkeypatch.setattr("core.tracking.run_inputs.DATASET_RETRY_S", 0.01)
     assert log_datasets(store, run_id, {"test": splits.test}, task) is False
     assert "database is locked" in store.get_run(run_id).data.tags[DATASETS_ERROR_TAG]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from core import secrets
-from core.errors import ConfigError, StoreError
+from core.config import secrets
+from core.config.errors import ConfigError, StoreError
+from core.config.settings import Settings, get_secret, read_secrets, secrets_problem
 from core.jobs import mailbox as mb
-from core.settings import Settings, get_secret, read_secrets, secrets_problem
-from core.store import RunStore, StoreUnreachable
+from core.tracking.store import RunStore, StoreUnreachable
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +119,7 @@ def run_worker(script: str, uri: str, box: mb.Mailbox, tmp_path: Path, **env: st
                           text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_the_remote_worker_scrubs_keys_its_specs_name_whatever_the_variable(tmp_path):
     config = {"specs": [{"name": "mine", "model": "openai/x", "provider": "openai", "api_key_env": "MY_THING"},
                         {"name": "tiny", "model": "openai/y", "provider": "openai", "api_key_env": "TINY8"}]}
@@ -140,7 +141,7 @@ def test_the_remote_worker_scrubs_keys_its_specs_name_whatever_the_variable(tmp_
 LIMITED_WORKER = textwrap.dedent('''
     import sys
     from core.jobs import kinds, remote
-    from core.limits import limiter, stores
+    from core.lm.limits import limiter, stores
 
     def actor_lookup_fails(self):  # what a job sees when the cluster's limiter actor cannot be found or created
         raise ConnectionError("no Ray cluster here (simulated actor lookup failure)")
@@ -160,6 +161,7 @@ LIMITED_WORKER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_limiter_that_falls_back_says_so_in_the_job_and_its_run(tmp_path, settings, capsys):
     from core.cli.jobs import print_job
     from core.jobs import JobManager
@@ -186,8 +188,8 @@ def test_a_limiter_that_falls_back_says_so_in_the_job_and_its_run(tmp_path, sett
 
 
 def test_the_limiter_records_its_fallback():
-    from core.limits import Limiter
-    from core.limits.stores import MemoryStore, RayStore
+    from core.lm.limits import Limiter
+    from core.lm.limits.stores import MemoryStore, RayStore
 
     class Unreachable(RayStore):
         def actor(self):
@@ -253,7 +255,7 @@ def test_a_malformed_secrets_file_is_an_error_naming_its_file_and_line(tmp_path,
 
 def record_with_failing_callback(store, ref, log_dir, monkeypatch):
     """A real small GEPA run (fake LMs) whose recorder fails in one callback every iteration: returns its run id."""
-    from core.models import ModelSpec
+    from core.lm.models import ModelSpec
     from core.optimize import run_optimization
     from core.optimize.search import SearchRecorder
     from tests.core.test_optimize import PRICED, config, fake_factory

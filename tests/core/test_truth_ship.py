@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from core.models import ModelSpec, openai_compatible
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import run_optimization
 from core.optimize.registered import register_prompt
-from core.program import program_from_dict
-from core.ship import TESTED_TAG, UNTESTED_TAG, export_model
-from core.store import RunStore
+from core.program.program import program_from_dict
+from core.ship.register import TESTED_TAG, UNTESTED_TAG, export_model
 from core.tasks import SampleSpec, TaskRef
+from core.tracking.store import RunStore
 from tests.core.test_optimizers import make_config, responder
 from tests.scenario import write_csv
 from tests.stub_server import Faults, chat_answer, field_value, keyword_label, last_user_text
@@ -91,7 +91,7 @@ def lowercase(model, messages, body):
 
 
 def test_the_served_model_reads_answers_and_names_failures_as_the_evaluation_does(store, ref, stub):
-    from core.baseline import run_baselines
+    from core.evaluation.baseline import run_baselines
 
     stub.responder = lowercase
     run_baselines(store, ref, SampleSpec(2, 0, 4, seed=1), [openai_compatible("low", "stub-small", stub.base_url)],
@@ -114,7 +114,7 @@ def test_a_batch_whose_every_text_failed_is_an_error_status_without_the_key(stor
     from fastapi.testclient import TestClient
     from mlflow.pyfunc import scoring_server
 
-    from core.baseline import run_baselines
+    from core.evaluation.baseline import run_baselines
 
     monkeypatch.setenv("H3_STUB_KEY", SECRET)
     spec = ModelSpec("keyed", "openai/stub-small", "openai", api_base=stub.base_url, api_key_env="H3_STUB_KEY",

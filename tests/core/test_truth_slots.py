@@ -13,12 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from core.baseline import run_evaluation
-from core.evaluate import aggregate, evaluate, read_records
-from core.limits import slots
-from core.models import ModelSpec, openai_compatible
+from core.evaluation.baseline import run_evaluation
+from core.evaluation.evaluate import aggregate, evaluate, read_records
+from core.lm.limits import slots
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import OptimizeConfig, run_optimization
-from core.program import make_program, to_examples
+from core.program.program import make_program, to_examples
 from core.tasks import SampleSpec, TaskRef, table_task
 from tests.scenario import make_table, write_csv
 from tests.stub_server import StubError, StubLLMServer, field_value, keyword_classifier, last_user_text

@@ -12,13 +12,13 @@ from dataclasses import replace
 import pytest
 import streamlit as st
 
-from core.baseline import run_evaluation
-from core.models import ModelSpec, openai_compatible
+from core.evaluation.baseline import run_evaluation
+from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import run_optimization
-from core.program import make_program
-from core.runs import HISTORY_COLUMNS, chart_frame, optimization_frame, run_spend, spend, with_spend
-from core.store import RunStore
+from core.program.program import make_program
 from core.tasks import table_task
+from core.tracking.runs import HISTORY_COLUMNS, chart_frame, optimization_frame, run_spend, spend, with_spend
+from core.tracking.store import RunStore
 from tests.core.test_optimize import config, fake_factory, http_config
 from tests.core.test_optimizers import make_config, responder
 from tests.core.test_search import teacher

@@ -16,7 +16,7 @@ import pytest
 
 from core.analytics import stats
 from core.analytics.verdict import Verdict, verdict
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 
 def records(n: int, right: set[int] | range, start: int = 0) -> pd.DataFrame:

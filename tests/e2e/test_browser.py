@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.browser import NEEDS_CHROMIUM, add_model, dashboard, goto, key, pick, settle, shot
+from tests.e2e.browser import add_model, dashboard, goto, key, pick, settle, shot
 from tests.stub_server import StubLLMServer, gepa_responder
 
-pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
+pytestmark = pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
 
 
 @pytest.mark.timeout(420)

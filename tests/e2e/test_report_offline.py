@@ -9,9 +9,9 @@ import re
 import pytest
 
 from tests.core.test_report import build_runs, half_right
-from tests.e2e.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM, SHOTS
+from tests.e2e.browser import ARGS, CHROMIUM, SHOTS
 
-pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
+pytestmark = pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
 
 DRAWN_JS = "() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')).length"
 

@@ -19,7 +19,6 @@ import pytest
 from tests.e2e.browser import (
     ARGS,
     CHROMIUM,
-    NEEDS_CHROMIUM,
     SHOTS,
     add_model,
     dashboard,
@@ -32,7 +31,7 @@ from tests.e2e.browser import (
 )
 from tests.stub_server import Faults, StubLLMServer, chat_answer, gepa_responder, system_text
 
-pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
+pytestmark = pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
 
 
 def responder(model, messages, body):

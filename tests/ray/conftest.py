@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from core.settings import Settings
+from core.config.settings import Settings
 
 
 def _service(var: str, probe: str) -> str:

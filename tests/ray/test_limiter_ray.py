@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from core.limits import achieved_rate
+from core.lm.limits import achieved_rate
 from tests.stub_server import StubLLMServer, keyword_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ RPM, WORKERS, CALL_S = 600, 4, 8.0
 def test_the_ray_limiter_holds_rpm_across_four_ray_workers(ray_address):
     import ray
 
-    from core.limits.stores import ACTOR_NAMESPACE, kill_actor
+    from core.lm.limits.stores import ACTOR_NAMESPACE, kill_actor
 
     times: dict[int, list[float]] = {i: [] for i in range(WORKERS)}
 
@@ -50,8 +50,8 @@ def test_the_ray_limiter_holds_rpm_across_four_ray_workers(ray_address):
     def calls(i: int, base_url: str, gate) -> dict:
         import ray as ray_
 
-        from core.limits import limiter
-        from core.models import ModelSpec, build_lm
+        from core.lm.limits import limiter
+        from core.lm.models import ModelSpec, build_lm
 
         spec = ModelSpec("stub", "openai/stub-small", provider="openai-compatible", api_base=base_url, rpm=RPM,
                          max_tokens=20)

@@ -10,8 +10,8 @@ import pytest
 from core.jobs import JobManager
 from core.jobs import mailbox as mb
 from core.jobs.ray_backend import RayBackend
-from core.store import RunStore
 from core.tasks import TaskRef
+from core.tracking.store import RunStore
 from tests.core.test_optimize import http_config
 from tests.scenario import write_csv
 from tests.stub_server import gepa_responder

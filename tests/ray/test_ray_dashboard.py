@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from core.config.settings import Settings
 from core.jobs import JobManager
-from core.settings import Settings
-from tests.e2e.browser import NEEDS_CHROMIUM, add_model, dashboard, goto, key, pick, settle, shots_at, streamlit_app
+from tests.e2e.browser import add_model, dashboard, goto, key, pick, settle, shots_at, streamlit_app
 from tests.stub_server import StubLLMServer, gepa_responder
 
-pytestmark = [pytest.mark.e2e, NEEDS_CHROMIUM]
+pytestmark = pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from core.jobs import JobManager
 from core.jobs import mailbox as mb
 from core.jobs.sweeps import SweepGrid, submit_sweep
-from core.limits import achieved_rate
-from core.models import ModelCatalog, openai_compatible
+from core.lm.limits import achieved_rate
+from core.lm.models import ModelCatalog, openai_compatible
 from core.tasks import TaskRef
 from tests.core.test_optimize import PRICED, config
 from tests.scenario import write_csv

@@ -104,8 +104,8 @@ def template_db(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("template")
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, root, root / "no-secrets.toml")
-        from core.settings import load_settings
-        from core.store import RunStore
+        from core.config.settings import load_settings
+        from core.tracking.store import RunStore
 
         RunStore(load_settings().ensure()).list_runs()
     return root / "mlflow.db"
@@ -131,7 +131,7 @@ def empty(tmp_path, monkeypatch, template_db):
     """A fresh data dir with an empty run store; returns its Settings."""
     data_dir = fresh_data_dir(tmp_path, template_db)
     _env(monkeypatch, data_dir, tmp_path / "no-secrets.toml")
-    from core.settings import load_settings
+    from core.config.settings import load_settings
 
     return load_settings().ensure()
 
@@ -158,11 +158,11 @@ def student_or_keywords(model: str, messages: list[dict[str, Any]], body: dict[s
 
 def seed_store(settings: Any, base_url: str) -> Seed:
     """Two baselines and one optimization with its original/optimized evaluations, on the demo task."""
-    from core.baseline import run_baselines, run_evaluation
-    from core.models import openai_compatible
-    from core.program import get_instruction, make_program, program_to_dict
-    from core.store import TAG, RunStore
+    from core.evaluation.baseline import run_baselines, run_evaluation
+    from core.lm.models import openai_compatible
+    from core.program.program import get_instruction, make_program, program_to_dict
     from core.tasks import SampleSpec, TaskRef, prepare
+    from core.tracking.store import TAG, RunStore
 
     store = RunStore(settings)
     small = openai_compatible("stub-small", "stub-small", base_url, input_price_per_m=0.1, output_price_per_m=0.4)
@@ -202,7 +202,7 @@ def seeded_store(tmp_path_factory, template_db) -> Seed:
     data_dir = fresh_data_dir(root, template_db)
     with pytest.MonkeyPatch.context() as mp, StubLLMServer(responder=student_or_keywords) as stub:
         _env(mp, data_dir, root / "no-secrets.toml")
-        from core.settings import load_settings
+        from core.config.settings import load_settings
 
         return seed_store(load_settings().ensure(), stub.base_url)
 

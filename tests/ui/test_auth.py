@@ -15,7 +15,7 @@ import pytest
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from tests.ports import free_port, wait_http
 from tests.ui.conftest import APP, assert_clean, texts
 from ui import auth
@@ -354,12 +354,12 @@ def _listening_on_every_interface(port: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+@pytest.mark.slow
 def test_a_real_server_starts_bound_to_every_interface(exposed_server):
     assert _listening_on_every_interface(exposed_server)
 
 
-@pytest.mark.e2e
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium (apt-get install chromium)")
+@pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
 def test_a_real_server_shows_only_the_gate_in_a_browser(exposed_server):
     from playwright.sync_api import sync_playwright
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 
-from core.models import openai_compatible
+from core.lm.models import openai_compatible
 from core.tasks import SampleSpec, TaskRef
 from tests.ui.conftest import assert_clean, open_page, texts
 
 
 def store():
-    from core.settings import load_settings
-    from core.store import RunStore
+    from core.config.settings import load_settings
+    from core.tracking.store import RunStore
 
     return RunStore(load_settings().ensure())
 
@@ -95,8 +95,8 @@ def test_two_runs_side_by_side_verdict_flips_filtered_and_confusion(seeded):
 
 
 def test_runs_on_other_examples_are_a_clear_message(empty, stub):
-    from core.baseline import run_baselines
-    from core.store import RunStore
+    from core.evaluation.baseline import run_baselines
+    from core.tracking.store import RunStore
 
     runs = RunStore(empty)
     for name, seed in (("stub-small", 1), ("stub-large", 2)):

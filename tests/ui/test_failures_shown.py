@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from core.breaker import FAILURE_KINDS
 from core.jobs import JobManager
-from core.store import TAG, RunStore
+from core.lm.breaker import FAILURE_KINDS
+from core.tracking.store import TAG, RunStore
 from tests.ui.conftest import assert_clean, open_page, texts
 from tests.ui.test_pages import chart_specs, metrics, table_with
 
@@ -157,7 +157,7 @@ def test_baseline_panel_reads_degraded_from_the_run_tags(empty, failing):
 
 
 def test_optimization_panel_shows_failed_calls_and_degraded(empty):
-    from core.models import PRESETS
+    from core.lm.models import PRESETS
     from core.optimize import OptimizeConfig
     from core.tasks import SampleSpec, TaskRef
 

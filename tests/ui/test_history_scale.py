@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from core.store import RunStore
+from core.tracking.store import RunStore
 from tests.ui.conftest import assert_clean, open_page, texts
 
 

@@ -8,7 +8,7 @@ import uuid
 
 from streamlit.testing.v1 import AppTest
 
-from core.models import PRESETS, ModelCatalog, ModelSpec, openai_compatible
+from core.lm.models import PRESETS, ModelCatalog, ModelSpec, openai_compatible
 from tests.stub_server import Faults
 from tests.ui.conftest import assert_clean, open_page, texts
 
@@ -230,7 +230,7 @@ def test_a_key_echoed_by_the_provider_is_never_shown(empty, stub, monkeypatch):
 def _shows_errors_holding_a_key() -> None:
     import os
 
-    from core.errors import StudioError
+    from core.config.errors import StudioError
     from ui.widgets import show_error, studio_errors
 
     key = os.environ["OPENAI_API_KEY"]

@@ -9,13 +9,13 @@ import shutil
 import pytest
 import streamlit as st
 
-from core import notebook
 from core.jobs import JobManager
-from core.models import ModelSpec
-from core.notebook import PRESET, REPRODUCTION_TAG, SIDE_TAG, START_TAG, NotebookModels
+from core.lm.models import ModelSpec
 from core.optimize import OptimizeConfig
-from core.store import RunStore
+from core.presets import notebook
+from core.presets.notebook import PRESET, REPRODUCTION_TAG, SIDE_TAG, START_TAG, NotebookModels
 from core.tasks import TaskRef
+from core.tracking.store import RunStore
 from tests.core.test_notebook import write_tables
 from tests.ui.conftest import _env, assert_clean, open_page, texts
 from ui.notebook import AGREEMENT, MODE, TEST, TRAIN
@@ -87,7 +87,7 @@ def copied(seeded, tmp_path, monkeypatch):
     data_dir = tmp_path / "copy"
     shutil.copytree(seeded.data_dir, data_dir)
     _env(monkeypatch, data_dir, tmp_path / "no-secrets.toml")
-    from core.settings import load_settings
+    from core.config.settings import load_settings
 
     return seeded, RunStore(load_settings().ensure())
 

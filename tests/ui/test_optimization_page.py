@@ -45,11 +45,11 @@ def reflection_replies():
 @pytest.fixture(scope="session")
 def searched_store(tmp_path_factory, template_db) -> Searched:
     """One finished optimization with fake LMs (student and reflection in-process), in its own data dir."""
-    from core.models import ModelSpec
+    from core.config.settings import load_settings
+    from core.lm.models import ModelSpec
     from core.optimize import OptimizeConfig, run_optimization
-    from core.settings import load_settings
-    from core.store import RunStore
     from core.tasks import SampleSpec, TaskRef
+    from core.tracking.store import RunStore
     from tests.fake_lm import fake_lm
 
     root = tmp_path_factory.mktemp("searched")
@@ -78,8 +78,8 @@ def searched(searched_store, monkeypatch, tmp_path) -> Searched:
 
 
 def store_of(settings_dir: Path):
-    from core.settings import load_settings
-    from core.store import RunStore
+    from core.config.settings import load_settings
+    from core.tracking.store import RunStore
 
     settings = load_settings().ensure()
     assert settings.data_dir == settings_dir
@@ -125,7 +125,7 @@ def test_a_link_opens_the_run_with_its_search(searched):
     assert "budget" in header and "test accuracy" in header and "→" in header
     specs = chart_specs(at)
     assert len(specs) == 4, [s.get("layout", {}).get("title") for s in specs]  # score, lineage, grid, cost by role
-    from core.tracing import trace_counts
+    from core.tracking.tracing import trace_counts
 
     counts = {role: n for role, n in trace_counts(store, searched.run_id).items() if n}
     traces = next(c for c in texts(at, "caption") if "MLflow traces" in c)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import streamlit as st
 
-from core.errors import StoreError
+from core.config.errors import StoreError
 from core.jobs import JobManager
-from core.models import ModelCatalog, openai_compatible
+from core.lm.models import ModelCatalog, openai_compatible
 from core.optimize import OptimizeConfig
 from core.tasks import SampleSpec, TaskRef
 from tests.scenario import make_table, write_csv
@@ -57,7 +57,7 @@ def test_a_store_failure_is_a_message_not_a_traceback(empty, page, monkeypatch):
     def down(*args, **kwargs):
         raise StoreError("The MLflow store cannot be reached.", "Check MLFLOW_TRACKING_URI.")
 
-    monkeypatch.setattr("core.store.RunStore.list_runs", down)
+    monkeypatch.setattr("core.tracking.store.RunStore.list_runs", down)
     at = open_page(f"pages/{page}.py")
     assert not at.exception
     assert "The MLflow store cannot be reached." in texts(at, "error")
@@ -112,7 +112,7 @@ def test_home_shows_storage_key_status_counts_and_start_links(seeded, monkeypatc
 
 
 def test_refresh_clears_the_cached_runs(empty):
-    from core.store import RunStore
+    from core.tracking.store import RunStore
 
     at = open_page("pages/home.py")
     assert metrics(at)["Baselines"] == "0"
@@ -188,7 +188,7 @@ def test_models_check_connection_against_a_server_and_a_missing_key(empty, stub)
 def test_models_found_on_servers_can_be_added(empty, stub):
     found = [openai_compatible("llama3.1 (Ollama)", "llama3.1", "http://127.0.0.1:11434/v1")]
     at = open_page("pages/models.py")
-    with mock.patch("core.models.detect_ollama", return_value=found) as detect:
+    with mock.patch("core.lm.models.detect_ollama", return_value=found) as detect:
         at.button(key="models.ollama").click().run()
     detect.assert_called_once()
     at.text_input(key="models.scan.base").input(stub.base_url)
@@ -323,7 +323,7 @@ def test_baselines_results_of_the_task(seeded):
     assert_clean(at)
     table = table_with(at, "model", "cost_per_1k", "run_id")
     assert sorted(table["model"]) == ["stub-large", "stub-small"]
-    assert "stub-large · Predict" in chart_specs(at)[0]  # labels say the program kind (core.runs.chart_frame)
+    assert "stub-large · Predict" in chart_specs(at)[0]  # labels say the program kind (core.tracking.runs.chart_frame)
 
 
 # Optimize ------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ def test_optimize_impossible_budget_is_a_message(empty):
 
 
 def test_optimize_live_progress_cancel_and_resume(empty):
-    from core.models import PRESETS
+    from core.lm.models import PRESETS
 
     config = OptimizeConfig(task_ref=TaskRef(), sample=SampleSpec(), student=PRESETS[4], reflection=PRESETS[8],
                             max_cost_usd=3.0)
@@ -426,10 +426,10 @@ def test_optimize_live_progress_cancel_and_resume(empty):
 
 
 def test_optimize_a_capped_job_shows_one_state_line_and_offers_its_test_evaluation(empty):
-    from core.models import PRESETS
-    from core.program import make_program, program_to_dict
-    from core.store import TAG, RunStore
+    from core.lm.models import PRESETS
+    from core.program.program import make_program, program_to_dict
     from core.tasks import prepare, split_fingerprint
+    from core.tracking.store import TAG, RunStore
     from ui.widgets import usd
 
     config = OptimizeConfig(task_ref=TaskRef(), sample=SampleSpec(), student=PRESETS[4], reflection=PRESETS[8],
@@ -511,10 +511,10 @@ def test_compare_charts_paired_test_and_break_even(seeded):
 
 
 def test_compare_and_prompts_show_a_capped_optimization_marked(empty, stub):
-    from core.baseline import run_evaluation
-    from core.program import make_program
-    from core.store import TAG, RunStore
+    from core.evaluation.baseline import run_evaluation
+    from core.program.program import make_program
     from core.tasks import prepare
+    from core.tracking.store import TAG, RunStore
 
     store, ref, sample = RunStore(empty), TaskRef(), SampleSpec(3, 0, 4, seed=42)
     task, splits = prepare(ref, sample, empty)

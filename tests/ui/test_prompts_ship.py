@@ -1,14 +1,14 @@
 """Prompts page, "Use it": program B registered as an MLflow model from the page, with how to load and serve it."""
 
-from core.models import openai_compatible
-from core.ship import MODEL_URI_TAG
+from core.lm.models import openai_compatible
+from core.ship.register import MODEL_URI_TAG
 from core.tasks import SampleSpec, TaskRef
 from tests.ui.conftest import assert_clean, open_page, texts
 
 
 def test_prompts_ships_program_b_as_a_registered_model(empty, stub):
-    from core.baseline import run_baselines
-    from core.store import RunStore
+    from core.evaluation.baseline import run_baselines
+    from core.tracking.store import RunStore
 
     store = RunStore(empty)
     run_baselines(store, TaskRef(), SampleSpec(2, 0, 3, seed=1),

@@ -2,16 +2,16 @@
 every call) shows the same warning as ``python -m core export``, registers only once confirmed, and is recorded
 untested on the model version."""
 
-from core.models import openai_compatible
-from core.ship import MODEL_URI_TAG, TESTED_TAG, UNTESTED_TAG
+from core.lm.models import openai_compatible
+from core.ship.register import MODEL_URI_TAG, TESTED_TAG, UNTESTED_TAG
 from core.tasks import SampleSpec, TaskRef
 from tests.stub_server import Faults
 from tests.ui.conftest import assert_clean, open_page
 
 
 def test_registering_an_untested_program_warns_and_asks_first(empty, stub):
-    from core.baseline import run_baselines
-    from core.store import RunStore
+    from core.evaluation.baseline import run_baselines
+    from core.tracking.store import RunStore
 
     store = RunStore(empty)
     stub.faults = Faults(echo_key_401=True)

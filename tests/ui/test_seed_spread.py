@@ -58,7 +58,7 @@ def test_own_prompt_has_no_seeds_to_repeat(empty):
 def seed_repeats(settings) -> dict[int, str]:
     """Three seeds of one GEPA setup (optimized 58 / 62 / 66 % against 20 %), the newest with its paired evaluations;
     and one unrepeated optimization. Returns seed → optimization run id."""
-    from core.store import TAG, RunStore
+    from core.tracking.store import TAG, RunStore
 
     store = RunStore(settings)
     ids = {}
@@ -94,7 +94,7 @@ def seed_repeats(settings) -> dict[int, str]:
 
 
 def test_compare_shows_the_seed_spread_and_the_verdict_says_one_of_three(empty):
-    from core.settings import load_settings
+    from core.config.settings import load_settings
 
     ids = seed_repeats(load_settings().ensure())
     at = open_page("pages/compare.py", {"compare.opt": ids[2]})
@@ -114,8 +114,8 @@ def test_compare_shows_the_seed_spread_and_the_verdict_says_one_of_three(empty):
 
 
 def test_compare_without_repeats_has_no_spread(empty):
-    from core.settings import load_settings
-    from core.store import TAG, RunStore
+    from core.config.settings import load_settings
+    from core.tracking.store import TAG, RunStore
 
     store = RunStore(load_settings().ensure())
     run_id = store.start_run("optimization", "demo", run_name="GEPA", params={"seed": 0},

@@ -7,9 +7,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import JobManager
-from core.models import PRESETS
+from core.lm.models import PRESETS
 from core.optimize import OptimizeConfig
-from core.profile import Profile
+from core.presets.profile import Profile
 from core.tasks import SampleSpec, TaskRef
 from tests.ui.conftest import APP, assert_clean, open_page, texts
 

@@ -17,7 +17,7 @@ def metrics(at) -> dict[str, str]:
 
 def test_optimize_page_sweep_form_queues_one_job_per_cell(empty):
     from core.jobs.sweeps import SweepGrid, plan_sweep
-    from core.models import ModelCatalog
+    from core.lm.models import ModelCatalog
     from core.optimize import OptimizeConfig
 
     at = open_page("pages/optimize.py", ROLES)
@@ -64,7 +64,7 @@ def test_a_bad_sweep_says_which_cell(empty):
 
 def seed_sweep(settings) -> None:
     """A sweep's four optimizations (small and big, GEPA, light, seeds 0 and 1) and one optimization outside it."""
-    from core.store import TAG, RunStore
+    from core.tracking.store import TAG, RunStore
 
     store = RunStore(settings)
     for model, seed, after, cost in (("small", 0, 0.58, 0.02), ("small", 1, 0.62, 0.03), ("big", 0, 0.8, 0.1),

@@ -53,8 +53,8 @@ def test_a_malformed_secrets_file_is_shown_on_the_models_page(empty, tmp_path, m
 
 
 def test_an_incomplete_search_record_says_so_on_the_optimization_page(empty, tmp_path, monkeypatch):
-    from core.store import RunStore
     from core.tasks import TaskRef
+    from core.tracking.store import RunStore
     from tests.core.test_truth_plumbing import record_with_failing_callback
     from tests.scenario import write_csv
 

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from core.analytics import stats
-from core.breaker import FAILURE_KINDS
-from core.errors import ConfigError
+from core.config.errors import ConfigError
+from core.lm.breaker import FAILURE_KINDS
 
 logger = logging.getLogger(__name__)
 

@@ -272,9 +272,9 @@ def per_label_bars(per_label: pd.DataFrame) -> go.Figure:
 def per_label_f1_heatmap(per_label: pd.DataFrame) -> go.Figure:
     """F1 per class across runs: one row per run, one column per class, the F1 written in every cell.
 
-    ``per_label`` is ``core.runs.per_label_frame``'s table (columns ``run_label`` (or ``run``), ``label``, ``f1``;
-    ``precision``, ``recall``, ``support`` go on hover). Runs and classes keep their first-seen order; a class a run
-    never saw stays blank.
+    ``per_label`` is ``core.tracking.runs.per_label_frame``'s table (columns ``run_label`` (or ``run``),
+    ``label``, ``f1``; ``precision``, ``recall``, ``support`` go on hover). Runs and classes keep their first-seen
+    order; a class a run never saw stays blank.
     """
     title = "F1 per class and run"
     run_col = "run_label" if "run_label" in per_label else "run"

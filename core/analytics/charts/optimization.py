@@ -23,7 +23,7 @@ from core.analytics.charts._base import (
     count_range,
     legend_height,
 )
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 # Outcomes of an optimization run that did not finish its whole budget (``outcome`` column of the frame).
 UNFINISHED = ("capped", "cancelled", "failed", "running", "interrupted")
@@ -88,7 +88,7 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
 
 
 def _run_labels(opt: pd.DataFrame, outcomes: list[str]) -> list[str]:
-    # The run label says capped / cancelled itself (core.runs); an older frame gets the outcome appended here.
+    # The run label says capped / cancelled itself (core.tracking.runs); an older frame gets the outcome appended here.
     labels = [str(lab) + (f" · {o}" if o in UNFINISHED and o not in str(lab) else "")
               for lab, o in zip(opt["run_label"], outcomes, strict=True)]
     if "run_id" in opt and len(set(labels)) < len(labels):

@@ -25,8 +25,8 @@ def _title(frame: pd.DataFrame) -> str:
 
 
 def seed_spread_chart(frame: pd.DataFrame) -> go.Figure:
-    """Per repeated optimization (a ``core.runs.seed_spread`` frame), each seed's optimized test accuracy (filled)
-    and original (hollow), the median marked and the optimized range as a bar; the title states the spread."""
+    """Per repeated optimization (a ``core.tracking.runs.seed_spread`` frame), each seed's optimized test accuracy
+    (filled) and original (hollow), the median marked and the optimized range as a bar; the title states the spread."""
     title = "Optimized test accuracy across seeds"
     if frame.empty:
         return _empty_figure(title, "No optimization repeated with 2 or more seeds yet")

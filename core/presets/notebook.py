@@ -22,15 +22,15 @@ from typing import Any, Callable, Literal, Mapping
 import pandas as pd
 
 from core.analytics import stats
-from core.baseline import run_evaluation
-from core.errors import StudioError
-from core.metric import FeedbackMode
-from core.models import PRESETS, ModelSpec, resolve_price
+from core.config.errors import StudioError
+from core.config.settings import Settings
+from core.evaluation.baseline import run_evaluation
+from core.lm.models import PRESETS, ModelSpec, resolve_price
 from core.optimize import Budget, OptimizeConfig, Plan, estimate
-from core.program import ModuleType, Start, make_program
-from core.settings import Settings
-from core.store import TAG, RunStore
+from core.program.metric import FeedbackMode
+from core.program.program import ModuleType, Start, make_program
 from core.tasks import SampleSpec, Task, TaskRef, load_pubmed, load_tables, make_splits, pubmed_task
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """The hook: an LM whose every call (``lm(...)`` or ``await lm.acall(...)``) first waits for the limiter.
 
-:func:`limit_lm` re-classes a ``dspy.LM`` as a subclass (cached per class, as :mod:`core.tracing` does) that books
-the call, sleeps until it may go, makes it, then settles the tokens it reserved with the usage DSPy recorded for it.
+:func:`limit_lm` re-classes a ``dspy.LM`` as a subclass (cached per class, as :mod:`core.tracking.tracing` does)
+that books the call, sleeps until it may go, makes it, then settles the tokens it reserved with the usage DSPy
+recorded for it.
 The binding is an attribute of the instance, so it survives ``lm.copy(...)``, ``copy.copy`` and the re-classing
 that tracing and the call guard do (they subclass ``type(lm)``: the limited class stays in the MRO).
 """
@@ -16,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from core.limits import Ticket, limit_key, limiter
+from core.lm.limits import Ticket, limit_key, limiter
 
 DEFAULT_OUTPUT_TOKENS = 512  # the tokens a call is assumed to answer with when its model sets no max_tokens
 CHARS_PER_TOKEN = 4

@@ -1,12 +1,12 @@
 """One rate limit per provider key, shared by every call on this machine or across a Ray cluster.
 
 A model with ``rpm`` (requests per minute) or ``tpm`` (tokens per minute) set is built by
-:func:`core.models.build_lm` as an LM whose every call first asks the limiter when it may go, then waits on its
-own side (:mod:`core.limits.lm`). Calls are booked on a *bucket*: :func:`limit_key` hashes the model string, the base
+:func:`core.lm.models.build_lm` as an LM whose every call first asks the limiter when it may go, then waits on its
+own side (:mod:`core.lm.limits.lm`). Calls are booked on a *bucket*: :func:`limit_key` hashes the model string, the base
 URL (or provider) and the key's value, so two models with the same key and model string share one bucket and one
 limit (the strictest either names). The key's value is only ever hashed: never stored, logged or sent.
 
-The buckets live in a store (:mod:`core.limits.stores`) that :func:`limiter` picks from ``GEPA_STUDIO_LIMITER``:
+The buckets live in a store (:mod:`core.lm.limits.stores`) that :func:`limiter` picks from ``GEPA_STUDIO_LIMITER``:
 
 - ``ray``: a named detached Ray actor that the whole cluster shares (the Ray backend sets this for its jobs). If it
   cannot be reached, the limiter falls back to ``file`` or ``memory``: a job never fails for it, but the limit then
@@ -40,10 +40,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from core.errors import ConfigError
-from core.limits.gcra import TOKEN_BURST_S, Bucket, achieved_rate, reserve, settle
-from core.limits.stores import FileStore, MemoryStore, RayStore, Store, actor_name
-from core.settings import get_secret
+from core.config.errors import ConfigError
+from core.config.settings import get_secret
+from core.lm.limits.gcra import TOKEN_BURST_S, Bucket, achieved_rate, reserve, settle
+from core.lm.limits.stores import FileStore, MemoryStore, RayStore, Store, actor_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ DB_NAME = "limits.db"
 
 def limit_key(spec: Any) -> str:
     """The bucket of a model spec: 16 hex characters of sha256 over its model string, its base URL (else its
-    provider) and its key's value (read as :func:`core.models.api_key_for` reads it); never the key itself."""
+    provider) and its key's value (read as :func:`core.lm.models.api_key_for` reads it); never the key itself."""
     key = (get_secret(spec.api_key_env) if spec.api_key_env else None) or ""
     material = "\x1f".join((spec.model, spec.api_base or spec.provider, key))
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]

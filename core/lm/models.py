@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from core.catalog_file import catalog_lock, read_models, write_models
-from core.errors import ModelError, ProviderError
-from core.secrets import scrub
-from core.settings import PROVIDERS, get_secret
+from core.config.errors import ModelError, ProviderError
+from core.config.secrets import scrub
+from core.config.settings import PROVIDERS, get_secret
+from core.lm.catalog_file import catalog_lock, read_models, write_models
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,8 @@ class ModelCatalog:
 
     Presets are read-only: a user's model may take a preset's name (it then overrides the preset until removed),
     and ``copy`` makes an editable copy of one under a new name. Change it through ``add``, ``update``, ``copy`` and
-    ``remove``: ``save`` replays those changes on the file as it is then (core.catalog_file), keeping what others saved.
+    ``remove``: ``save`` replays those changes on the file as it is then (core.lm.catalog_file), keeping what others
+    saved.
     """
 
     path: Path
@@ -345,20 +346,20 @@ def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
     kwargs.update({k: v for k, v in (("temperature", spec.temperature), ("max_tokens", spec.max_tokens),
                                      ("reasoning_effort", spec.reasoning_effort or None)) if v is not None})
     if cache:
-        from core.lm_cache import use_endpoint_cache  # two servers with one model id never share an answer
+        from core.lm.cache import use_endpoint_cache  # two servers with one model id never share an answer
 
         use_endpoint_cache()
     lm = dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
-    from core.limits.lm import limit_lm  # calls wait for the shared rate limit when the spec sets rpm or tpm
-    from core.limits.slots import gate_lm  # and for a free slot of a local server, timed apart from the call
+    from core.lm.limits.lm import limit_lm  # calls wait for the shared rate limit when the spec sets rpm or tpm
+    from core.lm.limits.slots import gate_lm  # and for a free slot of a local server, timed apart from the call
 
     return limit_lm(gate_lm(lm, spec), spec)
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
-    """(kind, hint) for an exception from a provider call. The kind is :func:`core.breaker.classify_failure`'s
+    """(kind, hint) for an exception from a provider call. The kind is :func:`core.lm.breaker.classify_failure`'s
     (one classifier for checks, evaluations, optimizations and serving); this adds the hint."""
-    from core.breaker import HINTS, classify_failure
+    from core.lm.breaker import HINTS, classify_failure
 
     kind = classify_failure(exc)
     return kind, HINTS.get(kind, "")

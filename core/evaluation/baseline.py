@@ -18,13 +18,12 @@ from typing import Any, Callable
 import dspy
 import pandas as pd
 
-from core.breaker import BreakerSettings, BreakerTripped, degraded_reason
-from core.errors import ProviderError, StoreError, StudioError
-from core.evaluate import EvalRecord, EvalResult, aggregate, evaluate, failure_counts, read_records
-from core.limits.slots import THREADS_CAPPED_TAG, cap_threads
-from core.models import ModelSpec
-from core.procs import process_started
-from core.program import (
+from core.config.errors import ProviderError, StoreError, StudioError
+from core.evaluation.evaluate import EvalRecord, EvalResult, aggregate, evaluate, failure_counts, read_records
+from core.lm.breaker import BreakerSettings, BreakerTripped, degraded_reason
+from core.lm.limits.slots import THREADS_CAPPED_TAG, cap_threads
+from core.lm.models import ModelSpec
+from core.program.program import (
     fingerprint,
     make_program,
     module_type,
@@ -34,10 +33,11 @@ from core.program import (
     render_prompt,
     to_examples,
 )
-from core.store import TAG, RunKind, RunStore, runs_frame
 from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
-from core.tracing import evaluation_lm, log_datasets
-from core.tracing import flush as flush_traces
+from core.tracking.procs import process_started
+from core.tracking.store import TAG, RunKind, RunStore, runs_frame
+from core.tracking.tracing import evaluation_lm, log_datasets
+from core.tracking.tracing import flush as flush_traces
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class EvalOutcome:
 
 def spec_params(spec: ModelSpec) -> dict[str, Any]:
     """Params that describe a model spec (names only: never a key value)."""
-    from core.models import resolve_price
+    from core.lm.models import resolve_price
 
     price = resolve_price(spec)
     return {
@@ -76,7 +76,7 @@ def spec_params(spec: ModelSpec) -> dict[str, Any]:
 
 
 def process_tags() -> dict[str, str]:
-    """Which process runs a run: a RUNNING run whose process is gone reads as interrupted (core.store)."""
+    """Which process runs a run: a RUNNING run whose process is gone reads as interrupted (core.tracking.store)."""
     started = process_started(os.getpid())  # tells a reused pid from ours
     return {f"{TAG}pid": str(os.getpid()), f"{TAG}host": socket.gethostname(),
             **({f"{TAG}pid_started": started} if started else {})}
@@ -118,7 +118,7 @@ def run_evaluation(
     program kind recorded as tag ``studio.module`` (default: the kind of ``program``, "predict" or "cot").
     """
     examples = to_examples(test, task)
-    # A local server's slots cap the threads (core.limits.slots); an LM given by the caller has no server to ask.
+    # A local server's slots cap the threads (core.lm.limits.slots); an LM given by the caller has no server to ask.
     threads, capped = cap_threads(threads, [spec] if lm is None else [])
     if resume_run_id:
         run_id = resume_run_id

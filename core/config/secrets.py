@@ -1,8 +1,8 @@
 """Every configured secret value, and scrubbing it out of whatever leaves the process.
 
 The values come from the environment and ``secrets.toml`` (``GEPA_STUDIO_SECRETS``): every provider key variable
-(``core.settings.PROVIDERS``), every ``api_key_env`` of the model catalog, and every variable whose name looks like
-a key, token, secret or password. :func:`scrub` replaces each with ``***``; :func:`install` makes log records
+(``core.config.settings.PROVIDERS``), every ``api_key_env`` of the model catalog, and every variable whose name looks
+like a key, token, secret or password. :func:`scrub` replaces each with ``***``; :func:`install` makes log records
 (message, arguments, exception text) and, in a process of our own, ``sys.stdout`` / ``sys.stderr`` go through it.
 Values are read when scrubbing, so a key set later (a test, a reloaded secrets file) is covered too. A job's process
 also names the key variables its model specs use (:func:`declare_key_names`): the Ray worker has no model catalog,
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.settings import PROVIDERS, SECRETS_PATH, load_settings
+from core.config.settings import PROVIDERS, SECRETS_PATH, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _catalog_key_names(state: tuple[str, int, int]) -> frozenset[str]:
 
 
 def _secrets_file() -> dict[str, Any]:
-    # A malformed file scrubs nothing from it: core.settings.read_secrets says so where the user looks.
+    # A malformed file scrubs nothing from it: core.config.settings.read_secrets says so where the user looks.
     state = _file_state(Path(os.environ.get("GEPA_STUDIO_SECRETS", SECRETS_PATH)))
     return _read_toml(state) if state else {}
 

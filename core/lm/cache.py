@@ -52,7 +52,7 @@ def use_endpoint_cache() -> None:
 
     The instance is re-classed in place, not rebuilt: it keeps its memory and disk tiers and settings, and
     :class:`EndpointCache` adds no state of its own, only the key. A later ``dspy.configure_cache`` builds a plain
-    Cache again: :func:`core.models.build_lm` calls this for every LM it builds."""
+    Cache again: :func:`core.lm.models.build_lm` calls this for every LM it builds."""
     import dspy
 
     cache = dspy.cache

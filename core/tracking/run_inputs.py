@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from core.secrets import scrub
-from core.store import TAG, RunStore, data_lock
+from core.config.secrets import scrub
 from core.tasks import Task
+from core.tracking.store import TAG, RunStore, data_lock
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Where the limiter's buckets live: this process (memory), this machine (SQLite) or the whole cluster (a Ray actor).
 
-Every store answers ``reserve`` (how long to wait) and ``settle`` with the pure core of :mod:`core.limits.gcra`
+Every store answers ``reserve`` (how long to wait) and ``settle`` with the pure core of :mod:`core.lm.limits.gcra`
 under its own lock: a ``threading.Lock``, one ``BEGIN IMMEDIATE`` transaction, or the actor's one thread. None of
 them sleeps: the caller waits on its side.
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.limits.gcra import Bucket, reserve, settle
+from core.lm.limits.gcra import Bucket, reserve, settle
 
 logger = logging.getLogger(__name__)
 

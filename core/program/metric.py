@@ -103,7 +103,7 @@ class Parsed:
 
     @property
     def kind(self) -> str | None:
-        """The :data:`core.breaker.FailureKind` of this answer: ``"parse"`` when it names no label, else None."""
+        """The :data:`core.lm.breaker.FailureKind` of this answer: ``"parse"`` when it names no label, else None."""
         return "parse" if self.label is None else None
 
 
@@ -146,7 +146,7 @@ def make_metric(task: Task, mode: FeedbackMode = "rule", judge_lm: Any = None) -
     ``mode="judge"`` asks ``judge_lm`` to write the rationale of each wrong answer (the score is still exact match).
     """
     if mode == "judge" and judge_lm is None:
-        from core.errors import ConfigError
+        from core.config.errors import ConfigError
 
         raise ConfigError("LLM-judge feedback needs a judge model.", "Pick a judge (usually the reflection model).")
     labels = task.labels

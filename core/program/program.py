@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import dspy
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 from core.tasks import Task, default_instruction
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Ship a program: an optimized (or any evaluated) program as a registered MLflow model, and how to use it.
 
-:func:`export_model` logs the program as a pyfunc model (:class:`core.ship_model.StudioProgram`) in the run that
+:func:`export_model` logs the program as a pyfunc model (:class:`core.ship.pyfunc.StudioProgram`) in the run that
 made it, registers it in MLflow's model registry and links the three ways: the model version is tagged with the
 run, the optimization and the prompt-registry version; the runs are tagged with the model version. Nothing
 secret is logged: the student's key is named, never held (the served model reads it from its environment).
@@ -21,10 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, StoreError
-from core.models import ModelSpec
-from core.secrets import scrub
-from core.store import TAG, RunStore
+from core.config.errors import ConfigError, StoreError
+from core.config.secrets import scrub
+from core.lm.models import ModelSpec
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Source:
     run_id: str  # the run whose program is shipped (the model is logged there)
     kind: str
     task: str
-    program: dict[str, Any]  # core.program.program_to_dict
+    program: dict[str, Any]  # core.program.program.program_to_dict
     student: ModelSpec
     optimization_run_id: str | None
     prompt_uri: str | None
@@ -95,7 +95,7 @@ def model_name(task: str, student: str, program: str) -> str:
 
 def _spec_from_params(params: dict[str, str]) -> ModelSpec:
     """A baseline's student, from its params (they name the model, never hold its key)."""
-    from core.settings import PROVIDERS
+    from core.config.settings import PROVIDERS
 
     provider = params.get("provider") or "openai"
     def num(key: str) -> float | None:
@@ -114,7 +114,7 @@ def _spec_from_params(params: dict[str, str]) -> ModelSpec:
 def _student_of(store: RunStore, run_id: str, run: Any) -> ModelSpec:
     """An evaluation's student: as its resume file kept it (with its key variable's name), else its
     optimization's, else from its params (the provider's usual key variable)."""
-    from core.baseline import RESUME_FILE, run_dir
+    from core.evaluation.baseline import RESUME_FILE, run_dir
 
     path = run_dir(store, run_id) / RESUME_FILE
     if path.is_file():
@@ -128,7 +128,7 @@ def _student_of(store: RunStore, run_id: str, run: Any) -> ModelSpec:
 def _verdict(run: Any) -> tuple[str | None, float | None]:
     """(Why the run's program was never evaluated on its whole test set, or None; the test accuracy measured)."""
     from core.optimize.finish import RESULT_METRICS
-    from core.store import run_status
+    from core.tracking.store import run_status
 
     tags, metrics, rid = run.data.tags, run.data.metrics, run.info.run_id
     status = run_status(run.info.status, tags)
@@ -209,7 +209,7 @@ def _log_model(store: RunStore, src: Source) -> None:
 
     with warnings.catch_warnings():  # MLflow asks for type hints on predict: the signature below says it all
         warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        from core.ship_model import ERROR_COLUMN, PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
+        from core.ship.pyfunc import ERROR_COLUMN, PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
 
     input_field, output_field = src.fields
     signature = ModelSignature(inputs=Schema([ColSpec("string", input_field)]),

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
-from core.errors import StudioError
-from core.secrets import SECRET_NAME, scrub_data
+from core.config.errors import StudioError
+from core.config.secrets import SECRET_NAME, scrub_data
 from core.tasks import SOURCES, SampleSpec, TaskRef
 
 logger = logging.getLogger(__name__)

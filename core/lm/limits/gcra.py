@@ -1,7 +1,7 @@
 """The rate limiter's pure core: virtual scheduling (GCRA) of requests and tokens per minute, one bucket per key.
 
 Given the time now, a bucket's state and a call's limits and estimated tokens, :func:`reserve` says how long the call
-must wait before it goes, and books it. No clock, no lock, no I/O: the stores (``core.limits.stores``) hold buckets
+must wait before it goes, and books it. No clock, no lock, no I/O: the stores (``core.lm.limits.stores``) hold buckets
 and call these functions under their own lock or transaction.
 
 - Requests per minute: calls go at least ``60 / rpm`` seconds apart; a call to an idle bucket goes at once.

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.store import TAG
 from core.tasks import label_counts
+from core.tracking.store import TAG
 
 EVAL_KINDS = ("baseline", "evaluation")
 # The program kind a run evaluated or optimized (its ``module`` column): one entry per kind.

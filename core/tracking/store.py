@@ -4,7 +4,7 @@ One experiment per task (``gepa-studio/<task>``). Runs carry ``studio.*`` tags (
 program, job), params (model, sample sizes, seed, program fingerprint), metrics (aggregates) and
 artifacts (records CSV, program JSON, rendered prompt). Nothing secret is ever logged: specs name
 their key variable, never its value, and tags, params and text artifacts are scrubbed of key values
-(``core.secrets``) on the way in.
+(``core.config.secrets``) on the way in.
 
 Creating and migrating a SQLite store, and creating an experiment, happen under a file lock beside the
 database (:func:`data_lock`): several processes opening a fresh data dir at once would otherwise race in
@@ -28,11 +28,11 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from core.errors import StoreError, StudioError
-from core.procs import pid_alive
-from core.secrets import scrub
-from core.settings import Settings
-from core.store_sql import read_summary
+from core.config.errors import StoreError, StudioError
+from core.config.secrets import scrub
+from core.config.settings import Settings
+from core.tracking.procs import pid_alive
+from core.tracking.store_sql import read_summary
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class RunStore:
                 path = root / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if isinstance(content, pd.DataFrame):
-                    from core.export import neutralize_formulas  # people open these CSVs in spreadsheets
+                    from core.analytics.export import neutralize_formulas  # people open these CSVs in spreadsheets
 
                     neutralize_formulas(content).to_csv(path, index=name.endswith("confusion.csv"))
                 elif isinstance(content, bytes):
@@ -287,7 +287,7 @@ class RunStore:
 
     def read_csv(self, run_id: str, artifact: str, **kw: Any) -> pd.DataFrame:
         """A CSV artifact as written (formula cells neutralised for spreadsheets are read back as they were)."""
-        from core.export import restore_formulas
+        from core.analytics.export import restore_formulas
 
         with tempfile.TemporaryDirectory() as tmp:
             return restore_formulas(pd.read_csv(self.download(run_id, artifact, tmp), **kw))

@@ -1,9 +1,9 @@
 """Evaluate a program with one model on a set of examples: per-example records, cost, and aggregates.
 
-Every example ends ``correct``, ``wrong`` or ``failed`` with a kind (core.breaker.FAILURE_KINDS): an answer
+Every example ends ``correct``, ``wrong`` or ``failed`` with a kind (core.lm.breaker.FAILURE_KINDS): an answer
 that names no label is a ``parse`` failure, not a wrong answer. Calls that fail for a passing reason (rate
 limit, server error, timeout, unreachable) are retried after the provider's Retry-After or a backoff; a
-:class:`~core.breaker.CircuitBreaker` counts each call's final outcome (a 429 answered on its retry is a retried
+:class:`~core.lm.breaker.CircuitBreaker` counts each call's final outcome (a 429 answered on its retry is a retried
 success, counted in ``retried``, not a failure; a try that got no reply counts at once) and stops the run when the
 provider is gone, without waiting for the calls still in flight. Records are appended to a JSONL file as they complete, so a killed
 run keeps what it finished, and ``resume=True`` goes on from there (redoing only provider failures).
@@ -27,7 +27,7 @@ import dspy
 import pandas as pd
 
 from core.analytics import stats
-from core.breaker import (
+from core.lm.breaker import (
     FAILURE_KINDS,
     PERMANENT_KINDS,
     PROVIDER_KINDS,
@@ -37,9 +37,9 @@ from core.breaker import (
     classify_failure,
     retry_delay,
 )
-from core.limits.slots import queue_clock
-from core.metric import normalize_label, parse_prediction
-from core.models import ModelSpec, Price, build_lm, redact, resolve_price
+from core.lm.limits.slots import queue_clock
+from core.lm.models import ModelSpec, Price, build_lm, redact, resolve_price
+from core.program.metric import normalize_label, parse_prediction
 from core.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class EvalRecord:
     outcome: str = "wrong"  # correct | wrong | failed (then error_kind says why)
     raw_output: str | None = None  # what the model wrote when it could not be parsed
     latency_s: float = 0.0  # the whole example, retries included, less its queue_s
-    queue_s: float = 0.0  # seconds its calls waited for a free slot of a local server (core.limits.slots)
+    queue_s: float = 0.0  # seconds its calls waited for a free slot of a local server (core.lm.limits.slots)
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0  # tokens x price, cached calls included (what the calls cost at list price)
@@ -129,7 +129,7 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
     failure: BaseException | None = None
     start_hist = len(lm.history)
     try:
-        # One reading of an answer for the evaluation and the served model (core.ship_model).
+        # One reading of an answer for the evaluation and the served model (core.ship.pyfunc).
         parsed = parse_prediction(setup.program, example.inputs(), setup.output_field, setup.labels)
         rec.predicted, rec.raw_output, rec.error, rec.error_kind = parsed.label, parsed.raw, parsed.error, parsed.kind
     except Exception as exc:  # noqa: BLE001 - one example's failure is recorded, not raised
@@ -295,7 +295,7 @@ def evaluate(
 
     ``lm`` overrides the LM built from ``spec`` (tests pass fake LMs); ``records_path`` gets one JSON line per
     finished example; ``should_stop`` is polled while the run goes (a stopped run keeps its records and its
-    result says ``complete`` 0). Raises :class:`~core.breaker.BreakerTripped` when the provider is gone (the
+    result says ``complete`` 0). Raises :class:`~core.lm.breaker.BreakerTripped` when the provider is gone (the
     records so far are kept); ``breaker`` defaults to one per model from the environment's settings.
     """
     price = resolve_price(spec)

@@ -14,8 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from core.errors import ConfigError, ProviderError
-from core.settings import get_secret
+from core.config.errors import ConfigError, ProviderError
+from core.config.settings import get_secret
 
 Outcome = Literal["correct", "wrong", "failed"]
 FailureKind = Literal["rate_limit", "server_error", "timeout", "unreachable", "auth", "not_found", "config", "parse",
@@ -174,10 +174,11 @@ _TEXT_RULES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
 
 def classify_failure(exc: BaseException) -> FailureKind:
     """The :data:`FailureKind` of an exception raised by a call: by type, then HTTP status, then words. The one
-    classifier: :func:`core.models.classify_error` (connection checks), the call guard, tracing and serving use it."""
+    classifier: :func:`core.lm.models.classify_error` (connection checks), the call guard, tracing and serving
+    use it."""
     from dspy.utils import exceptions as E
 
-    from core.errors import ModelError
+    from core.config.errors import ModelError
 
     if isinstance(exc, E.AdapterParseError):
         return "parse"

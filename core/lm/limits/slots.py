@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from core.settings import get_secret
+from core.config.settings import get_secret
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def server_slots(spec: Any) -> Slots | None:
     with _FOUND_LOCK:
         found = _FOUND.get(root)
     if found is None:
-        key = get_secret(spec.api_key_env) if spec.api_key_env else None  # as core.models.api_key_for reads it
+        key = get_secret(spec.api_key_env) if spec.api_key_env else None  # as core.lm.models.api_key_for reads it
         found = probe_slots(spec.api_base, key)
         with _FOUND_LOCK:
             found = _FOUND.setdefault(root, found)

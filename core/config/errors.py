@@ -1,7 +1,7 @@
 """The exceptions `core` raises for systemic problems; each message says what went wrong and how to fix it.
 
 A failure on one example (a timeout, an unparseable answer) is never an exception: it becomes a
-*failed* record with its kind (see ``core.breaker``); only a systemic failure (a dead provider, a
+*failed* record with its kind (see ``core.lm.breaker``); only a systemic failure (a dead provider, a
 bad key) raises.
 """
 

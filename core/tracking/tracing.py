@@ -30,16 +30,16 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
-from core.breaker import classify_failure
-from core.errors import ConfigError
-from core.limits.slots import queue_clock
-from core.models import ModelSpec, Price, api_key_for, build_lm, resolve_price
-from core.run_inputs import DATASET_CONTEXTS as DATASET_CONTEXTS  # re-exported: where they were
-from core.run_inputs import log_datasets as log_datasets
-from core.secrets import scrub
-from core.settings import get_secret
-from core.store import TAG, RunStore
+from core.config.errors import ConfigError
+from core.config.secrets import scrub
+from core.config.settings import get_secret
+from core.lm.breaker import classify_failure
+from core.lm.limits.slots import queue_clock
+from core.lm.models import ModelSpec, Price, api_key_for, build_lm, resolve_price
 from core.tasks import Task
+from core.tracking.run_inputs import DATASET_CONTEXTS as DATASET_CONTEXTS  # re-exported: where they were
+from core.tracking.run_inputs import log_datasets as log_datasets
+from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class _Binding:
         attributes: dict[str, Any] = {
             SpanAttributeKey.MODEL: self.spec.model, SpanAttributeKey.MODEL_PROVIDER: self.spec.provider,
             SpanAttributeKey.CHAT_USAGE: {"input_tokens": inp, "output_tokens": outp, "total_tokens": inp + outp},
-            # The wait for a free slot of a local server (core.limits.slots) is not the model's latency.
+            # The wait for a free slot of a local server (core.lm.limits.slots) is not the model's latency.
             f"{TAG}latency_s": round((end_ns - start_ns) / 1e9 - queue_s, 4), f"{TAG}queue_s": round(queue_s, 4),
             f"{TAG}cached": bool(entry) and not usage,
         }

@@ -16,7 +16,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from core.errors import ModelError
+from core.config.errors import ModelError
 
 LOCK_TIMEOUT_S = 30.0
 

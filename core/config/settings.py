@@ -14,7 +14,7 @@ Environment variables (all optional):
 - ``GEPA_STUDIO_ONLINE_PRICES=1``: let LiteLLM fetch its price map from the internet at import;
   by default the bundled copy is used (the fetch can hang for 5 s or deadlock ``mlflow server``).
 - ``GEPA_STUDIO_TRACES``: ``on`` (default) records every LM call of a run as an MLflow trace; ``off`` records
-  none (very large runs, fast local models: see ``core.tracing``).
+  none (very large runs, fast local models: see ``core.tracking.tracing``).
 - Provider keys (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``DATABRICKS_TOKEN``...) are read
   by name from the environment or from ``secrets.toml``; their values are never stored.
 
@@ -33,7 +33,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import ConfigError
+from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

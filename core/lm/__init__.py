@@ -1,0 +1,3 @@
+"""What an LM call goes through: model specs, prices, presets and the saved catalog, building a DSPy LM (models,
+catalog_file), the response cache (cache), rate limits and local-server slots (limits), each call's outcome and the
+circuit breaker (breaker). Imports only core.config."""

@@ -1,0 +1,125 @@
+"""The served form of a GEPA Studio program: an MLflow pyfunc model that classifies texts with its student model.
+
+It holds no key: the artifacts are the program (``program.json``: task, instruction, demos) and the student's
+model spec (``model.json``: model string, base URL, the *name* of its key variable); the key is read from the
+environment where the model is loaded (``core.lm.models.build_lm``), as everywhere else in the studio. It reads each
+answer exactly as the evaluation does (``core.program.metric.parse_prediction``) and names a failed text with the
+evaluation's :data:`core.lm.breaker.FailureKind`; a batch whose every text failed raises (an HTTP error when served).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+PROGRAM_ARTIFACT = "program"
+SPEC_ARTIFACT = "model_spec"
+ERROR_COLUMN = "error"  # why a text got no label (its label is then empty): a failure is never a label
+
+
+def texts_from(model_input: Any, input_field: str) -> list[str]:
+    """The texts to classify from what a caller sent: a DataFrame (the input field's column, or its only
+    column), a dict of columns, a list of texts or of records, or one text."""
+    from core.config.errors import ConfigError
+
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame(model_input if not isinstance(model_input.get(input_field), str)
+                                   else [model_input])
+    if isinstance(model_input, list):
+        model_input = (pd.DataFrame(model_input) if model_input and isinstance(model_input[0], dict)
+                       else pd.DataFrame({input_field: model_input}))
+    if isinstance(model_input, pd.Series):
+        return model_input.astype(str).tolist()
+    if isinstance(model_input, pd.DataFrame):
+        if input_field in model_input.columns:
+            return model_input[input_field].astype(str).tolist()
+        if len(model_input.columns) == 1:
+            return model_input.iloc[:, 0].astype(str).tolist()
+        raise ConfigError(f"The input has columns {list(model_input.columns)} but no {input_field!r} column.",
+                          f"Send one column named {input_field!r} with the texts to classify.")
+    raise ConfigError(f"Cannot read texts from a {type(model_input).__name__}.",
+                      f"Send a table with a {input_field!r} column, or a list of texts.")
+
+
+# How a batch whose every text failed answers over HTTP (``mlflow models serve``), by the most common kind: the
+# provider's passing trouble is 429/503/504; a refused key, an unknown model, an unreadable answer are the server's
+# own fault (500). Never a 200 with nothing but errors.
+_BATCH_ERROR_CODES = {"rate_limit": "REQUEST_LIMIT_EXCEEDED", "timeout": "DEADLINE_EXCEEDED",
+                      "server_error": "TEMPORARILY_UNAVAILABLE", "unreachable": "TEMPORARILY_UNAVAILABLE"}
+
+
+def batch_failure(kinds: list[str], errors: list[str], who: str) -> Exception:
+    """The error a batch whose every text failed raises: how many, of which kinds, the first reason and a hint."""
+    from collections import Counter
+
+    from mlflow.exceptions import MlflowException
+
+    from core.lm.breaker import HINTS
+
+    counts = Counter(kinds)
+    kind = counts.most_common(1)[0][0]
+    by_kind = ", ".join(f"{k} {n}" for k, n in counts.most_common())
+    hint = HINTS.get(kind, "The model's answers name none of the labels: check the model and its program.")
+    return MlflowException(f"{who}: all {len(kinds)} texts failed ({by_kind}); first: {errors[0]}. {hint}",
+                           error_code=_BATCH_ERROR_CODES.get(kind, "INTERNAL_ERROR"))
+
+
+class StudioProgram(mlflow.pyfunc.PythonModel):
+    """``predict(texts) -> DataFrame[<output field>, error]``: one label per text, or an empty label and why (its
+    :data:`core.lm.breaker.FailureKind`, as the evaluation names it). Every text failed: an MlflowException."""
+
+    def load_context(self, context: Any) -> None:
+        from core.lm.models import ModelSpec, build_lm
+        from core.program.program import program_from_dict
+
+        data = json.loads(Path(context.artifacts[PROGRAM_ARTIFACT]).read_text(encoding="utf-8"))
+        spec = json.loads(Path(context.artifacts[SPEC_ARTIFACT]).read_text(encoding="utf-8"))
+        self.program, self.task = program_from_dict(data)
+        self.spec = ModelSpec.from_dict(spec)
+        self.lm = build_lm(self.spec, cache=False)
+
+    def _one(self, text: str) -> tuple[str | None, str | None, str | None]:
+        """(label, failure kind, error) of one text, read exactly as the evaluation reads it."""
+        from core.lm.breaker import classify_failure
+        from core.lm.models import redact
+        from core.program.metric import parse_prediction
+
+        task = self.task
+        try:
+            parsed = parse_prediction(self.program, {task.input_field: text}, task.output_field, task.labels)
+        except Exception as exc:  # noqa: BLE001 - one text's failure is reported on its row
+            kind = classify_failure(exc)
+            message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.spec)[:300]
+            logger.warning("%s: %s: %s", self.spec.name, kind, message)
+            return None, kind, message
+        if parsed.label is None:
+            wrote = redact(str(parsed.raw), self.spec)[:200]
+            return None, parsed.kind, f"{parsed.error} (the model wrote {wrote!r})"
+        return parsed.label, None, None
+
+    # No type hints here: MLflow would read them as the model's signature (the logged signature says it).
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        import dspy
+
+        labels: list[str | None] = []
+        errors: list[str | None] = []
+        kinds: list[str] = []
+        with dspy.context(lm=self.lm):
+            for text in texts_from(model_input, self.task.input_field):
+                label, kind, error = self._one(text)
+                labels.append(label)
+                errors.append(f"{kind}: {error}" if kind else None)
+                if kind:
+                    kinds.append(kind)
+        if labels and len(kinds) == len(labels):
+            raise batch_failure(kinds, [e for e in errors if e], self.spec.name)
+        return pd.DataFrame({self.task.output_field: labels, ERROR_COLUMN: errors})
