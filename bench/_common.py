@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "pubmed-rct-sample"
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-# The engine benches measure GEPA Studio's own overhead; bench/tracing.py measures what MLflow traces add.
-os.environ.setdefault("GEPA_STUDIO_TRACES", "off")
+# Traces stay on, as a user gets them: each bench prints its traces-off figure beside (set_traces).
 if "DSPY_CACHEDIR" not in os.environ:  # a fresh cache for this bench, removed at exit
     os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="bench-dspy-cache-")
     atexit.register(shutil.rmtree, os.environ["DSPY_CACHEDIR"], ignore_errors=True)
@@ -37,6 +36,43 @@ def sentences(n: int) -> pd.DataFrame:
     from tests.scenario import make_table
 
     return make_table(-(-n // 5)).head(n)
+
+
+def set_traces(on: bool) -> str:
+    """Turn MLflow tracing on or off for the runs that follow; returns "on" or "off"."""
+    os.environ["GEPA_STUDIO_TRACES"] = "on" if on else "off"
+    return os.environ["GEPA_STUDIO_TRACES"]
+
+
+def evaluation_run(df: pd.DataFrame, base_url: str, threads: int, *, traces: bool, **spec_kw: object) -> dict:
+    """One evaluation run as a user starts it (an MLflow run on a fresh SQLite store, traces ``traces``), after a
+    warm-up run of ``threads`` examples: {wall, cpu, metrics, traces (count), run_id, store, data}."""
+    import time
+
+    from core.config.settings import load_settings
+    from core.evaluation.baseline import run_evaluation
+    from core.evaluation.evaluate import EvalOptions
+    from core.lm.models import openai_compatible
+    from core.program.program import make_program
+    from core.tasks import table_task
+    from core.tracking.store import RunStore
+    from core.tracking.tracing import trace_counts
+
+    set_traces(traces)
+    data = Path(tempfile.mkdtemp(prefix=f"bench-{'on' if traces else 'off'}-"))
+    atexit.register(shutil.rmtree, data, ignore_errors=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{data / 'mlflow.db'}"
+    store = RunStore(load_settings(data))
+    task = table_task(df, text_column="description", label_column="target", name="bench")
+    spec = openai_compatible("stub", "stub-small", base_url, **spec_kw)  # type: ignore[arg-type]
+    options = EvalOptions(threads=threads, cache=False)
+    run_evaluation(store, task, spec, make_program(task), df.head(threads), options=options)  # warm up
+    cpu, start = time.process_time(), time.perf_counter()
+    run_id, result = run_evaluation(store, task, spec, make_program(task), df, options=options)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    count = sum(trace_counts(store, run_id).values())
+    return {"wall": wall, "cpu": cpu, "metrics": result.metrics, "traces": count, "run_id": run_id, "store": store,
+            "data": data}
 
 
 class StubProcess:

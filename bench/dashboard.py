@@ -94,8 +94,8 @@ def _groups(n: int, rng: random.Random):
             made += 3
         else:
             yield ("baseline", "pubmed", f"{model} · original", {**common, "studio.program": "original"},
-                   {**_spec_params(model), "task": "pubmed", "n_test": 60, "threads": 8, "cache": True}, _eval_metrics(rng),
-                   "FINISHED", None)
+                   {**_spec_params(model), "task": "pubmed", "n_test": 60, "threads": 8, "cache": True},
+                   _eval_metrics(rng), "FINISHED", None)
             made += 1
 
 
@@ -227,8 +227,8 @@ def cold_start() -> float:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.perf_counter()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamlit"), "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--browser.gatherUsageStats", "false"], cwd=ROOT,
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamlit"), "run", "app.py", "--server.headless",
+                             "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while time.perf_counter() - start < 60:
@@ -260,8 +260,8 @@ def main() -> None:
         print(f"run table: all {n:,} runs listed; list_runs {cold_list:.2f} s cold, {warm_list:.2f} s again")
         ratios = []
         for page, (first, cold, warm) in time_pages(["pages/compare.py", "pages/history.py"], n).items():
-            print(f"{page}: cold {cold:.2f} s (target {PAGE_COLD_S:.0f} s), warm {warm:.2f} s (target {PAGE_WARM_S:.0f} s); "
-                  f"first render in this process, imports included: {first:.2f} s")
+            print(f"{page}: cold {cold:.2f} s (target {PAGE_COLD_S:.0f} s), warm {warm:.2f} s (target "
+                  f"{PAGE_WARM_S:.0f} s); first render in this process, imports included: {first:.2f} s")
             ratios += [cold / PAGE_COLD_S, warm / PAGE_WARM_S]
         start = cold_start()
         print(f"cold start to /_stcore/health: {start:.2f} s (target {COLD_START_S:.0f} s)")

@@ -7,8 +7,8 @@ model, stub-large the frontier model, the judge and the reflection model (tests/
    reasoning_effort="medium", cache=False), its sequential ``check_accuracy`` over the three models, its
    ``dspy.GEPA(reflection_minibatch_size=15, num_threads=16, seed=1, reflection_lm=...)`` with a small budget in place
    of auto="light", and ``check_accuracy`` of the compiled program. Its Databricks judge is a managed service: here
-   both paths use GEPA Studio's judge feedback (core.program.metric, the reflection model judging) in GEPA, and exact match
-   in the test evaluations.
+   both paths use GEPA Studio's judge feedback (core.program.metric, the reflection model judging) in GEPA, and exact
+   match in the test evaluations.
 2. ``reproduce-notebook`` with the same sizes, budget and stub (in this process; its data dir's MLflow store exists,
    as after any earlier use: creating it is timed apart).
 Prints both wall times and the LM calls each made per model (they must match: the gain is concurrency, not less

@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import _common  # noqa: F401  (paths and environment)
@@ -47,13 +47,32 @@ RAY_ENV, TRACKING_ENV = "GEPA_STUDIO_TEST_RAY_ADDRESS", "GEPA_STUDIO_TEST_TRACKI
 # The arithmetic of a large sweep ---------------------------------------------------------------------------
 
 
-def arithmetic(students: int, optimizers: int, seeds: int, metric_calls: list[int], *, val: int, test: int,
-               minibatch: int = 3, student_tokens: int = 600, reflection_tokens: int = 2500,
-               student_rpm: int | None = None, student_tpm: int | None = None, reflection_rpm: int | None = None,
-               reflection_tpm: int | None = None, seconds_per_call: float = 1.0, threads: int = 8,
-               at_once: int = 16) -> dict[str, float]:
-    """What a sweep costs in calls, tokens and minutes; one budget per entry of ``metric_calls``, every cell counted
-    as a GEPA run with that many metric calls.
+@dataclass(frozen=True)
+class Sweep:
+    """A large sweep to count (the ``--arithmetic`` options): its shape, the split sizes, tokens a call, each model's
+    limits (None: none), a call's latency, threads per job and jobs at once."""
+
+    students: int = 3
+    optimizers: int = 1
+    seeds: int = 3
+    metric_calls: tuple[int, ...] = (500,)  # one budget per entry
+    val: int = 30
+    test: int = 100
+    minibatch: int = 3
+    student_tokens: int = 600
+    reflection_tokens: int = 2500
+    student_rpm: int | None = None
+    student_tpm: int | None = None
+    reflection_rpm: int | None = None
+    reflection_tpm: int | None = None
+    seconds_per_call: float = 1.0
+    threads: int = 8
+    at_once: int = 16
+
+
+def arithmetic(sweep: Sweep) -> dict[str, float]:
+    """What a sweep costs in calls, tokens and minutes; one budget per entry of ``sweep.metric_calls``, every cell
+    counted as a GEPA run with that many metric calls.
 
     Per job: student calls = metric calls + 2 x test (the original and the optimized program on the test split);
     reflection calls <= ceil((metric calls - val) / (2 x minibatch)) (one per GEPA iteration, each spending a
@@ -61,20 +80,21 @@ def arithmetic(students: int, optimizers: int, seeds: int, metric_calls: list[in
     each student model's limits (its share of the calls / rpm, of the tokens / tpm; the limiter keeps one bucket
     per model and key), the one reflection model's limits, and the work itself: a job takes at least
     (student calls / threads + reflection calls) x latency, and ``at_once`` jobs run at a time."""
-    per_budget = students * optimizers * seeds
-    jobs = per_budget * len(metric_calls)
-    student = [m + 2 * test for m in metric_calls]
-    reflection = [max(1, math.ceil((m - val) / (2 * minibatch))) for m in metric_calls]
+    per_budget = sweep.students * sweep.optimizers * sweep.seeds
+    jobs = per_budget * len(sweep.metric_calls)
+    student = [m + 2 * sweep.test for m in sweep.metric_calls]
+    reflection = [max(1, math.ceil((m - sweep.val) / (2 * sweep.minibatch))) for m in sweep.metric_calls]
     total_student, total_reflection = per_budget * sum(student), per_budget * sum(reflection)
-    job_s = [(s / threads + r) * seconds_per_call for s, r in zip(student, reflection, strict=True)]
+    job_s = [(s / sweep.threads + r) * sweep.seconds_per_call for s, r in zip(student, reflection, strict=True)]
     out = {"jobs": jobs, "student_calls": total_student, "reflection_calls": total_reflection,
-           "lm_calls": total_student + total_reflection, "student_tokens": total_student * student_tokens,
-           "reflection_tokens": total_reflection * reflection_tokens,
-           "minutes_by_work": max(max(job_s), per_budget * sum(job_s) / at_once) / 60}
-    for name, limit, amount in (("student_rpm", student_rpm, total_student / students),
-                                ("student_tpm", student_tpm, total_student * student_tokens / students),
-                                ("reflection_rpm", reflection_rpm, total_reflection),
-                                ("reflection_tpm", reflection_tpm, total_reflection * reflection_tokens)):
+           "lm_calls": total_student + total_reflection, "student_tokens": total_student * sweep.student_tokens,
+           "reflection_tokens": total_reflection * sweep.reflection_tokens,
+           "minutes_by_work": max(max(job_s), per_budget * sum(job_s) / sweep.at_once) / 60}
+    student_share = total_student / sweep.students  # each student model has its own limits
+    for name, limit, amount in (("student_rpm", sweep.student_rpm, student_share),
+                                ("student_tpm", sweep.student_tpm, student_share * sweep.student_tokens),
+                                ("reflection_rpm", sweep.reflection_rpm, total_reflection),
+                                ("reflection_tpm", sweep.reflection_tpm, total_reflection * sweep.reflection_tokens)):
         if limit:
             out[f"minutes_by_{name}"] = amount / limit
     out["minutes_at_least"] = max(v for k, v in out.items() if k.startswith("minutes_by_"))
@@ -267,13 +287,9 @@ def main() -> None:
     if not args.arithmetic:
         bench(args.rpm, args.latency)
         return
-    a = arithmetic(args.students, args.optimizers, args.seeds, [int(m) for m in args.metric_calls.split(",")],
-                   val=args.val, test=args.test, minibatch=args.minibatch, student_tokens=args.student_tokens,
-                   reflection_tokens=args.reflection_tokens, student_rpm=args.student_rpm,
-                   student_tpm=args.student_tpm, reflection_rpm=args.reflection_rpm,
-                   reflection_tpm=args.reflection_tpm, seconds_per_call=args.seconds_per_call, threads=args.threads,
-                   at_once=args.at_once)
-    print_arithmetic(a, args)
+    sweep = Sweep(**{f.name: getattr(args, f.name) for f in fields(Sweep) if f.name != "metric_calls"},
+                  metric_calls=tuple(int(m) for m in args.metric_calls.split(",")))
+    print_arithmetic(arithmetic(sweep), args)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def run_once(n: int, stub_url: str, traces: str) -> tuple[float, int, int]:
     """(wall seconds, traces of the run, bytes of the data dir) of one evaluation run with tracing ``traces``."""
     from core.config.settings import load_settings
     from core.evaluation.baseline import run_evaluation
+    from core.evaluation.evaluate import EvalOptions
     from core.lm.models import openai_compatible
     from core.program.program import make_program
     from core.tasks import table_task
@@ -47,7 +48,8 @@ def run_once(n: int, stub_url: str, traces: str) -> tuple[float, int, int]:
     task = table_task(df, text_column="description", label_column="target", name="bench")
     spec = openai_compatible("stub", "stub-small", stub_url, input_price_per_m=0.07, output_price_per_m=0.3)
     start = time.perf_counter()
-    run_id, result = run_evaluation(store, task, spec, make_program(task), df, threads=8, cache=False)
+    run_id, result = run_evaluation(store, task, spec, make_program(task), df,
+                                    options=EvalOptions(threads=8, cache=False))
     wall = time.perf_counter() - start
     assert result.metrics["n"] == n and not result.metrics["failed"], result.metrics
     return wall, sum(trace_counts(store, run_id).values()), folder_bytes(data)

@@ -5,8 +5,8 @@ analytics, program; tracking; evaluation; optimize; presets, ship, report; jobs;
 what it is for.
 
 This is the one place that sets environment defaults, before DSPy, LiteLLM or MLflow load: LiteLLM uses its
-bundled price map (no 5 s fetch at import), MLflow draws no progress bar per artifact read, and DSPy's response cache lives in
-the data dir (``<data dir>/dspy-cache``) unless ``DSPY_CACHEDIR`` is set.
+bundled price map (no 5 s fetch at import), MLflow draws no progress bar per artifact read, and DSPy's response cache
+lives in the data dir (``<data dir>/dspy-cache``) unless ``DSPY_CACHEDIR`` is set.
 """
 
 import os as _os

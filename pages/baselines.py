@@ -7,7 +7,8 @@ from core.config.settings import get_secret
 from core.lm.models import PROVIDER_HELP
 from core.tracking.runs import chart_frame, latest_per_label, module_name, with_spend
 from ui import auth, cache, routing, state
-from ui.jobs import FAILURE_COLUMN_CONFIG, baseline_progress, degraded_warning, failure_table, job_picker, live_panel
+from ui.failures import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
+from ui.jobs import baseline_progress, job_picker, live_panel
 from ui.widgets import run_column_config, studio_errors
 
 TABLE_ROWS = 500  # the newest baseline runs in the table (History pages through all of them)
@@ -78,8 +79,8 @@ with studio_errors():
 if not frame.empty:
     st.plotly_chart(charts.accuracy_bars(frame), key="baselines.chart.accuracy")
 columns = ["start_time", "model", "module", "task", "status", "degraded", "accuracy", "accuracy_ci_low",
-           "accuracy_ci_high", "failed", "failure_rate", "failures by kind", "macro_f1", "n", "spent_usd", "cost_per_1k",
-           "p50_latency_s", "input_tokens", "output_tokens", "run_id"]
+           "accuracy_ci_high", "failed", "failure_rate", "failures by kind", "macro_f1", "n", "spent_usd",
+           "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens", "run_id"]
 if "partial" in baselines:  # killed or stopped before its last example: resumable, not a final score
     columns.insert(columns.index("status") + 1, "partial")
 table = failure_table(with_spend(baselines.head(TABLE_ROWS)))[columns]

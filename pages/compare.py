@@ -4,15 +4,16 @@ flipped examples, confusion matrices), what optimizations cost, their paired tes
 import streamlit as st
 
 from core.analytics import charts
+from core.analytics.failures import failed_runs, newest_per_label, usable
 from core.analytics.stats import trade_off
 from core.config.errors import StudioError
+from core.jobs.repeats import GROUP, entry_of, optimization_choices, seed_choices
 from core.tracking.runs import (
     MODULE_NAMES,
     chart_frame,
     distinct,
     filter_runs,
     latest_optimization,
-    latest_per_label,
     linked_evaluations,
     module_name,
     most_expensive,
@@ -23,7 +24,7 @@ from core.tracking.runs import (
     seed_spread,
 )
 from ui import cache, pairs, routing, seeds, state, sweeps
-from ui.jobs import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
+from ui.failures import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
 from ui.notebook import claims_section
 from ui.widgets import pct, studio_errors, usd
 
@@ -33,6 +34,7 @@ OPT_BARS = 30  # bars in the optimization spend chart (the newest)
 SPEND_HELP = "What the providers billed this run; answers from the cache cost nothing. – : not recorded (older run)."
 PER_1K_HELP = "Cost of the program per 1,000 predictions: tokens × price, answers from the cache at list price."
 PROGRAM_COST_HELP = "Tokens × price of every prediction of this run, answers from the cache at list price."
+PICKED_WITH = "compare.per_label.with"  # the optimization in view when the F1 per class runs were set
 warned: set[str] = set()
 
 
@@ -80,6 +82,38 @@ def marked(frame):
     return frame
 
 
+def optimization_in_view() -> str | None:
+    """The optimization in view (the URL's ``run``: the one last opened here or on another page), else the newest
+    with test results that did not fail, else the newest; None when the task has none."""
+    if opts.empty:
+        return None
+    current = state.optimization_run()
+    if current in set(opts["run_id"].astype(str)):
+        return current
+    return latest_optimization(usable(scoped)) or latest_optimization(scoped) or str(opts.iloc[0]["run_id"])
+
+
+def per_label_default(labels: dict[str, str], opt_id: str | None, opt_evals: tuple[str, ...]) -> list[str]:
+    """The runs under F1 per class (the report's too): those kept, while they go with the optimization in view;
+    else its two test evaluations, with the kept runs of no other optimization; else the three most accurate runs
+    that did not fail. Never another optimization's evaluations, unless the user picked them beside this one."""
+    kept = [rid for rid in state.compare_runs() if rid in labels]
+    parents = dict(zip(scoped["run_id"].astype(str), scoped["parent_run_id"], strict=True))
+    optimizations = set(opts["run_id"].astype(str))
+    foreign = {rid for rid in kept if parents.get(rid) in optimizations and parents.get(rid) != opt_id}
+    if kept and (st.session_state.get(PICKED_WITH) == opt_id or not foreign):
+        return kept
+    lo = latest_optimization(usable(scoped))
+    own = [rid for rid in linked_evaluations(lo, cache.run_tags(lo), runs) if rid in labels]
+    default = list(dict.fromkeys([*own, *(rid for rid in kept if rid not in foreign)]))
+    return default or list(usable(frame).sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
+
+
+opt_in_view = optimization_in_view()
+opt_evals: tuple[str, ...] = ()  # its original and optimized test evaluations
+with studio_errors():
+    if opt_in_view:
+        opt_evals = tuple(r for r in linked_evaluations(opt_in_view, cache.run_tags(opt_in_view), runs) if r)
 filters = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 kinds = filters[0].multiselect("Runs", list(KIND_NAMES), default=list(KIND_NAMES), format_func=KIND_NAMES.get,
                                key="compare.kinds")
@@ -89,10 +123,12 @@ modules = filters[2].multiselect("Program", list(MODULE_NAMES), format_func=MODU
                                  placeholder="Predict and CoT", help="Predict answers directly; CoT (chain of "
                                  "thought) reasons first.")
 newest = filters[3].toggle("Newest only", value=True, key="compare.newest",
-                           help="The newest run of each model · program; off: every run, repeated runs included.")
+                           help="The newest run of each model · program that did not fail (a failed one only when "
+                                "nothing else ran); off: every run, repeated runs included.")
 frame = filter_runs(all_evals, models=models, modules=modules)
-if newest:
-    frame = latest_per_label(frame)
+if newest:  # the optimization in view's own evaluations stand for their labels: it is what is compared
+    own_labels = set(frame.loc[frame["run_id"].astype(str).isin(opt_evals), "label"])
+    frame = newest_per_label(frame[~frame["label"].isin(own_labels) | frame["run_id"].astype(str).isin(opt_evals)])
 
 in_view: list[str] = []  # the runs picked under F1 per class: also the pair's default and the report's runs
 if frame.empty:
@@ -126,13 +162,10 @@ else:
     st.subheader("F1 per class")
     labels = {str(r["run_id"]): run_choice_label(r) + (f" · {r['stopped']}" if r["stopped"] else "")
               for r in frame.to_dict("records")}
-    default = [rid for rid in state.compare_runs() if rid in labels]
-    if not default:
-        with studio_errors():
-            if latest_opt := latest_optimization(scoped):
-                default = [rid for rid in linked_evaluations(latest_opt, cache.run_tags(latest_opt), runs)
-                           if rid in labels]
-        default = default or list(frame.sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
+    default: list[str] = []
+    with studio_errors():
+        default = per_label_default(labels, opt_in_view, opt_evals)
+    st.session_state[PICKED_WITH] = opt_in_view
     st.session_state["compare.per_label.runs"] = default[:6]  # the kept choice is the truth; a pick updates it
     picked = st.multiselect("Runs", list(labels), format_func=labels.get, max_selections=6,
                             key="compare.per_label.runs",
@@ -157,23 +190,36 @@ else:
 claims_section(task)  # only when runs of the original notebook's experiment exist for this task
 
 
-def pick_optimization() -> str:
-    """The optimization in view (the one last opened, else the newest with test results), with a link inside it."""
-    opt_labels = dict(zip(opts["run_id"].astype(str), opts["run_label"] + " · " + opts["run_id"].str[:8], strict=True))
-    current = state.optimization_run()
-    if current not in opt_labels:
-        current = latest_optimization(scoped) or next(iter(opt_labels))
-    st.session_state["compare.opt"] = current  # the kept choice is the truth; a pick updates it
-    opt_id = st.selectbox("Optimization", list(opt_labels), format_func=opt_labels.get, key="compare.opt",
-                          on_change=lambda: state.set_optimization_run(st.session_state["compare.opt"]),
+def pick_optimization(in_view: str) -> str:
+    """The optimization in view, picked (a repeat is one entry, "… · 3 seeds", that opens to its seeds), with a link
+    inside it; returns its run id."""
+    entries = optimization_choices(opts)
+    st.session_state["compare.opt"] = entry_of(opts, in_view)  # the kept choice is the truth; a pick updates it
+    picked = st.selectbox("Optimization", list(entries), format_func=entries.get, key="compare.opt",
+                          on_change=lambda: state.set_optimization_run(first_seed(st.session_state["compare.opt"])),
                           help="Preselected: the optimization last opened, else the newest with test results.")
+    opt_id = picked
+    if picked.startswith(GROUP):
+        seeds = seed_choices(opts, picked)
+        st.session_state["compare.seed"] = in_view if in_view in seeds else first_seed(picked)
+        opt_id = st.selectbox("Seed", list(seeds), key="compare.seed", format_func=seeds.get,
+                              on_change=lambda: state.set_optimization_run(st.session_state["compare.seed"]),
+                              help="The same optimization with other seeds: the spread over them is below.")
     st.page_link("pages/optimization.py", label="Inside this optimization: candidates, per-example wins, rejected "
                  "proposals", icon=":material/account_tree:", query_params={"run": opt_id})
     return opt_id
 
 
-def optimization_section(opt_id: str) -> None:
-    """The optimization's paired test (original vs optimized), then when it pays for itself."""
+def first_seed(entry: str) -> str:
+    """The run a picker entry opens on: a repeat's first seed with test results (else its first seed)."""
+    seeds = list(seed_choices(opts, entry))
+    done = set(opts.loc[opts["has_results"].astype(bool), "run_id"].astype(str))
+    return next((r for r in seeds if r in done), seeds[0])
+
+
+def optimization_section(opt_id: str) -> str | None:
+    """The optimization's paired test (original vs optimized), then when it pays for itself; returns the break-even
+    reference picked (None when there is none)."""
     opt_row = opts[opts["run_id"] == opt_id].iloc[0]
     warn_if_degraded(opt_row.to_dict())
     original_id, optimized_id = linked_evaluations(opt_id, cache.run_tags(opt_id), runs)
@@ -184,44 +230,59 @@ def optimization_section(opt_id: str) -> None:
             st.info("This optimization stopped before its test evaluation. Its best program is kept: evaluate it on "
                     f"the Optimize page, or with `python -m core finish {opt_id}`.")
             st.page_link("pages/optimize.py", label="Optimize page", icon=":material/auto_fix_high:")
-        return
+        return None
     if opt_row["outcome"] in MARKED:
         st.caption(f"This optimization was {opt_row['outcome']}: below, the best program it had found then.")
     for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
         warn_if_degraded(row)
     with studio_errors():
         pairs.paired_block(original_id, optimized_id, seeds=seed_note(spread, opt_id))
+    return break_even_section(opt_row, optimized_id)
 
+
+def break_even_section(opt_row, optimized_id: str) -> str | None:
+    """When the optimized student pays for itself against a reference model: by default the most expensive that
+    did not fail; a failed reference (picked by the user) gets no accuracy claim."""
     st.markdown("**When does the optimization pay for itself?**")
-    references = latest_per_label(all_evals)
+    references = newest_per_label(all_evals)
     references = references[references["run_id"] != optimized_id]
     optimized_rows = runs[runs["run_id"] == optimized_id]
     if references.empty or optimized_rows.empty:
         st.caption("Run a baseline of a more expensive model to see when the optimized student pays back.")
-        return
+        return None
     ref_labels = {str(r["run_id"]): run_choice_label(r) for r in references.to_dict("records")}
-    default_ref = most_expensive(references) or next(iter(ref_labels))
+    default_ref = most_expensive(usable(references)) or most_expensive(references) or next(iter(ref_labels))
     ref_id = st.selectbox("Instead of", list(ref_labels), index=list(ref_labels).index(default_ref),
                           format_func=ref_labels.get, key="compare.reference",
-                          help="The model you would otherwise use (usually the expensive one).")
+                          help="The model you would otherwise use (usually the expensive one). Runs that failed "
+                               "are never the default.")
     reference, optimized = references[references["run_id"] == ref_id].iloc[0], optimized_rows.iloc[0]
-    try:
-        accuracy = trade_off(cache.artifact_csv(ref_id, "records.csv"), cache.artifact_csv(optimized_id, "records.csv"))
-    except StudioError as exc:  # no records to compare: the headline says nothing about accuracy
-        st.caption(f"No accuracy trade-off: {exc.message}")
-        accuracy = None
+    accuracy = None
+    if bool(failed_runs(references[references["run_id"] == ref_id]).iloc[0]):
+        failures = charts.failure_text(reference.get("failed"), reference.get("n"),
+                                       charts.failure_counts(reference.to_dict()))
+        st.warning(f"{reference['label']} failed on this task ({failures or 'degraded'}): its accuracy is not the "
+                   "model's, so no accuracy is compared against it.", icon=":material/warning:")
+    else:
+        try:
+            accuracy = trade_off(cache.artifact_csv(ref_id, "records.csv"),
+                                 cache.artifact_csv(optimized_id, "records.csv"))
+        except StudioError as exc:  # no records to compare: the headline says nothing about accuracy
+            st.caption(f"No accuracy trade-off: {exc.message}")
     fig = charts.break_even_chart(
         float(opt_row["optimization_cost_usd"]), float(reference["cost_per_1k"]), float(optimized["cost_per_1k"]),
         labels=(f"{reference['label']}", f"{optimized['model']} · optimized (incl. optimization)"), trade_off=accuracy,
     )
     st.plotly_chart(fig, key="compare.chart.break_even")
-    st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at {pct(reference['accuracy'])}; "
-               f"optimized student: {usd(optimized['cost_per_1k'])} per 1k at {pct(optimized['accuracy'])}; "
+    st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at "
+               f"{pct(reference['accuracy'])}; optimized student: {usd(optimized['cost_per_1k'])} per 1k at "
+               f"{pct(optimized['accuracy'])}; "
                f"the optimization spent {usd(opt_row['spent_usd'])}.")
+    return ref_id
 
 
 st.subheader("Optimizations")
-selected = None
+selected, reference_id = None, None
 if opts.empty:
     st.info(f"No optimization of task {task} yet.")
     st.page_link("pages/optimize.py", label="Optimize a prompt", icon=":material/auto_fix_high:")
@@ -229,9 +290,9 @@ else:
     st.plotly_chart(charts.optimization_cost_split(opts.head(OPT_BARS)), key="compare.chart.opt_cost")
     if len(opts) > OPT_BARS:
         st.caption(f"What the newest {OPT_BARS} of {len(opts):,} optimizations spent.")
-    selected = pick_optimization()
+    selected = pick_optimization(opt_in_view or str(opts.iloc[0]["run_id"]))
     with studio_errors():
-        optimization_section(selected)
+        reference_id = optimization_section(selected)
     seeds.spread_section(spread)
 
-pairs.report_section([*in_view, selected])
+pairs.report_section([*in_view, selected], {selected: reference_id} if selected and reference_id else None)

@@ -6,13 +6,13 @@ import streamlit as st
 from core.analytics import charts
 from core.tracking.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices, run_spend, with_spend
 from ui import cache, routing
-from ui.jobs import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_table
+from ui.failures import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_details, failure_table
 from ui.widgets import pct, run_column_config, studio_errors, usd
 
 SPEND_HELP = ("What the providers billed this run (answers from the cache cost nothing); every run shows it, failed "
               "and cancelled ones included. – : not recorded (an older run).")
-PER_1K_HELP = ("Cost of the program: tokens × price per 1,000 predictions, answers from the cache counted at list price "
-               "(for comparing programs, whatever this run happened to spend).")
+PER_1K_HELP = ("Cost of the program: tokens × price per 1,000 predictions, answers from the cache counted at list "
+               "price (for comparing programs, whatever this run happened to spend).")
 
 PAGE_ROWS = 500  # rows of the run table per page: a table of 10,000 runs takes seconds to send
 
@@ -37,9 +37,10 @@ with runs_tab:
                                     persist_state="session")
         models = cols[2].multiselect("Model", distinct(runs, "model"), key="history.models", placeholder="Any model",
                                      persist_state="session")
-        modules = cols[3].multiselect("Program", distinct(runs, "module"), key="history.modules", format_func=module_name,
-                                      placeholder="Any program", persist_state="session",
-                                      help="The program kind a run evaluated or optimized: Predict or chain of thought.")
+        modules = cols[3].multiselect("Program", distinct(runs, "module"), key="history.modules",
+                                      format_func=module_name, placeholder="Any program", persist_state="session",
+                                      help="The program kind a run evaluated or optimized: Predict or chain of "
+                                           "thought.")
         statuses = cols[4].multiselect("Status", distinct(runs, "status"), key="history.statuses",
                                        placeholder="Any status", persist_state="session")
         shown = filter_runs(runs, kinds=kinds, tasks=tasks, models=models, statuses=statuses, modules=modules)
@@ -97,12 +98,14 @@ with runs_tab:
                 or charts.optimization_failure_text(metrics)
             if failures and failures != "no failures":
                 st.caption(f"Failures: {failures}. Accuracy counts failed examples as wrong.")
+                failure_details(run_id, charts.failure_counts(metrics), key="history.failures")
             mcols = st.columns(5)
             mcols[0].metric("Accuracy", pct(metrics.get("accuracy", metrics.get("optimized_test_accuracy"))))
             mcols[1].metric("Examples", int(metrics["n"]) if "n" in metrics else "–")
             mcols[2].metric("Spend", usd(run_spend(tags.get("studio.kind"), metrics)), help=SPEND_HELP)
             mcols[3].metric("Cost per 1k predictions", usd(metrics.get("cost_per_1k")), help=PER_1K_HELP)
-            mcols[4].metric("p50 latency", "–" if "p50_latency_s" not in metrics else f"{metrics['p50_latency_s']:.2f} s")
+            mcols[4].metric("p50 latency",
+                            "–" if "p50_latency_s" not in metrics else f"{metrics['p50_latency_s']:.2f} s")
             if cached := metrics.get("cached_calls", metrics.get("cached")):
                 what = "LM calls" if "cached_calls" in metrics else "examples"
                 st.caption(f"{int(cached):,} {what} answered from the cache (spent nothing).")
@@ -113,7 +116,8 @@ with runs_tab:
                     st.caption("No per-example records (an optimization run: its evaluations have them).")
                 else:
                     wrong_only = st.toggle("Only wrong or failed answers", key="history.wrong_only")
-                    right = (records["outcome"] == "correct") if "outcome" in records else records["correct"].astype(bool)
+                    right = ((records["outcome"] == "correct") if "outcome" in records
+                             else records["correct"].astype(bool))
                     table = records[~right] if wrong_only else records
                     st.dataframe(table, hide_index=True, key="history.records")
             with tabs[1]:

@@ -55,7 +55,8 @@ with right:
         cols[1].metric("Optimizations", int(counts.get("optimization", 0)))
         cols[2].metric("Evaluations", int(counts.get("evaluation", 0)))
         jobs = cache.jobs_table()
-        work = jobs[jobs["kind"] != "sweep"] if not jobs.empty else jobs  # a sweep is its children, counted each
+        # A group (a sweep, a repeat of seeds) is its children, counted each.
+        work = jobs[~jobs["kind"].isin(["sweep", "repeat"])] if not jobs.empty else jobs
         active = int(work["state"].isin(["queued", "running"]).sum()) if not work.empty else 0
         cols[3].metric("Active jobs", active, help=f"Running or queued; {len(work)} jobs in total (a sweep's "
                                                    "jobs counted one by one)")

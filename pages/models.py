@@ -9,11 +9,11 @@ import streamlit as st
 from core.config.errors import ModelError
 from core.config.settings import PROVIDERS, get_secret, secrets_problem
 from core.lm import models as core_models
-from core.lm.models import MAX_RETRIES, MAX_TIMEOUT_S, PRESETS, PROVIDER_HELP, ModelCatalog, ModelSpec
+from core.lm.models import MAX_RETRIES, MAX_TIMEOUT_S, PROVIDER_HELP, ModelSpec
 from ui import cache, routing, state
-from ui.widgets import key_status, safe_text, show_error, studio_errors
+from ui.catalog import LINK_COLUMNS, PRESET_NAMES, PRICE_COLUMNS, PROVIDER_NAMES, catalog_frame, limits_text
+from ui.widgets import safe_text, show_error, studio_errors
 
-PROVIDER_NAMES = {name: p.title for name, p in PROVIDERS.items()}
 TIMEOUT_HELP = "Seconds one call may take before it counts as a timeout."
 RETRIES_HELP = "How many times a call that failed transiently (rate limit, server error, timeout) is tried again."
 PRICE_HELP = "USD per 1M tokens. Leave empty to use LiteLLM's price (0 for a local server)."
@@ -27,14 +27,11 @@ ADD = {f: f"models.add.{f}" for f in ("name", "model", "api_base", "key_env", "p
 ADD_FOR = "models.add.for_provider"  # the provider the add form's provider-dependent defaults were set for
 ADD_RESET = "models.add.reset"  # bool: give the add form its defaults on the next run (after an add)
 PENDING = "models.add.pending"  # dict: a ModelSpec whose name is taken, waiting for "Replace" or "Cancel"
-EDIT = {f: f"models.edit.{f}" for f in ("name", "api_base", "price_in", "price_out", "timeout", "retries", "rpm", "tpm")}
+EDIT = {f: f"models.edit.{f}"
+        for f in ("name", "api_base", "price_in", "price_out", "timeout", "retries", "rpm", "tpm")}
 EDIT_PICK = "models.edit.pick"  # the model picked for editing
 EDIT_NEXT = "models.edit.next"  # str: pick this model on the next run (after a copy or a rename)
 EDIT_LOADED = "models.edit.loaded"  # str: the model whose values the edit form's widgets hold
-PRESET_NAMES = {p.name for p in PRESETS}
-# The catalog in two tables of short columns, so that every column reads in full at 1280 px.
-PRICE_COLUMNS = ["name", "source", "input $/1M", "output $/1M", "price from", "key"]
-LINK_COLUMNS = ["name", "model", "server", "timeout", "retries", "limit / min"]
 
 
 def _index(options: list[str], value: str | None) -> int | None:
@@ -68,10 +65,10 @@ def _follow_rename(old: str, new: str) -> None:
 
 def _add_defaults(provider: str) -> dict[str, Any]:
     local = provider == "openai-compatible"
-    return {ADD["name"]: "", ADD["model"]: "" if local else f"{provider}/", ADD["api_base"]: LOCAL_BASE if local else "",
-            ADD["key_env"]: PROVIDERS[provider].key_env or "", ADD["price_in"]: None, ADD["price_out"]: None,
-            ADD["temperature"]: None, ADD["max_tokens"]: None, ADD["timeout"]: 120.0, ADD["retries"]: 2,
-            ADD["rpm"]: None, ADD["tpm"]: None}
+    return {ADD["name"]: "", ADD["model"]: "" if local else f"{provider}/",
+            ADD["api_base"]: LOCAL_BASE if local else "", ADD["key_env"]: PROVIDERS[provider].key_env or "",
+            ADD["price_in"]: None, ADD["price_out"]: None, ADD["temperature"]: None, ADD["max_tokens"]: None,
+            ADD["timeout"]: 120.0, ADD["retries"]: 2, ADD["rpm"]: None, ADD["tpm"]: None}
 
 
 def _prepare_add_form(provider: str) -> None:
@@ -97,40 +94,9 @@ def _prepare_edit_form(spec: ModelSpec) -> None:
     st.session_state[EDIT_LOADED] = spec.name
 
 
-def _short(price: float | None) -> float | None:
-    """A price to 4 significant digits: LiteLLM's map holds float noise such as 2.99999 for 3."""
-    return None if price is None else float(f"{price:.4g}")
-
-
-def _limits(spec: ModelSpec) -> str:
-    """A model's rate limits in a few characters: "600 req · 90k tok" (per minute), or "none"."""
-    def short(n: int) -> str:
-        return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k" if n >= 10_000 else str(n)
-    parts = ([f"{short(spec.rpm)} req"] if spec.rpm else []) + ([f"{short(spec.tpm)} tok"] if spec.tpm else [])
-    return " · ".join(parts) or "none"
-
-
-def _limit(value: float | None) -> int | None:
-    return int(value) if value else None
-
-
-def _catalog_frame(catalog: ModelCatalog) -> pd.DataFrame:
-    """One row per model, the user's own first."""
-    rows = []
-    for name in catalog.names():
-        spec = catalog.models[name]
-        price = cache.price_of(spec.to_dict())
-        key_env = spec.api_key_env
-        own = catalog.is_own(name)
-        rows.append({
-            "name": name, "source": ("yours" if name not in PRESET_NAMES else "preset, changed") if own else "preset",
-            "input $/1M": _short(price["input_per_m"]), "output $/1M": _short(price["output_per_m"]),
-            "price from": price["source"], "timeout": spec.timeout_s, "retries": spec.num_retries, "model": spec.model,
-            "limit / min": _limits(spec),
-            "server": spec.api_base or PROVIDER_NAMES.get(spec.provider, spec.provider),
-            "key": "not needed" if not key_env else f"{key_env}: {key_status(get_secret(key_env) is not None)}",
-        })
-    return pd.DataFrame(rows)
+def _key_present(name: str) -> bool | None:
+    """Is the model's key variable set now (None: it needs none, or is gone)?"""
+    return get_secret(env) is not None if (env := name in catalog.models and catalog.models[name].api_key_env) else None
 
 
 routing.require_app(__file__)
@@ -160,11 +126,12 @@ compare = st.multiselect("Models to compare (baselines)", names,
                          placeholder="Pick one or more models")
 state.set_compare_models(compare)
 if student and student == reflection:
-    st.info("The student and the reflection model are the same model: GEPA works best with a stronger reflection model.")
+    st.info("The student and the reflection model are the same model: GEPA works best with a stronger reflection "
+            "model.")
 
 # Catalog -----------------------------------------------------------------------------------
 st.subheader("Catalog")
-table = _catalog_frame(catalog)
+table = catalog_frame(catalog)
 money = st.column_config.NumberColumn(format="$%g")
 prices_tab, links_tab = st.tabs(["Prices and keys", "Connections and limits"])
 prices_tab.dataframe(table[PRICE_COLUMNS], hide_index=True, key="models.catalog.prices",
@@ -187,11 +154,15 @@ to_check = check_cols[0].selectbox("Model", names, index=_index(names, student) 
 if check_cols[1].button("Test connection", key="models.check", icon=":material/network_check:"):
     with st.spinner(f"Calling {to_check}…"):
         result = core_models.check_connection(catalog.get(to_check))
-    state.set_last_check({"model": to_check, **asdict(result)})
+    state.set_last_check({"model": to_check, **asdict(result), "key_present": _key_present(to_check)})
 checked = state.last_check()
+if checked and checked.get("key_present") != _key_present(checked["model"]):  # its key was set (or removed) since
+    checked = None
+    state.set_last_check(None)
 if checked:
     if checked["ok"]:
-        st.success(f"{checked['model']}: answered in {checked['latency_s']:.2f} s — “{checked['sample']}”", icon=":material/check_circle:")
+        st.success(f"{checked['model']}: answered in {checked['latency_s']:.2f} s — “{checked['sample']}”",
+                   icon=":material/check_circle:")
     else:
         st.error(safe_text(f"{checked['model']}: {checked['kind'] or 'error'} — {checked['message']}"),
                  icon=":material/error:")
@@ -200,8 +171,8 @@ if checked:
 
 # Add a model --------------------------------------------------------------------------------
 st.subheader("Add a model")
-provider = st.segmented_control("Provider", list(PROVIDERS), format_func=PROVIDER_NAMES.get, default="openai-compatible",
-                                key="models.add.provider", required=True)
+provider = st.segmented_control("Provider", list(PROVIDERS), format_func=PROVIDER_NAMES.get,
+                                default="openai-compatible", key="models.add.provider", required=True)
 st.caption(PROVIDER_HELP[provider])
 _prepare_add_form(provider)
 with st.form("models.add.form", border=True):
@@ -215,12 +186,14 @@ with st.form("models.add.form", border=True):
     else:
         model_id = cols[1].text_input("Model string", key=ADD["model"], help="provider/model, as LiteLLM writes it")
         api_base = st.text_input("Base URL (optional)", key=ADD["api_base"])
-        key_env = st.text_input("Key variable", key=ADD["key_env"], help="The name of the variable, never the key itself.")
+        key_env = st.text_input("Key variable", key=ADD["key_env"],
+                                help="The name of the variable, never the key itself.")
     price_cols = st.columns(2)
     price_in = price_cols[0].number_input("Input price, $ per 1M tokens", min_value=0.0, value=None, step=0.01,
                                           format="%.4f", key=ADD["price_in"], placeholder="from LiteLLM (0 for local)")
     price_out = price_cols[1].number_input("Output price, $ per 1M tokens", min_value=0.0, value=None, step=0.01,
-                                           format="%.4f", key=ADD["price_out"], placeholder="from LiteLLM (0 for local)")
+                                           format="%.4f", key=ADD["price_out"],
+                                           placeholder="from LiteLLM (0 for local)")
     gen = st.columns(4)
     temperature = gen[0].number_input("Temperature", min_value=0.0, max_value=2.0, value=None, step=0.1,
                                       key=ADD["temperature"], placeholder="provider default")
@@ -231,8 +204,8 @@ with st.form("models.add.form", border=True):
     retries = gen[3].number_input("Retries", min_value=0, max_value=MAX_RETRIES, step=1, key=ADD["retries"],
                                   help=RETRIES_HELP)
     lim = st.columns(2)
-    rpm = lim[0].number_input("Requests / min", min_value=1, value=None, step=60, key=ADD["rpm"], placeholder="no limit",
-                              help=LIMIT_HELP)
+    rpm = lim[0].number_input("Requests / min", min_value=1, value=None, step=60, key=ADD["rpm"],
+                              placeholder="no limit", help=LIMIT_HELP)
     tpm = lim[1].number_input("Tokens / min", min_value=1, value=None, step=10_000, key=ADD["tpm"],
                               placeholder="no limit", help=LIMIT_HELP)
     submitted = st.form_submit_button("Add to catalog", key="models.add.submit", type="primary")
@@ -243,7 +216,7 @@ if submitted:
             raise ModelError("Give the model's id or string.", "E.g. llama3.1 on a local server, openai/gpt-4o-mini.")
         common = dict(api_key_env=key_env.strip() or None, input_price_per_m=price_in, output_price_per_m=price_out,
                       temperature=temperature, max_tokens=int(max_tokens) if max_tokens else None, timeout_s=timeout_s,
-                      num_retries=int(retries), rpm=_limit(rpm), tpm=_limit(tpm))
+                      num_retries=int(retries), rpm=int(rpm) if rpm else None, tpm=int(tpm) if tpm else None)
         if provider == "openai-compatible":
             spec = core_models.openai_compatible(name.strip(), model_id.strip(), api_base.strip(), **common)
         else:
@@ -307,7 +280,8 @@ else:
     _prepare_edit_form(edited)
     with st.form("models.edit.form", border=True):
         cols = st.columns(2)
-        new_name = cols[0].text_input("Display name", key=EDIT["name"], help="Roles that use this model follow a rename.")
+        new_name = cols[0].text_input("Display name", key=EDIT["name"],
+                                      help="Roles that use this model follow a rename.")
         new_base = cols[1].text_input("Base URL" + ("" if edited.is_local else " (optional)"), key=EDIT["api_base"])
         cols = st.columns(4)
         new_in = cols[0].number_input("Input price, $ per 1M", min_value=0.0, value=None, step=0.01, format="%.4f",
@@ -328,7 +302,8 @@ else:
         with studio_errors():
             spec = catalog.update(to_edit, name=new_name.strip(), api_base=new_base.strip() or None,
                                   input_price_per_m=new_in, output_price_per_m=new_out, timeout_s=float(new_timeout),
-                                  num_retries=int(new_retries), rpm=_limit(new_rpm), tpm=_limit(new_tpm))
+                                  num_retries=int(new_retries), rpm=int(new_rpm) if new_rpm else None,
+                                  tpm=int(new_tpm) if new_tpm else None)
             catalog.save()
             _forget_check(to_edit, spec.name)
             if spec.name != to_edit:
@@ -340,7 +315,7 @@ else:
                 f"${price['input_per_m']:g} / ${price['output_per_m']:g} per 1M tokens"
             state.flash("models.edit", f"Saved {spec.name}: {shown}, timeout {spec.timeout_s:g} s, "
                         f"{spec.num_retries} retries" + (f", {spec.api_base}" if spec.api_base else "")
-                        + (f", at most {_limits(spec)} a minute" if spec.rpm or spec.tpm else "") + ".")
+                        + (f", at most {limits_text(spec)} a minute" if spec.rpm or spec.tpm else "") + ".")
             st.rerun()
     _confirm("models.edit")
     overrides = to_edit in PRESET_NAMES
@@ -363,7 +338,8 @@ with st.expander("Find models on a local server (Ollama, vLLM, llama.cpp, LM Stu
         found = core_models.detect_ollama()
         state.set_found_models([s.to_dict() for s in found])
         if not found:
-            st.info("No Ollama answered on 127.0.0.1:11434. Start it with `ollama serve`, or give a server's URL above.")
+            st.info("No Ollama answered on 127.0.0.1:11434. Start it with `ollama serve`, or give a server's URL "
+                    "above.")
     if scan:
         with studio_errors():
             ids = core_models.list_server_models(server.strip())

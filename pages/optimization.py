@@ -1,8 +1,11 @@
-"""Optimization: inside one GEPA run (``?run=<id>``): its search, candidates, per-example wins, rejected proposals,
-cost by role and MLflow traces."""
+"""Optimization: inside one optimization run (``?run=<id>``): GEPA's search (candidates, per-example wins, rejected
+proposals), or what an optimizer that keeps no search record has (its entry's panels: trials, candidates and
+demos); cost by role from the run's own figures, and MLflow traces."""
 
 import streamlit as st
 
+from core.jobs.repeats import GROUP, entry_of, optimization_choices, seed_choices
+from core.optimize import entry
 from core.tracking.runs import latest_optimization, linked_evaluations, module_name, optimization_frame
 from core.tracking.store import TAG
 from ui import cache, inside, routing, state
@@ -10,8 +13,7 @@ from ui.widgets import pct, studio_errors, usd
 
 routing.require_app(__file__)
 st.title("Optimization")
-st.write("Inside one GEPA run: the candidates it tried, where the winner came from, on which validation examples it "
-         "wins, what it turned down, and what each role cost.")
+st.write("Inside one optimization: what it tried, where the winner came from, and what each role cost.")
 
 with studio_errors(stop=True):
     runs = cache.runs_table()
@@ -29,13 +31,20 @@ if in_view not in ids:
     in_view = latest_optimization(runs) or str(opts.iloc[0]["run_id"])
 task = str(opts.loc[opts["run_id"] == in_view, "task"].iloc[0])
 same_task = opts[opts["task"] == task]
-labels = {str(r["run_id"]): f"{r['run_label']} · {module_name(r['module'])} · {str(r['run_id'])[:8]}"
-          for r in same_task.to_dict("records")}
-st.session_state["optimization.run"] = in_view  # the kept choice is the truth; a pick updates it
-opt_id = st.selectbox(f"Optimization of task {task}", list(labels), key="optimization.run", format_func=labels.get,
-                      on_change=lambda: state.set_optimization_run(st.session_state["optimization.run"]),
+entries = optimization_choices(same_task)  # a repeat is one entry ("… · 3 seeds") that opens to its seeds
+st.session_state["optimization.run"] = entry_of(same_task, in_view)  # the kept choice is the truth; a pick updates it
+opt_id = st.selectbox(f"Optimization of task {task}", list(entries), key="optimization.run", format_func=entries.get,
+                      on_change=lambda: state.set_optimization_run(
+                          next(iter(seed_choices(same_task, st.session_state["optimization.run"])))),
                       help="Optimizations of other tasks: pick the task on Compare or open them from History.")
+if opt_id.startswith(GROUP):
+    seeds = seed_choices(same_task, opt_id)
+    st.session_state["optimization.seed"] = in_view if in_view in seeds else next(iter(seeds))
+    opt_id = st.selectbox("Seed", list(seeds), key="optimization.seed", format_func=seeds.get,
+                          on_change=lambda: state.set_optimization_run(st.session_state["optimization.seed"]),
+                          help="The same optimization with other seeds: each seed searched on its own.")
 row = opts[opts["run_id"] == opt_id].iloc[0]
+optimizer = entry(row["program"])
 with studio_errors(stop=True):
     metrics, tags = cache.run_metrics(opt_id), cache.run_tags(opt_id)
     eval_ids = linked_evaluations(opt_id, tags, runs)
@@ -43,15 +52,17 @@ with studio_errors(stop=True):
 before, after = row["original_test_accuracy"], row["optimized_test_accuracy"]
 result = f"test accuracy {pct(before)} → {pct(after)}" if row["has_results"] else "no test results yet"
 budget = f"budget {row['budget']}" if isinstance(row["budget"], str) and row["budget"] else "budget ?"
-st.markdown(f"**{row['model'] or '?'}** ← **{row['reflection_model'] or '?'}** (reflection) · "
-            f"{module_name(row['module'])} · {budget} · {row['outcome']} · {result}")
+models = f"**{row['model'] or '?'}**" + (f" ← **{row['reflection_model'] or '?'}** ({optimizer.reflection_role})"
+                                         if optimizer.reflection_role else "")
+st.markdown(f"{models} · {optimizer.label} · {module_name(row['module'])} · {budget} · {row['outcome']} · {result}")
 cols = st.columns(4)
 best = metrics.get("best_val_score")
-cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
-cols[1].metric("Candidates", f"{int(metrics['candidates'])}" if "candidates" in metrics else "–")
-cols[2].metric("Metric calls", f"{int(metrics['metric_calls_used']):,}" if "metric_calls_used" in metrics else "–")
+if optimizer.presets:  # an optimizer with a budget searched: its best score, candidates and metric calls
+    cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
+    cols[1].metric("Candidates", f"{int(metrics['candidates'])}" if "candidates" in metrics else "–")
+    cols[2].metric("Metric calls", f"{int(metrics['metric_calls_used']):,}" if "metric_calls_used" in metrics else "–")
 cols[3].metric("Optimization cost", usd(row["optimization_cost_usd"]),
-               help="Student and reflection calls during the search; the test evaluations are extra (cost by role).")
+               help="The calls during the search (every model's); the test evaluations are extra (cost by role).")
 st.caption(f"Run `{opt_id}` of task {task}")
 links = st.columns(2)
 links[0].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:",
@@ -61,12 +72,13 @@ links[1].page_link("pages/compare.py", label="Compare accuracy and cost", icon="
 
 with studio_errors(stop=True):
     record = cache.search_record(opt_id, str(row["status"]))
-if record is None and row["status"] == "RUNNING" and (job_id := tags.get(f"{TAG}job_id")):
+running = record is None and row["status"] == "RUNNING" and "search" in optimizer.panels
+if running and (job_id := tags.get(f"{TAG}job_id")):
     if record := cache.live_search_record(job_id):
         st.caption("Still running: GEPA's search so far (Refresh, in the sidebar, shows what it has done since).")
 if record is None:
     with studio_errors():
-        inside.without_record(opt_id, str(row["status"]))
+        inside.without_record(opt_id, str(row["status"]), optimizer)
 else:
     inside.incomplete_warning(record)
     with studio_errors():
@@ -78,5 +90,5 @@ else:
     with studio_errors():
         inside.rejected_section(record)
 with studio_errors():
-    inside.cost_section(record or {}, eval_ids)
-inside.traces_line(opt_id, cache.settings().tracking_uri)
+    inside.cost_section(record or {}, eval_ids, opt_id, optimizer)
+inside.traces_line(opt_id, cache.settings().tracking_uri, tags, optimizer)

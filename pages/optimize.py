@@ -1,22 +1,22 @@
-"""Optimize: GEPA (or MIPROv2, few-shot, your own prompt) on the student; budget, estimate, start, live progress,
-cancel/resume."""
+"""Optimize: an optimizer of the optimizer table (GEPA, MIPROv2, few-shot, your own prompt) on the student; its
+budget, estimate, start, live progress, cancel/resume. Its words and controls come from its table entry."""
 
 import streamlit as st
 
 from core.config.errors import StudioError
-from core.jobs import MAX_SEEDS, repeat_seeds, submit_repeats
+from core.jobs import MAX_SEEDS, repeat_seeds, submit_repeat
 from core.lm.models import ModelSpec
-from core.optimize import OPTIMIZERS, OptimizeConfig
+from core.optimize import OPTIMIZERS, OptimizeConfig, Optimizer, entry
 from core.optimize.estimate import CHARS_PER_TOKEN
 from core.program.program import STARTS
 from core.tasks import SampleSpec, TaskRef
 from core.tracking.runs import linked_evaluations, optimization_frame
 from ui import auth, cache, routing, state, sweeps
 from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
-from ui.notebook import preset_section
-from ui.widgets import pct, show_error, studio_errors, usd, usd_range
+from ui.notebook import notebook_models, preset_section
+from ui.repeats import repeat_progress
+from ui.widgets import pct, points_delta, show_error, studio_errors, usd, usd_range
 
-BUDGETS = ("light", "medium", "heavy", "custom")
 MODULES = {"predict": "Predict", "cot": "Chain of thought"}
 FEEDBACK = {"rule": "Rule (gold label)", "judge": "Judge (reflection model)"}
 START_NAMES = {"bare": "Bare signature", "described": "With label descriptions", "own": "Your own instruction"}
@@ -29,70 +29,97 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
                                      format_func=lambda k: OPTIMIZERS[k].label,
                                      help="  \n".join(f"**{o.label}**: {o.summary}" for o in OPTIMIZERS.values()))
     chosen = OPTIMIZERS[optimizer]
-    st.caption(f"{chosen.summary}. Cancel and the spending cap take effect {chosen.cancel}.")
+    st.caption(chosen.words.does + (f" Cancel and the spending cap take effect {chosen.cancel}." if chosen.presets
+                                    else ""))
     own_text = ""
-    if optimizer == "own":
+    if chosen.instruction_needed:
         own_text = st.text_area("Your prompt", key="optimize.own_instruction", persist_state="session",
                                 placeholder="The instruction you use today: what the student should do with each text",
-                                help="Evaluated as it is, against the studio's default program, on the same test examples.")
+                                help="Evaluated as it is, against the studio's default program, on the same test "
+                                     "examples.")
         if not own_text.strip():
             st.info("Type or paste your prompt to see what it costs and start its evaluation.", icon=":material/edit:")
             return None
+    budget, calls, cap = _budget_controls(chosen)
+    if sample.val_per_label == 0 and chosen.words.no_validation:
+        st.caption(f"No validation split (0 per label on the Task page): {chosen.words.no_validation}")
+    options = _advanced(chosen)
+    instruction = options.pop("instruction")
+    instruction = own_text if chosen.instruction_needed else instruction
+    return OptimizeConfig(
+        task_ref=ref, sample=sample, student=student, reflection=reflection, **options,
+        auto=None if budget == "custom" else budget, **({chosen.custom: int(calls)} if calls else {}),
+        max_cost_usd=float(cap) if cap else None, optimizer=optimizer, instruction=instruction.strip(),
+    )
+
+
+def _budget_controls(chosen: Optimizer) -> tuple[str, int | None, float | None]:
+    """The optimizer's budget (its presets, and a number when it takes one) and the spending cap; none for an
+    optimizer without a budget (your own prompt)."""
+    if not chosen.presets:
+        return "light", None, None
     st.subheader("Budget")
     cols = st.columns([2, 1, 1])
-    budget = "light"
-    if optimizer != "own":
-        options = BUDGETS if optimizer == "gepa" else BUDGETS[:-1]
-        budget = cols[0].segmented_control("Budget", options, default="light", required=True, key="optimize.budget",
-                                           persist_state="session", help={
-                                               "gepa": "GEPA's budget in metric calls (one student prediction scored = one call).",
-                                               "miprov2": "MIPROv2's auto setting: how many instructions, demos and trials.",
-                                               "fewshot": "How many candidate programs: 6, 12 or 18.",
-                                           }[optimizer]) or "light"
+    options = chosen.presets + (("custom",) if chosen.custom else ())
+    budget = cols[0].segmented_control("Budget", options, default="light", required=True, key="optimize.budget",
+                                       persist_state="session", help=chosen.words.budget) or "light"
     calls = None
     if budget == "custom":
-        calls = cols[1].number_input("Max metric calls", min_value=1, value=200, step=10, key="optimize.max_calls",
-                                     persist_state="session")
+        calls = int(cols[1].number_input(f"Max {chosen.numbers[chosen.custom]}", min_value=1, value=200, step=10,
+                                         key="optimize.max_calls", persist_state="session"))
     cap = None
     if cols[2].toggle("Spending cap", value=False, key="optimize.capped", persist_state="session",
-                      help="Stop (as with Cancel) when student + reflection spend reaches the cap."):
+                      help=f"Stop (as with Cancel) when the spend reaches the cap: it takes effect {chosen.cancel}."):
         cap = cols[2].number_input("Cap ($)", min_value=0.01, value=2.0, step=0.5, format="%.2f", key="optimize.cap",
                                    persist_state="session")
-    if sample.val_per_label == 0:
-        st.caption("No validation split (0 per label on the Task page): GEPA scores candidates on the train "
-                   "examples. A few validation examples per label give it an honest signal.")
+    return budget, calls, cap
+
+
+def _advanced(chosen: Optimizer) -> dict:
+    """Program, parallel calls, cache, and the optimizer's own options (GEPA: feedback, minibatch, merge; a seed
+    where one changes anything; the starting program where it searches from one), as OptimizeConfig fields."""
+    options: dict = {"feedback": "rule", "reflection_minibatch_size": 3, "use_merge": True, "seed": 0,
+                     "start": "described", "instruction": ""}  # the defaults of what this optimizer does not use
     with st.expander("Advanced"):
         cols = st.columns(3)
-        module = cols[0].segmented_control("Program", list(MODULES), default="predict", required=True,
-                                           key="optimize.module", persist_state="session", format_func=MODULES.get)
-        feedback = cols[1].segmented_control("Feedback", list(FEEDBACK), default="rule", required=True,
-                                             key="optimize.feedback", persist_state="session", format_func=FEEDBACK.get,
-                                             help="What GEPA's reflection reads about a wrong answer.")
-        minibatch = cols[2].number_input("Reflection minibatch", min_value=1, value=3, key="optimize.minibatch",
-                                         persist_state="session")
+        options["module"] = cols[0].segmented_control("Program", list(MODULES), default="predict", required=True,
+                                                      key="optimize.module", persist_state="session",
+                                                      format_func=MODULES.get)
+        if "feedback" in chosen.controls:
+            options["feedback"] = cols[1].segmented_control(
+                "Feedback", list(FEEDBACK), default="rule", required=True, key="optimize.feedback",
+                persist_state="session", format_func=FEEDBACK.get,
+                help=f"What the {chosen.reflection_role}'s reflection reads about a wrong answer.")
+        if "minibatch" in chosen.controls:
+            options["reflection_minibatch_size"] = int(cols[2].number_input(
+                "Reflection minibatch", min_value=1, value=3, key="optimize.minibatch", persist_state="session"))
         cols = st.columns(4)
-        threads = cols[0].number_input("Parallel calls", min_value=1, max_value=64, value=4, key="optimize.threads",
-                                       persist_state="session")
-        seed = cols[1].number_input("Seed", min_value=0, value=0, key="optimize.seed", persist_state="session",
-                                    help="The optimizer's seed: a repeat with another seed shows how repeatable a result is.")
-        use_merge = cols[2].toggle("Merge candidates", value=True, key="optimize.merge", persist_state="session")
-        reuse = cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache", persist_state="session")
-        cols = st.columns([1, 2])
-        start = cols[0].segmented_control("Starting program", list(START_NAMES), default="described", required=True,
-                                          key="optimize.start_program", persist_state="session",
-                                          format_func=START_NAMES.get, help="  \n".join(
-                                              f"**{START_NAMES[k]}**: {v}" for k, v in STARTS.items()))
-        instruction = ""
-        if start == "own":
-            instruction = cols[1].text_area("Your instruction", key="optimize.instruction", persist_state="session",
-                                            placeholder="What the student should do with each text")
-    return OptimizeConfig(
-        task_ref=ref, sample=sample, student=student, reflection=reflection, module=module,
-        auto=None if budget == "custom" else budget, max_metric_calls=int(calls) if calls else None,
-        max_cost_usd=float(cap) if cap else None, reflection_minibatch_size=int(minibatch), use_merge=bool(use_merge),
-        threads=int(threads), seed=int(seed), feedback=feedback, cache=bool(reuse), start=start,
-        instruction=(own_text if optimizer == "own" else instruction).strip(), optimizer=optimizer,
-    )
+        options["threads"] = int(cols[0].number_input("Parallel calls", min_value=1, max_value=64, value=4,
+                                                      key="optimize.threads", persist_state="session"))
+        if chosen.seeded:
+            options["seed"] = int(cols[1].number_input(
+                "Seed", min_value=0, value=0, key="optimize.seed", persist_state="session",
+                help="The optimizer's seed: a repeat with another seed shows how repeatable a result is."))
+        if "merge" in chosen.controls:
+            options["use_merge"] = bool(cols[2].toggle("Merge candidates", value=True, key="optimize.merge",
+                                                       persist_state="session"))
+        options["cache"] = bool(cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache",
+                                               persist_state="session"))
+        if not chosen.instruction_needed:  # your own prompt is its own starting program
+            _starting_program(options)
+    return options
+
+
+def _starting_program(options: dict) -> None:
+    cols = st.columns([1, 2])
+    options["start"] = cols[0].segmented_control("Starting program", list(START_NAMES), default="described",
+                                                 required=True, key="optimize.start_program", persist_state="session",
+                                                 format_func=START_NAMES.get, help="  \n".join(
+                                                     f"**{START_NAMES[k]}**: {v}" for k, v in STARTS.items()))
+    if options["start"] == "own":
+        options["instruction"] = cols[1].text_area("Your instruction", key="optimize.instruction",
+                                                   persist_state="session",
+                                                   placeholder="What the student should do with each text")
 
 
 def estimate_and_start(config: OptimizeConfig) -> None:
@@ -106,53 +133,66 @@ def estimate_and_start(config: OptimizeConfig) -> None:
         show_error(exc)
     numbers = st.container()  # filled below: the estimate is × the seeds chosen beside the Start button
     start_row = st.columns([1, 3], vertical_alignment="bottom")
-    n = 1
-    if config.optimizer != "own":  # your own prompt has no seed: a repeat would give the same numbers
-        n = int(start_row[0].number_input("Repeat with N seeds", min_value=1, max_value=MAX_SEEDS, value=1, key="optimize.seeds",
-                                persist_state="session",
-                                help=f"N optimizations that differ only in the seed ({config.seed}, {config.seed + 1}, …) "
-                                     "on the same examples: Compare shows the spread of their test accuracy, so one "
-                                     "lucky seed is not read as the result."))
-    times = f" × {n}" if n > 1 else ""
+    chosen, n = OPTIMIZERS[config.optimizer], 1
+    if chosen.seeded:  # a repeat of an optimizer without a seed would give the same numbers
+        n = int(start_row[0].number_input(
+            "Repeat with N seeds", min_value=1, max_value=MAX_SEEDS, value=1, key="optimize.seeds",
+            persist_state="session",
+            help=f"N optimizations that differ only in the seed ({config.seed}, {config.seed + 1}, …) on the same "
+                 "examples: Compare shows the spread of their test accuracy, so one lucky seed is not read as the "
+                 "result."))
     if estimate:
-        role = OPTIMIZERS[config.optimizer].reflection_role or "reflection model"
-        cols = numbers.columns([1, 1.2, 1.5])  # a cost range needs the room: "$0.028–$0.066" is cut in a quarter
-        cols[0].metric(f"Metric calls{times}", f"{estimate['metric_calls'] * n:,}",
-                       help=f"Plus {estimate.get('test_calls', 0) * n:,} calls of the test evaluations afterwards."
-                            + (f" Per seed: {estimate['metric_calls']:,}." if n > 1 else ""))
-        cols[1].metric(f"Calls of the {role}{times}",
-                       f"{estimate['reflection_calls_low'] * n}–{estimate['reflection_calls_high'] * n}")
-        low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
-        cols[2].metric(f"Estimated cost{times}", "unknown price" if low is None else usd_range(low * n, high * n),
-                       help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost nothing."
-                            + (f" Per seed: {usd_range(low, high)}." if n > 1 and low is not None else ""))
-        student_cost = estimate["student_cost_usd"]
-        test_cost = estimate.get("test_cost_usd")
-        numbers.caption(f"Of the cost, the student: {usd(None if student_cost is None else student_cost * n)}. "
-                        f"The test evaluations afterwards: {estimate.get('test_calls', 0) * n:,} calls"
-                        + (f", about {usd(test_cost * n)}." if test_cost is not None else "."))
+        _estimate_numbers(numbers, estimate, chosen, n)
         if n > 1:
             numbers.caption(f"{n} jobs with seeds {', '.join(map(str, repeat_seeds(config, n)))}: the estimate is "
                        f"× {n}, one optimization per seed.")
-    label = f"Start {n} optimizations" if n > 1 else "Start optimization"
+    label = f"Start {n} optimizations" if n > 1 else chosen.words.start
     if start_row[1].button(label, key="optimize.start", type="primary", icon=":material/auto_fix_high:",
                            disabled=estimate is None):
         with studio_errors():
             manager, who = cache.job_manager(), auth.current_user()
-            if n > 1:
-                job_ids = submit_repeats(manager, config, n, plan=plan, started_by=who)
-                state.set_optimize_job(job_ids[0])
+            if n > 1:  # one group job: one card, one entry in the pickers, its seeds under it
+                state.set_optimize_job(submit_repeat(manager, config, n, plan=plan, started_by=who))
             else:
                 state.set_optimize_job(manager.submit_optimization(config, plan=plan, started_by=who))
             cache.clear_runs()
             st.toast(f"{n} optimizations queued (seeds {config.seed}–{config.seed + n - 1})" if n > 1 else
-                     "Optimization queued: it runs in the background, you can leave this page.",
+                     f"{chosen.label} queued: it runs in the background, you can leave this page.",
                      icon=":material/auto_fix_high:")
 
 
+def _estimate_numbers(numbers: st.delta_generator.DeltaGenerator, estimate: dict, chosen: Optimizer, n: int) -> None:
+    """Metric calls (an optimizer with a budget), calls of its second model (one that uses it), the cost range and
+    its split, each × the seeds."""
+    times = f" × {n}" if n > 1 else ""
+    cols = numbers.columns([1, 1.2, 1.5])  # a cost range needs the room: "$0.028–$0.066" is cut in a quarter
+    test_calls = estimate.get("test_calls", 0) * n
+    if chosen.presets:
+        cols[0].metric(f"Metric calls{times}", f"{estimate['metric_calls'] * n:,}",
+                       help=f"Plus {test_calls:,} calls of the test evaluations afterwards."
+                            + (f" Per seed: {estimate['metric_calls']:,}." if n > 1 else ""))
+    else:
+        cols[0].metric("Test calls", f"{test_calls:,}", help="The student on the test examples: your prompt and "
+                                                            "the studio's default program, the same examples each.")
+    if chosen.reflection_role:
+        cols[1].metric(f"Calls of the {chosen.reflection_role}{times}",
+                       f"{estimate['reflection_calls_low'] * n}–{estimate['reflection_calls_high'] * n}")
+    low, high = estimate["cost_low_usd"], estimate["cost_high_usd"]
+    cols[2].metric(f"Estimated cost{times}", "unknown price" if low is None else usd_range(low * n, high * n),
+                   help=f"From the models' prices and ~{CHARS_PER_TOKEN:g} characters per token; cached answers cost "
+                        "nothing." + (f" Per seed: {usd_range(low, high)}." if n > 1 and low is not None else ""))
+    if not chosen.presets:  # the test evaluation is all it runs: the cost above is it
+        return
+    student_cost, test_cost = estimate["student_cost_usd"], estimate.get("test_cost_usd")
+    numbers.caption(f"Of the cost, the student: {usd(None if student_cost is None else student_cost * n)}. "
+                    f"The test evaluations afterwards: {test_calls:,} calls"
+                    + (f", about {usd(test_cost * n)}." if test_cost is not None else "."))
+
+
 MARKED = {
-    "capped": "Capped: GEPA stopped at the spending cap; these are the test results of the best program it had found.",
-    "cancelled": "Cancelled: GEPA was stopped early; these are the test results of the best program it had found.",
+    "capped": "Capped: {label} stopped at the spending cap; these are the test results of the best program it had "
+              "found.",
+    "cancelled": "Cancelled: {label} was stopped early; these are the test results of the best program it had found.",
     "failed": "Stopped by a failing provider; these are the test results of the best program it had found.",
 }
 
@@ -161,7 +201,8 @@ def result(job_id: str) -> bool:
     """Test accuracy before and after, and what the optimization cost, once the run has its test results (a
     capped or cancelled run too, once its test evaluations ran: marked so). False when there is none yet."""
     job = cache.job_manager().get(job_id)
-    if not job.run_id or job.state in ("queued", "running") or (job.state != "succeeded" and not has_results(job.run_id)):
+    if not job.run_id or job.state in ("queued", "running") or (
+            job.state != "succeeded" and not has_results(job.run_id)):
         return False
     st.subheader("Result")
     runs = cache.runs_table()
@@ -172,20 +213,21 @@ def result(job_id: str) -> bool:
         r = opts.iloc[0]
         outcome = str(r.get("outcome") or "")
         if outcome in MARKED:
-            st.caption(MARKED[outcome])
+            st.caption(MARKED[outcome].format(label=entry(job.config.get("optimizer")).label))
         before, after = r.get("original_test_accuracy"), r.get("optimized_test_accuracy")
         known = all(isinstance(v, float) and v == v for v in (before, after))
         cols = st.columns(3)
         cols[0].metric("Test accuracy before", pct(before))
-        cols[1].metric("Test accuracy after", pct(after), delta=f"{(after - before) * 100:+.1f} pts" if known else None)
+        cols[1].metric("Test accuracy after", pct(after), **points_delta(after - before if known else None))
         cols[2].metric("Optimization cost", usd(r.get("optimization_cost_usd")))
         original, optimized = linked_evaluations(job.run_id, cache.run_tags(job.run_id), runs)
-        st.caption(f"Optimization run `{job.run_id}` · evaluations `{original}` (original) and `{optimized}` (optimized)")
+        st.caption(f"Optimization run `{job.run_id}` · evaluations `{original}` (original) and `{optimized}` "
+                   "(optimized)")
     cols = st.columns(3)
     cols[0].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:",
                       query_params={"run": job.run_id})
     cols[1].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:",
-                      query_params={"prompts": job.run_id})
+                      query_params={"run": job.run_id})
     cols[2].page_link("pages/optimization.py", label="See inside the optimization", icon=":material/account_tree:",
                       query_params={"run": job.run_id})
     return True
@@ -193,22 +235,28 @@ def result(job_id: str) -> bool:
 
 routing.require_app(__file__)
 st.title("Optimize")
-st.write("GEPA runs the student on training examples, shows its mistakes to the reflection model, and keeps the "
-         "instructions that score best on the validation examples. Then both the original and the optimized "
-         "program are scored on the same test examples.")
+st.write("Pick an optimizer to improve the student's prompt on training examples, or evaluate your own prompt. "
+         "Then the original and the new program are scored on the same test examples.")
 
+state.keep_optimize_form()  # the form as the user left it: a reload, a restart or a link brings it back
 ref, sample = state.task_ref(), state.sample()
 student_name, reflection_name = state.student(), state.reflection()
-cols = st.columns(3)
-cols[0].markdown(f"**Student**  \n{student_name or '—'}")
-cols[1].markdown(f"**Reflection**  \n{reflection_name or '—'}")
-cols[2].markdown(f"**Task**  \n{ref.task_name}: {sample.train_per_label} train / {sample.val_per_label} validation / "
-                 f"{sample.test_per_label} test per label")
+header = st.container()  # filled once the setup is known: the notebook's preset names its own models
 cols = st.columns(2)
 cols[0].page_link("pages/models.py", label="Change models", icon=":material/smart_toy:")
 cols[1].page_link("pages/task.py", label="Change the task", icon=":material/dataset:")
 
-if preset_section():  # "Original notebook" chosen: its settings, estimate, Start and progress instead of the form
+notebook_chosen = preset_section()  # "Original notebook": its settings, estimate, Start and progress, not the form
+cols = header.columns(3)
+shown = notebook_models() if notebook_chosen else (student_name, reflection_name)
+cols[0].markdown(f"**Student**  \n{shown[0] or '—'}")
+# What the picked optimizer uses the second model for (your own prompt: nothing); the notebook's is its reflection.
+role = "reflection model" if notebook_chosen else entry(st.session_state.get("optimize.optimizer")).reflection_role
+cols[1].markdown(f"**{role[:1].upper() + role[1:]}**  \n{shown[1] or '—'}" if role else "**Second model**  \nnone")
+cols[2].markdown(f"**Task**  \n{ref.task_name}: {sample.train_per_label} train / {sample.val_per_label} validation / "
+                 f"{sample.test_per_label} test per label" if not notebook_chosen else
+                 "**Task**  \nPubMed sentence roles, as the notebook drew them")
+if notebook_chosen:
     pass
 elif not student_name or not reflection_name:
     st.info("Choose a student and a reflection model on the Models page first.", icon=":material/smart_toy:")
@@ -231,13 +279,16 @@ else:
 with studio_errors():
     sweeps.sweep_section()  # a sweep is one card: its jobs are listed under it, not in the picker below
 
-st.subheader("Progress")
-job_picker("optimize", state.optimize_job(), key="optimize.job.w", on_pick=state.set_optimize_job)
 job_id = state.optimize_job()
+if notebook_chosen and not job_id:
+    st.stop()  # the preset follows its own job above
+st.subheader("Progress")
+job_picker(("optimize", "repeat"), job_id, key="optimize.job.w", on_pick=state.set_optimize_job)
 if not job_id:
-    st.caption("No optimization in this session yet.")
+    if not st.session_state.get(sweeps.JOB):  # a sweep in view above is this session's work
+        st.caption("No optimization in this session yet.")
     st.stop()
-if not live_panel(job_id, optimize_progress):
+if not live_panel(job_id, repeat_progress if cache.job_manager().get(job_id).kind == "repeat" else optimize_progress):
     state.set_optimize_job(None)  # e.g. the data dir changed: say so once, then forget it
     st.stop()
 with studio_errors():
@@ -245,5 +296,5 @@ with studio_errors():
     if finish is not None and not (finish["state"] == "succeeded" and has_results(finish["run_id"])):
         live_panel(finish["id"], finish_progress)  # the test evaluations of the stopped run, then its result
     if not result(job_id) and (run_id := cache.job_manager().get(job_id).run_id):
-        st.page_link("pages/optimization.py", label="See inside the optimization: GEPA's search so far",
+        st.page_link("pages/optimization.py", label="See inside the optimization so far",
                      icon=":material/account_tree:", query_params={"run": run_id})

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.analytics.diff import diff_counts, diff_html
 from core.config.errors import StudioError
+from core.jobs.repeats import GROUP, entry_of, optimization_choices, seed_choices
 from core.program.program import prompt_text
 from core.ship.register import (
     MODEL_URI_TAG,
@@ -22,7 +23,6 @@ from core.tracking.runs import (
     PROMPT_URI_TAG,
     latest_optimization,
     linked_evaluations,
-    module_name,
     optimization_frame,
     run_choices,
 )
@@ -62,24 +62,33 @@ def show_pair(run_id: str) -> None:
             st.session_state["prompts.a"], st.session_state["prompts.b"] = a, b
 
 
-def pick_optimization() -> None:
-    state.set_prompts_run(st.session_state["prompts.opt"])  # kept for a reload, a restart, a link
-    show_pair(st.session_state["prompts.opt"])
+def put_in_view(run_id: str) -> None:
+    """The optimization in view (the URL's ``run``, shared with Optimization and Compare) and its pair as A and B."""
+    state.set_optimization_run(run_id)
+    state.set_prompts_run(run_id)  # kept for links made before Prompts followed ``run``
+    show_pair(run_id)
+    st.session_state["prompts.shown"] = run_id
 
 
 if not opts.empty:
-    opt_labels = {str(r["run_id"]): f"{r['run_label']} · {module_name(r['module'])} · {str(r['run_id'])[:8]}"
-                  for r in opts.to_dict("records")}
-    in_view = state.prompts_run()
-    if in_view not in opt_labels:
+    entries = optimization_choices(opts)  # a repeat is one entry ("3 seeds") that opens to its seeds
+    in_view = next((r for r in (state.optimization_run(), state.prompts_run()) if entry_of(opts, r)), None)
+    if in_view is None:
         newest = latest_optimization(runs)
-        in_view = newest if newest in opt_labels else next(iter(opt_labels))
-    if "prompts.a" not in st.session_state or st.session_state.get("prompts.opt") != in_view:
-        show_pair(in_view)  # a new session (a reload, a link) opens on the optimization in view
-    st.session_state["prompts.opt"] = in_view
-    st.selectbox("Optimization", list(opt_labels), key="prompts.opt", format_func=opt_labels.get,
-                 help="Its original program is A and its optimized program is B; pick any two programs below.",
-                 on_change=pick_optimization)
+        in_view = newest if entry_of(opts, newest) else str(opts.iloc[0]["run_id"])
+    if "prompts.a" not in st.session_state or st.session_state.get("prompts.shown") != in_view:
+        show_pair(in_view)  # a new session, a link or another page put this optimization in view
+        st.session_state["prompts.shown"] = in_view
+    st.session_state["prompts.opt"] = entry_of(opts, in_view)  # the kept choice is the truth; a pick updates it
+    entry = st.selectbox("Optimization", list(entries), key="prompts.opt", format_func=entries.get,
+                         help="Its original program is A and its optimized program is B; pick any two programs below.",
+                         on_change=lambda: put_in_view(next(iter(seed_choices(opts, st.session_state["prompts.opt"])))))
+    if entry.startswith(GROUP):
+        seeds = seed_choices(opts, entry)
+        st.session_state["prompts.seed"] = in_view if in_view in seeds else next(iter(seeds))
+        st.selectbox("Seed", list(seeds), key="prompts.seed", format_func=seeds.get,
+                     help="The same optimization with other seeds: each seed's programs are a pair.",
+                     on_change=lambda: put_in_view(st.session_state["prompts.seed"]))
 for key, fallback in (("prompts.a", ids[min(1, len(ids) - 1)]), ("prompts.b", ids[0])):
     if st.session_state.get(key) not in choices:
         st.session_state[key] = fallback
@@ -134,7 +143,8 @@ if text.strip():
 st.subheader("Use it")
 row = evals[evals["run_id"] == b].iloc[0]
 st.download_button("Download program B (JSON)", json.dumps(program_b, indent=2), key="prompts.download",
-                   file_name=f"program-{row['model'] or 'model'}-{row['program'] or 'program'}-{b[:8]}.json".replace(" ", "_"),
+                   file_name=(f"program-{row['model'] or 'model'}-{row['program'] or 'program'}-{b[:8]}.json"
+                              .replace(" ", "_")),
                    mime="application/json", icon=":material/download:",
                    help="Load it with core.program.program.load_program(path) → (program, task).")
 parent = row.get("parent_run_id")
@@ -163,7 +173,8 @@ if untested:  # the CLI refuses it unless --allow-untested: here, a tick says th
                icon=":material/warning:")
     st.checkbox("Register it anyway (the model version is tagged untested)", key=f"prompts.untested.{b}")
 if st.button("Register a new model version" if model_uri else "Register as an MLflow model", key="prompts.ship",
-             icon=":material/rocket_launch:", disabled=bool(untested) and not st.session_state.get(f"prompts.untested.{b}"),
+             icon=":material/rocket_launch:",
+             disabled=bool(untested) and not st.session_state.get(f"prompts.untested.{b}"),
              help="python -m core export RUN_ID does the same from the command line."):
     with studio_errors():
         with st.spinner("Logging and registering the model…"):

@@ -29,8 +29,8 @@ st.write("What the models classify. Every baseline and optimization in this sess
          "chosen here; the same sizes and seed always give the same examples.")
 
 stored_ref, stored_sample = state.task_ref(), state.sample()
-kind = st.radio("Data", KINDS, index=KINDS.index(stored_ref.kind), format_func=lambda k: SOURCES[k].title, horizontal=True,
-                key="task.kind.w")
+kind = st.radio("Data", KINDS, index=KINDS.index(stored_ref.kind), format_func=lambda k: SOURCES[k].title,
+                horizontal=True, key="task.kind.w")
 
 candidate: TaskRef
 st.caption(SOURCES[kind].description)
@@ -41,9 +41,11 @@ elif kind == "pubmed":
     source = st.text_input("Local PubMed file (optional)", value=stored_ref.source if same else "",
                            key="task.pubmed.source", placeholder="empty: download from the Hugging Face hub")
     test_source = st.text_input("Separate test file (optional)", value=stored_ref.test_source if same else "",
-                                key="task.pubmed.test", placeholder="empty: the hub's test split, or the rest of the file")
+                                key="task.pubmed.test",
+                                placeholder="empty: the hub's test split, or the rest of the file")
     candidate = TaskRef(kind="pubmed", source=source.strip(), test_source=test_source.strip())
-    if candidate != stored_ref and not st.button("Load PubMed", key="task.pubmed.load", type="primary", icon=":material/download:"):
+    if candidate != stored_ref and not st.button("Load PubMed", key="task.pubmed.load", type="primary",
+                                                 icon=":material/download:"):
         st.info("Press **Load PubMed** to read the data (a download can take a while the first time).")
         st.stop()
 else:

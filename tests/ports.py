@@ -24,7 +24,8 @@ def wait_http(url: str, timeout: float, poll: float = 0.2) -> bool:
 
 
 def wait_for(predicate, timeout: float, poll: float = 0.05):
-    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout`` seconds pass (AssertionError)."""
+    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout`` seconds pass
+    (AssertionError)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()

@@ -162,135 +162,8 @@ class StubLLMServer:
         threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
 
     def start(self) -> "StubLLMServer":
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out as two writes: without this, Nagle + delayed ACK add ~40 ms a call.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _authorized(self) -> bool:
-                if stub.api_key is None:
-                    return True
-                return self.headers.get("Authorization", "") == f"Bearer {stub.api_key}"
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
-                elif self.path == "/api/tags":
-                    self._send(200, {"models": [{"name": m, "model": m} for m in stub.models]})
-                elif self.path == "/props" and stub.slots is not None:  # llama.cpp's server properties
-                    self._send(200, {"total_slots": stub.slots, "model_path": f"/models/{stub.models[0]}.gguf"})
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
-
-            def do_POST(self) -> None:
-                if stub.slots is None or not self.path.endswith("/chat/completions"):
-                    self._post()
-                    return
-                with stub._slot_gate:  # a call beyond the slots queues here, as at a llama.cpp server
-                    self._post()
-
-            def _post(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                with stub._lock:
-                    stub.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
-                if not self.path.endswith("/chat/completions"):
-                    self._send(404, {"error": {"message": f"unknown path {self.path}"}})
-                    return
-                if not self._authorized():
-                    self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
-                    return
-                model = str(body.get("model", ""))
-                fault = stub._draw_fault(model) if self.path.endswith("/chat/completions") else None
-                if fault == "die":
-                    stub._die()
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if fault == "echo_key_401":
-                    presented = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                    self._send(401, {"error": {"message": f"Incorrect API key provided: {presented}. You can find "
-                                               "your API key at https://example.invalid/keys.", "code": "invalid_api_key"}})
-                    return
-                if model not in stub.models:
-                    self._send(404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error", "code": "model_not_found"}})
-                    return
-                if stub.latency_s or (stub.faults and stub.faults.slow_s):
-                    time.sleep(stub.latency_s + (stub.faults.slow_s if stub.faults else 0.0))
-                if fault == "rate_limit":
-                    self._send(429, {"error": {"message": "Rate limit reached for requests", "type": "rate_limit_error"}},
-                               headers={"Retry-After": f"{stub.faults.retry_after_s:g}"})
-                    return
-                if fault == "server_error":
-                    self._send(500, {"error": {"message": "The server had an error while processing your request.",
-                                               "type": "server_error"}})
-                    return
-                if fault == "timeout":
-                    time.sleep(stub.faults.hang_s)
-                    self._send(504, {"error": {"message": "upstream timed out", "type": "timeout"}})
-                    return
-                if fault in ("empty", "malformed"):
-                    raw = b"" if fault == "empty" else b'{"id": "chatcmpl-broken", "choices": [{"mess'
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                    return
-                messages = body.get("messages", [])
-                reply = stub.responder(model, messages, body)
-                finish = "stop"
-                if fault == "off_label" and isinstance(reply, str):
-                    reply = re.sub(r"\b(" + "|".join(LABELS) + r")\b", "UNRELATED", reply)
-                elif fault == "truncated" and isinstance(reply, str):
-                    reply, finish = reply[: max(1, len(reply) // 3)], "length"
-                if isinstance(reply, StubError):
-                    self._send(reply.status, {"error": {"message": reply.message, "type": "server_error"}},
-                               headers=reply.headers)
-                    return
-                prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
-                completion_tokens = count_tokens(reply)
-                n = int(body.get("n") or 1)
-                self._send(200, {
-                    "id": f"chatcmpl-stub-{len(stub.requests)}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": model,
-                    "choices": [
-                        {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}
-                        for i in range(n)
-                    ],
-                    "usage": {
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": completion_tokens,
-                        "total_tokens": prompt_tokens + completion_tokens,
-                    },
-                })
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:  # a client gave up (timeout test)
-                pass
-
         self._slot_gate = threading.Semaphore(self.slots or 1)
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), type("Handler", (_Handler,), {"stub": self}))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="stub-llm", daemon=True)
         self._thread.start()
@@ -307,6 +180,147 @@ class StubLLMServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+ERROR_FAULTS = ("rate_limit", "server_error", "timeout", "empty", "malformed")  # the call gets no answer
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client gave up (timeout test)
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One request to ``stub`` (set on the subclass :meth:`StubLLMServer.start` makes)."""
+
+    protocol_version = "HTTP/1.1"
+    stub: StubLLMServer
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes: without this, Nagle + delayed ACK add ~40 ms a call.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send_raw(status, json.dumps(payload).encode(), headers)
+
+    def _authorized(self) -> bool:
+        if self.stub.api_key is None:
+            return True
+        return self.headers.get("Authorization", "") == f"Bearer {self.stub.api_key}"
+
+    def do_GET(self) -> None:
+        stub = self.stub
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
+        elif self.path == "/api/tags":
+            self._send(200, {"models": [{"name": m, "model": m} for m in stub.models]})
+        elif self.path == "/props" and stub.slots is not None:  # llama.cpp's server properties
+            self._send(200, {"total_slots": stub.slots, "model_path": f"/models/{stub.models[0]}.gguf"})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        if self.stub.slots is None or not self.path.endswith("/chat/completions"):
+            self._post()
+            return
+        with self.stub._slot_gate:  # a call beyond the slots queues here, as at a llama.cpp server
+            self._post()
+
+    def _post(self) -> None:
+        """Record the request, then refuse it (path, key, model), fail it with its drawn fault, or answer it."""
+        stub = self.stub
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        with stub._lock:
+            stub.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+        if not self.path.endswith("/chat/completions"):
+            return self._send(404, {"error": {"message": f"unknown path {self.path}"}})
+        if not self._authorized():
+            return self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                              "code": "invalid_api_key"}})
+        model = str(body.get("model", ""))
+        fault = stub._draw_fault(model)
+        if fault in ("die", "echo_key_401"):  # whatever the model
+            return self._die() if fault == "die" else self._echo_key()
+        if model not in stub.models:
+            return self._send(404, {"error": {"message": f"The model `{model}` does not exist",
+                                              "type": "invalid_request_error", "code": "model_not_found"}})
+        if stub.latency_s or (stub.faults and stub.faults.slow_s):
+            time.sleep(stub.latency_s + (stub.faults.slow_s if stub.faults else 0.0))
+        if fault in ERROR_FAULTS:
+            return self._fail(fault)
+        self._answer(model, body, fault)
+
+    def _die(self) -> None:
+        self.stub._die()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _echo_key(self) -> None:
+        presented = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        self._send(401, {"error": {"message": f"Incorrect API key provided: {presented}. You can find "
+                                   "your API key at https://example.invalid/keys.", "code": "invalid_api_key"}})
+
+    def _fail(self, fault: str) -> None:
+        """A call that gets no answer: 429, 500, a hang then 504, or a 200 whose body is empty or broken."""
+        faults = self.stub.faults
+        assert faults is not None
+        if fault == "rate_limit":
+            self._send(429, {"error": {"message": "Rate limit reached for requests", "type": "rate_limit_error"}},
+                       headers={"Retry-After": f"{faults.retry_after_s:g}"})
+        elif fault == "server_error":
+            self._send(500, {"error": {"message": "The server had an error while processing your request.",
+                                       "type": "server_error"}})
+        elif fault == "timeout":
+            time.sleep(faults.hang_s)
+            self._send(504, {"error": {"message": "upstream timed out", "type": "timeout"}})
+        else:
+            self._send_raw(200, b"" if fault == "empty" else b'{"id": "chatcmpl-broken", "choices": [{"mess')
+
+    def _answer(self, model: str, body: dict[str, Any], fault: str | None) -> None:
+        """The responder's reply (spoilt by an off-label or truncated fault), with its token usage."""
+        messages = body.get("messages", [])
+        reply = self.stub.responder(model, messages, body)
+        finish = "stop"
+        if fault == "off_label" and isinstance(reply, str):
+            reply = re.sub(r"\b(" + "|".join(LABELS) + r")\b", "UNRELATED", reply)
+        elif fault == "truncated" and isinstance(reply, str):
+            reply, finish = reply[: max(1, len(reply) // 3)], "length"
+        if isinstance(reply, StubError):
+            self._send(reply.status, {"error": {"message": reply.message, "type": "server_error"}},
+                       headers=reply.headers)
+            return
+        prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
+        completion_tokens = count_tokens(reply)
+        n = int(body.get("n") or 1)
+        self._send(200, {
+            "id": f"chatcmpl-stub-{len(self.stub.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": finish}
+                for i in range(n)
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        })
 
 
 def main() -> None:  # pragma: no cover - manual use

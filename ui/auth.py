@@ -143,13 +143,7 @@ def decide(*, address: str | None, auth: Mapping[str, Any] | None, user: Mapping
     if is_loopback(address) and not _on(require_login):
         return Access("local", user="local", address=shown)
     if not auth:
-        if _on(allow_unauthenticated):
-            return Access("unauthenticated", user="unauthenticated", address=shown, message=(
-                f"No login: anyone who can reach this server ({shown}) can use GEPA Studio and spend its API keys "
-                f"({ALLOW_UNAUTHENTICATED} is set). Keep it behind an authenticating proxy."))
-        return Access("refused", address=shown, hint=HOW_TO, message=(
-            f"GEPA Studio listens on {shown}, beyond this machine, and no login is configured, "
-            "so it serves no pages."))
+        return _without_login(shown, allow_unauthenticated)
     providers, missing = login_providers(auth)
     allowed = parse_allowed(allowed_users)
     problems = [f"The [auth] section of secrets.toml lacks {', '.join(missing)}."] if missing else []
@@ -163,6 +157,22 @@ def decide(*, address: str | None, auth: Mapping[str, Any] | None, user: Mapping
     if not user.get("is_logged_in"):
         return Access("sign_in", address=shown, providers=providers,
                       message="GEPA Studio is shared on this network: sign in to use it.")
+    return _signed_in(user, allowed, shown)
+
+
+def _without_login(shown: str, allow_unauthenticated: str | None) -> Access:
+    """Beyond this machine with no login configured: refused, unless unauthenticated use is asked for."""
+    if _on(allow_unauthenticated):
+        return Access("unauthenticated", user="unauthenticated", address=shown, message=(
+            f"No login: anyone who can reach this server ({shown}) can use GEPA Studio and spend its API keys "
+            f"({ALLOW_UNAUTHENTICATED} is set). Keep it behind an authenticating proxy."))
+    return Access("refused", address=shown, hint=HOW_TO, message=(
+        f"GEPA Studio listens on {shown}, beyond this machine, and no login is configured, "
+        "so it serves no pages."))
+
+
+def _signed_in(user: Mapping[str, Any], allowed: frozenset[str], shown: str) -> Access:
+    """A signed-in user: in when their verified e-mail address is on the allow-list."""
     email = str(user.get("email") or "")
     if not email:
         return Access("not_allowed", address=shown, message=(

@@ -163,11 +163,12 @@ def trace_counts(run_id: str) -> dict[str, int]:
 
 
 @st.cache_data(ttl=ARTIFACT_TTL_S, max_entries=4, show_spinner="Building the report…")
-def report_html(run_ids: tuple[str, ...]) -> str:
-    """One self-contained HTML report of these runs (core.report.build_report): built when asked, kept a while."""
+def report_html(run_ids: tuple[str, ...], references: tuple[tuple[str, str], ...] = ()) -> str:
+    """One self-contained HTML report of these runs (core.report.build_report; ``references``: (optimization,
+    break-even reference) pairs as picked on Compare): built when asked, kept a while."""
     from core.report import build_report
 
-    return build_report(run_store(), list(run_ids))
+    return build_report(run_store(), list(run_ids), references=dict(references))
 
 
 # Tasks -------------------------------------------------------------------------------------

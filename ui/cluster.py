@@ -50,7 +50,8 @@ def where_jobs_run() -> None:
                                    "needs GEPA Studio's requirements and the provider keys in its own environment.")
         if st.form_submit_button("Save"):
             with studio_errors():
-                running = [j for j in cache.job_manager().list() if j.state == "running" and j.kind != "sweep"]
+                running = [j for j in cache.job_manager().list()
+                           if j.state == "running" and j.kind not in ("sweep", "repeat")]
                 if running and (value.strip().rstrip("/") or None) != address:
                     st.warning(f"{len(running)} job{'s are' if len(running) > 1 else ' is'} running where jobs run "
                                "now: switch once they have ended (or cancel them), so none is lost from view.")

@@ -1,7 +1,9 @@
-"""The Optimization page's sections: GEPA's search as core.analytics.search builds it from a run's search.json.
+"""The Optimization page's sections: GEPA's search as core.analytics.search builds it from a run's search.json; for
+an optimizer that keeps no search record, what its run has (MIPROv2's trials, few-shot's candidates and demos); the
+calls and cost by role (from the search record, else from the run's own spend metrics) and its traces.
 
-Each function renders one section from the SearchRecord dict (or the frames built from it); none computes more
-than a label. Widget keys start with ``optimization.``.
+Each function renders one section from the SearchRecord dict (or the frames built from it, or the run's metrics);
+none computes more than a label. Widget keys start with ``optimization.``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,18 @@ import streamlit as st
 
 from core.analytics import charts
 from core.analytics.diff import diff_counts, diff_html
-from core.analytics.search import cost_by_role, grid_sentence, lineage, pareto_grid, rejected_proposals, score_curve
+from core.analytics.search import (
+    COST_COLUMNS,
+    cost_by_role,
+    grid_sentence,
+    lineage,
+    pareto_grid,
+    rejected_proposals,
+    score_curve,
+)
+from core.optimize import Optimizer
 from core.optimize.search_record import incomplete_note
+from core.tracking.tracing import TRACING_TAG
 from ui import cache
 from ui.jobs import progress_history
 from ui.widgets import studio_errors
@@ -28,7 +40,7 @@ KIND_WORDS = {"seed": "seed", "reflection": "reflection of", "merge": "merge of"
 TEST_METRICS = {"calls": "lm_calls", "input_tokens": "input_tokens", "output_tokens": "output_tokens",
                 "cost_usd": "cost_usd"}
 ROLE_TAGS = {"student_train": "student on train minibatches", "student_val": "student on validation",
-             "reflection": "reflection", "judge": "judge", "evaluation": "test evaluation"}
+             "reflection": "reflection", "judge": "judge", "evaluation": "test evaluation", "student": "student"}
 
 
 def _score(value: Any) -> str:
@@ -42,7 +54,8 @@ def _parents(parents: Any) -> str:
 def candidate_label(row: Mapping[str, Any]) -> str:
     """"#2 · 0.80 · reflection of #0" (" · best" on the winner)."""
     kind = str(row.get("kind") or "")
-    origin = "seed" if kind == "seed" or not row.get("parents") else f"{KIND_WORDS.get(kind, kind)} {_parents(row['parents'])}"
+    origin = ("seed" if kind == "seed" or not row.get("parents")
+              else f"{KIND_WORDS.get(kind, kind)} {_parents(row['parents'])}")
     best = " · best" if row.get("is_best") else ""
     return f"#{int(row['idx'])} · {_score(row.get('val_score'))} · {origin}{best}"
 
@@ -147,12 +160,43 @@ def test_evaluation(eval_ids: tuple[str | None, str | None]) -> dict[str, float]
     return totals
 
 
-def cost_section(record: Mapping[str, Any], eval_ids: tuple[str | None, str | None]) -> None:
+def spend_by_role(metrics: dict[str, float], progress: dict[str, Any], role: str) -> pd.DataFrame:
+    """A run without a search record, by role from its own figures: the student's and the second model's calls
+    (progress.json), tokens and spend (the run's metrics); roles that spent nothing are left out."""
+    def number(value: Any) -> float:
+        return float(value) if isinstance(value, (int, float)) and value == value else 0.0
+
+    rows = []
+    for key, name in (("student", "student"), ("reflection", role)):
+        if not name:
+            continue
+        row = {"role": name, "calls": int(number(progress.get(f"{key}_calls"))),
+               "metric_calls": int(number(metrics.get("metric_calls_used"))) if key == "student" else 0,
+               "input_tokens": int(number(metrics.get(f"{key}_input_tokens"))),
+               "output_tokens": int(number(metrics.get(f"{key}_output_tokens"))),
+               "cost_usd": number(metrics.get(f"{key}_cost_usd"))}
+        if row["calls"] or row["input_tokens"] or row["cost_usd"]:
+            rows.append(row)
+    return pd.DataFrame(rows, columns=COST_COLUMNS)
+
+
+def cost_section(record: Mapping[str, Any], eval_ids: tuple[str | None, str | None], run_id: str,
+                 optimizer: Optimizer) -> None:
+    """Calls, tokens and cost of each role: from the search record, else from the run's own spend metrics."""
     st.subheader("Calls and cost by role")
     with studio_errors():
-        roles = cost_by_role(record, test_evaluation(eval_ids))
+        test = test_evaluation(eval_ids)
+        roles = cost_by_role(record, test) if record.get("roles") else None
+        if roles is None:
+            metrics = cache.run_metrics(run_id)
+            progress = cache.artifact_json(run_id, "progress.json") \
+                if "progress.json" in cache.run_detail(run_id)["artifacts"] else {}
+            roles = pd.concat([spend_by_role(metrics, progress or {}, optimizer.reflection_role),
+                               cost_by_role(None, test)], ignore_index=True)
+            if cached := int(metrics.get("cached_calls") or 0):
+                st.caption(f"{cached:,} calls were answered from the cache: they cost nothing.")
         if roles.empty:
-            st.caption("No calls recorded.")
+            st.caption("No call reached a provider in this run.")
             return
         st.plotly_chart(charts.cost_by_role_chart(roles), key="optimization.chart.cost")
         st.dataframe(roles, hide_index=True, key="optimization.cost", column_config={
@@ -164,8 +208,9 @@ def cost_section(record: Mapping[str, Any], eval_ids: tuple[str | None, str | No
         })
 
 
-def traces_line(run_id: str, tracking_uri: str) -> None:
-    """How many MLflow traces the run has per role, and where to read them."""
+def traces_line(run_id: str, tracking_uri: str, tags: Mapping[str, str], optimizer: Optimizer) -> None:
+    """How many MLflow traces the run has per role (its second model named by its role), and where to read them;
+    without any, whether the run's own record (its tracing tag) says tracing was off."""
     try:
         counts = cache.trace_counts(run_id)
     except Exception as exc:  # noqa: BLE001 - a count that cannot be read is a caption, not a broken page
@@ -175,28 +220,70 @@ def traces_line(run_id: str, tracking_uri: str) -> None:
     where = f"`mlflow ui --backend-store-uri {tracking_uri}` → this run → Traces"
     counts = {role: n for role, n in counts.items() if n}
     if not counts:
-        st.caption("No MLflow traces for this run: tracing was off (`GEPA_STUDIO_TRACES=off`) or the run predates it.")
+        st.caption({"off": "No MLflow traces for this run: tracing was off for it (`GEPA_STUDIO_TRACES=off`).",
+                    "on": "No MLflow traces found for this run, though tracing was on for it: they may still be "
+                          "being written (Refresh)."}.get(tags.get(TRACING_TAG, ""),
+                   "No MLflow traces for this run: tracing was off (`GEPA_STUDIO_TRACES=off`) or the run predates it."))
         return
-    parts = [f"{n:,} {ROLE_TAGS.get(role, role)}" for role, n in counts.items()]
+    names = {**ROLE_TAGS, **({"reflection": optimizer.reflection_role} if optimizer.reflection_role else {})}
+    parts = [f"{n:,} {names.get(role, role)}" for role, n in counts.items()]
     st.caption(f"MLflow traces of this run: {', '.join(parts)} (every LM call, tagged with its role). Read them in "
                f"MLflow's own UI: {where}.")
 
 
-def without_record(run_id: str, status: str) -> None:
-    """An older run (or one still running) has no search.json: say so, and show its progress if logged."""
+def without_record(run_id: str, status: str, optimizer: Optimizer) -> None:
+    """A run with no search.json: an optimizer that keeps none says so and shows what it has (trials, candidates and
+    demos); an older GEPA run (or one still running) says why; then its progress, if logged."""
     if status == "RUNNING":
-        st.info("This optimization is still running: GEPA's search is shown here when it ends. Watch its progress "
-                "on the Optimize page.", icon=":material/autorenew:")
+        st.info(f"This optimization is still running: what {optimizer.label} did is shown here when it ends. Watch "
+                "its progress on the Optimize page.", icon=":material/autorenew:")
         st.page_link("pages/optimize.py", label="Optimize page", icon=":material/auto_fix_high:")
         return
-    st.info("This run has no record of GEPA's search (search.json): it was made before GEPA Studio kept one. Its "
-            "progress and cost are below; a new optimization shows the candidates, the per-example grid and the "
-            "rejected proposals.", icon=":material/history:")
-    if "progress.json" not in cache.run_detail(run_id)["artifacts"]:
-        st.caption("No progress was logged either.")
+    st.info(optimizer.words.record,
+            icon=":material/info:" if "search" not in optimizer.panels else ":material/history:")
+    artifacts = cache.run_detail(run_id)["artifacts"]
+    if "trials" in optimizer.panels or "candidates" in optimizer.panels:
+        _trials(run_id, artifacts, optimizer)
+    if "candidates" in optimizer.panels:
+        _demos(run_id, artifacts)
+    if "progress.json" not in artifacts:
+        st.caption("No progress was logged.")
         return
     progress = cache.artifact_json(run_id, "progress.json")
     history = progress_history(progress)
     if not history.empty:
         budget = int(progress.get("metric_calls_budget") or 0) or None
         st.plotly_chart(charts.progress_chart(history, budget=budget), key="optimization.chart.progress")
+
+
+def _trials(run_id: str, artifacts: list[str], optimizer: Optimizer) -> None:
+    """MIPROv2's trials or few-shot's candidate programs (trials.json), as the run logged them."""
+    st.subheader("Candidates" if "candidates" in optimizer.panels else "Trials")
+    trials = (cache.artifact_json(run_id, "trials.json") or {}).get("trials") if "trials.json" in artifacts else None
+    if not trials:
+        st.caption(f"{optimizer.label} logged no trials in this run.")
+        return
+    st.dataframe(pd.DataFrame(trials), hide_index=True, key="optimization.trials")
+
+
+def _demos(run_id: str, artifacts: list[str]) -> None:
+    """The demos in the optimized program's prompt (optimized_program.json)."""
+    st.subheader("Demos in the optimized prompt")
+    program = cache.artifact_json(run_id, "optimized_program.json") if "optimized_program.json" in artifacts else None
+    demos = list(_find_demos((program or {}).get("state")))
+    if not demos:
+        st.caption("The optimized program has no demos.")
+        return
+    st.caption(f"{len(demos)} demos: worked examples the student reads before each text.")
+    st.dataframe(pd.DataFrame([{k: v for k, v in d.items() if not str(k).startswith("_")} for d in demos]),
+                 hide_index=True, key="optimization.demos")
+
+
+def _find_demos(state: Any) -> Any:
+    """Every demo in a DSPy program state (its predictors' ``demos`` lists)."""
+    if isinstance(state, Mapping):
+        for key, value in state.items():
+            if key == "demos" and isinstance(value, list):
+                yield from (d for d in value if isinstance(d, Mapping))
+            else:
+                yield from _find_demos(value)

@@ -46,7 +46,8 @@ def preset_section() -> bool:
     mode = st.segmented_control("Setup", list(MODES), default="own", required=True, key=MODE, format_func=MODES.get,
                                 persist_state="session",
                                 help="Original notebook: the Databricks notebook GEPA Studio grew out of, set up "
-                                     "exactly (task, sample, starting program, models, GEPA options, judge feedback).")
+                                     "exactly (task, sample, starting program, models, optimizer options, judge "
+                                     "feedback).")
     if mode != "notebook":
         return False
     st.subheader("The original notebook's experiment")
@@ -62,6 +63,11 @@ def preset_section() -> bool:
     return True
 
 
+def notebook_models() -> tuple[str | None, str | None]:
+    """The preset's student and reflection model as picked (the page's header names them, not the Models page's)."""
+    return st.session_state.get("optimize.notebook.student"), st.session_state.get("optimize.notebook.reflection")
+
+
 def settings_table() -> pd.DataFrame:
     """The notebook's settings besides its models, read from the preset."""
     s, p = PRESET.sample, PRESET
@@ -69,7 +75,8 @@ def settings_table() -> pd.DataFrame:
                          "the notebook's": [
         "PubMed RCT: the role of each abstract sentence (5 labels)",
         f"{s.train_per_label} train per label from the train file, {s.test_per_label} test per label from the test "
-        f"file, {s.val_per_label or 'no'} validation" + (" (GEPA scores on the train examples)" if not s.val_per_label else ""),
+        f"file, {s.val_per_label or 'no'} validation"
+        + (" (GEPA scores on the train examples)" if not s.val_per_label else ""),
         f"each label drawn with its own random_state={s.seed}, from the files as read (the notebook's draw)",
         f"{p.start}: {STARTS[p.start]}",
         f"auto {p.auto}, reflection minibatch {p.reflection_minibatch_size}, {p.threads} threads, seed {p.gepa_seed}, "
@@ -86,8 +93,9 @@ def _default(catalog: ModelCatalog, role: str) -> str | None:
 def _models(catalog: ModelCatalog) -> NotebookModels | None:
     """The four models in one place (the notebook's by default) and their settings; None until each is chosen."""
     st.markdown("**Models**")
-    cols, picked = st.columns(4), {}
+    picked: dict[str, str | None] = {}
     names = catalog.names()
+    cols = [*st.columns(2), *st.columns(2)]  # two a row: "claude-sonnet-4 (Databricks)" reads in full at 1280 px
     for col, (role, label) in zip(cols, ROLES.items(), strict=True):
         key = f"optimize.notebook.{role}"
         if st.session_state.get(key) not in names:
@@ -161,9 +169,7 @@ def _plan_and_start(config: OptimizeConfig, models: NotebookModels) -> None:
         st.caption(note)
     changed = PRESET.differences(config, models)
     if changed:
-        # The notebook read the hub's files, which an empty source stands for.
-        lines = [c.replace("(notebook: '')", "(notebook: the Hugging Face file)") for c in changed]
-        st.warning("**Differs from the notebook in:**\n" + "\n".join(f"- {line}" for line in lines),
+        st.warning("**Differs from the notebook in:**\n" + "\n".join(f"- {line}" for line in changed),
                    icon=":material/difference:")
     else:
         st.success("Exactly the notebook's experiment.", icon=":material/check_circle:")
@@ -191,8 +197,10 @@ def notebook_progress(job: JobInfo, progress: dict) -> None:
     used, budget = int(progress.get("metric_calls_used") or 0), int(progress.get("metric_calls_budget") or 0)
     parts = progress.get("parts") or {}
     opt = parts.get("optimization") or {}
-    text = f"GEPA on {opt.get('model', 'the student')}: {used:,} / {budget:,} metric calls" if budget else "GEPA: starting"
-    st.progress(min(1.0, used / budget) if budget else 0.0, text=text + (f" — {opt['state']}" if opt.get("state") else ""))
+    text = f"GEPA on {opt.get('model', 'the student')}: {used:,} / {budget:,} metric calls" if budget else (
+        "GEPA: starting")
+    st.progress(min(1.0, used / budget) if budget else 0.0,
+                text=text + (f" — {opt['state']}" if opt.get("state") else ""))
     for side in ("large", "frontier"):
         p = parts.get(side) or {}
         done, total, failed = int(p.get("done") or 0), int(p.get("total") or 0), int(p.get("failed") or 0)

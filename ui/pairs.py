@@ -16,7 +16,7 @@ from core.analytics.stats import paired_summary
 from core.analytics.verdict import verdict
 from core.config.errors import ConfigError, StudioError
 from ui import cache
-from ui.widgets import pct, safe_text, studio_errors, usd
+from ui.widgets import pct, points_delta, safe_text, studio_errors, usd
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def paired_block(original_id: str, optimized_id: str, seeds: str | None = None) 
     interval = f"{summary['ci_low'] * 100:+.1f} to {summary['ci_high'] * 100:+.1f} points"
     cols = st.columns(3)
     cols[0].metric("Accuracy before", pct(summary["accuracy_before"]))
-    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), delta=f"{summary['diff'] * 100:+.1f} pts",
+    cols[1].metric("Accuracy after", pct(summary["accuracy_after"]), **points_delta(summary["diff"]),
                    help=f"95% interval of the gain: {interval} (a score interval for paired proportions over the "
                         f"{n} examples)")
     if summary.get("p_value") is not None:
@@ -158,22 +158,25 @@ def flips(frame, name_a: str, name_b: str, a: str, b: str) -> None:
                        on_click="ignore")
 
 
-def report_section(run_ids: Sequence[str]) -> None:
-    """Build (on click), then download, one self-contained HTML report of these runs."""
+def report_section(run_ids: Sequence[str], references: Mapping[str, str] | None = None) -> None:
+    """Build (on click), then download, one self-contained HTML report of these runs; ``references``: per
+    optimization, the break-even reference picked on screen (it joins the report, so its break-even matches)."""
     st.subheader("Share")
-    ids = list(dict.fromkeys(r for r in run_ids if r))
+    refs = tuple(sorted((o, r) for o, r in (references or {}).items() if o and r))
+    ids = list(dict.fromkeys([*(r for r in run_ids if r), *(r for _, r in refs)]))
     if not ids:
         st.caption("Nothing in view to report on.")
         return
-    st.caption(f"One HTML file with the charts, tables, verdicts and both prompts of the {len(ids)} runs in view "
-               "(the runs under F1 per class and the optimization): it opens offline, plotly's JavaScript inside.")
+    st.caption(f"One HTML file with the charts, tables, verdicts, break-even, seed spread and both prompts of the "
+               f"{len(ids)} runs in view (the runs under F1 per class, the optimization and the model it would "
+               "replace): it opens offline, plotly's JavaScript inside.")
     row = st.container(horizontal=True)
     if row.button("Build report", key="compare.report.build", icon=":material/description:"):
         st.session_state[REPORT] = ids
     if st.session_state.get(REPORT) != ids:
         return  # not built yet, or built for other runs
     with studio_errors():
-        html = cache.report_html(tuple(ids))
+        html = cache.report_html(tuple(ids), refs)
         row.download_button("Download report (HTML)", html, key="compare.report.download", type="primary",
                             file_name=f"gepa-studio-report-{date.today().isoformat()}.html", mime="text/html",
                             icon=":material/download:", on_click="ignore")

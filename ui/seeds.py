@@ -14,7 +14,8 @@ MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#$~|"})  # model names 
 
 
 def spread_section(spread: pd.DataFrame) -> None:
-    """The "Seed spread" section (a ``core.tracking.runs.seed_spread`` frame); nothing when no repeat has 2 seeds with results."""
+    """The "Seed spread" section (a ``core.tracking.runs.seed_spread`` frame); nothing when no repeat has 2 seeds
+    with results."""
     if spread.empty:
         return
     st.subheader("Seed spread")

@@ -25,7 +25,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.config.errors import StudioError
+from core.presets.optimize_form import FORM
 from core.presets.profile import FIELDS, Profile, from_query, query_names, to_query
 from core.tasks import SampleSpec, TaskRef
 
@@ -53,7 +53,11 @@ OPTIMIZE_JOB = "optimize.job_id"  # str | None
 # Runs in view.
 COMPARE_RUNS = "compare.run_ids"  # list[str]: the runs in view on Compare
 PROMPTS_RUN = "prompts.run_id"  # str | None: the optimization in view on Prompts
-OPTIMIZATION_RUN = "optimization.run_id"  # str | None: the optimization in view on Optimization (URL ``run``)
+# str | None: the optimization in view (URL ``run``): Optimization, Compare, Prompts
+OPTIMIZATION_RUN = "optimization.run_id"
+# The Optimize page's form: its values as plain data (core.presets.optimize_form.FORM), and each field's widget key.
+OPTIMIZE_FORM = "optimize.form"  # dict: field -> value, the fields the user set
+FORM_WIDGETS = {field: f"optimize.{field}" for field in FORM}  # each field's widget on the Optimize page
 
 DEFAULTS: dict[str, Any] = {
     STUDENT: None,
@@ -69,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     COMPARE_RUNS: [],
     PROMPTS_RUN: None,
     OPTIMIZATION_RUN: None,
+    OPTIMIZE_FORM: {},
 }
 
 # What lasts: session key -> profile field (core.presets.profile.FIELDS says which are also in the URL).
@@ -76,12 +81,12 @@ LASTING: dict[str, str] = {
     STUDENT: "student", REFLECTION: "reflection", COMPARE: "compare_models", TASK_REF: "task_ref",
     TASK_SAMPLE: "sample", TASK_UPLOAD: "upload", BASELINE_JOB: "baseline_job", OPTIMIZE_JOB: "optimize_job",
     COMPARE_RUNS: "compare_runs", PROMPTS_RUN: "prompts_run", OPTIMIZATION_RUN: "optimization_run",
+    OPTIMIZE_FORM: "optimize_form",
 }
 assert set(LASTING.values()) == set(FIELDS), "every profile field has a session key"
 JOB_KEYS = {OPTIMIZE_JOB: "optimize", BASELINE_JOB: "baseline"}  # session key -> job kind
 # Fields a link inside the app may set (``st.page_link(..., query_params={"run": id})``): see follow_links.
 LINKED = ("optimization_run", "prompts_run")
-MODEL_FIELDS = ("student", "reflection", "compare_models")
 
 BROWSER_COOKIE = "gepa_studio_browser"
 BROWSER_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
@@ -150,47 +155,6 @@ def _url() -> dict[str, list[str]]:
     return {name: st.query_params.get_all(name) for name in st.query_params}
 
 
-def _catalog_names() -> set[str] | None:
-    from ui import cache
-
-    try:
-        return set(cache.catalog().names())
-    except StudioError as exc:  # the Models page says what is wrong with the catalog
-        logger.warning("model catalog unreadable while restoring a session: %s", exc)
-        return None
-
-
-def _known_models(linked: dict[str, Any]) -> list[str]:
-    """Drop models a link names that this server's catalog lacks; returns their names."""
-    if not any(field in linked for field in MODEL_FIELDS) or (names := _catalog_names()) is None:
-        return []
-    missing: list[str] = []
-    for field in ("student", "reflection"):
-        if field in linked and linked[field] not in names:
-            missing.append(linked.pop(field))
-    if "compare_models" in linked:
-        missing += [n for n in linked["compare_models"] if n not in names]
-        linked["compare_models"] = [n for n in linked["compare_models"] if n in names]
-    return list(dict.fromkeys(missing))
-
-
-def _active_jobs(user: str) -> dict[str, str]:
-    """Job kind -> id of the newest queued or running job of that kind started by ``user``."""
-    from ui import cache
-
-    try:
-        jobs = cache.job_manager().list()
-    except (StudioError, OSError) as exc:  # the pages show what is wrong with the job table
-        logger.warning("jobs unreadable while restoring a session: %s", exc)
-        return {}
-    found: dict[str, tuple[float, str]] = {}
-    for job in jobs:
-        if job.started_by == user and job.state in ("queued", "running"):
-            if job.kind not in found or job.created > found[job.kind][0]:
-                found[job.kind] = (job.created, job.id)
-    return {kind: job_id for kind, (_, job_id) in found.items()}
-
-
 def restore(user: str, data_dir: Path) -> None:
     """Once per session, before any page: the URL's parameters, then this browser's profile, then the defaults.
 
@@ -203,14 +167,22 @@ def restore(user: str, data_dir: Path) -> None:
     st.session_state[PROFILE] = str(profile.path)
     saved = profile.load()
     linked, notes = from_query(_url(), data_dir=data_dir)
-    if missing := _known_models(linked):
+    from ui.lasting import active_jobs, known_models
+
+    if missing := known_models(linked):
         notes.append(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in this server's models")
+    if "prompts_run" in linked and "optimization_run" not in linked:  # an older link to Prompts: its run is in view
+        linked["optimization_run"] = linked["prompts_run"]
     values = {**saved, **linked}
+    if "optimize_form" in linked:  # a link names some fields of the form: the rest stay as this browser had them
+        values["optimize_form"] = {**saved.get("optimize_form", {}), **linked["optimize_form"]}
     for key, field in LASTING.items():
         if field in values:
             st.session_state.setdefault(key, _fresh(values[field]))
     init()
-    active = _active_jobs(user) if not all(st.session_state.get(k) for k in JOB_KEYS) else {}
+    for field, value in st.session_state[OPTIMIZE_FORM].items():  # the form's widgets start from the kept values
+        st.session_state.setdefault(FORM_WIDGETS[field], value)
+    active = active_jobs(user) if not all(st.session_state.get(k) for k in JOB_KEYS) else {}
     for key, kind in JOB_KEYS.items():
         if not st.session_state.get(key) and active.get(kind):
             st.session_state[key] = active[kind]
@@ -254,6 +226,24 @@ def sync_url() -> None:
         st.query_params.update(changed)
     for name in stale:
         del st.query_params[name]
+
+
+# The Optimize form --------------------------------------------------------------------------
+
+
+def keep_optimize_form() -> None:
+    """Called by the Optimize page: the form's widget values (as the user left them) into the session's lasting
+    form, so a reload, a restart or a link brings them back; only a change is written."""
+    init()
+    values = {field: st.session_state[key] for field, key in FORM_WIDGETS.items() if key in st.session_state}
+    form = {**_get(OPTIMIZE_FORM), **values}
+    if form != _get(OPTIMIZE_FORM):
+        _set(optimize_form=form)
+
+
+def optimize_form() -> dict[str, Any]:
+    """The kept values of the Optimize form (field -> value; a field the user never set is absent)."""
+    return dict(_get(OPTIMIZE_FORM))
 
 
 # Models ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ui.jobs import ACTIVE, job_picker, live_panel
 from ui.widgets import job_state, pct, show_error, studio_errors, usd, usd_range
 
 JOB = "optimize.sweep.job"  # the sweep in view on the Optimize page (a job id)
+OPTIMIZERS_FOR = "optimize.sweep.optimizers_for"  # the page's optimizer the sweep's optimizers were set from
 BUDGET_CHOICES = ("light", "medium", "heavy")
 
 
@@ -26,13 +27,21 @@ def _grid(config: OptimizeConfig) -> SweepGrid | None:
     """The grid the form describes (None until every axis has a value)."""
     names = cache.catalog().names()
     cols = st.columns([3, 2])
+    # The chips are the grid: set from the page's optimizer until the user picks (never a default the widget keeps
+    # apart from what it shows, such as a hidden "own" cell under a GEPA chip).
+    if st.session_state.get(OPTIMIZERS_FOR) != config.optimizer or "optimize.sweep.optimizers" not in st.session_state:
+        st.session_state["optimize.sweep.optimizers"] = [config.optimizer]
+        st.session_state[OPTIMIZERS_FOR] = config.optimizer
+    second = second_model(st.session_state["optimize.sweep.optimizers"])
     students = cols[0].multiselect("Students", names, default=[config.student.name] if config.student.name in names
-                                   else None, key="optimize.sweep.students", help="Each student is optimized with "
-                                   f"the reflection model {config.reflection.name if config.reflection else '—'}.")
-    optimizers = cols[1].multiselect("Optimizers", list(OPTIMIZERS), default=[config.optimizer],
-                                     key="optimize.sweep.optimizers", format_func=lambda k: OPTIMIZERS[k].label)
+                                   else None, key="optimize.sweep.students", help=(
+                                       f"Each student works with {config.reflection.name if config.reflection else '—'}"
+                                       f" as the {second}." if second else "Each student runs alone: no second model."))
+    optimizers = cols[1].multiselect("Optimizers", list(OPTIMIZERS), key="optimize.sweep.optimizers",
+                                     format_func=lambda k: OPTIMIZERS[k].label)
     cols = st.columns([1, 2, 2])
-    n = int(cols[0].number_input("Seeds per cell", min_value=1, max_value=MAX_SEEDS, value=1, key="optimize.sweep.seeds",
+    n = int(cols[0].number_input("Seeds per cell", min_value=1, max_value=MAX_SEEDS, value=1,
+                                 key="optimize.sweep.seeds",
                                  help=f"Seeds {config.seed}, {config.seed + 1}, …: Compare shows each cell's spread."))
     budgets = cols[1].multiselect("Budgets", BUDGET_CHOICES, default=["light"], key="optimize.sweep.budgets")
     extra = cols[2].text_input("More budgets", key="optimize.sweep.more_budgets", placeholder="calls:60, evals:4",
@@ -42,6 +51,16 @@ def _grid(config: OptimizeConfig) -> SweepGrid | None:
         st.caption("Pick at least one student, optimizer and budget.")
         return None
     return SweepGrid(students, optimizers, [config.seed + i for i in range(n)], budgets)
+
+
+def second_model(optimizers: list[str]) -> str:
+    """What the second model is to these optimizers, in their table's words ("reflection model", "teacher", ...;
+    "" when none uses one): never a reflection model for an optimizer that has none."""
+    roles = list(dict.fromkeys(OPTIMIZERS[k].reflection_role for k in optimizers if OPTIMIZERS[k].reflection_role))
+    if len(roles) <= 1:
+        return "".join(roles)
+    return "second model (" + ", ".join(f"{OPTIMIZERS[k].label}'s {OPTIMIZERS[k].reflection_role}" for k in optimizers
+                                        if OPTIMIZERS[k].reflection_role) + ")"
 
 
 def _arithmetic(planned: list, max_jobs: int, remote: bool) -> None:
@@ -61,18 +80,24 @@ def _arithmetic(planned: list, max_jobs: int, remote: bool) -> None:
     cols[1].metric("Student calls", f"{int(table['metric calls'].sum() + table['test calls'].sum()):,}",
                    help=f"{int(table['metric calls'].sum()):,} in the searches, {int(table['test calls'].sum()):,} in "
                         "the test evaluations.")
-    cols[2].metric("Estimated cost", usd_range(table["cost low"].sum() + test_cost, table["cost high"].sum() + test_cost)
+    cols[2].metric("Estimated cost",
+                   usd_range(table["cost low"].sum() + test_cost, table["cost high"].sum() + test_cost)
                    if known else "unknown price", help="Searches and test evaluations of every cell; cached answers "
                                                        "cost nothing.")
     at_once = min(max_jobs, len(table))
-    cols[3].metric("Runs at once", at_once, help=("Ray cluster: jobs run side by side on its workers." if remote else
-                                                  "Local processes: the rest wait in the queue (GEPA_STUDIO_MAX_JOBS)."))
+    cols[3].metric("Runs at once", at_once,
+                   help=("Ray cluster: jobs run side by side on its workers." if remote else
+                         "Local processes: the rest wait in the queue (GEPA_STUDIO_MAX_JOBS)."))
     rounds = -(-len(table) // at_once)
-    st.caption(f"Up to {int(table['reflection calls'].sum()):,} reflection-model calls. {len(table)} "
-               f"job{'s' if len(table) > 1 else ''}, {at_once} at once: about {rounds} round{'s' if rounds > 1 else ''} "
-               "of one job's time.")
+    second = second_model(list(dict.fromkeys(cell["optimizer"] for cell, _ in planned)))
+    calls = f"Up to {int(table['reflection calls'].sum()):,} calls of the {second}. " if second else ""
+    if not second:  # no optimizer of the grid uses a second model: no column of its calls
+        table = table.drop(columns=["reflection calls"])
+    st.caption(f"{calls}{len(table)} job{'s' if len(table) > 1 else ''}, {at_once} at once: about {rounds} "
+               f"round{'s' if rounds > 1 else ''} of one job's time.")
     with st.expander(f"Cells ({len(table)})"):
         st.dataframe(table, hide_index=True, key="optimize.sweep.cells", column_config={
+            "reflection calls": st.column_config.NumberColumn(f"calls of the {second}" if second else None),
             "cost low": st.column_config.NumberColumn(format="$%.4f"),
             "cost high": st.column_config.NumberColumn(format="$%.4f"),
             "test cost": st.column_config.NumberColumn(format="$%.4f")})
@@ -105,8 +130,8 @@ def sweep_form(config: OptimizeConfig) -> None:
             return
         limit = getattr(manager.backend, "max_jobs", None) or manager.settings.max_jobs
         _arithmetic(planned, limit, remote=bool(getattr(manager.settings, "ray_address", None)))
-        if st.button(f"Run sweep ({grid.size} job{'s' if grid.size > 1 else ''})", key="optimize.sweep.run", type="primary",
-                     icon=":material/grid_view:"):
+        if st.button(f"Run sweep ({grid.size} job{'s' if grid.size > 1 else ''})", key="optimize.sweep.run",
+                     type="primary", icon=":material/grid_view:"):
             with studio_errors():
                 sweep_id = submit_sweep(manager, config, grid, cache.catalog(), started_by=auth.current_user(),
                                         planned=planned)
@@ -141,7 +166,8 @@ def sweep_body(job: JobInfo, progress: dict) -> None:
             cache.job_manager().cancel(job.id)
             st.rerun()
     if job.resumable and row.button("Resume sweep", key="optimize.sweep.resume", icon=":material/play_arrow:",
-                                    help="Queues every interrupted, cancelled or failed job again; finished ones stay."):
+                                    help="Queues every interrupted, cancelled or failed job again; finished ones "
+                                         "stay."):
         with studio_errors():
             cache.job_manager().resume(job.id)
             cache.clear_runs()
@@ -149,12 +175,28 @@ def sweep_body(job: JobInfo, progress: dict) -> None:
     cells = pd.DataFrame(progress.get("cells") or [])
     if not cells.empty:
         with st.expander(f"Its {len(cells)} jobs"):
-            st.dataframe(cells[["student", "optimizer", "budget", "seed", "state", "metric_calls", "best_val_score",
-                                "cost_usd", "job_id", "error"]], hide_index=True, key="optimize.sweep.children",
-                         column_config={"metric_calls": st.column_config.NumberColumn("metric calls"),
-                                        "job_id": st.column_config.TextColumn("job"),"best_val_score": st.column_config.NumberColumn("best validation",
-                                                                                        format="percent"),
-                                        "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f")})
+            st.dataframe(cells_table(cells), hide_index=True, key="optimize.sweep.children", column_config=CELL_COLUMNS)
+
+
+CELL_COLUMNS = {
+    "state": st.column_config.TextColumn("state", width=110),  # "interrupted" whole at 1280 px
+    "metric_calls": st.column_config.NumberColumn("metric calls"),
+    "best_val_score": st.column_config.NumberColumn("best validation", format="percent"),
+    "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f"),
+    "job_id": st.column_config.TextColumn("job"),
+    "error": st.column_config.TextColumn("error", width="large"),
+}
+
+
+def cells_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """A sweep's jobs for display: the state in full ("succeeded", never cut), no "None" where a job has no error
+    (the error column only when some job has one)."""
+    columns = ["student", "optimizer", "budget", "seed", "state", "metric_calls", "best_val_score", "cost_usd",
+               "job_id"]
+    table = cells.reindex(columns=[*columns, "error"]).copy()
+    table["error"] = table["error"].map(lambda e: "" if e is None or e != e or str(e) == "None" else str(e))
+    table["state"] = table["state"].fillna("").astype(str)
+    return table if table["error"].astype(bool).any() else table[columns]
 
 
 def sweep_section() -> None:

@@ -38,7 +38,8 @@ def show_error(exc: BaseException) -> None:
             st.caption(safe_text(exc.hint))
     else:
         st.error(safe_text(f"Something went wrong: {type(exc).__name__}: {exc}"), icon=":material/error:")
-        st.caption("This is a bug or an unexpected environment problem; the terminal running Streamlit has the details.")
+        st.caption("This is a bug or an unexpected environment problem; the terminal running Streamlit has the "
+                   "details.")
 
 
 @contextmanager
@@ -80,6 +81,17 @@ def pct(value: float | None) -> str:
     if value is None or value != value:
         return "–"
     return f"{value * 100:.1f}%"
+
+
+def points_delta(diff: float | None) -> dict[str, object]:
+    """``st.metric`` keyword arguments for a change in accuracy (``diff`` in 0..1): "+4.0 pts" in green with an
+    arrow, "−4.0 pts" in red, and "±0.0 pts" grey without an arrow (no change is no gain)."""
+    if diff is None or diff != diff:
+        return {"delta": None}
+    text = f"{diff * 100:+.1f}"
+    if text in ("+0.0", "-0.0"):
+        return {"delta": "±0.0 pts", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": f"{text.replace('-', '−')} pts"}
 
 
 def job_state(state: str) -> str:

@@ -141,13 +141,15 @@ def grid_sentence(grid: pd.DataFrame, best_idx: Any) -> str:
     s = grid_summary(grid, best_idx)
     if not s["n"]:
         return f"{len(grid)} validation examples; the returned candidate has no per-example scores."
-    text = f"Candidate #{int(best_idx)}, the one GEPA returned, is best (ties included) on {s['wins']} of {s['n']} validation examples"
+    text = (f"Candidate #{int(best_idx)}, the one GEPA returned, is best (ties included) on {s['wins']} of {s['n']} "
+            "validation examples")
     if s["none"]:
         text += f"; no candidate gets {s['none']} of them right"
     if not s["beaten"]:
         return text + "; no other candidate beats it on any example."
     beaten = ", ".join(f"#{i} on {c}" for i, c in s["beaten_by"].items())
-    return text + f"; on {s['beaten']} another candidate does better ({beaten}): GEPA's Pareto front keeps those as parents."
+    return text + (f"; on {s['beaten']} another candidate does better ({beaten}): GEPA's Pareto front keeps those as "
+                   "parents.")
 
 
 def _feedback_text(rows: Any) -> str:

@@ -277,12 +277,24 @@ def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
 
 
+def needed_phrase(n: int, needed: int | None) -> str:
+    """How many test examples a difference of the size seen needs, said one way on every screen and in the report:
+    "about 303 test examples would tell them apart" (more than ``n``), or "these 50 are enough: about 17 would show a
+    difference this size (80 % power)"; "" when no difference was seen."""
+    if needed is None:
+        return ""
+    if needed > n:
+        return f"about {needed:,} test examples would tell them apart"
+    return f"these {n:,} are enough: about {needed:,} would show a difference this size (80 % power)"
+
+
 def paired_sentence(c: Mapping[str, Any], name_a: str, name_b: str, confidence: float = 0.95) -> str:
     """The verdict of ``compare_paired``'s numbers in one plain sentence that starts with ``name_b``."""
     n, diff, a_only, b_only = int(c["n"]), float(c["diff"]), int(c["a_only"]), int(c["b_only"])
     ci = f"{confidence * 100:g} % CI {_points(c['ci_low'])} to {_points(c['ci_high'])} points"
     needed = c.get("needed_n")
     more = needed is not None and needed > n
+    tail = f"; {needed_phrase(n, needed)}." if needed is not None else "."
     if a_only == b_only:
         p = "" if c.get("p_value") is None else f", exact McNemar {p_text(float(c['p_value']))}"
         return (f"{name_b} and {name_a} score the same on {n} test examples "
@@ -290,15 +302,14 @@ def paired_sentence(c: Mapping[str, Any], name_a: str, name_b: str, confidence: 
     if c.get("p_value") is None:
         return (f"{name_b} and {name_a} disagree on only {a_only + b_only} of {n} test examples ({b_only} vs "
                 f"{a_only}): too few to test a difference, an exact test needs at least {MIN_DISCORDANT} ({ci})"
-                + (f"; about {needed:,} test examples would tell them apart." if more else "."))
+                + (tail if more else "."))
     points = f"{abs(diff) * 100:.1f} points"
     test = f"({ci}, exact McNemar {p_text(float(c['p_value']))})"
     if c.get("significant"):
-        enough = f"; about {needed:,} would show a difference this size (80 % power)" if needed else ""
         return (f"{name_b} is {points} {'better' if diff > 0 else 'worse'} than {name_a} {test} on {n} test "
-                f"examples{enough}.")
+                f"examples{tail}")
     return (f"{name_b} scores {points} {'higher' if diff > 0 else 'lower'} than {name_a} {test}: "
-            f"{n} test examples cannot tell them apart" + (f"; about {needed:,} would." if more else "."))
+            f"{n} test examples cannot tell them apart" + (tail if more else "."))
 
 
 def paired_summary(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:

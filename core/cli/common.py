@@ -35,7 +35,8 @@ def resolve_models(names: Sequence[str], catalog: ModelCatalog, api_base: str | 
         else:
             spec = catalog.get(name)  # raises with the list of known models
         if any(s.name == spec.name and s != spec for s in specs):  # openai/m@A and openai/m@B in one command
-            spec = replace(spec, name=f"{spec.name} ({urllib.parse.urlsplit(spec.api_base or '').netloc or spec.model})")
+            spec = replace(spec,
+                           name=f"{spec.name} ({urllib.parse.urlsplit(spec.api_base or '').netloc or spec.model})")
         specs.append(spec)
     return specs
 

@@ -79,9 +79,9 @@ def print_job(manager: JobManager, job_id: str) -> int:
         best = p.get("best_val_score")
         print(f"  metric calls {p.get('metric_calls_used', 0)}/{p.get('metric_calls_budget', '?')}, "
               f"candidates {p.get('candidates', 0)}, best validation score {best if best is None else round(best, 4)}, "
-              f"cost ${p.get('total_cost_usd', 0):.4f} (student ${p.get('student_cost_usd', 0):.4f}, "
+              f"spend ${p.get('total_cost_usd', 0):.4f} (student ${p.get('student_cost_usd', 0):.4f}, "
               f"reflection ${p.get('reflection_cost_usd', 0):.4f}), {p.get('elapsed_s', 0):.1f} s")
-    elif p and job.kind == "sweep":
+    elif p and job.kind in ("sweep", "repeat"):  # a group: one line per cell (a repeat's cells are its seeds)
         from core.cli.sweep import sweep_text
 
         print(sweep_text(p))
@@ -95,38 +95,51 @@ def print_job(manager: JobManager, job_id: str) -> int:
 
             m = RunStore(manager.settings).get_run(job.run_id).data.metrics
             if "optimized_test_accuracy" in m:
-                print(f"  test accuracy: original {m['original_test_accuracy']:.1%} -> optimized {m['optimized_test_accuracy']:.1%}")
+                print(f"  test accuracy: original {m['original_test_accuracy']:.1%} -> optimized "
+                      f"{m['optimized_test_accuracy']:.1%}")
         except Exception:  # noqa: BLE001 - the summary is best effort
             pass
     return exit_code(job_outcome(job.state, job.error))
 
 
+def _list(manager: JobManager) -> int:
+    frame = manager.frame()
+    if frame.empty:
+        print("no jobs")
+        return exit_code("ok")
+    cols = ["id", "kind", "state", "metric_calls", "best_val_score", "cost_usd", "title"]
+    print(frame[cols].to_string(index=False, max_colwidth=60))
+    return exit_code("ok")
+
+
+def _cancel(manager: JobManager, args: argparse.Namespace) -> int:
+    job = manager.cancel(args.job_id)
+    print(f"job {job.id}: {job.state}" + (" (stopping after the current iteration)" if job.state == "running" else ""))
+    return exit_code("ok")
+
+
+def _resume(manager: JobManager, args: argparse.Namespace) -> int:
+    manager.resume(args.job_id, start=args.background)
+    if args.background:
+        print(f"job {args.job_id} queued again")
+        return exit_code("ok")
+    return run_here(manager, args.job_id)
+
+
+# The actions on one job, by name (``list`` takes none).
+ACTIONS: dict[str, Callable[[JobManager, argparse.Namespace], int]] = {
+    "show": lambda manager, args: print_job(manager, args.job_id), "cancel": _cancel, "resume": _resume}
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     manager = JobManager(load_settings())
     if args.action == "list":
-        frame = manager.frame()
-        if frame.empty:
-            print("no jobs")
-            return exit_code("ok")
-        cols = ["id", "kind", "state", "metric_calls", "best_val_score", "cost_usd", "title"]
-        print(frame[cols].to_string(index=False, max_colwidth=60))
-        return exit_code("ok")
+        return _list(manager)
     if not args.job_id:
         print("error: give a job id", file=sys.stderr)
         return exit_code("usage")
-    if args.action == "show":
-        return print_job(manager, args.job_id)
-    if args.action == "cancel":
-        job = manager.cancel(args.job_id)
-        print(f"job {job.id}: {job.state}" + (" (stopping after the current iteration)" if job.state == "running" else ""))
-        return exit_code("ok")
-    if args.action == "resume":
-        manager.resume(args.job_id, start=args.background)
-        if args.background:
-            print(f"job {args.job_id} queued again")
-            return exit_code("ok")
-        return run_here(manager, args.job_id)
-    return exit_code("usage")
+    action = ACTIONS.get(args.action)
+    return action(manager, args) if action else exit_code("usage")
 
 
 def add_parsers(sub: Any) -> None:

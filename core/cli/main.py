@@ -1,4 +1,5 @@
-"""``python -m core``: the parser, ``models``, ``check`` and ``baseline``; optimize (with ``finish``) and jobs add their own parsers."""
+"""``python -m core``: the parser, ``models``, ``check`` and ``baseline``; optimize (with ``finish``) and jobs add their
+own parsers."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     catalog = ModelCatalog.load(settings.catalog_path)
     if args.action == "add":
         if not args.name or not args.model:
-            raise ModelError("`models add` needs a name and a model.", "E.g. python -m core models add my-llama openai/llama3.1 "
+            raise ModelError("`models add` needs a name and a model.",
+                             "E.g. python -m core models add my-llama openai/llama3.1 "
                              "--api-base http://127.0.0.1:11434/v1 --timeout 60 --retries 2")
         limits = {k: v for k, v in (("timeout_s", args.timeout), ("num_retries", args.retries), ("rpm", args.rpm),
                                     ("tpm", args.tpm)) if v is not None}
@@ -43,7 +45,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                          output_price_per_m=args.price_out, **limits)
         catalog.add(spec, replace=args.replace)
         catalog.save()
-        print(f"Saved {spec.name} to {settings.catalog_path} (timeout {spec.timeout_s:g} s, {spec.num_retries} retries)")
+        print(f"Saved {spec.name} to {settings.catalog_path} (timeout {spec.timeout_s:g} s, "
+              f"{spec.num_retries} retries)")
         return exit_code("ok")
     if args.action == "remove":
         catalog.remove(args.name)
@@ -56,8 +59,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     for name in catalog.names():
         spec = catalog.models[name]
         price = resolve_price(spec)
-        key = "-" if not spec.api_key_env else ("set" if get_secret(spec.api_key_env) else f"missing {spec.api_key_env}")
-        print(f"{name[:34]:34} {spec.model[:44]:44} {_fmt_price(price.input_per_m)} {_fmt_price(price.output_per_m)} {price.source:8} {key}")
+        key = "-" if not spec.api_key_env else (
+            "set" if get_secret(spec.api_key_env) else f"missing {spec.api_key_env}")
+        print(f"{name[:34]:34} {spec.model[:44]:44} {_fmt_price(price.input_per_m)} {_fmt_price(price.output_per_m)} "
+              f"{price.source:8} {key}")
     return exit_code("ok")
 
 
@@ -113,7 +118,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         elif row["degraded"]:
             print(f"DEGRADED {row['model']}: {row['failed']} of {row['n']} examples failed "
                   f"({_kinds(row['failed_by_kind'])}); its accuracy counts them as wrong.", file=sys.stderr)
-    print(f"\nRuns stored in {settings.tracking_uri}\nSee them with: mlflow ui --backend-store-uri {settings.tracking_uri}")
+    print(f"\nRuns stored in {settings.tracking_uri}\nSee them with: mlflow ui --backend-store-uri "
+          f"{settings.tracking_uri}")
     return exit_code(worst([baseline_outcome(bool(row["error"]), bool(row["degraded"]))
                             for row in table.to_dict("records")]))
 
@@ -170,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-in", type=float, help="USD per 1M input tokens")
     p.add_argument("--price-out", type=float, help="USD per 1M output tokens")
     p.add_argument("--timeout", type=float, help="seconds one call may take (default 120)")
-    p.add_argument("--retries", type=int, help="retries of a call that failed transiently: 429, 5xx, timeout (default 2)")
+    p.add_argument("--retries", type=int,
+                   help="retries of a call that failed transiently: 429, 5xx, timeout (default 2)")
     p.add_argument("--rpm", type=int, help="the provider's requests per minute for this key, shared by every job")
     p.add_argument("--tpm", type=int, help="the provider's tokens per minute for this key, shared by every job")
     p.add_argument("--replace", action="store_true", help="overwrite a model of the same name (otherwise refused)")
@@ -206,7 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # MLflow logs its store's creation at INFO with a handler of its own, after our tables
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         if secrets_error := secrets_problem():  # a malformed secrets file must not read as one without keys
             raise secrets_error

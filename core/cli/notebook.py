@@ -19,7 +19,8 @@ from core.jobs import JobManager
 from core.jobs.worker import execute
 from core.lm.models import ModelCatalog
 from core.presets import notebook
-from core.presets.notebook import PRESET, NotebookModels, NotebookRun
+from core.presets.notebook import PRESET, NotebookModels
+from core.presets.reproduce import NotebookHooks, NotebookRun, job_optimization, run_notebook
 from core.tasks import TaskRef
 from core.tracking.store import RunStore
 
@@ -86,9 +87,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     with contextlib.redirect_stdout(sys.stderr):  # DSPy's progress bars: stdout is the report
         manager = JobManager(settings)  # the optimization runs here, as a job: its progress and artifacts as usual
-        optimize = notebook.job_optimization(manager, plan, execute=lambda job_id: execute(manager, job_id),
-                                             started_by=store.started_by)
-        run = notebook.run_notebook(plan, models, store, optimize=optimize, on_status=say)
+        optimize = job_optimization(manager, plan, execute=lambda job_id: execute(manager, job_id),
+                                    started_by=store.started_by)
+        run = run_notebook(plan, models, store, NotebookHooks(optimize=optimize, on_status=say))
     print(report_text(run, models))
     for part, error in run.errors.items():
         print(f"ERROR {part}: {error}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""``python -m core optimize``: plan an optimization job (GEPA, MIPROv2, few-shot or your own prompt), print the plan, then run it in the foreground or queue it;
-``python -m core finish RUN_ID``: the test evaluations of a stopped (capped, cancelled) optimization."""
+"""``python -m core optimize``: plan an optimization job (GEPA, MIPROv2, few-shot or your own prompt), print the plan,
+then run it in the foreground or queue it; ``python -m core finish RUN_ID``: the test evaluations of a stopped (capped,
+cancelled) optimization."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from core.jobs import MAX_SEEDS, JobManager, repeat_seeds, submit_repeats
 from core.lm.models import ModelCatalog
 from core.optimize import (
     BUDGETS,
-    OPTIMIZER_NAMES,
     OPTIMIZERS,
     OptimizeConfig,
     Plan,
@@ -33,8 +33,8 @@ def budget_kwargs(budget: str) -> dict[str, Any]:
             return {"auto": None, "max_full_evals": int(budget.split(":", 1)[1])}
         return {"auto": None, "max_metric_calls": int(budget)}
     except ValueError:
-        raise ConfigError(f"Unknown budget {budget!r}.",
-                          "Use light, medium, heavy, a number of metric calls, or evals:N for N full evaluations.") from None
+        raise ConfigError(f"Unknown budget {budget!r}.", "Use light, medium, heavy, a number of metric calls, or "
+                          "evals:N for N full evaluations.") from None
 
 
 def _usd(v: float | None) -> str:
@@ -44,9 +44,10 @@ def _usd(v: float | None) -> str:
 def describe_plan(plan: Plan) -> str:
     """The plan as the CLI prints it before running: splits, metric calls, reflection calls, cost range."""
     sizes, est = plan.splits.sizes(), plan.estimate
-    role = OPTIMIZERS[plan.config.optimizer].reflection_role or "reflection model"
+    role = OPTIMIZERS[plan.config.optimizer].reflection_role  # "": it calls no second model
+    second = f", {est.reflection_calls_low}-{est.reflection_calls_high} {role} calls" if role else ""
     return (f"{plan.title}\n  {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test examples; "
-            f"{est.metric_calls:,} metric calls, {est.reflection_calls_low}-{est.reflection_calls_high} {role} calls; "
+            f"{est.metric_calls:,} metric calls{second}; "
             f"estimated cost {_usd(est.cost_low_usd)} to {_usd(est.cost_high_usd)} "
             f"(then {est.test_calls:,} test calls, {_usd(est.test_cost_usd)})")
 
@@ -81,7 +82,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def run_repeats(manager: JobManager, config: OptimizeConfig, plan: Plan, n: int, background: bool) -> int:
-    """``--seeds N``: N jobs with consecutive seeds on one plan; in the foreground one after another, then the spread."""
+    """``--seeds N``: N jobs with consecutive seeds on one plan; in the foreground one after another, then the
+    spread."""
     from core.tracking.runs import seed_spread, spread_sentence
     from core.tracking.store import RunStore
 
@@ -135,13 +137,14 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("optimize", help="optimize a student model's prompt: GEPA (default), MIPROv2, few-shot, or "
                                         "evaluate your own prompt", epilog=EXIT_HELP)
     add_task_args(p)
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default="gepa",
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="gepa",
                    help="; ".join(o.summary for o in OPTIMIZERS.values()))
     p.add_argument("--instruction", help="your own instruction (with --optimizer own)")
     p.add_argument("--student", required=True, help="catalog name or provider/model[@base_url]")
     p.add_argument("--reflection", help="catalog name or provider/model[@base_url] (a strong model: GEPA's reflection "
                                            "model, MIPROv2's prompt model, few-shot's teacher)")
-    p.add_argument("--budget", default="light", help="light | medium | heavy | N metric calls | evals:N (few-shot: N candidate programs)")
+    p.add_argument("--budget", default="light",
+                   help="light | medium | heavy | N metric calls | evals:N (few-shot: N candidate programs)")
     p.add_argument("--max-cost", type=float, help="stop when student + reflection spending reaches this many USD")
     add_gepa_args(p)
     p.add_argument("--gepa-seed", type=int, default=0, help="the optimizer's seed")

@@ -16,7 +16,7 @@ from core.config.settings import load_settings
 from core.jobs import JobManager
 from core.jobs.sweeps import BUDGET_HELP, SweepGrid, budget_fields, cell_label, plan_sweep, submit_sweep
 from core.lm.models import ModelCatalog
-from core.optimize import OPTIMIZER_NAMES, OptimizeConfig
+from core.optimize import OPTIMIZERS, OptimizeConfig
 
 
 def _split(text: str) -> list[str]:
@@ -36,7 +36,8 @@ def plan_text(planned: list[tuple[dict[str, Any], Any]], max_jobs: int) -> str:
         if est.cost_low_usd is None or est.cost_high_usd is None:
             unknown = True
         else:
-            low, high = low + est.cost_low_usd + (est.test_cost_usd or 0.0), high + est.cost_high_usd + (est.test_cost_usd or 0.0)
+            test = est.test_cost_usd or 0.0
+            low, high = low + est.cost_low_usd + test, high + est.cost_high_usd + test
         lines.append(f"  {cell_label(cell)}: {est.metric_calls:,} metric calls + {est.test_calls:,} test calls, "
                      f"{_usd(est.cost_low_usd)} to {_usd(est.cost_high_usd)}")
     cost = "unknown (a model has no price)" if unknown else f"{_usd(low)} to {_usd(high)}"
@@ -49,7 +50,7 @@ def sweep_text(progress: dict[str, Any]) -> str:
     """A sweep's progress as the CLI prints it: cells done, by state, calls, cost, the best cell, then each cell."""
     states = ", ".join(f"{n} {s}" for s, n in sorted(progress.get("by_state", {}).items()))
     lines = [f"  cells {progress.get('cells_done', 0)}/{progress.get('cells_total', 0)} done ({states}); "
-             f"metric calls {progress.get('metric_calls_used', 0):,}; cost ${progress.get('total_cost_usd', 0.0):.4f}"]
+             f"metric calls {progress.get('metric_calls_used', 0):,}; spend ${progress.get('total_cost_usd', 0.0):.4f}"]
     best = progress.get("best")
     if best:
         lines.append(f"  best so far: {cell_label(best)} (validation score {best['best_val_score']:.3f})")
@@ -76,7 +77,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             task_ref=task_ref(args), sample=sample_spec(args), student=students[0], reflection=reflection,
             module=args.module, max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch,
             use_merge=not args.no_merge, threads=args.threads, seed=args.gepa_seed, feedback=args.feedback,
-            cache=not args.no_cache, optimizer=optimizers[0] if optimizers[0] in OPTIMIZER_NAMES else "gepa",
+            cache=not args.no_cache, optimizer=optimizers[0] if optimizers[0] in OPTIMIZERS else "gepa",
             instruction=args.instruction or "", **budget_fields(budgets[0]))
     except ConfigError as exc:
         raise ConfigError(f"Sweep cell {cell_label(grid.cells()[0])}: {exc.message}", exc.hint) from None
@@ -110,7 +111,7 @@ def add_parsers(sub: Any) -> None:
                        epilog=EXIT_HELP + " With --wait, the sweep's outcome; without, 0 once it is queued.")
     add_task_args(p)
     p.add_argument("--students", required=True, help="comma-separated catalog names (or provider/model[@base_url])")
-    p.add_argument("--optimizers", default="gepa", help=f"comma-separated: {', '.join(OPTIMIZER_NAMES)}")
+    p.add_argument("--optimizers", default="gepa", help=f"comma-separated: {', '.join(OPTIMIZERS)}")
     p.add_argument("--budgets", default="light", help="comma-separated. " + BUDGET_HELP)
     p.add_argument("--seeds", type=int, default=1, metavar="N", help="N seeds per cell: --gepa-seed, +1, ...")
     p.add_argument("--gepa-seed", type=int, default=0, help="the first seed")

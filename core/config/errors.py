@@ -43,3 +43,22 @@ class StoreError(StudioError):
 
 class JobError(StudioError):
     """A background job cannot be started, found, cancelled or resumed."""
+
+
+class StoreUnreachable(StudioError):
+    """The tracking server cannot be reached (refused, timed out, name unknown): not the same as "no such run"
+    (a StoreError), so it is not a StoreError: code that reads a missing run as "gone" must not read this so."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Is ``exc`` (or what it was raised from) a failure to reach the store, not an answer from it?"""
+    import requests
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ConnectionError, TimeoutError, requests.RequestException)):  # refused, timed out, 5xx
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False

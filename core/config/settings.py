@@ -1,4 +1,7 @@
-"""One place that reads configuration: environment variables, then ``.streamlit/secrets.toml``.
+"""The settings every room shares, read from environment variables, then ``.streamlit/secrets.toml``. Not the
+only reader of the environment: ``core/__init__`` sets library defaults before DSPy, LiteLLM and MLflow load, and a
+few rooms read their own switches (the Ray backend, the breaker, the limiter, tracing); docs/configuration.md lists
+every variable.
 
 Environment variables (all optional):
 
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = ".gepa-studio"
 SECRETS_PATH = Path(".streamlit") / "secrets.toml"
 CLUSTER_FILE = "cluster.json"  # {"ray_address": "..."}: the cluster saved on the Home page
+PLAN_FILE = "plan.json"  # a job's stored plan, in its folder under jobs_dir (core.jobs writes it, finish reads it)
 
 
 @dataclass(frozen=True)

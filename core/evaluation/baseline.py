@@ -7,19 +7,28 @@ completes a killed, stopped or breaker-stopped run in the same MLflow run, reusi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict, Unpack
 
 import dspy
 import pandas as pd
 
 from core.config.errors import ProviderError, StoreError, StudioError
-from core.evaluation.evaluate import EvalRecord, EvalResult, aggregate, evaluate, failure_counts, read_records
+from core.evaluation.evaluate import (
+    EvalOptions,
+    EvalRecord,
+    EvalResult,
+    aggregate,
+    evaluate,
+    failure_counts,
+    read_records,
+)
 from core.lm.breaker import BreakerSettings, BreakerTripped, degraded_reason
 from core.lm.limits.slots import THREADS_CAPPED_TAG, cap_threads
 from core.lm.models import ModelSpec
@@ -35,6 +44,7 @@ from core.program.program import (
 )
 from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
 from core.tracking.procs import process_started
+from core.tracking.run_inputs import spec_params
 from core.tracking.store import TAG, RunKind, RunStore, runs_frame
 from core.tracking.tracing import evaluation_lm, log_datasets
 from core.tracking.tracing import flush as flush_traces
@@ -62,19 +72,6 @@ class EvalOutcome:
     partial: dict[str, float] | None = None  # counts of the records kept by a run that failed
 
 
-def spec_params(spec: ModelSpec) -> dict[str, Any]:
-    """Params that describe a model spec (names only: never a key value)."""
-    from core.lm.models import resolve_price
-
-    price = resolve_price(spec)
-    return {
-        "model": spec.model, "model_name": spec.name, "provider": spec.provider, "api_base": spec.api_base,
-        "temperature": spec.temperature, "max_tokens": spec.max_tokens, "reasoning_effort": spec.reasoning_effort,
-        "timeout_s": spec.timeout_s, "num_retries": spec.num_retries,
-        "price_input_per_m": price.input_per_m, "price_output_per_m": price.output_per_m, "price_source": price.source,
-    }
-
-
 def process_tags() -> dict[str, str]:
     """Which process runs a run: a RUNNING run whose process is gone reads as interrupted (core.tracking.store)."""
     started = process_started(os.getpid())  # tells a reused pid from ours
@@ -86,72 +83,56 @@ def run_dir(store: RunStore, run_id: str) -> Path:
     return store.settings.data_dir / "runs" / run_id
 
 
-def run_evaluation(
-    store: RunStore,
-    task: Task,
-    spec: ModelSpec,
-    program: dspy.Module,
-    test: pd.DataFrame,
-    *,
-    kind: RunKind = "baseline",
-    program_label: str = "original",
-    module: str | None = None,
-    sample: SampleSpec | None = None,
-    task_ref: TaskRef | None = None,
-    threads: int = 8,
-    cache: bool = True,
-    lm: Any = None,
-    parent_run_id: str | None = None,
-    job_id: str | None = None,
-    extra_tags: dict[str, str] | None = None,
-    on_record: Callable[[int, int, EvalRecord], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    resume_run_id: str | None = None,
-    on_run_created: Callable[[str], None] | None = None,
-) -> tuple[str, EvalResult]:
+@dataclass(frozen=True)
+class EvalRun:
+    """How an evaluation is recorded as an MLflow run: its ``kind``, program label and ``module`` (tag
+    ``studio.module``; default: the kind of the program, "predict" or "cot"), the sample and task source it came
+    from, its parent run and job, extra tags; ``resume_run_id`` goes on with that run, reusing its records (see
+    :func:`resume_evaluation`); ``on_run_created(run_id)`` hears of the run once it exists."""
+
+    kind: RunKind = "baseline"
+    program_label: str = "original"
+    module: str | None = None
+    sample: SampleSpec | None = None
+    task_ref: TaskRef | None = None
+    parent_run_id: str | None = None
+    job_id: str | None = None
+    extra_tags: dict[str, str] | None = None
+    resume_run_id: str | None = None
+    on_run_created: Callable[[str], None] | None = None
+
+
+def run_evaluation(store: RunStore, task: Task, spec: ModelSpec, program: dspy.Module, test: pd.DataFrame,
+                   run: EvalRun = EvalRun(), options: EvalOptions = EvalOptions()) -> tuple[str, EvalResult]:
     """Evaluate and record an MLflow run (params, metrics, records, program, prompt). Returns (run id, result).
 
-    The records are written to ``<data dir>/runs/<run id>/records.jsonl`` as they finish. A stopped run ends
-    KILLED (tag ``studio.state`` interrupted); one the circuit breaker stopped ends FAILED (``studio.stopped_by``
-    breaker, ``studio.error``, degraded) and raises; both keep their records and log their partial counts.
-    ``resume_run_id`` goes on with that run, reusing its records (see :func:`resume_evaluation`). ``module`` is the
-    program kind recorded as tag ``studio.module`` (default: the kind of ``program``, "predict" or "cot").
+    The records are written to ``<data dir>/runs/<run id>/records.jsonl`` as they finish (``options``' records
+    path and resume are set here). A stopped run ends KILLED (tag ``studio.state`` interrupted); one the circuit
+    breaker stopped ends FAILED (``studio.stopped_by`` breaker, ``studio.error``, degraded) and raises; both keep
+    their records and log their partial counts.
     """
     examples = to_examples(test, task)
     # A local server's slots cap the threads (core.lm.limits.slots); an LM given by the caller has no server to ask.
-    threads, capped = cap_threads(threads, [spec] if lm is None else [])
-    if resume_run_id:
-        run_id = resume_run_id
+    threads, capped = cap_threads(options.threads, [spec] if options.lm is None else [])
+    if run.resume_run_id:
+        run_id = run.resume_run_id
         _reopen(store, run_id)
     else:
-        params = {
-            **spec_params(spec),
-            "task": task.name, "n_test": len(examples), "threads": threads, "cache": cache,
-            "program_fingerprint": fingerprint(program), "test_fingerprint": split_fingerprint(test, task),
-            **({f"sample_{k}": v for k, v in sample.to_dict().items()} if sample else {}),
-            **({"task_source": task_ref.source or task_ref.kind} if task_ref else {}),
-        }
-        tags = {f"{TAG}model": spec.name, f"{TAG}program": program_label, f"{TAG}module": module or module_type(program),
-                **process_tags(), **(extra_tags or {}), **({THREADS_CAPPED_TAG: capped} if capped else {})}
-        if job_id:
-            tags[f"{TAG}job_id"] = job_id
-        run_id = store.start_run(kind, task.name, run_name=f"{spec.name} · {program_label}", params=params, tags=tags,
-                                 parent_run_id=parent_run_id)
-        _save_resume_file(store, run_id, task, spec, program, test, kind=kind, program_label=program_label,
-                          threads=threads, cache=cache)
-        log_datasets(store, run_id, {"test": test}, task)
-    if on_run_created:
-        on_run_created(run_id)
+        tagged = replace(run, extra_tags={**(run.extra_tags or {}), THREADS_CAPPED_TAG: capped}) if capped else run
+        run_id = _start(store, task, spec, program, test, tagged, replace(options, threads=threads))
+    if run.on_run_created:
+        run.on_run_created(run_id)
     records_path = run_dir(store, run_id) / "records.jsonl"
     records_path.parent.mkdir(parents=True, exist_ok=True)
     messages = render_prompt(program, examples[0]) if examples else []
     status, tags = "FINISHED", {}
     result: EvalResult | None = None
     try:
-        lm = evaluation_lm(store, run_id, spec, lm, [str(ex[task.input_field]) for ex in examples], cache=cache)
-        result = evaluate(program, spec, examples, task, threads=threads, cache=cache, lm=lm,
-                          records_path=records_path, resume=bool(resume_run_id), on_record=on_record,
-                          should_stop=should_stop)
+        lm = evaluation_lm(store, run_id, spec, options.lm, [str(ex[task.input_field]) for ex in examples],
+                           cache=options.cache)
+        result = evaluate(program, spec, examples, task, replace(options, threads=threads, lm=lm,
+                                                                 records_path=records_path,
+                                                                 resume=bool(run.resume_run_id)))
         if not result.metrics.get("complete"):
             status, tags = "KILLED", {STATE_TAG: "interrupted"}
         return run_id, result
@@ -167,11 +148,33 @@ def run_evaluation(
     finally:
         flush_traces()  # a finished run shows its traces
         records = result.records if result is not None else read_records(records_path)
-        _finish(store, run_id, task, program, records, result, messages, status, tags)
+        _finish(store, run_id, (task, program), records, result, messages, (status, tags))
 
 
-def _finish(store: RunStore, run_id: str, task: Task, program: dspy.Module, records: pd.DataFrame,
-            result: EvalResult | None, messages: list[dict[str, Any]], status: str, tags: dict[str, str]) -> None:
+def _start(store: RunStore, task: Task, spec: ModelSpec, program: dspy.Module, test: pd.DataFrame, run: EvalRun,
+           options: EvalOptions) -> str:
+    """Start the evaluation's MLflow run (params, tags, its resume file and dataset); its id."""
+    params = {
+        **spec_params(spec),
+        "task": task.name, "n_test": len(test), "threads": options.threads, "cache": options.cache,
+        "program_fingerprint": fingerprint(program), "test_fingerprint": split_fingerprint(test, task),
+        **({f"sample_{k}": v for k, v in run.sample.to_dict().items()} if run.sample else {}),
+        **({"task_source": run.task_ref.source or run.task_ref.kind} if run.task_ref else {}),
+    }
+    tags = {f"{TAG}model": spec.name, f"{TAG}program": run.program_label,
+            f"{TAG}module": run.module or module_type(program), **process_tags(), **(run.extra_tags or {}),
+            **({f"{TAG}job_id": run.job_id} if run.job_id else {})}
+    run_id = store.start_run(run.kind, task.name, run_name=f"{spec.name} · {run.program_label}", params=params,
+                             tags=tags, parent_run_id=run.parent_run_id)
+    _save_resume_file(store, run_id, task, spec, program, test, kind=run.kind, program_label=run.program_label,
+                      threads=options.threads, cache=options.cache)
+    log_datasets(store, run_id, {"test": test}, task)
+    return run_id
+
+
+def _finish(store: RunStore, run_id: str, subject: tuple[Task, dspy.Module], records: pd.DataFrame,
+            result: EvalResult | None, messages: list[dict[str, Any]], ending: tuple[str, dict[str, str]]) -> None:
+    (task, program), (status, tags) = subject, ending
     try:
         files: dict[str, Any] = {
             "records.csv": records,
@@ -187,7 +190,8 @@ def _finish(store: RunStore, run_id: str, task: Task, program: dspy.Module, reco
             files["result.json"] = result.to_dict()
         else:  # stopped before the end: its counts so far, marked partial
             store.log_metrics(run_id, {**{k: metrics[k] for k in PARTIAL_METRICS},
-                                       **{k: v for k, v in metrics.items() if k.startswith("failed_")}, "complete": 0.0})
+                                       **{k: v for k, v in metrics.items() if k.startswith("failed_")},
+                                       "complete": 0.0})
         settings = BreakerSettings.from_env()
         n, failed = int(metrics.get("n", 0)), int(metrics.get("failed", 0))
         if f"{TAG}degraded" not in tags and settings.degraded(failed, n):
@@ -229,7 +233,8 @@ def _resume_data(store: RunStore, run_id: str) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StoreError(f"Run {run_id} cannot be resumed: {path} is missing or unreadable.",
-                         "Only evaluations started by this version of GEPA Studio, in this data dir, can be resumed.") from exc
+                         "Only evaluations started by this version of GEPA Studio, in this data dir, can be "
+                         "resumed.") from exc
 
 
 def resume_evaluation(store: RunStore, run_id: str, *, threads: int | None = None, lm: Any = None,
@@ -242,9 +247,10 @@ def resume_evaluation(store: RunStore, run_id: str, *, threads: int | None = Non
     run = store.get_run(run_id)
     return run_evaluation(
         store, task, ModelSpec.from_dict(data["spec"]), program, pd.DataFrame(data["test"]),
-        kind=data.get("kind", "baseline"), program_label=data.get("program_label", "original"),
-        threads=threads or int(data.get("threads", 8)), cache=bool(data.get("cache", True)), lm=lm,
-        job_id=run.data.tags.get(f"{TAG}job_id"), on_record=on_record, should_stop=should_stop, resume_run_id=run_id)
+        EvalRun(kind=data.get("kind", "baseline"), program_label=data.get("program_label", "original"),
+                job_id=run.data.tags.get(f"{TAG}job_id"), resume_run_id=run_id),
+        EvalOptions(threads=threads or int(data.get("threads", 8)), cache=bool(data.get("cache", True)), lm=lm,
+                    on_record=on_record, should_stop=should_stop))
 
 
 def close_interrupted(store: RunStore, run_ids: list[str]) -> list[str]:
@@ -262,43 +268,39 @@ def close_interrupted(store: RunStore, run_ids: list[str]) -> list[str]:
     return closed
 
 
-def run_baselines(
-    store: RunStore,
-    task_ref: TaskRef,
-    sample: SampleSpec,
-    specs: list[ModelSpec],
-    *,
-    module: str = "predict",
-    threads: int = 8,
-    cache: bool = True,
-    on_record: Callable[[ModelSpec, int, int, EvalRecord], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    prepared: tuple[Task, Splits] | None = None,
-    resume: dict[str, str] | None = None,
-    on_run_created: Callable[[ModelSpec, str], None] | None = None,
-) -> list[EvalOutcome]:
+class BaselineHooks(TypedDict, total=False):
+    """What a caller may add to :func:`run_baselines`: ``on_record(spec, done, total, record)`` per example,
+    ``should_stop`` (polled), the task and splits already ``prepared``, runs of an earlier attempt to ``resume`` (model
+    name -> run id), and ``on_run_created(spec, run_id)``."""
+
+    on_record: Callable[[ModelSpec, int, int, EvalRecord], None] | None
+    should_stop: Callable[[], bool] | None
+    prepared: tuple[Task, Splits] | None
+    resume: dict[str, str] | None
+    on_run_created: Callable[[ModelSpec, str], None] | None
+
+
+def run_baselines(store: RunStore, task_ref: TaskRef, sample: SampleSpec, specs: list[ModelSpec], *,
+                  module: str = "predict", threads: int = 8, cache: bool = True,
+                  **hooks: Unpack[BaselineHooks]) -> list[EvalOutcome]:
     """Evaluate the unoptimized program with each model on the same test split. A model that fails (bad key,
     unknown model, a provider the circuit breaker gave up on) is reported in its outcome; the others still run.
     ``resume`` maps model names to runs of an earlier attempt to complete instead of starting new ones."""
-    task, splits = prepared or prepare(task_ref, sample, store.settings)
+    task, splits = hooks.get("prepared") or prepare(task_ref, sample, store.settings)
     program = make_program(task, module)  # type: ignore[arg-type]
+    on_record, should_stop = hooks.get("on_record"), hooks.get("should_stop")
     outcomes = []
     for spec in specs:
         if should_stop and should_stop():
             break
-        cb = (lambda done, total, rec, _s=spec: on_record(_s, done, total, rec)) if on_record else None
         created: list[str] = []
-
-        def note(run_id: str, _s: ModelSpec = spec, _c: list[str] = created) -> None:
-            _c.append(run_id)
-            if on_run_created:
-                on_run_created(_s, run_id)
-
+        run = EvalRun(kind="baseline", program_label="original", module=module, sample=sample, task_ref=task_ref,
+                      resume_run_id=(hooks.get("resume") or {}).get(spec.name),
+                      on_run_created=functools.partial(_note_run, spec, created, hooks.get("on_run_created")))
+        options = EvalOptions(threads=threads, cache=cache, should_stop=should_stop,
+                              on_record=functools.partial(on_record, spec) if on_record else None)
         try:
-            run_id, result = run_evaluation(store, task, spec, program, splits.test, kind="baseline",
-                                            program_label="original", module=module, sample=sample, task_ref=task_ref,
-                                            threads=threads, cache=cache, on_record=cb, should_stop=should_stop,
-                                            resume_run_id=(resume or {}).get(spec.name), on_run_created=note)
+            run_id, result = run_evaluation(store, task, spec, program, splits.test, run, options)
             outcomes.append(EvalOutcome(run_id, spec, result))
         except StudioError as exc:
             logger.warning("baseline for %s failed: %s", spec.name, exc)
@@ -307,6 +309,13 @@ def run_baselines(
             outcomes.append(EvalOutcome(run_id, spec, None, str(exc),
                                         "breaker" if isinstance(exc, BreakerTripped) else None, partial))
     return outcomes
+
+
+def _note_run(spec: ModelSpec, created: list[str], then: Callable[[ModelSpec, str], None] | None,
+              run_id: str) -> None:
+    created.append(run_id)
+    if then:
+        then(spec, run_id)
 
 
 def resume_baselines(store: RunStore, run_ids: list[str], *, threads: int | None = None,
@@ -318,7 +327,8 @@ def resume_baselines(store: RunStore, run_ids: list[str], *, threads: int | None
         spec = ModelSpec.from_dict(_resume_data(store, run_id)["spec"])
         cb = (lambda done, total, rec, _s=spec: on_record(_s, done, total, rec)) if on_record else None
         try:
-            outcomes.append(EvalOutcome(run_id, spec, resume_evaluation(store, run_id, threads=threads, on_record=cb)[1]))
+            outcomes.append(EvalOutcome(run_id, spec,
+                                        resume_evaluation(store, run_id, threads=threads, on_record=cb)[1]))
         except ProviderError as exc:
             outcomes.append(EvalOutcome(run_id, spec, None, str(exc),
                                         "breaker" if isinstance(exc, BreakerTripped) else None,

@@ -4,9 +4,10 @@ optimization with N seeds). See ``core.jobs.registry`` for states and ``core.job
 
 from core.jobs.kinds import KINDS, JobContext, JobKind, JobOutcome
 from core.jobs.registry import JobManager
-from core.jobs.repeats import MAX_SEEDS, repeat_seeds, submit_repeats
+from core.jobs.repeats import MAX_SEEDS, repeat_seeds, submit_repeat, submit_repeats
 from core.jobs.sweeps import MAX_SWEEP_JOBS, SweepGrid, submit_sweep, sweep_progress
 from core.jobs.types import FINAL_STATES, RESUMABLE_STATES, Backend, JobInfo, JobState
 
-__all__ = ["FINAL_STATES", "KINDS", "MAX_SEEDS", "MAX_SWEEP_JOBS", "SweepGrid", "submit_sweep", "sweep_progress", "RESUMABLE_STATES", "Backend", "JobContext", "JobInfo", "JobKind", "JobManager",
-           "JobOutcome", "JobState", "repeat_seeds", "submit_repeats"]
+__all__ = ["FINAL_STATES", "KINDS", "MAX_SEEDS", "MAX_SWEEP_JOBS", "SweepGrid", "submit_sweep", "sweep_progress",
+           "RESUMABLE_STATES", "Backend", "JobContext", "JobInfo", "JobKind", "JobManager", "JobOutcome", "JobState",
+           "repeat_seeds", "submit_repeat", "submit_repeats"]

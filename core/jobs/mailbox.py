@@ -165,7 +165,8 @@ class Checkpointer:
 
 class Pump:
     """The worker's link to its mailbox, on one background thread: progress written at most once a second (the last
-    one always), the cancel tag read every ``cancel_every`` seconds, changed files uploaded every ``upload_every`` seconds."""
+    one always), the cancel tag read every ``cancel_every`` seconds, changed files uploaded every ``upload_every``
+    seconds."""
 
     def __init__(self, mailbox: Mailbox, checkpointer: Checkpointer, *, upload_every: float = 5.0,
                  period: float = 1.0, cancel_every: float = 2.0) -> None:

@@ -135,7 +135,8 @@ class RayBackend:
 
     def start(self, job_id: str, settings: Settings) -> str:
         if not is_server(settings.tracking_uri):
-            raise JobError(f"Jobs on a Ray cluster need an MLflow tracking server; this one is {settings.tracking_uri}.",
+            raise JobError(f"Jobs on a Ray cluster need an MLflow tracking server; this one is "
+                           f"{settings.tracking_uri}.",
                            "Workers on other machines cannot write a local file: start `mlflow server` and set "
                            "MLFLOW_TRACKING_URI=http://<host>:5000, or clear the cluster address to run jobs here.")
         from core.jobs.registry import JobManager
@@ -190,7 +191,8 @@ class RayBackend:
             return True
 
     def sync(self, manager: Any, job_id: str, handle: str) -> None:
-        """Bring the mailbox's progress, run id and end state into the registry (Ray and MLflow read ≤ once a second)."""
+        """Bring the mailbox's progress, run id and end state into the registry (Ray and MLflow read ≤ once a
+        second)."""
         if not handle.startswith(PREFIX):
             return  # a local process writes its own progress
         status = self.status(handle)

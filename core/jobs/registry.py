@@ -27,14 +27,14 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Unpack
 
 import pandas as pd
 
 from core.config.errors import JobError
 from core.config.secrets import scrub, scrub_data
-from core.config.settings import Settings
-from core.jobs.types import ADDED_COLUMNS, FINAL_STATES, PLAN_FILE, SCHEMA, Backend, JobInfo, JobState, write_json
+from core.config.settings import PLAN_FILE, Settings
+from core.jobs.types import ADDED_COLUMNS, FINAL_STATES, SCHEMA, Backend, BaselineOptions, JobInfo, JobState, write_json
 from core.tracking.store import data_lock
 
 logger = logging.getLogger(__name__)
@@ -109,16 +109,16 @@ class JobManager:
         return self.submit("optimize", plan.title, config.to_dict(), start,
                            plan={"task": plan.task.to_dict(), "splits": plan.splits.to_dict()}, started_by=started_by)
 
-    def submit_baselines(self, task_ref: Any, sample: Any, specs: list[Any], *, module: str = "predict",
-                         threads: int = 8, cache: bool = True, start: bool = True,
-                         started_by: str | None = None) -> str:
+    def submit_baselines(self, task_ref: Any, sample: Any, specs: list[Any], *, start: bool = True,
+                         started_by: str | None = None, **options: Unpack[BaselineOptions]) -> str:
         from core.tasks import prepare
 
         if not specs:
             raise JobError("No models chosen for the baseline.", "Pick at least one model.")
         task, splits = prepare(task_ref, sample, self.settings)  # fail here, with a message, on bad data
         config = {"task_ref": task_ref.to_dict(), "sample": sample.to_dict(), "specs": [s.to_dict() for s in specs],
-                  "module": module, "threads": threads, "cache": cache}
+                  "module": options.get("module", "predict"), "threads": options.get("threads", 8),
+                  "cache": options.get("cache", True)}
         title = "Baseline: " + ", ".join(s.name for s in specs)
         return self.submit("baseline", title[:200], config, start,
                            plan={"task": task.to_dict(), "splits": splits.to_dict()}, started_by=started_by)
@@ -356,7 +356,8 @@ class JobManager:
         """Queue an interrupted, cancelled or failed optimization again; it goes on from GEPA's saved state."""
         job = self.get(job_id)
         if not job.resumable:
-            raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed job of a resumable kind can be resumed.")
+            raise JobError(f"Job {job_id} is {job.state}; only an interrupted, cancelled or failed job of a resumable "
+                           "kind can be resumed.")
         group = self._group(job)
         if group is not None:
             group.resume(job, self, start)

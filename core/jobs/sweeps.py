@@ -58,7 +58,8 @@ class SweepGrid:
         for budget in self.budgets:
             budget_fields(budget)
         if self.size > MAX_SWEEP_JOBS:
-            raise ConfigError(f"The sweep has {self.size} cells ({self.shape()}); at most {MAX_SWEEP_JOBS} run as one sweep.",
+            raise ConfigError(f"The sweep has {self.size} cells ({self.shape()}); at most {MAX_SWEEP_JOBS} run as "
+                              "one sweep.",
                               "Drop some students, optimizers, seeds or budgets, or split it into several sweeps.")
 
     @property
@@ -237,14 +238,18 @@ def _cell_name(sweep: JobInfo, child: JobInfo) -> str:
 
 
 class SweepGroup:
-    """The ``sweep`` kind's group behaviour: its state follows its children; cancel, resume and kill reach them."""
+    """A group kind's behaviour (a ``sweep``'s, a ``repeat``'s: core.jobs.repeats): its state follows its children;
+    cancel, resume and kill reach them."""
+
+    def __init__(self, kind: str = "sweep") -> None:
+        self.kind = kind
 
     def watch(self, manager: Any) -> None:
-        """Settle every sweep from its children: running while any child is queued or running (its progress
-        rewritten), else its end state; an ended sweep whose child was resumed (or ended late) follows it."""
+        """Settle every group of this kind from its children: running while any child is queued or running (its
+        progress rewritten), else its end state; an ended group whose child was resumed (or ended late) follows it."""
         jobs = manager.list(reap=False)
         for sweep in jobs:
-            if sweep.kind == "sweep" and sweep.state != "queued":  # queued: still being submitted
+            if sweep.kind == self.kind and sweep.state != "queued":  # queued: still being submitted
                 self._update(manager, sweep, jobs)
 
     @staticmethod

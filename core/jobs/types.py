@@ -7,15 +7,21 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 from core.config.settings import Settings
 
-JobKindName = Literal["optimize", "baseline", "finish", "notebook", "sweep"]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
-PLAN_FILE = "plan.json"
+
+
+class BaselineOptions(TypedDict, total=False):
+    """How a baseline job evaluates (``JobManager.submit_baselines``'s keywords; stored in its config)."""
+
+    module: str  # predict (the default) | cot
+    threads: int  # parallel calls (8)
+    cache: bool  # answer identical calls from DSPy's cache (True)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

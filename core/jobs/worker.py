@@ -18,6 +18,8 @@ from core.jobs.registry import JobInfo, JobManager
 
 logger = logging.getLogger(__name__)
 
+STARTING = "starting: loading the task and planning the splits"
+
 
 def run_kind(kind: str, config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     """Run a job's kind here (the local worker and the Ray worker, core.jobs.remote): an exception is the job's
@@ -40,6 +42,8 @@ def execute(manager: JobManager, job_id: str, lm_factory: Any = None) -> JobInfo
         previous=manager.progress(job_id) if job.attempts > 1 or job.run_id else {},
         plan=manager.plan(job_id), lm_factory=lm_factory, started_by=job.started_by,
     )
+    # Progress from the first second: what the job does before its kind reports (loading, planning the splits).
+    manager.write_progress(job_id, {**(ctx.previous or {}), "phase": "starting", "message": STARTING})
     try:
         outcome = run_kind(job.kind, job.config, ctx)
         manager.finish(job_id, outcome.state, error=outcome.error)
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if args is None:
         return 2
     job = execute(JobManager(load_settings()), args[0])
-    return 0 if job.state in ("succeeded", "cancelled") else 1  # a worker process: ok or not (the CLI's rule is core.cli.exits)
+    # a worker process: ok or not (the CLI's rule is core.cli.exits)
+    return 0 if job.state in ("succeeded", "cancelled") else 1
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ class BreakerSettings:
             try:
                 return cast(raw) if raw not in (None, "") else default
             except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a number.", f"Unset it or give a number like {default}.") from None
+                raise ConfigError(f"{name}={raw!r} is not a number.",
+                                  f"Unset it or give a number like {default}.") from None
 
         d = cls()
         return cls(consecutive=int(read("GEPA_STUDIO_BREAKER_CONSECUTIVE", int, d.consecutive)),
@@ -156,7 +157,8 @@ class CircuitBreaker:
     def error(self) -> BreakerTripped:
         """The error that stops the run: what tripped, and the provider's own last error."""
         kind = self.last_kind or "other"
-        return BreakerTripped(f"{self.who}: stopped after {self.reason} (last: {kind}: {self.last_error or 'no message'}).",
+        return BreakerTripped(f"{self.who}: stopped after {self.reason} (last: {kind}: "
+                              f"{self.last_error or 'no message'}).",
                              HINTS.get(kind, "Check the provider, then resume."), kind)
 
 
@@ -176,17 +178,20 @@ def classify_failure(exc: BaseException) -> FailureKind:
     """The :data:`FailureKind` of an exception raised by a call: by type, then HTTP status, then words. The one
     classifier: :func:`core.lm.models.classify_error` (connection checks), the call guard, tracing and serving
     use it."""
+    return _kind_by_type(exc) or _kind_by_status(exc) or next(
+        (kind for kind, pattern in _TEXT_RULES if pattern.search(str(exc).lower())), "other")
+
+
+def _kind_by_type(exc: BaseException) -> FailureKind | None:
+    """The kind an exception's type says (DSPy's, ours, a connection's), or None."""
     from dspy.utils import exceptions as E
 
     from core.config.errors import ModelError
 
-    if isinstance(exc, E.AdapterParseError):
-        return "parse"
-    if isinstance(exc, (ModelError, ConfigError, E.LMConfigurationError)):
-        return "config"
     if isinstance(exc, ProviderError):
         return exc.kind if exc.kind in FAILURE_KINDS else "other"  # type: ignore[return-value]
-    for cls, kind in ((E.LMAuthError, "auth"), (E.LMRateLimitError, "rate_limit"), (E.LMTimeoutError, "timeout"),
+    for cls, kind in ((E.AdapterParseError, "parse"), ((ModelError, ConfigError, E.LMConfigurationError), "config"),
+                      (E.LMAuthError, "auth"), (E.LMRateLimitError, "rate_limit"), (E.LMTimeoutError, "timeout"),
                       (E.LMServerError, "server_error"), (E.LMUnsupportedModelError, "not_found")):
         if isinstance(exc, cls):
             return kind  # type: ignore[return-value]
@@ -194,16 +199,21 @@ def classify_failure(exc: BaseException) -> FailureKind:
         text = str(exc).lower()
         timed_out = isinstance(exc, TimeoutError) or "timed out" in text or "timeout" in text
         return "timeout" if timed_out else "unreachable"
+    return None
+
+
+def _kind_by_status(exc: BaseException) -> FailureKind | None:
+    """The kind an exception's HTTP status says, or None."""
+    from dspy.utils import exceptions as E
+
     status = getattr(exc, "status", None)
     status = status if isinstance(status, int) else getattr(exc, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
-        if status >= 500 or (200 <= status < 300 and isinstance(exc, E.LMProviderError)):
-            return "server_error"  # a 5xx, or a 200 whose body is empty or not JSON: the provider's fault
-        by_status = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limit"}
-        if status in by_status:
-            return by_status[status]  # type: ignore[return-value]
-    text = str(exc).lower()
-    return next((kind for kind, pattern in _TEXT_RULES if pattern.search(text)), "other")
+    if not isinstance(status, int) or isinstance(status, bool):
+        return None
+    if status >= 500 or (200 <= status < 300 and isinstance(exc, E.LMProviderError)):
+        return "server_error"  # a 5xx, or a 200 whose body is empty or not JSON: the provider's fault
+    by_status = {401: "auth", 403: "auth", 404: "not_found", 408: "timeout", 429: "rate_limit"}
+    return by_status.get(status)  # type: ignore[return-value]
 
 
 def retry_delay(exc: BaseException | None, attempt: int) -> float:

@@ -20,14 +20,15 @@ from core.config.errors import ModelError, ProviderError
 from core.config.secrets import scrub
 from core.config.settings import PROVIDERS, get_secret
 from core.lm.catalog_file import catalog_lock, read_models, write_models
+from core.lm.spec_checks import MAX_RETRIES as MAX_RETRIES  # re-exported: the Models page bounds its inputs by them
+from core.lm.spec_checks import MAX_TIMEOUT_S as MAX_TIMEOUT_S
+from core.lm.spec_checks import check_spec
 
 logger = logging.getLogger(__name__)
 
 Provider = Literal["databricks", "openai", "anthropic", "openai-compatible"]
 PriceSource = Literal["user", "litellm", "local", "unknown"]
 OLLAMA_DEFAULT_BASE = "http://127.0.0.1:11434"
-MAX_TIMEOUT_S = 3600.0
-MAX_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -53,42 +54,7 @@ class ModelSpec:
     tpm: int | None = None  # tokens per minute
 
     def __post_init__(self) -> None:
-        if not self.name.strip():
-            raise ModelError("A model needs a display name.", "Give it a short name such as 'gpt-oss-20b'.")
-        if "/" not in self.model or self.model.endswith("/"):
-            raise ModelError(
-                f"Model string {self.model!r} has no provider prefix.",
-                "Write it as provider/model, e.g. 'openai/gpt-4o-mini' or 'databricks/databricks-gpt-oss-20b'.",
-            )
-        if self.provider == "openai-compatible" and not self.api_base:
-            raise ModelError(
-                f"{self.name}: an OpenAI-compatible server needs its base URL.",
-                PROVIDER_HELP["openai-compatible"],
-            )
-        if self.api_base:
-            parts = urllib.parse.urlsplit(self.api_base)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ModelError(f"Base URL {self.api_base!r} is not an http(s) URL.", "E.g. http://localhost:11434/v1")
-            if parts.username or parts.password:
-                raise ModelError(
-                    "The base URL contains credentials.",
-                    "Remove user:password from the URL and put the key in an environment variable.",
-                )
-        for price in (self.input_price_per_m, self.output_price_per_m):
-            if price is not None and price < 0:
-                raise ModelError(f"Price {price} is negative.", "Prices are USD per 1M tokens, 0 or more.")
-        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, (int, float)) \
-                or not 0 < self.timeout_s <= MAX_TIMEOUT_S:
-            raise ModelError(f"{self.name}: timeout {self.timeout_s!r} is not a number of seconds in (0, {MAX_TIMEOUT_S:g}].",
-                             "Give the seconds one call may take, e.g. 120 (30 for a fast local server).")
-        if isinstance(self.num_retries, bool) or not isinstance(self.num_retries, int) \
-                or not 0 <= self.num_retries <= MAX_RETRIES:
-            raise ModelError(f"{self.name}: retries {self.num_retries!r} is not a whole number from 0 to {MAX_RETRIES}.",
-                             "Give how many times a call that failed transiently is tried again, e.g. 2 (0: never).")
-        for what, limit in (("requests", self.rpm), ("tokens", self.tpm)):
-            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-                raise ModelError(f"{self.name}: {limit!r} {what} per minute is not a whole number of 1 or more.",
-                                 f"Give the provider's limit of {what} per minute for this key, or leave it empty.")
+        check_spec(self)  # core.lm.spec_checks: each check raises a ModelError that says what to write instead
 
     @property
     def is_local(self) -> bool:
@@ -193,7 +159,8 @@ def list_server_models(api_base: str, timeout: float = 2.0) -> list[str]:
     try:
         data = _get_json(api_base.rstrip("/") + "/models", timeout)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ProviderError(f"Could not list models at {api_base}: {exc}", "Is the server running?", "unreachable") from exc
+        raise ProviderError(f"Could not list models at {api_base}: {exc}", "Is the server running?",
+                            "unreachable") from exc
     return sorted(str(m.get("id")) for m in data.get("data", []) if m.get("id"))
 
 
@@ -253,7 +220,8 @@ class ModelCatalog:
         """Add ``spec``; a name already in the catalog is refused unless ``replace`` says to overwrite it."""
         if not replace and spec.name in self.models:
             raise ModelError(f"A model named {spec.name!r} is already in the catalog ({self.models[spec.name].model}).",
-                             "Give the new model another name, or remove the existing one first (the Models page offers to replace it).")
+                             "Give the new model another name, or remove the existing one first (the Models page "
+                             "offers to replace it).")
         self.models[spec.name] = self._changes[spec.name] = spec
 
     def update(self, name: str, /, **changes: Any) -> ModelSpec:
@@ -350,10 +318,10 @@ def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
 
         use_endpoint_cache()
     lm = dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
-    from core.lm.limits.lm import limit_lm  # calls wait for the shared rate limit when the spec sets rpm or tpm
-    from core.lm.limits.slots import gate_lm  # and for a free slot of a local server, timed apart from the call
+    from core.lm.limits.lm import limit_lm  # steps of its calls (core.lm.call orders them): the shared rate limit
+    from core.lm.limits.slots import gate_lm  # and a free slot of a local server, timed apart from the call
 
-    return limit_lm(gate_lm(lm, spec), spec)
+    return gate_lm(limit_lm(lm, spec), spec)
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:

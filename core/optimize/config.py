@@ -6,19 +6,40 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol
 
 from core.config.errors import ConfigError
 from core.lm.models import ModelSpec
 from core.program.metric import FeedbackMode
 from core.program.program import ModuleType, Start, check_start
 from core.tasks import SampleSpec, Splits, TaskRef
-from core.tracking.runs import OPTIMIZER_LABELS
 
 Budget = Literal["light", "medium", "heavy"]
 BUDGETS: tuple[Budget, ...] = ("light", "medium", "heavy")
-OptimizerName = Literal["gepa", "miprov2", "fewshot", "own"]
-OPTIMIZER_NAMES: tuple[OptimizerName, ...] = get_args(OptimizerName)
+BUDGET_NUMBERS = ("max_metric_calls", "max_full_evals")  # the budgets given as a number
+
+
+class OptimizerRules(Protocol):
+    """What a config needs of its optimizer's entry in the optimizer table (core.optimize.optimizers.Optimizer)."""
+
+    name: str
+    label: str
+    reflection_role: str  # what the reflection model is to it ("" when it uses none)
+    reflection_needed: str  # the words of a missing reflection model ("" when it can go without one)
+    presets: tuple[Budget, ...]  # the auto budgets it offers (none: it has no budget)
+    numbers: dict[str, str]  # the budget numbers it takes, field -> unit ("metric calls", "candidates")
+    budget_error: tuple[str, str]  # what to say (and how to fix it) for a budget it does not take
+    without_reflection: str  # its budget's words when it runs without a reflection model ("" when it cannot)
+    instruction_needed: str  # what to say when the instruction is missing ("" when it needs none: own prompt needs it)
+    min_train: int
+    seeded: bool  # a seed changes what it does (a repeat with N seeds means something)
+
+    def check_splits(self, config: OptimizeConfig, splits: Splits) -> None: ...
+
+
+# THE optimizer table: core.optimize.optimizers fills it (it imports this module, so this one reads it, never fills
+# it) when the package loads, before any config can be built. An optimizer is one entry there; nothing here names one.
+OPTIMIZERS: dict[str, OptimizerRules] = {}
 # Fields that do not make another experiment: the seed (what a repeat varies), how the run is executed and the
 # sweep that queued it (a sweep's cells that differ only in the seed are one repeat).
 REPEAT_IGNORED = ("seed", "threads", "cache", "sweep")
@@ -57,33 +78,24 @@ class OptimizeConfig:
     seed: int = 0
     feedback: FeedbackMode = "rule"
     cache: bool = True
-    optimizer: OptimizerName = "gepa"
+    optimizer: str = "gepa"  # a key of OPTIMIZERS
     sweep: str | None = None  # the sweep job that queued it (core.jobs.sweeps): tagged studio.sweep on its runs
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZER_NAMES:
-            raise ConfigError(f"Unknown optimizer {self.optimizer!r}.", f"Use one of: {', '.join(OPTIMIZER_NAMES)}.")
-        if self.optimizer == "own" and not self.instruction.strip():
-            raise ConfigError("Evaluating your own prompt needs the prompt.",
-                              "Type or paste your instruction (CLI: --instruction TEXT).")
-        if self.optimizer in ("gepa", "miprov2") and self.reflection is None:
-            role = "reflection model" if self.optimizer == "gepa" else "prompt model (MIPROv2 writes instructions with it)"
-            raise ConfigError(f"No {role} chosen.", "Pick a strong model as the reflection model.")
-        if self.optimizer == "miprov2" and (self.max_metric_calls or self.max_full_evals or self.auto is None):
-            raise ConfigError("MIPROv2's budget is auto: light, medium or heavy.",
-                              "Its trial counts come from DSPy's auto settings; give --budget light|medium|heavy.")
-        if self.optimizer == "fewshot" and self.max_metric_calls:
-            raise ConfigError("The few-shot optimizer's budget is a number of candidate programs, not metric calls.",
-                              "Give light/medium/heavy (6/12/18 candidates) or evals:N for N candidate programs.")
+        self._check_optimizer()
         if self.auto not in (None, *BUDGETS):
-            raise ConfigError(f"Unknown budget {self.auto!r}.", "Use light, medium or heavy, or a number of metric calls.")
+            raise ConfigError(f"Unknown budget {self.auto!r}.",
+                              "Use light, medium or heavy, or a number of metric calls.")
         if (self.max_metric_calls is not None and self.max_metric_calls <= 0) or (
                 self.max_full_evals is not None and self.max_full_evals <= 0):
-            raise ConfigError("The budget must be more than zero.", "Give a positive number of metric calls or full evaluations.")
+            raise ConfigError("The budget must be more than zero.",
+                              "Give a positive number of metric calls or full evaluations.")
         chosen = [x for x in (self.auto, self.max_metric_calls, self.max_full_evals) if x not in (None, 0)]
         if len(chosen) != 1:
-            raise ConfigError("Give exactly one budget: auto (light/medium/heavy), max metric calls, or max full evals.",
-                              f"Got auto={self.auto}, max_metric_calls={self.max_metric_calls}, max_full_evals={self.max_full_evals}.")
+            raise ConfigError("Give exactly one budget: auto (light/medium/heavy), max metric calls, or max full "
+                              "evals.",
+                              f"Got auto={self.auto}, max_metric_calls={self.max_metric_calls}, "
+                              f"max_full_evals={self.max_full_evals}.")
         if self.reflection_minibatch_size < 1:
             raise ConfigError("The reflection minibatch size must be at least 1.")
         if self.threads < 1:
@@ -98,48 +110,59 @@ class OptimizeConfig:
         if self.feedback == "judge" and self.reflection is None:
             raise ConfigError("An LLM judge needs a reflection model to judge with.", "Pick one, or use rule feedback.")
 
+    def _check_optimizer(self) -> None:
+        """What its optimizer's entry asks of a config: a known name, the prompt, a reflection model, a budget it
+        takes."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"Unknown optimizer {self.optimizer!r}.", f"Use one of: {', '.join(OPTIMIZERS)}.")
+        rules = self.rules
+        if rules.instruction_needed and not self.instruction.strip():
+            raise ConfigError(rules.instruction_needed, "Type or paste your instruction (CLI: --instruction TEXT).")
+        if rules.reflection_needed and self.reflection is None:
+            raise ConfigError(f"No {rules.reflection_needed} chosen.", "Pick a strong model as the reflection model.")
+        numbers = [f for f in BUDGET_NUMBERS if getattr(self, f)]
+        refused = any(f not in rules.numbers for f in numbers) or (self.auto is None and not rules.numbers)
+        if rules.presets and refused:  # a budget number it does not take, or none where it needs one
+            raise ConfigError(*rules.budget_error)
+
+    @property
+    def rules(self) -> OptimizerRules:
+        """Its optimizer's entry in the optimizer table."""
+        return OPTIMIZERS[self.optimizer]
+
+    @property
+    def second_model(self) -> ModelSpec | None:
+        """The reflection model when the optimizer uses one (your own prompt calls the student only)."""
+        return self.reflection if self.rules.reflection_role else None
+
     def check_splits(self, splits: Splits) -> None:
-        """Raise ConfigError for what GEPA would reject (with an assert) on these splits."""
+        """Raise ConfigError for what the optimizer would reject on these splits (GEPA with an assert)."""
         n_train = len(splits.train)
-        if self.optimizer != "gepa":
-            if self.optimizer == "miprov2" and n_train < 2:
-                raise ConfigError(f"MIPROv2 needs at least 2 train examples; the train set has {n_train}.",
-                                  "Raise train examples per label.")
-            return
-        if n_train < self.reflection_minibatch_size:
-            raise ConfigError(
-                f"The train set ({n_train} examples) is smaller than the reflection minibatch ({self.reflection_minibatch_size}).",
-                "Raise train examples per label or lower the minibatch size.",
-            )
-        if self.max_metric_calls is not None:
-            n_val = len(splits.val) if splits.val is not None and len(splits.val) else n_train
-            if self.max_metric_calls < n_val:
-                raise ConfigError(
-                    f"A budget of {self.max_metric_calls} metric calls cannot even evaluate the starting program once on {n_val} validation examples.",
-                    f"Give at least {n_val + 2 * self.reflection_minibatch_size} metric calls.",
-                )
+        if n_train < self.rules.min_train:
+            raise ConfigError(f"{self.label} needs at least {self.rules.min_train} train examples; the train set has "
+                              f"{n_train}.", "Raise train examples per label.")
+        self.rules.check_splits(self, splits)
 
     @property
     def label(self) -> str:
         """The optimizer's name as people read it: GEPA, MIPROv2, Few-shot, Own prompt."""
-        return OPTIMIZER_LABELS[self.optimizer]
+        return self.rules.label
 
     def budget_label(self) -> str:
-        if self.optimizer == "own":
+        """The budget in words: "light", "60 metric calls", "6 candidates", "no search", "labeled demos"."""
+        rules = self.rules
+        if not rules.presets:
             return "no search"
-        if self.optimizer == "fewshot" and self.reflection is None:
-            return "labeled demos"
-        if self.optimizer == "fewshot" and self.max_full_evals:
-            return f"{self.max_full_evals} candidates"
+        if self.reflection is None and rules.without_reflection:
+            return rules.without_reflection
         if self.auto:
             return self.auto
-        if self.max_metric_calls:
-            return f"{self.max_metric_calls} metric calls"
-        return f"{self.max_full_evals} full evals"
+        field = next(f for f in BUDGET_NUMBERS if getattr(self, f))
+        return f"{getattr(self, field)} {rules.numbers.get(field, field)}"
 
     def title(self, task_name: str) -> str:
-        models = f"{self.student.name} ← {self.reflection.name}" if self.reflection and self.optimizer != "own" \
-            else self.student.name
+        other = self.second_model
+        models = f"{self.student.name} ← {other.name}" if other else self.student.name
         return f"{self.label} {models} · {task_name} · {self.budget_label()}"
 
     def repeat_key(self) -> str:

@@ -83,7 +83,8 @@ def metric_call_budget(config: OptimizeConfig, n_train: int, n_val: int) -> int:
         return int(config.max_full_evals * (n_train + (n_val if n_val else 0)))
     auto = config.auto or "light"
     # auto_budget reads nothing from the instance: call it unbound rather than build a GEPA to ask.
-    return int(dspy.GEPA.auto_budget(None, num_preds=1, num_candidates=AUTO_RUN_SETTINGS[auto]["n"],  # type: ignore[arg-type]
+    return int(dspy.GEPA.auto_budget(None, num_preds=1,
+                                     num_candidates=AUTO_RUN_SETTINGS[auto]["n"],  # type: ignore[arg-type]
                                      valset_size=n_val or n_train))
 
 
@@ -93,7 +94,8 @@ def _student_tokens(config: OptimizeConfig, task: Task, splits: Splits) -> tuple
     examples = to_examples(splits.train, task)
     prompt_chars = [sum(len(str(m.get("content", ""))) for m in render_prompt(program, ex))
                     for ex in examples[:PROMPT_SAMPLE]]
-    return int(sum(prompt_chars) / max(1, len(prompt_chars)) / CHARS_PER_TOKEN) + 1, STUDENT_OUTPUT_TOKENS[config.module]
+    tokens_in = int(sum(prompt_chars) / max(1, len(prompt_chars)) / CHARS_PER_TOKEN) + 1
+    return tokens_in, STUDENT_OUTPUT_TOKENS[config.module]
 
 
 def _text_tokens(task: Task, splits: Splits) -> float:

@@ -12,22 +12,22 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, TypedDict
 
 import dspy
 import pandas as pd
 
 from core.config.errors import ConfigError, StoreError, StudioError
-from core.config.settings import Settings
-from core.evaluation.baseline import run_evaluation
-from core.evaluation.evaluate import EvalRecord, EvalResult
+from core.config.settings import PLAN_FILE, Settings
+from core.evaluation.baseline import EvalRun, run_evaluation
+from core.evaluation.evaluate import EvalOptions, EvalRecord, EvalResult
 from core.lm.breaker import BreakerSettings
 from core.lm.models import ModelSpec, resolve_price
 from core.optimize.config import OptimizeConfig
 from core.optimize.estimate import STUDENT_OUTPUT_TOKENS
+from core.optimize.registered import MadeBy, register_prompt
 from core.optimize.registered import prompt_name as prompt_name  # re-exported (core.optimize)
-from core.optimize.registered import register_prompt
 from core.program.program import fingerprint, program_from_dict
 from core.tasks import Splits, Task, prepare, split_fingerprint
 from core.tracking.store import TAG, RunStore, run_status
@@ -38,7 +38,6 @@ PROGRAM_ARTIFACTS = ("config.json", "original_program.json", "optimized_program.
 RESULT_METRICS = ("original_test_accuracy", "optimized_test_accuracy")
 FALLBACK_INPUT_TOKENS = 250  # a short classification prompt, when the run measured no student call
 PROGRESS_EVERY_S = 0.25  # at most this often a finish job rewrites its progress (a failure or the end: at once)
-PLAN_FILE = "plan.json"  # the optimization job's stored plan (core.jobs.registry writes it)
 SUPERSEDED_TAG = f"{TAG}superseded_by"  # an earlier test evaluation replaced by a resumed run's (then deleted)
 
 
@@ -64,22 +63,35 @@ class PairedResult:
 OnRecord = Callable[[str, int, int, EvalRecord], None]  # (program label, done, total, record)
 
 
+@dataclass(frozen=True)
+class PairOptions:
+    """How a paired test evaluation runs besides what it evaluates: the job tagged on both runs (and the one the
+    registered prompt names, ``prompt_job_id``, by default the same), the student's LM (tests), the per-record hook
+    and the cancel channel."""
+
+    job_id: str | None = None
+    prompt_job_id: str | None = None
+    lm: Any = None
+    on_record: OnRecord | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
 def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.DataFrame,
-                  programs: tuple[dspy.Module, dspy.Module], *, run_id: str, job_id: str | None = None,
-                  prompt_job_id: str | None = None, lm: Any = None, on_record: OnRecord | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> PairedResult | None:
+                  programs: tuple[dspy.Module, dspy.Module], *, run_id: str,
+                  options: PairOptions = PairOptions()) -> PairedResult | None:
     """Evaluate the original and the optimized program on ``test`` as child runs of ``run_id``; log
     ``original_test_accuracy`` / ``optimized_test_accuracy`` and the costs per 1k, link both runs by tag and
-    register the optimized instruction. None when ``should_stop`` stopped it first (nothing is logged on the
+    register the optimized instruction. None when ``options.should_stop`` stopped it first (nothing is logged on the
     parent then); a dead provider raises (its child run ends FAILED). An earlier attempt's evaluation of the same
     program on the same examples (a kill or Ctrl-C during it) is gone on with, and any other earlier one of that
     program is superseded (:func:`supersede`): a resumed run shows one evaluation per program."""
-    kw: dict[str, Any] = dict(task_ref=config.task_ref, sample=config.sample, threads=config.threads,
-                              cache=config.cache, lm=lm, parent_run_id=run_id, job_id=job_id, kind="evaluation",
-                              should_stop=should_stop, module=config.module,
-                              # the starting program (bare, described, own) and the optimizer that made the pair
-                              extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer,
-                                          **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
+    job_id, on_record, should_stop = options.job_id, options.on_record, options.should_stop
+    run = EvalRun(kind="evaluation", module=config.module, sample=config.sample, task_ref=config.task_ref,
+                  parent_run_id=run_id, job_id=job_id,
+                  # the starting program (bare, described, own) and the optimizer that made the pair
+                  extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer,
+                              **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
+    eval_options = EvalOptions(threads=config.threads, cache=config.cache, lm=options.lm, should_stop=should_stop)
     results = []
     earlier = earlier_evaluations(store, run_id)
     for label, program in zip(("original", "optimized"), programs, strict=True):
@@ -89,8 +101,9 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
         reuse = reusable_evaluation(store, earlier.get(label, []), program, test, task)
         if reuse and job_id:  # the job that goes on with it lists it as its own
             store.set_tags(reuse, {f"{TAG}job_id": job_id})
-        eval_id, res = run_evaluation(store, task, config.student, program, test, program_label=label,
-                                      on_record=cb, resume_run_id=reuse, **kw)
+        eval_id, res = run_evaluation(store, task, config.student, program, test,
+                                      replace(run, program_label=label, resume_run_id=reuse),
+                                      replace(eval_options, on_record=cb))
         supersede(store, earlier.get(label, []), eval_id)
         if not res.metrics.get("complete"):
             return None
@@ -104,7 +117,7 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
                             f"{TAG}optimized_fingerprint": fingerprint(programs[1])})
     # The whole optimized program (instruction and demos), as it was just measured.
     uri = register_prompt(store, task, config.student, programs[1], opt.metrics["accuracy"],
-                          run_id, prompt_job_id or job_id, optimizer=config.label)
+                          MadeBy(run_id, options.prompt_job_id or job_id, config.label))
     return PairedResult(orig_id, opt_id, orig, opt, uri)
 
 
@@ -185,7 +198,8 @@ def check_finishable(store: RunStore, run_id: str) -> Any:
     try:
         run = store.get_run(run_id)
     except StoreError as exc:
-        raise StoreError(exc.message, "List optimization runs with `python -m core jobs` or on the History page.") from exc
+        raise StoreError(exc.message,
+                         "List optimization runs with `python -m core jobs` or on the History page.") from exc
     tags, metrics = run.data.tags, run.data.metrics
     if tags.get(f"{TAG}kind") != "optimization":
         raise ConfigError(f"Run {run_id} is a {tags.get(f'{TAG}kind') or 'non-studio'} run, not an optimization.",
@@ -193,6 +207,10 @@ def check_finishable(store: RunStore, run_id: str) -> Any:
     if run_status(run.info.status, tags) == "RUNNING":
         raise ConfigError(f"Optimization {run_id} is still running.",
                           "Wait for it to end (it evaluates on the test set itself), or cancel it first.")
+    if tags.get(f"{TAG}stopped_by") == "no_proposal":
+        raise ConfigError(f"Optimization {run_id} made no proposal: its program is the starting one, so there is "
+                          "nothing new to evaluate.", "Read why on its job or run page, change the student, and "
+                          "start a new optimization.")
     if all(m in metrics for m in RESULT_METRICS):
         raise ConfigError(f"Optimization {run_id} already has its test results "
                           f"({metrics['original_test_accuracy']:.1%} → {metrics['optimized_test_accuracy']:.1%}).",
@@ -221,7 +239,8 @@ def plan_finish(store: RunStore, run_id: str, prepared: tuple[Task, Splits] | No
     run = check_finishable(store, run_id)
     config = OptimizeConfig.from_dict(store.read_json(run_id, "config.json"))
     job_id = run.data.tags.get(f"{TAG}job_id") or None
-    task, splits = prepared or _planned(store.settings, job_id) or prepare(config.task_ref, config.sample, store.settings)
+    task, splits = (prepared or _planned(store.settings, job_id)
+                    or prepare(config.task_ref, config.sample, store.settings))
     planned = run.data.params.get("test_fingerprint")
     now = split_fingerprint(splits.test, task)
     if planned and planned != now:
@@ -229,7 +248,8 @@ def plan_finish(store: RunStore, run_id: str, prepared: tuple[Task, Splits] | No
                           f"planned (fingerprint {now}, planned {planned}): its data file changed.",
                           "Restore the task's file as it was, or start a new optimization.")
     progress = _read_progress(store, run_id)
-    return FinishPlan(run_id, config, task, splits, job_id, estimate_finish(config.to_dict(), len(splits.test), progress))
+    return FinishPlan(run_id, config, task, splits, job_id,
+                      estimate_finish(config.to_dict(), len(splits.test), progress))
 
 
 def _read_progress(store: RunStore, run_id: str) -> dict[str, Any]:
@@ -309,8 +329,9 @@ def finish_optimization(store: RunStore, plan: FinishPlan, *, job_id: str | None
 
     lm = lm_factory(config.student) if lm_factory else None
     try:
-        pair = evaluate_pair(store, config, plan.task, plan.splits.test, programs, run_id=run_id, job_id=job_id,
-                             prompt_job_id=plan.job_id, lm=lm, on_record=on_record, should_stop=should_stop)
+        pair = evaluate_pair(store, config, plan.task, plan.splits.test, programs, run_id=run_id,
+                             options=PairOptions(job_id=job_id, prompt_job_id=plan.job_id, lm=lm, on_record=on_record,
+                                                 should_stop=should_stop))
     except StudioError as exc:  # the student's provider is gone: its circuit breaker stopped the evaluation
         sink(phase="failed", message=str(exc)[:2000], error=str(exc)[:2000])
         return FinishResult(run_id, "failed", error=str(exc))

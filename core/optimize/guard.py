@@ -4,13 +4,13 @@ breaker when a provider is gone, and fail fast once it has tripped.
 GEPA checks its stop callbacks only between iterations, and it turns a failed student call into a failure
 score and a failed reflection call into "no proposal", so neither ever reaches our code as an error. The
 guard sits on the LM itself (``lm(...)`` is the one path DSPy's adapters take), so it sees each call's
-outcome after the LM's own retries, and once tripped it answers the rest of the iteration at once.
+outcome after the LM's own retries, and once tripped it answers the rest of the iteration at once. It is the first
+step of a call (:mod:`core.lm.call`): a tripped guard books no rate limit, takes no server slot and leaves no trace.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import threading
 import time
 from collections import Counter
@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from core.config.errors import ProviderError
 from core.lm.breaker import BreakerSettings, CircuitBreaker, FailureKind, classify_failure
+from core.lm.call import Call, Step, with_step
 from core.lm.models import ModelSpec, redact
 
 Role = Literal["student", "reflection"]
@@ -65,45 +66,25 @@ class CallGuard:
             self.tripped_at = time.time()
 
 
-class _Guarded:
-    """Mixed in before an LM's own class: every call goes through its guard."""
+class GuardStep(Step):
+    """The call's first step (:mod:`core.lm.call`): fail fast once tripped; count the outcome after the call."""
 
-    _studio_guard: CallGuard
+    name = "guard"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        guard = self._studio_guard
-        guard.check()
-        try:
-            out = super().__call__(*args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            guard.record(exc)
-            raise
-        guard.record(None)
-        return out
+    def __init__(self, guard: CallGuard) -> None:
+        self.guard = guard
 
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        guard = self._studio_guard
-        guard.check()
-        try:
-            out = await super().acall(*args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            guard.record(exc)
-            raise
-        guard.record(None)
-        return out
+    def start(self, call: Call) -> None:
+        self.guard.check()
 
-
-@functools.lru_cache(maxsize=None)
-def _guarded_class(cls: type) -> type:
-    return type(f"Guarded{cls.__name__}", (_Guarded, cls), {})
+    def end(self, call: Call) -> None:
+        if call.ended:  # an interrupted or cancelled call has no outcome to count
+            self.guard.record(call.error)
 
 
 def guard_lm(lm: Any, guard: CallGuard) -> Any:
     """A shallow copy of ``lm`` (same engine, history and cache) whose calls go through ``guard``."""
-    guarded = copy.copy(lm)
-    guarded.__class__ = _guarded_class(type(lm))
-    guarded._studio_guard = guard
-    return guarded
+    return with_step(copy.copy(lm), GuardStep(guard))
 
 
 class ProposalCounter:

@@ -14,6 +14,7 @@ sees that and says so.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -44,24 +45,24 @@ def mark_interrupted(store: RunStore, run_id: str) -> None:
 
 
 def ends_interrupted(run: F) -> F:
-    """Wrap an optimizer's ``run(config, store, *, on_run_created, ...)``: on Ctrl-C, the run it opened ends
-    interrupted (:func:`mark_interrupted`) before the KeyboardInterrupt goes on."""
+    """Wrap an optimizer's ``run(ctx, ...)`` (ctx: a ``core.optimize.session.RunContext``): on Ctrl-C, the run it
+    opened ends interrupted (:func:`mark_interrupted`) before the KeyboardInterrupt goes on."""
 
     @functools.wraps(run)
-    def wrapper(config: Any, store: RunStore, *args: Any, on_run_created: Callable[[str], None] | None = None,
-                **kwargs: Any) -> Any:
+    def wrapper(ctx: Any, *args: Any, **kwargs: Any) -> Any:
         opened: list[str] = []
+        then = ctx.on_run_created
 
         def note(run_id: str) -> None:
             opened.append(run_id)
-            if on_run_created:
-                on_run_created(run_id)
+            if then:
+                then(run_id)
 
         try:
-            return run(config, store, *args, on_run_created=note, **kwargs)
+            return run(dataclasses.replace(ctx, on_run_created=note), *args, **kwargs)
         except KeyboardInterrupt:
             if opened:
-                mark_interrupted(store, opened[-1])
+                mark_interrupted(ctx.store, opened[-1])
             raise
 
     return wrapper  # type: ignore[return-value]
@@ -83,6 +84,8 @@ def close_orphan_evaluations(store: RunStore, run_id: str) -> list[str]:
 
 class NoProposal(StudioError):
     """GEPA ended without one proposal to test: the reflection model was never called."""
+
+    stopped_by = "no_proposal"  # the run's studio.stopped_by tag: nothing to finish, its program is the starting one
 
 
 class ParseCounter(BaseCallback):

@@ -93,25 +93,29 @@ ProgressSink = Callable[[OptimizeProgress], None]
 
 
 SPEND_LOG_S = 5.0  # how often the spend so far is logged to the MLflow run while it goes
+HEARTBEAT_S = 1.0  # how often the progress is written while nothing else reports (the first calls)
+FIRST_CALLS = "first calls: scoring the starting program"
 
 
 class ProgressCallback:
     """GEPA callback that keeps a OptimizeProgress and hands it to a sink (throttled); never raises.
 
-    With a store and run id it also logs the spend so far to the run every SPEND_LOG_S seconds, so a run that fails,
-    is killed or is cancelled still shows what it spent (:meth:`log_spend` logs it once more at its end)."""
+    ``meters`` are the student's and the reflection model's. With ``run`` (a store and run id) it also logs the spend
+    so far to the run every SPEND_LOG_S seconds, so a run that fails, is killed or is cancelled still shows what it
+    spent (:meth:`log_spend` logs it once more at its end)."""
 
-    def __init__(self, sink: ProgressSink, budget: int, student: CostMeter, reflection: CostMeter,
-                 previous: OptimizeProgress | None = None, store: RunStore | None = None, run_id: str | None = None,
-                 min_interval_s: float = 0.25, guards: tuple[CallGuard, CallGuard] | None = None,
-                 proposals: ProposalCounter | None = None) -> None:
+    min_interval_s = 0.25  # the sink hears at most this often (a forced emit: at once)
+
+    def __init__(self, sink: ProgressSink, budget: int, meters: tuple[CostMeter, CostMeter],
+                 previous: OptimizeProgress | None = None, *, run: tuple[RunStore, str] | None = None,
+                 guards: tuple[CallGuard, CallGuard] | None = None, proposals: ProposalCounter | None = None) -> None:
         prev = previous or {}
+        student, reflection = meters
         self.sink, self.student, self.reflection = sink, student, reflection
         self.guards, self.proposals = guards, proposals
-        self.store, self.run_id = store, run_id
+        self.store, self.run_id = run or (None, None)
         self.started = time.time()
         self.prev_elapsed = float(prev.get("elapsed_s", 0.0))
-        self.min_interval_s = min_interval_s
         self._last_emit = self._last_logged = 0.0
         self.prev_cached = int(prev.get("cached_calls", 0))
         self._lock = threading.Lock()
@@ -205,7 +209,19 @@ class ProgressCallback:
 
     # GEPA callback methods (gepa.core.callbacks.GEPACallback)
     def on_optimization_start(self, event: dict[str, Any]) -> None:
-        self.emit(force=True, phase="optimizing")
+        self.emit(force=True, phase="optimizing", message=FIRST_CALLS)
+        threading.Thread(target=self._heartbeat, name="progress-heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        """Until the search ends: the elapsed time, the spend and the calls so far, every HEARTBEAT_S, so the page
+        moves from the first second (GEPA reports nothing while it scores the starting program)."""
+        while self.state.get("phase") == "optimizing":
+            time.sleep(HEARTBEAT_S)
+            if self.state.get("phase") != "optimizing":
+                return
+            first = not self.state.get("metric_calls_used")
+            calls = int(self.state.get("student_calls") or 0)
+            self.emit(message=f"{FIRST_CALLS} ({calls:,} student calls so far)" if first else "")
 
     def on_iteration_start(self, event: dict[str, Any]) -> None:
         self.emit(iteration=int(event.get("iteration", 0)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
@@ -33,10 +34,19 @@ def prompt_name(task_name: str, student: ModelSpec) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task_name}-{student.name}").strip("-")[:100]
 
 
+@dataclass(frozen=True)
+class MadeBy:
+    """Where a registered program comes from: the run that measured it, its job, the optimizer that made it."""
+
+    run_id: str
+    job_id: str | None = None
+    optimizer: str = "GEPA"
+
+
 def _tags(task: Task, student: ModelSpec, program: dspy.Module, accuracy: float | None,
-          run_id: str, job_id: str | None) -> dict[str, str]:
+          made_by: MadeBy) -> dict[str, str]:
     demos = program_demos(program)
-    return {"task": task.name, "student": student.name, "run_id": run_id, "job_id": job_id or "",
+    return {"task": task.name, "student": student.name, "run_id": made_by.run_id, "job_id": made_by.job_id or "",
             "test_accuracy": "" if accuracy is None else f"{accuracy:.6f}", "module": module_type(program),
             "fingerprint": fingerprint(program), "instruction": get_instruction(program),
             "n_demos": str(len(demos)), "demos": json.dumps(demos, ensure_ascii=False, default=str),
@@ -65,10 +75,10 @@ def _beats_best(name: str, accuracy: float | None) -> bool:
 
 
 def register_prompt(store: RunStore, task: Task, student: ModelSpec, program: dspy.Module, accuracy: float | None,
-                    run_id: str, job_id: str | None, optimizer: str = "GEPA") -> str | None:
-    """Register ``program`` (measured at test ``accuracy``) as a new prompt version, demos included; move the alias
-    ``best`` when it beats the aliased version. Its URI (also tagged on ``run_id``), or None if the registry
-    refused (logged: the run's artifacts keep the program)."""
+                    made_by: MadeBy) -> str | None:
+    """Register ``program`` (measured at test ``accuracy`` by the run ``made_by.run_id``) as a new prompt version,
+    demos included; move the alias ``best`` when it beats the aliased version. Its URI (also tagged on the run), or
+    None if the registry refused (logged: the run's artifacts keep the program)."""
     try:
         import mlflow
 
@@ -81,12 +91,13 @@ def register_prompt(store: RunStore, task: Task, student: ModelSpec, program: ds
                       if v is not None})
         move = _beats_best(name, accuracy)  # before registering: "best" is the one measured so far
         version = mlflow.genai.register_prompt(
-            name=name, template=prompt_template(program, task), commit_message=f"{optimizer} job {job_id}",
-            tags=_tags(task, student, program, accuracy, run_id, job_id), response_format=output, model_config=model)
+            name=name, template=prompt_template(program, task),
+            commit_message=f"{made_by.optimizer} job {made_by.job_id}",
+            tags=_tags(task, student, program, accuracy, made_by), response_format=output, model_config=model)
         if move:
             mlflow.genai.set_prompt_alias(name, alias=BEST, version=version.version)
         uri = f"prompts:/{name}/{version.version}"
-        store.set_tags(run_id, {f"{TAG}prompt_uri": uri})
+        store.set_tags(made_by.run_id, {f"{TAG}prompt_uri": uri})
         return uri
     except Exception as exc:  # noqa: BLE001 - the registry is an extra; the run's artifacts have the program
         logger.warning("could not register the prompt: %s", exc)

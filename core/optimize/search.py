@@ -308,7 +308,8 @@ class SearchRecorder:
         if self._train_window:
             self._after_train = True
             if idx is not None:
-                p = self._first(lambda p: p["kind"] == "reflection" and p["parents"] == [idx] and p["parent_scores"] is None)
+                p = self._first(lambda p: p["kind"] == "reflection" and p["parents"] == [idx]
+                                and p["parent_scores"] is None)
                 if p is not None:
                     p["parent_scores"] = scores
             else:
@@ -350,7 +351,8 @@ class SearchRecorder:
     def on_proposal_end(self, event: Any) -> None:
         p = self._first(lambda p: p["kind"] == "reflection" and p["_started"] and p["instructions"] is None)
         if p is not None:
-            p["instructions"] = {str(k): trim(v, INSTRUCTION_CAP) for k, v in (event.get("new_instructions") or {}).items()}
+            p["instructions"] = {str(k): trim(v, INSTRUCTION_CAP)
+                                 for k, v in (event.get("new_instructions") or {}).items()}
 
     @_event
     def on_candidate_rejected(self, event: Any) -> None:
@@ -366,7 +368,8 @@ class SearchRecorder:
     def on_merge_attempted(self, event: Any) -> None:
         p = self._first(lambda p: p["kind"] == "merge" and p["instructions"] is None)
         if p is not None:
-            p["instructions"] = {str(k): trim(v, INSTRUCTION_CAP) for k, v in (event.get("merged_candidate") or {}).items()}
+            p["instructions"] = {str(k): trim(v, INSTRUCTION_CAP)
+                                 for k, v in (event.get("merged_candidate") or {}).items()}
 
     @_event
     def on_merge_accepted(self, event: Any) -> None:

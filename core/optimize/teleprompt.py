@@ -51,7 +51,7 @@ class Compiled:
 def starting_program(config: OptimizeConfig, task: Task) -> dspy.Module:
     """The "original" side of the paired evaluation: the configured start; for ``own``, the default described
     program, so Compare shows your prompt against the studio's default."""
-    if config.optimizer == "own":
+    if config.rules.instruction_needed:  # it evaluates the instruction given: beside the default
         return make_program(task, config.module, None, start="described")
     return make_program(task, config.module, config.instruction or None, start=config.start)
 

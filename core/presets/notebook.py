@@ -12,23 +12,18 @@ Claude Sonnet 4 one example at a time (``max_tokens=25000``, ``reasoning_effort=
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Mapping
 
 import pandas as pd
 
 from core.analytics import stats
-from core.config.errors import StudioError
 from core.config.settings import Settings
-from core.evaluation.baseline import run_evaluation
 from core.lm.models import PRESETS, ModelSpec, resolve_price
 from core.optimize import Budget, OptimizeConfig, Plan, estimate
+from core.presets.differences import differences
 from core.program.metric import FeedbackMode
-from core.program.program import ModuleType, Start, make_program
+from core.program.program import ModuleType, Start
 from core.tasks import SampleSpec, Task, TaskRef, load_pubmed, load_tables, make_splits, pubmed_task
 from core.tracking.store import TAG, RunStore
 
@@ -115,24 +110,9 @@ class NotebookPreset:
         return OptimizeConfig(**{**base, **changes})
 
     def differences(self, config: OptimizeConfig, models: NotebookModels) -> list[str]:
-        """What ``config`` and ``models`` change from the notebook's experiment, in words (empty: none)."""
-        ours, notebook = self.config(self.models()), self.models()
-        out = []
-        for role in NOTEBOOK_MODELS:
-            mine, theirs = models.role(role), notebook.role(role)  # type: ignore[arg-type]
-            out += [f"{role} {name} {getattr(mine, name)!r} (notebook: {getattr(theirs, name)!r})"
-                    for name in ("model", "max_tokens", "reasoning_effort") if getattr(mine, name) != getattr(theirs, name)]
-        for name in ("task_ref", "sample"):
-            mine, theirs = getattr(config, name), getattr(ours, name)
-            out += [f"{name}.{k} {v!r} (notebook: {theirs.to_dict()[k]!r})" for k, v in mine.to_dict().items()
-                    if v != theirs.to_dict()[k]]
-        for name in ("module", "start", "instruction", "reflection_minibatch_size", "use_merge", "threads", "seed",
-                     "feedback", "cache", "max_cost_usd"):
-            if getattr(config, name) != getattr(ours, name):
-                out.append(f"{name} {getattr(config, name)!r} (notebook: {getattr(ours, name)!r})")
-        if config.budget_label() != ours.budget_label():
-            out.append(f"budget {config.budget_label()} (notebook: {ours.budget_label()})")
-        return out
+        """What ``config`` and ``models`` change from the notebook's experiment, in words (empty: none), e.g.
+        "Parallel calls: 4 (the notebook: 16)"."""
+        return differences(config, models, self.config(self.models()), self.models(), tuple(NOTEBOOK_MODELS))
 
 
 PRESET = NotebookPreset()
@@ -162,14 +142,12 @@ def plan(config: OptimizeConfig, settings: Settings) -> Plan:
     """Load the task, draw the sample with ``config.sample.method`` and estimate: the plan to run exactly."""
     task, train, test = notebook_tables(config.task_ref, settings)
     task = notebook_task(task)
-    s = config.sample
-    splits = make_splits(task, train, test, train_per_label=s.train_per_label, val_per_label=s.val_per_label,
-                         test_per_label=s.test_per_label, seed=s.seed, method=s.method)
+    splits = make_splits(task, train, test, config.sample)
     blank = sum(int(part[task.text_column].fillna("").astype(str).str.strip().eq("").sum())
                 for part in (splits.train, splits.test))
     if blank:
-        splits = replace(splits, notes=(*splits.notes, f"{blank} drawn sentence(s) are blank, as in the notebook's draw "
-                                                       "of these files: they are sent as they are."))
+        splits = replace(splits, notes=(*splits.notes, f"{blank} drawn sentence(s) are blank, as in the notebook's "
+                                                       "draw of these files: they are sent as they are."))
     config.check_splits(splits)
     return Plan(config, task, splits, estimate(config, task, splits))
 
@@ -188,136 +166,7 @@ def evaluation_costs(plan: Plan, models: NotebookModels) -> dict[str, float | No
             models.large.name: cost(models.large, 1), models.frontier.name: cost(models.frontier, 1)}
 
 
-# Running -------------------------------------------------------------------------------------
-
-
-@dataclass
-class NotebookRun:
-    """What one reproduction left: the optimization's job and run, the run and records of each side, the errors."""
-
-    reproduction: str = ""  # tagged on every run of it (REPRODUCTION_TAG)
-    job_id: str | None = None
-    job_state: str = ""
-    optimization_run_id: str | None = None
-    run_ids: dict[Side, str] = field(default_factory=dict)
-    records: dict[Side, pd.DataFrame] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)  # part ("optimization", a model name) -> message
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and self.job_state == "succeeded"
-
-
-@dataclass(frozen=True)
-class OptimizationOutcome:
-    """How the optimization part ended: its state (succeeded, failed, cancelled, interrupted), run, error, job."""
-
-    state: str
-    run_id: str | None = None
-    error: str | None = None
-    job_id: str | None = None
-
-
-OptimizationPart = Callable[[threading.Event], OptimizationOutcome]  # GEPA, then before/after; stops on the event
-
-
-def job_optimization(manager: Any, plan: Plan, *, execute: Callable[[str], Any] | None = None,
-                     started_by: str | None = None, poll_s: float = 0.5) -> OptimizationPart:
-    """The optimization as a job of ``manager`` (a JobManager: core.jobs imports this module), run here by
-    ``execute(job_id) -> JobInfo`` or else started by the manager and waited for; ``stop`` cancels the job."""
-    def part(stop: threading.Event) -> OptimizationOutcome:
-        job_id = manager.submit_optimization(plan.config, start=execute is None, plan=plan, started_by=started_by)
-        done = threading.Event()
-
-        def cancel_on_stop() -> None:
-            while not done.wait(poll_s):
-                if stop.is_set():
-                    return manager.cancel(job_id)
-
-        threading.Thread(target=cancel_on_stop, name="notebook-cancel", daemon=True).start()
-        try:
-            job = execute(job_id) if execute else manager.wait(job_id, timeout=float("inf"), poll=poll_s)
-        finally:
-            done.set()
-        return OptimizationOutcome(job.state, job.run_id, job.error, job_id)
-
-    return part
-
-
-def run_notebook(plan: Plan, models: NotebookModels, store: RunStore, manager: Any = None, *,
-                 optimize: OptimizationPart | None = None, stop: threading.Event | None = None,
-                 lm_factory: Callable[[ModelSpec], Any] | None = None, on_status: Callable[[str], None] | None = None,
-                 on_record: Callable[[Side, int, int, Any], None] | None = None,
-                 on_run: Callable[[str, str], None] | None = None, job_id: str | None = None) -> NotebookRun:
-    """The optimization (``optimize``, by default an optimize job of ``manager``: :func:`job_optimization`) while the
-    large and frontier baselines run beside it: the notebook's calls at once, not one after another. The student's
-    "before" is the optimization's evaluation of the starting program, so no call is made twice. Setting ``stop``
-    cancels the optimization after its current GEPA iteration and stops the baselines (they keep their records).
-    ``on_record(side, done, total, record)`` follows each baseline example, ``on_run(part, run_id)`` names each run
-    once it exists; ``job_id`` (a notebook job's) is tagged on the baselines and names the reproduction."""
-    config, task = plan.config, plan.task
-    say = on_status or (lambda text: None)
-    stop = stop or threading.Event()
-    optimize = optimize or job_optimization(manager, plan, started_by=store.started_by)
-    out, lock = NotebookRun(reproduction=job_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]), threading.Lock()
-    tags = {PRESET_TAG: "notebook", START_TAG: config.start, REPRODUCTION_TAG: out.reproduction}
-    ran = on_run or (lambda part, run_id: None)
-
-    def baseline(side: Side, spec: ModelSpec) -> None:
-        def created(run_id: str) -> None:
-            with lock:
-                out.run_ids[side] = run_id
-            ran(side, run_id)
-
-        program = make_program(task, config.module, config.instruction or None, start=config.start)
-        say(f"baseline {spec.name}: {len(plan.splits.test)} test examples")
-        try:
-            _, result = run_evaluation(
-                store, task, spec, program, plan.splits.test, kind="baseline", program_label="original",
-                module=config.module, sample=config.sample, task_ref=config.task_ref, threads=config.threads, cache=config.cache,
-                lm=lm_factory(spec) if lm_factory else None, job_id=job_id, extra_tags={**tags, SIDE_TAG: side},
-                on_record=(lambda done, total, rec: on_record(side, done, total, rec)) if on_record else None,
-                should_stop=stop.is_set, on_run_created=created)
-        except StudioError as exc:
-            with lock:
-                out.errors[spec.name] = str(exc)
-            say(f"baseline {spec.name} failed: {exc}")
-            return
-        with lock:
-            out.records[side] = result.records
-        say(f"baseline {spec.name}: accuracy {result.metrics.get('accuracy', float('nan')):.1%}")
-
-    def optimization() -> None:
-        say(f"optimization: {plan.title}")
-        outcome = optimize(stop)
-        out.job_id, out.job_state, out.optimization_run_id = outcome.job_id, outcome.state, outcome.run_id
-        if outcome.state != "succeeded":
-            out.errors["optimization"] = f"{outcome.state}: {outcome.error}" if outcome.error else outcome.state
-        if outcome.run_id:
-            store.set_tags(outcome.run_id, {**tags, SIDE_TAG: "optimization"})  # its params have "start" already
-            ran("optimization", outcome.run_id)
-            run_tags = store.get_run(outcome.run_id).data.tags
-            for side in ("student_original", "student_optimized"):
-                run_id = run_tags.get(f"{TAG}{side.removeprefix('student_')}_eval_run_id")
-                if run_id:
-                    store.set_tags(run_id, {**tags, SIDE_TAG: side})
-                    with lock:
-                        out.run_ids[side], out.records[side] = run_id, store.read_csv(run_id, "records.csv")  # type: ignore[index]
-                    ran(side, run_id)
-        say(f"optimization{f' (job {outcome.job_id})' if outcome.job_id else ''}: {outcome.state}")
-
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="notebook") as pool:
-        parts = [pool.submit(optimization), pool.submit(baseline, "large", models.large),
-                 pool.submit(baseline, "frontier", models.frontier)]
-        try:
-            for part in parts:
-                part.result()
-        except KeyboardInterrupt:  # Ctrl-C: stop every part, keep what each recorded, then leave
-            stop.set()
-            for part in parts:
-                part.result()
-            raise
-    return out
+# Reproductions stored (core.presets.reproduce runs one) ---------------------------------------
 
 
 def reproductions(store: RunStore, task: str | None = None) -> pd.DataFrame:
@@ -359,7 +208,8 @@ def _correct(records: pd.DataFrame) -> pd.Series:
     return records["correct"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
 
 
-def measured_frame(records: Mapping[Side, pd.DataFrame | None], names: Mapping[Side, str] | None = None) -> pd.DataFrame:
+def measured_frame(records: Mapping[Side, pd.DataFrame | None],
+                   names: Mapping[Side, str] | None = None) -> pd.DataFrame:
     """One row per side: accuracy over all examples with its 95% Wilson interval, n and failed examples."""
     rows = []
     for side, label in SIDE_NAMES.items():

@@ -26,6 +26,7 @@ from filelock import FileLock, Timeout
 
 from core.config.errors import StudioError
 from core.config.secrets import SECRET_NAME, scrub_data
+from core.presets.optimize_form import clean_form, form_from_query, form_params, form_to_query
 from core.tasks import SOURCES, SampleSpec, TaskRef
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ FIELDS: dict[str, Kind] = {
     "optimize_job": "text",
     "compare_runs": "texts",  # run ids in view on Compare
     "prompts_run": "text",  # the optimization in view on Prompts
-    "optimization_run": "text",  # the optimization in view on Optimization
+    "optimization_run": "text",  # the optimization in view on Optimization, Compare and Prompts
+    "optimize_form": "data",  # the Optimize page's form (core.presets.optimize_form.FORM)
 }
 
 # URL parameter of each shareable field (task_ref and sample have one parameter per dataclass field).
@@ -82,7 +84,7 @@ def _sample_names() -> dict[str, str]:
 
 def query_names() -> frozenset[str]:
     """Every URL parameter this module reads or writes (the others in a URL are left alone)."""
-    return frozenset({*QUERY.values(), *_task_names().values(), *_sample_names().values()})
+    return frozenset({*QUERY.values(), *_task_names().values(), *_sample_names().values(), *form_params()})
 
 
 def profile_key(user: str, browser: str | None = None) -> str:
@@ -109,7 +111,7 @@ def _sample(value: dict[str, Any]) -> dict[str, Any]:
 
 
 # Fields whose dict must make a valid dataclass (what the pages build from it).
-SHAPES = {"task_ref": _task_ref, "sample": _sample}
+SHAPES = {"task_ref": _task_ref, "sample": _sample, "optimize_form": clean_form}
 
 
 def _plain(value: Any) -> bool:
@@ -234,6 +236,8 @@ def to_query(values: Mapping[str, Any]) -> dict[str, list[str]]:
         for key, name in names.items():
             if key in value and (value[key] != default[key] or key in ("kind", *SAMPLE_QUERY)):
                 params[name] = [_to_text(value[key])]
+    if isinstance(values.get("optimize_form"), Mapping):
+        params.update(form_to_query(values["optimize_form"]))
     return params
 
 
@@ -254,18 +258,18 @@ def _parse(text: str, default: Any) -> Any:
 
 def _group(params: Mapping[str, list[str]], field: str) -> dict[str, Any] | None:
     """The task / sample dict from the parameters that name its fields (defaults for the rest), or None."""
-    names, default = (_task_names(), TaskRef().to_dict()) if field == "task_ref" else (_sample_names(), SampleSpec().to_dict())
+    if field == "task_ref":
+        names, default = _task_names(), TaskRef().to_dict()
+    else:
+        names, default = _sample_names(), SampleSpec().to_dict()
     given = {f: params[name][-1] for f, name in names.items() if params.get(name)}
     if not given:
         return None
     return clean(field, {**default, **{f: _parse(v, default[f]) for f, v in given.items()}})
 
 
-def from_query(params: Mapping[str, list[str]], *, data_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The fields a URL names (parameter -> all its values), and a one-line note for each value left out.
-
-    With ``data_dir``, a task file from a URL must lie inside it (a link is anyone's: it may not point the
-    server at any path)."""
+def _named_fields(params: Mapping[str, list[str]]) -> tuple[dict[str, Any], list[str]]:
+    """The fields of :data:`QUERY` and the Optimize form a URL names, with a note for each value left out."""
     found: dict[str, Any] = {}
     notes: list[str] = []
     for field, name in QUERY.items():
@@ -282,6 +286,20 @@ def from_query(params: Mapping[str, list[str]], *, data_dir: Path | None = None)
             notes.append(f"the link's {name} is not a valid name or id")
         if kept:
             found[field] = kept[:MAX_ITEMS] if FIELDS[field] == "texts" else kept[-1]
+    form, bad = form_from_query(params)
+    if form:
+        found["optimize_form"] = form
+    if bad:
+        notes.append(f"the link's {', '.join(bad)} cannot be read")
+    return found, notes
+
+
+def from_query(params: Mapping[str, list[str]], *, data_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The fields a URL names (parameter -> all its values), and a one-line note for each value left out.
+
+    With ``data_dir``, a task file from a URL must lie inside it (a link is anyone's: it may not point the
+    server at any path)."""
+    found, notes = _named_fields(params)
     for field in ("task_ref", "sample"):
         try:
             value = _group(params, field)

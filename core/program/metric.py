@@ -153,7 +153,8 @@ def make_metric(task: Task, mode: FeedbackMode = "rule", judge_lm: Any = None) -
     described = dict(task.label_descriptions)
     judge = dspy.Predict(JudgeFeedback) if mode == "judge" else None
 
-    def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> dspy.Prediction:
+    def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+               pred_trace: Any = None) -> dspy.Prediction:
         expected = str(gold[task.output_field])
         sentence = str(gold[task.input_field])
         raw = _raw_output(pred)

@@ -133,7 +133,8 @@ def fingerprint(program: dspy.Module) -> str:
     return hashlib.sha256(f"{module_type(program)}|{blob}".encode()).hexdigest()[:12]
 
 
-def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any], adapter: Any = None) -> list[dict[str, Any]]:
+def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any],
+                  adapter: Any = None) -> list[dict[str, Any]]:
     """The exact messages the LM receives for ``example`` (system and user), from the adapter."""
     adapter = adapter or dspy.settings.adapter or dspy.ChatAdapter()
     name, pred = predictors(program)[0]

@@ -9,7 +9,7 @@ plotly's JavaScript is embedded once; the CSS is inline; no URL is loaded; every
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +19,7 @@ import pandas as pd
 from core.analytics.diff import DIFF_STYLE
 from core.config.errors import ConfigError
 from core.config.secrets import scrub
-from core.report import data, evaluations, optimization
+from core.report import data, evaluations, optimization, payback
 from core.report.page import Column, Figures, esc, page, para, table
 from core.tracking.runs import module_name
 from core.tracking.store import RunStore
@@ -29,8 +29,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_report", "default_path", "write_report"]
 
 
-def build_report(store: RunStore, run_ids: Sequence[str], *, now: datetime | None = None) -> str:
-    """One self-contained HTML page over ``run_ids`` (optimizations, evaluations, baselines)."""
+def build_report(store: RunStore, run_ids: Sequence[str], *, now: datetime | None = None,
+                 references: Mapping[str, str] | None = None) -> str:
+    """One self-contained HTML page over ``run_ids`` (optimizations, evaluations, baselines); ``references``: per
+    optimization, the evaluation its break-even is against (as picked on Compare; else the most expensive usable
+    evaluation in the report)."""
     report = data.load(store, run_ids)
     reader = data.Reader(store)
     made = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -43,7 +46,8 @@ def build_report(store: RunStore, run_ids: Sequence[str], *, now: datetime | Non
             _covered(report), DIFF_STYLE]
     skip: set[frozenset[str]] = set()
     for opt in report.optimizations:
-        body.append(optimization.section(reader, opt, figs))
+        reference = payback.reference_of(opt, report.evaluations, (references or {}).get(opt.info.run_id))
+        body.append(optimization.section(reader, opt, figs, reference))
         if opt.original is not None and opt.optimized is not None:
             skip.add(frozenset((opt.original.run_id, opt.optimized.run_id)))
     if report.evaluations:

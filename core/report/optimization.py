@@ -12,9 +12,10 @@ import pandas as pd
 from core.analytics import charts, flips
 from core.analytics import search as views
 from core.analytics.diff import DIFF_STYLE, diff_counts, diff_html
+from core.analytics.stats import needed_phrase
 from core.analytics.verdict import verdict
 from core.config.errors import StudioError
-from core.report import data
+from core.report import data, payback
 from core.report.page import Column, Figures, details, esc, facts, missing, num, para, pct, pre, table, usd
 from core.tracking.runs import module_name, optimization_frame, run_spend
 
@@ -29,8 +30,9 @@ def title(opt: data.Optimization) -> str:
     return f"GEPA · {row.get('model') or '?'} ← {row.get('reflection_model') or '?'} · {module_name(row.get('module'))}"
 
 
-def section(reader: data.Reader, opt: data.Optimization, figs: Figures) -> str:
-    """The HTML of one optimization."""
+def section(reader: data.Reader, opt: data.Optimization, figs: Figures,
+            reference: data.RunInfo | None = None) -> str:
+    """The HTML of one optimization; ``reference``: the model it would replace (for the break-even)."""
     info = opt.info
     frame = optimization_frame(pd.DataFrame([info.row]))
     outcome = str(frame.iloc[0]["outcome"]) if not frame.empty else "?"
@@ -49,8 +51,10 @@ def section(reader: data.Reader, opt: data.Optimization, figs: Figures) -> str:
     parts.append(_verdict(opt, before, after))
     if before is not None and after is not None:
         parts.append(_flips(before, after))
+    parts.append(payback.seeds(reader, opt, figs))
     if opt.original is not None and opt.optimized is not None:
         parts.append(_growth(opt.original.metrics, opt.optimized.metrics))
+    parts.append(payback.break_even(reader, opt, reference, figs))
     record = reader.artifact(info, data.SEARCH_ARTIFACT, "json")
     parts.append(_search(record, opt, figs) if isinstance(record, dict) else
                  "<h3>GEPA's search</h3>" + para("This run has no record of GEPA's search (search.json): it was made "
@@ -95,9 +99,7 @@ def _p(value: Any) -> str:
 
 
 def _needed(n: int, needed: Any) -> str:
-    if missing(needed):
-        return "–"
-    return f"about {int(needed):,}" if int(needed) > n else f"{n:,} are enough"
+    return "–" if missing(needed) else needed_phrase(n, int(needed))  # the verdict's own words
 
 
 def verdict_table(verdicts: list[Any], names: list[tuple[str, str]] | None = None) -> str:
@@ -190,7 +192,8 @@ def _candidates(lineage: pd.DataFrame) -> str:
     items = []
     for row in lineage.head(MAX_CANDIDATES).to_dict("records"):
         parents = [int(x) for x in (row.get("parents") or [])]
-        marks = " · ".join(m for m, on in (("returned", row.get("is_best")), ("on the Pareto front", row.get("on_front")))
+        marks = " · ".join(m for m, on in (("returned", row.get("is_best")),
+                                           ("on the Pareto front", row.get("on_front")))
                            if on)
         summary = (f"Candidate {int(row['idx'])} ({row.get('kind')}"
                    + (f", from {', '.join(map(str, parents))}" if parents else "") + f"): validation score "

@@ -29,7 +29,8 @@ border-top:2px solid var(--line)}h3{font-size:1.08rem;margin:1.6rem 0 .5rem}
 p{margin:.4rem 0 .7rem}.muted{color:var(--muted)}.small{font-size:.85rem}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.86em;background:var(--soft);padding:0 .25em;
 border-radius:3px}
-.verdict{font-size:1.05rem;border-left:4px solid var(--accent);background:var(--soft);padding:.6rem .9rem;margin:.8rem 0}
+.verdict{font-size:1.05rem;border-left:4px solid var(--accent);background:var(--soft);padding:.6rem .9rem;
+margin:.8rem 0}
 .note{border-left:4px solid #c9a227;background:#fdf8e6;padding:.5rem .9rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.88rem;width:auto;max-width:100%}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .6rem;text-align:left;vertical-align:top}
@@ -119,7 +120,8 @@ def table(frame: pd.DataFrame, columns: Sequence[Column], limit: int | None = No
         body.append(f"<tr>{''.join(cells)}</tr>")
     more = len(frame) - len(rows)
     note = para(f"… and {more} more rows, left out here.", "muted small") if more > 0 else ""
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{note}'
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+            f"{note}")
 
 
 @dataclass

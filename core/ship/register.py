@@ -335,7 +335,8 @@ def load_snippet(shipped: Shipped, tracking_uri: str) -> str:
 def serve_command(shipped: Shipped, tracking_uri: str, port: int = DEFAULT_PORT) -> str:
     """The shell commands that serve the model on this machine and post one request to it."""
     body = json.dumps({"dataframe_records": [{shipped.input_field: "A sentence to classify."}]})
-    return ("# in GEPA Studio's virtual environment (mlflow and uvicorn on the PATH), with the model's key variable set\n"
+    return ("# in GEPA Studio's virtual environment (mlflow and uvicorn on the PATH), with the model's key variable "
+            "set\n"
             f"MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)} mlflow models serve -m {shlex.quote(shipped.uri)} "
             f"--env-manager local -h 127.0.0.1 -p {port}\n\n"
             f"curl -s http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' "

@@ -23,8 +23,8 @@ from core.tasks.text import MISSING_MARKERS, is_missing_marker, label_key, listi
 from core.tasks.validate import MAX_LABELS, clean_table, guess_columns, label_counts, validate_table
 
 __all__ = [
-    "LABEL_OPTIONS", "MAX_LABELS", "MISSING_MARKERS", "LabelOption", "lookalike_groups", "lookalike_key", "PUBMED_LABELS", "PUBMED_LABEL_DESCRIPTIONS", "SAMPLE_METHODS", "SOURCES",
-    "SampleMethod", "SampleSpec", "Splits",
+    "LABEL_OPTIONS", "MAX_LABELS", "MISSING_MARKERS", "LabelOption", "lookalike_groups", "lookalike_key",
+    "PUBMED_LABELS", "PUBMED_LABEL_DESCRIPTIONS", "SAMPLE_METHODS", "SOURCES", "SampleMethod", "SampleSpec", "Splits",
     "Task", "TaskRef", "TaskSource", "check_task", "check_test_labels", "clean_table", "default_instruction",
     "demo_task", "guess_columns", "is_missing_marker", "label_counts", "label_key", "listing", "load_demo",
     "load_pubmed", "load_tables", "make_splits", "prepare", "pubmed_task", "read_table", "sample_per_label",

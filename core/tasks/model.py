@@ -149,7 +149,8 @@ def table_task(df: pd.DataFrame, *, text_column: str, label_column: str, name: s
     labels = tuple(sorted(cleaned[label_column].unique()))
     if len(labels) < 2:
         raise DataError(
-            f"Column {label_column!r} has {len(labels)} distinct label(s) after cleaning; a classifier needs at least 2.",
+            f"Column {label_column!r} has {len(labels)} distinct label(s) after cleaning; a classifier needs at "
+            "least 2.",
             "Pick the column that holds the classes, or add rows for other labels.",
         )
     return Task(name=name, text_column=text_column, label_column=label_column, labels=labels, source=source)
@@ -197,7 +198,8 @@ class TaskRef:
     label_column: str = "target"
     name: str = ""
     # The label options (core.tasks.labels.LABEL_OPTIONS: the Task page's checkboxes, --merge-labels, --drop-missing).
-    merge_similar_labels: bool = False  # lookalike labels (case, spaces, invisible or bidi characters, 1 / 1.0 / 01): merge
+    # lookalike labels (case, spaces, invisible or bidi characters, 1 / 1.0 / 01): merge
+    merge_similar_labels: bool = False
     drop_missing_labels: bool = False  # drop rows labelled "NaN", "null", "N/A"... (default: keep them, with a warning)
 
     @property

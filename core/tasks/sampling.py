@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.config.errors import ConfigError, DataError
 from core.tasks.labels import lookalike_key, spelling
-from core.tasks.model import SAMPLE_METHODS, SampleMethod, Splits, Task
+from core.tasks.model import SAMPLE_METHODS, SampleMethod, SampleSpec, Splits, Task
 from core.tasks.text import listing
 from core.tasks.validate import MERGE_HINT, _require_columns, source_name
 
@@ -77,79 +77,29 @@ def sample_per_label(df: pd.DataFrame, label_column: str, n: int, seed: int,
     return _sample(df, label_column, n, seed, method=method).reset_index(drop=True)
 
 
-def make_splits(
-    task: Task,
-    train_df: pd.DataFrame,
-    test_df: pd.DataFrame | None = None,
-    *,
-    train_per_label: int = 3,
-    val_per_label: int = 0,
-    test_per_label: int = 10,
-    seed: int = 42,
-    method: SampleMethod = "one_stream",
-) -> Splits:
-    """Sample train and validation from ``train_df``; test from ``test_df`` or else from the rest of ``train_df``.
+def make_splits(task: Task, train_df: pd.DataFrame, test_df: pd.DataFrame | None = None,
+                sample: SampleSpec = SampleSpec()) -> Splits:
+    """Sample train and validation from ``train_df``; test from ``test_df`` or else from the rest of ``train_df``
+    (sizes per label, seed and draw: ``sample``).
 
     Only ``task.labels`` are used. With a separate ``test_df``, rows whose text was drawn for train or
     validation are left out of the test pool; except with ``method="seed_per_label"``, which draws the test rows
     from the whole test table as the original notebook did (excluding a row would shift every later draw of its
     label) and says in ``notes`` when a test sentence was also drawn for train.
     """
-    if train_per_label < 1 or test_per_label < 1 or val_per_label < 0:
-        raise ConfigError(
-            "Sample sizes must be at least 1 per label for train and test (0 or more for validation).",
-            f"Got train={train_per_label}, validation={val_per_label}, test={test_per_label}.",
-        )
-    text, lab = task.text_column, task.label_column
-    _require_columns(train_df, [text, lab], what="The training table")
-    pool = train_df[train_df[lab].isin(task.labels)]
-    present = set(pool[lab].unique())
-    missing = [label for label in task.labels if label not in present]
-    if missing:
-        raise DataError(
-            f"The training table has no rows for label(s) {listing(missing)}.",
-            "Every label needs training rows: add some, or use a task without that label.",
-        )
-    need = train_per_label + val_per_label + (test_per_label if test_df is None else 0)
-    counts = pool[lab].value_counts()
-    short = counts[counts < need]
-    if len(short):
-        parts = f"train {train_per_label} + validation {val_per_label}" + (
-            f" + test {test_per_label}" if test_df is None else ""
-        )
-        listed = listing((f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items()), quote=False)
-        raise DataError(
-            f"Not enough rows per label: {listed}, but {parts} = {need} are needed.",
-            "Lower the per-label sizes, add rows, or give a separate test file.",
-        )
-
-    train = _sample(pool, lab, train_per_label, seed, method=method)
+    lab, seed, method = task.label_column, sample.seed, sample.method
+    pool = _train_pool(task, train_df, sample, separate_test=test_df is not None)
+    train = _sample(pool, lab, sample.train_per_label, seed, method=method)
     rest = pool.drop(index=train.index)
-    val = _sample(rest, lab, val_per_label, seed, method=method) if val_per_label else None
+    val = _sample(rest, lab, sample.val_per_label, seed, method=method) if sample.val_per_label else None
     if val is not None:
         rest = rest.drop(index=val.index)
     notes: list[str] = []
     if test_df is None:
-        test = _sample(rest, lab, test_per_label, seed, what=" for the test split", method=method)
+        test = _sample(rest, lab, sample.test_per_label, seed, what=" for the test split", method=method)
     else:
-        _require_columns(test_df, [text, lab], what=_test_table(test_df))
-        notes = check_test_labels(task.labels, test_df, lab)
-        taken = set(train[text]) | (set(val[text]) if val is not None else set())
-        keep = test_df[lab].isin(task.labels)
-        if method != "seed_per_label":
-            keep &= ~test_df[text].isin(taken)
-        test_pool = test_df[keep]
-        if test_pool.empty:
-            raise DataError(
-                f"{_test_table(test_df)} has no rows with the task's labels that are not already in train.",
-                f"Its label column {lab!r} must use the same labels: {listing(task.labels)}.",
-            )
-        test = _sample(test_pool, lab, test_per_label, seed, what=f" in {_test_table(test_df, 'the')}",
-                       method=method)
-        shared = int(test[text].isin(taken).sum())
-        if shared:
-            notes.append(f"{shared} test sentence(s) were also drawn for train or validation: the notebook's draw "
-                         "does not leave them out of the test split.")
+        taken = set(train[task.text_column]) | (set(val[task.text_column]) if val is not None else set())
+        test, notes = _test_from_table(task, test_df, taken, sample)
     for note in notes:
         logger.warning("%s", note)
     splits = Splits(
@@ -161,6 +111,57 @@ def make_splits(
     )
     logger.info("Splits for %s: %s (seed %d)", task.name, splits.sizes(), seed)
     return splits
+
+
+def _train_pool(task: Task, train_df: pd.DataFrame, sample: SampleSpec, *, separate_test: bool) -> pd.DataFrame:
+    """The rows of ``train_df`` with a task label; DataError when a label has none, or too few for the sample."""
+    text, lab = task.text_column, task.label_column
+    _require_columns(train_df, [text, lab], what="The training table")
+    pool = train_df[train_df[lab].isin(task.labels)]
+    present = set(pool[lab].unique())
+    missing = [label for label in task.labels if label not in present]
+    if missing:
+        raise DataError(
+            f"The training table has no rows for label(s) {listing(missing)}.",
+            "Every label needs training rows: add some, or use a task without that label.",
+        )
+    train_n, val_n, test_n = sample.train_per_label, sample.val_per_label, sample.test_per_label
+    need = train_n + val_n + (0 if separate_test else test_n)
+    counts = pool[lab].value_counts()
+    short = counts[counts < need]
+    if len(short):
+        parts = f"train {train_n} + validation {val_n}" + ("" if separate_test else f" + test {test_n}")
+        listed = listing((f"{label!r} has {int(c)} row(s)" for label, c in short.sort_index().items()), quote=False)
+        raise DataError(
+            f"Not enough rows per label: {listed}, but {parts} = {need} are needed.",
+            "Lower the per-label sizes, add rows, or give a separate test file.",
+        )
+    return pool
+
+
+def _test_from_table(task: Task, test_df: pd.DataFrame, taken: set[str],
+                     sample: SampleSpec) -> tuple[pd.DataFrame, list[str]]:
+    """The test rows drawn from a separate table (``taken``: the texts drawn for train and validation), and notes
+    about its labels and about test sentences also drawn for train."""
+    text, lab = task.text_column, task.label_column
+    _require_columns(test_df, [text, lab], what=_test_table(test_df))
+    notes = check_test_labels(task.labels, test_df, lab)
+    keep = test_df[lab].isin(task.labels)
+    if sample.method != "seed_per_label":
+        keep &= ~test_df[text].isin(taken)
+    test_pool = test_df[keep]
+    if test_pool.empty:
+        raise DataError(
+            f"{_test_table(test_df)} has no rows with the task's labels that are not already in train.",
+            f"Its label column {lab!r} must use the same labels: {listing(task.labels)}.",
+        )
+    test = _sample(test_pool, lab, sample.test_per_label, sample.seed, what=f" in {_test_table(test_df, 'the')}",
+                   method=sample.method)
+    shared = int(test[text].isin(taken).sum())
+    if shared:
+        notes.append(f"{shared} test sentence(s) were also drawn for train or validation: the notebook's draw "
+                     "does not leave them out of the test split.")
+    return test, notes
 
 
 def split_fingerprint(df: pd.DataFrame, task: Task) -> str:

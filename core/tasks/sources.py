@@ -126,9 +126,7 @@ def check_task(ref: TaskRef, settings: Settings) -> list[str]:
 def prepare(ref: TaskRef, sample: SampleSpec, settings: Settings) -> tuple[Task, Splits]:
     """Load and sample: the task and its train / validation / test splits."""
     task, train, test = load_tables(ref, settings)
-    splits = make_splits(task, train, test, train_per_label=sample.train_per_label,
-                         val_per_label=sample.val_per_label, test_per_label=sample.test_per_label, seed=sample.seed,
-                         method=sample.method)
+    splits = make_splits(task, train, test, sample)
     return task, splits
 
 

@@ -157,6 +157,19 @@ def validate_table(
             "Pick the column that holds the texts."
         )
     usable = labels[~empty].dropna()
+    n_labels = _check_label_count(usable, label_column, source, min_labels)
+    warnings += notes
+    if not drop_missing_labels:
+        warnings += _marker_warning(usable, label_column)
+    warnings += _row_warnings(texts, labels, (text_column, label_column), max_text_chars)
+    if n_labels > 50:
+        warnings.append(f"{label_column!r} has {n_labels:,} distinct labels: is it really the label column?")
+    return warnings
+
+
+def _check_label_count(usable: pd.Series, label_column: str, source: str, min_labels: int) -> int:
+    """The number of distinct labels of the usable rows; raise DataError when they are too few to classify, or so
+    many that the column looks like ids or free text."""
     n_labels = usable.nunique()
     if n_labels < min_labels:
         raise DataError(
@@ -172,25 +185,27 @@ def validate_table(
             f"Pick the column that holds the classes (a task may have at most {MAX_LABELS:,} labels, "
             "each with several rows).",
         )
-    warnings += notes
-    if not drop_missing_labels:
-        warnings += _marker_warning(usable, label_column)
+    return n_labels
+
+
+def _row_warnings(texts: pd.Series, labels: pd.Series, columns: tuple[str, str], max_text_chars: int) -> list[str]:
+    """Warnings about rows that will be dropped (empty text, no label, duplicates), very long texts and texts with
+    more than one label (``columns``: the text and label column's names)."""
+    text_column, label_column = columns
+    warnings, empty = [], texts == ""
     if n_empty := int(empty.sum()):
         warnings.append(f"{n_empty:,} row(s) have an empty text in {text_column!r}; they will be dropped.")
     if n_missing := int(labels.isna().sum()):
         warnings.append(f"{n_missing:,} row(s) have no label in {label_column!r}; they will be dropped.")
     if n_huge := int((texts.str.len() > max_text_chars).sum()):
-        warnings.append(
-            f"{n_huge:,} text(s) are longer than {max_text_chars:,} characters; they are kept but cost many tokens per call."
-        )
+        warnings.append(f"{n_huge:,} text(s) are longer than {max_text_chars:,} characters; they are kept but cost "
+                        "many tokens per call.")
     pairs = pd.DataFrame({"t": texts, "l": labels})[~empty & labels.notna()]
     if n_dup := int(pairs.duplicated().sum()):
         warnings.append(f"{n_dup:,} duplicate row(s) (same text and label); the copies will be dropped.")
     conflicting = pairs.drop_duplicates().groupby("t")["l"].nunique()
     if n_conflict := int((conflicting > 1).sum()):
         warnings.append(f"{n_conflict:,} text(s) appear with more than one label; check the labels.")
-    if n_labels > 50:
-        warnings.append(f"{label_column!r} has {n_labels:,} distinct labels: is it really the label column?")
     return warnings
 
 

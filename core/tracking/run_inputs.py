@@ -1,5 +1,5 @@
-"""A run's dataset inputs: each split it used, linked as an ``mlflow.data`` dataset (name, digest, schema, size),
-safely when several runs log the same dataset at once."""
+"""A run's inputs: each split it used, linked as an ``mlflow.data`` dataset (name, digest, schema, size), safely
+when several runs log the same dataset at once; the params that describe each model it called (:func:`spec_params`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from core.config.secrets import scrub
+from core.lm.models import ModelSpec, resolve_price
 from core.tasks import Task
 from core.tracking.store import TAG, RunStore, data_lock
 
@@ -71,3 +72,14 @@ def _dataset_inputs(splits: Mapping[str, pd.DataFrame | None], task: Task) -> li
 def _datasets_lock(store: RunStore) -> Any:
     """One writer of datasets at a time on a local store (processes and threads alike); a server serializes itself."""
     return data_lock(store.settings, "datasets", timeout=DATASET_LOCK_S) if store.is_local else contextlib.nullcontext()
+
+
+def spec_params(spec: ModelSpec) -> dict[str, Any]:
+    """Params that describe a model spec (names only: never a key value): what a run logs of each model."""
+    price = resolve_price(spec)
+    return {
+        "model": spec.model, "model_name": spec.name, "provider": spec.provider, "api_base": spec.api_base,
+        "temperature": spec.temperature, "max_tokens": spec.max_tokens, "reasoning_effort": spec.reasoning_effort,
+        "timeout_s": spec.timeout_s, "num_retries": spec.num_retries,
+        "price_input_per_m": price.input_per_m, "price_output_per_m": price.output_per_m, "price_source": price.source,
+    }

@@ -12,13 +12,12 @@ from typing import Any
 import pandas as pd
 
 from core.tasks import label_counts
+from core.tracking.optimizers import evaluates_own_prompt, optimizer_label, uses_second_model
 from core.tracking.store import TAG
 
 EVAL_KINDS = ("baseline", "evaluation")
 # The program kind a run evaluated or optimized (its ``module`` column): one entry per kind.
 MODULE_NAMES = {"predict": "Predict", "cot": "CoT"}
-# What made an optimization run (its ``program`` tag): the optimizers of core.optimize.optimizers.OPTIMIZERS.
-OPTIMIZER_LABELS = {"gepa": "GEPA", "miprov2": "MIPROv2", "fewshot": "Few-shot", "own": "Own prompt"}
 OUTCOMES = ("finished", "capped", "cancelled", "failed", "running", "interrupted")
 # Two numbers, named apart: ``spent_usd`` is a run's SPEND (what the providers billed it; a cache hit is free), on
 # every kind of run; ``cost_per_1k`` (and an evaluation's ``cost_usd``) is the COST OF THE PROGRAM (tokens x price per
@@ -30,8 +29,8 @@ CHART_COLUMNS = [
 ]
 # status reads INTERRUPTED for a run killed or stopped before its end; partial: it did not see all its examples.
 HISTORY_COLUMNS = [
-    "start_time", "kind", "task", "model", "module", "program", "status", "stop_reason", "partial", "degraded", "accuracy",
-    "failed", "failure_rate", "macro_f1", "n", SPEND, "cost_per_1k", "started_by", "run_name", "run_id",
+    "start_time", "kind", "task", "model", "module", "program", "status", "stop_reason", "partial", "degraded",
+    "accuracy", "failed", "failure_rate", "macro_f1", "n", SPEND, "cost_per_1k", "started_by", "run_name", "run_id",
 ]
 RESULT_COLUMNS = ("original_test_accuracy", "optimized_test_accuracy")  # an optimization's paired test results
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"
@@ -132,7 +131,7 @@ def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
     if "optimizer" in df:
         optimizer = df["optimizer"].where(df["optimizer"].notna() & (df["optimizer"].astype(str) != ""), optimizer)
     suffix = [("" if p == "original" else f" · {p}" if o in (None, "gepa") or o != o else " · own prompt"
-               if o == "own" else f" · {p} by {OPTIMIZER_LABELS.get(o, o)}")
+               if evaluates_own_prompt(o) else f" · {p} by {optimizer_label(o)}")
               for p, o in zip(df["program"], optimizer, strict=True)]
     df["label"] = df["model"] + " · " + names + pd.Series(suffix, index=df.index, dtype=object)
     df["ci_low"] = df["accuracy_ci_low"]
@@ -180,8 +179,8 @@ def _optimization_labels(df: pd.DataFrame) -> pd.Series:
 def _setup_labels(df: pd.DataFrame) -> pd.Series:
     """ "<optimizer> · <student> ← <reflection> · <budget>": what an optimization was asked to do."""
     budget = _text(df["budget"], "").map(lambda b: f" · {b}" if b else "")
-    optimizer = _text(df["program"], "gepa").map(lambda p: OPTIMIZER_LABELS.get(p, p))
-    teacher = (" ← " + _text(df["reflection_model"])).where(df["program"].astype(str) != "own", "")
+    optimizer = _text(df["program"], "gepa").map(optimizer_label)
+    teacher = (" ← " + _text(df["reflection_model"])).where(_text(df["program"], "gepa").map(uses_second_model), "")
     return optimizer + " · " + _text(df["model"]) + teacher + budget
 
 
@@ -191,10 +190,10 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
     ``outcome`` (one of OUTCOMES), ``has_results`` (both test accuracies known) and a readable ``run_label``:
     "GEPA · <student> ← <reflection> · <budget> · <before>→<after>" (or "· no test results"), then "· capped",
     "· cancelled" or "· failed" when so. Labels are unique only together with the run id."""
-    columns = ["run_id", "run_label", "program", "model", "reflection_model", "budget", "module", "task", "status", "outcome",
-               "stop_reason", "start_time", "repeat_key", "seed", "student_cost_usd", "reflection_cost_usd", "optimization_cost_usd",
-               SPEND, "cached_calls", "best_val_score", "original_test_accuracy", "optimized_test_accuracy", "original_cost_per_1k",
-               "optimized_cost_per_1k", "has_results"]
+    columns = ["run_id", "run_label", "program", "model", "reflection_model", "budget", "module", "task", "status",
+               "outcome", "stop_reason", "start_time", "repeat_key", "seed", "student_cost_usd", "reflection_cost_usd",
+               "optimization_cost_usd", SPEND, "cached_calls", "best_val_score", "original_test_accuracy",
+               "optimized_test_accuracy", "original_cost_per_1k", "optimized_cost_per_1k", "has_results"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     df = runs[runs["kind"] == "optimization"].copy()
@@ -360,8 +359,8 @@ def seed_note(spread: pd.DataFrame, run_id: str) -> str | None:
             f"{r['optimized'] * 100:.1f} %{', ' + place if place else ''}. Read the range, not one seed.")
 
 
-SWEEP_CELL_COLUMNS = ["student", "optimizer", "budget", "runs", "with_results", "original", "optimized", "optimized_min",
-                      "optimized_max", "gain", "cost_usd"]
+SWEEP_CELL_COLUMNS = ["student", "optimizer", "budget", "runs", "with_results", "original", "optimized",
+                      "optimized_min", "optimized_max", "gain", "cost_usd"]
 
 
 def sweeps_in(runs: pd.DataFrame) -> list[str]:
@@ -380,7 +379,7 @@ def sweep_cells(runs: pd.DataFrame, sweep: str) -> pd.DataFrame:
     opts = optimization_frame(mine)
     if opts.empty:
         return pd.DataFrame(columns=SWEEP_CELL_COLUMNS)
-    opts = opts.assign(optimizer=_text(opts["program"], "gepa").map(lambda p: OPTIMIZER_LABELS.get(p, p)),
+    opts = opts.assign(optimizer=_text(opts["program"], "gepa").map(optimizer_label),
                        student=_text(opts["model"]), budget=_text(opts["budget"], ""),
                        gain=opts["optimized_test_accuracy"] - opts["original_test_accuracy"])
     rows = []

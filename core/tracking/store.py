@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator, Literal, Mapping
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from core.config.errors import StoreError, StudioError
+from core.config.errors import StoreError, StoreUnreachable, unreachable
 from core.config.secrets import scrub
 from core.config.settings import Settings
 from core.tracking.procs import pid_alive
@@ -135,13 +135,25 @@ class RunStore:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             location = (self.settings.artifact_root / task_name).as_uri() if self.is_local else None
-            with data_lock(self.settings):  # two processes starting the first run of a task
-                exp = self.client.get_experiment_by_name(name)
-                exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=location)
+            with data_lock(self.settings):  # two processes of this machine starting the first run of a task
+                exp_id = self._create_experiment(name, location)
         else:
             exp_id = exp.experiment_id
         self._experiments[name] = exp_id
         return exp_id
+
+    def _create_experiment(self, name: str, location: str | None) -> str:
+        """``name``'s id, created unless it exists (a Ray worker elsewhere may create it first: take theirs)."""
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        try:
+            return exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None or exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return exp.experiment_id
 
     # Writing ---------------------------------------------------------------------------------
 
@@ -264,7 +276,8 @@ class RunStore:
             raise StoreError(f"No run {run_id!r} in the store at {self.settings.tracking_uri}.") from exc
 
     def download(self, run_id: str, artifact: str, dst: str | Path) -> Path:
-        """An artifact, downloaded; StoreError when the run lacks it, StoreUnreachable when the store cannot be asked."""
+        """An artifact, downloaded; StoreError when the run lacks it, StoreUnreachable when the store cannot be
+        asked."""
         try:
             return Path(self.client.download_artifacts(run_id, artifact, str(dst)))
         except Exception as exc:
@@ -294,25 +307,6 @@ class RunStore:
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[str]:
         return [a.path for a in self.client.list_artifacts(run_id, path)]
-
-
-class StoreUnreachable(StudioError):
-    """The tracking server cannot be reached (refused, timed out, name unknown): not the same as "no such run"
-    (a StoreError), so it is not a StoreError: code that reads a missing run as "gone" must not read this so."""
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Is ``exc`` (or what it was raised from) a failure to reach the store, not an answer from it?"""
-    import requests
-
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, (ConnectionError, TimeoutError, requests.RequestException)):  # refused, timed out, 5xx
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
 
 
 def _scrub_file(path: Path) -> None:
@@ -393,5 +387,6 @@ def _frame(base: pd.DataFrame, tags: pd.DataFrame, metrics: pd.DataFrame, params
     for col in RUN_COLUMNS:
         if col not in frame.columns:
             frame[col] = pd.Series(dtype="object" if col in TEXT_COLUMNS else "float64", index=frame.index)
-    frame = frame.rename_axis(None).sort_values(["start_time", "run_id"], ascending=[False, True], kind="stable", na_position="last")
+    frame = frame.rename_axis(None).sort_values(["start_time", "run_id"], ascending=[False, True], kind="stable",
+                                                na_position="last")
     return frame[RUN_COLUMNS + sorted(c for c in frame.columns if c not in RUN_COLUMNS)].reset_index(drop=True)

@@ -8,11 +8,13 @@ reads for its Traces tab, and what ``search_traces(run_id=...)`` filters on) and
 evaluation record names). Its one span holds the messages sent and the answer (every configured key scrubbed),
 tokens, cost, latency and the wait for a local server's free slot (``studio.queue_s``, not in the latency).
 
-The hook is a wrapper on the LM (as :func:`core.optimize.guard.guard_lm`): ``lm(...)`` is the one path DSPy's
-adapters take, in whatever thread calls it, so no MLflow run has to be "active" in the calling thread, and the
-history entry DSPy records for the call gives its exact messages, usage and outputs. Traces are exported by
-MLflow's async queue (``MLFLOW_ENABLE_ASYNC_TRACE_LOGGING``, on by default): a call waits about 2 ms for its
-span, the store writes happen in MLflow's threads; :func:`flush` waits for them at the end of a run. A tracing
+The hook is the ``trace`` step of an LM's calls (:mod:`core.lm.call`; :class:`TraceStep`): ``lm(...)`` is the one path
+DSPy's adapters take, in whatever thread calls it, so no MLflow run has to be "active" in the calling thread, and the
+history entry DSPy records for the call gives its exact messages, usage and outputs. The step runs after the call
+guard and the rate limit (a tripped guard leaves no trace; a rate-limit wait is not in the span) and hands each ended
+call to the writer through one method, :meth:`_Binding.record`: it queues the call and returns; the trace is
+built and written in batches by :mod:`core.tracking.trace_writer`'s thread, and :func:`flush` writes the rest at the
+end of a run (a run whose traces could not all be written says how many: metric ``traces_dropped``). A tracing
 error is logged once per run and never fails a call. ``GEPA_STUDIO_TRACES=off`` turns tracing off.
 """
 
@@ -27,19 +29,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import Any, Literal, Protocol
 
 from core.config.errors import ConfigError
 from core.config.secrets import scrub
 from core.config.settings import get_secret
 from core.lm.breaker import classify_failure
-from core.lm.limits.slots import queue_clock
+from core.lm.call import Call, Step, with_step
 from core.lm.models import ModelSpec, Price, api_key_for, build_lm, resolve_price
 from core.tasks import Task
 from core.tracking.run_inputs import DATASET_CONTEXTS as DATASET_CONTEXTS  # re-exported: where they were
 from core.tracking.run_inputs import log_datasets as log_datasets
 from core.tracking.store import TAG, RunStore
+from core.tracking.trace_writer import Trace, flush_all, trace_ids, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ TRACES_ENV = "GEPA_STUDIO_TRACES"
 Role = Literal["student_train", "student_val", "reflection", "judge", "evaluation"]
 ROLES: tuple[Role, ...] = ("student_train", "student_val", "reflection", "judge", "evaluation")
 ROLE_TAG, MODEL_TAG, RUN_TAG, EXAMPLE_TAG = f"{TAG}role", f"{TAG}model", f"{TAG}run_id", f"{TAG}example"
+TRACING_TAG = f"{TAG}tracing"  # on an optimization run: "on" or "off", as its calls were traced or not
 FAILURE_TAG = f"{TAG}failure_kind"  # a failed call's kind, the word its evaluation record uses (FAILURE_KINDS)
 FLUSH_TIMEOUT_S = 120.0  # the longest the end of a run waits for its traces to be written
 _SCAN_LIMIT = 5000  # above this many example texts, an example is found by its field section only
@@ -117,37 +120,29 @@ def _last_user_text(messages: Any) -> str:
     return ""
 
 
-def _ensure_tracking_uri(uri: str) -> None:
-    """Make MLflow's tracer export to this store. It exports to the process's tracking URI as it was when the
-    tracer was set up, so a changed ``MLFLOW_TRACKING_URI`` alone does not move it: setting the URI resets it."""
-    import mlflow
-    from mlflow.tracing.provider import _get_trace_exporter  # no public way to ask where traces go
-
-    exporter = _get_trace_exporter()
-    current = getattr(getattr(exporter, "_client", None), "tracking_uri", None)
-    if mlflow.get_tracking_uri() != uri or (current is not None and current != uri):
-        mlflow.set_tracking_uri(uri)
-
-
 class RunTracer:
     """Writes the traces of one MLflow run's LM calls (see the module's docstring)."""
 
     def __init__(self, store: RunStore, run_id: str, examples: ExampleIndex | None = None) -> None:
-        _ensure_tracking_uri(store.settings.tracking_uri)
         self.run_id = run_id
+        self.writer = writer_for(store.settings.tracking_uri, lambda: store.client)
         self.experiment_id = store.get_run(run_id).info.experiment_id
         self.examples = examples or ExampleIndex()
         self._warned = False
         self._lock = threading.Lock()
+        self._seen: Counter[str] = Counter()  # how often each call came before in this attempt of the run
+
+    def occurrence(self, key: str) -> int:
+        """How many times the call ``key`` came before in this attempt (a resume starts again at 0)."""
+        with self._lock:
+            n = self._seen[key]
+            self._seen[key] = n + 1
+        return n
 
     def lm(self, lm: Any, spec: ModelSpec, role: Role | Callable[[], str]) -> Any:
         """A shallow copy of ``lm`` (same engine, history and cache) whose calls are traced for this run as
         ``role`` (a callable is asked at each call). An LM traced before is re-bound, never traced twice."""
-        traced = copy.copy(lm)
-        if not isinstance(lm, _Traced):
-            traced.__class__ = _traced_class(type(lm))
-        traced._studio_trace = _Binding(self, spec, role)
-        return traced
+        return with_step(copy.copy(lm), TraceStep(_Binding(self, spec, role)))
 
     def failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -172,21 +167,22 @@ class _Binding:
         """JSON-safe ``value`` with every key value scrubbed out."""
         return json.loads(scrub(json.dumps(value, default=str), self.keys))
 
-    def record(self, role: str, call: tuple[tuple[Any, ...], dict[str, Any]], entry: Mapping[str, Any] | None,
-               out: Any, exc: BaseException | None, start_ns: int, queued: float = 0.0) -> None:
+    def record(self, role: str, call: Call, start_ns: int) -> None:
+        """Write the trace of one ended ``call`` (what it was asked, DSPy's history entry, its answer or error, its
+        wait for a server slot) as ``role``, its span starting at ``start_ns``: the one thing :class:`TraceStep`
+        hands over."""
         end_ns = time.time_ns()
-        try:
-            self._write(role, call, entry or {}, out, exc, start_ns, end_ns, queue_clock() - queued)
+        try:  # the call's path ends here: the trace is built and written in the writer's thread
+            self.tracer.writer.submit(self.tracer.run_id, functools.partial(self._build, role, call, start_ns, end_ns))
         except Exception as err:  # noqa: BLE001 - tracing never fails a call
             self.tracer.failed(err)
 
-    def _write(self, role: str, call: tuple[tuple[Any, ...], dict[str, Any]], entry: Mapping[str, Any], out: Any,
-               exc: BaseException | None, start_ns: int, end_ns: int, queue_s: float = 0.0) -> None:
-        import mlflow
-        from mlflow.entities import SpanStatus, SpanStatusCode, SpanType
-        from mlflow.tracing.constant import SpanAttributeKey, TraceMetadataKey
+    def _build(self, role: str, call: Call, start_ns: int, end_ns: int) -> Trace:
+        """The trace of one ended call (in the writer's thread): its messages and answer scrubbed, tokens, cost."""
+        from mlflow.tracing.constant import SpanAttributeKey
 
-        args, kwargs = call
+        args, kwargs, entry = call.args, call.kwargs, call.entry or {}
+        out, exc, queue_s = call.out, call.error, call.queue_s
         messages = entry.get("messages") or kwargs.get("messages") or kwargs.get("prompt") or (args[0] if args else "")
         usage = dict(entry.get("usage") or {})
         inp, outp = usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -210,74 +206,37 @@ class _Binding:
                                                      "total_cost": cost_in + cost_out}
         tags = {ROLE_TAG: role, MODEL_TAG: self.spec.name, RUN_TAG: t.run_id, EXAMPLE_TAG: example,
                 **({FAILURE_TAG: classify_failure(exc)} if exc is not None else {})}
-        span = mlflow.start_span_no_context(
-            name=f"{role} · {self.spec.name}", span_type=SpanType.CHAT_MODEL,
-            inputs=self.clean({"messages": messages}), attributes=attributes, tags=tags,
-            metadata={TraceMetadataKey.SOURCE_RUN: t.run_id}, experiment_id=t.experiment_id, start_time_ns=start_ns)
-        if exc is None:
-            outputs = entry.get("outputs", out)
-            span.set_outputs(self.clean({"outputs": outputs}))
-            span.end(end_time_ns=end_ns)
-        else:
-            message = scrub(f"{type(exc).__name__}: {exc}", self.keys)[:2000]
-            span.set_attribute(f"{TAG}error", message)
-            span.end(status=SpanStatus(SpanStatusCode.ERROR, message), end_time_ns=end_ns)
+        inputs = self.clean({"messages": messages})
+        error = "" if exc is None else scrub(f"{type(exc).__name__}: {exc}", self.keys)[:2000]
+        if error:
+            attributes[f"{TAG}error"] = error
+        # The same call (run, role, model, request, outcome) the n-th time in this process: the same trace id, so a
+        # resumed run that repeats a call an earlier attempt traced does not trace it twice.
+        key = json.dumps([t.run_id, role, self.spec.name, exc is None, inputs], sort_keys=True, default=str)
+        trace_id, span_id = trace_ids(f"{key}#{t.occurrence(key)}")
+        return Trace(trace_id=trace_id, span_id=span_id, experiment_id=t.experiment_id, run_id=t.run_id,
+                     name=f"{role} · {self.spec.name}", start_ns=start_ns, end_ns=end_ns, ok=exc is None,
+                     inputs=inputs, outputs=self.clean({"outputs": entry.get("outputs", out)}) if exc is None else None,
+                     attributes=attributes, tags=tags, error=error, usage=attributes[SpanAttributeKey.CHAT_USAGE],
+                     cost=attributes.get(SpanAttributeKey.LLM_COST, {}))
 
 
-_CAPTURE: ContextVar[list[Mapping[str, Any]] | None] = ContextVar("studio_trace_capture", default=None)
+class TraceStep(Step):
+    """A call's ``trace`` step (:mod:`core.lm.call`: after the guard and the rate limit, before a server's slot gate):
+    notes the role and the time as the call starts; once it ended, hands it to the writer (:meth:`_Binding.record`)."""
 
+    name = "trace"
 
-class _Traced:
-    """Mixed in before an LM's own class: every call becomes a trace (see the module's docstring)."""
+    def __init__(self, binding: _Binding) -> None:
+        self.binding = binding
 
-    _studio_trace: _Binding
+    def start(self, call: Call) -> None:
+        call.notes[self.name] = (self.binding.role(), time.time_ns())
 
-    def _studio_skip(self) -> bool:
-        guard = getattr(self, "_studio_guard", None)  # a tripped guard fails the call before it is made
-        return guard is not None and guard.tripped
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        binding = self._studio_trace
-        if self._studio_skip():
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
-        role, slot, start, queued = binding.role(), [], time.time_ns(), queue_clock()
-        token = _CAPTURE.set(slot)
-        try:
-            out = super().__call__(*args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            _CAPTURE.reset(token)
-            binding.record(role, (args, kwargs), slot[-1] if slot else None, None, exc, start, queued)
-            raise
-        _CAPTURE.reset(token)
-        binding.record(role, (args, kwargs), slot[-1] if slot else None, out, None, start, queued)
-        return out
-
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        binding = self._studio_trace
-        if self._studio_skip():
-            return await super().acall(*args, **kwargs)  # type: ignore[misc]
-        role, slot, start, queued = binding.role(), [], time.time_ns(), queue_clock()
-        token = _CAPTURE.set(slot)
-        try:
-            out = await super().acall(*args, **kwargs)  # type: ignore[misc]
-        except Exception as exc:
-            _CAPTURE.reset(token)
-            binding.record(role, (args, kwargs), slot[-1] if slot else None, None, exc, start, queued)
-            raise
-        _CAPTURE.reset(token)
-        binding.record(role, (args, kwargs), slot[-1] if slot else None, out, None, start, queued)
-        return out
-
-    def update_history(self, entry: Mapping[str, Any]) -> None:
-        slot = _CAPTURE.get()
-        if slot is not None:
-            slot.append(entry)  # DSPy records the call here, in the calling thread, before the call returns
-        super().update_history(entry)  # type: ignore[misc]
-
-
-@functools.lru_cache(maxsize=None)
-def _traced_class(cls: type) -> type:
-    return type(f"Traced{cls.__name__}", (_Traced, cls), {})
+    def end(self, call: Call) -> None:
+        if call.ended:
+            role, start_ns = call.notes[self.name]
+            self.binding.record(role, call, start_ns)
 
 
 # What the runs call ------------------------------------------------------------------------------
@@ -297,16 +256,21 @@ def evaluation_lm(store: RunStore, run_id: str, spec: ModelSpec, lm: Any, texts:
         return lm
 
 
-def trace_optimization(store: RunStore, run_id: str, task: Task, train: Sequence[Any], val: Sequence[Any] | None,
+def trace_optimization(store: RunStore, run_id: str, task: Task, examples: tuple[Sequence[Any], Sequence[Any] | None],
                        lms: tuple[Any, Any], specs: tuple[ModelSpec, ModelSpec],
                        roles: RoleSource | None = None) -> tuple[Any, Any]:
     """The student and reflection LMs of a GEPA run with their calls traced: the student's role (train minibatch
     or validation) and the reflection model's (reflection or judge) come from ``roles``; the example is found
-    among ``train`` / ``val`` (GEPA's ids: positions in them; no ``val``: GEPA validates on ``train``)."""
-    if not tracing_enabled():
+    among ``examples``, the run's train and val (GEPA's ids: positions in them; no val: GEPA validates on train)."""
+    on = tracing_enabled()
+    try:  # the run's own record of whether it was traced (the Optimization page reads it, not today's setting)
+        store.set_tags(run_id, {TRACING_TAG: "on" if on else "off"})
+    except Exception as exc:  # noqa: BLE001 - a run without the tag is still a run
+        logger.warning("could not tag optimization %s with its tracing: %s", run_id, scrub(str(exc))[:500])
+    if not on:
         return lms
     try:
-        field = task.input_field
+        field, (train, val) = task.input_field, examples
         texts = {"train": [str(ex[field]) for ex in train]}
         texts["val"] = [str(ex[field]) for ex in val] if val else texts["train"]
         tracer = RunTracer(store, run_id, ExampleIndex(texts))
@@ -319,27 +283,13 @@ def trace_optimization(store: RunStore, run_id: str, task: Task, train: Sequence
 
 
 def flush(timeout_s: float = FLUSH_TIMEOUT_S) -> None:
-    """Wait (at most ``timeout_s``) until MLflow has written the traces queued so far: a finished run shows
-    them. What is still queued then is written in the background (and at the latest when the process exits)."""
+    """Write the traces submitted so far (waiting at most ``timeout_s``): a finished run shows them. A run some of
+    whose traces could not be written gets metric ``traces_dropped`` and tag ``studio.traces_dropped`` (the count and
+    why). What is still queued after ``timeout_s`` is written in the background (at the latest at exit)."""
     try:
-        if not tracing_enabled():
-            return
-    except ConfigError:
-        return  # the run that reads the setting says what is wrong with it
-
-    def run() -> None:
-        try:
-            import mlflow
-
-            mlflow.flush_trace_async_logging()
-        except Exception as exc:  # noqa: BLE001 - the traces are an extra
-            logger.warning("could not flush MLflow traces: %s", scrub(str(exc))[:500])
-
-    worker = threading.Thread(target=run, name="trace-flush", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        logger.warning("MLflow traces still being written after %.0f s; they are written in the background", timeout_s)
+        flush_all(timeout_s)
+    except Exception as exc:  # noqa: BLE001 - the traces are an extra
+        logger.warning("could not flush MLflow traces: %s", scrub(str(exc))[:500])
 
 
 # Counts -----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Which backend runs jobs: local processes unless a Ray cluster is named (the environment, secrets.toml or the Home
-page's saved address); choosing one calls no cluster, and a cluster with a local MLflow file is refused at submission."""
+page's saved address); choosing one calls no cluster, and a cluster with a local MLflow file is refused at
+submission."""
 
 import os
 import sys

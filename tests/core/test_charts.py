@@ -36,15 +36,18 @@ def _assert_empty(fig: go.Figure, text: str = "No runs yet") -> None:
 
 
 def _bars(fig: go.Figure) -> dict[str, dict]:
-    """label -> {y, high, low, color, pattern, line, hover, trace} over the accuracy bar traces (one per program kind)."""
+    """label -> {y, high, low, color, pattern, line, hover, trace} over the accuracy bar traces (one per program
+    kind)."""
     out = {}
     for trace in fig.data:
         if trace.type != "bar" or trace.name == "failed":
             continue
-        y = np.asarray(trace.y, dtype=float)
-        for i, label in enumerate(trace.x):
-            out[label] = {"y": y[i], "high": y[i] + np.asarray(trace.error_y.array)[i],
-                          "low": y[i] - np.asarray(trace.error_y.arrayminus)[i], "color": trace.marker.color[i],
+        horizontal = trace.orientation == "h"  # accuracy along x, one row per run
+        y = np.asarray(trace.x if horizontal else trace.y, dtype=float)
+        error = trace.error_x if horizontal else trace.error_y
+        for i, label in enumerate(trace.y if horizontal else trace.x):
+            out[label] = {"y": y[i], "high": y[i] + np.asarray(error.array)[i],
+                          "low": y[i] - np.asarray(error.arrayminus)[i], "color": trace.marker.color[i],
                           "pattern": trace.marker.pattern.shape, "line": trace.marker.line.width[i],
                           "hover": trace.hovertext[i], "trace": trace.name}
     return out
@@ -56,9 +59,9 @@ def _first(value):
 
 
 def _labels(fig: go.Figure) -> dict[str, tuple[float, str]]:
-    """label -> (y, text) of the text trace that carries "45.0% / n=60" above each bar."""
+    """label -> (accuracy position, text) of the text trace that carries "45.0% · n=60" beside each bar."""
     trace = next(t for t in fig.data if t.name == "labels")
-    return dict(zip(trace.x, zip(np.asarray(trace.y, dtype=float), trace.text, strict=True), strict=True))
+    return dict(zip(trace.y, zip(np.asarray(trace.x, dtype=float), trace.text, strict=True), strict=True))
 
 
 def test_model_colors_are_stable_and_distinct():
@@ -76,21 +79,23 @@ def test_accuracy_bars_sorted_with_asymmetric_error_bars():
     fig = charts.accuracy_bars(runs)
     pd.testing.assert_frame_equal(runs, before)
     expected = runs.sort_values("accuracy", ascending=False)
-    assert list(fig.layout.xaxis.categoryarray) == expected["label"].tolist()
+    assert list(fig.layout.yaxis.categoryarray) == expected["label"].tolist()
+    assert fig.layout.yaxis.autorange == "reversed"  # the best at the top
     bars = _bars(fig)
     assert set(bars) == set(runs["label"])
     for row in expected.to_dict("records"):
         bar = bars[row["label"]]
         assert bar["y"] == pytest.approx(row["accuracy"] * 100)
         assert (bar["low"], bar["high"]) == pytest.approx((row["ci_low"] * 100, row["ci_high"] * 100))
-    assert all(t.error_y.symmetric is False for t in fig.data if t.type == "bar")
-    assert fig.layout.yaxis.range[0] == 0 and list(fig.layout.yaxis.tickvals)[-1] == 100
-    assert "%" in fig.layout.yaxis.title.text
+    assert all(t.error_x.symmetric is False and t.orientation == "h" for t in fig.data if t.type == "bar")
+    assert fig.layout.xaxis.range[0] == 0 and list(fig.layout.xaxis.tickvals)[-1] == 100
+    assert "%" in fig.layout.xaxis.title.text
     # Same model, same color; the program is the pattern, with a legend entry per program.
     assert bars["claude-sonnet · original"]["color"] == bars["claude-sonnet · optimized"]["color"]
     assert bars["claude-sonnet · original"]["color"] != bars["gpt-oss-20b · original"]["color"]
     assert bars["claude-sonnet · original"]["pattern"] != bars["claude-sonnet · optimized"]["pattern"]
-    assert sorted(t.name for t in fig.data if t.type == "bar" and t.showlegend is not False) == ["optimized", "original"]
+    legend = sorted(t.name for t in fig.data if t.type == "bar" and t.showlegend is not False)
+    assert legend == ["optimized", "original"]
     assert "84.0%" in bars["gpt-oss-20b · optimized"]["hover"]
 
 
@@ -356,30 +361,27 @@ def _runs_with_failures() -> pd.DataFrame:
     return runs
 
 
-def test_accuracy_bars_stack_a_hatched_failed_segment_with_counts_by_kind():
+def test_accuracy_bars_draw_failed_runs_at_their_accuracy_with_a_cross_and_the_count():
     runs = _runs_with_failures()
     before = runs.copy(deep=True)
     fig = charts.accuracy_bars(runs)
     pd.testing.assert_frame_equal(runs, before)
-    assert fig.layout.barmode == "stack"
-    failed = next(t for t in fig.data if t.name == "failed")
+    assert not any(t.type == "bar" and t.name == "failed" for t in fig.data)  # no bar of failures on the axis
     order = runs.sort_values("accuracy", ascending=False)
-    assert list(failed.x) == order["label"].tolist()
-    # Accuracy counts failures as wrong: the bar is correct / n, the failed segment sits on top of it.
     bars = _bars(fig)
     np.testing.assert_allclose([bars[lab]["y"] for lab in order["label"]], order["accuracy"] * 100)
-    np.testing.assert_allclose(np.asarray(failed.y, dtype=float), order["failed"].fillna(0) / order["n"] * 100)
-    assert failed.marker.pattern.shape not in {b["pattern"] for b in bars.values()}
+    cross = next(t for t in fig.data if t.name == "failed")
+    assert list(cross.y) == ["claude-sonnet · original"] and list(cross.x) == [86.0]  # the degraded run only
     texts = {lab: text for lab, (_, text) in _labels(fig).items()}
-    assert texts["claude-sonnet · original"].endswith("<br>6 failed · DEGRADED")
+    assert texts["claude-sonnet · original"].endswith("<br>\u26a0 6 failed · DEGRADED")
     assert texts["gpt-oss-20b · optimized"].endswith("<br>1 failed")
     assert "failed" not in texts["gpt-oss-20b · original"] + texts["claude-sonnet · optimized"]
     hover = {lab: bar["hover"] for lab, bar in bars.items()}
     assert "DEGRADED" in hover["claude-sonnet · original"]
-    assert "6 failed (12.0%): rate_limit 4, timeout 2" in hover["claude-sonnet · original"]
+    assert "6 failed (12.0%): 4 rate-limited, 2 timed out" in hover["claude-sonnet · original"]
     assert "accuracy of the answered 97.7%" in hover["claude-sonnet · original"]  # 43 right of 44 answered
     assert "answered" not in hover["gpt-oss-20b · original"]
-    assert "1 failed (2.0%): parse 1" in hover["gpt-oss-20b · optimized"]
+    assert "1 failed (2.0%): 1 not a label" in hover["gpt-oss-20b · optimized"]
     assert "no failures" in hover["gpt-oss-20b · original"]
     assert "failed" not in hover["claude-sonnet · optimized"]  # an older run: unknown, not "no failures"
     assert bars["claude-sonnet · original"]["line"] > 0 and bars["gpt-oss-20b · optimized"]["line"] == 0
@@ -397,7 +399,7 @@ def test_accuracy_vs_cost_says_failures_and_marks_degraded_points():
     fig = charts.accuracy_vs_cost(runs)
     claude = [t for t in fig.data if t.name.startswith("claude-sonnet")]
     hover = {t.name: t.hovertext[0] for t in claude}
-    assert "6 failed (12.0%): rate_limit 4, timeout 2" in hover["claude-sonnet · original"]
+    assert "6 failed (12.0%): 4 rate-limited, 2 timed out" in hover["claude-sonnet · original"]
     assert "DEGRADED" in hover["claude-sonnet · original"] and "DEGRADED" not in hover["claude-sonnet · optimized"]
     symbols = {t.name: _first(t.marker.symbol) for t in claude}
     assert symbols == {"claude-sonnet · original": "circle-x-open", "claude-sonnet · optimized": "circle"}
@@ -417,7 +419,8 @@ def test_with_failures_takes_columns_by_run_id_and_marks_older_runs_unknown():
 
 
 def test_failure_text():
-    assert charts.failure_text(12, 50, {"rate_limit": 7, "timeout": 5}) == "12 failed (24.0%): rate_limit 7, timeout 5"
+    assert charts.failure_text(12, 50, {"rate_limit": 7, "timeout": 5}) == (
+        "12 failed (24.0%): 7 rate-limited, 5 timed out")
     assert charts.failure_text(3.0) == "3 failed"
     assert charts.failure_text(0, 50) == "no failures"
     assert charts.failure_text(np.nan, 50) == ""
@@ -491,12 +494,12 @@ def test_bar_labels_sit_above_the_whisker_tops():
     fig = charts.accuracy_bars(runs)
     bars, labels = _bars(fig), _labels(fig)
     text = next(t for t in fig.data if t.name == "labels")
-    assert text.mode == "text" and text.textposition == "top center"
-    for label, (y, words) in labels.items():
-        assert y >= bars[label]["high"] - 1e-9 and y >= bars[label]["y"]
+    assert text.mode == "text" and text.textposition == "middle right"  # on the bar's own row: never overlapping
+    for label, (x, words) in labels.items():
+        assert x >= bars[label]["high"] - 1e-9 and x >= bars[label]["y"]
         assert words.startswith(f"{bars[label]['y']:.1f}%") and "n=60" in words
     assert all(t.text is None for t in fig.data if t.type == "bar")  # no text on the bars or whiskers
-    assert fig.layout.yaxis.range[1] > 100  # room for the label above a 100 % bar
+    assert fig.layout.xaxis.range[1] > 100  # room for the label beside a 100 % bar
 
 
 def test_single_point_gets_sensible_axes():
@@ -560,7 +563,8 @@ def test_break_even_headline_claims_pay_back_only_when_not_significantly_worse()
     fine = _trade(27, [*range(3, 27), 40])  # 45.0% -> 41.7%, not significant
     fig = charts.break_even_chart(0.5, 2.0, 0.2, trade_off=fine)
     be = stats.break_even_predictions(0.5, 2.0, 0.2)
-    assert fig.layout.title.text == f"Pays back after {be:,.0f} predictions, at 3.3 points lower accuracy (not significant)"
+    assert fig.layout.title.text == (f"Pays back after {be:,.0f} predictions, at 3.3 points lower accuracy (not "
+                                     "significant)")
     assert "paired 95% interval" in fig.layout.title.subtitle.text
 
     better = _trade(19, list(range(27)))

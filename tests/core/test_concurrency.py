@@ -22,6 +22,7 @@ from core.jobs import JobManager
 from core.tracking.store import RunStore, lock_path
 from tests.scenario import write_csv
 
+pytestmark = pytest.mark.fresh_store  # the first use of a store is what these tests race on
 ROOT = Path(__file__).resolve().parents[2]
 N = 4
 

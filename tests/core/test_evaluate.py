@@ -3,7 +3,7 @@
 import pytest
 
 from core.config.errors import ProviderError
-from core.evaluation.evaluate import evaluate, read_records
+from core.evaluation.evaluate import EvalOptions, evaluate, read_records
 from core.lm.models import ModelSpec, openai_compatible
 from core.program.program import make_program, to_examples
 from core.tasks import table_task
@@ -25,7 +25,7 @@ def priced(stub, **kw):
 
 def test_accuracy_records_and_exact_cost(stub, task_and_examples):
     task, examples = task_and_examples
-    res = evaluate(make_program(task), priced(stub), examples, task, threads=4, cache=False)
+    res = evaluate(make_program(task), priced(stub), examples, task, EvalOptions(threads=4, cache=False))
     m = res.metrics
     assert m["n"] == 20 and m["accuracy"] == 1.0 and m["macro_f1"] == 1.0
     assert 0.8 < m["accuracy_ci_low"] < 1.0 and m["accuracy_ci_high"] == 1.0
@@ -55,7 +55,7 @@ def test_failures_are_failed_outcomes_with_kinds_not_wrong_answers(stub, task_an
         return keyword_classifier(model, messages, body)
 
     stub.responder = flaky
-    res = evaluate(make_program(task), priced(stub, num_retries=0), examples, task, threads=4, cache=False)
+    res = evaluate(make_program(task), priced(stub, num_retries=0), examples, task, EvalOptions(threads=4, cache=False))
     recs = res.records.set_index("text")
     server_err = recs.loc["Patients in cohort 2 were randomized to drug B or placebo."]
     assert not server_err["correct"] and "upstream exploded" in server_err["error"]
@@ -74,7 +74,7 @@ def test_systemic_failure_raises_a_provider_error(stub, task_and_examples):
     task, examples = task_and_examples
     with pytest.raises(ProviderError, match="the first 3 calls all failed") as err:
         evaluate(make_program(task), openai_compatible("x", "no-such-model", stub.base_url), examples, task,
-                 threads=2, cache=False)
+                 EvalOptions(threads=2, cache=False))
     assert err.value.kind == "not_found"
 
 
@@ -86,14 +86,16 @@ def test_records_stream_to_disk_and_resume_skips_done(stub, task_and_examples, t
     def stop_after_8():
         return len(seen) >= 8
 
-    part = evaluate(make_program(task), priced(stub), examples, task, threads=1, cache=False, records_path=path,
-                    on_record=lambda d, t, r: seen.append(r.idx), should_stop=stop_after_8)
+    part = evaluate(make_program(task), priced(stub), examples, task,
+                    EvalOptions(threads=1, cache=False, records_path=path,
+                    on_record=lambda d, t, r: seen.append(r.idx), should_stop=stop_after_8))
     assert part.metrics["complete"] == 0.0 and len(read_records(path)) == len(part.records) >= 8
     with open(path, "a") as fh:
         fh.write('{"idx": 99, "text": "torn li')  # a killed process can leave half a line
     stub.reset()
-    full = evaluate(make_program(task), priced(stub), examples, task, threads=4, cache=False, records_path=path,
-                    resume=True)
+    full = evaluate(make_program(task), priced(stub), examples, task,
+                    EvalOptions(threads=4, cache=False, records_path=path,
+                    resume=True))
     assert full.metrics["complete"] == 1.0 and full.metrics["n"] == 20
     assert len(stub.chat_requests()) == 20 - len(part.records)
     assert sorted(full.records["idx"]) == list(range(20))
@@ -102,19 +104,20 @@ def test_records_stream_to_disk_and_resume_skips_done(stub, task_and_examples, t
 def test_repeat_hits_the_cache_and_spends_nothing(stub, task_and_examples):
     task, examples = task_and_examples
     spec = priced(stub, temperature=0.0)
-    first = evaluate(make_program(task), spec, examples, task, threads=4, cache=True)
+    first = evaluate(make_program(task), spec, examples, task, EvalOptions(threads=4, cache=True))
     calls = len(stub.chat_requests())
-    second = evaluate(make_program(task), spec, examples, task, threads=4, cache=True)
+    second = evaluate(make_program(task), spec, examples, task, EvalOptions(threads=4, cache=True))
     assert len(stub.chat_requests()) == calls  # 0 new LM calls
     assert second.metrics["cached"] == 20 and second.metrics["spent_usd"] == 0.0
     assert second.metrics["accuracy"] == first.metrics["accuracy"]
-    off = evaluate(make_program(task), spec, examples, task, threads=4, cache=False)
+    off = evaluate(make_program(task), spec, examples, task, EvalOptions(threads=4, cache=False))
     assert len(stub.chat_requests()) == calls + 20 and off.metrics["cached"] == 0
 
 
 def test_answer_not_a_label_is_recorded(stub, task_and_examples):
     task, examples = task_and_examples
     stub.responder = lambda model, messages, body: chat_answer("target", "SUMMARY")
-    res = evaluate(make_program(task), priced(stub, num_retries=0), examples[:3], task, threads=1, cache=False)
+    res = evaluate(make_program(task), priced(stub, num_retries=0), examples[:3], task,
+                   EvalOptions(threads=1, cache=False))
     assert res.metrics["accuracy"] == 0.0 and (res.records["error_kind"] == "parse").all()
     assert res.records["raw_output"].str.contains("SUMMARY").all()

@@ -16,7 +16,7 @@ import pytest
 
 from core.analytics import stats
 from core.evaluation.baseline import outcomes_table, run_baselines
-from core.evaluation.evaluate import evaluate, read_records
+from core.evaluation.evaluate import EvalOptions, evaluate, read_records
 from core.jobs import JobManager
 from core.jobs.worker import execute
 from core.lm.breaker import FAILURE_KINDS, BreakerTripped
@@ -66,7 +66,8 @@ def run_cli(*args, timeout=240, **popen):
 def test_each_fault_ends_failed_with_its_kind(stub, scenario, no_breaker, fault, kind, message):
     task, examples = scenario
     stub.faults = Faults(**{fault: 1.0})
-    res = evaluate(make_program(task), spec_for(stub, num_retries=0), examples[:4], task, threads=2, cache=False)
+    res = evaluate(make_program(task), spec_for(stub, num_retries=0), examples[:4], task,
+                   EvalOptions(threads=2, cache=False))
     recs = res.records
     assert (recs["outcome"] == "failed").all() and (recs["error_kind"] == kind).all()
     assert recs["error"].str.contains(message).all(), recs["error"].tolist()
@@ -81,7 +82,8 @@ def test_each_fault_ends_failed_with_its_kind(stub, scenario, no_breaker, fault,
 def test_a_share_of_server_errors_fails_only_those_examples(stub, scenario, no_breaker):
     task, examples = scenario
     stub.faults = Faults(server_error=0.4, seed=3)
-    res = evaluate(make_program(task), spec_for(stub, num_retries=0), examples, task, threads=4, cache=False)
+    res = evaluate(make_program(task), spec_for(stub, num_retries=0), examples, task,
+                   EvalOptions(threads=4, cache=False))
     served_ok = len(stub.chat_requests()) - res.metrics["failed"]
     assert 0 < res.metrics["failed"] < 20 and res.metrics["failed_server_error"] == res.metrics["failed"]
     assert res.metrics["correct"] == served_ok == res.metrics["answered"]  # every answer the stub gave was right
@@ -92,7 +94,8 @@ def test_rate_limits_are_retried_after_retry_after(stub, scenario):
     task, examples = scenario
     stub.faults = Faults(rate_limit=0.3, retry_after_s=0.3, seed=1)
     # One thread: the seeded draws reach the examples in a fixed order, so the run is repeatable.
-    res = evaluate(make_program(task), spec_for(stub, num_retries=4), examples, task, threads=1, cache=False)
+    res = evaluate(make_program(task), spec_for(stub, num_retries=4), examples, task,
+                   EvalOptions(threads=1, cache=False))
     recs = res.records
     assert (recs["outcome"] == "correct").all() and res.metrics["failed"] == 0
     retried = recs[recs["attempts"] > 1]
@@ -104,7 +107,8 @@ def test_rate_limits_are_retried_after_retry_after(stub, scenario):
 def test_retries_that_run_out_are_counted_as_that_kind(stub, scenario, no_breaker):
     task, examples = scenario
     stub.faults = Faults(rate_limit=1.0, retry_after_s=0.05)
-    res = evaluate(make_program(task), spec_for(stub, num_retries=2), examples[:3], task, threads=3, cache=False)
+    res = evaluate(make_program(task), spec_for(stub, num_retries=2), examples[:3], task,
+                   EvalOptions(threads=3, cache=False))
     assert (res.records["attempts"] == 3).all() and len(stub.chat_requests()) == 9
     assert res.metrics["failed_rate_limit"] == 3 and (res.records["error"].str.contains("Rate limit")).all()
 
@@ -116,7 +120,8 @@ def test_a_provider_that_dies_stops_the_run_fast_and_keeps_its_records(stub, sce
     path = tmp_path / "records.jsonl"
     start = time.perf_counter()
     with pytest.raises(BreakerTripped) as err:
-        evaluate(make_program(task), spec_for(stub), examples, task, threads=4, cache=False, records_path=path)
+        evaluate(make_program(task), spec_for(stub), examples, task,
+                 EvalOptions(threads=4, cache=False, records_path=path))
     took = time.perf_counter() - start
     assert stub.dead and took < 10, took  # retries back off 1 s, 2 s: far from 100 x 3 attempts
     assert err.value.kind == "unreachable" and "Connection refused" in str(err.value) and "stub" in str(err.value)
@@ -131,7 +136,8 @@ def test_a_hanging_provider_stops_the_run_without_waiting_for_every_timeout(scen
     with StubLLMServer(faults=Faults(timeout=1.0, hang_s=20)) as stub:
         start = time.perf_counter()
         with pytest.raises(BreakerTripped) as err:
-            evaluate(make_program(task), spec_for(stub, timeout_s=1.0), examples * 3, task, threads=8, cache=False)
+            evaluate(make_program(task), spec_for(stub, timeout_s=1.0), examples * 3, task,
+                     EvalOptions(threads=8, cache=False))
         took = time.perf_counter() - start
     assert err.value.kind == "timeout" and "timed out" in str(err.value)
     assert took < 8, took  # first attempts time out at 1 s, their retries at 3 s: stopped then (45 s without)

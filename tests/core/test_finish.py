@@ -29,6 +29,7 @@ def frame_row(store, run_id):
     return opts[opts["run_id"] == run_id].iloc[0]
 
 
+@pytest.mark.slow
 def test_a_capped_run_gets_its_test_evaluations_with_the_finish_job(settings, ref, stub):
     stub.responder = gepa_responder
     backend = InlineBackend(None)  # real HTTP to the stub, in this process
@@ -37,7 +38,8 @@ def test_a_capped_run_gets_its_test_evaluations_with_the_finish_job(settings, re
     job = manager.get(manager.submit_optimization(http_config(ref, stub, max_metric_calls=60, max_cost_usd=0.002)))
     store = RunStore(settings)
     run = store.get_run(job.run_id)
-    assert job.state == "cancelled" and job.error == run.data.tags["studio.stop_reason"] == "spending cap $0.002 reached"
+    assert job.state == "cancelled"
+    assert job.error == run.data.tags["studio.stop_reason"] == "spending cap $0.002 reached"
     assert run.info.status == "KILLED" and not set(RESULTS) & set(run.data.metrics)
     assert manager.progress(job.id)["metric_calls_used"] < 60
     row = frame_row(store, job.run_id)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from core.evaluation.evaluate import evaluate
+from core.evaluation.evaluate import EvalOptions, evaluate
 from core.lm.models import ModelSpec, Price, build_lm, resolve_price
 from core.optimize.progress import CostMeter
 from core.program.program import make_program, to_examples
@@ -68,7 +68,7 @@ def test_record_cost_is_server_tokens_times_both_prices(stub, task_and_examples)
     task, examples = task_and_examples
     ledger = ServerLedger()
     stub.responder = ledger
-    res = evaluate(make_program(task), priced(stub), examples, task, threads=4, cache=False)
+    res = evaluate(make_program(task), priced(stub), examples, task, EvalOptions(threads=4, cache=False))
     server_in, server_out = ledger.tokens()
     assert len(ledger.calls) == 20 and server_out > 0
     m = res.metrics
@@ -91,10 +91,10 @@ def test_a_cached_rerun_reports_list_price_but_spends_nothing(stub, task_and_exa
     ledger = ServerLedger()
     stub.responder = ledger
     spec = priced(stub, temperature=0.0)
-    first = evaluate(make_program(task), spec, examples, task, threads=4, cache=True)
+    first = evaluate(make_program(task), spec, examples, task, EvalOptions(threads=4, cache=True))
     server_in, server_out = ledger.tokens()
     assert len(ledger.calls) == 20
-    second = evaluate(make_program(task), spec, examples, task, threads=4, cache=True)
+    second = evaluate(make_program(task), spec, examples, task, EvalOptions(threads=4, cache=True))
     assert len(ledger.calls) == 20  # every answer came from the cache
     list_price = usd(server_in, server_out)
     for run, spent in ((first, list_price), (second, 0.0)):

@@ -86,6 +86,7 @@ def assert_cancelled_with_best_program(manager: JobManager, job_id: str, calls_a
     assert store.list_runs(kind="evaluation", job_id=job_id).empty  # no test evaluation after a cancel
 
 
+@pytest.mark.slow
 def test_cancel_through_the_job_manager_stops_a_running_job(settings, ref):
     """Bugs guarded: ``JobManager.cancel`` doing nothing for a running job, and the optimization ignoring the
     registry's cancel flag (``ctx.should_stop`` -> ``JobManager.cancel_requested``). The job runs on a thread

@@ -31,7 +31,7 @@ class Parked:
 
 
 def test_every_kind_is_one_table_entry():
-    assert set(KINDS) == {"optimize", "baseline", "finish", "notebook", "sweep"}
+    assert set(KINDS) == {"optimize", "baseline", "finish", "notebook", "sweep", "repeat"}
     assert KINDS["sweep"].resumable and KINDS["sweep"].group is not None  # a group: runs no process
     assert KINDS["optimize"].resumable and KINDS["baseline"].resumable
     assert not KINDS["finish"].resumable  # a stopped finish job is submitted again, not resumed

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from core.config.errors import ConfigError, ModelError
+from core.lm.call import Step, steps_of, with_step
 from core.lm.limits import Bucket, Limiter, achieved_rate, forget_limiters, limit_key, limiter, reserve, settle
 from core.lm.limits.gcra import LIMIT_MEMORY_S, TOKEN_BURST_S
-from core.lm.limits.lm import _Limited
 from core.lm.limits.stores import FileStore, MemoryStore
 from core.lm.models import ModelSpec, build_lm
 from tests.stub_server import StubLLMServer, keyword_classifier
@@ -44,8 +44,8 @@ def test_calls_arriving_together_are_spaced_at_60_over_rpm():
     gaps = [b - a for a, b in zip(goes, goes[1:], strict=False)]
     assert min(gaps) == pytest.approx(0.1) and max(gaps) == pytest.approx(0.1)
     assert achieved_rate(goes) == pytest.approx(rpm, rel=0.01)
-    assert bucket.stats() == {"calls": 200, "waits": 199, "waited_s": pytest.approx(sum(g - 100 for g in goes), abs=1e-3),
-                              "rpm": 600, "tpm": None}
+    assert bucket.stats() == {"calls": 200, "waits": 199,
+                              "waited_s": pytest.approx(sum(g - 100 for g in goes), abs=1e-3), "rpm": 600, "tpm": None}
 
 
 def test_four_simulated_workers_hold_the_rate_within_one_percent():
@@ -189,8 +189,9 @@ print(json.dumps(out))
 def test_the_file_store_holds_rpm_across_two_processes(tmp_path):
     db, start = tmp_path / "limits.db", time.time() + 2.0  # both children start booking at about the same time
     FileStore(db)
-    procs = [subprocess.Popen([sys.executable, "-c", f"import time; time.sleep(max(0, {start} - time.time()))\n" + CHILD,
-                               str(db), str(start + 6.0)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c",
+                               f"import time; time.sleep(max(0, {start} - time.time()))\n" + CHILD, str(db),
+                               str(start + 6.0)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     assert all(outs), "each process made calls"
@@ -221,7 +222,7 @@ def test_an_lm_with_rpm_holds_it_across_four_threads_against_the_stub(monkeypatc
         spec = ModelSpec("stub", "openai/stub-small", provider="openai-compatible", api_base=server.base_url,
                          api_key_env="STUDIO_TEST_KEY", rpm=300, max_tokens=20)
         lm = build_lm(spec, cache=False)
-        assert isinstance(lm, _Limited) and limiter().kind == "memory"
+        assert "limit" in steps_of(lm) and limiter().kind == "memory"
         until = time.time() + 4.0
 
         def work(i: int) -> None:
@@ -246,25 +247,20 @@ def test_an_lm_with_rpm_holds_it_across_four_threads_against_the_stub(monkeypatc
 
 
 def test_the_limit_survives_copies_and_tracing_and_tokens_settle(stub):
-    from core.tracking.tracing import _traced_class
-
     spec = ModelSpec("stub", "openai/stub-small", provider="openai-compatible", api_base=stub.base_url, tpm=6000,
                      max_tokens=100)
     lm = build_lm(spec, cache=False)
     recorded = []
 
-    class Binding:  # the part of a tracing binding that a traced call uses
-        def role(self):
-            return "evaluation"
+    class Recording(Step):  # a trace step that keeps what the writer would get
+        name = "trace"
 
-        def record(self, role, call, entry, out, exc, start, queued=0.0):
-            recorded.append(entry)
+        def end(self, call):
+            recorded.append(call.entry)
 
-    traced = copy.copy(lm)
-    traced.__class__ = _traced_class(type(lm))
-    traced._studio_trace = Binding()
+    traced = with_step(copy.copy(lm), Recording())
     for each in (lm.copy(temperature=0.5), copy.copy(lm), traced):
-        assert isinstance(each, _Limited) and each._studio_limit == lm._studio_limit
+        assert steps_of(each)["limit"] == steps_of(lm)["limit"]
         each("The aim was to assess it.")
     assert recorded and recorded[0]["usage"]["total_tokens"] > 0  # tracing still sees DSPy's history entry
     stats = limiter().stats()[limit_key(spec)]
@@ -291,4 +287,4 @@ def test_async_calls_wait_their_turn_too(stub):
 
 def test_a_model_without_limits_is_not_wrapped(stub):
     lm = build_lm(ModelSpec("s", "openai/stub-small", provider="openai-compatible", api_base=stub.base_url))
-    assert not isinstance(lm, _Limited)
+    assert "limit" not in steps_of(lm)

@@ -35,7 +35,8 @@ def mlflow_server(tmp_path):
 
 
 def api(url: str, path: str, payload: dict) -> dict:
-    req = urllib.request.Request(url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url + path, data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
     return json.loads(urllib.request.urlopen(req, timeout=10).read())
 
 

@@ -81,7 +81,8 @@ def test_timeout_and_retries_round_trip_through_the_catalog(tmp_path):
     cat = ModelCatalog.load(tmp_path / "models.json")
     cat.add(openai_compatible("slow-local", "llama3.1", "http://127.0.0.1:11434/v1", timeout_s=45.5, num_retries=0))
     preset = next(p for p in PRESETS if p.provider == "openai")
-    cat.add(ModelSpec.from_dict({**preset.to_dict(), "timeout_s": 300, "num_retries": 5.0}), replace=True)  # a preset, changed
+    # a preset, changed
+    cat.add(ModelSpec.from_dict({**preset.to_dict(), "timeout_s": 300, "num_retries": 5.0}), replace=True)
     cat.save()
     saved = {m["name"]: m for m in json.loads((tmp_path / "models.json").read_text())["models"]}
     assert (saved["slow-local"]["timeout_s"], saved["slow-local"]["num_retries"]) == (45.5, 0)
@@ -91,7 +92,8 @@ def test_timeout_and_retries_round_trip_through_the_catalog(tmp_path):
     old_file = {"models": [{"name": "old", "model": "openai/m", "timeout_s": None}]}  # a catalog from before
     (tmp_path / "old.json").write_text(json.dumps(old_file))
     old = ModelCatalog.load(tmp_path / "old.json").get("old")
-    assert (old.timeout_s, old.num_retries) == (ModelSpec("o", "openai/m").timeout_s, ModelSpec("o", "openai/m").num_retries)
+    assert (old.timeout_s, old.num_retries) == (ModelSpec("o", "openai/m").timeout_s,
+                                                ModelSpec("o", "openai/m").num_retries)
 
 
 def test_a_taken_name_is_refused_unless_replaced(tmp_path):
@@ -187,7 +189,8 @@ def test_models_add_sets_timeout_and_retries_from_the_cli(settings):
     spec = ModelCatalog.load(settings.catalog_path).get("my-llama")
     assert (spec.timeout_s, spec.num_retries) == (30.0, 4)
     taken = cli("add", "my-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--retries", "0")
-    assert taken.returncode == 2 and "'my-llama' is already in the catalog" in taken.stderr  # never overwritten silently
+    # never overwritten silently
+    assert taken.returncode == 2 and "'my-llama' is already in the catalog" in taken.stderr
     assert ModelCatalog.load(settings.catalog_path).get("my-llama").num_retries == 4
     bad = cli("add", "other-llama", "openai/llama3.1", "--api-base", "http://127.0.0.1:11434/v1", "--timeout", "-3")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "timeout -3.0" in bad.stderr
@@ -210,12 +213,14 @@ def test_check_connection_ok_and_each_failure_kind(stub, monkeypatch):
     assert not down.ok and down.kind == "unreachable"
     monkeypatch.setenv("STUB_KEY", "sk-wrong-key-456")
     stub.api_key = "sk-right"
-    auth = check_connection(ModelSpec("s", "openai/stub-small", "openai", api_base=stub.base_url, api_key_env="STUB_KEY"))
+    auth = check_connection(ModelSpec("s", "openai/stub-small", "openai", api_base=stub.base_url,
+                                      api_key_env="STUB_KEY"))
     assert not auth.ok and auth.kind == "auth"
     assert "sk-wrong-key-456" not in auth.message
     stub.api_key = None
     stub.faults = Faults(echo_key_401=True)  # a provider that repeats the key in its 401: the message must not
-    echoed = check_connection(ModelSpec("s", "openai/stub-small", "openai", api_base=stub.base_url, api_key_env="STUB_KEY"))
+    echoed = check_connection(ModelSpec("s", "openai/stub-small", "openai", api_base=stub.base_url,
+                                        api_key_env="STUB_KEY"))
     assert not echoed.ok and echoed.kind == "auth"
     assert "sk-wrong-key-456" not in echoed.message and "Incorrect API key provided: ***" in echoed.message
     stub.faults = None

@@ -56,7 +56,8 @@ def notebook_responder(model, messages, body):
     judge and the reflection model."""
     system = system_text(messages)
     if "`rationale`" in system:  # core.program.metric's judge
-        return chat_answer("rationale", f"The sentence reads as {field_value(last_user_text(messages), 'expected_label')}.")
+        return chat_answer("rationale",
+                           f"The sentence reads as {field_value(last_user_text(messages), 'expected_label')}.")
     if is_reflection_call(messages):
         return gepa_responder("stub-large", messages, body)
     sentence = field_value(last_user_text(messages), "description")
@@ -115,11 +116,11 @@ def test_the_notebook_draw_gives_the_rows_of_the_notebooks_own_lines(settings, t
     assert SampleSpec().method == "one_stream"
     assert rows(sample_per_label(train, "target", 3, 1)) != expected_train
     assert rows(sample_per_label(train, "target", 3, 1, method="seed_per_label")) == expected_train
-    other = make_splits(task, train, pd.read_csv(test_csv), train_per_label=3, test_per_label=10, seed=1)
+    other = make_splits(task, train, pd.read_csv(test_csv), SampleSpec(3, 0, 10, seed=1))
     assert rows(other.train) != expected_train
     # Drawing from the cleaned tables (repeats dropped, spaces stripped) would move the draw too.
-    cleaned = make_splits(*load_tables(config.task_ref, settings), train_per_label=3, test_per_label=10, seed=1,
-                          method="seed_per_label")
+    cleaned = make_splits(*load_tables(config.task_ref, settings),
+                          SampleSpec(3, 0, 10, seed=1, method="seed_per_label"))
     assert rows(cleaned.train) != expected_train
 
 
@@ -143,7 +144,8 @@ def test_bare_start_renders_dspys_default_prompt_for_the_notebooks_signature():
     task = notebook.notebook_task(pubmed_task())
     example = to_examples(pd.DataFrame({"description": ["Patients were randomized."], "target": ["METHODS"]}), task)[0]
     ours = render_prompt(make_program(task, "predict", start="bare"), example)
-    theirs = dspy.ChatAdapter().format(TextClassificationSignature, demos=[], inputs={"description": example.description})
+    theirs = dspy.ChatAdapter().format(TextClassificationSignature, demos=[],
+                                       inputs={"description": example.description})
     assert ours[0]["role"] == "system" and ours[0]["content"] == theirs[0]["content"]
     assert ours == theirs
     assert get_instruction(make_program(task, start="bare")) == TextClassificationSignature.instructions
@@ -169,7 +171,7 @@ def test_the_preset_is_the_notebooks_experiment():
     assert OptimizeConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert [models.role(r).model for r in notebook.NOTEBOOK_MODELS] == list(notebook.NOTEBOOK_MODELS.values())
     changed = PRESET.differences(PRESET.config(models, auto=None, max_metric_calls=30, threads=4), models)
-    assert changed == ["threads 4 (notebook: 16)", "budget 30 metric calls (notebook: light)"]
+    assert changed == ["Parallel calls: 4 (the notebook: 16)", "Budget: 30 metric calls (the notebook: light)"]
 
 
 # --- the claims beside measured results ---
@@ -214,7 +216,7 @@ def test_reproduce_notebook_end_to_end_leaves_the_notebooks_settings_in_mlflow(s
                    "--budget", "30"])  # the one setting changed: light is 440 metric calls
     out, err = capsys.readouterr()
     assert status == 0, err[-3000:]
-    assert "budget 30 metric calls (notebook: light)" in err and "sample." not in err and "threads" not in err
+    assert "Budget: 30 metric calls (the notebook: light)" in err and "per label" not in err and "Parallel" not in err
     # The report: each side's accuracy with its interval, then the notebook's claims beside the measured differences.
     lines = out.splitlines()
     assert lines[0] == "Measured on the same test examples" and "Average Metric" not in out
@@ -246,7 +248,8 @@ def test_reproduce_notebook_end_to_end_leaves_the_notebooks_settings_in_mlflow(s
         r = store.get_run(run_id)
         assert r.data.tags["studio.start"] == "bare" and r.data.tags["studio.preset"] == "notebook"
         if r.data.tags["studio.kind"] != "optimization":
-            assert {r.data.params[k] for k in ("cache", "threads", "max_tokens", "reasoning_effort", "test_fingerprint")} \
+            assert {r.data.params[k] for k in ("cache", "threads", "max_tokens", "reasoning_effort",
+                                               "test_fingerprint")} \
                 == {"False", "16", "25000", "medium", p["test_fingerprint"]}
     baseline_id = runs.loc[runs["kind"] == "baseline", "run_id"].iloc[0]
     assert store.read_json(baseline_id, "program.json")["instruction"] == TextClassificationSignature.instructions
@@ -267,7 +270,7 @@ def test_dry_run_prints_the_notebooks_plan(settings, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "15 train / 0 validation / 50 test examples; 440 metric calls" in err
     assert "gpt-oss-20b (Databricks) ← claude-sonnet-4 (Databricks) · pubmed · light" in err
-    assert "differs from the notebook in: task_ref.source" in err and "budget" not in err
+    assert "differs from the notebook in: Train file: " in err and "Budget" not in err and "task_ref" not in err
     assert RunStore(settings).list_runs().empty
 
 
@@ -291,6 +294,7 @@ class InProcess:
         raise AssertionError("nothing to kill in this process")
 
 
+@pytest.mark.slow
 def test_the_notebook_job_runs_every_part_tags_its_runs_fails_on_a_dead_provider_and_cancels(stub, settings, tmp_path):
     """A tiny notebook job on the stub (1 train / 2 test per label, 12 metric calls) run in this process, the same
     job with the large model's provider dead, then one cancelled (one store: a fresh MLflow database costs seconds)."""
@@ -318,7 +322,8 @@ def test_the_notebook_job_runs_every_part_tags_its_runs_fails_on_a_dead_provider
     assert {row["side"]: row["n"] for row in progress["measured"]} == dict.fromkeys(notebook.SIDE_NAMES, 10)
     store = RunStore(settings)
     found = notebook.reproductions(store, "pubmed")
-    assert sorted(found["side"]) == sorted(["optimization", *notebook.SIDE_NAMES]) and set(found["reproduction"]) == {job_id}
+    assert sorted(found["side"]) == sorted(["optimization", *notebook.SIDE_NAMES])
+    assert set(found["reproduction"]) == {job_id}
     sides = found.set_index("side")["run_id"]
     assert sides["optimization"] == job.run_id and parts["large"]["run_id"] == sides["large"]
     assert set(store.list_runs(job_id=job_id)["run_id"]) == set(found["run_id"])  # on_interrupted finds them all

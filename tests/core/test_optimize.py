@@ -187,7 +187,8 @@ def test_unknown_label_column_is_rejected(settings, ref):
 
 def test_estimate_matches_the_budget_and_prices(settings, ref):
     student = openai_compatible("s", "stub-small", "http://127.0.0.1:9/v1", **PRICED)
-    teacher = openai_compatible("t", "stub-large", "http://127.0.0.1:9/v1", input_price_per_m=3.0, output_price_per_m=15.0)
+    teacher = openai_compatible("t", "stub-large", "http://127.0.0.1:9/v1", input_price_per_m=3.0,
+                                output_price_per_m=15.0)
     task, splits = prepare(ref, SampleSpec(3, 2, 4, seed=3), settings)
     est = estimate(config(ref, student, teacher), task, splits)
     assert est.metric_calls == 120
@@ -202,7 +203,8 @@ def test_estimate_matches_the_budget_and_prices(settings, ref):
 
 def http_config(ref, stub, **kw):
     student = openai_compatible("stub-small", "stub-small", stub.base_url, **PRICED)
-    teacher = openai_compatible("stub-large", "stub-large", stub.base_url, input_price_per_m=3.0, output_price_per_m=15.0)
+    teacher = openai_compatible("stub-large", "stub-large", stub.base_url, input_price_per_m=3.0,
+                                output_price_per_m=15.0)
     return config(ref, student, teacher, cache=False, **kw)
 
 

@@ -47,6 +47,7 @@ def assert_stopped_by_breaker(store, run_id, who):
     return m
 
 
+@pytest.mark.slow
 def test_dead_reflection_model_stops_the_run_within_seconds(settings, ref, stub):
     """Every reflection call gets a 500: the reflection breaker trips on its 5th failed call and GEPA stops."""
     stub.responder = gepa_responder
@@ -54,10 +55,11 @@ def test_dead_reflection_model_stops_the_run_within_seconds(settings, ref, stub)
     store = RunStore(settings)
     events = []
     start = time.time()
-    res = run_optimization(http_config(ref, stub, max_metric_calls=120), store, log_dir=settings.jobs_dir / "r" / "gepa",
-                           progress=lambda p: events.append((time.time(), p)))
+    res = run_optimization(http_config(ref, stub, max_metric_calls=120), store,
+                           log_dir=settings.jobs_dir / "r" / "gepa", progress=lambda p: events.append((time.time(), p)))
     elapsed = time.time() - start
-    assert res.status == "failed" and res.error.startswith("reflection model stub-large: stopped after 5 provider failures")
+    assert res.status == "failed"
+    assert res.error.startswith("reflection model stub-large: stopped after 5 provider failures")
     assert "server_error" in res.error and "The server had an error" in res.error
     p = res.progress
     assert p["failed_reflection_calls"] == 5 and p["failed_student_calls"] == 0
@@ -67,8 +69,9 @@ def test_dead_reflection_model_stops_the_run_within_seconds(settings, ref, stub)
     assert reflection_requests(stub) == 5 * ATTEMPTS
     # Stopped within seconds of the trip; the whole run is bounded by the 5 failed calls' retry backoff.
     tripped = next(t for t, e in events if e.get("failed_reflection_calls", 0) >= 5)
-    print(f"reflection breaker tripped {tripped - start:.1f} s after the start; run ended {events[-1][0] - tripped:.1f} s "
-          f"after the trip; {p['failed_reflection_calls']} failed calls, {p['failed_proposals']} failed proposals")
+    print(f"reflection breaker tripped {tripped - start:.1f} s after the start; run ended "
+          f"{events[-1][0] - tripped:.1f} s after the trip; {p['failed_reflection_calls']} failed calls, "
+          f"{p['failed_proposals']} failed proposals")
     assert events[-1][0] - tripped < 10
     assert elapsed < 60, elapsed
     m = assert_stopped_by_breaker(store, res.run_id, "reflection model stub-large")
@@ -77,6 +80,7 @@ def test_dead_reflection_model_stops_the_run_within_seconds(settings, ref, stub)
     assert store.list_runs(kind="evaluation").empty  # no test evaluation of an unoptimized "optimized" program
 
 
+@pytest.mark.slow
 def test_student_that_dies_mid_job_stops_gepa_fast_and_keeps_the_best_program(settings, ref, stub):
     stub.responder = gepa_responder
     stub.faults = Faults(models=("stub-small",), die_after=40)  # after GEPA's first improvements
@@ -96,8 +100,8 @@ def test_student_that_dies_mid_job_stops_gepa_fast_and_keeps_the_best_program(se
         if p.get("phase") in ("stopped", "failed") and "at" not in stopped:
             stopped["at"] = time.time()
 
-    res = run_optimization(http_config(ref, stub, max_metric_calls=200), store, log_dir=settings.jobs_dir / "s" / "gepa",
-                           progress=sink)
+    res = run_optimization(http_config(ref, stub, max_metric_calls=200), store,
+                           log_dir=settings.jobs_dir / "s" / "gepa", progress=sink)
     ended = time.time()
     assert stub.dead
     assert res.status == "failed" and res.error.startswith("student model stub-small: stopped after")
@@ -110,12 +114,14 @@ def test_student_that_dies_mid_job_stops_gepa_fast_and_keeps_the_best_program(se
     # The best program found before the death is the one saved.
     assert p["best_val_score"] > 0.5
     m = assert_stopped_by_breaker(store, res.run_id, "student model stub-small")
-    assert m["best_val_score"] == pytest.approx(p["best_val_score"]) and m["failed_student_calls"] == p["failed_student_calls"]
+    assert m["best_val_score"] == pytest.approx(p["best_val_score"])
+    assert m["failed_student_calls"] == p["failed_student_calls"]
     saved = store.read_json(res.run_id, "optimized_program.json")["instruction"]
     assert saved == res.best_instruction and "Label as" in saved
     assert store.list_runs(kind="evaluation").empty
 
 
+@pytest.mark.slow
 def test_student_that_dies_during_the_test_evaluation_fails_the_run_with_its_message(settings, ref, stub):
     """Before: tracebacks on the terminal. Now: the evaluation's breaker stops it and the run ends FAILED."""
     stub.responder = gepa_responder
@@ -190,7 +196,8 @@ def test_reflection_that_never_gives_an_instruction_fails_the_job(settings, ref)
     backend.manager = manager
     job = manager.get(manager.submit_optimization(config(ref, *specs(), max_metric_calls=300)))
     assert job.state == "failed"
-    assert job.error.startswith("reflection model teacher: stopped after 5 proposals in a row gave no usable instruction")
+    assert job.error.startswith("reflection model teacher: stopped after 5 proposals in a row gave no usable "
+                                "instruction")
     p = manager.progress(job.id)
     assert p["failed_proposals"] == p["proposals"] == 5 and p["failed_reflection_calls"] == 0
     assert p["metric_calls_used"] < 100
@@ -199,6 +206,7 @@ def test_reflection_that_never_gives_an_instruction_fails_the_job(settings, ref)
     assert run.data.metrics["failed_proposals"] == 5
 
 
+@pytest.mark.slow
 def test_some_failed_proposals_make_a_succeeded_job_degraded(settings, ref):
     calls = {"n": 0}
 
@@ -224,6 +232,7 @@ def test_some_failed_proposals_make_a_succeeded_job_degraded(settings, ref):
     assert run.data.metrics["failed_proposals"] == p["failed_proposals"]
 
 
+@pytest.mark.slow
 def test_a_clean_job_is_not_degraded(settings, ref):
 
     backend = InlineBackend(fake_factory())
@@ -232,7 +241,8 @@ def test_a_clean_job_is_not_degraded(settings, ref):
     job = manager.get(manager.submit_optimization(config(ref, *specs())))
     assert job.state == "succeeded" and job.error is None
     p = manager.progress(job.id)
-    assert p["failed_proposals"] == p["failed_student_calls"] == p["failed_reflection_calls"] == 0 and p["proposals"] > 0
+    assert p["failed_proposals"] == p["failed_student_calls"] == p["failed_reflection_calls"] == 0
+    assert p["proposals"] > 0
     run = RunStore(settings).get_run(job.run_id)
     assert "studio.degraded" not in run.data.tags and run.data.metrics["failed_proposals"] == 0
 

@@ -84,8 +84,8 @@ def ref(tmp_path):
 def make_config(ref, stub_url, optimizer, teacher=True, **kw):
     student = openai_compatible("stub-small", "stub-small", stub_url, **PRICED)
     large = openai_compatible("stub-large", "stub-large", stub_url, input_price_per_m=3.0, output_price_per_m=15.0)
-    base = dict(task_ref=ref, sample=SampleSpec(3, 2, 4, seed=3), student=student, reflection=large if teacher else None,
-                threads=2, cache=False, optimizer=optimizer)
+    base = dict(task_ref=ref, sample=SampleSpec(3, 2, 4, seed=3), student=student,
+                reflection=large if teacher else None, threads=2, cache=False, optimizer=optimizer)
     base.update(kw)
     return OptimizeConfig(**base)
 

@@ -23,7 +23,7 @@ def state(**changes):
               "upload": {"file_id": "f1", "filename": "x.csv", "path": "/data/uploads/x.csv"},
               "baseline_job": "20261101-120000-abc123", "optimize_job": "20261101-120500-def456",
               "compare_runs": ["a" * 32, "b" * 32], "prompts_run": "c" * 32,
-              "optimization_run": "d" * 32}
+              "optimization_run": "d" * 32, "optimize_form": {"budget": "custom", "max_calls": 90, "capped": True}}
     return {**values, **changes}
 
 

@@ -26,7 +26,8 @@ def test_signature_types_output_as_the_labels_and_prompt_is_what_the_lm_gets():
     assert all(label in messages[0]["content"] for label in TASK.labels)
     assert "Patients were randomized" in messages[1]["content"]
     sent = []
-    lm = fake_lm(lambda system, user: sent.append((system, user)) or "[[ ## target ## ]]\nMETHODS\n\n[[ ## completed ## ]]")
+    lm = fake_lm(lambda system, user: sent.append((system, user))
+                 or "[[ ## target ## ]]\nMETHODS\n\n[[ ## completed ## ]]")
     with dspy.context(lm=lm):
         assert program(description=GOLD.description).target == "METHODS"
     assert sent[0][1].strip() == messages[1]["content"].strip()
@@ -64,7 +65,8 @@ def test_unparseable_output_feedback_quotes_what_the_model_wrote():
 def test_judge_mode_adds_the_judges_rationale_and_needs_a_judge():
     with pytest.raises(ConfigError, match="judge model"):
         make_metric(TASK, "judge")
-    judge = fake_lm(lambda s, u: "[[ ## rationale ## ]]\nRandomization describes the design: METHODS.\n\n[[ ## completed ## ]]")
+    judge = fake_lm(lambda s, u: "[[ ## rationale ## ]]\nRandomization describes the design: METHODS.\n\n"
+                                 "[[ ## completed ## ]]")
     fb = make_metric(TASK, "judge", judge_lm=judge)(GOLD, dspy.Prediction(target="RESULTS"))
     assert fb.score == 0.0 and "Judge: Randomization describes the design" in fb.feedback
 
@@ -105,10 +107,12 @@ def test_normalize_label_never_guesses_between_two_labels_of_one_spelling():
 def test_an_answer_the_adapter_could_not_parse_still_names_its_label():
     from dspy.teleprompt.bootstrap_trace import FailedPrediction
 
-    assert label_in_completion("[[ ## target ## ]]\nmethods\n\n[[ ## completed ## ]]", "target", TASK.labels) == "METHODS"
+    assert label_in_completion("[[ ## target ## ]]\nmethods\n\n[[ ## completed ## ]]", "target",
+                               TASK.labels) == "METHODS"
     assert label_in_completion('{"target": "Results"}', "target", TASK.labels) == "RESULTS"
     assert label_in_completion("no idea", "target", TASK.labels) is None
-    fb = make_metric(TASK)(GOLD, FailedPrediction(completion_text="[[ ## target ## ]]\nMethods\n\n[[ ## completed ## ]]"))
+    fb = make_metric(TASK)(GOLD,
+                           FailedPrediction(completion_text="[[ ## target ## ]]\nMethods\n\n[[ ## completed ## ]]"))
     assert fb.score == 1.0 and "not in the expected format" in fb.feedback
 
 
@@ -116,7 +120,7 @@ def test_quoted_labels_are_scored_correct_through_a_real_server():
     """Labels holding quotes, answered exactly by a model over HTTP, count as correct (before: never)."""
     import pandas as pd
 
-    from core.evaluation.evaluate import evaluate
+    from core.evaluation.evaluate import EvalOptions, evaluate
     from core.lm.models import ModelSpec
     from core.program.program import to_examples
     from core.tasks import table_task
@@ -132,14 +136,14 @@ def test_quoted_labels_are_scored_correct_through_a_real_server():
 
     with StubLLMServer(responder=answer) as stub:
         spec = ModelSpec("stub", "openai/stub-small", "openai-compatible", api_base=stub.base_url)
-        res = evaluate(make_program(task), spec, to_examples(df, task), task, threads=2, cache=False)
+        res = evaluate(make_program(task), spec, to_examples(df, task), task, EvalOptions(threads=2, cache=False))
     assert res.records["predicted"].tolist() == res.records["gold"].tolist()
     assert res.metrics["accuracy"] == 1.0 and res.metrics["macro_f1"] == 1.0
 
 
 def test_merged_labels_score_the_same_in_accuracy_and_per_label_f1(tmp_path, settings):
     """A file spelling one label three ways, merged: accuracy and per-label F1 agree (before: 100 % vs F1 0)."""
-    from core.evaluation.evaluate import evaluate
+    from core.evaluation.evaluate import EvalOptions, evaluate
     from core.lm.models import ModelSpec
     from core.program.program import to_examples
     from core.tasks import TaskRef, load_tables
@@ -157,6 +161,6 @@ def test_merged_labels_score_the_same_in_accuracy_and_per_label_f1(tmp_path, set
 
     with StubLLMServer(responder=answer) as stub:
         spec = ModelSpec("stub", "openai/stub-small", "openai-compatible", api_base=stub.base_url)
-        res = evaluate(make_program(task), spec, to_examples(train, task), task, threads=2, cache=False)
+        res = evaluate(make_program(task), spec, to_examples(train, task), task, EvalOptions(threads=2, cache=False))
     assert res.metrics["accuracy"] == 1.0 and res.metrics["macro_f1"] == 1.0
     assert set(res.records["gold"]) == {"negative", "positive"}

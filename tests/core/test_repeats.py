@@ -56,6 +56,7 @@ def test_own_prompt_is_not_repeated(settings, ref):
     assert len(submit_repeats(JobManager(settings), own, 1, start=False)) == 1
 
 
+@pytest.mark.slow
 def test_three_seeds_leave_three_linked_runs_and_a_spread(settings, ref):
     backend = InlineBackend(fake_factory())
     manager = JobManager(settings, backend=backend)
@@ -77,7 +78,8 @@ def test_three_seeds_leave_three_linked_runs_and_a_spread(settings, ref):
     assert set(table["run_id"]) == {j.run_id for j in jobs}
     searched = runs_frame(store.search("tags.`studio.kind` = 'optimization'"))  # MLflow's own search: the same
     merged = table.merge(searched, on="run_id", suffixes=("", "_search"))
-    assert (merged["repeat_key"] == merged["repeat_key_search"]).all() and (merged["seed"] == merged["seed_search"]).all()
+    assert (merged["repeat_key"] == merged["repeat_key_search"]).all()
+    assert (merged["seed"] == merged["seed_search"]).all()
     for run_id in table["run_id"]:
         assert store.get_run(run_id).data.tags["studio.started_by"] == "ana"
 
@@ -159,12 +161,16 @@ def test_cli_seeds_queue_consecutive_seeds_on_one_plan(settings, tmp_path, monke
     monkeypatch.setattr(JobManager, "schedule", lambda self: [])  # queued only: no worker process
     csv = write_csv(tmp_path / "s.csv", 12)
     args = ["optimize", "--task", str(csv), "--student", "openai/small@http://127.0.0.1:9/v1",
-            "--reflection", "openai/big@http://127.0.0.1:9/v1", "--budget", "60", "--gepa-seed", "5", "--test-per-label", "4", "--background"]
+            "--reflection", "openai/big@http://127.0.0.1:9/v1", "--budget", "60", "--gepa-seed", "5",
+            "--test-per-label", "4", "--background"]
     assert main([*args, "--seeds", "0"]) != 0
     assert "from 1 to" in capsys.readouterr().err and JobManager(settings).list() == []
     assert main([*args, "--seeds", "3"]) == 0
     out = capsys.readouterr()
     assert "3 seeds: 5, 6, 7" in out.err and out.out.count("queued job") == 3
-    jobs = sorted(JobManager(settings).list(), key=lambda j: j.config["seed"])
+    everything = JobManager(settings).list()
+    # one group over the seeds (tests/core/test_repeat_group.py)
+    assert [j.kind for j in everything].count("repeat") == 1
+    jobs = sorted((j for j in everything if j.kind == "optimize"), key=lambda j: j.config["seed"])
     assert [(j.state, j.config["seed"]) for j in jobs] == [("queued", 5), ("queued", 6), ("queued", 7)]
     assert len({json.dumps(JobManager(settings).plan(j.id), sort_keys=True) for j in jobs}) == 1

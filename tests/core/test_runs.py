@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+import core.optimize  # noqa: F401 - the optimizer table (core.optimize.optimizers) lends the run table its labels
 from core.analytics import diff, stats
 from core.config.errors import ConfigError
 from core.tasks import guess_columns
@@ -60,7 +61,8 @@ def test_each_optimizers_program_has_its_own_label():
     rows = [dict(BASE, run_id=f"opt-{o}", kind="optimization", model="small", program=o, accuracy=float("nan"),
                  start_time=when(i)) for i, o in enumerate(("gepa", "miprov2", "fewshot", "own"))]
     rows += [dict(BASE, run_id=f"e-{o}", kind="evaluation", model="small", program="optimized", accuracy=0.8,
-                  parent_run_id=f"opt-{o}", start_time=when(10 + i)) for i, o in enumerate(("gepa", "miprov2", "fewshot", "own"))]
+                  parent_run_id=f"opt-{o}", start_time=when(10 + i))
+             for i, o in enumerate(("gepa", "miprov2", "fewshot", "own"))]
     rows += [dict(BASE, run_id="e-orig", kind="evaluation", model="small", program="original", accuracy=0.5,
                   parent_run_id="opt-miprov2", start_time=when(20))]
     labels = dict(zip(*[run_table.chart_frame(runs(*rows))[c] for c in ("run_id", "label")], strict=True))
@@ -231,7 +233,8 @@ class _Run:
 
     def __init__(self, run_id, status, tags, metrics=None, params=None):
         self.info = SimpleNamespace(run_id=run_id, run_name=run_id, status=status, start_time=0, end_time=None)
-        self.data = SimpleNamespace(tags={"studio.kind": "baseline", **tags}, metrics=metrics or {}, params=params or {})
+        self.data = SimpleNamespace(tags={"studio.kind": "baseline", **tags}, metrics=metrics or {},
+                                    params=params or {})
 
 
 def test_runs_whose_process_is_gone_read_interrupted_and_partial():
@@ -245,7 +248,8 @@ def test_runs_whose_process_is_gone_read_interrupted_and_partial():
         _Run("reused", "RUNNING", {**here, "studio.pid": str(os.getpid()), "studio.pid_started": "1"}),
         _Run("elsewhere", "RUNNING", {"studio.host": "another-machine", "studio.pid": str(dead.pid)}),
         _Run("stopped", "KILLED", {"studio.state": "interrupted"}, {"complete": 0.0, "failed": 2.0, "n": 5.0}),
-        _Run("degraded", "FINISHED", {"studio.degraded": "true"}, {"complete": 1.0, "failed": 3.0, "failure_rate": 0.3}),
+        _Run("degraded", "FINISHED", {"studio.degraded": "true"},
+             {"complete": 1.0, "failed": 3.0, "failure_rate": 0.3}),
         _Run("old", "FINISHED", {}, {"accuracy": 0.5}),
         _Run("opt", "KILLED", {"studio.kind": "optimization", "studio.stop_reason": "cancelled"}, {},
              {"module": "cot", "budget": "light", "reflection_model_name": "big"}),

@@ -83,7 +83,8 @@ def test_record_agrees_with_gepa_and_the_cost_metrics_across_a_resume(settings, 
     for c, subscores in zip(cands, details["val_subscores"], strict=True):
         assert c["val_scores"] == [subscores[str(i)] for i in record["val_ids"]]
     assert record["best_idx"] == details["best_idx"]
-    assert record["pareto_front"] == sorted({i for v in details["per_val_instance_best_candidates"].values() for i in v})
+    best = details["per_val_instance_best_candidates"]
+    assert record["pareto_front"] == sorted({i for v in best.values() for i in v})
     assert len(record["val_texts"]) == len(record["val_ids"]) and all(record["val_texts"])
     # Proposals: the accepted ones made the candidates; a rejected one carries the scores and feedback that decided it.
     accepted = [p for p in record["proposals"] if p["accepted"]]
@@ -104,14 +105,16 @@ def test_record_agrees_with_gepa_and_the_cost_metrics_across_a_resume(settings, 
     metrics, progress = store.get_run(res.run_id).data.metrics, res.progress
     assert abs(sum_roles(record, "student_train", "student_val") - metrics["student_cost_usd"]) < 1e-9
     assert abs(sum_roles(record, "reflection", "judge") - metrics["reflection_cost_usd"]) < 1e-9
-    test_calls = sum(store.get_run(r).data.metrics["lm_calls"] for r in (res.original_eval_run_id, res.optimized_eval_run_id))
+    test_calls = sum(store.get_run(r).data.metrics["lm_calls"]
+                     for r in (res.original_eval_run_id, res.optimized_eval_run_id))
     assert sum_roles(record, "student_train", "student_val", key="calls") == progress["student_calls"] - test_calls
     assert sum_roles(record, "reflection", "judge", key="calls") == progress["reflection_calls"]
     assert record["roles"]["reflection"]["calls"] == len(record["proposals"])  # one call per proposal
     assert record["roles"]["judge"]["calls"] > 0 and record["roles"]["judge"]["cost_usd"] > 0
     assert sum_roles(record, *record["roles"], key="metric_calls") == metrics["metric_calls_used"]
     # Train minibatches: 3 calls for each iteration's parent and 3 for each proposal; the rest is validation.
-    assert record["roles"]["student_train"]["metric_calls"] == 3 * (int(metrics["iterations"]) + len(record["proposals"]))
+    iterations = int(metrics["iterations"])
+    assert record["roles"]["student_train"]["metric_calls"] == 3 * (iterations + len(record["proposals"]))
     assert record["roles"]["student_val"]["metric_calls"] == len(record["val_ids"]) * len(cands)
 
 
@@ -138,7 +141,8 @@ def test_a_run_that_fails_still_logs_its_record(settings, store, ref):
 @pytest.mark.slow
 def test_over_http_the_record_gives_every_view(settings, store, ref, stub):
     stub.responder = gepa_responder
-    res = run_optimization(http_config(ref, stub, max_metric_calls=40, sample=SMALL_TEST), store, log_dir=settings.jobs_dir / "http")
+    res = run_optimization(http_config(ref, stub, max_metric_calls=40, sample=SMALL_TEST), store,
+                           log_dir=settings.jobs_dir / "http")
     assert res.status == "succeeded", res.error
     record = store.read_json(res.run_id, "search.json")
     curve, lin, grid = views.score_curve(record), views.lineage(record), views.pareto_grid(record)
@@ -148,7 +152,8 @@ def test_over_http_the_record_gives_every_view(settings, store, ref, stub):
     roles = views.cost_by_role(record)
     assert {"student on train minibatches", "student on validation", "reflection"} <= set(roles["role"])
     assert roles["cost_usd"].sum() == pytest.approx(store.get_run(res.run_id).data.metrics["optimization_cost_usd"])
-    assert sum(1 for r in stub.chat_requests() if r["body"]["model"] == "stub-large") == record["roles"]["reflection"]["calls"]
+    reflected = sum(1 for r in stub.chat_requests() if r["body"]["model"] == "stub-large")
+    assert reflected == record["roles"]["reflection"]["calls"]
     assert all(t.endswith(".") for t in record["val_texts"])  # the examples' own sentences
 
 
@@ -160,7 +165,8 @@ class History:
         self.history = []
 
     def call(self, n_in=10, n_out=2):
-        self.history.append({"uuid": str(len(self.history)), "usage": {"prompt_tokens": n_in, "completion_tokens": n_out}})
+        self.history.append({"uuid": str(len(self.history)),
+                             "usage": {"prompt_tokens": n_in, "completion_tokens": n_out}})
 
 
 def test_recorder_records_a_merge_survives_bad_events_and_saves_atomically(tmp_path):

@@ -56,9 +56,12 @@ def test_scrub_covers_providers_the_catalog_and_the_secrets_file(settings, monke
     catalog.add(ModelSpec("team", "openai/team-model", api_key_env="TEAM_LLM_ACCESS"))
     catalog.save()
     secrets_file = Path(os.environ["GEPA_STUDIO_SECRETS"])
-    secrets_file.write_text(f'ANTHROPIC_API_KEY = "{toml_key}"\nDATABRICKS_API_BASE = "https://dbc-1.example.com/serving"\n'
-                            f'SHORT_TOKEN = "abc"\n[auth]\nclient_id = "studio-client"\nclient_secret = "{auth_secret}"\n')
-    text = f"a={openai_key} b={team_key} c={toml_key} d={auth_secret} base=https://dbc-1.example.com/serving abc studio-client"
+    secrets_file.write_text(f'ANTHROPIC_API_KEY = "{toml_key}"\n'
+                            'DATABRICKS_API_BASE = "https://dbc-1.example.com/serving"\n'
+                            'SHORT_TOKEN = "abc"\n[auth]\nclient_id = "studio-client"\n'
+                            f'client_secret = "{auth_secret}"\n')
+    text = (f"a={openai_key} b={team_key} c={toml_key} d={auth_secret} base=https://dbc-1.example.com/serving abc "
+            "studio-client")
     clean = scrub(text)
     for value in (openai_key, team_key, toml_key, auth_secret):
         assert value not in clean

@@ -68,7 +68,8 @@ def test_grid_expands_to_checked_configs(ref, catalog):
     cells = expand(config(ref, PUPIL, TEACHER), grid, catalog)
     by_cell = {(c["student"], c["optimizer"], c["budget"], c["seed"]): cfg for c, cfg in cells}
     gepa = by_cell[("pupil2", "gepa", "light", 1)]
-    assert (gepa.student, gepa.optimizer, gepa.auto, gepa.max_metric_calls, gepa.seed) == (PUPIL2, "gepa", "light", None, 1)
+    assert (gepa.student, gepa.optimizer, gepa.auto, gepa.max_metric_calls, gepa.seed) == (
+        PUPIL2, "gepa", "light", None, 1)
     few = by_cell[("pupil", "fewshot", "evals:3", 0)]
     assert (few.optimizer, few.auto, few.max_full_evals, few.reflection) == ("fewshot", None, 3, TEACHER)
     assert budget_fields("calls:60") == {"auto": None, "max_metric_calls": 60, "max_full_evals": None}
@@ -95,6 +96,7 @@ def test_bad_grids_are_refused_before_anything_is_queued(held, ref, catalog, gri
     assert manager.list() == []
 
 
+@pytest.mark.slow
 def test_a_sweep_of_four_runs_and_tags_every_run(settings, ref, catalog):
     backend = InlineBackend(fake_factory())
     manager = JobManager(settings, backend=backend)
@@ -133,7 +135,8 @@ def test_cancel_a_sweep_cancels_its_children(held, ref, catalog):
     sweep_id = submit_sweep(manager, config(ref, PUPIL, TEACHER), grid, catalog)
     ids = manager.get(sweep_id).config["children"]
     assert [manager.get(j).state for j in ids] == ["running", "queued", "queued", "queued"]  # max_jobs 1
-    assert manager.get(sweep_id).state == "running" and manager.progress(sweep_id)["by_state"] == {"running": 1, "queued": 3}
+    assert manager.get(sweep_id).state == "running"
+    assert manager.progress(sweep_id)["by_state"] == {"running": 1, "queued": 3}
     assert manager.cancel(sweep_id).state == "running"  # its running child stops after its current iteration
     assert [manager.get(j).state for j in ids[1:]] == ["cancelled"] * 3 and manager.cancel_requested(ids[0])
     manager.finish(ids[0], "cancelled", "cancelled")  # what the worker does once it sees the request
@@ -156,7 +159,8 @@ def test_an_interrupted_child_interrupts_the_sweep_and_resume_goes_on(held, ref,
     assert sweep.error.startswith("1 of 2 cells interrupted: pupil · gepa · calls:30 · seed 0")
     assert sweep.resumable
     sweep = manager.resume(sweep_id)
-    assert sweep.state == "running" and manager.get(first).state == "running" and manager.get(second).state == "succeeded"
+    assert sweep.state == "running"
+    assert manager.get(first).state == "running" and manager.get(second).state == "succeeded"
     assert manager.get(first).attempts == 2
     manager.finish(first, "failed", "pupil: the provider answered 500 " + "x" * 300)
     sweep = manager.get(sweep_id)

@@ -44,7 +44,8 @@ def test_corpus_is_large_varied_and_matches_its_generator():
     on_disk = {p.name for p in BAD_DIR.iterdir() if p.is_file()}
     assert on_disk == {c.name for c in CASES}
     for case in CASES:
-        assert (BAD_DIR / case.name).read_bytes() == case.make(), f"{case.name}: rerun python -m tests.data.make_bad_files"
+        rerun = f"{case.name}: rerun python -m tests.data.make_bad_files"
+        assert (BAD_DIR / case.name).read_bytes() == case.make(), rerun
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -267,7 +268,8 @@ def test_records_csv_logged_to_the_store_has_no_live_formula(store):
 
 _PREFIXES = (b"", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff", b"\xff\xfe\x00\x00", b"PAR1", b"\x1f\x8b\x08\x00",
              b"PK\x03\x04", b"text,label\n", b"###1\nMETHODS\t", b'"a,b";c\n')
-_TEXTISH = st.text(alphabet=st.sampled_from(list('ab,;|\t\n\r" \'=-xNaN\x00\u200b\u00e9')), max_size=300).map(str.encode)
+_TEXTISH = st.text(alphabet=st.sampled_from(list('ab,;|\t\n\r" \'=-xNaN\x00\u200b\u00e9')),
+                   max_size=300).map(str.encode)
 
 
 @hsettings(max_examples=150, deadline=5_000, suppress_health_check=[HealthCheck.function_scoped_fixture])

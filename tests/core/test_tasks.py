@@ -400,7 +400,7 @@ def _keys(df: pd.DataFrame) -> set[str]:
 
 def test_make_splits_disjoint_and_covering():
     df = _table({"a": 20, "b": 20, "c": 20, "ignored": 30})
-    splits = tasks.make_splits(_task(), df, train_per_label=3, val_per_label=2, test_per_label=5, seed=1)
+    splits = tasks.make_splits(_task(), df, sample=tasks.SampleSpec(3, 2, 5, seed=1))
     assert isinstance(splits, Splits) and splits.seed == 1
     assert splits.sizes() == {"train": 9, "val": 6, "test": 15}
     assert not (_keys(splits.train) & _keys(splits.val))
@@ -409,14 +409,14 @@ def test_make_splits_disjoint_and_covering():
     for part in (splits.train, splits.val, splits.test):
         assert set(part["label"]) == {"a", "b", "c"}
         assert part.index.tolist() == list(range(len(part)))
-    again = tasks.make_splits(_task(), df, train_per_label=3, val_per_label=2, test_per_label=5, seed=1)
+    again = tasks.make_splits(_task(), df, sample=tasks.SampleSpec(3, 2, 5, seed=1))
     pd.testing.assert_frame_equal(splits.test, again.test)
 
 
 def test_make_splits_separate_test_table_matches_notebook():
     train_df, test_df = _table({"a": 10, "b": 10, "c": 10}), _table({"a": 12, "b": 12, "c": 12, "zzz": 5})
     test_df["text"] = "held-out " + test_df["text"]
-    splits = tasks.make_splits(_task(), train_df, test_df, train_per_label=3, test_per_label=10, seed=42)
+    splits = tasks.make_splits(_task(), train_df, test_df, tasks.SampleSpec(3, 0, 10, seed=42))
     assert splits.val is None and splits.sizes() == {"train": 9, "val": 0, "test": 30}
     pd.testing.assert_frame_equal(splits.train, tasks.sample_per_label(train_df, "label", 3, 42))
     expected = tasks.sample_per_label(test_df[test_df["label"] != "zzz"], "label", 10, 42)
@@ -426,7 +426,7 @@ def test_make_splits_separate_test_table_matches_notebook():
 def test_make_splits_separate_test_excludes_train_texts():
     train_df = _table({"a": 3, "b": 3})
     test_df = pd.concat([train_df, _table({"a": 2, "b": 2}).assign(text=lambda d: "new " + d["text"])])
-    splits = tasks.make_splits(_task(("a", "b")), train_df, test_df, train_per_label=3, test_per_label=2)
+    splits = tasks.make_splits(_task(("a", "b")), train_df, test_df, tasks.SampleSpec(3, 0, 2))
     assert not (_keys(splits.train) & _keys(splits.test))
 
 
@@ -452,4 +452,4 @@ def test_make_splits_label_missing_from_train():
 @pytest.mark.parametrize("sizes", [{"train_per_label": 0}, {"test_per_label": 0}, {"val_per_label": -1}])
 def test_make_splits_rejects_bad_sizes(sizes):
     with pytest.raises(ConfigError, match="at least 1"):
-        tasks.make_splits(_task(("a", "b")), _table({"a": 20, "b": 20}), **sizes)
+        tasks.make_splits(_task(("a", "b")), _table({"a": 20, "b": 20}), None, tasks.SampleSpec(**sizes))

@@ -93,18 +93,19 @@ def test_a_key_the_provider_echoes_never_reaches_a_trace(stub, store, ref, monke
 
 
 def test_a_tracing_error_is_logged_once_and_never_fails_a_call(stub, store, ref, monkeypatch, caplog):
-    import mlflow
+    from mlflow.tracing.utils import truncation
 
     def broken(*args, **kwargs):
         raise RuntimeError("the trace store is gone")
 
-    monkeypatch.setattr(mlflow, "start_span_no_context", broken)
+    monkeypatch.setattr(truncation, "_get_truncated_preview", broken)  # what the trace writer asks MLflow for
     spec = openai_compatible("small", "stub-small", stub.base_url)
-    with caplog.at_level(logging.WARNING, logger="core.tracking.tracing"):
+    with caplog.at_level(logging.WARNING, logger="core.tracking.trace_writer"):
         [outcome] = run_baselines(store, ref, SampleSpec(1, 0, 1), [spec], threads=2)
     assert outcome.error is None and outcome.result.metrics["accuracy"] == 1.0
     assert outcome.result.metrics["lm_calls"] == 5  # five calls failed to trace: one warning
-    assert len([r for r in caplog.records if "tracing of run" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "MLflow traces of run" in r.getMessage()]) == 1
+    assert store.get_run(outcome.run_id).data.metrics["traces_dropped"] == 5  # and the run says so
 
 
 def test_example_index_and_setting():
@@ -149,7 +150,8 @@ def test_a_gepa_run_traces_each_role_as_its_search_record_counts_them(settings, 
     roles = store.read_json(res.run_id, "search.json")["roles"]
     assert {r: counts.get(r, 0) for r in roles} == {r: s["calls"] for r, s in roles.items()}
     assert counts["student_train"] and counts["student_val"] and counts["reflection"] and counts["judge"]
-    evaluations = [tracing.trace_counts(store, r)["evaluation"] for r in (res.original_eval_run_id, res.optimized_eval_run_id)]
+    evaluations = [tracing.trace_counts(store, r)["evaluation"]
+                   for r in (res.original_eval_run_id, res.optimized_eval_run_id)]
     p = res.progress  # the guards count every call that reached a model; the test evaluations used this student
     assert p["student_calls"] == counts["student_train"] + counts["student_val"] + sum(evaluations)
     assert p["reflection_calls"] == counts["reflection"] + counts["judge"]

@@ -17,7 +17,7 @@ import pytest
 from core.cli.common import resolve_models
 from core.config.errors import ModelError
 from core.evaluation.baseline import run_baselines
-from core.evaluation.evaluate import evaluate
+from core.evaluation.evaluate import EvalOptions, evaluate
 from core.lm.breaker import BreakerSettings, BreakerTripped, CircuitBreaker, classify_failure
 from core.lm.cache import EndpointCache
 from core.lm.models import ModelCatalog, build_lm, check_connection, classify_error, openai_compatible
@@ -86,14 +86,14 @@ def test_two_servers_with_one_model_id_each_answer_from_their_own():
     task, examples = scenario()
     with StubLLMServer() as a, StubLLMServer(responder=always_results) as b:
         first = evaluate(make_program(task), openai_compatible("stub", "stub-small", a.base_url), examples, task,
-                         threads=4)
+                         EvalOptions(threads=4))
         other = evaluate(make_program(task), openai_compatible("stub", "stub-small", b.base_url), examples, task,
-                         threads=4)
+                         EvalOptions(threads=4))
         # Before: B got 0 requests and reported A's answers (accuracy 1.0, 20 cached).
         assert len(b.chat_requests()) == 20 and other.metrics["accuracy"] == pytest.approx(0.2)
         assert other.metrics["cached"] == 0 and other.metrics["cached_calls"] == 0
         again = evaluate(make_program(task), openai_compatible("stub", "stub-small", a.base_url), examples, task,
-                         threads=4)
+                         EvalOptions(threads=4))
         assert len(a.chat_requests()) == 20 and again.metrics["accuracy"] == first.metrics["accuracy"] == 1.0
         assert again.metrics["cached"] == 20 and again.metrics["cached_calls"] == 20 == again.metrics["lm_calls"]
         assert again.metrics["spent_usd"] == 0.0
@@ -117,7 +117,8 @@ def test_the_key_holds_the_base_url_never_the_api_key_and_survives_lm_copy():
 def test_two_catalog_entries_with_one_model_id_on_two_servers(store, tmp_path):
     ref = TaskRef(kind="file", source=str(write_csv(tmp_path / "s.csv", 8)), name="scenario")
     with StubLLMServer() as a, StubLLMServer(responder=always_results) as b:
-        specs = [openai_compatible("strong", "stub-small", a.base_url), openai_compatible("other", "stub-small", b.base_url)]
+        specs = [openai_compatible("strong", "stub-small", a.base_url),
+                 openai_compatible("other", "stub-small", b.base_url)]
         outcomes = run_baselines(store, ref, SampleSpec(2, 0, 4, seed=1), specs, threads=4)
         accuracy = {o.spec.name: o.result.metrics["accuracy"] for o in outcomes}
         assert len(a.chat_requests()) == len(b.chat_requests()) == 20  # before: "other" sent 0 requests
@@ -168,7 +169,7 @@ def test_a_429_answered_on_its_retry_is_a_retried_success_not_a_failure():
     with StubLLMServer(responder=once_then(keyword_classifier)) as stub:
         # Before: "stopped after 15 provider failures in a row" (every first try counted by the breaker).
         res = evaluate(make_program(task), openai_compatible("stub", "stub-small", stub.base_url), examples, task,
-                       threads=16, cache=False)
+                       EvalOptions(threads=16, cache=False))
         assert len(stub.chat_requests()) == 200
     m = res.metrics
     assert (m["n"], m["failed"], m["correct"], m["retried"]) == (100, 0, 100, 100)
@@ -179,7 +180,7 @@ def test_a_provider_that_keeps_answering_429_still_trips_the_breaker():
     with StubLLMServer(faults=Faults(rate_limit=1.0, retry_after_s=0.05)) as stub:
         with pytest.raises(BreakerTripped, match="5 provider failures in a row") as err:
             evaluate(make_program(task), openai_compatible("stub", "stub-small", stub.base_url), examples, task,
-                     threads=4, cache=False)
+                     EvalOptions(threads=4, cache=False))
         assert len(stub.chat_requests()) < 40  # 5 calls x 3 tries, and the calls in flight
     assert err.value.kind == "rate_limit"
 
@@ -189,7 +190,7 @@ def test_a_dead_provider_still_stops_the_run_within_seconds():
     spec = openai_compatible("stub", "stub-small", f"http://127.0.0.1:{free_port()}/v1")
     start = time.perf_counter()
     with pytest.raises(BreakerTripped, match="tries in a row got no reply") as err:
-        evaluate(make_program(task), spec, examples, task, threads=8, cache=False)
+        evaluate(make_program(task), spec, examples, task, EvalOptions(threads=8, cache=False))
     took = time.perf_counter() - start
     print(f"connection refused: stopped after {took:.2f} s")
     assert err.value.kind == "unreachable" and took < 5, took  # 1.0 s before and after: tries without a reply count

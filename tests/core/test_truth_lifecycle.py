@@ -15,11 +15,12 @@ import pytest
 
 from core.cli.exits import EXIT_CODES, exit_code, job_outcome, worst
 from core.cli.main import main
+from core.config.errors import StudioError
 from core.evaluation.baseline import run_baselines
 from core.jobs import JobManager
 from core.lm.models import openai_compatible
 from core.optimize import OptimizeConfig
-from core.optimize.finish import SUPERSEDED_TAG, evaluate_pair
+from core.optimize.finish import SUPERSEDED_TAG, PairOptions, check_finishable, evaluate_pair
 from core.program.program import make_program
 from core.tasks import SampleSpec, TaskRef, prepare
 from core.tracking.run_inputs import DATASETS_ERROR_TAG, log_datasets
@@ -99,6 +100,10 @@ def test_a_gepa_search_without_a_single_proposal_fails_and_says_why(stub, settin
     assert run.info.status == "FAILED" and NO_PROPOSAL in run.data.tags[f"{TAG}error"]
     assert run.data.tags[f"{TAG}degraded"] == "true" and NO_PROPOSAL in run.data.tags[f"{TAG}degraded_reason"]
     assert store.list_runs(kind="evaluation").empty  # nothing to compare: no test evaluation of the same program
+    assert run.data.tags[f"{TAG}stopped_by"] == "no_proposal"
+    assert "python -m core finish" not in err  # nothing new to evaluate: no hint that offers it
+    with pytest.raises(StudioError, match="made no proposal"):
+        check_finishable(store, run.info.run_id)
 
 
 def test_baseline_and_optimize_agree_on_degraded(stub, settings, tmp_path, capsys):
@@ -195,12 +200,12 @@ def test_an_interrupted_test_evaluation_is_gone_on_with_not_left_beside(stub, se
     parent = store.start_run("optimization", task.name, run_name="own")
     original, optimized = make_program(task), make_program(task, instruction="Label the sentence.")
     other = make_program(task, instruction="An optimized program of an earlier attempt.")
-    stale = evaluate_pair(store, config, task, splits.test, (original, other), run_id=parent,
-                          should_stop=lambda: len(stub.chat_requests()) >= 24)  # stops in the "optimized" one
+    stale = evaluate_pair(store, config, task, splits.test, (original, other), run_id=parent,  # stops in "optimized"
+                          options=PairOptions(should_stop=lambda: len(stub.chat_requests()) >= 24))
     assert stale is None
     sent = len(stub.chat_requests())
     evaluate_pair(store, config, task, splits.test, (original, optimized), run_id=parent,
-                  should_stop=lambda: len(stub.chat_requests()) >= sent + 6)
+                  options=PairOptions(should_stop=lambda: len(stub.chat_requests()) >= sent + 6))
     kept = {r["program"]: r["run_id"] for r in store.list_runs(kind="evaluation").to_dict("records")}
     before = len(stub.chat_requests())
     pair = evaluate_pair(store, config, task, splits.test, (original, optimized), run_id=parent)

@@ -295,3 +295,18 @@ def test_a_whole_record_says_nothing():
 
     assert incomplete_note({"errors": {"count": 0, "first": None}}) is None
     assert incomplete_note({}) is None  # a record written before errors were counted
+
+
+def test_an_experiment_another_machine_created_meanwhile_is_taken_not_a_failure(settings, monkeypatch):
+    """Ray workers share no lock: one may create the task's experiment between another's look and its create (a
+    sweep cell failed with RESOURCE_ALREADY_EXISTS). The late one takes the experiment that is there."""
+    first, late = RunStore(settings), RunStore(settings)
+    made = first.experiment_id("raced")
+    real, looks = late.client.get_experiment_by_name, []
+
+    def look(name):  # the late store's first two looks (before and under its lock) miss the other's experiment
+        looks.append(name)
+        return None if len(looks) <= 2 else real(name)
+
+    monkeypatch.setattr(late.client, "get_experiment_by_name", look)
+    assert late.experiment_id("raced") == made

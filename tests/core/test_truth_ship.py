@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 
 from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import run_optimization
-from core.optimize.registered import register_prompt
+from core.optimize.registered import MadeBy, register_prompt
 from core.program.program import program_from_dict
 from core.ship.register import TESTED_TAG, UNTESTED_TAG, export_model
 from core.tasks import SampleSpec, TaskRef
@@ -72,7 +72,7 @@ def test_a_fewshot_program_is_registered_with_its_demos_and_serves_the_labels_it
     # The alias moves only to a program measured strictly better: not a tie, not a worse one.
     def version_at(accuracy):
         student = make_config(ref, stub.base_url, "fewshot").student
-        uri = register_prompt(store, task, student, program, accuracy, res.run_id, None)
+        uri = register_prompt(store, task, student, program, accuracy, MadeBy(res.run_id))
         return uri.rsplit("/", 1)[1]
 
     for accuracy in (res.optimized_accuracy, res.optimized_accuracy - 0.1, None):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from core.evaluation.baseline import run_evaluation
-from core.evaluation.evaluate import aggregate, evaluate, read_records
+from core.evaluation.evaluate import EvalOptions, aggregate, evaluate, read_records
 from core.lm.limits import slots
 from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import OptimizeConfig, run_optimization
@@ -52,7 +52,8 @@ def local(server, **kw):
 
 def test_a_one_slot_server_caps_an_evaluations_threads_and_says_so(store, one_slot, table):
     df, task = table
-    run_id, result = run_evaluation(store, task, local(one_slot), make_program(task), df, threads=8, cache=False)
+    run_id, result = run_evaluation(store, task, local(one_slot), make_program(task), df,
+                                    options=EvalOptions(threads=8, cache=False))
     run = store.get_run(run_id)
     assert run.data.params["threads"] == "1"  # was 8: seven threads queued at the server
     assert run.data.tags[slots.THREADS_CAPPED_TAG] == "8 -> 1 (server has 1 slot)"
@@ -70,7 +71,8 @@ def test_the_gate_times_the_queue_apart_from_the_models_latency(one_slot, table)
     """Eight threads on a one-slot server (no cap: evaluate is called directly): each call still takes 0.2 s;
     the rest of the wait is the queue, and it is reported as queue_s."""
     df, task = table
-    result = evaluate(make_program(task), local(one_slot), to_examples(df, task), task, threads=8, cache=False)
+    result = evaluate(make_program(task), local(one_slot), to_examples(df, task), task,
+                      EvalOptions(threads=8, cache=False))
     records = result.records
     latencies = sorted(records["latency_s"])
     assert latencies[-2] < LATENCY_S + 0.4 and latencies[-1] < 1.2, latencies  # was 0.2, 0.4, ... 1.6 s
@@ -84,7 +86,7 @@ def test_a_server_without_props_is_not_capped(store, stub, table):
     df, task = table
     spec = local(stub)
     assert slots.server_slots(spec) == slots.Slots(stub.root_url, None, "unknown")  # /props: 404
-    run_id, _ = run_evaluation(store, task, spec, make_program(task), df, threads=4, cache=False)
+    run_id, _ = run_evaluation(store, task, spec, make_program(task), df, options=EvalOptions(threads=4, cache=False))
     run = store.get_run(run_id)
     assert run.data.params["threads"] == "4" and slots.THREADS_CAPPED_TAG not in run.data.tags
     assert slots.gate_lm(object(), spec).__class__ is object  # no gate either
@@ -175,7 +177,8 @@ def test_a_failed_calls_trace_names_the_failure_kind_its_record_does(store, stub
 
     stub.responder = one_fails
     df, task = table
-    run_id, result = run_evaluation(store, task, local(stub), make_program(task), df, threads=2, cache=False)
+    run_id, result = run_evaluation(store, task, local(stub), make_program(task), df,
+                                    options=EvalOptions(threads=2, cache=False))
     failed = result.records[result.records["outcome"] == "failed"]
     assert failed["error_kind"].tolist() == ["server_error"]
     traces = list(store.client.search_traces(locations=[store.get_run(run_id).info.experiment_id], run_id=run_id))

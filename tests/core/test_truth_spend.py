@@ -13,6 +13,7 @@ import pytest
 import streamlit as st
 
 from core.evaluation.baseline import run_evaluation
+from core.evaluation.evaluate import EvalOptions
 from core.lm.models import ModelSpec, openai_compatible
 from core.optimize import run_optimization
 from core.program.program import make_program
@@ -40,9 +41,11 @@ def test_a_cached_rerun_spends_nothing_and_its_program_costs_the_same(stub, stor
     History shows "spend" (0) beside "cost per 1k predictions"."""
     df = make_table(4)
     task = table_task(df, text_column="description", label_column="target", name="scenario")
-    first, _ = run_evaluation(store, task, priced(stub), make_program(task), df, threads=4, cache=True)
+    first, _ = run_evaluation(store, task, priced(stub), make_program(task), df,
+                              options=EvalOptions(threads=4, cache=True))
     calls = len(stub.chat_requests())
-    again, _ = run_evaluation(store, task, priced(stub), make_program(task), df, threads=4, cache=True)
+    again, _ = run_evaluation(store, task, priced(stub), make_program(task), df,
+                              options=EvalOptions(threads=4, cache=True))
     assert calls == 20 and len(stub.chat_requests()) == calls  # the re-run made no call
     table = with_spend(store.list_runs()).set_index("run_id")
     one, two = table.loc[first], table.loc[again]
@@ -151,7 +154,8 @@ def test_the_spending_cap_counts_a_priced_reflection_model_beside_a_free_student
     assert res.status == "cancelled" and res.stop_reason == "spending cap $0.002 reached", res.stop_reason
     p = res.progress
     assert p["student_cost_usd"] == 0.0 and p["student_calls"] > 0 and p["metric_calls_used"] < 400
-    assert cap <= p["reflection_cost_usd"] == p["total_cost_usd"] < 4 * cap  # checked between iterations: it overshoots by one
+    # checked between iterations: it overshoots by one
+    assert cap <= p["reflection_cost_usd"] == p["total_cost_usd"] < 4 * cap
     row = optimization_frame(store.list_runs(kind="optimization")).iloc[0]
     assert row["outcome"] == "capped" and row["spent_usd"] == pytest.approx(p["total_cost_usd"])
 
@@ -167,8 +171,9 @@ def test_a_table_of_5001_runs_lists_every_one(store):
     ids = [uuid.uuid4().hex for _ in range(n)]
     with store.client._tracking_client.store.ManagedSessionMaker() as session:
         session.execute(insert(SqlRun.__table__), [
-            dict(run_uuid=rid, name=f"run {i}", source_type="UNKNOWN", status="FINISHED", start_time=now - i * 1000, user_id="t",
-                 end_time=now - i * 1000 + 10, lifecycle_stage="active", experiment_id=exp_id, artifact_uri="")
+            dict(run_uuid=rid, name=f"run {i}", source_type="UNKNOWN", status="FINISHED", start_time=now - i * 1000,
+                 user_id="t", end_time=now - i * 1000 + 10, lifecycle_stage="active", experiment_id=exp_id,
+                 artifact_uri="")
             for i, rid in enumerate(ids)])
         session.execute(insert(SqlTag.__table__), [dict(key=k, value=v, run_uuid=rid) for rid in ids
                                                    for k, v in (("studio.kind", "baseline"), ("studio.task", "demo"))])

@@ -143,12 +143,13 @@ def test_verdict_that_cannot_tell_two_runs_apart_says_how_many_examples_would():
     v = verdict(a, b, "stub-large · Predict", "Optimized stub-small · Predict")
     assert (v.n, v.a_only, v.b_only) == (50, 3, 6)
     assert v.diff == pytest.approx(0.06) and v.ci_low < 0 < v.ci_high
-    assert v.p_value == pytest.approx(stats.mcnemar_exact([True] * 3 + [False] * 6, [False] * 3 + [True] * 6)["p_value"])
+    assert v.p_value == pytest.approx(stats.mcnemar_exact([True] * 3 + [False] * 6,
+                                                          [False] * 3 + [True] * 6)["p_value"])
     assert v.needed_n == stats.paired_sample_size(3, 6, 50) and v.needed_n > 50
     assert v.sentence == (
         "Optimized stub-small · Predict scores 6.0 points higher than stub-large · Predict "
         f"(95 % CI \u2212{-v.ci_low * 100:.1f} to +{v.ci_high * 100:.1f} points, exact McNemar p = {v.p_value:.2f}): "
-        f"50 test examples cannot tell them apart; about {v.needed_n:,} would.")
+        f"50 test examples cannot tell them apart; about {v.needed_n:,} test examples would tell them apart.")
     assert not v.significant
 
 
@@ -156,8 +157,8 @@ def test_a_significant_verdict_says_which_run_is_better_and_by_how_much():
     v = verdict(records(200, range(150)), records(200, range(130)), "GPT big", "GPT small")  # 20 vs 0 discordant
     assert v.significant and v.p_value < 0.001 and v.ci_high < 0
     assert v.sentence.startswith("GPT small is 10.0 points worse than GPT big (95 % CI \u2212")
-    assert v.sentence.endswith(f"exact McNemar p < 0.001) on 200 test examples; about {v.needed_n:,} would show a "
-                               "difference this size (80 % power).")
+    assert v.sentence.endswith(f"exact McNemar p < 0.001) on 200 test examples; these 200 are enough: about "
+                               f"{v.needed_n:,} would show a difference this size (80 % power).")
     assert v.needed_n < 200  # the hint says how many would have sufficed
     better = verdict(records(200, range(130)), records(200, range(150)), "GPT big", "GPT small")
     assert better.sentence.startswith("GPT small is 10.0 points better than GPT big")

@@ -37,7 +37,8 @@ class Case:
     make: Callable[[], bytes]
 
 
-def rows(labels: tuple[str, ...] = LABELS, n: int = N, text: str = "Review {i} of a {label} experience.") -> list[list[str]]:
+def rows(labels: tuple[str, ...] = LABELS, n: int = N,
+         text: str = "Review {i} of a {label} experience.") -> list[list[str]]:
     return [[text.format(i=i, label=label), label] for label in labels for i in range(n)]
 
 
@@ -72,7 +73,8 @@ def xlsx() -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         info = zipfile.ZipInfo("[Content_Types].xml", date_time=(2020, 1, 1, 0, 0, 0))
-        z.writestr(info, '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+        z.writestr(info,
+                   '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
     return buf.getvalue()
 
 
@@ -110,8 +112,10 @@ CASES: tuple[Case, ...] = (
     Case("utf16_le_bom.csv", "UTF-16 LE with a BOM (Excel's 'Unicode text')", "ok", "",
          lambda: b"\xff\xfe" + good(encoding="utf-16-le")),
     Case("utf16_be_bom.csv", "UTF-16 BE with a BOM", "ok", "", lambda: b"\xfe\xff" + good(encoding="utf-16-be")),
-    Case("utf32_le_bom.csv", "UTF-32 LE with a BOM", "ok", "", lambda: b"\xff\xfe\x00\x00" + good(encoding="utf-32-le")),
-    Case("utf32_be_bom.csv", "UTF-32 BE with a BOM", "ok", "", lambda: b"\x00\x00\xfe\xff" + good(encoding="utf-32-be")),
+    Case("utf32_le_bom.csv", "UTF-32 LE with a BOM", "ok", "",
+         lambda: b"\xff\xfe\x00\x00" + good(encoding="utf-32-le")),
+    Case("utf32_be_bom.csv", "UTF-32 BE with a BOM", "ok", "",
+         lambda: b"\x00\x00\xfe\xff" + good(encoding="utf-32-be")),
     Case("utf16_le_no_bom.csv", "UTF-16 LE without a BOM", "warn", r"no byte-order mark.*UTF-16 LE",
          lambda: good(encoding="utf-16-le")),
     Case("utf16_bom_odd_length.csv", "UTF-16 BOM, then a cut-off last character", "error",
@@ -139,7 +143,8 @@ CASES: tuple[Case, ...] = (
     Case("unclosed_quote.csv", "a quote that is never closed", "error", r"not a well-formed CSV.*EOF inside string",
          lambda: good() + b'"This text never ends,positive\n'),
     Case("ragged_rows.csv", "a row with more fields than the header", "error", r"Expected 2 fields in line 5, saw 3",
-         lambda: good().replace(b"3 of a positive experience.,positive\n", b"3 of a positive experience.,positive,x\n")),
+         lambda: good().replace(b"3 of a positive experience.,positive\n",
+                                b"3 of a positive experience.,positive,x\n")),
     Case("only_separators.csv", "nothing but commas", "error", r"Every cell of the text column",
          lambda: b",,\n,,\n,,\n"),
     # --- empty and degenerate tables ---
@@ -157,7 +162,8 @@ CASES: tuple[Case, ...] = (
          lambda: csv_bytes([[text, " "] for text, _ in rows()])),
     # --- headers ---
     Case("duplicate_header_after_strip.csv", "'label' and 'label ' in the header", "warn",
-         r"repeats the name 'label'", lambda: csv_bytes([r + [r[1]] for r in rows()], header=["text", "label", "label "])),
+         r"repeats the name 'label'",
+         lambda: csv_bytes([r + [r[1]] for r in rows()], header=["text", "label", "label "])),
     Case("duplicate_header_exact.csv", "'label' twice in the header", "warn", r"repeats the name 'label'",
          lambda: csv_bytes([r + ["other"] for r in rows()], header=["text", "label", "label"])),
     Case("blank_header_names.csv", "header names that are empty or spaces", "ok", "",

@@ -150,12 +150,16 @@ TRUNCATED_JS = """() => {
   for (const el of document.querySelectorAll('body *')) {
     if (!el.offsetParent || el.closest('svg')) continue;
     const box = el.getBoundingClientRect();
-    if (box.width < 4 || box.height < 4 || box.right <= 0 || box.left >= innerWidth) continue;  // hidden, or a skip link
+    // hidden, or a skip link
+    if (box.width < 4 || box.height < 4 || box.right <= 0 || box.left >= innerWidth) continue;
     const own = [...el.childNodes].some(n => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
     if (!own) continue;
     const text = el.innerText.trim();
     const cs = getComputedStyle(el);
-    if (cs.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1) { cut.push(text.slice(0, 100)); continue; }
+    if (cs.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1) {
+      cut.push(text.slice(0, 100));
+      continue;
+    }
     const range = document.createRange();
     range.selectNodeContents(el);
     const words = range.getBoundingClientRect();
@@ -206,5 +210,6 @@ def widget_text(page, widget_key: str) -> str:
     """What a widget shows, its inputs' values included (a select box shows its choice in an input)."""
     container = key(page, widget_key)
     container.wait_for()
-    values = container.evaluate("el => [...el.querySelectorAll('input')].map(i => i.value || i.getAttribute('aria-label') || '').join(' ')")
+    values = container.evaluate("el => [...el.querySelectorAll('input')].map(i => i.value || "
+                                "i.getAttribute('aria-label') || '').join(' ')")
     return f"{container.inner_text()} {values}"

@@ -70,124 +70,156 @@ def run_baseline(page, module_label: str, timeout_s: float = 120) -> None:
 
 @pytest.mark.timeout(600)
 def test_reload_mid_job_capped_run_to_compare_and_nothing_cut_off(app_url, tmp_path):
-    from playwright.sync_api import expect
-
-    data = tmp_path / "studio"
     stub_server = StubLLMServer(responder=responder, faults=Faults(slow_s=0.05))
     with stub_server as stub, dashboard(app_url, "failure-working-state") as page:
         shots_at(page, "11-home")
+        models_priced(page, tmp_path / "studio", stub.base_url)
+        task_shown(page)
+        baselines_apart(page)
+        optimize_capped_and_reloaded(page)
+        capped_run_evaluated(page)
+        inside_the_optimization(page)
+        compare_and_report(page)
+        prompts_and_history(page)
 
-        # Models: two priced models; the student's input price edited after adding it.
-        goto(page, "Models")
-        add_model(page, "stub-small", stub.base_url)
-        add_model(page, "stub-large", stub.base_url)
-        edit_price(page, "stub-small", 2.0)
-        catalog = json.loads((data / "models.json").read_text())
-        small = next(m for m in catalog["models"] if m["name"] == "stub-small")
-        assert small["input_price_per_m"] == 2.0, small
-        edit_price(page, "stub-large", 5.0)
-        pick(page, "models.student.w", "stub-small")
-        pick(page, "models.reflection.w", "stub-large")
-        shots_at(page, "12-models")
 
-        goto(page, "Task")
-        expect(page.get_by_text("BACKGROUND").first).to_be_visible()
-        shots_at(page, "13-task")
+def models_priced(page, data, base_url: str) -> None:
+    """Models: two priced models; the student's input price edited after adding it."""
+    goto(page, "Models")
+    add_model(page, "stub-small", base_url)
+    add_model(page, "stub-large", base_url)
+    edit_price(page, "stub-small", 2.0)
+    catalog = json.loads((data / "models.json").read_text())
+    small = next(m for m in catalog["models"] if m["name"] == "stub-small")
+    assert small["input_price_per_m"] == 2.0, small
+    edit_price(page, "stub-large", 5.0)
+    pick(page, "models.student.w", "stub-small")
+    pick(page, "models.reflection.w", "stub-large")
+    shots_at(page, "12-models")
 
-        # Baselines: the student, Predict then chain of thought: two runs that stay apart.
-        goto(page, "Baselines")
-        pick(page, "baselines.models.w", "stub-small")
-        page.get_by_text("Options", exact=True).click()
-        run_baseline(page, "Predict")
-        run_baseline(page, "Chain of thought")
-        shots_at(page, "14-baselines")
 
-        # Optimize under a spending cap; reload while it runs: models, task and the job come back.
-        goto(page, "Optimize")
-        key(page, "optimize.budget").get_by_text("custom", exact=True).click()
-        settle(page)
-        key(page, "optimize.max_calls").locator("input").fill("400")
-        page.keyboard.press("Enter")
-        key(page, "optimize.capped").locator("label").click()
-        settle(page)
-        key(page, "optimize.cap").locator("input").fill("0.05")
-        page.keyboard.press("Enter")
-        settle(page)
-        key(page, "optimize.start").locator("button").click()
-        expect(key(page, "optimize.cancel")).to_be_visible(timeout=60_000)  # queued or running
-        page.reload(wait_until="networkidle")
-        page.get_by_role("heading", name="Optimize", exact=True).first.wait_for()
-        settle(page)
-        main = page.locator('[data-testid="stMain"]')
-        expect(main.get_by_text("stub-small").first).to_be_visible()
-        expect(main.get_by_text("stub-large").first).to_be_visible()
-        expect(main.get_by_text("demo:").first).to_be_visible()
-        expect(main.get_by_text("GEPA stub-small ← stub-large").first).to_be_visible(timeout=30_000)
-        assert "No optimization in this session yet" not in main.inner_text()
+def task_shown(page) -> None:
+    from playwright.sync_api import expect
 
-        # The cap stops it; one click evaluates the best program so far on the test set.
-        expect(page.get_by_text("Stopped: spending cap").first).to_be_visible(timeout=240_000)
-        settle(page, 1500)
-        finish = key(page, "optimize.finish").get_by_role("button").first
-        expect(finish).to_contain_text("Evaluate on the test set")
-        finish.click()
-        expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=180_000)
-        shots_at(page, "15-optimize")
+    goto(page, "Task")
+    expect(page.get_by_text("BACKGROUND").first).to_be_visible()
+    shots_at(page, "13-task")
 
-        # Inside the optimization, from the job's link (the URL carries run=): its search, as GEPA ran it.
-        page.get_by_text("See inside the optimization", exact=True).first.click()
-        page.get_by_role("heading", name="Optimization", exact=True).first.wait_for(timeout=30_000)
-        settle(page, 1500)
-        assert "run=" in page.url, page.url
-        assert "capped" in widget_text(page, "optimization.run"), widget_text(page, "optimization.run")
-        for chart in ("score", "lineage", "grid", "cost"):
-            expect(key(page, f"optimization.chart.{chart}").locator(".main-svg").first).to_be_visible(timeout=30_000)
-        expect(key(page, "optimization.candidate")).to_be_visible()
-        main = page.locator('[data-testid="stMain"]')
-        origin = main.get_by_text(re.compile(r"^(Against its parent #\d+|The starting instruction)")).first
-        expect(origin).to_be_visible()
-        if key(page, "optimization.proposal").count():  # a rejected proposal: its table, and one to read
-            expect(main.get_by_text("Feedback the reflection model read").first).to_be_visible()
-        else:  # the stub's reflection may never be turned down: the page says so
-            expect(main.get_by_text("GEPA rejected no proposal").first).to_be_visible()
-        expect(main.get_by_role("heading", name="Calls and cost by role")).to_be_visible()
-        expect(main.get_by_text(re.compile("MLflow traces")).first).to_be_visible()
-        shots_at(page, "16-optimization")
 
-        # Compare: Predict and CoT apart; the capped optimization with its paired test, marked capped; its verdict,
-        # the examples that flipped and both confusion matrices; the report, built and downloaded.
-        goto(page, "Compare")
-        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-        charts = " ".join(page.locator(".js-plotly-plot").all_text_contents())
-        assert "stub-small · Predict" in charts and "stub-small · CoT" in charts, charts[:2000]
-        expect(page.get_by_text("This optimization was capped").first).to_be_visible()
-        assert "capped" in widget_text(page, "compare.opt"), widget_text(page, "compare.opt")
-        expect(page.get_by_text("Accuracy after").first).to_be_visible()
-        verdicts = page.get_by_text(re.compile(r"(exact McNemar|too few to test a difference|no difference seen)"))
-        expect(verdicts.first).to_be_visible()
-        expect(page.get_by_text("Flipped examples").first).to_be_visible()
-        for side in ("a", "b"):
-            expect(key(page, f"compare.chart.confusion.{side}").locator(".main-svg").first).to_be_visible()
-        key(page, "compare.report.build").locator("button").click()
-        download = key(page, "compare.report.download").locator("button")
-        expect(download).to_be_visible(timeout=60_000)
-        with page.expect_download(timeout=60_000) as saved:
-            download.click()
-        report = SHOTS / "report-from-compare.html"
-        saved.value.save_as(report)
-        html = report.read_text(encoding="utf-8")
-        assert html.lstrip().lower().startswith("<!doctype html") and "stub-small" in html, html[:500]
-        shots_at(page, "17-compare")
-        print(f"The verdict as the dashboard printed it: {verdicts.first.inner_text()}")
+def baselines_apart(page) -> None:
+    """Baselines: the student, Predict then chain of thought: two runs that stay apart."""
+    goto(page, "Baselines")
+    pick(page, "baselines.models.w", "stub-small")
+    page.get_by_text("Options", exact=True).click()
+    run_baseline(page, "Predict")
+    run_baseline(page, "Chain of thought")
+    shots_at(page, "14-baselines")
 
-        # Prompts: the capped optimization's original and optimized prompts.
-        goto(page, "Prompts")
-        assert "capped" in widget_text(page, "prompts.opt"), widget_text(page, "prompts.opt")
-        expect(page.locator(".gs-diff").first).to_be_visible(timeout=30_000)
-        shots_at(page, "18-prompts")
 
-        goto(page, "History")
-        shots_at(page, "19-history")
+def optimize_capped_and_reloaded(page) -> None:
+    """Optimize under a spending cap; reload while it runs: models, task and the job come back."""
+    from playwright.sync_api import expect
+
+    goto(page, "Optimize")
+    key(page, "optimize.budget").get_by_text("custom", exact=True).click()
+    settle(page)
+    key(page, "optimize.max_calls").locator("input").fill("400")
+    page.keyboard.press("Enter")
+    key(page, "optimize.capped").locator("label").click()
+    settle(page)
+    key(page, "optimize.cap").locator("input").fill("0.05")
+    page.keyboard.press("Enter")
+    settle(page)
+    key(page, "optimize.start").locator("button").click()
+    expect(key(page, "optimize.cancel")).to_be_visible(timeout=60_000)  # queued or running
+    page.reload(wait_until="networkidle")
+    page.get_by_role("heading", name="Optimize", exact=True).first.wait_for()
+    settle(page)
+    main = page.locator('[data-testid="stMain"]')
+    expect(main.get_by_text("stub-small").first).to_be_visible()
+    expect(main.get_by_text("stub-large").first).to_be_visible()
+    expect(main.get_by_text("demo:").first).to_be_visible()
+    expect(main.get_by_text("GEPA stub-small ← stub-large").first).to_be_visible(timeout=30_000)
+    assert "No optimization in this session yet" not in main.inner_text()
+
+
+def capped_run_evaluated(page) -> None:
+    """The cap stops it; one click evaluates the best program so far on the test set."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("Stopped: spending cap").first).to_be_visible(timeout=240_000)
+    settle(page, 1500)
+    finish = key(page, "optimize.finish").get_by_role("button").first
+    expect(finish).to_contain_text("Evaluate on the test set")
+    finish.click()
+    expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=180_000)
+    shots_at(page, "15-optimize")
+
+
+def inside_the_optimization(page) -> None:
+    """Inside the optimization, from the job's link (the URL carries run=): its search, as GEPA ran it."""
+    from playwright.sync_api import expect
+
+    page.get_by_text("See inside the optimization", exact=True).first.click()
+    page.get_by_role("heading", name="Optimization", exact=True).first.wait_for(timeout=30_000)
+    settle(page, 1500)
+    assert "run=" in page.url, page.url
+    assert "capped" in widget_text(page, "optimization.run"), widget_text(page, "optimization.run")
+    for chart in ("score", "lineage", "grid", "cost"):
+        expect(key(page, f"optimization.chart.{chart}").locator(".main-svg").first).to_be_visible(timeout=30_000)
+    expect(key(page, "optimization.candidate")).to_be_visible()
+    main = page.locator('[data-testid="stMain"]')
+    origin = main.get_by_text(re.compile(r"^(Against its parent #\d+|The starting instruction)")).first
+    expect(origin).to_be_visible()
+    if key(page, "optimization.proposal").count():  # a rejected proposal: its table, and one to read
+        expect(main.get_by_text("Feedback the reflection model read").first).to_be_visible()
+    else:  # the stub's reflection may never be turned down: the page says so
+        expect(main.get_by_text("GEPA rejected no proposal").first).to_be_visible()
+    expect(main.get_by_role("heading", name="Calls and cost by role")).to_be_visible()
+    expect(main.get_by_text(re.compile("MLflow traces")).first).to_be_visible()
+    shots_at(page, "16-optimization")
+
+
+def compare_and_report(page) -> None:
+    """Compare: Predict and CoT apart; the capped optimization with its paired test, marked capped; its verdict, the
+    examples that flipped and both confusion matrices; the report, built and downloaded."""
+    from playwright.sync_api import expect
+
+    goto(page, "Compare")
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    charts = " ".join(page.locator(".js-plotly-plot").all_text_contents())
+    assert "stub-small · Predict" in charts and "stub-small · CoT" in charts, charts[:2000]
+    expect(page.get_by_text("This optimization was capped").first).to_be_visible()
+    assert "capped" in widget_text(page, "compare.opt"), widget_text(page, "compare.opt")
+    expect(page.get_by_text("Accuracy after").first).to_be_visible()
+    verdicts = page.get_by_text(re.compile(r"(exact McNemar|too few to test a difference|no difference seen)"))
+    expect(verdicts.first).to_be_visible()
+    expect(page.get_by_text("Flipped examples").first).to_be_visible()
+    for side in ("a", "b"):
+        expect(key(page, f"compare.chart.confusion.{side}").locator(".main-svg").first).to_be_visible()
+    key(page, "compare.report.build").locator("button").click()
+    download = key(page, "compare.report.download").locator("button")
+    expect(download).to_be_visible(timeout=60_000)
+    with page.expect_download(timeout=60_000) as saved:
+        download.click()
+    report = SHOTS / "report-from-compare.html"
+    saved.value.save_as(report)
+    html = report.read_text(encoding="utf-8")
+    assert html.lstrip().lower().startswith("<!doctype html") and "stub-small" in html, html[:500]
+    shots_at(page, "17-compare")
+    print(f"The verdict as the dashboard printed it: {verdicts.first.inner_text()}")
+
+
+def prompts_and_history(page) -> None:
+    """Prompts: the capped optimization's original and optimized prompts; then History."""
+    from playwright.sync_api import expect
+
+    goto(page, "Prompts")
+    assert "capped" in widget_text(page, "prompts.opt"), widget_text(page, "prompts.opt")
+    expect(page.locator(".gs-diff").first).to_be_visible(timeout=30_000)
+    shots_at(page, "18-prompts")
+    goto(page, "History")
+    shots_at(page, "19-history")
 
 
 def test_the_cut_off_check_sees_ellipses_and_clipped_text():

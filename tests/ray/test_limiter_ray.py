@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from core.lm.limits import achieved_rate
 from tests.stub_server import StubLLMServer, keyword_classifier
@@ -35,6 +36,26 @@ def test_the_ray_limiter_holds_rpm_across_four_ray_workers(ray_address):
     env = {"GEPA_STUDIO_LIMITER": "ray", "GEPA_STUDIO_LIMITER_NAME": name, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
            "GEPA_STUDIO_TRACES": "off"}
     runtime_env = {"py_modules": [str(ROOT / "core")], "env_vars": env}
+    gate_class, calls = worker_parts()
+    t0 = time.time()
+    ray.init(address="auto", namespace=ACTOR_NAMESPACE, runtime_env=runtime_env, logging_level="WARNING",
+             log_to_driver=False)
+    try:
+        with StubLLMServer(responder=responder) as server:
+            gate = ray.remote(num_cpus=0)(gate_class).remote()
+            task = ray.remote(num_cpus=0, max_retries=0)(calls)
+            results = ray.get([task.remote(i, server.base_url, gate) for i in range(WORKERS)], timeout=300)
+            stats = ray.get(ray.get_actor(name, namespace=ACTOR_NAMESPACE).stats.remote(), timeout=30)
+    finally:
+        if ray.is_initialized():
+            kill_actor(name)
+            ray.shutdown()
+    assert_one_shared_rate(results, times, stats, t0)
+
+
+def worker_parts() -> tuple[type, Callable[..., dict]]:
+    """The gate and what each Ray worker runs, made inside a function so that cloudpickle ships them by value (the
+    workers are given core, not tests)."""
 
     class Gate:  # the four workers start calling together, once each has imported DSPy and built its LM
         def __init__(self) -> None:
@@ -79,20 +100,11 @@ def test_the_ray_limiter_holds_rpm_across_four_ray_workers(ray_address):
             t.join()
         return {"kind": limiter().kind, "kind_at_start": kind, "calls": sum(made), "pid": os.getpid(), "began": began}
 
-    t0 = time.time()
-    ray.init(address="auto", namespace=ACTOR_NAMESPACE, runtime_env=runtime_env, logging_level="WARNING",
-             log_to_driver=False)
-    try:
-        with StubLLMServer(responder=responder) as server:
-            gate = ray.remote(num_cpus=0)(Gate).remote()
-            task = ray.remote(num_cpus=0, max_retries=0)(calls)
-            results = ray.get([task.remote(i, server.base_url, gate) for i in range(WORKERS)], timeout=300)
-            stats = ray.get(ray.get_actor(name, namespace=ACTOR_NAMESPACE).stats.remote(), timeout=30)
-    finally:
-        if ray.is_initialized():
-            kill_actor(name)
-            ray.shutdown()
+    return Gate, calls
 
+
+def assert_one_shared_rate(results: list[dict], times: dict[int, list[float]], stats: dict, t0: float) -> None:
+    """Every worker booked on the one Ray limiter, and together they held its rate (the stub's request times)."""
     assert [r["kind"] for r in results] == ["ray"] * WORKERS, results  # no worker fell back to its own store
     assert len({r["pid"] for r in results}) == WORKERS
     start = max(ts[0] for ts in times.values())  # the window in which all four were calling

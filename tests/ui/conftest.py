@@ -7,7 +7,7 @@ Streamlit's caches are process-wide, so they are cleared around every test.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,8 @@ def student_or_keywords(model: str, messages: list[dict[str, Any]], body: dict[s
 
 def seed_store(settings: Any, base_url: str) -> Seed:
     """Two baselines and one optimization with its original/optimized evaluations, on the demo task."""
-    from core.evaluation.baseline import run_baselines, run_evaluation
+    from core.evaluation.baseline import EvalRun, run_baselines, run_evaluation
+    from core.evaluation.evaluate import EvalOptions
     from core.lm.models import openai_compatible
     from core.program.program import get_instruction, make_program, program_to_dict
     from core.tasks import SampleSpec, TaskRef, prepare
@@ -182,9 +183,12 @@ def seed_store(settings: Any, base_url: str) -> Seed:
         "original_program.json": program_to_dict(original, task),
         "instructions.json": {"original": get_instruction(original), "optimized": better_instruction},
     })
-    kw = dict(kind="evaluation", parent_run_id=opt_id, sample=sample, task_ref=ref, threads=4, cache=False)
-    orig_id, before = run_evaluation(store, task, small, original, splits.test, program_label="original", **kw)
-    optd_id, after = run_evaluation(store, task, small, optimized, splits.test, program_label="optimized", **kw)
+    run = EvalRun(kind="evaluation", parent_run_id=opt_id, sample=sample, task_ref=ref)
+    how = EvalOptions(threads=4, cache=False)
+    orig_id, before = run_evaluation(store, task, small, original, splits.test,
+                                     replace(run, program_label="original"), how)
+    optd_id, after = run_evaluation(store, task, small, optimized, splits.test,
+                                    replace(run, program_label="optimized"), how)
     uri = "prompts:/demo-stub-small/1"
     store.log_metrics(opt_id, {"optimization_cost_usd": 0.05, "student_cost_usd": 0.01, "reflection_cost_usd": 0.04,
                                "best_val_score": 0.8, "original_test_accuracy": before.metrics["accuracy"],

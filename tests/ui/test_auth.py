@@ -325,7 +325,8 @@ def exposed_server(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in (auth.ALLOWED_USERS, auth.ALLOW_UNAUTHENTICATED, auth.REQUIRE_LOGIN)}
-    env.update(GEPA_STUDIO_DATA_DIR=str(tmp / "studio"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'studio' / 'mlflow.db'}",
+    env.update(GEPA_STUDIO_DATA_DIR=str(tmp / "studio"),
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'studio' / 'mlflow.db'}",
                GEPA_STUDIO_SECRETS=str(tmp / "none.toml"), PYTHONPATH=str(ROOT))
     log = tmp / "streamlit.log"
     with open(log, "wb") as out:

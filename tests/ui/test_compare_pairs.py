@@ -117,9 +117,9 @@ def test_the_report_is_built_on_a_click_then_downloads(seeded, monkeypatch):
     built: list[list[str]] = []
     real = core.report.build_report
 
-    def spy(run_store, run_ids):
+    def spy(run_store, run_ids, **kw):
         built.append(list(run_ids))
-        return real(run_store, run_ids)
+        return real(run_store, run_ids, **kw)
 
     monkeypatch.setattr(core.report, "build_report", spy)
     at = open_page("pages/compare.py")
@@ -127,7 +127,9 @@ def test_the_report_is_built_on_a_click_then_downloads(seeded, monkeypatch):
     assert not built and not [b for b in at.get("download_button") if b.proto.label.startswith("Download report")]
     at.button(key="compare.report.build").click().run()
     assert_clean(at)
-    assert built == [[seeded.original_id, seeded.optimized_id, seeded.optimization_id]]
+    # The runs in view, the optimization, and the model its break-even is against (the report shows it too).
+    assert built == [[seeded.original_id, seeded.optimized_id, seeded.optimization_id,
+                      seeded.baseline_ids["stub-large"]]]
     download = [b for b in at.get("download_button") if b.proto.label == "Download report (HTML)"]
     assert len(download) == 1
     at.run()  # a rerun does not build it again

@@ -27,11 +27,10 @@ class Failing:
 
 
 def _evaluation(store: RunStore, model: str, *, correct: int, n: int, failed: dict[str, int] | None,
-                tags: dict[str, str] | None = None, status: str = "FINISHED", job_id: str | None = None) -> str:
+                tags: dict[str, str] | None = None, status: str = "FINISHED") -> str:
     """A baseline run as the evaluation code logs it; ``failed=None`` is an older run without failure metrics."""
     run_id = store.start_run("baseline", "demo", run_name=f"{model} · original",
-                             tags={f"{TAG}model": model, f"{TAG}program": "original",
-                                   **({f"{TAG}job_id": job_id} if job_id else {}), **(tags or {})})
+                             tags={f"{TAG}model": model, f"{TAG}program": "original", **(tags or {})})
     metrics = {"n": n, "correct": correct, "accuracy": correct / n, "macro_f1": correct / n / 2, "cost_usd": 0.01,
                "cost_per_1k": 0.5}
     if failed is not None:
@@ -52,8 +51,8 @@ def failing(empty) -> Failing:
     job_id = manager.submit("baseline", "Baselines · stub-dead · demo", {"specs": [{"name": "stub-dead"}]})
     healthy = _evaluation(store, "stub-small", correct=16, n=20, failed={})
     dead = _evaluation(store, "stub-dead", correct=5, n=20, failed={"unreachable": 9, "timeout": 3}, status="FAILED",
-                       job_id=job_id, tags={f"{TAG}degraded": "true", f"{TAG}degraded_reason": REASON,
-                                            f"{TAG}stopped_by": "breaker", f"{TAG}error": BREAKER_ERROR})
+                       tags={f"{TAG}job_id": job_id, f"{TAG}degraded": "true", f"{TAG}degraded_reason": REASON,
+                             f"{TAG}stopped_by": "breaker", f"{TAG}error": BREAKER_ERROR})
     older = _evaluation(store, "stub-old", correct=10, n=20, failed=None)
     opt = store.start_run("optimization", "demo", run_name="GEPA · stub-small ← stub-dead",
                           tags={f"{TAG}model": "stub-small", f"{TAG}program": "gepa", f"{TAG}degraded": "true",
@@ -71,20 +70,20 @@ def test_baselines_table_chart_and_warning_show_failures_and_degraded(failing):
     assert {"failed", "failure_rate", "degraded", "failures by kind"} <= set(table.columns)
     dead, healthy, older = table.loc["stub-dead"], table.loc["stub-small"], table.loc["stub-old"]
     assert dead["failed"] == 12 and dead["failure_rate"] == pytest.approx(0.6) and dead["degraded"] == "DEGRADED"
-    assert dead["failures by kind"] == "unreachable 9, timeout 3"
+    assert dead["failures by kind"] == "9 server unreachable, 3 timed out"
     assert dead["accuracy"] == pytest.approx(0.25)  # the 12 failures count as wrong, not as left out
     assert healthy["failed"] == 0 and healthy["degraded"] == ""
     assert older["failed"] != older["failed"] and older["degraded"] == ""  # NaN: not counted, not "no failures"
 
     warnings = texts(at, "warning")
     dead_warning = next(w for w in warnings if "stub-dead" in w)
-    assert "DEGRADED" in dead_warning and "12 failed (60.0%): unreachable 9, timeout 3" in dead_warning
+    assert "DEGRADED" in dead_warning and "12 failed (60.0%): 9 server unreachable, 3 timed out" in dead_warning
     assert REASON in dead_warning and BREAKER_ERROR in dead_warning
     assert not any("stub-small" in w or "stub-old" in w for w in warnings)
 
     chart = chart_specs(at)[0]
-    assert "12 failed · DEGRADED" in chart and "unreachable 9, timeout 3" in chart
-    assert '"barmode":"stack"' in chart.replace(" ", "")
+    assert "12 failed · DEGRADED" in chart and "9 server unreachable, 3 timed out" in chart
+    assert '"barmode":"overlay"' in chart.replace(" ", "")  # failures are no bar segment
 
 
 def test_compare_warns_about_degraded_and_breaker_stopped_runs(failing):
@@ -99,7 +98,7 @@ def test_compare_warns_about_degraded_and_breaker_stopped_runs(failing):
     assert len(warnings) == 2  # the healthy and the older run raise nothing
 
     accuracy, cost = chart_specs(at)[:2]
-    assert "12 failed · DEGRADED" in accuracy and "12 failed (60.0%): unreachable 9, timeout 3" in cost
+    assert "12 failed · DEGRADED" in accuracy and "12 failed (60.0%): 9 server unreachable, 3 timed out" in cost
     table = table_with(at, "model", "failures by kind", "label").set_index("model")
     assert table.loc["stub-dead", "failed"] == 12 and table.loc["stub-dead", "degraded"] == "DEGRADED"
     assert table.loc["stub-small", "failure_rate"] == 0
@@ -116,7 +115,7 @@ def test_history_lists_failures_and_the_run_detail_says_degraded(failing):
     assert not at.exception
     assert BREAKER_ERROR in texts(at, "error")  # the breaker's message, as the run's error
     assert any("DEGRADED" in w and REASON in w and "circuit breaker" in w for w in texts(at, "warning"))
-    assert any("Failures: 12 failed (60.0%): unreachable 9, timeout 3" in c for c in texts(at, "caption"))
+    assert any("Failures: 12 failed (60.0%): 9 server unreachable, 3 timed out" in c for c in texts(at, "caption"))
 
 
 def test_baseline_panel_counts_provider_errors_as_they_happen(empty):
@@ -130,7 +129,7 @@ def test_baseline_panel_counts_provider_errors_as_they_happen(empty):
     assert [p.text for p in at.get("progress")] == ["stub-dead: 12 / 20 examples · 9 failed",
                                                     "stub-small: 10 / 20 examples"]
     warning = next(w for w in texts(at, "warning") if "stub-dead" in w)
-    assert "9 of 12 examples failed so far (75.0%): unreachable 7, timeout 2" in warning
+    assert "9 of 12 examples failed so far (75.0%): 7 server unreachable, 2 timed out" in warning
     assert "Check the base URL" in warning  # the hint of the commonest kind
     assert not any("DEGRADED" in m for m in texts(at, "markdown"))  # still running: judged when it ends
 
@@ -141,7 +140,7 @@ def test_baseline_panel_counts_provider_errors_as_they_happen(empty):
     manager.finish(job_id, "succeeded")
     at.run()
     header = next(m for m in texts(at, "markdown") if "Baselines · demo" in m)
-    assert "succeeded" in header and "DEGRADED" in header
+    assert "finished, 9 of 40 examples failed" in header and "DEGRADED" in header  # past tense, not "succeeded"
     assert [p.text for p in at.get("progress")][0] == "stub-dead: 20 / 20 examples · 9 failed — DEGRADED"
 
 
@@ -170,7 +169,8 @@ def test_optimization_panel_shows_failed_calls_and_degraded(empty):
     at = open_page("pages/optimize.py", {"optimize.job_id": job_id})
     assert_clean(at)
     shown = metrics(at)
-    assert (shown["Failed student calls"], shown["Failed reflection calls"], shown["Failed proposals"]) == ("2", "6", "6")
+    assert (shown["Failed student calls"], shown["Failed reflection calls"], shown["Failed proposals"]) == (
+        "2", "6", "6")
     warnings = " ".join(texts(at, "warning"))
     assert "failed 6 call(s) and 6 proposal(s)" in warnings and "2 student call(s) failed" in warnings
 

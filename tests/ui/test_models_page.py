@@ -63,9 +63,11 @@ def test_price_timeout_and_base_url_are_edited_after_adding(empty):
     at = open_page("pages/models.py")
     at.selectbox(key="models.edit.pick").select("local-b").run()
     assert at.number_input(key="models.edit.timeout").value == 240.0  # its own values, not another's
-    assert (at.number_input(key="models.edit.price_in").value, at.number_input(key="models.edit.retries").value) == (0.5, 4)
+    edited = at.number_input(key="models.edit.price_in").value, at.number_input(key="models.edit.retries").value
+    assert edited == (0.5, 4)
     at.selectbox(key="models.edit.pick").select("local-a").run()
-    assert at.number_input(key="models.edit.timeout").value == 30.0 and at.number_input(key="models.edit.price_in").value is None
+    assert at.number_input(key="models.edit.timeout").value == 30.0
+    assert at.number_input(key="models.edit.price_in").value is None
     at.number_input(key="models.edit.price_in").set_value(0.25)
     at.number_input(key="models.edit.price_out").set_value(2.0)
     at.number_input(key="models.edit.timeout").set_value(75.0)
@@ -119,7 +121,8 @@ def test_presets_are_read_only_and_copied_to_be_changed(empty):
     assert_clean(at)
     copy_name = f"{PRESET.name} (copy)"
     assert at.selectbox(key="models.edit.pick").value == copy_name
-    assert by_section(at, "success") == {"Edit a model": [f"Copied {PRESET.name} to your models as {copy_name}: edit it here."]}
+    copied = f"Copied {PRESET.name} to your models as {copy_name}: edit it here."
+    assert by_section(at, "success") == {"Edit a model": [copied]}
     at.number_input(key="models.edit.price_in").set_value(0.1)
     at.number_input(key="models.edit.price_out").set_value(0.3)
     at.button(key="models.edit.save").click().run()
@@ -160,10 +163,13 @@ def test_the_add_form_starts_fresh_after_an_add(empty):
     assert_clean(at)
     assert by_section(at, "success") == {"Add a model": ["Added priced (openai/llama3.1) to the catalog."]}
     saved = ModelCatalog.load(empty.catalog_path).get("priced")
-    assert (saved.input_price_per_m, saved.output_price_per_m, saved.timeout_s, saved.num_retries) == (3.0, 9.0, 400.0, 3)
+    assert (saved.input_price_per_m, saved.output_price_per_m, saved.timeout_s, saved.num_retries) == (
+        3.0, 9.0, 400.0, 3)
     assert at.text_input(key="models.add.name").value == "" and at.text_input(key="models.add.model").value == ""
-    assert at.number_input(key="models.add.price_in").value is None and at.number_input(key="models.add.price_out").value is None
-    assert (at.number_input(key="models.add.timeout").value, at.number_input(key="models.add.retries").value) == (120.0, 2)
+    assert at.number_input(key="models.add.price_in").value is None
+    assert at.number_input(key="models.add.price_out").value is None
+    defaults = at.number_input(key="models.add.timeout").value, at.number_input(key="models.add.retries").value
+    assert defaults == (120.0, 2)
     add(at, "unpriced", "qwen3")  # nothing inherited from the last model
     unpriced = ModelCatalog.load(empty.catalog_path).get("unpriced")
     assert (unpriced.input_price_per_m, unpriced.output_price_per_m, unpriced.timeout_s) == (None, None, 120.0)
@@ -252,7 +258,8 @@ def test_rate_limits_are_set_on_add_and_edit_and_shown(empty):
     seed(empty, openai_compatible("limited", "llama3.1", LOCAL, rpm=600, tpm=90_000))
     at = open_page("pages/models.py")
     table = catalog_table(at).set_index("name")
-    assert table.loc["limited", "limit / min"] == "600 req · 90k tok" and table.loc[PRESET.name, "limit / min"] == "none"
+    assert table.loc["limited", "limit / min"] == "600 req · 90k tok"
+    assert table.loc[PRESET.name, "limit / min"] == "none"
     add(at, "fresh", "qwen3", rpm=120)
     fresh = ModelCatalog.load(empty.catalog_path).get("fresh")
     assert (fresh.rpm, fresh.tpm) == (120, None)

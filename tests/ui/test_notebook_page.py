@@ -32,7 +32,8 @@ def test_the_preset_shows_the_notebooks_settings_and_start_submits_exactly_them(
     at = open_page("pages/optimize.py", {MODE: "notebook", TRAIN: str(train), TEST: str(test)})
     assert_clean(at)
     settings = at.table[0].value["the notebook's"]
-    assert "own random_state=1" in settings["Sampling"] and "bare: DSPy's bare signature" in settings["Starting program"]
+    assert "own random_state=1" in settings["Sampling"]
+    assert "bare: DSPy's bare signature" in settings["Starting program"]
     assert settings["GEPA"] == "auto light, reflection minibatch 15, 16 threads, seed 1, merge on"
     assert settings["Sample"].startswith("3 train per label") and "judge" in settings["Feedback"]
     models = at.dataframe[0].value.set_index("role")
@@ -41,7 +42,8 @@ def test_the_preset_shows_the_notebooks_settings_and_start_submits_exactly_them(
     assert {m.label: m.value for m in at.metric}["Metric calls"] == "440"
     assert "optimize.start" not in buttons(at)  # the form is not shown beside the preset
     differences = texts(at, "warning")
-    assert len(differences) == 1 and "task_ref.source" in differences[0] and "budget" not in differences[0]
+    assert len(differences) == 1 and "Train file: " in differences[0] and "Budget" not in differences[0]
+    assert "task_ref" not in differences[0] and "(the notebook: the Hugging Face file)" in differences[0]
 
     at.button(key="optimize.notebook.start").click().run()
     assert_clean(at)
@@ -56,8 +58,9 @@ def test_the_preset_shows_the_notebooks_settings_and_start_submits_exactly_them(
     at.toggle(key="optimize.notebook.settings").set_value(False)
     at.selectbox(key="optimize.notebook.large").set_value("gpt-4o-mini").run()
     differences = texts(at, "warning")[0]
-    assert "large model 'openai/gpt-4o-mini' (notebook: 'databricks/databricks-gpt-oss-120b')" in differences
-    assert "large max_tokens None (notebook: 25000)" in differences
+    assert ("Large baseline's model: openai/gpt-4o-mini (the notebook: databricks/databricks-gpt-oss-120b)"
+            in differences)
+    assert "Large baseline's max tokens: none (the notebook: 25000)" in differences
 
 
 def test_without_the_hub_the_preset_says_so_and_how_to_use_local_files(empty, monkeypatch):

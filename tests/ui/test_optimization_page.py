@@ -60,7 +60,8 @@ def searched_store(tmp_path_factory, template_db) -> Searched:
         mp.setenv("GEPA_STUDIO_TRACES", "on")  # the page shows the run's trace counts
         priced = dict(input_price_per_m=1.0, output_price_per_m=4.0)
         student = ModelSpec("pupil", "openai/pupil", "openai-compatible", api_base="http://127.0.0.1:9/v1", **priced)
-        teacher = ModelSpec("teacher", "openai/teacher", "openai-compatible", api_base="http://127.0.0.1:9/v1", **priced)
+        teacher = ModelSpec("teacher", "openai/teacher", "openai-compatible", api_base="http://127.0.0.1:9/v1",
+                            **priced)
         lms = {"pupil": fake_lm(student_reply, "fake/pupil"), "teacher": fake_lm(reflection_replies(), "fake/teacher")}
         ref = TaskRef(kind="file", source=str(write_csv(root / "scenario.csv", 12)), name="scenario")
         config = OptimizeConfig(task_ref=ref, sample=SampleSpec(3, 2, 4, seed=3), student=student, reflection=teacher,
@@ -194,7 +195,10 @@ def test_an_older_run_without_search_json_says_so_and_shows_what_it_can(seeded):
     assert any("no record of GEPA's search" in i for i in texts(at, "info"))
     assert not [s for s in at.selectbox if s.key == "optimization.candidate"]
     roles = table_with(at, "role", "calls", "cost_usd")
-    assert list(roles["role"]) == ["test evaluation"]  # what it has: the paired test evaluations
+    # What it has: its own spend metrics by role (no calls counted: it logged no progress) and the paired test
+    # evaluations.
+    assert list(roles["role"]) == ["student", "reflection model", "test evaluation"]
+    assert list(roles["cost_usd"])[:2] == pytest.approx([0.01, 0.04])
 
 
 def test_no_optimization_yet(empty):

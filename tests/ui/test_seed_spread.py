@@ -37,13 +37,18 @@ def test_optimize_page_repeats_with_consecutive_seeds(empty):
         at.button(key="optimize.start").click().run()
     assert_clean(at)
     calls = [c.args for c in submit.call_args_list]
-    assert [c[1] for c in calls] == ["optimize"] * 3
+    assert [c[1] for c in calls] == ["repeat", "optimize", "optimize", "optimize"]  # one group over the seeds
+    group_title, calls = calls[0][2], calls[1:]
+    assert group_title.endswith(" · 3 seeds")
     assert [c[3]["seed"] for c in calls] == [4, 5, 6]
     assert [c[2].rsplit(" · ", 1)[1] for c in calls] == ["seed 4", "seed 5", "seed 6"]
     assert len({json.dumps({k: v for k, v in c[3].items() if k != "seed"}, sort_keys=True) for c in calls}) == 1
-    jobs = sorted(JobManager(empty).list(), key=lambda j: j.config["seed"])
+    everything = JobManager(empty).list()
+    jobs = sorted((j for j in everything if j.kind == "optimize"), key=lambda j: j.config["seed"])
     assert [(j.state, j.config["seed"]) for j in jobs] == [("queued", 4), ("queued", 5), ("queued", 6)]
-    assert at.session_state["optimize.job_id"] == jobs[0].id
+    [group] = [j for j in everything if j.kind == "repeat"]
+    assert at.session_state["optimize.job_id"] == group.id and {j.config["sweep"] for j in jobs} == {group.id}
+    assert any(m.startswith(f"**{group.title}**") for m in texts(at, "markdown"))  # one card for the three seeds
 
 
 def test_own_prompt_has_no_seeds_to_repeat(empty):
@@ -52,7 +57,7 @@ def test_own_prompt_has_no_seeds_to_repeat(empty):
     at.text_area(key="optimize.own_instruction").input("Label each sentence by its role.").run()
     assert_clean(at)
     assert not [n for n in at.number_input if n.key == "optimize.seeds"]
-    assert at.button(key="optimize.start").label == "Start optimization"
+    assert at.button(key="optimize.start").label == "Evaluate my prompt"  # own prompt: no search to start
 
 
 def seed_repeats(settings) -> dict[int, str]:
@@ -68,7 +73,8 @@ def seed_repeats(settings) -> dict[int, str]:
                                  tags={f"{TAG}model": "small", f"{TAG}program": "gepa", f"{TAG}reflection_model": "big",
                                        f"{TAG}repeat_key": "abc123"})
         store.log_metrics(run_id, {"original_test_accuracy": 0.2, "optimized_test_accuracy": after,
-                                   "optimization_cost_usd": 0.02, "student_cost_usd": 0.01, "reflection_cost_usd": 0.01})
+                                   "optimization_cost_usd": 0.02, "student_cost_usd": 0.01,
+                                   "reflection_cost_usd": 0.01})
         ids[seed] = run_id
         store.end_run(run_id)
     evals = {}
@@ -97,8 +103,9 @@ def test_compare_shows_the_seed_spread_and_the_verdict_says_one_of_three(empty):
     from core.config.settings import load_settings
 
     ids = seed_repeats(load_settings().ensure())
-    at = open_page("pages/compare.py", {"compare.opt": ids[2]})
-    at.selectbox(key="compare.opt").set_value(ids[2]).run()
+    at = open_page("pages/compare.py")
+    at.selectbox(key="compare.opt").set_value("seeds:abc123").run()  # the repeat: one entry, opened to its seeds
+    at.selectbox(key="compare.seed").set_value(ids[2]).run()
     assert_clean(at)
     assert "Seed spread" in texts(at, "subheader")
     sentence = ("GEPA · small ← big · light, 3 seeds: optimized 58.0–66.0 % (median 62.0 %) against 20.0 % before; "

@@ -58,7 +58,8 @@ def test_a_bad_sweep_says_which_cell(empty):
     at.multiselect(key="optimize.sweep.optimizers").set_value(["gepa", "miprov2"]).run()
     at.text_input(key="optimize.sweep.more_budgets").input("calls:60").run()
     errors = texts(at, "error")
-    assert any("gpt-4o-mini · miprov2 · calls:60 · seed 0" in e and "MIPROv2's budget is auto" in e for e in errors), errors
+    assert any("gpt-4o-mini · miprov2 · calls:60 · seed 0" in e and "MIPROv2's budget is auto" in e
+               for e in errors), errors
     assert not [b for b in at.button if b.key == "optimize.sweep.run"]
 
 
@@ -72,8 +73,8 @@ def seed_sweep(settings) -> None:
         sweep = {f"{TAG}sweep": "sweep-1"} if seed < 2 else {}
         run_id = store.start_run("optimization", "demo", run_name=f"GEPA · {model} ← teacher",
                                  params={"budget": "light", "seed": seed},
-                                 tags={f"{TAG}model": model, f"{TAG}program": "gepa", f"{TAG}reflection_model": "teacher",
-                                       f"{TAG}repeat_key": model, **sweep})
+                                 tags={f"{TAG}model": model, f"{TAG}program": "gepa",
+                                       f"{TAG}reflection_model": "teacher", f"{TAG}repeat_key": model, **sweep})
         store.log_metrics(run_id, {"original_test_accuracy": 0.2, "optimized_test_accuracy": after,
                                    "optimization_cost_usd": cost, "student_cost_usd": cost / 2,
                                    "reflection_cost_usd": cost / 2})

@@ -37,9 +37,9 @@ from core.analytics.charts.task import label_distribution
 
 __all__ = [
     "DEFAULT_HORIZON", "FAILURE_COLUMNS", "FREE_FLOOR_FALLBACK", "OPTIMIZATION_FAILURE_COLUMNS", "PALETTE",
-    "accuracy_bars", "accuracy_vs_cost", "break_even_chart", "break_even_headline", "confusion_heatmap", "degraded_flags", "failure_counts",
-    "failure_text", "label_distribution", "model_colors", "optimization_cost_split", "optimization_failure_text", "per_label_bars",
-    "per_label_f1_heatmap",
+    "accuracy_bars", "accuracy_vs_cost", "break_even_chart", "break_even_headline", "confusion_heatmap",
+    "degraded_flags", "failure_counts", "failure_text", "label_distribution", "model_colors", "optimization_cost_split",
+    "optimization_failure_text", "per_label_bars", "per_label_f1_heatmap",
     "progress_chart", "trade_off_detail", "with_failures",
     "cost_by_role_chart", "lineage_chart", "pareto_grid_chart", "search_score_chart", "seed_spread_chart",
 ]

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from core.analytics import stats
+from core.analytics.failures import FAILURE_KINDS, counts_text  # the failure table's kinds, not the breaker's module
 from core.config.errors import ConfigError
-from core.lm.breaker import FAILURE_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -235,12 +235,12 @@ def failure_counts(row: Mapping[str, object]) -> dict[str, int]:
 
 
 def failure_text(failed: object, n: object = None, by_kind: Mapping[str, int] | None = None) -> str:
-    """"12 failed (24.0%): rate_limit 7, timeout 5", "no failures", or "" when the run did not count them."""
+    """"12 failed (24.0%): 7 rate-limited, 5 timed out", "no failures", or "" when the run did not count them."""
     if failed is None or pd.isna(failed):
         return ""
     failed = int(failed)  # type: ignore[call-overload]
     if failed == 0:
         return "no failures"
     share = f" ({failed / float(n) * 100:.1f}%)" if n is not None and not pd.isna(n) and float(n) > 0 else ""
-    kinds = ", ".join(f"{kind} {count}" for kind, count in (by_kind or {}).items())
+    kinds = counts_text(by_kind or {})
     return f"{failed} failed{share}" + (f": {kinds}" if kinds else "")

@@ -11,7 +11,6 @@ from core.analytics.charts import _programs as programs
 from core.analytics.charts._base import (
     BOTTOM_LEGEND,
     DEGRADED_COLOR,
-    FAILED_COLOR,
     PARETO_COLOR,
     _empty_figure,
     _intervals,
@@ -29,198 +28,227 @@ from core.analytics.charts._base import (
     percent_range,
     with_failures,
 )
+from core.analytics.failures import failed_runs
+
+ROW_PX = 40  # height of one run's bar row (its name may take two lines)
+NAME_CHARS = 28  # a run name wraps at " · " past this many characters
+FAILED_MARK = "\u26a0"  # the sign before a failure count beside a bar or a point
 
 
-def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
-    """One bar per run label, accuracy in percent (failures count as wrong) with its confidence interval, best first.
+def wrap_name(label: str, width: int = NAME_CHARS) -> str:
+    """A run name on lines of about ``width`` characters, broken at " · " (an axis label that never spills)."""
+    lines: list[str] = []
+    for part in str(label).split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "<br>".join(lines)
 
-    Colour is the model; the fill pattern is the program (original / optimized, Predict / CoT), one legend entry
-    per kind. "45.0% / n=60" sits above the whisker top, never on it. Runs with failed examples get a hatched
-    "failed" segment stacked on the bar, the count above it ("12 failed") and the count by kind on hover; a
-    degraded run's bar has a red outline and says DEGRADED.
-    """
-    title = "Accuracy by run (bars: confidence interval)"
-    if runs.empty:
-        return _empty_figure(title)
-    _require(runs, ["label", "model", "accuracy"], "accuracy_bars")
+
+def _failure_note(failed: float, degraded: bool) -> str:
+    """"⚠ 50 failed · DEGRADED", "1 failed", or "" for a run without failures."""
+    count = f"{int(failed)} failed" if failed > 0 else ""
+    if degraded:
+        return f"{FAILED_MARK} " + " · ".join(p for p in (count, "DEGRADED") if p)
+    return count
+
+
+def _bar_hover(row: dict) -> str:
+    fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
+    answered, f1, cost = row.get("accuracy_answered"), row.get("macro_f1"), row.get("cost_per_1k")
+    return (f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["_bad"] else "")
+            + f"<br>{row['_kind'].legend}<br>accuracy {row['_acc']:.1f}% ({row['_low'] * 100:.1f}–"
+            f"{row['_high'] * 100:.1f}%)<br>{_n_text(row.get('n', np.nan))}" + (f"<br>{fail}" if fail else "")
+            + ("" if answered is None or pd.isna(answered) or not row["_failed"]
+               else f"<br>accuracy of the answered {answered * 100:.1f}%")
+            + ("" if f1 is None or pd.isna(f1) else f"<br>macro-F1 {f1:.3f}")
+            + ("" if cost is None or pd.isna(cost) else f"<br>cost of the program {_usd(cost)} per 1k predictions"))
+
+
+def _bar_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs, best first, with what a bar row draws: interval, program kind, failures, note, hover."""
     df = with_failures(runs, runs)
     df["_low"], df["_high"] = _intervals(df)
     df["_label"] = _unique_labels(df["label"])
     df["_kind"] = programs.kinds(df)
     df["_legend"] = [k.legend for k in df["_kind"]]
     df = df.sort_values("accuracy", ascending=False, kind="stable")
-    acc = df["accuracy"].to_numpy(dtype=float) * 100
-    n = df["n"] if "n" in df else pd.Series(np.nan, index=df.index)
-    nn = n.to_numpy(dtype=float)
-    failed = df["failed"].to_numpy(dtype=float)
-    degraded = df["degraded"].to_numpy(dtype=bool)
-    share = np.where((nn > 0) & ~np.isnan(failed), np.nan_to_num(failed) / np.where(nn > 0, nn, 1), 0.0) * 100
-    rows = df.to_dict("records")
-    failures = [failure_text(row["failed"], row.get("n"), failure_counts(row)) for row in rows]
-    macro = df["macro_f1"] if "macro_f1" in df else pd.Series(np.nan, index=df.index)
-    cost = df["cost_per_1k"] if "cost_per_1k" in df else pd.Series(np.nan, index=df.index)
-    answered = df["accuracy_answered"].to_numpy(dtype=float)
-    df["_hover"] = [
-        f"<b>{lab}</b>" + (" <b>DEGRADED</b>" if bad else "")
-        + f"<br>{kind.legend}<br>accuracy {a:.1f}% ({lo * 100:.1f}–{hi * 100:.1f}%)<br>{_n_text(k)}"
-        + (f"<br>{fail}" if fail else "")
-        + ("" if np.isnan(ans) or not f else f"<br>accuracy of the answered {ans * 100:.1f}%")
-        + ("" if pd.isna(f1) else f"<br>macro-F1 {f1:.3f}")
-        + ("" if pd.isna(c) else f"<br>cost of the program {_usd(c)} per 1k predictions")
-        for lab, kind, bad, a, lo, hi, k, fail, ans, f, f1, c in zip(
-            df["_label"], df["_kind"], degraded, acc, df["_low"], df["_high"], n, failures, answered,
-            np.nan_to_num(failed), macro, cost, strict=True)
-    ]
-    colors = model_colors(runs["model"])
-    fig = go.Figure()
+    df["_acc"] = df["accuracy"].to_numpy(dtype=float) * 100
+    df["_failed"] = np.nan_to_num(df["failed"].to_numpy(dtype=float))
+    df["_bad"] = failed_runs(df).to_numpy(dtype=bool) | df["degraded"].to_numpy(dtype=bool)
+    df["_note"] = [_failure_note(f, b) for f, b in zip(df["_failed"], df["_bad"], strict=True)]
+    df["_hover"] = [_bar_hover(row) for row in df.to_dict("records")]
+    return df
+
+
+def _bar_traces(df: pd.DataFrame, colors: dict[str, str]) -> list[go.Bar]:
+    """One horizontal bar trace per program kind (its legend entry), each bar at the run's accuracy."""
+    traces = []
     for legend, group in df.groupby("_legend", sort=False):
-        kind = group["_kind"].iloc[0]
-        y = group["accuracy"].to_numpy(dtype=float) * 100
-        bad = group["degraded"].to_numpy(dtype=bool)
-        fig.add_trace(go.Bar(
-            x=group["_label"].tolist(),
-            y=y,
-            name=str(legend),
+        kind, x, bad = group["_kind"].iloc[0], group["_acc"].to_numpy(), group["_bad"].to_numpy(dtype=bool)
+        traces.append(go.Bar(
+            y=group["_label"].tolist(), x=x, orientation="h", name=str(legend),
             marker={"color": [colors[str(m)] for m in group["model"]],
                     "pattern": {"shape": programs.pattern(kind), "fillmode": "overlay", "fgcolor": "white",
                                 "solidity": 0.35},
                     "line": {"color": [DEGRADED_COLOR if b else "rgba(0,0,0,0)" for b in bad],
                              "width": [3 if b else 0 for b in bad]}},
-            error_y={"type": "data", "symmetric": False, "array": group["_high"].to_numpy() * 100 - y,
-                     "arrayminus": y - group["_low"].to_numpy() * 100},
-            hovertext=group["_hover"].tolist(),
-            hoverinfo="text",
+            error_x={"type": "data", "symmetric": False, "array": group["_high"].to_numpy() * 100 - x,
+                     "arrayminus": x - group["_low"].to_numpy() * 100},
+            hovertext=group["_hover"].tolist(), hoverinfo="text",
         ))
-    any_failed = bool(np.nansum(failed) > 0) or bool(degraded.any())
-    if any_failed:
-        fig.add_trace(go.Bar(
-            x=df["_label"].tolist(),
-            y=share,
-            marker={"color": "rgba(0,0,0,0)", "line": {"color": FAILED_COLOR, "width": 1},
-                    "pattern": {"shape": programs.FAILED_PATTERN, "fgcolor": FAILED_COLOR, "solidity": 0.4}},
-            hovertext=df["_hover"].tolist(),
-            hoverinfo="text",
-            name="failed",
-        ))
-    notes = [" · ".join(p for p in ((f"{int(f)} failed" if f > 0 else ""), "DEGRADED" if bad else "") if p)
-             for f, bad in zip(np.nan_to_num(failed), degraded, strict=True)]
-    text = [f"{a:.1f}%<br>{_n_text(k)}" + (f"<br>{note}" if note else "") for a, k, note in zip(acc, n, notes, strict=True)]
-    # Labels go above whatever is highest on the bar (whisker or failed segment), so nothing sits on a whisker.
-    top = np.fmax(df["_high"].to_numpy(dtype=float) * 100, acc + share)
+    return traces
+
+
+def _failure_markers(df: pd.DataFrame) -> go.Scatter | None:
+    """A cross at each failed or degraded run's accuracy (never a bar of its failures): None when there is none."""
+    bad = df[df["_bad"]]
+    if bad.empty:
+        return None
+    return go.Scatter(
+        x=bad["_acc"].to_numpy(), y=bad["_label"].tolist(), mode="markers", name="failed",
+        marker={"symbol": "x", "size": 13, "color": DEGRADED_COLOR, "line": {"width": 1, "color": "white"}},
+        hovertext=bad["_hover"].tolist(), hoverinfo="text", cliponaxis=False,
+    )
+
+
+def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
+    """One horizontal bar per run label, accuracy in percent (failures count as wrong) with its confidence
+    interval, best at the top; run names read across, wrapped, never slanted.
+
+    Colour is the model; the fill pattern is the program (original / optimized, Predict / CoT), one legend entry
+    per kind. "45.0% · n=60" sits right of the whisker, on the bar's own row, so labels never overlap. A failed or
+    degraded run (``failures.failed_runs``) is drawn at its accuracy with a red cross and a red outline, its
+    failure count beside it ("⚠ 50 failed · DEGRADED"); failures by kind, in words, on hover.
+    """
+    title = "Accuracy by run (whiskers: confidence interval)"
+    if runs.empty:
+        return _empty_figure(title)
+    _require(runs, ["label", "model", "accuracy"], "accuracy_bars")
+    df = _bar_frame(runs)
+    fig = go.Figure(_bar_traces(df, model_colors(runs["model"])))
+    if (markers := _failure_markers(df)) is not None:
+        fig.add_trace(markers)
+    n = df["n"] if "n" in df else pd.Series(np.nan, index=df.index)
+    text = [f"{a:.1f}% · {_n_text(k)}" + (f"<br>{note}" if note else "")
+            for a, k, note in zip(df["_acc"], n, df["_note"], strict=True)]
     fig.add_trace(go.Scatter(
-        x=df["_label"].tolist(), y=top, mode="text", text=text, textposition="top center", cliponaxis=False,
+        x=np.fmax(df["_high"].to_numpy(dtype=float) * 100, df["_acc"].to_numpy()), y=df["_label"].tolist(),
+        mode="text", text=text, textposition="middle right", textfont={"size": 11}, cliponaxis=False,
         hoverinfo="skip", showlegend=False, name="labels",
     ))
-    lines = 3 if any(notes) else 2
+    labels = df["_label"].tolist()
     fig.update_layout(
-        title=title,
-        barmode="stack",
-        xaxis={"categoryorder": "array", "categoryarray": df["_label"].tolist()},
-        yaxis={"title": "Accuracy (%)", "range": [0, 100 + 8 * lines], "ticksuffix": "%",
+        title=title, barmode="overlay", bargap=0.35,
+        yaxis={"categoryorder": "array", "categoryarray": labels, "autorange": "reversed", "tickmode": "array",
+               "tickvals": labels, "ticktext": [wrap_name(lab) for lab in labels], "automargin": True},
+        xaxis={"title": "Accuracy (%)", "range": [0, 100 + (40 if any(df["_note"]) else 30)], "ticksuffix": "%",
                "tickvals": list(range(0, 101, 20))},
         legend={**BOTTOM_LEGEND, "title": {"text": "Pattern: program", "side": "top"}},
-        height=legend_height(480, sum(1 for t in fig.data if t.showlegend is not False), per_row=3),
+        height=legend_height(max(220, 110 + ROW_PX * len(df)), sum(1 for t in fig.data if t.showlegend is not False),
+                             per_row=3),
     )
     return fig
 
 
+def _cost_hover(row: dict) -> str:
+    cost_text = ("free / local" if row["cost_per_1k"] == 0 else
+                 f"cost of the program {_usd(row['cost_per_1k'])} per 1k predictions")
+    spent = row.get("spent_usd")
+    if spent is not None and not pd.isna(spent):
+        cost_text += f"<br>this run spent {_usd(spent)}"
+    fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
+    return (f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["degraded"] else "")
+            + f"<br>{row['_kind'].legend}<br>accuracy {row['_y']:.1f}% "
+            f"({row['_low'] * 100:.1f}–{row['_high'] * 100:.1f}%)<br>{cost_text}"
+            + (f"<br>{_n_text(row['n'])}" if "n" in row else "") + (f"<br>{fail}" if fail else "")
+            + ("<br>on the Pareto front" if row["_pareto"] else "")
+            + ("<br>failed: left off the Pareto front" if row["_bad"] else ""))
+
+
+def _cost_frame(runs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """The runs with both accuracy and cost, where each point goes (free runs on the floor tick), the Pareto front
+    of the usable runs (a failed run is no trade-off to pick), and the floor."""
+    df = with_failures(runs, runs)
+    df["_label"] = _unique_labels(df["label"])
+    df["_low"], df["_high"] = _intervals(df)
+    df = df[df["accuracy"].notna() & df["cost_per_1k"].notna()].copy()
+    cost = df["cost_per_1k"].to_numpy(dtype=float)
+    floor = free_floor(cost)
+    df["_x"] = np.where(cost > 0, cost, floor)
+    df["_y"] = df["accuracy"].to_numpy(dtype=float) * 100
+    df["_bad"] = failed_runs(df).to_numpy(dtype=bool) | df["degraded"].to_numpy(dtype=bool)
+    df["_pareto"] = False
+    if (~df["_bad"]).any():
+        df.loc[~df["_bad"], "_pareto"] = stats.pareto_front(df[~df["_bad"]], "cost_per_1k", "accuracy")
+    df["_pareto"] = df["_pareto"].astype(bool)
+    df["_kind"] = programs.kinds(df)
+    df["_note"] = [_failure_note(f, b) if b else "" for f, b in
+                   zip(np.nan_to_num(df["failed"].to_numpy(dtype=float)), df["_bad"], strict=True)]
+    df["_hover"] = [_cost_hover(row) for row in df.to_dict("records")]
+    return df, floor
+
+
+def _cost_trace(label: str, group: pd.DataFrame, color: str, others: list[str]) -> go.Scatter:
+    """One label's points: colour the model, marker the program; a failed run crossed, ringed red, its count beside."""
+    bad = group["_bad"].to_numpy(dtype=bool)
+    notes = group["_note"].tolist()
+    return go.Scatter(
+        x=group["_x"].to_numpy(), y=group["_y"].to_numpy(), mode="markers+text" if any(notes) else "markers",
+        name=str(label), text=notes, textposition="middle right", textfont={"size": 11, "color": DEGRADED_COLOR},
+        marker={"color": color, "size": 12,
+                "symbol": _one_or_all([programs.symbol(k, others, bool(b)) for k, b in zip(group["_kind"], bad,
+                                                                                            strict=True)]),
+                "line": {"width": _one_or_all([4 if b else 2 for b in bad]),
+                         "color": _one_or_all([DEGRADED_COLOR if b else color for b in bad])}},
+        error_y={"type": "data", "symmetric": False, "array": group["_high"].to_numpy() * 100 - group["_y"].to_numpy(),
+                 "arrayminus": group["_y"].to_numpy() - group["_low"].to_numpy() * 100},
+        hovertext=group["_hover"].tolist(), hoverinfo="text", cliponaxis=False,
+    )
+
+
+def _front_trace(df: pd.DataFrame) -> go.Scatter:
+    front = df[df["_pareto"]].sort_values(["_x", "_y"])
+    return go.Scatter(
+        x=front["_x"].to_numpy(), y=front["_y"].to_numpy(), mode="lines+markers", name="Pareto front",
+        line={"shape": "hv", "color": PARETO_COLOR, "dash": "dot"},
+        marker={"symbol": "circle-open", "size": 20, "color": PARETO_COLOR, "line": {"width": 2}},
+        text=front["_label"].tolist(), hovertext=front["_hover"].tolist(), hoverinfo="text",
+    )
+
+
 def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     """Accuracy (%) against the cost of the program per 1,000 predictions (log axis: tokens x price, answers from
-    the cache at list price, so a cached re-run sits where its first run does); the Pareto front joined by a step
-    line. The hover also says what the run spent (``spent_usd``, when the frame has it).
+    the cache at list price, so a cached re-run sits where its first run does); the Pareto front of the usable runs
+    joined by a step line. The hover also says what the run spent (``spent_usd``, when the frame has it).
 
     Colour is the model; the marker is the program (hollow: original, filled: optimized; circle: Predict,
-    diamond: CoT), one legend entry per run label. The cost axis has ticks at powers of ten only ($0.01, $0.1,
-    $1 …); free runs (cost 0, e.g. local models) sit on a tick that reads "free". Runs without a cost or an
-    accuracy are left out. A single run still gets a sensible range on both axes.
+    diamond: CoT), one legend entry per run label. A failed or degraded run is crossed and ringed red at its
+    accuracy, its failure count beside it, and left off the front. The cost axis has ticks at powers of ten only
+    ($0.01, $0.1, $1 …); free runs (cost 0, e.g. local models) sit on a tick that reads "free". Runs without a
+    cost or an accuracy are left out. A single run still gets a sensible range on both axes.
     """
     title = "Accuracy vs cost per 1,000 predictions (upper left is better)"
     if runs.empty:
         return _empty_figure(title)
     _require(runs, ["label", "model", "accuracy", "cost_per_1k"], "accuracy_vs_cost")
-    df = with_failures(runs, runs)
-    df["_label"] = _unique_labels(df["label"])
-    df["_low"], df["_high"] = _intervals(df)
-    df = df[df["accuracy"].notna() & df["cost_per_1k"].notna()].copy()
+    df, floor = _cost_frame(runs)
     if df.empty:
         return _empty_figure(title, "No runs with both accuracy and cost yet")
-    cost = df["cost_per_1k"].to_numpy(dtype=float)
-    floor = free_floor(cost)
-    df["_x"] = np.where(cost > 0, cost, floor)
-    df["_y"] = df["accuracy"].to_numpy(dtype=float) * 100
-    df["_pareto"] = stats.pareto_front(df, "cost_per_1k", "accuracy").to_numpy()
-    df["_kind"] = programs.kinds(df)
-    others = programs.other_modules(list(df["_kind"]))
-    colors = model_colors(runs["model"])
-
-    def hover(row: dict) -> str:
-        cost_text = ("free / local" if row["cost_per_1k"] == 0 else
-                     f"cost of the program {_usd(row['cost_per_1k'])} per 1k predictions")
-        spent = row.get("spent_usd")
-        if spent is not None and not pd.isna(spent):
-            cost_text += f"<br>this run spent {_usd(spent)}"
-        fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
-        return (
-            f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["degraded"] else "")
-            + f"<br>{row['_kind'].legend}<br>accuracy {row['_y']:.1f}% "
-            f"({row['_low'] * 100:.1f}–{row['_high'] * 100:.1f}%)<br>{cost_text}"
-            + (f"<br>{_n_text(row['n'])}" if "n" in row else "")
-            + (f"<br>{fail}" if fail else "")
-            + ("<br>on the Pareto front" if row["_pareto"] else "")
-        )
-
-    df["_hover"] = [hover(row) for row in df.to_dict("records")]
-    fig = go.Figure()
-    # One trace per label (model · module · program): the legend says what each colour-and-marker is.
-    for label, group in df.groupby("label", sort=True):
-        model = str(group["model"].iloc[0])
-        bad = group["degraded"].to_numpy(dtype=bool)
-        fig.add_trace(
-            go.Scatter(
-                x=group["_x"].to_numpy(),
-                y=group["_y"].to_numpy(),
-                mode="markers",
-                name=str(label),
-                # A degraded run's point is crossed and wears a red ring (its accuracy counts failures as wrong).
-                marker={"color": colors[model], "size": 12,
-                        "symbol": _one_or_all([programs.symbol(k, others, bool(b))
-                                               for k, b in zip(group["_kind"], bad, strict=True)]),
-                        "line": {"width": _one_or_all([4 if b else 2 for b in bad]),
-                                 "color": _one_or_all([DEGRADED_COLOR if b else colors[model] for b in bad])}},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": group["_high"].to_numpy() * 100 - group["_y"].to_numpy(),
-                    "arrayminus": group["_y"].to_numpy() - group["_low"].to_numpy() * 100,
-                },
-                text=group["_label"].tolist(),
-                hovertext=group["_hover"].tolist(),
-                hoverinfo="text",
-                cliponaxis=False,
-            )
-        )
-    front = df[df["_pareto"]].sort_values(["_x", "_y"])
-    fig.add_trace(
-        go.Scatter(
-            x=front["_x"].to_numpy(),
-            y=front["_y"].to_numpy(),
-            mode="lines+markers",
-            name="Pareto front",
-            line={"shape": "hv", "color": PARETO_COLOR, "dash": "dot"},
-            marker={"symbol": "circle-open", "size": 20, "color": PARETO_COLOR, "line": {"width": 2}},
-            text=front["_label"].tolist(),
-            hovertext=front["_hover"].tolist(),
-            hoverinfo="text",
-        )
-    )
-    has_free = bool((cost <= 0).any())
+    colors, others = model_colors(runs["model"]), programs.other_modules(list(df["_kind"]))
+    fig = go.Figure([_cost_trace(str(label), group, colors[str(group["model"].iloc[0])], others)
+                     for label, group in df.groupby("label", sort=True)])
+    fig.add_trace(_front_trace(df))
+    has_free = bool((df["cost_per_1k"] <= 0).any())
     fig.update_layout(
         title=title,
         xaxis={"title": "Cost of the program per 1,000 predictions (USD, log scale)",
                **log_usd_axis(df["_x"], free_at=floor if has_free else None)},
         yaxis={"title": "Accuracy (%)", "ticksuffix": "%",
                "range": percent_range(df["_low"] * 100, df["_high"] * 100)},
-        legend={**BOTTOM_LEGEND, "title": {"text": "Colour: model · hollow: original · filled: optimized", "side": "top"}},
+        legend={**BOTTOM_LEGEND, "title": {"text": "Colour: model · hollow: original · filled: optimized",
+                                           "side": "top"}},
         height=legend_height(460, len(fig.data), per_row=1),
     )
     return fig
@@ -336,7 +364,8 @@ def confusion_heatmap(cm: pd.DataFrame, title: str = "") -> go.Figure:
             text=cm.to_numpy().astype(int).astype(str),
             texttemplate="%{text}",
             customdata=share,
-            hovertemplate="gold %{y}<br>predicted %{x}<br>count %{z:.0f} (%{customdata:.1f}% of gold %{y})<extra></extra>",
+            hovertemplate="gold %{y}<br>predicted %{x}<br>count %{z:.0f} (%{customdata:.1f}% of gold "
+                          "%{y})<extra></extra>",
             colorscale="Blues",
             colorbar={"title": "Count"},
         )

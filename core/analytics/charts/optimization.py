@@ -66,7 +66,8 @@ def optimization_cost_split(opt: pd.DataFrame) -> go.Figure:
                 marker={"color": color, "pattern": {"shape": ["/" if u else "" for u in unfinished],
                                                     "fillmode": "overlay", "fgcolor": "white", "solidity": 0.3}},
                 hovertext=[
-                    f"<b>{lab}</b><br>{name.lower()} {_usd(v)} ({s:.0f}% of {_usd(t)})" + (f"<br>{note}" if note else "")
+                    f"<b>{lab}</b><br>{name.lower()} {_usd(v)} ({s:.0f}% of {_usd(t)})"
+                    + (f"<br>{note}" if note else "")
                     for lab, v, s, t, note in zip(labels, values, share, total, notes, strict=True)
                 ],
                 hoverinfo="text",
@@ -185,12 +186,7 @@ def break_even_chart(
     if max_predictions is not None and max_predictions <= 0:
         raise ConfigError(f"max_predictions must be positive, got {max_predictions}.")
     breakeven = stats.break_even_predictions(optimization_cost, reference_cost_per_1k, optimized_cost_per_1k)
-    if max_predictions is not None:
-        horizon = float(max_predictions)
-    elif breakeven:
-        horizon = 2 * breakeven
-    else:
-        horizon = float(DEFAULT_HORIZON)
+    horizon = _horizon(breakeven, max_predictions)
     points = {0.0, horizon}
     if breakeven is not None and breakeven <= horizon:
         points.add(float(breakeven))
@@ -229,6 +225,15 @@ def break_even_chart(
     return fig
 
 
+def _horizon(breakeven: float | None, max_predictions: int | None) -> float:
+    """The break-even chart's x-range: ``max_predictions`` if given, else twice the break-even, else DEFAULT_HORIZON."""
+    if max_predictions is not None:
+        return float(max_predictions)
+    if breakeven:
+        return 2 * breakeven
+    return float(DEFAULT_HORIZON)
+
+
 def break_even_headline(breakeven: float | None, trade_off: Mapping[str, Any] | None) -> str:
     """The break-even chart's title: pay-back (only when not significantly worse) and the accuracy trade-off."""
     if trade_off and trade_off.get("worse"):
@@ -265,7 +270,8 @@ def trade_off_detail(trade_off: Mapping[str, Any] | None) -> str:
         p = trade_off.get("p_value", trade_off.get("p_mcnemar"))
         p = float("nan") if p is None else float(p)  # None: too few discordant examples to test
         return (f"Reference {ref:.1f}% vs optimized {opt:.1f}% on the same {int(trade_off['n'])} examples; "
-                f"paired 95% interval {low:+.1f} to {high:+.1f} points" + ("" if np.isnan(p) else f", McNemar {stats.p_text(p)}"))
+                f"paired 95% interval {low:+.1f} to {high:+.1f} points"
+                + ("" if np.isnan(p) else f", McNemar {stats.p_text(p)}"))
     return (f"Reference {ref:.1f}% (n={int(trade_off.get('n_reference', 0))}) vs optimized {opt:.1f}% "
             f"(n={int(trade_off.get('n_optimized', trade_off['n']))}) on different examples; "
             f"unpaired 95% interval {low:+.1f} to {high:+.1f} points")

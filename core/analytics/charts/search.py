@@ -58,14 +58,16 @@ def search_score_chart(curve: pd.DataFrame) -> go.Figure:
     calls = df["metric_calls"].to_numpy(dtype=float)
     fig = go.Figure(go.Scatter(
         x=calls, y=df["best_so_far"].to_numpy(dtype=float) * 100, mode="lines", name="best so far",
-        line={"shape": "hv", "color": PARETO_COLOR}, hovertemplate="best %{y:.1f}% after %{x:,.0f} calls<extra></extra>"))
+        line={"shape": "hv", "color": PARETO_COLOR},
+        hovertemplate="best %{y:.1f}% after %{x:,.0f} calls<extra></extra>"))
     for kind, group in df.groupby("kind", sort=False):
         name, symbol, color = KIND_STYLE.get(str(kind), (str(kind) or "candidate", "circle", PALETTE[0]))
         fig.add_trace(go.Scatter(
             x=group["metric_calls"].to_numpy(dtype=float), y=group["val_score"].to_numpy(dtype=float) * 100,
             mode="markers", name=name, marker={"symbol": symbol, "size": 10, "color": color}, cliponaxis=False,
             customdata=group["idx"].to_numpy(),
-            hovertemplate=f"#%{{customdata}} ({name})<br>score %{{y:.1f}}% after %{{x:,.0f}} metric calls<extra></extra>"))
+            hovertemplate=f"#%{{customdata}} ({name})<br>score %{{y:.1f}}% after %{{x:,.0f}} metric "
+                          "calls<extra></extra>"))
     scored = df[df["val_score"].notna()]
     if scored.empty:
         headline = f"{len(df)} candidates, none scored on validation"
@@ -130,7 +132,8 @@ def lineage_chart(lineage: pd.DataFrame) -> go.Figure:
             x=group["idx"].to_numpy(dtype=float), y=group["val_score"].to_numpy(dtype=float) * 100,
             mode="markers+text", name=name, text=[f"#{i}" for i in group["idx"]], textposition="top center",
             marker={"symbol": symbol, "size": 13, "color": color,
-                    "line": {"color": [PARETO_COLOR if f else "white" for f in front], "width": [2 if f else 1 for f in front]}},
+                    "line": {"color": [PARETO_COLOR if f else "white" for f in front],
+                             "width": [2 if f else 1 for f in front]}},
             hovertext=hover, hoverinfo="text", cliponaxis=False))
     best = lin[lin["is_best"].astype(bool)]
     if not best.empty:
@@ -171,7 +174,8 @@ def pareto_grid_chart(grid: pd.DataFrame, val_texts: Sequence[str] | None = None
     tops = [", ".join(f"#{c}" for c in best) or "none scored" for best in best_candidates(grid)]
     z = grid.T.to_numpy(dtype=float)
     finite = z[np.isfinite(z)]
-    low, high = (0.0, 1.0) if not finite.size or (finite.min() >= 0 and finite.max() <= 1) else (finite.min(), finite.max())
+    in_unit = not finite.size or (finite.min() >= 0 and finite.max() <= 1)
+    low, high = (0.0, 1.0) if in_unit else (finite.min(), finite.max())
     custom = np.empty((len(cands), len(examples), 2), dtype=object)
     custom[:, :, 0], custom[:, :, 1] = texts, tops
     fig = go.Figure(go.Heatmap(
@@ -210,6 +214,14 @@ def _grid_headline(grid: pd.DataFrame, best: int) -> str:
     return head + (f" ({'; '.join(tail)})" if tail else "")
 
 
+def _role_color(role: str) -> str:
+    """A role's bar color: the search record's roles by name; a run's own roles (the student, and its second model
+    by the name its optimizer gives it: teacher, prompt model...) as the student's and the reflection's."""
+    if role in ROLE_COLORS:
+        return ROLE_COLORS[role]
+    return STUDENT_COLOR if role.startswith("student") else REFLECTION_COLOR
+
+
 def cost_by_role_chart(roles: pd.DataFrame) -> go.Figure:
     """Horizontal bars of each role's cost (USD) with its calls in the label (``core.analytics.search.cost_by_role``);
     when nothing was priced, the bars are the calls."""
@@ -222,14 +234,16 @@ def cost_by_role_chart(roles: pd.DataFrame) -> go.Figure:
     cost = roles["cost_usd"].fillna(0).to_numpy(dtype=float)
     priced = float(cost.sum()) > 0
     values = cost if priced else calls
-    labels = [f" {_usd(c)} · {int(n):,} calls" if priced else f" {int(n):,} calls" for c, n in zip(cost, calls, strict=True)]
-    extra = [f"<br>{int(m):,} metric calls" if m else "" for m in roles.get("metric_calls", pd.Series(0, index=roles.index))]
+    labels = [f" {_usd(c)} · {int(n):,} calls" if priced else f" {int(n):,} calls"
+              for c, n in zip(cost, calls, strict=True)]
+    extra = [f"<br>{int(m):,} metric calls" if m else ""
+             for m in roles.get("metric_calls", pd.Series(0, index=roles.index))]
     tokens = [f"<br>{int(i):,} input / {int(o):,} output tokens"
               for i, o in zip(roles.get("input_tokens", pd.Series(0, index=roles.index)),
                               roles.get("output_tokens", pd.Series(0, index=roles.index)), strict=True)]
     fig = go.Figure(go.Bar(
         y=names, x=values, orientation="h", text=labels, textposition="outside", cliponaxis=False, showlegend=False,
-        marker={"color": [ROLE_COLORS.get(n, PALETTE[0]) for n in names]},
+        marker={"color": [_role_color(n) for n in names]},
         hovertext=[f"<b>{n}</b><br>{_usd(c)} · {int(k):,} calls{m}{t}"
                    for n, c, k, m, t in zip(names, cost, calls, extra, tokens, strict=True)],
         hoverinfo="text"))

@@ -26,8 +26,8 @@ Known limits: a call answered from DSPy's cache passes through the limiter too (
 request, though the provider never sees it); the retries DSPy/LiteLLM make inside one call (``num_retries``) are not
 booked again; the token estimate (prompt characters / 4 plus the model's ``max_tokens``, else 512) is settled with
 the real usage only after the call, so a large ``max_tokens`` spaces the first calls widely; a model with no
-``rpm``/``tpm`` is not limited (nor counted) even when another model with the same key is; and a traced LM's trace
-latency includes the time its call waited here (tracing wraps the limited LM).
+``rpm``/``tpm`` is not limited (nor counted) even when another model with the same key is. A call's trace starts
+after its wait here (:mod:`core.lm.call`: the limit step runs before the trace step), so the wait is in no trace.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ queue, and that wait used to be reported as the model's latency. For a model on 
 - anything else (vLLM, LM Studio, a server that is down): unknown, no cap.
 
 :func:`cap_threads` lowers a run's threads to the slot count (the caller logs and tags the note it returns), and
-:func:`gate_lm` makes every call of an LM pass a semaphore of slot-count size per base URL and process, so the
+:func:`gate_lm` makes every call of an LM pass a semaphore of slot-count size per base URL and process (the ``gate``
+step of :mod:`core.lm.call`, the last before the call: a call waiting for the rate limiter holds no slot), so the
 wait at the gate is measured apart from the call: :func:`queue_clock` is the seconds this thread has waited so far.
 
 Known limits: the gate is per process (two job processes on one server still queue at the server, and that wait
@@ -21,7 +22,6 @@ still reads as latency); a call answered from DSPy's cache passes the gate too.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import threading
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from core.config.settings import get_secret
+from core.lm.call import Call, Step, with_step
 
 logger = logging.getLogger(__name__)
 
@@ -149,39 +150,32 @@ def _waited(seconds: float) -> None:
 
 
 @dataclass(frozen=True)
-class SlotBinding:
-    """What a gated LM knows: its server's root URL and slot count (the semaphore lives in this module)."""
+class GateStep(Step):
+    """A call's last step before the call (:mod:`core.lm.call`): wait for a free slot of the server (its semaphore
+    lives in this module), timed as the call's ``queue_s`` and this thread's :func:`queue_clock`; release it after."""
 
+    name = "gate"
     root: str
     total: int
 
+    def _took(self, call: Call, start: float) -> None:
+        call.queue_s = time.perf_counter() - start
+        call.notes[self.name] = True
+        _waited(call.queue_s)
 
-class _Gated:
-    """Mixed in before an LM's own class: every call waits for a free slot of its server, timed apart."""
-
-    _studio_slots: SlotBinding
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        gate = _gate(self._studio_slots.root, self._studio_slots.total)
+    def start(self, call: Call) -> None:
         start = time.perf_counter()
-        with gate:
-            _waited(time.perf_counter() - start)
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        _gate(self.root, self.total).acquire()
+        self._took(call, start)
 
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        gate = _gate(self._studio_slots.root, self._studio_slots.total)
+    async def astart(self, call: Call) -> None:
         start = time.perf_counter()
-        await asyncio.to_thread(gate.acquire)
-        try:
-            _waited(time.perf_counter() - start)
-            return await super().acall(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            gate.release()
+        await asyncio.to_thread(_gate(self.root, self.total).acquire)
+        self._took(call, start)
 
-
-@functools.lru_cache(maxsize=None)
-def _gated_class(cls: type) -> type:
-    return type(f"Gated{cls.__name__}", (_Gated, cls), {})
+    def end(self, call: Call) -> None:
+        if call.notes.pop(self.name, False):
+            _gate(self.root, self.total).release()
 
 
 def gate_lm(lm: Any, spec: Any) -> Any:
@@ -189,7 +183,4 @@ def gate_lm(lm: Any, spec: Any) -> Any:
     slots = server_slots(spec)
     if slots is None or slots.total is None:
         return lm
-    if not isinstance(lm, _Gated):
-        lm.__class__ = _gated_class(type(lm))
-    lm._studio_slots = SlotBinding(slots.root, slots.total)
-    return lm
+    return with_step(lm, GateStep(slots.root, slots.total))

@@ -90,7 +90,8 @@ class FileStore:
             row = conn.execute("SELECT state FROM buckets WHERE key = ?", (key,)).fetchone()
             bucket = Bucket.from_dict(json.loads(row[0])) if row else Bucket()
             result = change(bucket)
-            conn.execute("INSERT OR REPLACE INTO buckets (key, state) VALUES (?, ?)", (key, json.dumps(bucket.to_dict())))
+            conn.execute("INSERT OR REPLACE INTO buckets (key, state) VALUES (?, ?)",
+                         (key, json.dumps(bucket.to_dict())))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
