@@ -83,6 +83,9 @@ columns = ["start_time", "model", "module", "task", "status", "degraded", "accur
            "cost_per_1k", "p50_latency_s", "input_tokens", "output_tokens", "run_id"]
 if "partial" in baselines:  # killed or stopped before its last example: resumable, not a final score
     columns.insert(columns.index("status") + 1, "partial")
+for name in ("cached_calls", "retried"):  # answers from the cache, 429s / 5xx answered on a retry (newer runs)
+    if name in baselines:
+        columns.insert(columns.index("spent_usd") + 1, name)
 table = failure_table(with_spend(baselines.head(TABLE_ROWS)))[columns]
 table["module"] = table["module"].map(module_name)
 st.dataframe(
@@ -96,6 +99,10 @@ st.dataframe(
                                                 "answers from the cache cost nothing."),
         cost_per_1k=st.column_config.NumberColumn("cost per 1k predictions", format="$%.4f", help="Cost of the "
                                                   "program: tokens × price, answers from the cache at list price."),
+        cached_calls=st.column_config.NumberColumn("from cache", format="%d", help="LM calls answered from the "
+                                                   "response cache of this server: nothing spent on them."),
+        retried=st.column_config.NumberColumn("retried", format="%d", help="Calls the provider first refused (429, "
+                                              "5xx) and answered on a retry: not failures."),
         **FAILURE_COLUMN_CONFIG,
     ),
 )

@@ -103,8 +103,7 @@ def per_label_default(labels: dict[str, str], opt_id: str | None, opt_evals: tup
     foreign = {rid for rid in kept if parents.get(rid) in optimizations and parents.get(rid) != opt_id}
     if kept and (st.session_state.get(PICKED_WITH) == opt_id or not foreign):
         return kept
-    lo = latest_optimization(usable(scoped))
-    own = [rid for rid in linked_evaluations(lo, cache.run_tags(lo), runs) if rid in labels]
+    own = [rid for rid in opt_evals if rid in labels]
     default = list(dict.fromkeys([*own, *(rid for rid in kept if rid not in foreign)]))
     return default or list(usable(frame).sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
 

@@ -52,10 +52,12 @@ with studio_errors(stop=True):
 before, after = row["original_test_accuracy"], row["optimized_test_accuracy"]
 result = f"test accuracy {pct(before)} → {pct(after)}" if row["has_results"] else "no test results yet"
 budget = f"budget {row['budget']}" if isinstance(row["budget"], str) and row["budget"] else "budget ?"
+if not optimizer.presets:  # no budget to name ("budget no search"): what it did
+    budget = row["budget"] if isinstance(row["budget"], str) and row["budget"] else "no search"
 models = f"**{row['model'] or '?'}**" + (f" ← **{row['reflection_model'] or '?'}** ({optimizer.reflection_role})"
                                          if optimizer.reflection_role else "")
 st.markdown(f"{models} · {optimizer.label} · {module_name(row['module'])} · {budget} · {row['outcome']} · {result}")
-cols = st.columns(4)
+cols = st.columns(4) if optimizer.presets else [st.container()] * 4  # no search: its cost alone, on the left
 best = metrics.get("best_val_score")
 if optimizer.presets:  # an optimizer with a budget searched: its best score, candidates and metric calls
     cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")

@@ -132,8 +132,9 @@ def estimate_and_start(config: OptimizeConfig) -> None:
     except StudioError as exc:
         show_error(exc)
     numbers = st.container()  # filled below: the estimate is × the seeds chosen beside the Start button
-    start_row = st.columns([1, 3], vertical_alignment="bottom")
     chosen, n = OPTIMIZERS[config.optimizer], 1
+    # Seeds beside the button; an optimizer without a seed has its button alone, on the left.
+    start_row = st.columns([1, 3], vertical_alignment="bottom") if chosen.seeded else [st.container()] * 2
     if chosen.seeded:  # a repeat of an optimizer without a seed would give the same numbers
         n = int(start_row[0].number_input(
             "Repeat with N seeds", min_value=1, max_value=MAX_SEEDS, value=1, key="optimize.seeds",

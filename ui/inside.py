@@ -28,6 +28,7 @@ from core.analytics.search import (
 )
 from core.optimize import Optimizer
 from core.optimize.search_record import incomplete_note
+from core.tracking.trace_writer import DROPPED_METRIC
 from core.tracking.tracing import TRACING_TAG
 from ui import cache
 from ui.jobs import progress_history
@@ -208,6 +209,9 @@ def cost_section(record: Mapping[str, Any], eval_ids: tuple[str | None, str | No
         })
 
 
+DROPPED_TAG = f"studio.{DROPPED_METRIC}"  # the writer's tag on a run whose traces could not all be written
+
+
 def traces_line(run_id: str, tracking_uri: str, tags: Mapping[str, str], optimizer: Optimizer) -> None:
     """How many MLflow traces the run has per role (its second model named by its role), and where to read them;
     without any, whether the run's own record (its tracing tag) says tracing was off."""
@@ -219,6 +223,8 @@ def traces_line(run_id: str, tracking_uri: str, tags: Mapping[str, str], optimiz
         return
     where = f"`mlflow ui --backend-store-uri {tracking_uri}` → this run → Traces"
     counts = {role: n for role, n in counts.items() if n}
+    if dropped := tags.get(DROPPED_TAG):  # e.g. "could not write 5 traces of this run to MLflow (last error: …)"
+        st.warning(f"Some traces of this run are missing: {dropped}", icon=":material/warning:")
     if not counts:
         st.caption({"off": "No MLflow traces for this run: tracing was off for it (`GEPA_STUDIO_TRACES=off`).",
                     "on": "No MLflow traces found for this run, though tracing was on for it: they may still be "
@@ -275,8 +281,8 @@ def _demos(run_id: str, artifacts: list[str]) -> None:
         st.caption("The optimized program has no demos.")
         return
     st.caption(f"{len(demos)} demos: worked examples the student reads before each text.")
-    st.dataframe(pd.DataFrame([{k: v for k, v in d.items() if not str(k).startswith("_")} for d in demos]),
-                 hide_index=True, key="optimization.demos")
+    # A static table: a demo's whole text wraps (a data grid cuts a long sentence at its column's edge).
+    st.table(pd.DataFrame([{k: v for k, v in d.items() if not str(k).startswith("_")} for d in demos]), hide_index=True)
 
 
 def _find_demos(state: Any) -> Any:

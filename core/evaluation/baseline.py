@@ -59,7 +59,7 @@ ATTEMPT_TAGS = (STATE_TAG, f"{TAG}stopped_by", f"{TAG}error", f"{TAG}degraded", 
 INTERRUPTED_TAGS = {STATE_TAG: "interrupted", f"{TAG}stop_reason": "interrupted (Ctrl-C)"}
 # Partial counts a stopped run logs; no accuracy: a run that did not end says nothing about the model.
 PARTIAL_METRICS = ("n", "correct", "failed", "failure_rate", "answered", "input_tokens", "output_tokens", "cost_usd",
-                   "spent_usd", "lm_calls", "cached")
+                   "spent_usd", "lm_calls", "cached", "cached_calls", "retried")
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,14 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
         rec.error_kind = classify_failure(exc)
         rec.error = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, setup.spec)[:500]
     entries = lm.history[start_hist:]
-    hits = 0
+    hits, billed = 0, [0, 0]  # billed: the tokens of the calls the provider answered (a cache hit is not billed)
     for entry in entries:
         inp, out, hit = _usage_of(entry)
         rec.input_tokens += inp
         rec.output_tokens += out
         hits += hit
+        if not hit:
+            billed[0], billed[1] = billed[0] + inp, billed[1] + out
     rec.calls, rec.cached_calls = len(entries), hits
     rec.cached = bool(entries) and hits == len(entries)
     if rec.error_kind == "parse" and entries:
@@ -123,6 +125,7 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
         if getattr(entries[-1].get("response"), "finish_reason", None) == "length":
             rec.error = "the answer was cut off at max_tokens (finish_reason 'length')"
     rec.cost_usd = setup.price.cost(rec.input_tokens, rec.output_tokens) or 0.0
+    rec.spent_usd = setup.price.cost(*billed) or 0.0
     rec.correct = rec.predicted is not None and rec.predicted == normalize_label(gold, setup.labels)
     rec.outcome = "correct" if rec.correct else ("failed" if rec.error_kind else "wrong")
     return rec, failure

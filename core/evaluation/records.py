@@ -20,6 +20,7 @@ from core.lm.breaker import FAILURE_KINDS, PROVIDER_KINDS
 RECORD_COLUMNS = [
     "idx", "text", "gold", "predicted", "correct", "outcome", "raw_output", "latency_s", "queue_s",
     "input_tokens", "output_tokens", "cost_usd", "cached", "calls", "attempts", "error", "error_kind", "cached_calls",
+    "spent_usd",
 ]
 
 @dataclass
@@ -44,6 +45,16 @@ class EvalRecord:
     error: str | None = None
     error_kind: str | None = None
     cached_calls: int = 0  # LM calls of this example answered from DSPy's cache
+    spent_usd: float | None = None  # what its calls the provider answered cost (None: a record from before)
+
+
+def _spent(records: pd.DataFrame) -> pd.Series:
+    """Each example's spend: its billed calls' cost; a record from before ``spent_usd``: 0 when wholly cached,
+    else its list-price cost."""
+    before = records["cost_usd"].where(~records["cached"].astype(bool), 0.0)
+    if "spent_usd" not in records:
+        return before
+    return pd.to_numeric(records["spent_usd"], errors="coerce").fillna(before)
 
 
 def _record_from_row(row: dict[str, Any]) -> EvalRecord:
@@ -96,7 +107,7 @@ def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str,
     gold = records["gold"].tolist()
     pred = [p if isinstance(p, str) else None for p in records["predicted"].tolist()]
     cost = float(records["cost_usd"].sum()) if n else 0.0
-    spent = float(records.loc[~records["cached"].astype(bool), "cost_usd"].sum()) if n else 0.0
+    spent = float(_spent(records).sum()) if n else 0.0
     latencies = records["latency_s"].astype(float).tolist()
     queued = records["queue_s"].fillna(0.0).astype(float).tolist() if "queue_s" in records else [0.0] * n
     metrics = {

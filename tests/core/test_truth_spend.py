@@ -185,3 +185,23 @@ def test_a_table_of_5001_runs_lists_every_one(store):
     assert len(store.list_runs(kind="baseline", task="demo")) == n
     searched = store.search("tags.`studio.kind` = 'baseline'")
     assert len(searched) == n and searched[-1].info.run_id == ids[-1]
+
+
+def test_an_example_answered_partly_from_the_cache_spends_only_its_billed_calls():
+    """A parse failure retried by the JSON adapter is two calls: when one came from the cache, the example's spend
+    is the other's cost, not its whole list-price cost (nor 0). Records from before spent_usd read as before."""
+    import pandas as pd
+
+    from core.evaluation.records import RECORD_COLUMNS, EvalRecord, aggregate
+
+    rows = [  # list-price cost 0.02 each; the first example's second call was billed (0.01), the first cached
+        {"idx": 0, "text": "a", "gold": "X", "predicted": "X", "correct": True, "outcome": "correct",
+         "cost_usd": 0.02, "cached": False, "calls": 2, "cached_calls": 1, "spent_usd": 0.01},
+        {"idx": 1, "text": "b", "gold": "X", "predicted": "X", "correct": True, "outcome": "correct",
+         "cost_usd": 0.02, "cached": True, "calls": 1, "cached_calls": 1, "spent_usd": 0.0},
+    ]
+    records = pd.DataFrame([vars(EvalRecord(**r)) for r in rows], columns=RECORD_COLUMNS)
+    metrics = aggregate(records, ("X", "Y"))[0]
+    assert metrics["cost_usd"] == pytest.approx(0.04) and metrics["spent_usd"] == pytest.approx(0.01)
+    old = records.drop(columns=["spent_usd"])
+    assert aggregate(old, ("X", "Y"))[0]["spent_usd"] == pytest.approx(0.02)  # before: uncached ones at list price

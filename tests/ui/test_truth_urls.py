@@ -66,3 +66,22 @@ def test_an_incomplete_search_record_says_so_on_the_optimization_page(empty, tmp
     assert any(w.startswith("Search record incomplete: ") and "callback errors (first: on_iteration_end: "
                "RuntimeError: state unreadable" in w for w in warnings), warnings
     assert not any("sk-planted" in w for w in warnings)
+
+
+def test_a_run_whose_traces_could_not_all_be_written_says_so_on_the_optimization_page(empty, tmp_path, monkeypatch):
+    """The trace writer counts what the store refused (metric and tag traces_dropped); the run's page says it."""
+    from core.tasks import TaskRef
+    from core.tracking.store import RunStore
+    from core.tracking.trace_writer import report_dropped
+    from tests.core.test_truth_plumbing import record_with_failing_callback
+    from tests.scenario import write_csv
+
+    ref = TaskRef(kind="file", source=str(write_csv(tmp_path / "scenario.csv", 12)), name="scenario")
+    store = RunStore(empty)
+    run_id = record_with_failing_callback(store, ref, empty.jobs_dir / "gepa", monkeypatch)
+    report_dropped(store.client, run_id, 5, "database is locked")
+    at = open_link("pages/optimization.py", run=run_id)
+    assert_clean(at)
+    warnings = [str(w.value) for w in at.warning]
+    assert "Some traces of this run are missing: could not write 5 traces of this run to MLflow (last error: " \
+           "database is locked)" in warnings, warnings

@@ -146,7 +146,9 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
         xaxis={"title": "Accuracy (%)", "range": [0, 100 + (40 if any(df["_note"]) else 30)], "ticksuffix": "%",
                "tickvals": list(range(0, 101, 20))},
         legend={**BOTTOM_LEGEND, "title": {"text": "Pattern: program", "side": "top"}},
-        height=legend_height(max(220, 110 + ROW_PX * len(df)), sum(1 for t in fig.data if t.showlegend is not False),
+        # Title, axis and margins take ~150 px: two runs in 220 px left 35 px a row, and a failed run's two-line
+        # label ran into the bar above it.
+        height=legend_height(150 + ROW_PX * len(df), sum(1 for t in fig.data if t.showlegend is not False),
                              per_row=3),
     )
     return fig
@@ -229,7 +231,8 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     ($0.01, $0.1, $1 …); free runs (cost 0, e.g. local models) sit on a tick that reads "free". Runs without a
     cost or an accuracy are left out. A single run still gets a sensible range on both axes.
     """
-    title = "Accuracy vs cost per 1,000 predictions (upper left is better)"
+    # Two lines: in half of a 1280 px page one line is cut ("… (upper left is bette").
+    title = "Accuracy vs cost per 1,000 predictions<br><sup>upper left is better</sup>"
     if runs.empty:
         return _empty_figure(title)
     _require(runs, ["label", "model", "accuracy", "cost_per_1k"], "accuracy_vs_cost")
