@@ -63,8 +63,9 @@ if optimizer.presets:  # an optimizer with a budget searched: its best score, ca
     cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
     cols[1].metric("Candidates", f"{int(metrics['candidates'])}" if "candidates" in metrics else "–")
     cols[2].metric("Metric calls", f"{int(metrics['metric_calls_used']):,}" if "metric_calls_used" in metrics else "–")
-cols[3].metric("Optimization cost", usd(row["optimization_cost_usd"]),
-               help="The calls during the search (every model's); the test evaluations are extra (cost by role).")
+cols[3].metric("Optimization spend", usd(row["optimization_cost_usd"]),
+               help="What the calls during the search cost (every model's; answers from the cache cost nothing); "
+                    "the test evaluations are extra (by role, below).")
 st.caption(f"Run `{opt_id}` of task {task}")
 links = st.columns(2)
 links[0].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:",

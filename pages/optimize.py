@@ -18,7 +18,7 @@ from ui.repeats import repeat_progress
 from ui.widgets import pct, points_delta, show_error, studio_errors, usd, usd_range
 
 MODULES = {"predict": "Predict", "cot": "Chain of thought"}
-FEEDBACK = {"rule": "Rule (gold label)", "judge": "Judge (reflection model)"}
+FEEDBACK = {"rule": "Gold label", "judge": "LLM judge"}  # short: the pair fits a third of the form at 1280 px
 START_NAMES = {"bare": "Bare signature", "described": "With label descriptions", "own": "Your own instruction"}
 
 
@@ -81,7 +81,7 @@ def _advanced(chosen: Optimizer) -> dict:
     options: dict = {"feedback": "rule", "reflection_minibatch_size": 3, "use_merge": True, "seed": 0,
                      "start": "described", "instruction": ""}  # the defaults of what this optimizer does not use
     with st.expander("Advanced"):
-        cols = st.columns(3)
+        cols = st.columns([1, 1.2, 1])
         options["module"] = cols[0].segmented_control("Program", list(MODULES), default="predict", required=True,
                                                       key="optimize.module", persist_state="session",
                                                       format_func=MODULES.get)
@@ -89,7 +89,8 @@ def _advanced(chosen: Optimizer) -> dict:
             options["feedback"] = cols[1].segmented_control(
                 "Feedback", list(FEEDBACK), default="rule", required=True, key="optimize.feedback",
                 persist_state="session", format_func=FEEDBACK.get,
-                help=f"What the {chosen.reflection_role}'s reflection reads about a wrong answer.")
+                help=f"What the {chosen.reflection_role}'s reflection reads about a wrong answer: **Gold label**, "
+                     f"the right label (a rule); **LLM judge**, a critique written by the {chosen.reflection_role}.")
         if "minibatch" in chosen.controls:
             options["reflection_minibatch_size"] = int(cols[2].number_input(
                 "Reflection minibatch", min_value=1, value=3, key="optimize.minibatch", persist_state="session"))
@@ -111,15 +112,13 @@ def _advanced(chosen: Optimizer) -> dict:
 
 
 def _starting_program(options: dict) -> None:
-    cols = st.columns([1, 2])
-    options["start"] = cols[0].segmented_control("Starting program", list(START_NAMES), default="described",
-                                                 required=True, key="optimize.start_program", persist_state="session",
-                                                 format_func=START_NAMES.get, help="  \n".join(
-                                                     f"**{START_NAMES[k]}**: {v}" for k, v in STARTS.items()))
+    options["start"] = st.segmented_control(
+        "Starting program", list(START_NAMES), default="described", required=True, key="optimize.start_program",
+        persist_state="session", format_func=START_NAMES.get,
+        help="  \n".join(f"**{START_NAMES[k]}**: {v}" for k, v in STARTS.items()))
     if options["start"] == "own":
-        options["instruction"] = cols[1].text_area("Your instruction", key="optimize.instruction",
-                                                   persist_state="session",
-                                                   placeholder="What the student should do with each text")
+        options["instruction"] = st.text_area("Your instruction", key="optimize.instruction", persist_state="session",
+                                              placeholder="What the student should do with each text")
 
 
 def estimate_and_start(config: OptimizeConfig) -> None:
@@ -220,7 +219,8 @@ def result(job_id: str) -> bool:
         cols = st.columns(3)
         cols[0].metric("Test accuracy before", pct(before))
         cols[1].metric("Test accuracy after", pct(after), **points_delta(after - before if known else None))
-        cols[2].metric("Optimization cost", usd(r.get("optimization_cost_usd")))
+        cols[2].metric("Optimization spend", usd(r.get("optimization_cost_usd")),
+                       help="What the calls during the search cost; answers from the cache cost nothing.")
         original, optimized = linked_evaluations(job.run_id, cache.run_tags(job.run_id), runs)
         st.caption(f"Optimization run `{job.run_id}` · evaluations `{original}` (original) and `{optimized}` "
                    "(optimized)")

@@ -225,6 +225,10 @@ def traces_line(run_id: str, tracking_uri: str, tags: Mapping[str, str], optimiz
     counts = {role: n for role, n in counts.items() if n}
     if dropped := tags.get(DROPPED_TAG):  # e.g. "could not write 5 traces of this run to MLflow (last error: …)"
         st.warning(f"Some traces of this run are missing: {dropped}", icon=":material/warning:")
+    if not counts and not optimizer.presets:  # no search: its only calls are the test evaluations, on their runs
+        st.caption("This run made no LM calls of its own: its test evaluations' traces are on their two "
+                   f"evaluation runs (`mlflow ui --backend-store-uri {tracking_uri}` → an evaluation run → Traces).")
+        return
     if not counts:
         st.caption({"off": "No MLflow traces for this run: tracing was off for it (`GEPA_STUDIO_TRACES=off`).",
                     "on": "No MLflow traces found for this run, though tracing was on for it: they may still be "

@@ -23,7 +23,7 @@ def _seed_line(cell: dict) -> str:
 
 def repeat_progress(job: JobInfo, stored: dict) -> None:
     """The repeat as one card: seeds done of N, a bar per seed (its metric calls of the budget, its best validation
-    score), the cost so far, Cancel and Resume for every seed, each seed's error."""
+    score), the spend so far, Cancel and Resume for every seed, each seed's error."""
     manager = cache.job_manager()
     try:  # the seeds' own progress files, read now (the group's stored copy is rewritten only when jobs are reaped)
         progress = sweep_progress(manager, job.id)
@@ -32,7 +32,7 @@ def repeat_progress(job: JobInfo, stored: dict) -> None:
     cells = progress.get("cells") or []
     done = int(progress.get("cells_done") or 0)
     st.markdown(f"**{job.title}**  \n{JOB_STATE_ICONS.get(job.state, '')} {done} of {len(cells)} seeds done · "
-                f"cost so far {usd(progress.get('total_cost_usd'))}" + _setup(job))
+                f"spend so far {usd(progress.get('total_cost_usd'))}" + _setup(job))
     for cell in cells:
         used, budget = int(cell.get("metric_calls") or 0), int(cell.get("metric_calls_budget") or 0)
         st.progress(min(1.0, used / budget) if budget else 0.0, text=_seed_line(cell))

@@ -77,8 +77,17 @@ def key(page, name: str):
 
 
 def goto(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=30_000)
+    """Open a page from the sidebar. A click that lands while a live fragment (a job's progress) reruns can be lost
+    on a loaded machine: the link is clicked again, up to 3 times, as a person would."""
+    heading = page.get_by_role("heading", name=title, exact=True).first
+    for attempt in range(3):
+        page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+        try:
+            heading.wait_for(timeout=20_000)
+            break
+        except Exception:  # Playwright's TimeoutError: try the click again, then let it raise
+            if attempt == 2:
+                raise
     settle(page)
 
 
@@ -143,7 +152,9 @@ TRUNCATED_JS = """() => {
     for (let a = el; a && a !== document.body; a = a.parentElement) {
       const x = getComputedStyle(a).overflowX;
       if (x === 'hidden' || x === 'clip') return a;
-      if (x === 'auto' || x === 'scroll') return null;  // it scrolls: nothing is lost
+      // a box that scrolls sideways hides what a person would have to scroll to (a segmented control's last
+      // option); code blocks scroll by design
+      if (x === 'auto' || x === 'scroll') return el.closest('pre, code') ? null : a;
     }
     return null;
   };

@@ -223,8 +223,9 @@ def prompts_and_history(page) -> None:
 
 
 def test_the_cut_off_check_sees_ellipses_and_clipped_text():
-    """The check the screenshots rely on can fail: an ellipsis and a clipped select-box choice are seen; text that
-    fits, wraps or scrolls is not."""
+    """The check the screenshots rely on can fail: an ellipsis, a clipped select-box choice and a button row that
+    must be scrolled sideways to read (a segmented control's "Judge (reflection m…" at 1280 px) are seen; text that
+    fits, wraps, or sits in a code block that scrolls is not."""
     from playwright.sync_api import sync_playwright
 
     from tests.e2e.browser import truncated
@@ -234,11 +235,13 @@ def test_the_cut_off_check_sees_ellipses_and_clipped_text():
       <div style='width:100px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis'>Estimated $0.0305–$0.0412</div>
       <div style='width:400px;overflow:hidden'>fits</div>
       <div style='width:100px;overflow:hidden'>wraps onto as many lines as it needs</div>
-      <div style='width:100px;overflow:auto;white-space:nowrap'>scrolls, so nothing is lost</div>"""
+      <div style='width:100px;overflow-x:auto;white-space:nowrap'><button>Rule</button><button>Judge (reflection
+      model)</button></div>
+      <pre style='width:100px;overflow:auto'><code>mlflow ui --backend-store-uri sqlite:///a/long/path</code></pre>"""
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
         page.set_content(html)
         found = truncated(page)
         browser.close()
-    assert [t.split()[0] for t in found] == ["stub-small", "Estimated"], found
+    assert [t.split()[0] for t in found] == ["stub-small", "Estimated", "Judge"], found
