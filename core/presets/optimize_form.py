@@ -105,11 +105,12 @@ def form_to_query(form: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def _parse(text: str, default: Value) -> Any:
+def parse_value(text: str, default: Any) -> Any:
+    """A URL value read as the type of ``default`` (a field's default); ValueError when it is not one."""
     if isinstance(default, bool):
         if text.lower() in ("1", "true", "yes", "on"):
             return True
-        if text.lower() in ("0", "false", "no", "off"):
+        if text.lower() in ("0", "false", "no", "off", ""):
             return False
         raise ValueError(text)
     if isinstance(default, int):
@@ -128,7 +129,7 @@ def form_from_query(params: Mapping[str, list[str]]) -> tuple[dict[str, Value], 
         if not values:
             continue
         try:
-            found[name] = field.check(_parse(values[-1].strip(), field.default))
+            found[name] = field.check(parse_value(values[-1].strip(), field.default))
         except ValueError:
             bad.append(field.param)
     return found, bad

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from core.config.errors import StudioError
 from core.config.secrets import SECRET_NAME, scrub_data
-from core.presets.optimize_form import clean_form, form_from_query, form_params, form_to_query
+from core.presets.optimize_form import clean_form, form_from_query, form_params, form_to_query, parse_value
 from core.tasks import SOURCES, SampleSpec, TaskRef
 
 logger = logging.getLogger(__name__)
@@ -241,21 +241,6 @@ def to_query(values: Mapping[str, Any]) -> dict[str, list[str]]:
     return params
 
 
-def _parse(text: str, default: Any) -> Any:
-    """A URL value read as the type of the dataclass field's default."""
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(text)
-    if isinstance(default, int):
-        return int(text)
-    if isinstance(default, float):
-        return float(text)
-    return text
-
-
 def _group(params: Mapping[str, list[str]], field: str) -> dict[str, Any] | None:
     """The task / sample dict from the parameters that name its fields (defaults for the rest), or None."""
     if field == "task_ref":
@@ -265,7 +250,7 @@ def _group(params: Mapping[str, list[str]], field: str) -> dict[str, Any] | None
     given = {f: params[name][-1] for f, name in names.items() if params.get(name)}
     if not given:
         return None
-    return clean(field, {**default, **{f: _parse(v, default[f]) for f, v in given.items()}})
+    return clean(field, {**default, **{f: parse_value(v, default[f]) for f, v in given.items()}})
 
 
 def _named_fields(params: Mapping[str, list[str]]) -> tuple[dict[str, Any], list[str]]:

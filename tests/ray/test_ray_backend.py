@@ -80,8 +80,8 @@ def test_cancel_a_running_ray_job_keeps_its_best_program(ray_settings, tracking_
 
 def test_killed_worker_reads_interrupted_and_resumes_on_ray(ray_settings, tracking_server, ref, stub):
     stub.responder = gepa_responder
-    stub.latency_s = 0.02
-    budget = 150
+    stub.latency_s = 0.08  # slow enough that the search outlasts its first uploaded checkpoint (every 5 s) by far:
+    budget = 200  # at 20 ms / 150 calls a fast run could end before the kill, and then read succeeded
     manager = JobManager(ray_settings)
     job_id = manager.submit_optimization(http_config(ref, stub, max_metric_calls=budget, use_merge=False))
 
