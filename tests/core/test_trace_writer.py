@@ -7,28 +7,14 @@ import logging
 import sqlite3
 from collections import Counter
 
-import pytest
-
 from core.evaluation.baseline import load_run_detail, resume_evaluation, run_baselines, run_dir
 from core.lm.models import openai_compatible
-from core.tasks import SampleSpec, TaskRef
+from core.tasks import SampleSpec
 from core.tracking import tracing
-from tests.scenario import write_csv
+from tests.core import test_tracing
 
-
-@pytest.fixture(autouse=True)
-def traces_on(monkeypatch):
-    monkeypatch.setenv("GEPA_STUDIO_TRACES", "on")
-
-
-@pytest.fixture
-def ref(tmp_path):
-    return TaskRef(kind="file", source=str(write_csv(tmp_path / "scenario.csv", 12)), name="scenario")
-
-
-def traces_of(store, run_id):
-    exp = store.get_run(run_id).info.experiment_id
-    return list(store.client.search_traces(locations=[exp], run_id=run_id, max_results=1000))
+# as test_tracing.py has them: tracing on for every test here (autouse), the scenario task, and a run's traces
+traces_on, ref, traces_of = test_tracing.traces_on, test_tracing.ref, test_tracing.traces_of
 
 
 def test_traces_of_many_calls_reach_mlflow_in_batches_and_read_back_whole(stub, store, ref):

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stub_server import StubLLMServer
-from tests.ui.conftest import assert_clean, seed_store, student_or_keywords
+from tests.ui import test_state_reload
+from tests.ui.conftest import assert_clean
 from tests.ui.test_seed_spread import seed_repeats
 from tests.ui.test_state_persist import with_url
 
-
-@pytest.fixture
-def two_optimizations(empty):
-    with StubLLMServer(responder=student_or_keywords) as stub:
-        older = seed_store(empty, stub.base_url)
-        newer = seed_store(empty, stub.base_url)
-    return older, newer
+two_optimizations = test_state_reload.two_optimizations  # the same two seeded optimizations (a pytest fixture)
 
 
 @pytest.fixture
