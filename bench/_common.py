@@ -44,9 +44,11 @@ def set_traces(on: bool) -> str:
     return os.environ["GEPA_STUDIO_TRACES"]
 
 
-def evaluation_run(df: pd.DataFrame, base_url: str, threads: int, *, traces: bool, **spec_kw: object) -> dict:
+def evaluation_run(df: pd.DataFrame, base_url: str, threads: int, *, traces: bool, task: object = None,
+                   **spec_kw: object) -> dict:
     """One evaluation run as a user starts it (an MLflow run on a fresh SQLite store, traces ``traces``), after a
-    warm-up run of ``threads`` examples: {wall, cpu, metrics, traces (count), run_id, store, data}."""
+    warm-up run of ``threads`` examples: {wall, cpu, metrics, traces (count), run_id, store, data}. ``task``: a task
+    beyond classification whose columns ``df`` has (default: classification of description -> target)."""
     import time
 
     from core.config.settings import load_settings
@@ -63,7 +65,7 @@ def evaluation_run(df: pd.DataFrame, base_url: str, threads: int, *, traces: boo
     atexit.register(shutil.rmtree, data, ignore_errors=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{data / 'mlflow.db'}"
     store = RunStore(load_settings(data))
-    task = table_task(df, text_column="description", label_column="target", name="bench")
+    task = task or table_task(df, text_column="description", label_column="target", name="bench")
     spec = openai_compatible("stub", "stub-small", base_url, **spec_kw)  # type: ignore[arg-type]
     options = EvalOptions(threads=threads, cache=False)
     run_evaluation(store, task, spec, make_program(task), df.head(threads), options=options)  # warm up

@@ -34,6 +34,18 @@ for name in chosen:
         st.warning(f"{name}: `{spec.api_key_env}` is not set, so its baseline will fail. "
                    f"{PROVIDER_HELP.get(spec.provider, '')}", icon=":material/key:")
 
+judge = None  # a task scored by a rubric: the judge's model, picked here (core refuses such a task without one)
+may_judge = bool(ref.fields) or ref.kind not in ("demo", "pubmed", "file")  # classification never does: not read
+with studio_errors():
+    if may_judge and cache.task_tables(ref.to_dict())[0].metric == "judge":
+        fallback = state.reflection() if state.reflection() in names else None
+        judge_name = st.selectbox("Judge model", names, index=names.index(fallback) if fallback else None,
+                                  key="baselines.judge.w", placeholder="Pick the model that scores by the rubric",
+                                  help="The task is scored by an LLM judge with its rubric: this model scores every "
+                                       "answer 0-1 and says why (usually a strong model, e.g. the reflection model).")
+        judge = catalog.get(judge_name) if judge_name else None
+judged = {"judge": judge} if judge is not None else {}  # only a judged task's job carries one
+
 with st.expander("Options"):
     cols = st.columns(3)
     module = cols[0].segmented_control("Program", ["predict", "cot"], default="predict", required=True,
@@ -48,7 +60,7 @@ if st.button("Run baselines", key="baselines.start", type="primary", icon=":mate
     with studio_errors():
         job_id = cache.job_manager().submit_baselines(ref, sample, [catalog.get(n) for n in chosen], module=module,
                                                      threads=int(threads), cache=bool(reuse),
-                                                     started_by=auth.current_user())
+                                                     started_by=auth.current_user(), **judged)
         state.set_baseline_job(job_id)
         cache.clear_runs()
 if not chosen:

@@ -1,9 +1,12 @@
 """Compare: accuracy and cost of every baseline and evaluation, per-class F1, any two runs side by side (verdict,
-flipped examples, confusion matrices), what optimizations cost, their paired tests, and a report to share."""
+flipped examples, confusion matrices), what optimizations cost, their paired tests, and a report to share. A task
+scored beyond classification shows its score, named by its metric, per output field and per example, and the examples
+whose score changed most instead of per-class F1 and confusion matrices."""
 
 import streamlit as st
 
 from core.analytics import charts
+from core.analytics.charts.scores import is_accuracy, measure_title, metric_name
 from core.analytics.failures import failed_runs, newest_per_label, usable
 from core.analytics.stats import trade_off
 from core.config.errors import StudioError
@@ -15,6 +18,7 @@ from core.tracking.runs import (
     filter_runs,
     latest_optimization,
     linked_evaluations,
+    metric_names,
     module_name,
     most_expensive,
     optimization_frame,
@@ -64,6 +68,7 @@ task = st.selectbox("Task", tasks, index=tasks.index(current if current in tasks
 if current not in tasks and task == newest_task:
     st.caption(f"No runs of task {current} yet: showing {newest_task}, the task with the newest runs.")
 scoped = runs[runs["task"] == task]
+scoped = scoped.assign(metric=metric_names(scoped, pairs.task_metrics(scoped)))  # "accuracy": classification
 if sweep := sweeps.sweep_filter(scoped):  # only when runs carry a sweep: that sweep's runs, and a table per cell
     scoped = scoped[scoped["sweep"].astype(str) == sweep]
     sweeps.sweep_cells_section(scoped, sweep)
@@ -105,7 +110,36 @@ def per_label_default(labels: dict[str, str], opt_id: str | None, opt_evals: tup
         return kept
     own = [rid for rid in opt_evals if rid in labels]
     default = list(dict.fromkeys([*own, *(rid for rid in kept if rid not in foreign)]))
-    return default or list(usable(frame).sort_values("accuracy", ascending=False)["run_id"].astype(str))[:3]
+    return default or list(usable(frame).sort_values("score", ascending=False)["run_id"].astype(str))[:3]
+
+
+def score_columns(metric: str) -> dict:
+    """The run table's columns for a task scored beyond classification, named by its metric."""
+    what = metric_name(metric)
+    return {"accuracy": st.column_config.NumberColumn("scored 100 %", format="percent", help="Share of the examples "
+                                                      f"with a full {what} (every output right)."),
+            "accuracy_answered": None, "macro_f1": None,
+            "score": st.column_config.NumberColumn(f"mean {what}", format="percent", help=f"Mean {metric} over the "
+                                                   "test examples; a failed example scores 0."),
+            "score_ci_low": st.column_config.NumberColumn("ci_low", format="percent"),
+            "score_ci_high": st.column_config.NumberColumn("ci_high", format="percent"),
+            "score_answered": st.column_config.NumberColumn(f"{what} of the answered", format="percent")}
+
+
+def per_label_section(picked: list[str], labels: dict[str, str], names: dict[str, str]) -> None:
+    """F1 per class of the runs picked, as a heatmap and as bars (classification only)."""
+    tables, missing = {}, []
+    for rid in picked:
+        try:
+            tables[names[rid]] = cache.artifact_csv(rid, "per_label.csv")
+        except StudioError:
+            missing.append(labels[rid])
+    if missing:
+        st.caption("No per-class table for: " + "; ".join(missing))
+    heatmap, bars = st.tabs(["Heatmap", "Bars"])
+    with studio_errors():
+        heatmap.plotly_chart(charts.per_label_f1_heatmap(per_label_frame(tables)), key="compare.chart.per_label_map")
+    bars.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
 
 
 opt_in_view = optimization_in_view()
@@ -129,6 +163,21 @@ if newest:  # the optimization in view's own evaluations stand for their labels:
     own_labels = set(frame.loc[frame["run_id"].astype(str).isin(opt_evals), "label"])
     frame = newest_per_label(frame[~frame["label"].isin(own_labels) | frame["run_id"].astype(str).isin(opt_evals)])
 
+
+def metric_in_view() -> str:
+    """The metric of the runs in view: the newest run's; where the task's runs were scored by several metrics, the
+    one picked (runs of two metrics never share a chart)."""
+    found = list(dict.fromkeys(frame["metric"].astype(str)))  # newest run first
+    if len(found) < 2:
+        return found[0] if found else "accuracy"
+    st.caption(f"Runs of task {task} were scored by {len(found)} metrics ({', '.join(map(metric_name, found))}): "
+               "runs of different metrics never share a chart; pick one.")
+    return st.selectbox("Metric", found, format_func=measure_title, key="compare.metric")
+
+
+metric = metric_in_view()
+frame = frame[frame["metric"] == metric]
+
 in_view: list[str] = []  # the runs picked under F1 per class: also the pair's default and the report's runs
 if frame.empty:
     st.info("No finished baseline or evaluation runs match.")
@@ -137,11 +186,18 @@ else:
         warn_if_degraded(row)
     cols = st.columns(2)
     with studio_errors():
-        cols[0].plotly_chart(charts.accuracy_bars(frame), key="compare.chart.accuracy")
-        cols[1].plotly_chart(charts.accuracy_vs_cost(frame), key="compare.chart.cost")
+        cols[0].plotly_chart(charts.accuracy_bars(frame, metric), key="compare.chart.accuracy")
+        cols[1].plotly_chart(charts.accuracy_vs_cost(frame, metric), key="compare.chart.cost")
+    if not is_accuracy(metric):
+        how = (f"the weighted mean of its fields' scores ({metric.removeprefix('weighted: ')})"
+               if metric_name(metric) != metric else f"its {metric} from 0 to 100 %")
+        st.caption(f"{measure_title(metric)}: each example's score is {how}, 0 for a failed one; the bars show the "
+                   "mean over the test examples, the whiskers its 95 % interval.")
     with st.expander(f"Table ({len(frame)} runs)"):
         table = failure_table(frame)
-        table = table.drop(columns=["task", *(c for c in table.columns if c.startswith("failed_"))])
+        scores_only = ["metric", "score", "score_ci_low", "score_ci_high", "score_answered"]
+        table = table.drop(columns=["task", *(c for c in table.columns if c.startswith("failed_")),
+                                    *(scores_only if is_accuracy(metric) else ["metric", "ci_low", "ci_high"])])
         table["module"] = table["module"].map(module_name)
         st.dataframe(table, hide_index=True, key="compare.table", column_config={
             **FAILURE_COLUMN_CONFIG,
@@ -156,9 +212,16 @@ else:
             "cost_per_1k": st.column_config.NumberColumn("cost per 1k predictions", format="$%.4f", help=PER_1K_HELP),
             "cost_usd": st.column_config.NumberColumn("cost of the program", format="$%.4f", help=PROGRAM_COST_HELP),
             "spent_usd": st.column_config.NumberColumn("spend", format="$%.4f", help=SPEND_HELP),
+            **({} if is_accuracy(metric) else score_columns(metric)),
         })
+    names = pairs.short_names(frame)  # in charts: "model · program kind [· optimized]", told apart by id if repeated
+    if not is_accuracy(metric):
+        pairs.field_scores(frame, scoped, names, metric)
 
-    st.subheader("F1 per class")
+    st.subheader("F1 per class" if is_accuracy(metric) else f"{measure_title(metric)} per example")
+    if not is_accuracy(metric):
+        st.caption(f"F1 per class and confusion matrices are for classification: this task is scored by "
+                   f"{metric_name(metric)}, example by example.")
     labels = {str(r["run_id"]): run_choice_label(r) + (f" · {r['stopped']}" if r["stopped"] else "")
               for r in frame.to_dict("records")}
     default: list[str] = []
@@ -169,22 +232,13 @@ else:
     picked = st.multiselect("Runs", list(labels), format_func=labels.get, max_selections=6,
                             key="compare.per_label.runs",
                             on_change=lambda: state.set_compare_runs(st.session_state["compare.per_label.runs"]))
-    names = pairs.short_names(frame)  # in charts: "model · program kind [· optimized]", told apart by id if repeated
-    tables, missing = {}, []
-    for rid in picked:
-        try:
-            tables[names[rid]] = cache.artifact_csv(rid, "per_label.csv")
-        except StudioError:
-            missing.append(labels[rid])
-    if missing:
-        st.caption("No per-class table for: " + "; ".join(missing))
-    heatmap, bars = st.tabs(["Heatmap", "Bars"])
-    with studio_errors():
-        heatmap.plotly_chart(charts.per_label_f1_heatmap(per_label_frame(tables)), key="compare.chart.per_label_map")
-    bars.plotly_chart(charts.per_label_bars(per_label_frame(tables)), key="compare.chart.per_label")
+    if is_accuracy(metric):
+        per_label_section(picked, labels, names)
+    else:
+        pairs.score_spread(picked, names, metric)
     in_view = list(picked)
     with studio_errors():
-        pairs.side_by_side(labels, names, picked)
+        pairs.side_by_side(labels, names, picked, metric)
 
 claims_section(task)  # only when runs of the original notebook's experiment exist for this task
 
@@ -235,15 +289,17 @@ def optimization_section(opt_id: str) -> str | None:
     for row in charts.with_failures(runs[runs["run_id"].isin([original_id, optimized_id])], runs).to_dict("records"):
         warn_if_degraded(row)
     with studio_errors():
-        pairs.paired_block(original_id, optimized_id, seeds=seed_note(spread, opt_id))
+        pairs.paired_block(original_id, optimized_id, seeds=seed_note(spread, opt_id), metric=opt_row["metric"])
     return break_even_section(opt_row, optimized_id)
 
 
 def break_even_section(opt_row, optimized_id: str) -> str | None:
     """When the optimized student pays for itself against a reference model: by default the most expensive that
-    did not fail; a failed reference (picked by the user) gets no accuracy claim."""
+    did not fail, scored by the same metric; a failed reference (picked by the user) gets no accuracy claim."""
     st.markdown("**When does the optimization pay for itself?**")
-    references = newest_per_label(all_evals)
+    metric = opt_row["metric"]
+    what, column = ("accuracy", "accuracy") if is_accuracy(metric) else (metric_name(metric), "score")
+    references = newest_per_label(all_evals[all_evals["metric"] == metric])
     references = references[references["run_id"] != optimized_id]
     optimized_rows = runs[runs["run_id"] == optimized_id]
     if references.empty or optimized_rows.empty:
@@ -260,8 +316,10 @@ def break_even_section(opt_row, optimized_id: str) -> str | None:
     if bool(failed_runs(references[references["run_id"] == ref_id]).iloc[0]):
         failures = charts.failure_text(reference.get("failed"), reference.get("n"),
                                        charts.failure_counts(reference.to_dict()))
-        st.warning(f"{reference['label']} failed on this task ({failures or 'degraded'}): its accuracy is not the "
-                   "model's, so no accuracy is compared against it.", icon=":material/warning:")
+        st.warning(f"{reference['label']} failed on this task ({failures or 'degraded'}): its {what} is not the "
+                   f"model's, so no {what} is compared against it.", icon=":material/warning:")
+    elif not is_accuracy(metric):
+        st.caption(f"Costs only: how the {what} of the two compares, the verdict of the two runs side by side says.")
     else:
         try:
             accuracy = trade_off(cache.artifact_csv(ref_id, "records.csv"),
@@ -273,9 +331,10 @@ def break_even_section(opt_row, optimized_id: str) -> str | None:
         labels=(f"{reference['label']}", f"{optimized['model']} · optimized (incl. optimization)"), trade_off=accuracy,
     )
     st.plotly_chart(fig, key="compare.chart.break_even")
+    named = "" if is_accuracy(metric) else f" {what}"
     st.caption(f"{reference['label']}: {usd(reference['cost_per_1k'])} per 1k predictions at "
-               f"{pct(reference['accuracy'])}; optimized student: {usd(optimized['cost_per_1k'])} per 1k at "
-               f"{pct(optimized['accuracy'])}; "
+               f"{pct(reference[column])}{named}; optimized student: {usd(optimized['cost_per_1k'])} per 1k at "
+               f"{pct(optimized.get(column))}{named}; "
                f"the optimization spent {usd(opt_row['spent_usd'])}.")
     return ref_id
 
@@ -294,4 +353,5 @@ else:
         reference_id = optimization_section(selected)
     seeds.spread_section(spread)
 
-pairs.report_section([*in_view, selected], {selected: reference_id} if selected and reference_id else None)
+pairs.report_section([*in_view, selected], {selected: reference_id} if selected and reference_id else None,
+                     picked_under="F1 per class" if is_accuracy(metric) else f"{measure_title(metric)} per example")

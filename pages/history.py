@@ -1,11 +1,23 @@
-"""History: every run (filterable) with its details, and every background job."""
+"""History: every run (filterable) with its details, and every background job. A run of a task scored beyond
+classification shows its score, named by its metric (an optimization: original → optimized)."""
 
 import pandas as pd
 import streamlit as st
 
 from core.analytics import charts
-from core.tracking.runs import HISTORY_COLUMNS, distinct, filter_runs, module_name, run_choices, run_spend, with_spend
-from ui import cache, routing
+from core.analytics.charts.scores import is_accuracy, measure_title, metric_name
+from core.tracking.runs import (
+    HISTORY_COLUMNS,
+    distinct,
+    filter_runs,
+    metric_names,
+    module_name,
+    run_choices,
+    run_spend,
+    scored,
+    with_spend,
+)
+from ui import cache, pairs, routing
 from ui.failures import DEGRADED_BADGE, FAILURE_COLUMN_CONFIG, failure_details, failure_table
 from ui.widgets import pct, run_column_config, studio_errors, usd
 
@@ -15,6 +27,32 @@ PER_1K_HELP = ("Cost of the program: tokens × price per 1,000 predictions, answ
                "price (for comparing programs, whatever this run happened to spend).")
 
 PAGE_ROWS = 500  # rows of the run table per page: a table of 10,000 runs takes seconds to send
+
+
+def score_columns(rows: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """Beside accuracy, for rows of tasks scored beyond classification: each evaluation's mean score and each
+    optimization's test score "original → optimized", named by the metric when the rows share one (else a metric
+    column says which); returns their column config. Rows of classification only: nothing added."""
+    rows = rows.assign(metric=metric_names(rows, pairs.task_metrics(rows)))
+    others = sorted({m for m in rows["metric"] if not is_accuracy(m)})
+    if not others:
+        return {}
+    before = scored(rows, "original_test_score", "original_test_accuracy")
+    after = scored(rows, "optimized_test_score", "optimized_test_accuracy")
+    at = list(table.columns).index("accuracy") + 1
+    table.insert(at, "test score", [f"{pct(b)} → {pct(a)}" if b == b and a == a else "" for b, a in
+                                    zip(before, after, strict=True)])
+    table.insert(at, "score", scored(rows, "score", "accuracy").to_numpy())
+    table["accuracy"] = table["accuracy"].where(rows["metric"].map(is_accuracy).to_numpy())  # classification's only
+    what = metric_name(others[0]) if len(others) == 1 else "score"
+    if len(others) > 1 or (rows["metric"] != others[0]).any():
+        table.insert(at, "metric", rows["metric"].map(metric_name).to_numpy())
+    return {"score": st.column_config.NumberColumn(f"score ({what})" if len(others) == 1 else "score",
+                                                   format="percent", help="The mean score over the test examples "
+                                                   "(a failed one scores 0); a classification run's is its accuracy, "
+                                                   "the only one the accuracy column shows."),
+            "test score": st.column_config.TextColumn(f"test {what}: original → optimized", help="An optimization's "
+                                                      "paired test evaluations.")}
 
 routing.require_app(__file__)
 st.title("History")
@@ -60,8 +98,10 @@ with runs_tab:
         columns.insert(columns.index("status") + 1, "degraded")
         table = failure_table(rows)[columns]
         table["module"] = table["module"].map(module_name)
+        scores = score_columns(rows, table)
         st.dataframe(table, hide_index=True, key="history.table",
                      column_config=run_column_config(
+                         **scores,
                          module=st.column_config.TextColumn("program", help="The program kind: Predict or CoT "
                                                                             "(chain of thought)."),
                          program=st.column_config.TextColumn("version", help="original, optimized, or gepa (the "
@@ -81,6 +121,8 @@ with runs_tab:
             with studio_errors(stop=True):
                 detail = cache.run_detail(run_id)
             info, metrics, params, tags = detail["info"], detail["metrics"], detail["params"], detail["tags"]
+            metric = tags.get("studio.metric", "accuracy")
+            what = "accuracy" if is_accuracy(metric) else metric_name(metric)
             st.markdown(f"### {info['run_name']}")
             st.caption(f"`{run_id}` · {info['status']} · kind {tags.get('studio.kind', '?')} · "
                        f"task {tags.get('studio.task', '?')}")
@@ -97,10 +139,18 @@ with runs_tab:
             failures = charts.failure_text(metrics.get("failed"), metrics.get("n"), charts.failure_counts(metrics)) \
                 or charts.optimization_failure_text(metrics)
             if failures and failures != "no failures":
-                st.caption(f"Failures: {failures}. Accuracy counts failed examples as wrong.")
+                st.caption(f"Failures: {failures}. Accuracy counts failed examples as wrong." if is_accuracy(metric)
+                           else f"Failures: {failures}. The {what} counts a failed example as 0.")
                 failure_details(run_id, charts.failure_counts(metrics), key="history.failures")
             mcols = st.columns(5)
-            mcols[0].metric("Accuracy", pct(metrics.get("accuracy", metrics.get("optimized_test_accuracy"))))
+            if is_accuracy(metric):
+                mcols[0].metric("Accuracy", pct(metrics.get("accuracy", metrics.get("optimized_test_accuracy"))))
+            elif "optimized_test_score" in metrics:
+                mcols[0].metric(f"Test {measure_title(metric)}", f"{pct(metrics.get('original_test_score'))} → "
+                                f"{pct(metrics['optimized_test_score'])}", help="Original → optimized program.")
+            else:
+                mcols[0].metric(measure_title(metric), pct(metrics.get("score", metrics.get("accuracy"))),
+                                help=f"Mean {metric} over the test examples (a failed one scores 0).")
             mcols[1].metric("Examples", int(metrics["n"]) if "n" in metrics else "–")
             mcols[2].metric("Spend", usd(run_spend(tags.get("studio.kind"), metrics)), help=SPEND_HELP)
             mcols[3].metric("Cost per 1k predictions", usd(metrics.get("cost_per_1k")), help=PER_1K_HELP)
@@ -115,14 +165,16 @@ with runs_tab:
                 if records is None:
                     st.caption("No per-example records (an optimization run: its evaluations have them).")
                 else:
-                    wrong_only = st.toggle("Only wrong or failed answers", key="history.wrong_only")
+                    wrong_only = st.toggle("Only wrong or failed answers" if is_accuracy(metric) else
+                                           "Only answers below a full score, or failed", key="history.wrong_only")
                     right = ((records["outcome"] == "correct") if "outcome" in records
                              else records["correct"].astype(bool))
                     table = records[~right] if wrong_only else records
                     st.dataframe(table, hide_index=True, key="history.records")
             with tabs[1]:
                 if per_label is None:
-                    st.caption("No per-class table.")
+                    st.caption("No per-class table." if is_accuracy(metric) else
+                               f"No per-class table: this task is scored by {what}, not by labels.")
                 else:
                     st.plotly_chart(charts.per_label_bars(per_label.assign(run_label=info["run_name"])),
                                     key="history.chart.per_label")

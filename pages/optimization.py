@@ -1,11 +1,13 @@
 """Optimization: inside one optimization run (``?run=<id>``): GEPA's search (candidates, per-example wins, rejected
 proposals), or what an optimizer that keeps no search record has (its entry's panels: trials, candidates and
-demos); cost by role from the run's own figures, and MLflow traces."""
+demos); cost by role from the run's own figures, and MLflow traces. A task scored in [0, 1] (not classification)
+shows its test scores named by its metric, the verdict on them and each output field's score."""
 
 import streamlit as st
 
 from core.jobs.repeats import GROUP, entry_of, optimization_choices, seed_choices
 from core.optimize import entry
+from core.report.scored import ACCURACY, metric_name, metric_of
 from core.tracking.runs import latest_optimization, linked_evaluations, module_name, optimization_frame
 from core.tracking.store import TAG
 from ui import cache, inside, routing, state
@@ -49,8 +51,10 @@ with studio_errors(stop=True):
     metrics, tags = cache.run_metrics(opt_id), cache.run_tags(opt_id)
     eval_ids = linked_evaluations(opt_id, tags, runs)
 
+metric = metric_name(metric_of(tags))  # "accuracy" for classification (and runs from before the tag), "token F1"
 before, after = row["original_test_accuracy"], row["optimized_test_accuracy"]
-result = f"test accuracy {pct(before)} → {pct(after)}" if row["has_results"] else "no test results yet"
+result = f"test accuracy {pct(before)} → {pct(after)}" if metric == ACCURACY else inside.score_headline(metrics, metric)
+result = result if row["has_results"] else "no test results yet"
 budget = f"budget {row['budget']}" if isinstance(row["budget"], str) and row["budget"] else "budget ?"
 if not optimizer.presets:  # no budget to name ("budget no search"): what it did
     budget = row["budget"] if isinstance(row["budget"], str) and row["budget"] else "no search"
@@ -60,7 +64,10 @@ st.markdown(f"{models} · {optimizer.label} · {module_name(row['module'])} · {
 cols = st.columns(4) if optimizer.presets else [st.container()] * 4  # no search: its cost alone, on the left
 best = metrics.get("best_val_score")
 if optimizer.presets:  # an optimizer with a budget searched: its best score, candidates and metric calls
-    cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
+    if metric == ACCURACY:
+        cols[0].metric("Best validation score", "–" if best is None else f"{best * 100:.1f}%")
+    else:  # GEPA's validation score is the task's mean score
+        cols[0].metric(f"Best validation score ({metric})", "–" if best is None else f"{best:.3f}")
     cols[1].metric("Candidates", f"{int(metrics['candidates'])}" if "candidates" in metrics else "–")
     cols[2].metric("Metric calls", f"{int(metrics['metric_calls_used']):,}" if "metric_calls_used" in metrics else "–")
 cols[3].metric("Optimization spend", usd(row["optimization_cost_usd"]),
@@ -70,8 +77,12 @@ st.caption(f"Run `{opt_id}` of task {task}")
 links = st.columns(2)
 links[0].page_link("pages/prompts.py", label="Read the optimized prompt", icon=":material/difference:",
                    query_params={"prompts": opt_id})
-links[1].page_link("pages/compare.py", label="Compare accuracy and cost", icon=":material/bar_chart:",
-                   query_params={"run": opt_id})
+links[1].page_link("pages/compare.py", label="Compare accuracy and cost" if metric == ACCURACY else
+                   "Compare scores and cost", icon=":material/bar_chart:", query_params={"run": opt_id})
+if metric != ACCURACY:
+    program = f"{row['model'] or '?'} · {module_name(row['module'])}"
+    with studio_errors():
+        inside.test_scores_section(eval_ids, metric, (f"the original {program}", f"Optimized {program}"))
 
 with studio_errors(stop=True):
     record = cache.search_record(opt_id, str(row["status"]))
@@ -85,7 +96,7 @@ if record is None:
 else:
     inside.incomplete_warning(record)
     with studio_errors():
-        inside.score_section(record)
+        inside.score_section(record, metric)
     with studio_errors():
         inside.lineage_section(record)
     with studio_errors():

@@ -3,6 +3,7 @@ budget, estimate, start, live progress, cancel/resume. Its words and controls co
 
 import streamlit as st
 
+from core.analytics.charts.scores import is_accuracy, metric_name
 from core.config.errors import StudioError
 from core.jobs import MAX_SEEDS, repeat_seeds, submit_repeat
 from core.lm.models import ModelSpec
@@ -42,7 +43,7 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
             return None
     budget, calls, cap = _budget_controls(chosen)
     if sample.val_per_label == 0 and chosen.words.no_validation:
-        st.caption(f"No validation split (0 per label on the Task page): {chosen.words.no_validation}")
+        st.caption(f"No validation split (validation 0 on the Task page): {chosen.words.no_validation}")
     options = _advanced(chosen)
     instruction = options.pop("instruction")
     instruction = own_text if chosen.instruction_needed else instruction
@@ -214,11 +215,15 @@ def result(job_id: str) -> bool:
         outcome = str(r.get("outcome") or "")
         if outcome in MARKED:
             st.caption(MARKED[outcome].format(label=entry(job.config.get("optimizer")).label))
-        before, after = r.get("original_test_accuracy"), r.get("optimized_test_accuracy")
+        metric = r.get("metric") or "accuracy"
+        scored = not is_accuracy(metric)  # a task beyond classification: its mean score, named by its metric
+        before, after = (r.get("original_test_score"), r.get("optimized_test_score")) if scored else (
+            r.get("original_test_accuracy"), r.get("optimized_test_accuracy"))
         known = all(isinstance(v, float) and v == v for v in (before, after))
+        title = f"Test score ({metric_name(metric)})" if scored else "Test accuracy"
         cols = st.columns(3)
-        cols[0].metric("Test accuracy before", pct(before))
-        cols[1].metric("Test accuracy after", pct(after), **points_delta(after - before if known else None))
+        cols[0].metric(f"{title} before", pct(before))
+        cols[1].metric(f"{title} after", pct(after), **points_delta(after - before if known else None))
         cols[2].metric("Optimization spend", usd(r.get("optimization_cost_usd")),
                        help="What the calls during the search cost; answers from the cache cost nothing.")
         original, optimized = linked_evaluations(job.run_id, cache.run_tags(job.run_id), runs)

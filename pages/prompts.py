@@ -1,14 +1,16 @@
 """Prompts: two programs' instructions and full prompts side by side, with the differences highlighted; program B
-shipped as a registered MLflow model (with how to load and serve it)."""
+shipped as a registered MLflow model (with how to load and serve it). A task with several inputs shows every input in
+the prompt (a test example's inputs, or one box per input to type your own)."""
 
 import json
 
 import streamlit as st
 
+from core.analytics.changed import readable
 from core.analytics.diff import diff_counts, diff_html
 from core.config.errors import StudioError
 from core.jobs.repeats import GROUP, entry_of, optimization_choices, seed_choices
-from core.program.program import prompt_text
+from core.program.program import program_from_dict, prompt_text, render_prompt
 from core.ship.register import (
     MODEL_URI_TAG,
     export_model,
@@ -18,6 +20,7 @@ from core.ship.register import (
     shipped_from_uri,
     untested_reason,
 )
+from core.tasks import Task
 from core.tracking.runs import (
     EVAL_KINDS,
     PROMPT_URI_TAG,
@@ -52,6 +55,36 @@ outcome = dict(zip(opts["run_id"], opts["outcome"], strict=True)) if not opts.em
 choices = {rid: label + (f" · {outcome[parent]}" if outcome.get(parent) in MARKED else "")
            for (rid, label), parent in zip(run_choices(evals).items(), evals["parent_run_id"], strict=True)}
 ids = list(choices)
+
+
+def task_of(program: dict) -> Task | None:
+    """The task a saved program was made for: its inputs are the fields every rendered prompt must show."""
+    try:
+        return Task.from_dict(program["task"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def inputs_of(text: str, names: list[str]) -> dict[str, str]:
+    """A test example's inputs from its records cell: several inputs are a JSON object there, by field name."""
+    try:
+        values = json.loads(text) if len(names) > 1 else None
+    except ValueError:
+        values = None
+    if isinstance(values, dict):
+        return {name: "" if values.get(name) is None else str(values.get(name)) for name in names}
+    return {names[0]: text} if names else {}
+
+
+def messages_for(program: dict, inputs: dict[str, str]) -> list[dict]:
+    """The messages ``program`` sends for these inputs (those it reads; one it lacks is empty): one input through
+    the cached renderer, several here (the cache's renderer takes one text)."""
+    task = task_of(program)
+    own = list(task.input_names) if task is not None else list(inputs)
+    if len(own) <= 1:
+        text = inputs[own[0]] if own and own[0] in inputs else next(iter(inputs.values()), "")
+        return cache.rendered_prompt(json.dumps(program, sort_keys=True), text)
+    return render_prompt(program_from_dict(program)[0], {name: inputs.get(name, "") for name in own})
 
 
 def show_pair(run_id: str) -> None:
@@ -113,6 +146,10 @@ with st.expander("Both instructions, plain"):
     right.code(program_b.get("instruction", ""), language=None, wrap_lines=True)
 
 st.subheader("Full prompt for one example")
+task_b = task_of(program_b)
+specs = list(task_b.input_specs) if task_b is not None else []
+names = [spec.name for spec in specs]
+several = len(names) > 1
 texts: list[str] = []
 try:
     records = cache.artifact_csv(b, "records.csv")
@@ -121,13 +158,21 @@ except StudioError:
     st.caption("Run B has no saved test examples; type one below.")
 options = list(range(len(texts))) + [CUSTOM]
 pick = st.selectbox("Example", options, key="prompts.example",
-                    format_func=lambda i: "Type my own text…" if i == CUSTOM else f"#{i + 1}: {texts[i][:100]}")
-text = st.text_area("Text", key="prompts.text", placeholder="A sentence to classify") if pick == CUSTOM else texts[pick]
+                    format_func=lambda i: "Type my own text…" if i == CUSTOM else
+                    f"#{i + 1}: {(readable(texts[i]) if several else texts[i])[:100]}")
+if several and pick == CUSTOM:  # one box per input: the prompt shows every field
+    inputs = {s.name: st.text_area(s.column, key=f"prompts.text.{s.name}", placeholder=s.description or s.column)
+              for s in specs}
+else:
+    hint = "A sentence to classify" if task_b is None or task_b.is_classification else \
+        (specs[0].description or specs[0].column)
+    text = st.text_area("Text", key="prompts.text", placeholder=hint) if pick == CUSTOM else texts[pick]
+    inputs = inputs_of(text, names or ["text"])
 
-if text.strip():
+if any(v.strip() for v in inputs.values()):
     with studio_errors(stop=True):
-        messages_a = cache.rendered_prompt(json.dumps(program_a, sort_keys=True), text)
-        messages_b = cache.rendered_prompt(json.dumps(program_b, sort_keys=True), text)
+        messages_a = messages_for(program_a, inputs)
+        messages_b = messages_for(program_b, inputs)
     side, diff = st.tabs(["Side by side", "Differences"])
     with side:
         left, right = st.columns(2)

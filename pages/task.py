@@ -1,6 +1,8 @@
-"""Task: the data (demo, PubMed, or an uploaded table), its columns, and per-label sample sizes."""
+"""Task: the data (demo, PubMed, a shipped task, a task file, or an uploaded table read as classification or as any
+task: input columns -> typed outputs + a metric) and its sample sizes (per label, or rows)."""
 
 from pathlib import Path
+from typing import NoReturn
 
 import streamlit as st
 
@@ -18,14 +20,14 @@ from core.tasks import (
     validate_table,
 )
 from core.tracking.runs import split_label_counts
-from ui import cache, routing, state
+from ui import cache, routing, state, task_fields
 from ui.widgets import show_error, studio_errors
 
 KINDS = list(SOURCES)
 
 routing.require_app(__file__)
 st.title("Task")
-st.write("What the models classify. Every baseline and optimization in this session uses the task and sample "
+st.write("What the models do. Every baseline and optimization in this session uses the task and sample "
          "chosen here; the same sizes and seed always give the same examples.")
 
 stored_ref, stored_sample = state.task_ref(), state.sample()
@@ -48,6 +50,10 @@ elif kind == "pubmed":
                                                  icon=":material/download:"):
         st.info("Press **Load PubMed** to read the data (a download can take a while the first time).")
         st.stop()
+elif kind == "taskfile":
+    candidate = task_fields.task_file_ref(stored_ref)
+elif kind != "file":  # a task that ships with the project: nothing to pick (its description is above)
+    candidate = TaskRef(kind=kind)
 else:
     uploaded = st.file_uploader("A CSV, TSV, Parquet or PubMed RCT .txt file", key="task.file.w",
                                 type=["csv", "tsv", "txt", "parquet", "gz", "xlsx", "xls", "zip"])
@@ -61,11 +67,18 @@ else:
     if current is None and stored_ref.kind == "file":
         current = {"file_id": "", "filename": Path(stored_ref.source).name, "path": stored_ref.source}
     if current is None:
-        st.info("Upload a table with one text column and one label column.")
+        st.info("Upload a table: one text column and one label column, or input columns and output columns.")
         st.stop()
     st.caption(f"File: `{current['filename']}` (kept in the data dir so background jobs can reread it)")
     with studio_errors(stop=True):
         table = cache.read_upload(current["path"])
+    data_name = current["filename"]
+    any_task = stored_ref.kind == "file" and stored_ref.source == current["path"] and bool(stored_ref.fields)
+    mode = st.radio("The task", list(task_fields.MODES), format_func=task_fields.MODES.get, horizontal=True,
+                    index=int(any_task), key="task.file.mode")
+if kind == "file" and mode == "fields":
+    candidate = task_fields.fields_ref(table, current, stored_ref, cache.settings().metrics_dir)
+elif kind == "file":
     columns = [str(c) for c in table.columns]
     guess_text, guess_label = guess_columns(table)
     keep = stored_ref.kind == "file" and stored_ref.source == current["path"]
@@ -98,35 +111,53 @@ else:
                         name=name.strip() or Path(current["filename"]).stem, merge_similar_labels=merge,
                         drop_missing_labels=drop)
 
-st.subheader("Sample per label")
-cols = st.columns(4)
-train = cols[0].number_input("Train", min_value=1, value=stored_sample.train_per_label, step=1, key="task.train",
-                             help="Examples per label GEPA learns from (its reflection minibatches come from here).")
-val = cols[1].number_input("Validation", min_value=0, value=stored_sample.val_per_label, step=1, key="task.val",
-                           help="Examples per label GEPA scores candidates on; 0 means it uses the train examples.")
-test = cols[2].number_input("Test", min_value=1, value=stored_sample.test_per_label, step=1, key="task.test",
-                            help="Examples per label every baseline and the before/after evaluation are scored on.")
-seed = cols[3].number_input("Seed", min_value=0, value=stored_sample.seed, step=1, key="task.seed")
-
-try:
-    spec = SampleSpec(int(train), int(val), int(test), int(seed))
-    task, splits = cache.prepared(candidate.to_dict(), spec.to_dict())
-    _, full, test_table = cache.task_tables(candidate.to_dict())
-except StudioError as exc:
+def still_selected(exc: StudioError) -> NoReturn:
+    """Show why the candidate cannot be used, say what stays selected, and end the page."""
     show_error(exc)
     st.caption(f"Still selected: **{stored_ref.task_name}** ({stored_sample.train_per_label} train / "
-               f"{stored_sample.val_per_label} validation / {stored_sample.test_per_label} test per label).")
+               f"{stored_sample.val_per_label} validation / {stored_sample.test_per_label} test).")
     st.stop()
+
+
+try:
+    task, full, test_table = cache.task_tables(candidate.to_dict())
+    scored_by = "" if task.is_classification else task_fields.checked_metric(task, cache.settings().metrics_dir)
+except StudioError as exc:
+    still_selected(exc)
+per = "per label" if task.label_output is not None else "rows"
+st.subheader("Sample per label" if per == "per label" else "Sample (rows in all)")
+cols = st.columns(4)
+train = cols[0].number_input("Train", min_value=1, value=stored_sample.train_per_label, step=1, key="task.train",
+                             help=f"Examples ({per}) GEPA learns from (its reflection minibatches come from here).")
+val = cols[1].number_input("Validation", min_value=0, value=stored_sample.val_per_label, step=1, key="task.val",
+                           help=f"Examples ({per}) GEPA scores candidates on; 0 means it uses the train examples.")
+test = cols[2].number_input("Test", min_value=1, value=stored_sample.test_per_label, step=1, key="task.test",
+                            help=f"Examples ({per}) every baseline and the before/after evaluation are scored on.")
+seed = cols[3].number_input("Seed", min_value=0, value=stored_sample.seed, step=1, key="task.seed")
+stratify = task_fields.stratify_picker(full, stored_sample) if per == "rows" else ""
+
+try:
+    spec = SampleSpec(int(train), int(val), int(test), int(seed), stratify=stratify)
+    task, splits = cache.prepared(candidate.to_dict(), spec.to_dict())
+except StudioError as exc:
+    still_selected(exc)
 
 state.set_task(candidate, spec)
 sizes = splits.sizes()
+over = f"over {len(task.labels)} labels" if task.is_classification else f"scored by {scored_by}"
 st.success(f"Using **{task.name}** for baselines and optimization: {sizes['train']} train, {sizes['val']} validation, "
-           f"{sizes['test']} test examples over {len(task.labels)} labels.", icon=":material/check_circle:")
+           f"{sizes['test']} test examples {over}.", icon=":material/check_circle:")
 for note in splits.notes:
     st.warning(note, icon=":material/warning:")
 
 # The "all rows" chart counts exactly the rows the metric counts: with a separate test table, both tables.
 source_tables = {"train table": full} if test_table is None else {"train table": full, "test table": test_table}
+if not task.is_classification:  # any task: its columns, signature and prompt instead of label charts
+    if task.metric == "judge":
+        st.caption("Scored by an LLM judge: pick its model on Baselines (an optimization's judge is its reflection "
+                   "model).")
+    task_fields.overview(task, splits, source_tables, spec, data_name if kind == "file" else Path(task.source).name)
+    st.stop()
 rows_available = sum(len(t) for t in source_tables.values())
 cols = st.columns(4)
 cols[0].metric("Labels", len(task.labels))

@@ -328,7 +328,12 @@ def main() -> None:  # pragma: no cover - manual use
     (faults from ``STUB_FAULTS``, a JSON object of :class:`Faults` fields)."""
     import sys
 
-    responder = gepa_responder if os.environ.get("STUB_RESPONDER") == "gepa" else keyword_classifier
+    responder = {"gepa": gepa_responder, "keyword": keyword_classifier}.get(os.environ.get("STUB_RESPONDER", ""))
+    if os.environ.get("STUB_RESPONDER") == "tasks":  # the shipped tasks (and classification) - tests/stub_tasks.py
+        from tests.stub_tasks import task_responder
+
+        responder = task_responder
+    responder = responder or keyword_classifier
     server = StubLLMServer(responder=responder, latency_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0,
                            faults=Faults.from_env()).start()
     print(server.base_url, flush=True)

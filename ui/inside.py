@@ -4,6 +4,9 @@ calls and cost by role (from the search record, else from the run's own spend me
 
 Each function renders one section from the SearchRecord dict (or the frames built from it, or the run's metrics);
 none computes more than a label. Widget keys start with ``optimization.``.
+
+A task scored in [0, 1] (the run's tag ``studio.metric`` names its metric) shows its scores named by the metric: the
+headline, the verdict (a paired test on the scores), each output field's score; classification keeps its accuracy.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from core.analytics.search import (
     rejected_proposals,
     score_curve,
 )
+from core.analytics.verdict import verdict
 from core.optimize import Optimizer
 from core.optimize.search_record import incomplete_note
+from core.report.scored import ACCURACY, field_scores, output_order
 from core.tracking.trace_writer import DROPPED_METRIC
 from core.tracking.tracing import TRACING_TAG
 from ui import cache
 from ui.jobs import progress_history
-from ui.widgets import studio_errors
+from ui.widgets import pct, studio_errors
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +73,48 @@ def incomplete_warning(record: Mapping[str, Any]) -> None:
                    icon=":material/warning:")
 
 
-def score_section(record: Mapping[str, Any]) -> None:
+def score_headline(metrics: Mapping[str, float], metric: str) -> str:
+    """"Score (token F1): 0.672 → 0.972 · all answers right 0.0% → 91.7%" from an optimization's metrics (a run
+    from before scores: its accuracies, which are its scores)."""
+    def score(which: str) -> str:
+        value = metrics.get(f"{which}_test_score", metrics.get(f"{which}_test_accuracy"))
+        return "–" if value is None or value != value else f"{float(value):.3f}"
+
+    return (f"Score ({metric}): {score('original')} → {score('optimized')} · all answers right "
+            f"{pct(metrics.get('original_test_accuracy'))} → {pct(metrics.get('optimized_test_accuracy'))}")
+
+
+def test_scores_section(eval_ids: tuple[str | None, str | None], metric: str, names: tuple[str, str]) -> None:
+    """A scored task's test evaluations: the verdict on the two programs' scores (``names``: original, optimized)
+    and each output field's mean score in both."""
+    original, optimized = eval_ids
+    if not (original and optimized):
+        return
+    st.subheader("Original → optimized on the test set")
+    before, after = cache.artifact_csv(original, "records.csv"), cache.artifact_csv(optimized, "records.csv")
+    st.info(verdict(before, after, *names, metric=metric).sentence, icon=":material/balance:")
+    order = output_order(before)
+    fields_a, fields_b = (field_scores(cache.run_metrics(rid), order) for rid in (original, optimized))
+    if not fields_a and not fields_b:
+        return
+    table = pd.DataFrame([{"field": f, "original": fields_a.get(f), "optimized": fields_b.get(f)}
+                          for f in dict.fromkeys([*fields_a, *fields_b])])
+    table["change"] = table["optimized"] - table["original"]
+    st.markdown(f"**Score per output field** ({metric})")
+    st.dataframe(table, hide_index=True, key="optimization.fields", column_config={
+        "original": st.column_config.NumberColumn("original", format="%.3f"),
+        "optimized": st.column_config.NumberColumn("optimized", format="%.3f"),
+        "change": st.column_config.NumberColumn("change", format="%+.3f"),
+    })
+    st.caption("Each output's mean score on the test set; an example's score weighs them.")
+
+
+def score_section(record: Mapping[str, Any], metric: str = ACCURACY) -> None:
     st.subheader("Validation score against budget")
-    st.plotly_chart(charts.search_score_chart(score_curve(record)), key="optimization.chart.score")
+    fig = charts.search_score_chart(score_curve(record))
+    if metric != ACCURACY:  # GEPA's validation scores are the task's scores: named by its metric
+        fig.update_layout(yaxis_title=f"Validation score ({metric}, %)")
+    st.plotly_chart(fig, key="optimization.chart.score")
     st.caption("Each dot is a candidate GEPA scored on the validation examples, at the metric calls spent when it "
                "was found; the line is the best so far.")
 

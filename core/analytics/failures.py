@@ -47,6 +47,10 @@ WORDS: dict[FailureKind, FailureWords] = {
     "auth": FailureWords(*_no_answer("the provider rejected the API key"), "key rejected"),
     "not_found": FailureWords(*_no_answer("the provider does not know this model name"), "unknown model"),
     "config": FailureWords(*_no_answer("the model's settings are incomplete or wrong"), "bad model settings"),
+    "metric": FailureWords("answer could not be scored: your metric function failed on it",
+                           "answers could not be scored: your metric function failed on them", "metric failed"),
+    "judge": FailureWords("answer could not be scored: the judge failed or answered unreadably",
+                          "answers could not be scored: the judge failed or answered unreadably", "judge failed"),
     "other": FailureWords(*_no_answer("the call failed for another reason"), "other error"),
 }
 

@@ -37,6 +37,17 @@ def flags(values: Iterable[Any]) -> list[bool]:
     return out
 
 
+def scores_of(frame: pd.DataFrame) -> list[float]:
+    """Each example's score in [0, 1] from a records table: its metric's ``score``; a failed example 0 (as accuracy
+    counts it wrong); records without scores (classification, or from before scores): 1 when correct, else 0."""
+    correct = pd.Series(flags(frame["correct"]), index=frame.index, dtype=float)
+    if "score" not in frame:
+        return correct.tolist()
+    score = pd.to_numeric(frame["score"], errors="coerce")
+    failed = frame["outcome"].eq("failed") if "outcome" in frame else pd.Series(False, index=frame.index)
+    return score.where(score.notna(), correct).where(~failed, 0.0).astype(float).tolist()
+
+
 def require_records(frame: pd.DataFrame | None, name: str) -> None:
     """Raise a ConfigError unless ``frame`` is a non-empty records table (it has a ``correct`` column)."""
     if frame is None or "correct" not in frame or frame.empty:

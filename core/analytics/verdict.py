@@ -2,7 +2,8 @@
 
 The difference comes with Newcombe's paired score interval, the exact McNemar p-value (none when too few examples
 are discordant for any outcome to reach p < 0.05) and how many test examples would resolve a difference of the size
-seen at 80 % power (see ``core.analytics.stats.compare_paired``).
+seen at 80 % power (see ``core.analytics.stats.compare_paired``). A task scored in [0, 1] gets the same numbers
+for its mean scores: a paired permutation test and the generalised Newcombe interval (``core.analytics.scores``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.analytics import stats
-from core.analytics.flips import aligned_records, flags, require_records
+from core.analytics import scores, stats
+from core.analytics.flips import aligned_records, flags, require_records, scores_of
 from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,13 @@ class Verdict:
     diff: float
     ci_low: float
     ci_high: float
-    a_only: int  # examples only a gets right
-    b_only: int  # examples only b gets right
-    p_value: float | None  # exact McNemar; None when n is too small to support one
+    a_only: int  # examples only a gets right (scores: examples a scores higher on)
+    b_only: int  # examples only b gets right (scores: examples b scores higher on)
+    p_value: float | None  # exact McNemar (scores: the paired permutation test); None when too few examples differ
     needed_n: int | None  # test examples that would resolve a difference of this size (None: no difference seen)
     sentence: str
+    metric: str = "accuracy"  # what accuracy_a / accuracy_b measure: accuracy, or a task's mean score ("token F1")
+    test: str = "exact McNemar"  # the paired test behind p_value
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.a_only < 0 or self.b_only < 0 or self.a_only + self.b_only > self.n:
@@ -62,11 +65,14 @@ class Verdict:
         return asdict(self)
 
 
-def verdict(records_a: pd.DataFrame, records_b: pd.DataFrame, name_a: str, name_b: str) -> Verdict:
+def verdict(records_a: pd.DataFrame, records_b: pd.DataFrame, name_a: str, name_b: str,
+            metric: str = "accuracy") -> Verdict:
     """The verdict on run b (``name_b``) against run a (``name_a``) from their ``records.csv`` frames.
 
     Examples are matched by ``idx`` (see ``flips.aligned_records``); raises ConfigError with a hint when the two
-    runs did not score the same examples or have no records.
+    runs did not score the same examples or have no records. A task scored in [0, 1] (``metric`` names it, e.g.
+    "token F1") is compared by its scores (``core.analytics.scores.compare_scores``: exactly McNemar and Newcombe
+    when every score is 0 or 1).
     """
     for name, label in (("name_a", name_a), ("name_b", name_b)):
         if not isinstance(label, str) or not label.strip():
@@ -75,11 +81,15 @@ def verdict(records_a: pd.DataFrame, records_b: pd.DataFrame, name_a: str, name_
     require_records(records_a, name_a)
     require_records(records_b, name_b)
     a, b = aligned_records(records_a, records_b)
-    c = stats.compare_paired(flags(a["correct"]), flags(b["correct"]), name_a.strip(), name_b.strip())
+    if metric == "accuracy":
+        c = {**stats.compare_paired(flags(a["correct"]), flags(b["correct"]), name_a.strip(), name_b.strip()),
+             "test": "exact McNemar"}
+    else:
+        c = scores.compare_scores(scores_of(a), scores_of(b), name_a.strip(), name_b.strip(), metric)
     p_value = c["p_value"]
     return Verdict(
         n=int(c["n"]), accuracy_a=float(c["accuracy_a"]), accuracy_b=float(c["accuracy_b"]), diff=float(c["diff"]),
         ci_low=float(c["ci_low"]), ci_high=float(c["ci_high"]), a_only=int(c["a_only"]), b_only=int(c["b_only"]),
         p_value=None if p_value is None or math.isnan(p_value) else float(p_value),
-        needed_n=c["needed_n"], sentence=str(c["sentence"]),
+        needed_n=c["needed_n"], sentence=str(c["sentence"]), metric=metric, test=str(c["test"]),
     )

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import sys
 import urllib.parse
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
+from core.cli.task_args import add_task_args, sample_spec, task_ref
 from core.config.errors import ModelError
 from core.config.settings import PROVIDERS
 from core.lm.models import ModelCatalog, ModelSpec, openai_compatible
-from core.tasks import LABEL_OPTIONS, SOURCES, SampleSpec, TaskRef
+
+__all__ = ["add_task_args", "cli_user", "progress_printer", "resolve_models", "sample_spec", "task_ref"]
 
 
 def resolve_models(names: Sequence[str], catalog: ModelCatalog, api_base: str | None) -> list[ModelSpec]:
@@ -67,35 +68,6 @@ def cli_user() -> str:
         return f"{getpass.getuser()} (cli)"
     except (KeyError, OSError):  # no user name in this environment (some containers)
         return "cli"
-
-
-def task_ref(args: argparse.Namespace) -> TaskRef:
-    options = {field: bool(getattr(args, field, False)) for field in LABEL_OPTIONS}  # --merge-labels, --drop-missing
-    if args.task in SOURCES and args.task != "file":
-        return TaskRef(kind=args.task, source=args.data or "", test_source=args.test_data or "", **options)
-    return TaskRef(kind="file", source=args.task, test_source=args.test_data or "",
-                   text_column=args.text_column, label_column=args.label_column, **options)
-
-
-def sample_spec(args: argparse.Namespace) -> SampleSpec:
-    return SampleSpec(args.train_per_label, args.val_per_label, args.test_per_label, args.seed)
-
-
-def add_task_args(p: argparse.ArgumentParser) -> None:
-    named = "; ".join(f"'{s.kind}': {s.cli_help}" for s in SOURCES.values() if s.kind != "file")
-    p.add_argument("--task", default="demo", help=f"{named}; or a path: {SOURCES['file'].cli_help}")
-    p.add_argument("--data", help="local file or URL for the pubmed task's train split")
-    p.add_argument("--test-data", help="separate test file (otherwise test is sampled from the rest)")
-    p.add_argument("--text-column", default="description")
-    p.add_argument("--label-column", default="target")
-    for option in LABEL_OPTIONS.values():  # the Task page's checkboxes, as flags
-        p.add_argument(option.flag, dest=option.field, action="store_true", help=f"{option.help}; the Task page's "
-                       f"'{option.box}'")
-    p.add_argument("--train-per-label", type=int, default=3)
-    p.add_argument("--val-per-label", type=int, default=0)
-    p.add_argument("--test-per-label", type=int, default=10)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--api-base", help="base URL for inline provider/model names (an OpenAI-compatible server)")
 
 
 def progress_printer() -> Callable[[ModelSpec, int, int, Any], None]:

@@ -93,8 +93,13 @@ def print_job(manager: JobManager, job_id: str) -> int:
         try:
             from core.tracking.store import RunStore
 
-            m = RunStore(manager.settings).get_run(job.run_id).data.metrics
-            if "optimized_test_accuracy" in m:
+            run = RunStore(manager.settings).get_run(job.run_id).data
+            m, metric = run.metrics, run.tags.get("studio.metric", "accuracy")
+            if metric != "accuracy" and "optimized_test_score" in m:
+                print(f"  test score ({metric}): original {m['original_test_score']:.3f} -> optimized "
+                      f"{m['optimized_test_score']:.3f} (all answers right: {m['original_test_accuracy']:.1%} -> "
+                      f"{m['optimized_test_accuracy']:.1%})")
+            elif "optimized_test_accuracy" in m:
                 print(f"  test accuracy: original {m['original_test_accuracy']:.1%} -> optimized "
                       f"{m['optimized_test_accuracy']:.1%}")
         except Exception:  # noqa: BLE001 - the summary is best effort

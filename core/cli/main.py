@@ -101,9 +101,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             ref = task_ref(args)
             for warning in check_task(ref, settings):
                 print(f"warning: {warning}", file=sys.stderr)
+            judge = resolve_models([args.judge], catalog, args.api_base)[0] if args.judge else None
             outcomes = run_baselines(store, ref, sample_spec(args), specs, module=args.module,
                                      threads=args.threads_given or 8, cache=not args.no_cache, on_record=progress,
-                                     on_run_created=lambda _spec, run_id: started.append(run_id))
+                                     on_run_created=lambda _spec, run_id: started.append(run_id), judge=judge)
     except KeyboardInterrupt:
         return interrupted_baselines(started)
     table = outcomes_table(outcomes)

@@ -57,6 +57,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     catalog = ModelCatalog.load(settings.catalog_path)
     student = resolve_models([args.student], catalog, args.api_base)[0]
     reflection = resolve_models([args.reflection], catalog, args.api_base)[0] if args.reflection else None
+    if args.judge:
+        raise ConfigError("An optimization's judge is its reflection model.", "Drop --judge; pick it as --reflection.")
     config = OptimizeConfig(
         task_ref=task_ref(args), sample=sample_spec(args), student=student, reflection=reflection, module=args.module,
         max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch, use_merge=not args.no_merge,

@@ -18,6 +18,8 @@ Environment variables (all optional):
   by default the bundled copy is used (the fetch can hang for 5 s or deadlock ``mlflow server``).
 - ``GEPA_STUDIO_TRACES``: ``on`` (default) records every LM call of a run as an MLflow trace; ``off`` records
   none (very large runs, fast local models: see ``core.tracking.tracing``).
+- ``GEPA_STUDIO_METRICS_DIR``: the folder the dashboard may load metric functions (``file.py:fn``) from; unset, the
+  dashboard offers none (loading a file runs its code, so the operator names the folder, never the browser).
 - Provider keys (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``DATABRICKS_TOKEN``...) are read
   by name from the environment or from ``secrets.toml``; their values are never stored.
 
@@ -132,6 +134,8 @@ class Settings:
     artifact_root: Path
     max_jobs: int = 2
     ray_address: str | None = None  # a Ray cluster's job-submission address: jobs run there (core.jobs.backends)
+    # Where the dashboard may load users' metric functions from (GEPA_STUDIO_METRICS_DIR); None: nowhere.
+    metrics_dir: Path | None = None
 
     @property
     def jobs_dir(self) -> Path:
@@ -157,8 +161,10 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
     root = Path(data_dir or get_secret("GEPA_STUDIO_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
     uri = get_secret("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     max_jobs = int(get_secret("GEPA_STUDIO_MAX_JOBS") or 2)
+    metrics = get_secret("GEPA_STUDIO_METRICS_DIR")
     return Settings(data_dir=root, tracking_uri=uri, artifact_root=root / "mlartifacts", max_jobs=max(1, max_jobs),
-                    ray_address=get_secret("RAY_ADDRESS") or saved_cluster(root))
+                    ray_address=get_secret("RAY_ADDRESS") or saved_cluster(root),
+                    metrics_dir=Path(metrics).expanduser().resolve() if metrics else None)
 
 
 def saved_cluster(data_dir: Path) -> str | None:

@@ -29,6 +29,7 @@ from core.evaluation.evaluate import (
     failure_counts,
     read_records,
 )
+from core.evaluation.scorer import task_labels, task_scorer, task_tags
 from core.lm.breaker import BreakerSettings, BreakerTripped, degraded_reason
 from core.lm.limits.slots import THREADS_CAPPED_TAG, cap_threads
 from core.lm.models import ModelSpec
@@ -46,7 +47,7 @@ from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerp
 from core.tracking.procs import process_started
 from core.tracking.run_inputs import spec_params
 from core.tracking.store import TAG, RunKind, RunStore, runs_frame
-from core.tracking.tracing import evaluation_lm, log_datasets
+from core.tracking.tracing import evaluation_lm, key_field, log_datasets
 from core.tracking.tracing import flush as flush_traces
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def run_evaluation(store: RunStore, task: Task, spec: ModelSpec, program: dspy.M
     status, tags = "FINISHED", {}
     result: EvalResult | None = None
     try:
-        lm = evaluation_lm(store, run_id, spec, options.lm, [str(ex[task.input_field]) for ex in examples],
+        key = key_field(task.input_names, examples)
+        lm = evaluation_lm(store, run_id, spec, options.lm, [str(ex[key]) for ex in examples],
                            cache=options.cache)
         result = evaluate(program, spec, examples, task, replace(options, threads=threads, lm=lm,
                                                                  records_path=records_path,
@@ -161,7 +163,7 @@ def _start(store: RunStore, task: Task, spec: ModelSpec, program: dspy.Module, t
         **({f"sample_{k}": v for k, v in run.sample.to_dict().items()} if run.sample else {}),
         **({"task_source": run.task_ref.source or run.task_ref.kind} if run.task_ref else {}),
     }
-    tags = {f"{TAG}model": spec.name, f"{TAG}program": run.program_label,
+    tags = {f"{TAG}model": spec.name, f"{TAG}program": run.program_label, **task_tags(task),
             f"{TAG}module": run.module or module_type(program), **process_tags(), **(run.extra_tags or {}),
             **({f"{TAG}job_id": run.job_id} if run.job_id else {})}
     run_id = store.start_run(run.kind, task.name, run_name=f"{spec.name} · {run.program_label}", params=params,
@@ -182,11 +184,12 @@ def _finish(store: RunStore, run_id: str, subject: tuple[Task, dspy.Module], rec
             "prompt.json": messages,
             "prompt.txt": prompt_text(messages),
         }
-        metrics = result.metrics if result is not None else aggregate(records, task.labels)[0]
+        metrics = result.metrics if result is not None else aggregate(records, task_labels(task))[0]
         if result is not None and metrics.get("complete"):
             store.log_metrics(run_id, metrics)
-            files["per_label.csv"] = result.per_label
-            files["confusion.csv"] = result.confusion
+            if task.is_classification:  # a task beyond classification has no label tables
+                files["per_label.csv"] = result.per_label
+                files["confusion.csv"] = result.confusion
             files["result.json"] = result.to_dict()
         else:  # stopped before the end: its counts so far, marked partial
             store.log_metrics(run_id, {**{k: metrics[k] for k in PARTIAL_METRICS},
@@ -271,13 +274,14 @@ def close_interrupted(store: RunStore, run_ids: list[str]) -> list[str]:
 class BaselineHooks(TypedDict, total=False):
     """What a caller may add to :func:`run_baselines`: ``on_record(spec, done, total, record)`` per example,
     ``should_stop`` (polled), the task and splits already ``prepared``, runs of an earlier attempt to ``resume`` (model
-    name -> run id), and ``on_run_created(spec, run_id)``."""
+    name -> run id), ``on_run_created(spec, run_id)`` and the ``judge`` model of a task scored by a rubric."""
 
     on_record: Callable[[ModelSpec, int, int, EvalRecord], None] | None
     should_stop: Callable[[], bool] | None
     prepared: tuple[Task, Splits] | None
     resume: dict[str, str] | None
     on_run_created: Callable[[ModelSpec, str], None] | None
+    judge: ModelSpec | None  # the model of a task scored by a rubric judge
 
 
 def run_baselines(store: RunStore, task_ref: TaskRef, sample: SampleSpec, specs: list[ModelSpec], *,
@@ -288,6 +292,8 @@ def run_baselines(store: RunStore, task_ref: TaskRef, sample: SampleSpec, specs:
     ``resume`` maps model names to runs of an earlier attempt to complete instead of starting new ones."""
     task, splits = hooks.get("prepared") or prepare(task_ref, sample, store.settings)
     program = make_program(task, module)  # type: ignore[arg-type]
+    if not task.is_classification:
+        task_scorer(task, hooks.get("judge"))  # refuses a judge task without its judge before any run starts
     on_record, should_stop = hooks.get("on_record"), hooks.get("should_stop")
     outcomes = []
     for spec in specs:
@@ -297,7 +303,7 @@ def run_baselines(store: RunStore, task_ref: TaskRef, sample: SampleSpec, specs:
         run = EvalRun(kind="baseline", program_label="original", module=module, sample=sample, task_ref=task_ref,
                       resume_run_id=(hooks.get("resume") or {}).get(spec.name),
                       on_run_created=functools.partial(_note_run, spec, created, hooks.get("on_run_created")))
-        options = EvalOptions(threads=threads, cache=cache, should_stop=should_stop,
+        options = EvalOptions(threads=threads, cache=cache, should_stop=should_stop, judge=hooks.get("judge"),
                               on_record=functools.partial(on_record, spec) if on_record else None)
         try:
             run_id, result = run_evaluation(store, task, spec, program, splits.test, run, options)

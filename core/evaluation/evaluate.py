@@ -27,9 +27,11 @@ import pandas as pd
 from core.evaluation.records import RECORD_COLUMNS, EvalRecord, aggregate, load_for_resume
 from core.evaluation.records import failure_counts as failure_counts  # re-exported
 from core.evaluation.records import read_records as read_records  # re-exported
+from core.evaluation.scorer import task_scorer
 from core.lm.breaker import (
     PERMANENT_KINDS,
     RETRYABLE_KINDS,
+    SCORING_KINDS,
     BreakerSettings,
     CircuitBreaker,
     classify_failure,
@@ -37,7 +39,9 @@ from core.lm.breaker import (
 )
 from core.lm.limits.slots import queue_clock
 from core.lm.models import ModelSpec, Price, build_lm, redact, resolve_price
+from core.program.answers import read_answer, shown_fields
 from core.program.metric import normalize_label, parse_prediction
+from core.scoring import Scorer, outcome_of
 from core.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -91,19 +95,47 @@ class _Setup:
     input_field: str
     output_field: str
     labels: tuple[str, ...]
+    task: Task | None = None  # a task beyond classification (read and scored through ``scorer``)
+    scorer: Scorer | None = None
+
+
+def _new_record(setup: _Setup, example: dspy.Example, idx: int) -> EvalRecord:
+    if setup.task is None:
+        return EvalRecord(idx=idx, text=str(example[setup.input_field]), gold=str(example[setup.output_field]))
+    task = setup.task
+    return EvalRecord(idx=idx, text=shown_fields(example, task.input_names), gold=shown_fields(example,
+                      task.output_names))
+
+
+def _answer(setup: _Setup, rec: EvalRecord, example: dspy.Example) -> None:
+    """Run the program on the example and put its answer (and, beyond classification, its score) in ``rec``."""
+    if setup.task is None or setup.scorer is None:
+        # One reading of an answer for the evaluation and the served model (core.ship.pyfunc).
+        parsed = parse_prediction(setup.program, example.inputs(), setup.output_field, setup.labels)
+        rec.predicted, rec.raw_output, rec.error, rec.error_kind = parsed.label, parsed.raw, parsed.error, parsed.kind
+        return
+    task = setup.task
+    answer = read_answer(setup.program, example.inputs(), task)
+    rec.raw_output, rec.error, rec.error_kind = answer.raw, answer.error, answer.kind
+    if answer.error:
+        return
+    rec.predicted = shown_fields(answer.values, task.output_names)
+    score = setup.scorer(example.inputs(), {name: example[name] for name in task.output_names}, answer.values)
+    rec.score, rec.feedback = score.value, score.feedback[:2000]
+    rec.field_scores = json.dumps(dict(score.fields)) if len(task.output_names) > 1 else None
+    if score.outcome == "failed":
+        rec.error, rec.error_kind = score.error, score.error_kind
 
 
 def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[EvalRecord, BaseException | None]:
     """One try of one example (``lm`` is already the context's LM): its record, and the exception of a failed
     call (for its Retry-After)."""
-    gold = str(example[setup.output_field])
-    rec = EvalRecord(idx=idx, text=str(example[setup.input_field]), gold=gold)
+    rec = _new_record(setup, example, idx)
+    gold = rec.gold
     failure: BaseException | None = None
     start_hist = len(lm.history)
     try:
-        # One reading of an answer for the evaluation and the served model (core.ship.pyfunc).
-        parsed = parse_prediction(setup.program, example.inputs(), setup.output_field, setup.labels)
-        rec.predicted, rec.raw_output, rec.error, rec.error_kind = parsed.label, parsed.raw, parsed.error, parsed.kind
+        _answer(setup, rec, example)
     except Exception as exc:  # noqa: BLE001 - one example's failure is recorded, not raised
         failure = exc
         rec.error_kind = classify_failure(exc)
@@ -126,6 +158,10 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
             rec.error = "the answer was cut off at max_tokens (finish_reason 'length')"
     rec.cost_usd = setup.price.cost(rec.input_tokens, rec.output_tokens) or 0.0
     rec.spent_usd = setup.price.cost(*billed) or 0.0
+    if setup.scorer is not None:
+        rec.outcome = "failed" if rec.error_kind else outcome_of(rec.score or 0.0)
+        rec.correct = rec.outcome == "correct"
+        return rec, failure
     rec.correct = rec.predicted is not None and rec.predicted == normalize_label(gold, setup.labels)
     rec.outcome = "correct" if rec.correct else ("failed" if rec.error_kind else "wrong")
     return rec, failure
@@ -167,6 +203,8 @@ class EvalOptions:
     records_path: str | Path | None = None
     resume: bool = False
     breaker: CircuitBreaker | None = None
+    scorer: Scorer | None = None  # beyond classification: scores each answer (default: the task's own metrics)
+    judge: ModelSpec | None = None  # the model of a task scored by a rubric judge
 
 
 class _Run:
@@ -212,7 +250,7 @@ class _Run:
             sink.flush()
         if self.options.on_record:
             self.options.on_record(len(self.done), self.total, rec)
-        if rec.outcome != "failed" or rec.error_kind == "parse":
+        if rec.outcome != "failed" or rec.error_kind in SCORING_KINDS:
             self.answered_here += 1
         elif rec.error_kind in PERMANENT_KINDS and not self.answered_here:
             self.first_failures.append(rec)
@@ -271,7 +309,10 @@ def evaluate(program: dspy.Module, spec: ModelSpec, examples: list[dspy.Example]
     price = resolve_price(spec)
     base_lm = options.lm if options.lm is not None else build_lm(spec, cache=options.cache)
     retries = max(0, int(spec.num_retries))
-    setup = _Setup(program, spec, price, task.input_field, task.output_field, task.labels)
+    scorer = None if task.is_classification else (options.scorer or task_scorer(task, options.judge,
+                                                                                         cache=options.cache))
+    setup = _Setup(program, spec, price, task.input_field, task.output_field, task.labels,
+                   None if task.is_classification else task, scorer)
     breaker = options.breaker or CircuitBreaker(spec.name, BreakerSettings.from_env(), tries_per_call=retries + 1)
     path = Path(options.records_path) if options.records_path else None
     done = _start_records(path, options.resume)
@@ -288,7 +329,7 @@ def evaluate(program: dspy.Module, spec: ModelSpec, examples: list[dspy.Example]
                        len(done), len(examples))
         raise breaker.error()
     records = pd.DataFrame([vars(done[i]) for i in sorted(done)], columns=RECORD_COLUMNS)
-    metrics, per_label, confusion = aggregate(records, task.labels)
+    metrics, per_label, confusion = aggregate(records, task.labels if task.is_classification else ())
     metrics["complete"] = float(len(records) == len(examples))
     return EvalResult(records=records, metrics=metrics, per_label=per_label, confusion=confusion,
                       labels=task.labels, price=price)

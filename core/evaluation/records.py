@@ -14,13 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from core.analytics import stats
+from core.analytics import scores, stats
+from core.analytics.flips import scores_of
 from core.lm.breaker import FAILURE_KINDS, PROVIDER_KINDS
 
 RECORD_COLUMNS = [
     "idx", "text", "gold", "predicted", "correct", "outcome", "raw_output", "latency_s", "queue_s",
     "input_tokens", "output_tokens", "cost_usd", "cached", "calls", "attempts", "error", "error_kind", "cached_calls",
-    "spent_usd",
+    "spent_usd", "score", "field_scores", "feedback",
 ]
 
 @dataclass
@@ -32,7 +33,7 @@ class EvalRecord:
     gold: str
     predicted: str | None = None
     correct: bool = False
-    outcome: str = "wrong"  # correct | wrong | failed (then error_kind says why)
+    outcome: str = "wrong"  # correct | partial | wrong | failed (then error_kind says why)
     raw_output: str | None = None  # what the model wrote when it could not be parsed
     latency_s: float = 0.0  # the whole example, retries included, less its queue_s
     queue_s: float = 0.0  # seconds its calls waited for a free slot of a local server (core.lm.limits.slots)
@@ -46,6 +47,9 @@ class EvalRecord:
     error_kind: str | None = None
     cached_calls: int = 0  # LM calls of this example answered from DSPy's cache
     spent_usd: float | None = None  # what its calls the provider answered cost (None: a record from before)
+    score: float | None = None  # the metric's score in [0, 1] (None: failed, or a label record from before scores)
+    field_scores: str | None = None  # JSON {output field: score} of a task with several outputs
+    feedback: str | None = None  # what the metric said about the answer (a judge's rationale), beyond classification
 
 
 def _spent(records: pd.DataFrame) -> pd.Series:
@@ -66,7 +70,7 @@ def _record_from_row(row: dict[str, Any]) -> EvalRecord:
     rec.attempts = int(rec.attempts or 1)
     rec.cached_calls = int(rec.cached_calls or 0)  # records older than cached_calls: none counted
     rec.queue_s = float(rec.queue_s or 0.0)  # records older than queue_s: none measured
-    if rec.outcome not in ("correct", "wrong", "failed"):
+    if rec.outcome not in ("correct", "partial", "wrong", "failed"):
         rec.outcome = "correct" if rec.correct else ("failed" if rec.error_kind else "wrong")
     return rec
 
@@ -92,6 +96,33 @@ def failure_counts(records: pd.DataFrame) -> dict[str, int]:
     failed = records.loc[records["outcome"] == "failed", "error_kind"].fillna("other") if len(records) else []
     counts = pd.Series(failed, dtype="object").value_counts()
     return {k: int(counts.get(k, 0)) for k in FAILURE_KINDS}
+
+
+def example_scores(records: pd.DataFrame) -> pd.Series:
+    """Each example's score in [0, 1]: its metric's score; a failed example 0 (as accuracy counts it wrong); a label
+    record from before scores: 1 when correct, else 0."""
+    return pd.Series(scores_of(records), index=records.index, dtype=float)
+
+
+def _score_metrics(records: pd.DataFrame) -> dict[str, float]:
+    """Mean score with its 95 % interval (Wilson when every score is 0 or 1), the mean over answered examples,
+    partial answers, and each output field's mean score (``score_field_<name>``)."""
+    n = len(records)
+    if not n:
+        return {"score": 0.0, "score_ci_low": 0.0, "score_ci_high": 0.0, "partial": 0.0,
+                "score_answered": float("nan")}
+    values = example_scores(records)
+    low, high = scores.mean_interval(values.tolist())
+    answered = values[~records["outcome"].eq("failed")]
+    out = {"score": float(values.mean()), "score_ci_low": low, "score_ci_high": high,
+           "partial": float(records["outcome"].eq("partial").sum()),
+           "score_answered": float(answered.mean()) if len(answered) else float("nan")}
+    if "field_scores" in records and records["field_scores"].notna().any():
+        table = pd.DataFrame([json.loads(v) if isinstance(v, str) else {} for v in records["field_scores"]])
+        failed = records["outcome"].eq("failed").to_numpy()
+        out |= {f"score_field_{name}": float(table[name].where(~failed, 0.0).fillna(0.0).mean())
+                for name in table.columns}
+    return out
 
 
 def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame]:
@@ -121,7 +152,7 @@ def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str,
         **{f"failed_{k}": float(v) for k, v in by_kind.items()},
         "answered": float(answered),
         "accuracy_answered": correct / answered if answered else float("nan"),
-        "macro_f1": stats.macro_f1(gold, pred, labels) if n else 0.0,
+        "macro_f1": stats.macro_f1(gold, pred, labels) if n and labels else 0.0,
         "input_tokens": float(records["input_tokens"].sum()) if n else 0.0,
         "output_tokens": float(records["output_tokens"].sum()) if n else 0.0,
         "cost_usd": cost,
@@ -136,7 +167,10 @@ def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str,
         "cached_calls": float(records["cached_calls"].fillna(0).sum()) if n else 0.0,
         "retried": float((records["attempts"].fillna(1).astype(int) > 1).sum()) if n else 0.0,
         "lm_calls": float(records["calls"].sum()) if n else 0.0,
+        **_score_metrics(records),
     }
+    if not labels:  # a task beyond classification: no label table
+        return metrics, pd.DataFrame(), pd.DataFrame()
     per_label = stats.per_label_metrics(gold, pred, labels)
     confusion = stats.confusion_matrix(gold, pred, labels)
     return metrics, per_label, confusion

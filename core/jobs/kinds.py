@@ -72,6 +72,20 @@ def run_optimize(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     return JobOutcome("succeeded", f"{DEGRADED_PREFIX}{result.degraded_reason}" if result.degraded_reason else None)
 
 
+def baseline_config(task: Any, task_ref: Any, sample: Any, specs: list[Any], options: Any) -> dict[str, Any]:
+    """What a baseline job runs (its stored config): the task, sample, models and how; a task scored by a rubric
+    judge carries the judge's model (refused without one)."""
+    from core.evaluation.scorer import task_scorer
+
+    config = {"task_ref": task_ref.to_dict(), "sample": sample.to_dict(), "specs": [s.to_dict() for s in specs],
+              "module": options.get("module", "predict"), "threads": options.get("threads", 8),
+              "cache": options.get("cache", True)}
+    if task.metric == "judge":
+        task_scorer(task, options.get("judge"))  # ConfigError without one
+        config["judge"] = options["judge"].to_dict()
+    return config
+
+
 def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
     """Each model on the planned test split. A resumed job goes on with its models' runs (``previous["runs"]``),
     reusing their finished records; progress carries, as they happen, failed examples (by kind), retried calls
@@ -93,7 +107,8 @@ def run_baseline(config: dict[str, Any], ctx: JobContext) -> JobOutcome:
         done = run_baselines(store, ref, sample, [spec], module=config.get("module", "predict"),
                              threads=config.get("threads", 8), cache=config.get("cache", True),
                              on_record=report.on_record, should_stop=ctx.should_stop, prepared=prepared,
-                             resume=earlier, on_run_created=report.on_run_created)
+                             resume=earlier, on_run_created=report.on_run_created,
+                             judge=ModelSpec.from_dict(config["judge"]) if config.get("judge") else None)
         for o in done:
             report.on_outcome(o)
         outcomes += done

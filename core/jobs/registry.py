@@ -111,14 +111,13 @@ class JobManager:
 
     def submit_baselines(self, task_ref: Any, sample: Any, specs: list[Any], *, start: bool = True,
                          started_by: str | None = None, **options: Unpack[BaselineOptions]) -> str:
+        from core.jobs.kinds import baseline_config
         from core.tasks import prepare
 
         if not specs:
             raise JobError("No models chosen for the baseline.", "Pick at least one model.")
         task, splits = prepare(task_ref, sample, self.settings)  # fail here, with a message, on bad data
-        config = {"task_ref": task_ref.to_dict(), "sample": sample.to_dict(), "specs": [s.to_dict() for s in specs],
-                  "module": options.get("module", "predict"), "threads": options.get("threads", 8),
-                  "cache": options.get("cache", True)}
+        config = baseline_config(task, task_ref, sample, specs, options)
         title = "Baseline: " + ", ".join(s.name for s in specs)
         return self.submit("baseline", title[:200], config, start,
                            plan={"task": task.to_dict(), "splits": splits.to_dict()}, started_by=started_by)

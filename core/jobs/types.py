@@ -22,6 +22,7 @@ class BaselineOptions(TypedDict, total=False):
     module: str  # predict (the default) | cot
     threads: int  # parallel calls (8)
     cache: bool  # answer identical calls from DSPy's cache (True)
+    judge: Any  # the ModelSpec of a task scored by a rubric judge (required then)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

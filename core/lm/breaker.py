@@ -19,10 +19,13 @@ from core.config.settings import get_secret
 
 Outcome = Literal["correct", "wrong", "failed"]
 FailureKind = Literal["rate_limit", "server_error", "timeout", "unreachable", "auth", "not_found", "config", "parse",
-                      "other"]
+                      "metric", "judge", "other"]
 FAILURE_KINDS: tuple[FailureKind, ...] = get_args(FailureKind)
-# Failures of the provider (the breaker counts these); "parse" is the model's answer, not the provider.
-PROVIDER_KINDS: tuple[FailureKind, ...] = tuple(k for k in FAILURE_KINDS if k != "parse")
+# Failures of the answer's scoring, not of the provider: "parse" (the answer named nothing the task can hold),
+# "metric" (the user's metric function failed on it), "judge" (the rubric judge failed or answered unreadably).
+SCORING_KINDS: tuple[FailureKind, ...] = ("parse", "metric", "judge")
+# Failures of the provider (the breaker counts these).
+PROVIDER_KINDS: tuple[FailureKind, ...] = tuple(k for k in FAILURE_KINDS if k not in SCORING_KINDS)
 # Worth another call (after a pause): the provider may answer next time.
 RETRYABLE_KINDS: tuple[FailureKind, ...] = ("rate_limit", "server_error", "timeout", "unreachable")
 # The same call fails every time: a run whose first calls all end so has nothing to gain from going on.

@@ -40,7 +40,8 @@ def run_compiled(ctx: RunContext, *, compile: Compile) -> OptimizeResult:
 
 def _counted_metric(session: Session) -> Callable[..., float]:
     """The task's score, each call counted as a metric call in the progress."""
-    score = make_metric(session.ctx.plan.task, "rule")
+    task = session.ctx.plan.task
+    score = make_metric(task, "rule", judge_lm=session.reflection_lm if task.metric == "judge" else None)
     counted = {"calls": 0}
     lock = threading.Lock()
     before = int(session.ctx.prev.get("metric_calls_used", 0))

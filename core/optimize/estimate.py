@@ -100,7 +100,8 @@ def _student_tokens(config: OptimizeConfig, task: Task, splits: Splits) -> tuple
 
 def _text_tokens(task: Task, splits: Splits) -> float:
     n_train = len(splits.train)
-    return sum(len(str(t)) for t in splits.train[task.text_column]) / max(1, n_train) / CHARS_PER_TOKEN
+    chars = sum(len(str(t)) for f in task.input_specs for t in splits.train[f.column])
+    return chars / max(1, n_train) / CHARS_PER_TOKEN
 
 
 def _test(config: OptimizeConfig, splits: Splits, tokens: tuple[int, int]) -> tuple[int, float | None]:

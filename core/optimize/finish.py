@@ -91,7 +91,8 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
                   # the starting program (bare, described, own) and the optimizer that made the pair
                   extra_tags={f"{TAG}start": config.start, f"{TAG}optimizer": config.optimizer,
                               **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
-    eval_options = EvalOptions(threads=config.threads, cache=config.cache, lm=options.lm, should_stop=should_stop)
+    eval_options = EvalOptions(threads=config.threads, cache=config.cache, lm=options.lm, should_stop=should_stop,
+                               judge=config.reflection if task.metric == "judge" else None)
     results = []
     earlier = earlier_evaluations(store, run_id)
     for label, program in zip(("original", "optimized"), programs, strict=True):
@@ -111,12 +112,16 @@ def evaluate_pair(store: RunStore, config: OptimizeConfig, task: Task, test: pd.
     (orig_id, orig), (opt_id, opt) = results
     store.log_metrics(run_id, {"original_test_accuracy": orig.metrics["accuracy"],
                                "optimized_test_accuracy": opt.metrics["accuracy"],
+                               # the mean score (= accuracy for classification), with its metric named by the
+                               # run's tag studio.metric
+                               "original_test_score": orig.metrics["score"],
+                               "optimized_test_score": opt.metrics["score"],
                                "original_cost_per_1k": orig.metrics["cost_per_1k"],
                                "optimized_cost_per_1k": opt.metrics["cost_per_1k"]})
     store.set_tags(run_id, {f"{TAG}original_eval_run_id": orig_id, f"{TAG}optimized_eval_run_id": opt_id,
                             f"{TAG}optimized_fingerprint": fingerprint(programs[1])})
     # The whole optimized program (instruction and demos), as it was just measured.
-    uri = register_prompt(store, task, config.student, programs[1], opt.metrics["accuracy"],
+    uri = register_prompt(store, task, config.student, programs[1], opt.metrics["score"],
                           MadeBy(run_id, options.prompt_job_id or job_id, config.label))
     return PairedResult(orig_id, opt_id, orig, opt, uri)
 

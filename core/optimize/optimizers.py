@@ -183,6 +183,9 @@ def plan_optimization(config: OptimizeConfig, settings: Settings) -> Plan:
     """Load and sample the task, check the config against its splits, and estimate (ConfigError if it cannot run)."""
     task, splits = prepare(config.task_ref, config.sample, settings)
     config.check_splits(splits)
+    if task.metric == "judge" and config.reflection is None:
+        raise ConfigError(f"Task {task.name!r} is scored by an LLM judge, and the judge is the reflection model: "
+                          "this optimization has none.", "Pick a reflection model (it judges the answers).")
     return Plan(config, task, splits, estimate(config, task, splits))
 
 

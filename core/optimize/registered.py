@@ -53,6 +53,23 @@ def _tags(task: Task, student: ModelSpec, program: dspy.Module, accuracy: float 
             "input_field": task.input_field, "output_field": task.output_field, WHOLE_PROGRAM[0]: WHOLE_PROGRAM[1]}
 
 
+_JSON_TYPES = {"label": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
+               "text": {"type": "string"}, "number": {"type": "number"}, "json": {"type": "object"}}
+
+
+def response_format(task: Task) -> dict[str, Any]:
+    """The JSON schema of the program's answer: every output field, typed by its kind (labels as enums)."""
+    props: dict[str, Any] = {}
+    for f in task.output_specs:
+        prop = dict(_JSON_TYPES[f.kind])
+        if f.kind == "label":
+            prop["enum"] = list(f.labels)
+        elif f.kind == "labels":
+            prop["items"] = {"type": "string", "enum": list(f.labels)}
+        props[f.name] = prop
+    return {"type": "object", "required": list(task.output_names), "properties": props}
+
+
 def _beats_best(name: str, accuracy: float | None) -> bool:
     """Whether a program measured at ``accuracy`` takes the alias ``best``: there is none yet, the aliased version
     was never measured as it is registered (an old instruction-only one), or this one scored strictly higher. A
@@ -84,8 +101,7 @@ def register_prompt(store: RunStore, task: Task, student: ModelSpec, program: ds
 
         mlflow.set_tracking_uri(store.settings.tracking_uri)
         name = prompt_name(task.name, student)
-        output: dict[str, Any] = {"type": "object", "required": [task.output_field],
-                                  "properties": {task.output_field: {"type": "string", "enum": list(task.labels)}}}
+        output = response_format(task)
         model: dict[str, Any] = {"model_name": student.model, "provider": student.provider}
         model.update({k: v for k, v in (("temperature", student.temperature), ("max_tokens", student.max_tokens))
                       if v is not None})

@@ -108,7 +108,8 @@ def _gepa(session: Session, watch: SearchWatch) -> dspy.GEPA:
             "Use a strong instruction-following model for reflection; the job's log shows its answers.",
             r.last_kind or "parse")
 
-    judge = session.reflection_lm if config.feedback == "judge" else None
+    # The rubric judge of a task scored by one is the reflection model (its calls: the role judge).
+    judge = session.reflection_lm if config.feedback == "judge" or ctx.plan.task.metric == "judge" else None
     callbacks = [session.callback, session.roles, watch, *(ctx.extra_callbacks or [])]
     return dspy.GEPA(
         metric=make_metric(ctx.plan.task, config.feedback, judge_lm=judge), reflection_lm=session.reflection_lm,

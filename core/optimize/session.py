@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 import dspy
 
 from core.config.errors import ProviderError, StudioError
+from core.evaluation.scorer import task_tags
 from core.lm.breaker import BreakerSettings
 from core.lm.models import ModelSpec, Price, build_lm, resolve_price
 from core.optimize.config import OptimizeConfig
@@ -175,6 +176,7 @@ def open_run(ctx: RunContext) -> str:
         run_id = store.start_run("optimization", task.name, run_name=name, params=_config_params(config, task, splits),
                                  tags={f"{TAG}model": config.student.name, f"{TAG}program": config.optimizer,
                                        f"{TAG}start": config.start, f"{TAG}repeat_key": config.repeat_key(),
+                                       **task_tags(task),
                                        **({f"{TAG}reflection_model": other.name} if other else {}),
                                        **({f"{TAG}job_id": ctx.job_id} if ctx.job_id else {}),
                                        **({f"{TAG}sweep": config.sweep} if config.sweep else {})})

@@ -2,95 +2,24 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import dspy
 
-from core.tasks import Task, label_key
+from core.program.answers import answer_from
+from core.scoring import make_scorer
+from core.scoring.labels import label_in_completion, normalize_label
+from core.tasks import Task
+
+__all__ = ["JudgeFeedback", "Parsed", "fields_metric", "label_in_completion", "make_metric", "normalize_label",
+           "parse_prediction"]
 
 logger = logging.getLogger(__name__)
 
 FeedbackMode = Literal["rule", "judge"]
 _EXCERPT = 600
-
-
-# What a model wraps an answer in: quotes, backticks, brackets, markdown bold; tried outermost first.
-_WRAPPERS = (("**", "**"), ("`", "`"), ('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"),
-             ("[", "]"), ("(", ")"), ("{", "}"), ("<", ">"))
-
-
-def _unwrapped(text: str) -> list[str]:
-    """``text``, then ``text`` with one wrapper pair removed at a time (and a final full stop dropped)."""
-    out = [text.strip()]
-    while True:
-        current = out[-1]
-        inner = next((current[len(a):-len(b)].strip() for a, b in _WRAPPERS
-                      if len(current) >= len(a) + len(b) and current.startswith(a) and current.endswith(b)), None)
-        if inner is None and current.endswith(".") and len(current) > 1:
-            inner = current[:-1].strip()
-        if not inner or inner in out:
-            return out
-        out.append(inner)
-
-
-@functools.lru_cache(maxsize=64)
-def _label_index(labels: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
-    """Two lookups: label_key -> label, and label_key of the label without its own quotes -> label.
-
-    A key two labels share is left out, so a lookup never picks one of two labels at random.
-    """
-    def unique(pairs: list[tuple[str, str]]) -> dict[str, str]:
-        seen: dict[str, str | None] = {}
-        for key, label in pairs:
-            seen[key] = label if seen.get(key, label) == label else None
-        return {k: v for k, v in seen.items() if v is not None}
-
-    exact = unique([(label_key(label), label) for label in labels])
-    bare = unique([(label_key(_unwrapped(label)[-1]), label) for label in labels])
-    return exact, bare
-
-
-def normalize_label(value: Any, labels: tuple[str, ...]) -> str | None:
-    """The label ``value`` names, or None if it names none.
-
-    Case, spacing, Unicode compatibility forms and invisible characters are ignored (the same
-    :func:`core.tasks.label_key` that keeps a task's labels apart), and so are quotes, backticks or
-    brackets the model wrapped its answer in; a label that itself holds quotes (``"positive"``, ``it's``)
-    matches both with and without them.
-    """
-    if value is None:
-        return None
-    text = str(value)
-    if text in labels:
-        return text
-    exact, bare = _label_index(tuple(labels))
-    for candidate in _unwrapped(text):
-        key = label_key(candidate)
-        if key in exact:
-            return exact[key]
-    for candidate in _unwrapped(text):
-        key = label_key(candidate)
-        if key in bare:
-            return bare[key]
-    return None
-
-
-def label_in_completion(text: str, field: str, labels: tuple[str, ...]) -> str | None:
-    """The label a raw completion the adapter could not parse names in ``field`` (DSPy's ChatAdapter
-    ``[[ ## field ## ]]`` section or a JSON object), or None: "POSITIVE" for "positive" is still that label."""
-    section = re.search(r"\[\[ ## " + re.escape(field) + r" ## \]\]\s*\n(.*?)(?=\n\s*\[\[ ## |\Z)", text, re.S)
-    if section:
-        return normalize_label(section.group(1).strip(), labels)
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None
-    return normalize_label(obj.get(field), labels) if isinstance(obj, dict) else None
 
 
 @dataclass(frozen=True)
@@ -140,11 +69,39 @@ class JudgeFeedback(dspy.Signature):
     rationale: str = dspy.OutputField(desc="two or three sentences")
 
 
-def make_metric(task: Task, mode: FeedbackMode = "rule", judge_lm: Any = None) -> Callable[..., dspy.Prediction]:
+def fields_metric(task: Task, scorer: Any) -> Callable[..., dspy.Prediction]:
+    """GEPA's metric for a task beyond classification: the task's scorer (the one the evaluation uses) on the
+    answer GEPA hands over (a ``FailedPrediction``'s completion read field by field). An example the scorer could
+    not score (a judge or metric function that failed) scores 0 here (GEPA needs a number) and its feedback says
+    why; the evaluation counts it as failed."""
+    names = task.output_names
+
+    def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+               pred_trace: Any = None) -> dspy.Prediction:
+        answer = answer_from(pred, names)
+        if answer.error:
+            return dspy.Prediction(score=0.0, feedback=(
+                f"The answer could not be read: the model wrote {str(answer.raw)[:_EXCERPT]!r}. The instruction "
+                f"should make the model give each of the fields {', '.join(names)} in the requested format."))
+        score = scorer(gold.inputs(), {name: gold[name] for name in names}, answer.values)
+        feedback = score.feedback
+        if score.outcome == "failed":
+            feedback = f"This answer could not be scored ({score.error_kind}: {score.error})."
+        return dspy.Prediction(score=float(score.value or 0.0), feedback=feedback)
+
+    return metric
+
+
+def make_metric(task: Task, mode: FeedbackMode = "rule", judge_lm: Any = None,
+                scorer: Any = None) -> Callable[..., dspy.Prediction]:
     """A GEPA-compatible metric ``(gold, pred, trace, pred_name, pred_trace) -> Prediction(score, feedback)``.
 
     ``mode="judge"`` asks ``judge_lm`` to write the rationale of each wrong answer (the score is still exact match).
+    A task beyond classification is scored by ``scorer`` (default: its own metrics, a rubric judge on ``judge_lm``).
     """
+    if not task.is_classification:
+        return fields_metric(task, scorer or make_scorer(task.output_specs, task.metric, task.judge,
+                                                         judge_lm=judge_lm))
     if mode == "judge" and judge_lm is None:
         from core.config.errors import ConfigError
 

@@ -12,6 +12,7 @@ import dspy
 
 from core.config.errors import ConfigError
 from core.tasks import Task, default_instruction
+from core.tasks.fields import OutputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,34 @@ def check_start(start: str, instruction: str | None) -> None:
                           "Start from 'own' to use yours.")
 
 
+def _output_type(spec: OutputSpec) -> Any:
+    """The Python type DSPy's adapters parse an output of this kind into."""
+    if spec.kind == "label":
+        return Literal[tuple(spec.labels)]  # type: ignore[valid-type]
+    if spec.kind == "labels":
+        return list[Literal[tuple(spec.labels)]]  # type: ignore[valid-type]
+    return {"text": str, "number": float, "json": dict[str, Any]}[spec.kind]
+
+
+def _fields_signature_fields(task: Task) -> dict[str, Any]:
+    fields: dict[str, Any] = {f.name: (str, dspy.InputField(desc=f.description) if f.description
+                                       else dspy.InputField()) for f in task.inputs}
+    for f in task.outputs:
+        fields[f.name] = (_output_type(f), dspy.OutputField(desc=f.description) if f.description
+                          else dspy.OutputField())
+    return fields
+
+
 def make_signature(task: Task, instruction: str | None = None, start: Start = "described") -> type[dspy.Signature]:
-    """A signature ``<input_field> -> <output_field>`` whose output is typed ``Literal[labels]``; its instruction
-    as :data:`STARTS` says (``instruction`` wins for ``"described"``, as it always has)."""
+    """A signature ``<input_field> -> <output_field>`` whose output is typed ``Literal[labels]`` (a task beyond
+    classification: its input fields -> its typed output fields); its instruction as :data:`STARTS` says
+    (``instruction`` wins for ``"described"``, as it always has)."""
+    if not task.is_classification:
+        check_start(start, instruction)
+        fields = _fields_signature_fields(task)
+        if start == "bare":
+            return dspy.Signature(fields)
+        return dspy.Signature(fields, instruction or task.instruction or default_instruction(task))
     if len(task.labels) < 2:
         raise ConfigError(f"Task {task.name!r} has fewer than 2 labels.", "A classifier needs at least two labels.")
     check_start(start, instruction)
@@ -69,7 +95,13 @@ def make_program(task: Task, module: ModuleType = "predict", instruction: str | 
 
 
 def to_examples(rows: Any, task: Task) -> list[dspy.Example]:
-    """DataFrame rows (text and label columns) as ``dspy.Example`` with the task's field names."""
+    """DataFrame rows (text and label columns; a task beyond classification: all its columns) as ``dspy.Example``
+    with the task's field names."""
+    if not task.is_classification:
+        specs = [(f.name, f.column) for f in task.inputs] + [(f.name, f.column) for f in task.outputs]
+        names = [f.name for f in task.inputs]
+        return [dspy.Example(**{name: str(row[column]) for name, column in specs}).with_inputs(*names)
+                for row in rows[[c for _, c in specs]].to_dict("records")]
     examples = []
     for text, label in zip(rows[task.text_column].tolist(), rows[task.label_column].tolist(), strict=True):
         ex = dspy.Example(**{task.input_field: str(text), task.output_field: str(label)})
@@ -148,11 +180,11 @@ def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any],
 
 
 def prompt_template(program: dspy.Module, task: Task) -> list[dict[str, str]]:
-    """The chat messages the program sends (its instruction and every demo), with the text to classify as the
+    """The chat messages the program sends (its instruction and every demo), with each input as a
     ``{{<input field>}}`` variable of MLflow's prompt templates: the whole program, as a prompt registry holds it."""
-    variable = "{{" + task.input_field + "}}"
+    variables = {name: "{{" + name + "}}" for name in task.input_names}
     return [{"role": str(m.get("role")), "content": str(m.get("content"))}
-            for m in render_prompt(program, {task.input_field: variable})]
+            for m in render_prompt(program, variables)]
 
 
 def program_demos(program: dspy.Module) -> list[dict[str, Any]]:

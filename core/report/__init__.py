@@ -2,7 +2,10 @@
 
 ``build_report(store, run_ids)`` gives the page: which runs it covers, then for each optimization its verdict
 original → optimized, flipped examples, prompt growth, GEPA's search and both prompts; then the evaluations
-compared (accuracy, cost, per-label F1, confusion matrices, the verdict of each pair on the same examples).
+compared (accuracy, cost, per-label F1, confusion matrices, the verdict of each pair on the same examples). Runs of a
+task scored in [0, 1] (not classification) read by their metric instead: the score with its interval, the accuracy
+(all answers right) beside it, a paired test on the scores, each output field's score and the examples whose score
+changed most; no per-label F1 or confusion matrix (``core.report.scored``).
 plotly's JavaScript is embedded once; the CSS is inline; no URL is loaded; every user text is escaped.
 """
 

@@ -1,5 +1,9 @@
 """An optimization's part of the report: the verdict original → optimized, flipped examples, prompt growth, GEPA's
-search (score curve, lineage, per-example grid, rejected proposals, cost by role) and both prompts with their diff."""
+search (score curve, lineage, per-example grid, rejected proposals, cost by role) and both prompts with their diff.
+
+A task scored in [0, 1] (its runs' tag ``studio.metric`` names the metric) shows its score named by the metric, the
+accuracy (all answers right) beside it, the per-field scores and the examples whose score changed most in place of the
+flipped ones (``core.report.scored``)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from core.analytics.diff import DIFF_STYLE, diff_counts, diff_html
 from core.analytics.stats import needed_phrase
 from core.analytics.verdict import verdict
 from core.config.errors import StudioError
-from core.report import data, payback
+from core.report import data, payback, scored
 from core.report.page import Column, Figures, details, esc, facts, missing, num, para, pct, pre, table, usd
 from core.tracking.runs import module_name, optimization_frame, run_spend
 
@@ -37,6 +41,9 @@ def section(reader: data.Reader, opt: data.Optimization, figs: Figures,
     frame = optimization_frame(pd.DataFrame([info.row]))
     outcome = str(frame.iloc[0]["outcome"]) if not frame.empty else "?"
     m, p = info.metrics, info.params
+    metric = scored.run_metric(info, opt.original, opt.optimized)  # as tagged; ``shown`` as the page names it
+    shown = scored.metric_name(metric)
+    named = "" if metric == scored.ACCURACY else f" ({shown})"
     parts = [f'<h2 id="run-{esc(info.run_id)}">Optimization: {esc(title(opt))}</h2>', facts([
         ("Run", info.run_id), ("Task", str(info.row.get("task") or "?")),
         ("Outcome", outcome + (f" ({info.row['stop_reason']})" if info.row.get("stop_reason") else "")),
@@ -44,19 +51,23 @@ def section(reader: data.Reader, opt: data.Optimization, figs: Figures,
         ("Examples", f"{p.get('n_train', '?')} train, {p.get('n_val', '?')} validation, {p.get('n_test', '?')} test"),
         ("Metric calls used", num(m.get("metric_calls_used"))),
         ("Candidates", num(m.get("candidates"))),
-        ("Best validation score", num(m.get("best_val_score"), 3)),
+        (f"Best validation score{named}", num(m.get("best_val_score"), 3)),
         ("Spend", _spend(info.row.get("kind"), m)),
     ])]
     before, after = reader.records(opt.original), reader.records(opt.optimized)
-    parts.append(_verdict(opt, before, after))
+    parts.append(_verdict(opt, before, after, shown))
+    if metric != scored.ACCURACY and opt.original is not None and opt.optimized is not None:
+        order = scored.output_order(before)
+        parts.append(scored.field_table(scored.field_scores(opt.original.metrics, order),
+                                        scored.field_scores(opt.optimized.metrics, order), shown))
     if before is not None and after is not None:
-        parts.append(_flips(before, after))
+        parts.append(_flips(before, after) if metric == scored.ACCURACY else scored.changed(before, after))
     parts.append(payback.seeds(reader, opt, figs))
     if opt.original is not None and opt.optimized is not None:
         parts.append(_growth(opt.original.metrics, opt.optimized.metrics))
-    parts.append(payback.break_even(reader, opt, reference, figs))
+    parts.append(payback.break_even(reader, opt, reference, figs, metric))
     record = reader.artifact(info, data.SEARCH_ARTIFACT, "json")
-    parts.append(_search(record, opt, figs) if isinstance(record, dict) else
+    parts.append(_search(record, opt, figs, named) if isinstance(record, dict) else
                  "<h3>GEPA's search</h3>" + para("This run has no record of GEPA's search (search.json): it was made "
                                                  "before GEPA Studio recorded one, or stopped before it was written.",
                                                  "note"))
@@ -80,13 +91,16 @@ def _names(opt: data.Optimization) -> tuple[str, str]:
     return f"the original {model}", f"Optimized {model}"
 
 
-def _verdict(opt: data.Optimization, before: pd.DataFrame | None, after: pd.DataFrame | None) -> str:
+def _verdict(opt: data.Optimization, before: pd.DataFrame | None, after: pd.DataFrame | None,
+             metric: str = scored.ACCURACY) -> str:
     head = "<h3>Original → optimized on the test set</h3>"
+    if metric != scored.ACCURACY:
+        head += scored.headline(opt, metric)
     if before is None or after is None:
         return head + para("No test evaluations of both programs: the run stopped before them (or they failed). "
                            f"Evaluate its best program with: python -m core finish {opt.info.run_id}", "note")
     try:
-        v = verdict(before, after, *_names(opt))
+        v = verdict(before, after, *_names(opt), metric=metric)
     except StudioError as exc:
         return head + para(f"No verdict: {exc}", "note")
     return head + para(v.sentence, "verdict") + verdict_table([v])
@@ -104,7 +118,8 @@ def _needed(n: int, needed: Any) -> str:
 
 def verdict_table(verdicts: list[Any], names: list[tuple[str, str]] | None = None) -> str:
     """Verdicts as a table: n, both accuracies, the difference with its interval, the exact McNemar p, who alone
-    got examples right, and the test size that would tell them apart."""
+    got examples right, and the test size that would tell them apart. Verdicts on a score (``Verdict.metric`` not
+    accuracy) name the metric and their test: mean scores, and who scored higher on how many examples."""
     rows = []
     for i, v in enumerate(verdicts):
         row = {"n": v.n, "acc_a": v.accuracy_a, "acc_b": v.accuracy_b,
@@ -118,6 +133,13 @@ def verdict_table(verdicts: list[Any], names: list[tuple[str, str]] | None = Non
                Column("diff", "B − A, points (95 % CI)", str, True), Column("p", "McNemar p (exact)", str, True),
                Column("only", "right only in A / in B", str, True),
                Column("needed", "n to tell apart", str, True)]
+    metrics = {v.metric for v in verdicts}
+    if metrics and metrics != {scored.ACCURACY}:
+        metric, tests = " / ".join(sorted(metrics)), " / ".join(sorted({v.test for v in verdicts}))
+        columns[3:8] = [Column("acc_a", f"mean {metric} A", lambda v: num(v, 3), True),
+                        Column("acc_b", f"mean {metric} B", lambda v: num(v, 3), True),
+                        Column("diff", "B − A, points (95 % CI)", str, True), Column("p", f"{tests} p", str, True),
+                        Column("only", "higher in A / in B", str, True)]
     return table(pd.DataFrame(rows), columns)
 
 
@@ -153,17 +175,22 @@ def _growth(before: Mapping[str, float], after: Mapping[str, float]) -> str:
     return "<h3>Prompt growth</h3>" + facts(lines)
 
 
-def _search(record: dict[str, Any], opt: data.Optimization, figs: Figures) -> str:
+def _search(record: dict[str, Any], opt: data.Optimization, figs: Figures, named: str = "") -> str:
+    """GEPA's search; ``named``: " (token F1)" where its validation scores are a task's scores, "" for accuracy."""
     parts = ["<h3>GEPA's search</h3>"]
     curve = views.score_curve(record)
     if not curve.empty and curve["val_score"].notna().any():
         best = curve["val_score"].max()
         found = curve.loc[curve["val_score"] == best, "metric_calls"].iloc[0]
         used = opt.info.metrics.get("metric_calls_used")
-        parts.append(para(f"The best validation score went from {num(curve.iloc[0]['val_score'], 3)} (the seed) to "
-                          f"{num(best, 3)} across {len(curve)} candidates; the best was found after {num(found)} "
-                          "metric calls" + ("." if missing(used) else f", of {num(used)} the search spent.")))
-        parts.append(figs.add(charts.search_score_chart(curve)))
+        seed = num(curve.iloc[0]["val_score"], 3)
+        parts.append(para(f"The best validation score{named} went from {seed} (the seed) to {num(best, 3)} across "
+                          f"{len(curve)} candidates; the best was found after {num(found)} metric calls"
+                          + ("." if missing(used) else f", of {num(used)} the search spent.")))
+        fig = charts.search_score_chart(curve)
+        if named:
+            fig.update_layout(yaxis_title=f"Validation score{named} (%)")
+        parts.append(figs.add(fig))
     lineage = views.lineage(record)
     if not lineage.empty:
         parts.append(figs.add(charts.lineage_chart(lineage)))

@@ -59,10 +59,20 @@ class Source:
     @property
     def fields(self) -> tuple[str, str]:
         """The program's (input, output) field names: the served model's column names."""
+        task = self.task_of
+        return task.input_field, task.output_field
+
+    @property
+    def task_of(self) -> Any:
+        """The program's :class:`core.tasks.Task`."""
         from core.tasks import Task
 
-        task = Task.from_dict(self.program["task"])
-        return task.input_field, task.output_field
+        return Task.from_dict(self.program["task"])
+
+    @property
+    def all_fields(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Every input and output field name of a task beyond classification; ((), ()) for classification."""
+        return _all_fields(self.task_of)
 
 
 @dataclass(frozen=True)
@@ -77,15 +87,31 @@ class Shipped:
     input_field: str
     output_field: str
     untested: str | None = None  # registered although never evaluated on its test set: why (tagged on the version)
+    # A task beyond classification: every input and output field (the served columns); empty for classification.
+    input_fields: tuple[str, ...] = ()
+    output_fields: tuple[str, ...] = ()
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The columns a request sends (classification: the one text field)."""
+        return self.input_fields or (self.input_field,)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The columns an answer holds beside ``error`` (classification: the one label field)."""
+        return self.output_fields or (self.output_field,)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id,
-                "optimization_run_id": self.optimization_run_id, "prompt_uri": self.prompt_uri,
-                "input_field": self.input_field, "output_field": self.output_field, "untested": self.untested}
+        out = {"name": self.name, "version": self.version, "uri": self.uri, "run_id": self.run_id,
+               "optimization_run_id": self.optimization_run_id, "prompt_uri": self.prompt_uri,
+               "input_field": self.input_field, "output_field": self.output_field, "untested": self.untested}
+        if self.input_fields or self.output_fields:
+            out |= {"input_fields": list(self.input_fields), "output_fields": list(self.output_fields)}
+        return out
 
 
 def model_name(task: str, student: str, program: str) -> str:
@@ -211,9 +237,13 @@ def _log_model(store: RunStore, src: Source) -> None:
         warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
         from core.ship.pyfunc import ERROR_COLUMN, PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
 
-    input_field, output_field = src.fields
-    signature = ModelSignature(inputs=Schema([ColSpec("string", input_field)]),
-                               outputs=Schema([ColSpec("string", output_field), ColSpec("string", ERROR_COLUMN)]))
+    task = src.task_of  # one string column per input field; one per output field, then why a row got no answer
+    if ERROR_COLUMN in task.output_names:
+        raise ConfigError(f"Run {src.run_id}'s task has an output named {ERROR_COLUMN!r}, the served model's column "
+                          "for why a row got no answer.", "Rename that output column and run the task again.")
+    signature = ModelSignature(inputs=Schema([ColSpec("string", name) for name in task.input_names]),
+                               outputs=Schema([ColSpec("string", name) for name in task.output_names]
+                                              + [ColSpec("string", ERROR_COLUMN)]))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # The spec names its key variable and never holds a key; scrubbed all the same, as every logged text is.
@@ -262,7 +292,7 @@ def export_model(store: RunStore, run_id: str, *, name: str | None = None, allow
         raise StoreError(f"MLflow could not register the model {name!r}: {str(exc)[:300]}",
                          "Check that the tracking store has a model registry (a SQLite or server store).") from exc
     shipped = Shipped(name, str(version.version), run_id, src.optimization_run_id, src.prompt_uri, *src.fields,
-                      src.untested)
+                      src.untested, *src.all_fields)
     store.client.update_model_version(name, version.version, description=_description(src, program_kind))
     for rid in {run_id, src.optimization_run_id} - {None}:
         store.set_tags(str(rid), {MODEL_URI_TAG: shipped.uri})
@@ -298,7 +328,7 @@ def shipped_of(store: RunStore, run_id: str) -> Shipped | None:
         return None
     src = source_of(store, mv.tags.get(f"{TAG}run_id") or run_id)
     return Shipped(name, version, src.run_id, src.optimization_run_id, src.prompt_uri, *src.fields,
-                   mv.tags.get(UNTESTED_TAG) or None)
+                   mv.tags.get(UNTESTED_TAG) or None, *src.all_fields)
 
 
 def shipped_from_uri(uri: str, run_id: str, program: dict[str, Any], *, optimization_run_id: str | None = None,
@@ -310,21 +340,43 @@ def shipped_from_uri(uri: str, run_id: str, program: dict[str, Any], *, optimiza
     if not name or not version:
         raise ConfigError(f"{uri!r} is not a registered model version.", "Export the program again.")
     task = Task.from_dict(program["task"])
-    return Shipped(name, version, run_id, optimization_run_id, prompt_uri, task.input_field, task.output_field)
+    return Shipped(name, version, run_id, optimization_run_id, prompt_uri, task.input_field, task.output_field,
+                   None, *_all_fields(task))
+
+
+def _all_fields(task: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return ((), ()) if task.is_classification else (task.input_names, task.output_names)
 
 
 def prompt_snippet(prompt_uri: str, program: dict[str, Any]) -> str:
     """Python that loads a registered prompt version (the whole program: instruction and demos) as chat messages."""
     from core.tasks import Task
 
-    field = Task.from_dict(program["task"]).input_field
+    task = Task.from_dict(program["task"])
+    values, what = f'{task.input_field}="A sentence to classify."', "the text"
+    if not task.is_classification:
+        values, what = ", ".join(f'{name}="{_example(name)}"' for name in task.input_names), "the inputs"
     return (f'import json\nimport mlflow\n\nprompt = mlflow.genai.load_prompt("{prompt_uri}")\n'
-            f'messages = prompt.format({field}="A sentence to classify.")  # system, every demo, then the text\n'
+            f'messages = prompt.format({values})  # system, every demo, then {what}\n'
             'demos = json.loads(prompt.tags["demos"])  # the worked examples, as records\n')
 
 
+def _example(name: str) -> str:
+    """A placeholder value for an input field in a snippet."""
+    return f"Your {name.replace('_', ' ')} here."
+
+
 def load_snippet(shipped: Shipped, tracking_uri: str) -> str:
-    """Python that loads the registered model and classifies one text."""
+    """Python that loads the registered model and classifies one text (a task beyond classification: answers one
+    row with every input field)."""
+    if shipped.input_fields:
+        row = ", ".join(f'"{name}": "{_example(name)}"' for name in shipped.inputs)
+        return (f'import mlflow\nimport pandas as pd\n\nmlflow.set_tracking_uri("{tracking_uri}")\n'
+                f'model = mlflow.pyfunc.load_model("{shipped.uri}")\n'
+                f'rows = pd.DataFrame([{{{row}}}])\n'
+                f'print(model.predict(rows))  # columns {", ".join(shipped.outputs)} and error (why a row got no '
+                'answer);\n# a batch whose every row failed raises an MlflowException (served: an HTTP error '
+                'status)\n')
     return (f'import mlflow\nimport pandas as pd\n\nmlflow.set_tracking_uri("{tracking_uri}")\n'
             f'model = mlflow.pyfunc.load_model("{shipped.uri}")\n'
             f'texts = pd.DataFrame({{"{shipped.input_field}": ["A sentence to classify."]}})\n'
@@ -334,7 +386,9 @@ def load_snippet(shipped: Shipped, tracking_uri: str) -> str:
 
 def serve_command(shipped: Shipped, tracking_uri: str, port: int = DEFAULT_PORT) -> str:
     """The shell commands that serve the model on this machine and post one request to it."""
-    body = json.dumps({"dataframe_records": [{shipped.input_field: "A sentence to classify."}]})
+    record = ({name: _example(name) for name in shipped.inputs} if shipped.input_fields
+              else {shipped.input_field: "A sentence to classify."})
+    body = json.dumps({"dataframe_records": [record]})
     return ("# in GEPA Studio's virtual environment (mlflow and uvicorn on the PATH), with the model's key variable "
             "set\n"
             f"MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)} mlflow models serve -m {shlex.quote(shipped.uri)} "

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import keyword
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +10,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from core.config.errors import ConfigError, DataError
+from core.tasks.fields import InputSpec, JudgeSpec, OutputSpec, identifier, input_from, output_from
 from core.tasks.text import label_key, listing
 from core.tasks.validate import MERGE_HINT, clean_table
 
@@ -27,49 +25,40 @@ PUBMED_LABEL_DESCRIPTIONS: dict[str, str] = {
     "CONCLUSIONS": "Interprets the findings: what they mean, their implications, recommendations or next steps.",
 }
 
-# Field names that would clash with dspy.Signature / pydantic attributes.
-_RESERVED_FIELDS = frozenset(
-    {
-        "instructions",
-        "signature",
-        "demos",
-        "fields",
-        "input_fields",
-        "output_fields",
-        "model_config",
-        "model_fields",
-        "schema",
-        "json",
-        "dict",
-        "copy",
-    }
-)
-
-
-def _identifier(name: str, fallback: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
-    ident = re.sub(r"[^0-9a-zA-Z]+", "_", ascii_name).strip("_").lower() or fallback
-    if ident[0].isdigit():
-        ident = f"col_{ident}"
-    if keyword.iskeyword(ident) or keyword.issoftkeyword(ident) or ident in _RESERVED_FIELDS:
-        ident = f"{ident}_"
-    return ident
-
 
 @dataclass(frozen=True)
 class Task:
-    """A text-classification task: which column is the text, which the label, and the allowed labels."""
+    """A task: which columns the program reads and writes, and how its answers are scored.
+
+    A classification task (the form every run before several fields used) is a text column, a label column and the
+    allowed labels, scored by exact match. Any other task gives ``inputs`` (one or more columns), ``outputs`` (typed
+    columns, see :mod:`core.tasks.fields`) and optionally a task-wide ``metric`` ("" = each output's own; a field
+    metric name for every output; ``"judge"`` with ``judge``; ``"file.py:fn"``, the user's function). A task given
+    as fields that is just classification (one plain input, one label output, exact match) is kept in the classic
+    form, so it saves, prints and pairs exactly as before.
+    """
 
     name: str
-    text_column: str
-    label_column: str
-    labels: tuple[str, ...]
+    text_column: str = ""
+    label_column: str = ""
+    labels: tuple[str, ...] = ()
     label_descriptions: tuple[tuple[str, str], ...] = ()  # (label, description) pairs
     instruction: str = ""  # the classifier's starting instruction; "" means default_instruction(task)
     source: str = ""  # where the data came from: a path, a URL, "hub" or "demo"
+    inputs: tuple[InputSpec, ...] = ()  # several inputs / typed outputs: a task beyond classification
+    outputs: tuple[OutputSpec, ...] = ()
+    metric: str = ""
+    judge: JudgeSpec | None = None
+    description: str = ""  # what the task is, for the Task page
 
     def __post_init__(self) -> None:
         # Accept lists and dicts (e.g. from JSON) but keep the dataclass hashable.
+        object.__setattr__(self, "inputs", tuple(input_from(v) for v in self.inputs))
+        object.__setattr__(self, "outputs", tuple(output_from(v) for v in self.outputs))
+        if isinstance(self.judge, dict):
+            object.__setattr__(self, "judge", JudgeSpec.from_dict(self.judge))
+        if self.outputs:
+            self._from_fields()
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
         pairs = self.label_descriptions
         items = pairs.items() if isinstance(pairs, dict) else pairs
@@ -87,19 +76,86 @@ class Task:
                 f"An answer naming one could not be told from the other: rename them, or {MERGE_HINT}.",
             )
 
+    def _from_fields(self) -> None:
+        """Check the fields; fill text/label column and labels from the first input, output and label output;
+        fold a task that is plain classification back into the classic form."""
+        if not self.inputs:
+            raise ConfigError(f"Task {self.name!r} has outputs but no input column.", "Pick at least one input.")
+        names = [f.name for f in self.inputs] + [f.name for f in self.outputs]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ConfigError(f"Task {self.name!r}: columns {listing(dupes)} would be the same field twice.",
+                              "Give each input and output its own column (names differ after lower-casing).")
+        if unlisted := [o.column for o in self.outputs if o.kind in ("label", "labels") and not o.labels]:
+            raise ConfigError(f"Task {self.name!r}: label output(s) {listing(unlisted)} have no label set.",
+                              "List the labels, or build the task from its table (fields_task reads them).")
+        label_out = next((o for o in self.outputs if o.kind == "label"), None)
+        set_ = object.__setattr__
+        set_(self, "text_column", self.text_column or self.inputs[0].column)
+        set_(self, "label_column", self.label_column or self.outputs[0].column)
+        if label_out is not None and not self.labels:
+            set_(self, "labels", label_out.labels)
+        only_in, only_out = self.inputs[0], self.outputs[0]
+        if (len(self.inputs) == 1 and len(self.outputs) == 1 and only_out.kind == "label"
+                and not only_in.description and not only_out.description and only_out.weight == 1.0
+                and only_out.metric in ("", "exact") and self.metric in ("", "exact") and self.judge is None
+                and only_out.labels == self.labels):
+            set_(self, "text_column", only_in.column)
+            set_(self, "label_column", only_out.column)
+            set_(self, "inputs", ())
+            set_(self, "outputs", ())
+            set_(self, "metric", "")
+
+    @property
+    def is_classification(self) -> bool:
+        """One text column, one label column, exact match: every view and statistic of a label task applies."""
+        return not self.outputs
+
+    @property
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return self.inputs or (InputSpec(self.text_column),)
+
+    @property
+    def output_specs(self) -> tuple[OutputSpec, ...]:
+        """The typed outputs (a classification task: its one label output)."""
+        return self.outputs or (OutputSpec(self.label_column, "label", self.labels),)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.inputs) if self.inputs else (self.input_field,)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.outputs) if self.outputs else (self.output_field,)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the task reads, inputs first."""
+        if not self.outputs:
+            return (self.text_column, self.label_column)
+        return tuple(f.column for f in self.inputs) + tuple(f.column for f in self.outputs)
+
+    @property
+    def label_output(self) -> OutputSpec | None:
+        """The output sampling goes per label by: the first label output (None: sample at random)."""
+        return next((o for o in self.output_specs if o.kind == "label"), None)
+
     @property
     def input_field(self) -> str:
         """``text_column`` as a Python identifier, the DSPy input field name."""
-        return _identifier(self.text_column, "text")
+        if self.inputs:
+            return self.inputs[0].name
+        return identifier(self.text_column, "text")
 
     @property
     def output_field(self) -> str:
         """``label_column`` as a Python identifier, never equal to :attr:`input_field`."""
-        out = _identifier(self.label_column, "label")
+        if self.outputs:
+            return self.outputs[0].name
+        out = identifier(self.label_column, "label")
         return f"{out}_label" if out == self.input_field else out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "text_column": self.text_column,
             "label_column": self.label_column,
@@ -108,6 +164,11 @@ class Task:
             "instruction": self.instruction,
             "source": self.source,
         }
+        if self.outputs:  # only a task beyond classification writes its fields (old files stay byte for byte)
+            out |= {"inputs": [f.to_dict() for f in self.inputs], "outputs": [f.to_dict() for f in self.outputs],
+                    "metric": self.metric, "judge": self.judge.to_dict() if self.judge else None,
+                    "description": self.description}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Task":
@@ -115,12 +176,34 @@ class Task:
 
 
 def default_instruction(task: Task) -> str:
-    """A plain starting instruction: the allowed labels, then one line per described label."""
+    """A plain starting instruction: the allowed labels, then one line per described label (classification); for
+    any other task, what each input and output field is."""
+    if not task.is_classification:
+        return fields_instruction(task)
     noun = "sentence" if set(task.labels) == set(PUBMED_LABELS) or "sentence" in task.text_column.lower() else "text"
     lines = [f"Classify the {noun} into one of: {', '.join(task.labels)}."]
     if task.label_descriptions:
         lines += ["", "What each label means:"]
         lines += [f"- {label}: {desc}" for label, desc in task.label_descriptions]
+    return "\n".join(lines)
+
+
+_KIND_WORDS = {"text": "text", "number": "a number", "json": "a JSON object", "label": "one of: {labels}",
+               "labels": "any of: {labels}"}
+
+
+def fields_instruction(task: Task) -> str:
+    """"Given <inputs>, give <outputs>." and one line per field saying what it is and what it holds."""
+    ins = ", ".join(f"`{f.name}`" for f in task.inputs)
+    outs = ", ".join(f"`{f.name}`" for f in task.outputs)
+    lines = [task.description.strip()] if task.description.strip() else []
+    lines += [f"Given {ins}, give {outs}.", "", "The fields:"]
+    lines += [f"- {f.name}: {f.description or f.column}" for f in task.inputs]
+    for f in task.outputs:
+        kind = _KIND_WORDS[f.kind].format(labels=", ".join(f.labels))
+        if f.kind == "json" and f.keys:
+            kind += f" with the keys {', '.join(f.keys)}"
+        lines.append(f"- {f.name} ({kind}): {f.description or f.column}")
     return "\n".join(lines)
 
 
@@ -185,7 +268,7 @@ class Splits:
 
 
 
-TaskKind = Literal["pubmed", "demo", "file"]
+TaskKind = str  # an entry of core.tasks.sources.SOURCES: "pubmed", "demo", "file", "taskfile" or a shipped task
 
 @dataclass(frozen=True)
 class TaskRef:
@@ -201,6 +284,9 @@ class TaskRef:
     # lookalike labels (case, spaces, invisible or bidi characters, 1 / 1.0 / 01): merge
     merge_similar_labels: bool = False
     drop_missing_labels: bool = False  # drop rows labelled "NaN", "null", "N/A"... (default: keep them, with a warning)
+    # A file read through typed fields (beyond classification): JSON of {"inputs", "outputs", "metric", "judge"}
+    # (a string, so a reference stays flat for URLs and job plans; core.tasks.sources.ref_fields reads it).
+    fields: str = ""
 
     @property
     def task_name(self) -> str:
@@ -243,6 +329,9 @@ class SampleSpec:
     test_per_label: int = 10
     seed: int = 42
     method: SampleMethod = "one_stream"
+    # A task with no label output has no labels to sample by: the sizes above are then rows in all, drawn at random
+    # with ``seed`` (stratified by this column when given: each of its values keeps its share of the rows).
+    stratify: str = ""
 
     def __post_init__(self) -> None:
         if self.method not in SAMPLE_METHODS:

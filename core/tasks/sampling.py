@@ -87,6 +87,8 @@ def make_splits(task: Task, train_df: pd.DataFrame, test_df: pd.DataFrame | None
     from the whole test table as the original notebook did (excluding a row would shift every later draw of its
     label) and says in ``notes`` when a test sentence was also drawn for train.
     """
+    if not task.is_classification:
+        return _field_splits(task, train_df, test_df, sample)
     lab, seed, method = task.label_column, sample.seed, sample.method
     pool = _train_pool(task, train_df, sample, separate_test=test_df is not None)
     train = _sample(pool, lab, sample.train_per_label, seed, method=method)
@@ -165,13 +167,57 @@ def _test_from_table(task: Task, test_df: pd.DataFrame, taken: set[str],
 
 
 def split_fingerprint(df: pd.DataFrame, task: Task) -> str:
-    """A short hash of a split's (text, label) rows: two runs on the same examples share it."""
+    """A short hash of a split's (text, label) rows (a task beyond classification: all its columns): two runs on
+    the same examples share it."""
     h = hashlib.sha256()
-    for text, label in zip(df[task.text_column].astype(str), df[task.label_column].astype(str), strict=True):
-        h.update(text.encode())
-        h.update(b"\x1f")
-        h.update(label.encode())
+    for row in zip(*(df[c].astype(str) for c in task.columns), strict=True):
+        h.update(b"\x1f".join(cell.encode() for cell in row))  # classification: text \x1f label \x1e, as always
         h.update(b"\x1e")
     return h.hexdigest()[:12]
+
+
+def _draw(df: pd.DataFrame, n: int, seed: int, stratify: str, what: str) -> pd.DataFrame:
+    """``n`` random rows of ``df`` (seeded); stratified by the column ``stratify``: each of its values keeps its
+    share (largest remainders), so a small sample still has every common value."""
+    if n > len(df):
+        raise DataError(f"Not enough rows{what}: {len(df):,} left, {n:,} requested.",
+                        "Lower the sample sizes, or add rows.")
+    if not stratify:
+        return df.sample(n=n, random_state=seed)
+    _require_columns(df, [stratify])
+    counts = df[stratify].astype(str).value_counts(sort=False).sort_index()
+    exact = counts / len(df) * n
+    take = exact.astype(int)
+    for key in (exact - take).sort_values(ascending=False, kind="stable").index[: n - int(take.sum())]:
+        take[key] += 1
+    groups = df.groupby(df[stratify].astype(str), sort=True)
+    return pd.concat([g.sample(n=int(take[k]), random_state=seed) for k, g in groups if take[k]])
+
+
+def _field_splits(task: Task, train_df: pd.DataFrame, test_df: pd.DataFrame | None, sample: SampleSpec) -> Splits:
+    """Splits of a task beyond classification: per label of its label output (sizes per label), else ``sample``'s
+    sizes as rows in all, drawn at random with its seed (stratified by ``sample.stratify`` when given)."""
+    label = task.label_output
+    if label is not None:
+        per_label = Task(name=task.name, text_column=task.input_specs[0].column, label_column=label.column,
+                         labels=label.labels)
+        pool = _train_pool(per_label, train_df[train_df[label.column].isin(label.labels)], sample,
+                           separate_test=test_df is not None)
+        draw = lambda df, n, what="": _sample(df, label.column, n, sample.seed, what, sample.method)  # noqa: E731
+    else:
+        _require_columns(train_df, list(task.columns), what="The training table")
+        pool = train_df
+        draw = lambda df, n, what="": _draw(df, n, sample.seed, sample.stratify, what)  # noqa: E731
+    train = draw(pool, sample.train_per_label)
+    rest = pool.drop(index=train.index)
+    val = draw(rest, sample.val_per_label, " for validation") if sample.val_per_label else None
+    if val is not None:
+        rest = rest.drop(index=val.index)
+    if test_df is not None:
+        _require_columns(test_df, list(task.columns), what=_test_table(test_df))
+        rest = test_df if label is None else test_df[test_df[label.column].isin(label.labels)]
+    test = draw(rest, sample.test_per_label, " for the test split")
+    return Splits(train=train.reset_index(drop=True), val=val.reset_index(drop=True) if val is not None else None,
+                  test=test.reset_index(drop=True), seed=sample.seed)
 
 

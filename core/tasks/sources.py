@@ -6,7 +6,9 @@ CLI, and a ``load(ref, settings)`` that returns the task and its cleaned train (
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,10 +17,13 @@ import pandas as pd
 
 from core.config.errors import ConfigError
 from core.config.settings import Settings
+from core.tasks.field_tables import clean_fields, fields_task, validate_fields
+from core.tasks.fields import JudgeSpec
 from core.tasks.labels import LABEL_OPTIONS
 from core.tasks.model import SampleSpec, Splits, Task, TaskRef, demo_task, pubmed_task, table_task
 from core.tasks.readers import load_demo, load_pubmed, read_table
 from core.tasks.sampling import check_test_labels, make_splits
+from core.tasks.task_file import read_task_file, shipped_task_files
 from core.tasks.validate import align_labels, clean_table, validate_table
 
 Tables = tuple[Task, pd.DataFrame, pd.DataFrame | None]
@@ -69,9 +74,54 @@ def _read_checked(source: str, ref: TaskRef) -> tuple[pd.DataFrame, list[str]]:
     return clean_table(df, text_column=ref.text_column, label_column=ref.label_column, **_options(ref)), warnings
 
 
+def ref_fields(ref: TaskRef) -> dict[str, object]:
+    """The typed fields a reference names (``TaskRef.fields``): inputs, outputs, metric, judge; {} for none."""
+    if not ref.fields:
+        return {}
+    try:
+        spec = json.loads(ref.fields)
+    except ValueError as exc:
+        raise ConfigError(f"The task's fields are not valid JSON: {exc}.") from exc
+    if not isinstance(spec, dict) or not spec.get("inputs") or not spec.get("outputs"):
+        raise ConfigError("The task's fields need inputs and outputs.", "Pick input and output columns.")
+    if spec.get("judge"):
+        spec["judge"] = JudgeSpec.from_dict(spec["judge"])
+    return spec
+
+
+def _fields_tables(spec: dict[str, object], ref_name: str, source: str, test_source: str | None) -> Tables:
+    """(task, cleaned train, cleaned test) of a data file read through typed fields."""
+    df = read_table(source)
+    spec = dict(spec)
+    inputs, outputs = spec.pop("inputs"), spec.pop("outputs")
+    spec.setdefault("name", ref_name)
+    task = fields_task(df, inputs, outputs, source=source, **spec)  # type: ignore[arg-type]
+    test = None
+    if test_source:
+        test_df = read_table(test_source)
+        validate_fields(test_df, task.inputs or task.input_specs, task.outputs or task.output_specs)
+        test = clean_fields(test_df, task) if task.outputs else clean_table(
+            test_df, text_column=task.text_column, label_column=task.label_column)
+    if not task.outputs:  # the fields were plain classification: the classic path's cleaning
+        return task, clean_table(df, text_column=task.text_column, label_column=task.label_column), test
+    return task, clean_fields(df, task), test
+
+
+def _load_task_file(ref: TaskRef, settings: Settings, path: str | None = None) -> Tables:
+    """A task file: ``path`` (a shipped task) or the reference's source."""
+    tf = read_task_file(path or ref.source)
+    spec = dict(tf.spec)
+    if ref.name:
+        spec["name"] = ref.name
+    return _fields_tables(spec, tf.name, str(tf.data), ref.test_source or (str(tf.test_data) if tf.test_data
+                                                                           else None))
+
+
 def _load_file(ref: TaskRef, settings: Settings) -> Tables:
     if not ref.source:
         raise ConfigError("No data file given.", "Upload a CSV or give its path.")
+    if ref.fields:
+        return _fields_tables(ref_fields(ref), ref.task_name, ref.source, ref.test_source or None)
     df, _ = _read_checked(ref.source, ref)
     task = table_task(df, text_column=ref.text_column, label_column=ref.label_column, name=ref.task_name,
                       source=ref.source)
@@ -92,9 +142,29 @@ SOURCES: dict[str, TaskSource] = {s.kind: s for s in (
                "in the data dir). Or the path of a local copy: that CSV, or PubMed 20k/200k RCT `train.txt`.",
                "the PubMed RCT set from the hub, or --data PATH for a local copy", _load_pubmed),
     TaskSource("file", "Upload a table",
-               "A CSV, TSV, Parquet or PubMed RCT .txt file with one text column and one label column.",
-               "a CSV / Parquet / RCT .txt path (with --text-column and --label-column)", _load_file),
+               "A CSV, TSV, Parquet or PubMed RCT .txt file: one text column and one label column, or any input "
+               "columns and typed output columns with a metric.",
+               "a CSV / Parquet / RCT .txt path (with --text-column and --label-column, or --input-columns and "
+               "--output-columns)", _load_file),
+    TaskSource("taskfile", "A task file",
+               "A task file (TOML) that names a data file, its input columns, its typed outputs and the metric "
+               "(see docs/tasks.md); the Task page saves one for any task.",
+               "a task file's path (or use --task-file PATH)", _load_task_file),
 )}
+
+
+def _shipped_sources() -> dict[str, TaskSource]:
+    """One source per task that ships with the project (core/tasks/shipped/NAME/task.toml)."""
+    out = {}
+    for name, path in shipped_task_files().items():
+        tf = read_task_file(path)
+        blurb = tf.spec.get("description") or tf.title
+        out[name] = TaskSource(name, f"{tf.title} (shipped)", str(blurb), f"shipped task: {tf.title}",
+                               functools.partial(_load_task_file, path=str(path)))
+    return out
+
+
+SOURCES.update(_shipped_sources())
 
 
 def source_of(kind: str) -> TaskSource:
@@ -113,12 +183,12 @@ def check_task(ref: TaskRef, settings: Settings) -> list[str]:
     """Everything a person should know before using ``ref``: its files' warnings and test labels absent from
     train. Raises the same errors as :func:`load_tables`."""
     warnings: list[str] = []
-    if ref.kind == "file" and ref.source:
+    if ref.kind == "file" and ref.source and not ref.fields:
         warnings += _read_checked(ref.source, ref)[1]
         if ref.test_source:
             warnings += [f"Test file: {w}" for w in _read_checked(ref.test_source, ref)[1]]
     task, _, test = load_tables(ref, settings)
-    if test is not None:
+    if test is not None and task.is_classification:
         warnings += check_test_labels(task.labels, test, task.label_column)
     return warnings
 

@@ -61,7 +61,7 @@ def _dataset_inputs(splits: Mapping[str, pd.DataFrame | None], task: Task) -> li
         if frame is None or not len(frame):
             continue
         context = DATASET_CONTEXTS.get(key, key)
-        columns = [c for c in (task.text_column, task.label_column) if c in frame.columns]
+        columns = [c for c in task.columns if c in frame.columns]
         data = frame[columns].astype(str).reset_index(drop=True)
         dataset = mlflow.data.from_pandas(data, name=f"{task.name}-{context}", targets=task.label_column
                                           if task.label_column in columns else None)

@@ -23,9 +23,11 @@ OUTCOMES = ("finished", "capped", "cancelled", "failed", "running", "interrupted
 # every kind of run; ``cost_per_1k`` (and an evaluation's ``cost_usd``) is the COST OF THE PROGRAM (tokens x price per
 # prediction, cache hits at list price), for comparing programs.
 SPEND = "spent_usd"
+# metric: the studio.metric tag ("accuracy": classification); score*: a task's mean score in [0, 1] (else accuracy).
 CHART_COLUMNS = [
     "run_id", "model", "program", "module", "label", "accuracy", "ci_low", "ci_high", "n", "macro_f1", "cost_per_1k",
     "p50_latency_s", "input_tokens", "output_tokens", "cost_usd", SPEND, "failed", "failure_rate", "degraded",
+    "metric", "score", "score_ci_low", "score_ci_high", "score_answered",
 ]
 # status reads INTERRUPTED for a run killed or stopped before its end; partial: it did not see all its examples.
 HISTORY_COLUMNS = [
@@ -33,16 +35,15 @@ HISTORY_COLUMNS = [
     "accuracy", "failed", "failure_rate", "macro_f1", "n", SPEND, "cost_per_1k", "started_by", "run_name", "run_id",
 ]
 RESULT_COLUMNS = ("original_test_accuracy", "optimized_test_accuracy")  # an optimization's paired test results
+ACCURACY = "accuracy"  # the metric of classification, and of runs from before the studio.metric tag
 ORIGINAL_TAG = f"{TAG}original_eval_run_id"
 OPTIMIZED_TAG = f"{TAG}optimized_eval_run_id"
 PROMPT_URI_TAG = f"{TAG}prompt_uri"
 
 
 def _when(value: Any) -> str:
-    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
-        return "?"
     try:
-        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+        return "?" if _missing(value) or value is pd.NaT else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
     except (TypeError, ValueError):
         return "?"
 
@@ -78,6 +79,21 @@ def run_choices(runs: pd.DataFrame) -> dict[str, str]:
 
 def _metric(runs: pd.DataFrame, column: str) -> pd.Series:
     return runs[column].astype("float64") if column in runs else pd.Series(float("nan"), index=runs.index)
+
+
+def metric_names(runs: pd.DataFrame, task_metrics: Mapping[str, str] | None = None) -> pd.Series:
+    """Each run's metric: its ``metric`` column (the studio.metric tag), else its task's in ``task_metrics`` (task →
+    metric, read from one run of each task), else "accuracy" (classification, and runs from before the tag)."""
+    names = runs["metric"].astype(object) if "metric" in runs else pd.Series(None, index=runs.index, dtype=object)
+    if task_metrics and "task" in runs:
+        names = names.where(names.notna() & (names.astype(str) != ""), runs["task"].map(dict(task_metrics)))
+    return names.where(names.notna() & (names.astype(str) != ""), ACCURACY).astype(str)
+
+
+def scored(runs: pd.DataFrame, score: str, accuracy: str) -> pd.Series:
+    """Column ``score`` where a run is scored beyond accuracy and logged it, else ``accuracy`` (classification)."""
+    value = _metric(runs, score)
+    return value.where((metric_names(runs) != ACCURACY) & value.notna(), _metric(runs, accuracy))
 
 
 def spend(runs: pd.DataFrame) -> pd.Series:
@@ -134,8 +150,10 @@ def chart_frame(runs: pd.DataFrame) -> pd.DataFrame:
                if evaluates_own_prompt(o) else f" · {p} by {optimizer_label(o)}")
               for p, o in zip(df["program"], optimizer, strict=True)]
     df["label"] = df["model"] + " · " + names + pd.Series(suffix, index=df.index, dtype=object)
-    df["ci_low"] = df["accuracy_ci_low"]
-    df["ci_high"] = df["accuracy_ci_high"]
+    df["ci_low"], df["ci_high"] = df["accuracy_ci_low"], df["accuracy_ci_high"]
+    df["metric"] = metric_names(df)
+    for score in ("score", "score_ci_low", "score_ci_high", "score_answered"):
+        df[score] = scored(df, score, score.replace("score", "accuracy"))
     return df[CHART_COLUMNS + ["task", "kind", "start_time"]].reset_index(drop=True)
 
 
@@ -170,7 +188,7 @@ def _optimization_labels(df: pd.DataFrame) -> pd.Series:
     def pct(col: str) -> pd.Series:
         return (df[col].astype(float) * 100).map("{:.1f}%".format)
 
-    result = (pct("original_test_accuracy") + "→" + pct("optimized_test_accuracy")).where(df["has_results"],
+    result = (pct("original_test_score") + "→" + pct("optimized_test_score")).where(df["has_results"],
                                                                                         "no test results")
     marked = df["outcome"].map(lambda o: f" · {o}" if o in ("capped", "cancelled", "failed") else "")
     return _setup_labels(df) + " · " + result + marked
@@ -193,19 +211,20 @@ def optimization_frame(runs: pd.DataFrame) -> pd.DataFrame:
     columns = ["run_id", "run_label", "program", "model", "reflection_model", "budget", "module", "task", "status",
                "outcome", "stop_reason", "start_time", "repeat_key", "seed", "student_cost_usd", "reflection_cost_usd",
                "optimization_cost_usd", SPEND, "cached_calls", "best_val_score", "original_test_accuracy",
-               "optimized_test_accuracy", "original_cost_per_1k", "optimized_cost_per_1k", "has_results"]
-    if runs.empty:
-        return pd.DataFrame(columns=columns)
-    df = runs[runs["kind"] == "optimization"].copy()
-    if df.empty:
+               "optimized_test_accuracy", "original_cost_per_1k", "optimized_cost_per_1k", "has_results", "metric",
+               "original_test_score", "optimized_test_score"]
+    if runs.empty or (df := runs[runs["kind"] == "optimization"].copy()).empty:
         return pd.DataFrame(columns=columns)
     for col in columns:
         if col not in df:
-            df[col] = float("nan") if col.endswith(("accuracy", "per_1k", "_usd")) or col in ("seed", "cached_calls") \
-                else None
+            df[col] = float("nan") if col.endswith(("accuracy", "per_1k", "_usd", "_test_score")) \
+                or col in ("seed", "cached_calls") else None
     df["module"] = _modules(df)
     df[SPEND] = df["optimization_cost_usd"] = spend(df)
     df["stop_reason"] = df["stop_reason"].fillna("")
+    df["metric"] = metric_names(df)
+    for score in ("original_test_score", "optimized_test_score"):
+        df[score] = scored(df, score, score.replace("score", "accuracy"))
     df["outcome"] = _outcomes(df)
     df["has_results"] = df[list(RESULT_COLUMNS)].notna().all(axis=1).astype(bool)
     df["run_label"] = _optimization_labels(df)
@@ -217,9 +236,7 @@ def per_label_frame(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     parts = [t.assign(run_label=label) for label, t in tables.items() if not t.empty]
     if not parts:
         return pd.DataFrame(columns=["label", "run_label", "f1"])
-    out = pd.concat(parts, ignore_index=True)
-    out["label"] = out["label"].astype(str)
-    return out
+    return pd.concat(parts, ignore_index=True).astype({"label": str})
 
 
 def linked_evaluations(opt_run_id: str, tags: Mapping[str, str], runs: pd.DataFrame) -> tuple[str | None, str | None]:
@@ -228,12 +245,9 @@ def linked_evaluations(opt_run_id: str, tags: Mapping[str, str], runs: pd.DataFr
     if (original and optimized) or runs.empty:
         return original or None, optimized or None
     children = runs[(runs["parent_run_id"] == opt_run_id) & (runs["kind"] == "evaluation")]
-    for _, row in children.iterrows():  # newest first: keep the first of each program
-        if row["program"] == "original" and not original:
-            original = row["run_id"]
-        elif row["program"] == "optimized" and not optimized:
-            optimized = row["run_id"]
-    return original or None, optimized or None
+    newest = children.drop_duplicates("program")  # newest first: the first of each program
+    found = dict(zip(newest["program"], newest["run_id"], strict=True))
+    return original or found.get("original") or None, optimized or found.get("optimized") or None
 
 
 def latest_optimization(runs: pd.DataFrame) -> str | None:
@@ -241,8 +255,7 @@ def latest_optimization(runs: pd.DataFrame) -> str | None:
     if runs.empty:
         return None
     opts = optimization_frame(runs).sort_values("start_time", ascending=False, kind="stable", na_position="last")
-    with_results = opts[opts["has_results"]]
-    pick = with_results if not with_results.empty else opts
+    pick = opts[opts["has_results"]] if opts["has_results"].any() else opts
     return None if pick.empty else str(pick.iloc[0]["run_id"])
 
 
@@ -259,26 +272,20 @@ def filter_runs(runs: pd.DataFrame, *, kinds: Sequence[str] = (), tasks: Sequenc
 
 
 def distinct(runs: pd.DataFrame, column: str) -> list[str]:
-    if runs.empty or column not in runs:
-        return []
-    return sorted({str(v) for v in runs[column].dropna()})
+    return [] if runs.empty or column not in runs else sorted({str(v) for v in runs[column].dropna()})
 
 
 def most_expensive(frame: pd.DataFrame, exclude: Iterable[str] = ()) -> str | None:
     """run_id of the run with the highest cost per 1k predictions (the reference to pay back), or None."""
     pool = frame[~frame["run_id"].isin(list(exclude)) & frame["cost_per_1k"].notna()]
-    if pool.empty:
-        return None
-    return str(pool.sort_values("cost_per_1k", ascending=False).iloc[0]["run_id"])
+    return None if pool.empty else str(pool.sort_values("cost_per_1k", ascending=False).iloc[0]["run_id"])
 
 
 def split_label_counts(splits: Mapping[str, pd.DataFrame | None], label_column: str) -> pd.DataFrame:
     """Rows per label and split (columns label, count, split): the input of label_distribution."""
     parts = [label_counts(df, label_column).assign(split=name) for name, df in splits.items()
              if df is not None and len(df)]
-    if not parts:
-        return pd.DataFrame(columns=["label", "count", "split"])
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["label", "count", "split"])
 
 
 def has_test_results(runs: pd.DataFrame, run_id: str | None) -> bool:
@@ -300,8 +307,6 @@ def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
     ``max`` optimized accuracy, the range of the original's, and the smallest gain. A seed run twice counts once
     (its newest run); repeats are ordered newest first."""
     opts = optimization_frame(runs)
-    if opts.empty:
-        return pd.DataFrame(columns=SPREAD_COLUMNS)
     df = opts[opts["has_results"] & opts["repeat_key"].notna() & opts["seed"].notna()].copy()
     df = df.sort_values("start_time", ascending=False, kind="stable", na_position="last")
     df = df.drop_duplicates(["repeat_key", "seed"], keep="first")
@@ -385,10 +390,10 @@ def sweep_cells(runs: pd.DataFrame, sweep: str) -> pd.DataFrame:
     rows = []
     for (student, optimizer, budget), g in opts.groupby(["student", "optimizer", "budget"], sort=True):
         done = g[g["has_results"]]
+        after = done["optimized_test_accuracy"]
         rows.append({"student": student, "optimizer": optimizer, "budget": budget, "runs": len(g),
                      "with_results": len(done), "original": done["original_test_accuracy"].mean(),
-                     "optimized": done["optimized_test_accuracy"].mean(),
-                     "optimized_min": done["optimized_test_accuracy"].min(),
-                     "optimized_max": done["optimized_test_accuracy"].max(), "gain": done["gain"].mean(),
+                     "optimized": after.mean(), "optimized_min": after.min(), "optimized_max": after.max(),
+                     "gain": done["gain"].mean(),
                      "cost_usd": g["optimization_cost_usd"].astype(float).sum(min_count=1)})
     return pd.DataFrame(rows, columns=SWEEP_CELL_COLUMNS)

@@ -54,6 +54,7 @@ TAG_COLUMNS = {
     "started_by": f"{TAG}started_by", "repeat_key": f"{TAG}repeat_key",
     "optimizer": f"{TAG}optimizer",  # on an optimization's evaluations: the optimizer that made the pair
     "sweep": f"{TAG}sweep",  # the sweep job that queued the optimization (on it and its evaluations)
+    "metric": f"{TAG}metric",  # what the run's score measures: accuracy, or a task's metric ("token F1")
 }
 STATE_TAGS = (f"{TAG}degraded", f"{TAG}state", f"{TAG}pid", f"{TAG}host", f"{TAG}pid_started")
 SUMMARY_PARAMS = ("module", "budget", "reflection_model_name", "seed")  # an optimization's config, as params

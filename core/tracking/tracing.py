@@ -73,6 +73,14 @@ class RoleSource(Protocol):
     def current_role(self, model: Literal["student", "reflection"]) -> str: ...
 
 
+def key_field(names: Sequence[str], examples: Sequence[Any]) -> str:
+    """The input field that tells examples apart best (most distinct values): the one a call's example is found
+    by (a QA task's questions, not its shared contexts)."""
+    if len(names) == 1:
+        return names[0]
+    return max(names, key=lambda n: len({str(ex[n]) for ex in examples}))
+
+
 class ExampleIndex:
     """Finds the example an LM call is about from its messages: the input text of each split, by position."""
 
@@ -270,7 +278,7 @@ def trace_optimization(store: RunStore, run_id: str, task: Task, examples: tuple
     if not on:
         return lms
     try:
-        field, (train, val) = task.input_field, examples
+        (train, val), field = examples, key_field(task.input_names, examples[0])
         texts = {"train": [str(ex[field]) for ex in train]}
         texts["val"] = [str(ex[field]) for ex in val] if val else texts["train"]
         tracer = RunTracer(store, run_id, ExampleIndex(texts))

@@ -222,7 +222,7 @@ def test_task_sizes_are_stored_and_impossible_sizes_are_a_message(empty):
     at.number_input(key="task.seed").set_value(7).run()
     assert_clean(at)
     assert at.session_state["task.sample"] == {"train_per_label": 5, "val_per_label": 2, "test_per_label": 10,
-                                               "seed": 7, "method": "one_stream"}
+                                               "seed": 7, "method": "one_stream", "stratify": ""}
     at.number_input(key="task.test").set_value(500).run()
     assert not at.exception
     assert any("Not enough rows per label" in e for e in texts(at, "error"))

@@ -1,4 +1,5 @@
-"""Comparison charts: accuracy with intervals, accuracy vs cost with the Pareto front, per-label F1, confusion."""
+"""Comparison charts: accuracy (or a task's score, named by its metric) with intervals, the same against cost with the
+Pareto front, per-label F1, confusion."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import plotly.graph_objects as go
 
 from core.analytics import stats
 from core.analytics.charts import _programs as programs
+from core.analytics.charts import scores
 from core.analytics.charts._base import (
     BOTTOM_LEGEND,
     DEGRADED_COLOR,
@@ -29,6 +31,7 @@ from core.analytics.charts._base import (
     with_failures,
 )
 from core.analytics.failures import failed_runs
+from core.config.errors import ConfigError
 
 ROW_PX = 40  # height of one run's bar row (its name may take two lines)
 NAME_CHARS = 28  # a run name wraps at " · " past this many characters
@@ -58,12 +61,24 @@ def _bar_hover(row: dict) -> str:
     fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
     answered, f1, cost = row.get("accuracy_answered"), row.get("macro_f1"), row.get("cost_per_1k")
     return (f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["_bad"] else "")
-            + f"<br>{row['_kind'].legend}<br>accuracy {row['_acc']:.1f}% ({row['_low'] * 100:.1f}–"
+            + f"<br>{row['_kind'].legend}<br>{row['_word']} {row['_acc']:.1f}% ({row['_low'] * 100:.1f}–"
             f"{row['_high'] * 100:.1f}%)<br>{_n_text(row.get('n', np.nan))}" + (f"<br>{fail}" if fail else "")
             + ("" if answered is None or pd.isna(answered) or not row["_failed"]
-               else f"<br>accuracy of the answered {answered * 100:.1f}%")
+               else f"<br>{row['_word']} of the answered {answered * 100:.1f}%")
             + ("" if f1 is None or pd.isna(f1) else f"<br>macro-F1 {f1:.3f}")
             + ("" if cost is None or pd.isna(cost) else f"<br>cost of the program {_usd(cost)} per 1k predictions"))
+
+
+def _measured(runs: pd.DataFrame, metric: str | None, chart: str) -> tuple[pd.DataFrame, str]:
+    """(the runs with their accuracy columns holding what the metric measures, ``charts.scores.as_scores``, and
+    ``_word`` naming it on hover; the metric): ``metric``, else the runs' own (their ``metric`` column, else
+    accuracy). ConfigError when the runs mix metrics or were scored by another than ``metric``."""
+    own = scores.one_metric(runs["metric"]) if "metric" in runs else None
+    if metric is not None and own is not None and own != scores.one_metric([metric]):
+        raise ConfigError(f"{chart}: the runs were scored by {own}, not {metric}.",
+                          "Pass the runs' own metric: one chart shows one metric.")
+    metric = metric if metric is not None else own or scores.ACCURACY
+    return scores.as_scores(runs, metric).assign(_word=scores.metric_name(metric)), metric
 
 
 def _bar_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -113,20 +128,24 @@ def _failure_markers(df: pd.DataFrame) -> go.Scatter | None:
     )
 
 
-def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
+def accuracy_bars(runs: pd.DataFrame, metric: str | None = None) -> go.Figure:
     """One horizontal bar per run label, accuracy in percent (failures count as wrong) with its confidence
-    interval, best at the top; run names read across, wrapped, never slanted.
+    interval, best at the top; run names read across, wrapped, never slanted. For a task scored otherwise
+    (``metric``: the runs' ``studio.metric`` tag, e.g. "token F1"; default: their ``metric`` column, else accuracy),
+    the mean score and its interval, title and axis naming the metric ("Score (token F1)"); mixed metrics raise.
 
     Colour is the model; the fill pattern is the program (original / optimized, Predict / CoT), one legend entry
     per kind. "45.0% · n=60" sits right of the whisker, on the bar's own row, so labels never overlap. A failed or
     degraded run (``failures.failed_runs``) is drawn at its accuracy with a red cross and a red outline, its
     failure count beside it ("⚠ 50 failed · DEGRADED"); failures by kind, in words, on hover.
     """
-    title = "Accuracy by run (whiskers: confidence interval)"
     if runs.empty:
-        return _empty_figure(title)
+        return _empty_figure(f"{scores.measure_title(metric)} by run (whiskers: confidence interval)")
     _require(runs, ["label", "model", "accuracy"], "accuracy_bars")
-    df = _bar_frame(runs)
+    measured, metric = _measured(runs, metric, "accuracy_bars")
+    measure = scores.measure_title(metric)
+    title = f"{measure} by run (whiskers: confidence interval)"
+    df = _bar_frame(measured)
     fig = go.Figure(_bar_traces(df, model_colors(runs["model"])))
     if (markers := _failure_markers(df)) is not None:
         fig.add_trace(markers)
@@ -143,7 +162,7 @@ def accuracy_bars(runs: pd.DataFrame) -> go.Figure:
         title=title, barmode="overlay", bargap=0.35,
         yaxis={"categoryorder": "array", "categoryarray": labels, "autorange": "reversed", "tickmode": "array",
                "tickvals": labels, "ticktext": [wrap_name(lab) for lab in labels], "automargin": True},
-        xaxis={"title": "Accuracy (%)", "range": [0, 100 + (40 if any(df["_note"]) else 30)], "ticksuffix": "%",
+        xaxis={"title": f"{measure} (%)", "range": [0, 100 + (40 if any(df["_note"]) else 30)], "ticksuffix": "%",
                "tickvals": list(range(0, 101, 20))},
         legend={**BOTTOM_LEGEND, "title": {"text": "Pattern: program", "side": "top"}},
         # Title, axis and margins take ~150 px: two runs in 220 px left 35 px a row, and a failed run's two-line
@@ -162,7 +181,7 @@ def _cost_hover(row: dict) -> str:
         cost_text += f"<br>this run spent {_usd(spent)}"
     fail = failure_text(row["failed"], row.get("n"), failure_counts(row))
     return (f"<b>{row['_label']}</b>" + (" <b>DEGRADED</b>" if row["degraded"] else "")
-            + f"<br>{row['_kind'].legend}<br>accuracy {row['_y']:.1f}% "
+            + f"<br>{row['_kind'].legend}<br>{row['_word']} {row['_y']:.1f}% "
             f"({row['_low'] * 100:.1f}–{row['_high'] * 100:.1f}%)<br>{cost_text}"
             + (f"<br>{_n_text(row['n'])}" if "n" in row else "") + (f"<br>{fail}" if fail else "")
             + ("<br>on the Pareto front" if row["_pareto"] else "")
@@ -220,10 +239,11 @@ def _front_trace(df: pd.DataFrame) -> go.Scatter:
     )
 
 
-def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
+def accuracy_vs_cost(runs: pd.DataFrame, metric: str | None = None) -> go.Figure:
     """Accuracy (%) against the cost of the program per 1,000 predictions (log axis: tokens x price, answers from
     the cache at list price, so a cached re-run sits where its first run does); the Pareto front of the usable runs
-    joined by a step line. The hover also says what the run spent (``spent_usd``, when the frame has it).
+    joined by a step line. The hover also says what the run spent (``spent_usd``, when the frame has it). A task
+    scored otherwise (``metric``, as ``accuracy_bars``) plots its mean score, named by the metric.
 
     Colour is the model; the marker is the program (hollow: original, filled: optimized; circle: Predict,
     diamond: CoT), one legend entry per run label. A failed or degraded run is crossed and ringed red at its
@@ -232,13 +252,16 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
     cost or an accuracy are left out. A single run still gets a sensible range on both axes.
     """
     # Two lines: in half of a 1280 px page one line is cut ("… (upper left is bette").
-    title = "Accuracy vs cost per 1,000 predictions<br><sup>upper left is better</sup>"
     if runs.empty:
-        return _empty_figure(title)
+        return _empty_figure(f"{scores.measure_title(metric)} vs cost per 1,000 predictions<br><sup>upper left is "
+                             "better</sup>")
     _require(runs, ["label", "model", "accuracy", "cost_per_1k"], "accuracy_vs_cost")
-    df, floor = _cost_frame(runs)
+    measured, metric = _measured(runs, metric, "accuracy_vs_cost")
+    measure = scores.measure_title(metric)
+    title = f"{measure} vs cost per 1,000 predictions<br><sup>upper left is better</sup>"
+    df, floor = _cost_frame(measured)
     if df.empty:
-        return _empty_figure(title, "No runs with both accuracy and cost yet")
+        return _empty_figure(title, f"No runs with both {scores.metric_name(metric)} and cost yet")
     colors, others = model_colors(runs["model"]), programs.other_modules(list(df["_kind"]))
     fig = go.Figure([_cost_trace(str(label), group, colors[str(group["model"].iloc[0])], others)
                      for label, group in df.groupby("label", sort=True)])
@@ -248,7 +271,7 @@ def accuracy_vs_cost(runs: pd.DataFrame) -> go.Figure:
         title=title,
         xaxis={"title": "Cost of the program per 1,000 predictions (USD, log scale)",
                **log_usd_axis(df["_x"], free_at=floor if has_free else None)},
-        yaxis={"title": "Accuracy (%)", "ticksuffix": "%",
+        yaxis={"title": f"{measure} (%)", "ticksuffix": "%",
                "range": percent_range(df["_low"] * 100, df["_high"] * 100)},
         legend={**BOTTOM_LEGEND, "title": {"text": "Colour: model · hollow: original · filled: optimized",
                                            "side": "top"}},
@@ -280,16 +303,9 @@ def per_label_bars(per_label: pd.DataFrame) -> go.Figure:
             if "support" in row and pd.notna(row["support"]):
                 parts.append(f"support {int(row['support'])}")
             hover.append("<br>".join(parts))
-        fig.add_trace(
-            go.Bar(
-                x=group["label"].astype(str).tolist(),
-                y=group["f1"].to_numpy(dtype=float),
-                name=str(run_label),
-                marker_color=colors[str(run_label)],
-                hovertext=hover,
-                hoverinfo="text",
-            )
-        )
+        fig.add_trace(go.Bar(x=group["label"].astype(str).tolist(), y=group["f1"].to_numpy(dtype=float),
+                             name=str(run_label), marker_color=colors[str(run_label)], hovertext=hover,
+                             hoverinfo="text"))
     fig.update_layout(
         title=title,
         barmode="group",

@@ -25,6 +25,7 @@ from core.analytics.charts._base import (
 )
 from core.config.errors import ConfigError
 
+ACCURACY = "accuracy"  # the metric of a classification run (and of every run made before runs named theirs)
 # Outcomes of an optimization run that did not finish its whole budget (``outcome`` column of the frame).
 UNFINISHED = ("capped", "cancelled", "failed", "running", "interrupted")
 
@@ -175,13 +176,15 @@ def break_even_chart(
     trade_off: Mapping[str, Any] | None = None,
     *,
     max_predictions: int | None = None,
+    metric: str = ACCURACY,
 ) -> go.Figure:
     """Cumulative cost against predictions, reference model vs optimized student, with the break-even point marked.
 
     The title states the accuracy trade-off (``trade_off``: ``stats.trade_off``'s result) and says "Pays back after
     N predictions" only when the optimized student is not significantly worse; when it is, the title says so and
     that it is cheaper, not a replacement. The x-range is ``max_predictions`` if given, else twice the break-even,
-    else DEFAULT_HORIZON.
+    else DEFAULT_HORIZON. ``metric``: what the trade-off compares, "accuracy", or a task's score ("token F1": its
+    ``accuracy_*`` keys are then mean scores, and the words name the metric).
     """
     if max_predictions is not None and max_predictions <= 0:
         raise ConfigError(f"max_predictions must be positive, got {max_predictions}.")
@@ -214,8 +217,8 @@ def break_even_chart(
             annotation_position="top left",
         )
     fig.update_layout(
-        title={"text": break_even_headline(breakeven, trade_off), "font": {"size": 16},
-               "subtitle": {"text": trade_off_detail(trade_off)}},
+        title={"text": break_even_headline(breakeven, trade_off, metric), "font": {"size": 16},
+               "subtitle": {"text": trade_off_detail(trade_off, metric)}},
         margin={"t": 90},
         legend=BOTTOM_LEGEND,
         height=legend_height(450, 2, per_row=1),
@@ -234,21 +237,24 @@ def _horizon(breakeven: float | None, max_predictions: int | None) -> float:
     return float(DEFAULT_HORIZON)
 
 
-def break_even_headline(breakeven: float | None, trade_off: Mapping[str, Any] | None) -> str:
-    """The break-even chart's title: pay-back (only when not significantly worse) and the accuracy trade-off."""
+def break_even_headline(breakeven: float | None, trade_off: Mapping[str, Any] | None,
+                        metric: str = ACCURACY) -> str:
+    """The break-even chart's title: pay-back (only when not significantly worse) and the accuracy (or score)
+    trade-off."""
     if trade_off and trade_off.get("worse"):
         points = abs(float(trade_off["diff"])) * 100
         tail = "it is cheaper, not a replacement" if breakeven is not None else "and it is not cheaper either"
-        return f"The optimized student is {points:.1f} points less accurate (significant): {tail}"
-    accuracy = _accuracy_phrase(trade_off)
+        worse = "less accurate" if metric == ACCURACY else f"of {metric} lower"
+        return f"The optimized student is {points:.1f} points {worse} (significant): {tail}"
+    accuracy = _accuracy_phrase(trade_off, metric)
     if breakeven is None:
         return f"Never pays back: the optimized student is not cheaper per prediction, {accuracy}"
     return f"Pays back after {breakeven:,.0f} predictions, {accuracy}"
 
 
-def _accuracy_phrase(trade_off: Mapping[str, Any] | None) -> str:
+def _accuracy_phrase(trade_off: Mapping[str, Any] | None, metric: str = ACCURACY) -> str:
     if not trade_off:
-        return "accuracy not compared"
+        return f"{metric} not compared"
     diff = float(trade_off["diff"]) * 100
     low, high = float(trade_off["ci_low"]), float(trade_off["ci_high"])
     if not trade_off.get("paired"):
@@ -256,14 +262,17 @@ def _accuracy_phrase(trade_off: Mapping[str, Any] | None) -> str:
     else:
         qualifier = "significant" if trade_off.get("significant", low > 0 or high < 0) else "not significant"
     if abs(diff) < 0.05:
-        return f"at the same accuracy ({qualifier})"
-    return f"at {abs(diff):.1f} points {'higher' if diff > 0 else 'lower'} accuracy ({qualifier})"
+        return f"at the same {metric} ({qualifier})"
+    return f"at {abs(diff):.1f} points {'higher' if diff > 0 else 'lower'} {metric} ({qualifier})"
 
 
-def trade_off_detail(trade_off: Mapping[str, Any] | None) -> str:
-    """"Reference 45.0% vs optimized 31.7% on the same 60 examples; 95% interval …" (the chart's subtitle)."""
+def trade_off_detail(trade_off: Mapping[str, Any] | None, metric: str = ACCURACY) -> str:
+    """"Reference 45.0% vs optimized 31.7% on the same 60 examples; 95% interval …" (the chart's subtitle); a task's
+    score reads "Reference mean token F1 0.672 vs optimized 0.972 …" with its paired test."""
     if not trade_off:
-        return "Pick evaluations with per-example records to compare accuracy too."
+        return f"Pick evaluations with per-example records to compare {metric} too."
+    if metric != ACCURACY:
+        return _score_detail(trade_off, metric)
     ref, opt = float(trade_off["accuracy_reference"]) * 100, float(trade_off["accuracy_optimized"]) * 100
     low, high = float(trade_off["ci_low"]) * 100, float(trade_off["ci_high"]) * 100
     if trade_off.get("paired"):
@@ -273,5 +282,19 @@ def trade_off_detail(trade_off: Mapping[str, Any] | None) -> str:
                 f"paired 95% interval {low:+.1f} to {high:+.1f} points"
                 + ("" if np.isnan(p) else f", McNemar {stats.p_text(p)}"))
     return (f"Reference {ref:.1f}% (n={int(trade_off.get('n_reference', 0))}) vs optimized {opt:.1f}% "
+            f"(n={int(trade_off.get('n_optimized', trade_off['n']))}) on different examples; "
+            f"unpaired 95% interval {low:+.1f} to {high:+.1f} points")
+
+
+def _score_detail(trade_off: Mapping[str, Any], metric: str) -> str:
+    ref, opt = float(trade_off["accuracy_reference"]), float(trade_off["accuracy_optimized"])
+    low, high = float(trade_off["ci_low"]) * 100, float(trade_off["ci_high"]) * 100
+    if trade_off.get("paired"):
+        p = trade_off.get("p_value")
+        test = str(trade_off.get("test") or "paired test")
+        return (f"Reference mean {metric} {ref:.3f} vs optimized {opt:.3f} on the same {int(trade_off['n'])} "
+                f"examples; paired 95% interval {low:+.1f} to {high:+.1f} points"
+                + ("" if p is None else f", {test} {stats.p_text(float(p))}"))
+    return (f"Reference mean {metric} {ref:.3f} (n={int(trade_off.get('n_reference', 0))}) vs optimized {opt:.3f} "
             f"(n={int(trade_off.get('n_optimized', trade_off['n']))}) on different examples; "
             f"unpaired 95% interval {low:+.1f} to {high:+.1f} points")

@@ -1,0 +1,131 @@
+"""The user's own metric: a Python function in a file, ``path/to/file.py:fn``.
+
+It is called as ``fn(example, prediction)`` with two dicts (the example's inputs and gold outputs by field name, and
+the program's outputs) and returns a score in [0, 1], ``(score, feedback)`` or ``{"score": ..., "feedback": ...}``.
+Loading a file runs its code, so the dashboard only loads files under the folder the operator configures
+(``allowed_dir``); a function that misbehaves on one example makes that example *failed* of kind ``"metric"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import logging
+import math
+import numbers
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from core.config.errors import ConfigError
+from core.scoring.base import Score
+
+logger = logging.getLogger(__name__)
+
+_FORMAT_HINT = 'Write it as "path/to/file.py:function_name".'
+_loaded = itertools.count()  # a fresh module name per load: two files named metrics.py never share one
+
+
+def _split(ref: str) -> tuple[str, str]:
+    path, sep, name = str(ref).strip().rpartition(":")
+    if not sep or not path or not name.isidentifier():
+        raise ConfigError(f"{ref!r} does not name a function in a file.", _FORMAT_HINT)
+    return path, name
+
+
+def _resolve(path: str, allowed_dir: str | Path | None) -> Path:
+    """The file, symlinks resolved; a relative path is under ``allowed_dir`` when one is given, else the cwd."""
+    given = Path(path).expanduser()
+    if allowed_dir is None:
+        return given.resolve()
+    root = Path(allowed_dir).expanduser().resolve()
+    resolved = (given if given.is_absolute() else root / given).resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(f"The metric file {path!r} is outside the folder metric functions may be loaded from.",
+                          f"Put it under {root} (the operator's metric functions folder).")
+    return resolved
+
+
+def load_function(ref: str, allowed_dir: str | Path | None = None) -> Callable[..., Any]:
+    """The function ``ref`` (``"path/to/file.py:fn"``) names, loaded from its file as a module of its own.
+
+    Raises ConfigError for a malformed ref, a missing file, a file outside ``allowed_dir`` (when given), a syntax
+    error (with its line), an error while the file runs, and a missing or non-callable ``fn``.
+    """
+    path, name = _split(ref)
+    file = _resolve(path, allowed_dir)
+    if not file.is_file():
+        raise ConfigError(f"The metric file {path!r} does not exist ({file}).",
+                          "Check the path; a relative path is read from " +
+                          ("the metric functions folder." if allowed_dir is not None else "the working directory."))
+    digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
+    module_name = f"gepa_studio_user_metric_{digest}_{next(_loaded)}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path!r} cannot be loaded as Python.", "A metric file is a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise ConfigError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}.",
+                          "Fix the file; python -m py_compile FILE shows the same.") from exc
+    except Exception as exc:  # whatever the user's file raises on import: say which file and why
+        sys.modules.pop(module_name, None)
+        raise ConfigError(f"{path} raised while loading: {type(exc).__name__}: {exc}",
+                          "Run the file with python to see the whole error.") from exc
+    fn = getattr(module, name, None)
+    if fn is None:
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                       and getattr(v, "__module__", None) == module_name)
+        raise ConfigError(f"{path} has no function {name!r}.",
+                          f"Functions it defines: {', '.join(found)}." if found else "Define it in that file.")
+    if not callable(fn):
+        raise ConfigError(f"{path}:{name} is a {type(fn).__name__}, not a function.",
+                          "Name a function: def fn(example, prediction) -> float.")
+    return fn
+
+
+def _unpack(result: Any) -> tuple[Any, str]:
+    """``(value, feedback)`` from what a user's function returned; TypeError for a shape it may not take."""
+    if isinstance(result, tuple):
+        if len(result) != 2 or not isinstance(result[1], str):
+            raise TypeError(f"a tuple must be (score, feedback text), got {result!r}"[:300])
+        return result[0], result[1]
+    if isinstance(result, Mapping):
+        if "score" not in result:
+            raise TypeError(f"a dict must hold 'score' (and may hold 'feedback'), got keys {sorted(map(str, result))}")
+        return result["score"], str(result.get("feedback") or "")
+    return result, ""
+
+
+class FunctionScorer:
+    """A :class:`core.scoring.base.Scorer` over a user's function (thread-safe as far as the function is)."""
+
+    def __init__(self, fn: Callable[..., Any], ref: str) -> None:
+        self.fn = fn
+        self.fn_name = ref.rpartition(":")[2] or getattr(fn, "__name__", "metric")  # the name the user wrote
+        self.name = f"{self.fn_name} (your function)"
+
+    def __call__(self, inputs: Mapping[str, Any], gold: Mapping[str, Any], predicted: Mapping[str, Any]) -> Score:
+        try:
+            result = self.fn({**inputs, **gold}, dict(predicted))
+        except Exception as exc:  # noqa: BLE001 - the user's function failing on one example fails that example
+            return self._failed("raised", f"{type(exc).__name__}: {exc}")
+        try:
+            value, feedback = _unpack(result)
+        except TypeError as exc:
+            return self._failed("returned the wrong shape", str(exc))
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return self._failed("returned the wrong type", f"a score is a number in [0, 1], got {value!r}"[:300])
+        if math.isnan(value):
+            return self._failed("returned NaN", "a score is a number in [0, 1]")
+        if not 0.0 <= value <= 1.0:
+            return self._failed("returned a score outside [0, 1]", repr(value))
+        return Score.of(float(value), feedback or f"{self.fn_name} scored {float(value):.2f}.")
+
+    def _failed(self, what: str, message: str) -> Score:
+        logger.debug("%s %s: %s", self.fn_name, what, message)
+        return Score.failed("metric", f"{self.fn_name} {what}: {message}")
