@@ -41,6 +41,7 @@ def optimize(url: str, task: str, budget: int, optimizer: str, data_dir: str) ->
 
 def figures(data_dir: str) -> dict:
     """The newest optimization's figures and its verdict, read from the store the CLI wrote."""
+    from core.analytics.charts.scores import metric_name
     from core.analytics.verdict import verdict
     from core.config.settings import load_settings
     from core.evaluation.baseline import run_dir
@@ -53,7 +54,8 @@ def figures(data_dir: str) -> dict:
     m, tags = run.metrics, run.tags
     records = [read_records(run_dir(store, tags[f"studio.{p}_eval_run_id"]) / "records.jsonl")
                for p in ("original", "optimized")]
-    v = verdict(records[0], records[1], "the original", "The optimized program", tags.get("studio.metric", "score"))
+    v = verdict(records[0], records[1], "the original", "The optimized program",
+                metric_name(tags.get("studio.metric", "score")))
     evals = {p: store.get_run(tags[f"studio.{p}_eval_run_id"]).data.metrics for p in ("original", "optimized")}
     return {"metric": tags.get("studio.metric"), "before": m.get("original_test_score"),
             "after": m.get("optimized_test_score"), "ci": (evals["optimized"]["score_ci_low"],
