@@ -159,12 +159,7 @@ if not task.is_classification:  # any task: its columns, signature and prompt in
     task_fields.overview(task, splits, source_tables, spec, data_name if kind == "file" else Path(task.source).name)
     st.stop()
 rows_available = sum(len(t) for t in source_tables.values())
-cols = st.columns(4)
-cols[0].metric("Labels", len(task.labels))
-cols[1].metric("Rows available", f"{rows_available:,}",
-               help=" + ".join(f"{len(t):,} in the {name}" for name, t in source_tables.items()))
-cols[2].metric("Train / validation", f"{sizes['train']} / {sizes['val']}")
-cols[3].metric("Test", sizes["test"])
+task_fields.counts(("Labels", len(task.labels)), source_tables, sizes)
 
 chart_cols = st.columns(2)
 split_tables = {"train": splits.train, "validation": splits.val, "test": splits.test}

@@ -306,18 +306,23 @@ def checked_metric(task: Task, metrics_dir: Path | None) -> str:
     return metric_name(task)
 
 
+def counts(first: tuple[str, int], tables: dict[str, pd.DataFrame], sizes: dict[str, int]) -> None:
+    """The Task page's row of counts: ``first`` (labels, or outputs), the rows available in the source tables, the
+    train / validation and test sizes."""
+    cols = st.columns(4)
+    cols[0].metric(*first)
+    cols[1].metric("Rows available", f"{sum(len(t) for t in tables.values()):,}",
+                   help=" + ".join(f"{len(t):,} in the {name}" for name, t in tables.items()))
+    cols[2].metric("Train / validation", f"{sizes['train']} / {sizes['val']}")
+    cols[3].metric("Test", sizes["test"])
+
+
 def overview(task: Task, splits: Splits, tables: dict[str, pd.DataFrame], sample: SampleSpec, data: str) -> None:
     """A task beyond classification: counts, a preview of its columns, its signature and one example's full prompt,
     and its task file to save. ``tables``: the source tables by name (train table, test table)."""
     from core.program.preview import task_preview
 
-    sizes = splits.sizes()
-    cols = st.columns(4)
-    cols[0].metric("Outputs", len(task.outputs))
-    cols[1].metric("Rows available", f"{sum(len(t) for t in tables.values()):,}",
-                   help=" + ".join(f"{len(t):,} in the {name}" for name, t in tables.items()))
-    cols[2].metric("Train / validation", f"{sizes['train']} / {sizes['val']}")
-    cols[3].metric("Test", sizes["test"])
+    counts(("Outputs", len(task.outputs)), tables, splits.sizes())
     st.subheader("Preview")
     shown = list(dict.fromkeys([*task.columns, *([sample.stratify] if sample.stratify else [])]))
     tabs = st.tabs(["Train", "Validation", "Test", "Source table"])

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.analytics.flips import aligned_records, require_records, scores_of
+from core.analytics.flips import aligned_records, or_failure, require_records, scores_of
 from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -46,11 +46,7 @@ def readable(value: object) -> str:
 
 def _answer(row: Mapping[str, Any]) -> str:
     """What the program answered, or, for an example that failed without an answer, why it failed."""
-    answer = readable(row.get("predicted"))
-    if answer or _text(row.get("outcome")) != "failed":
-        return answer
-    kind, error = _text(row.get("error_kind")) or "other", _text(row.get("error"))
-    return f"(failed: {kind}{': ' + error if error else ''})"
+    return or_failure(row, readable(row.get("predicted")))
 
 
 def changed_examples(records_a: pd.DataFrame, records_b: pd.DataFrame, limit: int = 10) -> pd.DataFrame:

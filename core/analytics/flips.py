@@ -82,13 +82,17 @@ def _text(value: object) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def _raw(row: Mapping[str, Any]) -> str:
-    """What the model wrote when it could not be parsed, or why the example failed; "" otherwise."""
-    raw = _text(row.get("raw_output"))
-    if raw or _text(row.get("outcome")) != "failed":
-        return raw
+def or_failure(row: Mapping[str, Any], shown: str) -> str:
+    """``shown`` (what a record says the model wrote), or, for an example that failed without it, why it failed."""
+    if shown or _text(row.get("outcome")) != "failed":
+        return shown
     kind, error = _text(row.get("error_kind")) or "other", _text(row.get("error"))
     return f"(failed: {kind}{': ' + error if error else ''})"
+
+
+def _raw(row: Mapping[str, Any]) -> str:
+    """What the model wrote when it could not be parsed, or why the example failed; "" otherwise."""
+    return or_failure(row, _text(row.get("raw_output")))
 
 
 def flipped(records_a: pd.DataFrame, records_b: pd.DataFrame) -> pd.DataFrame:

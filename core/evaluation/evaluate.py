@@ -97,6 +97,7 @@ class _Setup:
     labels: tuple[str, ...]
     task: Task | None = None  # a task beyond classification (read and scored through ``scorer``)
     scorer: Scorer | None = None
+    judge_price: Price | None = None  # the rubric judge's price: its billed calls are the example's spend too
 
 
 def _new_record(setup: _Setup, example: dspy.Example, idx: int) -> EvalRecord:
@@ -120,7 +121,12 @@ def _answer(setup: _Setup, rec: EvalRecord, example: dspy.Example) -> None:
     if answer.error:
         return
     rec.predicted = shown_fields(answer.values, task.output_names)
-    score = setup.scorer(example.inputs(), {name: example[name] for name in task.output_names}, answer.values)
+    with dspy.track_usage() as usage:  # the judge's calls (this thread's; answers from the cache bill nothing)
+        score = setup.scorer(example.inputs(), {name: example[name] for name in task.output_names}, answer.values)
+    judged = [entry for entries in usage.usage_data.values() for entry in entries]
+    if judged and setup.judge_price is not None:
+        tokens = [sum(int(e.get(k) or 0) for e in judged) for k in ("prompt_tokens", "completion_tokens")]
+        rec.judge_calls, rec.judge_spent_usd = len(judged), setup.judge_price.cost(*tokens) or 0.0
     rec.score, rec.feedback = score.value, score.feedback[:2000]
     rec.field_scores = json.dumps(dict(score.fields)) if len(task.output_names) > 1 else None
     if score.outcome == "failed":
@@ -157,7 +163,7 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
         if getattr(entries[-1].get("response"), "finish_reason", None) == "length":
             rec.error = "the answer was cut off at max_tokens (finish_reason 'length')"
     rec.cost_usd = setup.price.cost(rec.input_tokens, rec.output_tokens) or 0.0
-    rec.spent_usd = setup.price.cost(*billed) or 0.0
+    rec.spent_usd = (setup.price.cost(*billed) or 0.0) + rec.judge_spent_usd
     if setup.scorer is not None:
         rec.outcome = "failed" if rec.error_kind else outcome_of(rec.score or 0.0)
         rec.correct = rec.outcome == "correct"
@@ -312,7 +318,8 @@ def evaluate(program: dspy.Module, spec: ModelSpec, examples: list[dspy.Example]
     scorer = None if task.is_classification else (options.scorer or task_scorer(task, options.judge,
                                                                                          cache=options.cache))
     setup = _Setup(program, spec, price, task.input_field, task.output_field, task.labels,
-                   None if task.is_classification else task, scorer)
+                   None if task.is_classification else task, scorer,
+                   resolve_price(options.judge) if options.judge is not None else None)
     breaker = options.breaker or CircuitBreaker(spec.name, BreakerSettings.from_env(), tries_per_call=retries + 1)
     path = Path(options.records_path) if options.records_path else None
     done = _start_records(path, options.resume)

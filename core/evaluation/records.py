@@ -21,7 +21,7 @@ from core.lm.breaker import FAILURE_KINDS, PROVIDER_KINDS
 RECORD_COLUMNS = [
     "idx", "text", "gold", "predicted", "correct", "outcome", "raw_output", "latency_s", "queue_s",
     "input_tokens", "output_tokens", "cost_usd", "cached", "calls", "attempts", "error", "error_kind", "cached_calls",
-    "spent_usd", "score", "field_scores", "feedback",
+    "spent_usd", "score", "field_scores", "feedback", "judge_calls", "judge_spent_usd",
 ]
 
 @dataclass
@@ -50,6 +50,8 @@ class EvalRecord:
     score: float | None = None  # the metric's score in [0, 1] (None: failed, or a label record from before scores)
     field_scores: str | None = None  # JSON {output field: score} of a task with several outputs
     feedback: str | None = None  # what the metric said about the answer (a judge's rationale), beyond classification
+    judge_calls: int = 0  # calls of a rubric judge the provider answered (billed) for this example
+    judge_spent_usd: float = 0.0  # what they cost; part of spent_usd (not of cost_usd: the judge is not the program)
 
 
 def _spent(records: pd.DataFrame) -> pd.Series:
@@ -70,6 +72,7 @@ def _record_from_row(row: dict[str, Any]) -> EvalRecord:
     rec.attempts = int(rec.attempts or 1)
     rec.cached_calls = int(rec.cached_calls or 0)  # records older than cached_calls: none counted
     rec.queue_s = float(rec.queue_s or 0.0)  # records older than queue_s: none measured
+    rec.judge_calls, rec.judge_spent_usd = int(rec.judge_calls or 0), float(rec.judge_spent_usd or 0.0)
     if rec.outcome not in ("correct", "partial", "wrong", "failed"):
         rec.outcome = "correct" if rec.correct else ("failed" if rec.error_kind else "wrong")
     return rec
@@ -167,6 +170,9 @@ def aggregate(records: pd.DataFrame, labels: tuple[str, ...]) -> tuple[dict[str,
         "cached_calls": float(records["cached_calls"].fillna(0).sum()) if n else 0.0,
         "retried": float((records["attempts"].fillna(1).astype(int) > 1).sum()) if n else 0.0,
         "lm_calls": float(records["calls"].sum()) if n else 0.0,
+        "judge_calls": float(records["judge_calls"].fillna(0).sum()) if n and "judge_calls" in records else 0.0,
+        "judge_spent_usd": float(records["judge_spent_usd"].fillna(0).sum())
+        if n and "judge_spent_usd" in records else 0.0,
         **_score_metrics(records),
     }
     if not labels:  # a task beyond classification: no label table

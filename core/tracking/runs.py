@@ -302,10 +302,10 @@ SPREAD_COLUMNS = ["repeat_key", "label", "run_id", "seed", "original", "optimize
 
 def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
     """Optimizations repeated with other seeds, one row per seed (columns SPREAD_COLUMNS): per ``repeat_key`` with at
-    least 2 seeds that have test results, its ``label`` (the run label without the accuracies), each seed's
-    ``original`` and ``optimized`` test accuracy and ``gain``, and the repeat's ``n_seeds``, ``median``, ``min`` and
-    ``max`` optimized accuracy, the range of the original's, and the smallest gain. A seed run twice counts once
-    (its newest run); repeats are ordered newest first."""
+    least 2 seeds that have test results, its ``label``, each seed's ``original`` and ``optimized`` test score (the
+    accuracy for classification) and ``gain``, and the repeat's ``n_seeds``, ``median``, ``min`` and ``max``
+    optimized score, the range of the original's, and the smallest gain. A seed run twice counts once (its newest
+    run); repeats are ordered newest first."""
     opts = optimization_frame(runs)
     df = opts[opts["has_results"] & opts["repeat_key"].notna() & opts["seed"].notna()].copy()
     df = df.sort_values("start_time", ascending=False, kind="stable", na_position="last")
@@ -314,8 +314,8 @@ def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame(columns=SPREAD_COLUMNS)
     df["label"] = _setup_labels(df)
-    df["original"] = df["original_test_accuracy"].astype(float)
-    df["optimized"] = df["optimized_test_accuracy"].astype(float)
+    df["original"] = df["original_test_score"].astype(float)  # = the accuracy for classification
+    df["optimized"] = df["optimized_test_score"].astype(float)
     df["gain"] = df["optimized"] - df["original"]
     groups = df.groupby("repeat_key", sort=False)
     df["n_seeds"] = groups["seed"].transform("size").astype(int)

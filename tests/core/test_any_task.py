@@ -178,7 +178,10 @@ def test_a_rubric_judge_scores_and_a_broken_judge_fails_examples_not_zero(tasks_
     common = ["baseline", "--task", "rewrite", "--models", f"openai/stub-small@{url}", "-q"]
     out = run_cli(*common)
     assert out.returncode == 2 and "judge" in out.stderr and "Traceback" not in out.stderr
-    out = run_cli(*common, "--judge", f"openai/stub-large@{url}")
+    out = run_cli("models", "add", "judge-priced", "openai/stub-large", "--api-base", url, "--price-in", "3",
+                  "--price-out", "15")
+    assert out.returncode == 0, out.stderr
+    out = run_cli(*common, "--judge", "judge-priced")
     assert out.returncode == 0, out.stderr
     with StubLLMServer(responder=lambda *a: StubError(500, "judge down")) as dead:
         out = run_cli(*common, "--judge", f"openai/stub-large@{dead.base_url}")
@@ -187,4 +190,37 @@ def test_a_rubric_judge_scores_and_a_broken_judge_fails_examples_not_zero(tasks_
     judged = [m for m in metrics if not m.get("failed_judge")]
     broken = [m for m in metrics if m.get("failed_judge")]
     assert judged and 0 < judged[0]["score"] < 1
+    # the judge's 30 billed calls are the run's spend too (the student is unpriced here), not the program's cost
+    assert judged[0]["judge_calls"] == 30 and judged[0]["judge_spent_usd"] > 0
+    assert judged[0]["spent_usd"] == pytest.approx(judged[0]["judge_spent_usd"]) and judged[0]["cost_usd"] == 0
     assert broken and broken[0]["failed_judge"] == 30 and broken[0]["failed"] == 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "optimizer"), [("extract", "gepa"), ("qa", "gepa"), ("tags", "gepa"),
+                                                 ("rewrite", "gepa"), ("qa", "miprov2"), ("tags", "fewshot")])
+def test_every_shipped_task_is_optimized_over_http_with_a_verdict_on_its_metric(tasks_stub, settings, task,
+                                                                               optimizer):
+    from core.analytics.charts.scores import metric_name
+    from core.analytics.verdict import verdict
+    from core.evaluation.baseline import run_dir
+    from core.evaluation.records import read_records
+
+    url = tasks_stub.base_url
+    budget = {"gepa": "120", "miprov2": "light", "fewshot": "light"}[optimizer]
+    out = run_cli("optimize", "--task", task, "--optimizer", optimizer, "--student", f"openai/stub-small@{url}",
+                  "--reflection", f"openai/stub-large@{url}", "--budget", budget, "--threads", "4")
+    assert out.returncode == 0, out.stderr[-3000:]
+    store = RunStore(settings)
+    run = store.get_run(store.list_runs(kind="optimization")["run_id"].iloc[0]).data
+    before, after = run.metrics["original_test_score"], run.metrics["optimized_test_score"]
+    records = [read_records(run_dir(store, run.tags[f"studio.{p}_eval_run_id"]) / "records.jsonl")
+               for p in ("original", "optimized")]
+    metric = metric_name(run.tags["studio.metric"])
+    v = verdict(records[0], records[1], "the original", "The optimized program", metric)
+    assert (v.accuracy_a, v.accuracy_b) == pytest.approx((before, after))
+    if optimizer == "fewshot":  # demos of a stub that ignores them: no gain to claim, only an honest verdict
+        assert v.sentence and after >= 0
+        return
+    assert after > before + 0.2 and v.significant and v.test == "paired permutation test"
+    assert metric in v.sentence

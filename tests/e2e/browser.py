@@ -224,3 +224,27 @@ def widget_text(page, widget_key: str) -> str:
     values = container.evaluate("el => [...el.querySelectorAll('input')].map(i => i.value || "
                                 "i.getAttribute('aria-label') || '').join(' ')")
     return f"{container.inner_text()} {values}"
+
+
+def start_custom_gepa(page, calls: int) -> None:
+    """Optimize: a custom budget of ``calls`` metric calls, started (the caller waits for its result)."""
+    goto(page, "Optimize")
+    key(page, "optimize.budget").get_by_text("custom", exact=True).click()
+    settle(page)
+    key(page, "optimize.max_calls").locator("input").fill(str(calls))
+    page.keyboard.press("Enter")
+    settle(page)
+    key(page, "optimize.start").locator("button").click()
+
+
+def download_report(page, path: Path, timeout_ms: int = 60_000) -> str:
+    """Compare: build the report, download it to ``path``; its HTML."""
+    from playwright.sync_api import expect
+
+    key(page, "compare.report.build").locator("button").click()
+    button = key(page, "compare.report.download").locator("button")
+    expect(button).to_be_visible(timeout=timeout_ms)
+    with page.expect_download(timeout=60_000) as saved:
+        button.click()
+    saved.value.save_as(path)
+    return Path(path).read_text(encoding="utf-8")

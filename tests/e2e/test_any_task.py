@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from core.tasks.task_file import SHIPPED_DIR
-from tests.e2e.browser import add_model, dashboard, goto, key, pick, settle, shot
+from tests.e2e.browser import add_model, dashboard, download_report, goto, key, pick, settle, shot, start_custom_gepa
 from tests.stub_tasks import task_stub
 
 pytestmark = pytest.mark.e2e
@@ -63,13 +63,7 @@ def _baseline_and_gepa(page) -> None:
     expect(page.get_by_text("succeeded").first).to_be_visible(timeout=120_000)
     settle(page, 1500)
     shot(page, "any-2-baselines")
-    goto(page, "Optimize")
-    key(page, "optimize.budget").get_by_text("custom", exact=True).click()
-    settle(page)
-    key(page, "optimize.max_calls").locator("input").fill("120")
-    page.keyboard.press("Enter")
-    settle(page)
-    key(page, "optimize.start").locator("button").click()
+    start_custom_gepa(page, 120)
     expect(page.get_by_text("Test score (token F1) after").first).to_be_visible(timeout=240_000)
     shot(page, "any-3-optimize")
 
@@ -87,14 +81,7 @@ def _compare_and_report(page, tmp_path) -> str:
     expect(page.get_by_text("Word by word, from A's answer to B's", exact=False)).to_be_visible(timeout=30_000)
     expect(page.locator(".gs-diff ins").first).to_be_visible(timeout=30_000)
     assert "Confusion matrix" not in page.content()
-    key(page, "compare.report.build").locator("button").click()
-    download_button = key(page, "compare.report.download").locator("button")
-    expect(download_button).to_be_visible(timeout=120_000)
-    with page.expect_download(timeout=60_000) as info:
-        download_button.click()
-    html = tmp_path / "report.html"
-    info.value.save_as(str(html))
-    return html.read_text(encoding="utf-8")
+    return download_report(page, tmp_path / "report.html", timeout_ms=120_000)
 
 
 @pytest.mark.timeout(480)

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.e2e.browser import add_model, dashboard, goto, key, pick, settle, shot
+from tests.e2e.browser import add_model, dashboard, goto, key, pick, settle, shot, start_custom_gepa
 from tests.stub_server import StubLLMServer, gepa_responder
 
 pytestmark = pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
@@ -53,13 +53,7 @@ def test_configure_baseline_optimize_compare_and_diff(app_url):
         shot(page, "4-baselines")
 
         # Optimize: a custom budget of 60 metric calls, to the end.
-        goto(page, "Optimize")
-        key(page, "optimize.budget").get_by_text("custom", exact=True).click()
-        settle(page)
-        key(page, "optimize.max_calls").locator("input").fill("60")
-        page.keyboard.press("Enter")
-        settle(page)
-        key(page, "optimize.start").locator("button").click()
+        start_custom_gepa(page, 60)
         expect(page.get_by_text("Test accuracy after").first).to_be_visible(timeout=240_000)
         shot(page, "5-optimize")
 

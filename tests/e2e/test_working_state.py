@@ -22,6 +22,7 @@ from tests.e2e.browser import (
     SHOTS,
     add_model,
     dashboard,
+    download_report,
     goto,
     key,
     pick,
@@ -197,14 +198,7 @@ def compare_and_report(page) -> None:
     expect(page.get_by_text("Flipped examples").first).to_be_visible()
     for side in ("a", "b"):
         expect(key(page, f"compare.chart.confusion.{side}").locator(".main-svg").first).to_be_visible()
-    key(page, "compare.report.build").locator("button").click()
-    download = key(page, "compare.report.download").locator("button")
-    expect(download).to_be_visible(timeout=60_000)
-    with page.expect_download(timeout=60_000) as saved:
-        download.click()
-    report = SHOTS / "report-from-compare.html"
-    saved.value.save_as(report)
-    html = report.read_text(encoding="utf-8")
+    html = download_report(page, SHOTS / "report-from-compare.html")
     assert html.lstrip().lower().startswith("<!doctype html") and "stub-small" in html, html[:500]
     shots_at(page, "17-compare")
     print(f"The verdict as the dashboard printed it: {verdicts.first.inner_text()}")
