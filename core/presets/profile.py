@@ -98,7 +98,24 @@ def _task_ref(value: dict[str, Any]) -> dict[str, Any]:
     ref = TaskRef.from_dict(value)
     if ref.kind not in SOURCES:
         raise ValueError(f"no task source {ref.kind!r} (known: {', '.join(SOURCES)})")
+    _check_metric_function(ref)
     return ref.to_dict()
+
+
+def _check_metric_function(ref: TaskRef) -> None:
+    """A link or a saved state never brings in code: a metric function it names must lie under the operator's
+    folder (GEPA_STUDIO_METRICS_DIR), as the Task page's own list does (ValueError: the task is left out)."""
+    from core.config.settings import load_settings
+    from core.program.preview import check_function_metric
+
+    try:
+        metric = str((json.loads(ref.fields) if ref.fields else {}).get("metric") or "")
+    except (ValueError, AttributeError):
+        raise ValueError("its fields are not a JSON object") from None
+    try:
+        check_function_metric(metric, load_settings().metrics_dir)
+    except StudioError as exc:
+        raise ValueError(exc.message) from None
 
 
 def _sample(value: dict[str, Any]) -> dict[str, Any]:

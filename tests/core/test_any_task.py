@@ -224,3 +224,19 @@ def test_every_shipped_task_is_optimized_over_http_with_a_verdict_on_its_metric(
         return
     assert after > before + 0.2 and v.significant and v.test == "paired permutation test"
     assert metric in v.sentence
+
+
+def test_a_link_never_brings_in_a_metric_function_from_outside_the_operators_folder(settings, tmp_path, monkeypatch):
+    from core.presets.profile import from_query, to_query
+
+    evil = tmp_path / "evil.py"
+    evil.write_text("def fn(example, prediction):\n    return 1.0\n")
+    fields = json.dumps({"inputs": [{"column": "q"}], "outputs": [{"column": "a", "kind": "text"}],
+                         "metric": f"{evil}:fn"})
+    ref = TaskRef(kind="file", source=str(settings.data_dir / "uploads" / "t.csv"), fields=fields)
+    params = to_query({"task_ref": ref.to_dict()})
+    found, notes = from_query(params, data_dir=settings.data_dir)
+    assert "task_ref" not in found and any("task" in n for n in notes)
+    monkeypatch.setenv("GEPA_STUDIO_METRICS_DIR", str(tmp_path))  # the operator allows that folder: it comes in
+    found, notes = from_query(params, data_dir=settings.data_dir)
+    assert json.loads(found["task_ref"]["fields"])["metric"] == f"{evil}:fn"

@@ -42,10 +42,17 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def _as_a_terminal_starts_it() -> None:
+    """Ctrl-C reaches the command as from a shell: SIGINT at its default and not blocked, whatever this test
+    process inherited (a blocked or ignored SIGINT survives exec, and the Ctrl-C would never arrive)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_a_terminal_starts_it)
 
 
 def interrupt(proc: subprocess.Popen) -> tuple[int, str, str]:

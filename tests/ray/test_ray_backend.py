@@ -85,12 +85,20 @@ def test_killed_worker_reads_interrupted_and_resumes_on_ray(ray_settings, tracki
     manager = JobManager(ray_settings)
     job_id = manager.submit_optimization(http_config(ref, stub, max_metric_calls=budget, use_merge=False))
 
+    second = {}  # when the search was first seen past its second iteration
+
     def saved(job, progress):
         if progress.get("iteration", 0) < 2:
             return False
+        second.setdefault("at", time.time())
         tags = tags_of(tracking_server, job_id)
-        return mb.CHECKPOINT in tags and any(a.path.endswith("gepa_state.bin") for a in mb.client_for(
-            tracking_server).list_artifacts(mb.find_run(mb.client_for(tracking_server), job_id), "job/gepa"))
+        # a checkpoint written after that (every 5 s): it holds the progress the resume must not redo; an earlier one
+        # (a loaded machine) would make the resume nearly a fresh run
+        if float(tags.get(mb.CHECKPOINT) or 0) <= second["at"]:
+            return False
+        client = mb.client_for(tracking_server)
+        return any(a.path.endswith("gepa_state.bin")
+                   for a in client.list_artifacts(mb.find_run(client, job_id), "job/gepa"))
 
     wait_for(manager, job_id, saved)
     os.kill(int(tags_of(tracking_server, job_id)[mb.PID]), signal.SIGKILL)
