@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from core.analytics.stats import MIN_DISCORDANT, _points, compare_paired, needed_phrase, p_text, wilson_interval
+from core.analytics.stats import (
+    MIN_DISCORDANT,
+    _points,
+    compare_paired,
+    difference_sentence,
+    needed_phrase,
+    p_text,
+    wilson_interval,
+)
 from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -249,13 +257,8 @@ def score_sentence(c: Mapping[str, Any], name_a: str, name_b: str, metric: str =
         return (f"{name_b} and {name_a} score differently on only {a_only + b_only} of {n} test examples ({b_only} "
                 f"higher vs {a_only} lower): too few to test a difference, a paired test needs at least "
                 f"{MIN_DISCORDANT} ({ci})" + (tail if more else "."))
-    points = f"{abs(diff) * 100:.1f} points of {metric}"
-    stats_text = f"({ci}, {test} {p_text(float(c['p_value']))})"
-    if c.get("significant"):
-        return (f"{name_b} is {points} {'better' if diff > 0 else 'worse'} than {name_a} {stats_text} on {n} test "
-                f"examples{tail}")
-    return (f"{name_b} scores {points} {'higher' if diff > 0 else 'lower'} than {name_a} {stats_text}: "
-            f"{n} test examples cannot tell them apart" + (tail if more else "."))
+    return difference_sentence(c, (name_a, name_b), f"{abs(diff) * 100:.1f} points of {metric}",
+                               f"({ci}, {test} {p_text(float(c['p_value']))})")
 
 
 def score_summary(scores: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:

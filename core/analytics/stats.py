@@ -303,13 +303,21 @@ def paired_sentence(c: Mapping[str, Any], name_a: str, name_b: str, confidence: 
         return (f"{name_b} and {name_a} disagree on only {a_only + b_only} of {n} test examples ({b_only} vs "
                 f"{a_only}): too few to test a difference, an exact test needs at least {MIN_DISCORDANT} ({ci})"
                 + (tail if more else "."))
-    points = f"{abs(diff) * 100:.1f} points"
-    test = f"({ci}, exact McNemar {p_text(float(c['p_value']))})"
+    return difference_sentence(c, (name_a, name_b), f"{abs(diff) * 100:.1f} points",
+                               f"({ci}, exact McNemar {p_text(float(c['p_value']))})")
+
+
+def difference_sentence(c: Mapping[str, Any], names: tuple[str, str], points: str, test: str) -> str:
+    """The verdict on a difference a test could weigh (``c``: the paired comparison's numbers; ``names``: a's and
+    b's; ``points``: its size in words; ``test``: the interval and p in brackets): better / worse when significant,
+    else higher / lower with "cannot tell them apart", and the sample-size hint where it says more."""
+    (name_a, name_b), n, diff, needed = names, int(c["n"]), float(c["diff"]), c.get("needed_n")
+    tail = f"; {needed_phrase(n, needed)}." if needed is not None else "."
     if c.get("significant"):
         return (f"{name_b} is {points} {'better' if diff > 0 else 'worse'} than {name_a} {test} on {n} test "
                 f"examples{tail}")
     return (f"{name_b} scores {points} {'higher' if diff > 0 else 'lower'} than {name_a} {test}: "
-            f"{n} test examples cannot tell them apart" + (tail if more else "."))
+            f"{n} test examples cannot tell them apart" + (tail if needed is not None and needed > n else "."))
 
 
 def paired_summary(before: pd.DataFrame, after: pd.DataFrame) -> dict[str, Any]:

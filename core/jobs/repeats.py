@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.config.errors import ConfigError
 from core.jobs.registry import JobManager
-from core.jobs.sweeps import children_of, sweep_progress
+from core.jobs.sweeps import abandon, children_of, launch
 from core.tracking.runs import module_name
 
 logger = logging.getLogger(__name__)
@@ -63,13 +63,10 @@ def submit_repeat(manager: JobManager, config: Any, n: int, *, plan: Any = None,
         cell = {"student": config.student.name, "optimizer": config.optimizer, "budget": config.budget_label()}
         cells = {job: {**cell, "seed": seed} for job, seed in zip(children, seeds, strict=True)}
         manager.set_config(group_id, {**base, "children": children, "cells": cells})
-    except BaseException as exc:  # half a repeat is no repeat: nothing of it stays queued
-        for child_id in children:
-            manager.finish(child_id, "cancelled", "its repeat could not be queued")
-        manager.finish(group_id, "failed", f"could not queue the repeat: {exc}")
+    except BaseException as exc:
+        abandon(manager, group_id, children, "repeat", exc)
         raise
-    manager.mark_running(group_id)
-    manager.write_progress(group_id, sweep_progress(manager, group_id))
+    launch(manager, group_id)
     logger.info("queued %d seeds (%s) of %s as repeat %s: %s", n, ", ".join(map(str, seeds)), config.repeat_key(),
                 group_id, ", ".join(children))
     if start:

@@ -145,16 +145,26 @@ def submit_sweep(manager: Any, base: Any, grid: SweepGrid, catalog: Any, *, star
             children.append(manager.submit("optimize", f"{plan.title} · seed {cell['seed']} · sweep"[:200],
                                            config.to_dict(), start=False, plan=stored, started_by=started_by))
         _set_children(manager, sweep_id, grid, base, planned, children)
-    except BaseException as exc:  # half a sweep is no sweep: nothing of it stays queued
-        for child in children:
-            manager.finish(child, "cancelled", "its sweep could not be queued")
-        manager.finish(sweep_id, "failed", f"could not queue the sweep: {exc}")
+    except BaseException as exc:
+        abandon(manager, sweep_id, children, "sweep", exc)
         raise
-    manager.mark_running(sweep_id)
-    manager.write_progress(sweep_id, sweep_progress(manager, sweep_id))
+    launch(manager, sweep_id)
     logger.info("queued sweep %s: %d cells (%s)", sweep_id, len(children), grid.shape())
     manager.schedule()
     return sweep_id
+
+
+def abandon(manager: Any, group_id: str, children: list[str], what: str, exc: BaseException) -> None:
+    """Half a sweep (or repeat, ``what``) is none: its children queued so far cancelled, the group failed."""
+    for child in children:
+        manager.finish(child, "cancelled", f"its {what} could not be queued")
+    manager.finish(group_id, "failed", f"could not queue the {what}: {exc}")
+
+
+def launch(manager: Any, group_id: str) -> None:
+    """A group job whose children are all queued: running, with its first aggregate progress."""
+    manager.mark_running(group_id)
+    manager.write_progress(group_id, sweep_progress(manager, group_id))
 
 
 def _set_children(manager: Any, sweep_id: str, grid: SweepGrid, base: Any, planned: list[Any],

@@ -51,15 +51,19 @@ def section(reader: data.Reader, report: data.ReportData, figs: Figures, skip_pa
     return "".join(parts)
 
 
+def _charted(rows: pd.DataFrame, infos: dict[str, data.RunInfo], what: str) -> tuple[pd.DataFrame, list[str]]:
+    """The runs that can be charted, and a note naming those without ``what`` (failed, stopped or running)."""
+    frame = charts.with_failures(chart_frame(rows), rows)
+    left_out = [rid for rid in infos if rid not in set(frame["run_id"])]
+    note = para(f"Without {what} (failed, stopped or still running), so not charted: " + ", ".join(left_out) + ".",
+                "note")
+    return frame, [note] if left_out else []
+
+
 def _accuracy(reader: data.Reader, infos: dict[str, data.RunInfo], rows: pd.DataFrame, figs: Figures,
               skip_pairs: set[frozenset[str]]) -> str:
     """Classification's evaluations: accuracy, macro F1, per-label F1 and confusion matrices."""
-    frame = charts.with_failures(chart_frame(rows), rows)
-    parts = []
-    left_out = [rid for rid in infos if rid not in set(frame["run_id"])]
-    if left_out:
-        parts.append(para("Without an accuracy (failed, stopped or still running), so not charted: "
-                          + ", ".join(left_out) + ".", "note"))
+    frame, parts = _charted(rows, infos, "an accuracy")
     if frame.empty:
         return "".join(parts)
     names = labels(frame)
@@ -93,12 +97,7 @@ def _scores(reader: data.Reader, infos: dict[str, data.RunInfo], rows: pd.DataFr
             skip_pairs: set[frozenset[str]], metric: str) -> str:
     """Evaluations of a task scored by ``metric``: mean score with its interval, all answers right, the score of each
     output field; the bars and the cost chart drawn on the score."""
-    frame = charts.with_failures(chart_frame(rows), rows)
-    shown, parts = scored.metric_name(metric), []
-    left_out = [rid for rid in infos if rid not in set(frame["run_id"])]
-    if left_out:
-        parts.append(para("Without a score (failed, stopped or still running), so not charted: "
-                          + ", ".join(left_out) + ".", "note"))
+    (frame, parts), shown = _charted(rows, infos, "a score"), scored.metric_name(metric)
     if frame.empty:
         return "".join(parts)
     names = labels(frame)
