@@ -9,7 +9,7 @@ from ui import auth, cache, routing, state
 from ui.widgets import studio_errors
 
 st.set_page_config(page_title="GEPA Studio", page_icon="🧬", layout="wide")
-access = auth.require_access()  # beyond loopback: sign in, or no pages at all (before routing: see ui.routing)
+access = auth.require_access()  # beyond loopback or behind a trusted proxy: who it is, or no pages (see ui.routing)
 routing.mark_routed()
 
 PAGES = [

@@ -77,6 +77,29 @@ def evaluation_run(df: pd.DataFrame, base_url: str, threads: int, *, traces: boo
             "data": data}
 
 
+def bare_http_wall(base_url: str, texts: list[str], threads: int) -> float:
+    """Wall seconds for the same calls, with the same concurrency, through a bare HTTP client (httpx; no DSPy, no
+    studio): what the stub and HTTP alone cost above examples x latency / threads. A warm-up round first."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    url = base_url.rstrip("/") + "/chat/completions"
+    with httpx.Client(limits=httpx.Limits(max_connections=threads * 2), timeout=60) as client:
+        def call(text: str) -> int:
+            return client.post(url, json={"model": "stub-small", "messages": [
+                {"role": "user", "content": f"[[ ## description ## ]]\n{text}\n"}]}).status_code
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(call, texts[:threads]))
+            start = time.perf_counter()
+            codes = list(pool.map(call, texts))
+        wall = time.perf_counter() - start
+    assert set(codes) == {200}, set(codes)
+    return wall
+
+
 class StubProcess:
     """``python -m tests.stub_server LATENCY`` in its own process (so the client's GIL is its own); ``faults``
     (fields of tests.stub_server.Faults) go to it as ``STUB_FAULTS``."""

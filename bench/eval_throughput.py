@@ -9,6 +9,8 @@ Each case is an evaluation run as a user starts it (an MLflow run on a fresh SQL
    examples, 100 ms per call, 16 threads: the same target as case 1; and the built-in scorer's time per example
    (target: under 0.5 ms).
 Prints each case (traces on, then off), the client CPU per example, then the worse of the traces-on ratios last.
+Cases 1 and 2 also time the same calls through a bare HTTP client (no DSPy, no studio), so the stub's and HTTP's own
+cost above the floor is printed apart from the studio's ("wall / bare HTTP").
 Run: .venv/bin/python bench/eval_throughput.py [--quick]  (--quick: case 2 with 1,000 examples)
 """
 
@@ -19,7 +21,7 @@ import sys
 import timeit
 
 import pandas as pd
-from _common import StubProcess, evaluation_run, sentences
+from _common import StubProcess, bare_http_wall, evaluation_run, sentences
 
 CASES = ((500, 0.1, 16, 1.05), (5000, 0.5, 64, 1.10))
 EXTRACT = (500, 0.1, 16, 1.05)
@@ -84,6 +86,9 @@ def main() -> None:
         limit = n * latency / threads
         df = sentences(n)
         with StubProcess(latency) as stub:
+            bare = bare_http_wall(stub.base_url, [str(t) for t in df["description"]], threads)
+            print(f"{n} examples, {latency * 1000:.0f} ms per call, {threads} threads, bare HTTP client (no DSPy, no "
+                  f"studio): wall {bare:.2f} s, ratio {bare / limit:.3f}: the stub and HTTP alone", flush=True)
             for traces in (True, False):
                 r = evaluation_run(df, stub.base_url, threads, traces=traces, input_price_per_m=0.07,
                                    output_price_per_m=0.3)
@@ -94,7 +99,8 @@ def main() -> None:
                       f"{'on ' if traces else 'off'}: wall {r['wall']:.2f} s, limit {limit:.2f} s, ratio "
                       f"{r['wall'] / limit:.3f} (target <= {target:.2f}); client CPU {r['cpu'] / n * 1000:.2f} ms per "
                       f"example; traces {r['traces']}; failed {int(m['failed'])}, accuracy (keyword stub) "
-                      f"{m['accuracy']:.3f}, cost ${m['cost_usd']:.6f}", flush=True)
+                      f"{m['accuracy']:.3f}, cost ${m['cost_usd']:.6f}; the studio's own share: wall / bare HTTP "
+                      f"{r['wall'] / bare:.3f}", flush=True)
     if "--no-extract" not in sys.argv:
         ratios.append(extraction_case())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -3,8 +3,7 @@
 import streamlit as st
 
 from core.analytics import charts
-from core.config.settings import get_secret
-from core.lm.models import PROVIDER_HELP
+from core.lm.models import PROVIDER_HELP, key_present
 from core.tracking.runs import chart_frame, latest_per_label, module_name, with_spend
 from ui import auth, cache, routing, state
 from ui.failures import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
@@ -30,7 +29,7 @@ chosen = st.multiselect("Models", names, default=[n for n in state.compare_model
 state.set_compare_models(chosen)
 for name in chosen:
     spec = catalog.models[name]
-    if spec.api_key_env and not spec.is_local and get_secret(spec.api_key_env) is None:
+    if not key_present(spec):
         st.warning(f"{name}: `{spec.api_key_env}` is not set, so its baseline will fail. "
                    f"{PROVIDER_HELP.get(spec.provider, '')}", icon=":material/key:")
 

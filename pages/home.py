@@ -1,8 +1,16 @@
-"""Home: where things are stored, which provider keys are present, counts, where to start and where jobs run."""
+"""Home: where things are stored, which provider keys are present, counts, where to start, where experiments live
+and where jobs run."""
 
 import streamlit as st
 
-from core.config.settings import PROVIDERS
+from core.config.settings import (
+    PROVIDERS,
+    ROOT_ENV,
+    check_experiment_root,
+    get_secret,
+    save_experiment_root,
+    saved_experiment_root,
+)
 from ui import cache, routing, state
 from ui.cluster import where_jobs_run
 from ui.widgets import studio_errors
@@ -65,5 +73,26 @@ with right:
                 f"live in `{where.data_dir}`.")
     st.page_link("pages/compare.py", label="Compare runs", icon=":material/bar_chart:")
     st.page_link("pages/history.py", label="All runs and jobs", icon=":material/history:")
+
+st.subheader("Where experiments live")
+root = where.experiment_root
+st.markdown(f"Each task's runs are the MLflow experiment `{root}/<task>`; Compare and History read the experiments "
+            "under this root only.")
+with studio_errors():
+    check_experiment_root(root, where.tracking_uri)  # a bad root is said here, before a run is refused for it
+if get_secret(ROOT_ENV):
+    st.caption(f"`{ROOT_ENV}` is set in the environment or secrets.toml: it wins over a root saved here.")
+else:
+    with st.form("experiment_root", border=False):
+        value = st.text_input(
+            "Experiment root", value=saved_experiment_root(where.data_dir) or "", key="home_experiment_root",
+            placeholder="gepa-studio (blank); on Databricks /Users/<you>/gepa-studio or /Shared/gepa-studio",
+            help="The folder (or name prefix) of every experiment the studio makes. A Databricks tracking server "
+                 "keeps experiments only in workspace folders. Runs made under another root stay there.")
+        if st.form_submit_button("Save"):
+            with studio_errors():
+                save_experiment_root(where.data_dir, value, where.tracking_uri)
+                cache.clear_caches()  # settings, the run store and the job manager are built again with the root
+                st.rerun()
 
 where_jobs_run()

@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config.errors import ModelError
-from core.config.settings import PROVIDERS, get_secret, secrets_problem
+from core.config.settings import PROVIDERS, secrets_problem
 from core.lm import models as core_models
-from core.lm.models import MAX_RETRIES, MAX_TIMEOUT_S, PROVIDER_HELP, ModelSpec
+from core.lm.models import MAX_RETRIES, MAX_TIMEOUT_S, PROVIDER_HELP, ModelSpec, key_present
 from ui import cache, routing, state
 from ui.catalog import LINK_COLUMNS, PRESET_NAMES, PRICE_COLUMNS, PROVIDER_NAMES, catalog_frame, limits_text
 from ui.widgets import safe_text, show_error, studio_errors
@@ -95,8 +95,8 @@ def _prepare_edit_form(spec: ModelSpec) -> None:
 
 
 def _key_present(name: str) -> bool | None:
-    """Is the model's key variable set now (None: it needs none, or is gone)?"""
-    return get_secret(env) is not None if (env := name in catalog.models and catalog.models[name].api_key_env) else None
+    """Will the model find its credentials now (None: it needs none, or is gone)? Never the value."""
+    return key_present(catalog.models[name]) if name in catalog.models and catalog.models[name].api_key_env else None
 
 
 routing.require_app(__file__)

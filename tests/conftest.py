@@ -120,3 +120,16 @@ def store(settings):
     from core.tracking.store import RunStore
 
     return RunStore(settings)
+
+
+@pytest.fixture
+def restore_logging():
+    """The key scrub's install() changes process-wide logging; put it back after the test."""
+    import logging
+
+    factory = logging.getLogRecordFactory()
+    handlers = {h: list(h.filters) for h in logging.getLogger().handlers}
+    yield
+    logging.setLogRecordFactory(factory)
+    for handler, filters in handlers.items():
+        handler.filters[:] = filters

@@ -1,8 +1,15 @@
-"""A free TCP port on 127.0.0.1 for servers the tests start (MLflow, Streamlit), and waiting for things."""
+"""A free TCP port on 127.0.0.1 for servers the tests start (MLflow, Streamlit), waiting for things, and an MLflow
+tracking server on loopback."""
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -33,3 +40,23 @@ def wait_for(predicate, timeout: float, poll: float = 0.05):
             return value
         time.sleep(poll)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on a free loopback port, its store and artifacts in ``folder``: yields its URL."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination",
+         str(folder / "server-artifacts")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_http(url + "/health", timeout=90, poll=0.5):
+            raise AssertionError("mlflow server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -11,9 +11,14 @@ makes the server fetch any address, and load a task from any URL. So:
   and an allow-list ``GEPA_STUDIO_ALLOWED_USERS`` are required; the user is the login e-mail;
 - bound elsewhere without ``[auth]``: no page is served, only how to configure login, unless
   ``GEPA_STUDIO_ALLOW_UNAUTHENTICATED=1`` (behind one's own authenticating proxy), when every page
-  shows a warning banner and the user is ``"unauthenticated"``.
+  shows a warning banner and the user is ``"unauthenticated"``;
+- with ``GEPA_STUDIO_TRUST_PROXY_HEADERS=databricks`` (the dashboard runs as a Databricks App): the workspace has
+  signed people in, and its proxy names them in request headers; the user is the forwarded e-mail, let in when it
+  is on the allow-list, wherever the server listens. Without that setting those headers are never read, whoever
+  sends them.
 
-:func:`decide` is the whole rule, without Streamlit; :func:`require_access` applies it in ``app.py``.
+:func:`from_proxy` and :func:`decide` are the whole rule, without Streamlit; :func:`require_access` applies it in
+``app.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,11 +43,30 @@ logger = logging.getLogger(__name__)
 ALLOWED_USERS = "GEPA_STUDIO_ALLOWED_USERS"  # "alice@example.com, @example.org" (a leading @: a whole domain)
 ALLOW_UNAUTHENTICATED = "GEPA_STUDIO_ALLOW_UNAUTHENTICATED"  # "1": serve with no login (behind your own proxy)
 REQUIRE_LOGIN = "GEPA_STUDIO_REQUIRE_LOGIN"  # "1": ask for login even on loopback (a local reverse proxy)
+TRUST_PROXY_HEADERS = "GEPA_STUDIO_TRUST_PROXY_HEADERS"  # "databricks": who it is comes from that proxy's headers
 
 AUTH_KEYS = ("redirect_uri", "cookie_secret")  # in [auth] (Streamlit 1.67, streamlit.auth_util)
 PROVIDER_KEYS = ("client_id", "client_secret", "server_metadata_url")  # in [auth] or in [auth.<provider>]
 AUTHLIB_PIN = "Authlib==1.9.6"
 TRUE = frozenset({"1", "true", "yes", "on"})
+OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A signing-in proxy whose identity headers the studio may trust: what to call it, and the headers that name
+    the user, the first one present winning. Only these are ever read from a request."""
+
+    name: str  # the value of GEPA_STUDIO_TRUST_PROXY_HEADERS that names it
+    label: str
+    headers: tuple[str, ...]
+
+
+# THE table of trusted proxies. Databricks Apps forwards the user's e-mail and user name (and X-Forwarded-User, an
+# id, and X-Forwarded-Access-Token, the user's own token: neither is read).
+PROXIES: dict[str, Proxy] = {p.name: p for p in (
+    Proxy("databricks", "Databricks Apps", ("X-Forwarded-Email", "X-Forwarded-Preferred-Username")),
+)}
 
 Mode = Literal["local", "signed_in", "unauthenticated", "sign_in", "not_allowed", "refused"]
 GRANTED: frozenset[Mode] = frozenset({"local", "signed_in", "unauthenticated"})
@@ -82,6 +106,7 @@ class Access:
     hint: str = ""  # markdown: how to fix it
     providers: tuple[str, ...] = ()  # sign_in: the [auth] providers to offer ("default": the flat keys)
     address: str = ""  # where the server listens, as shown to people
+    proxy: str = ""  # the PROXIES entry whose headers named this user ("databricks"); "" for Streamlit's login
 
     def __post_init__(self) -> None:
         if (self.mode in GRANTED) != bool(self.user):
@@ -135,6 +160,54 @@ def _on(value: str | None) -> bool:
     return (value or "").strip().lower() in TRUE
 
 
+# Headers' names -> every value the request carried for each (Streamlit: ``st.context.headers.get_all(name)``).
+HeaderReader = Callable[[Sequence[str]], Mapping[str, Sequence[str]]]
+
+
+def from_proxy(read_headers: HeaderReader, *, trust: str | None, allowed_users: str | None) -> Access | None:
+    """The access rule behind a trusted proxy, or None when ``trust`` (``GEPA_STUDIO_TRUST_PROXY_HEADERS``) is off:
+    then no header is read at all and :func:`decide` applies, whoever sent them.
+
+    When on, the proxy has signed the user in, so where the server listens does not matter; the user is the first
+    of the proxy's identity headers present (the e-mail, else the user name), checked against the allow-list as a
+    login's e-mail is. ``read_headers`` is asked for those headers only."""
+    setting = (trust or "").strip().lower()
+    if setting in OFF:
+        return None
+    proxy = PROXIES.get(setting)
+    if proxy is None:
+        return Access("refused", hint=f"Set it to {' or '.join(f'`{n}`' for n in PROXIES)}, or leave it unset.",
+                      message=f"{TRUST_PROXY_HEADERS} is {trust!r}, which names no proxy GEPA Studio knows, "
+                              "so it serves no pages.")
+    user, problem = _forwarded_user(read_headers(proxy.headers), proxy)
+    if problem:
+        return Access("refused", proxy=setting, message=problem, hint=(
+            f"Open GEPA Studio through its address in the workspace, which signs you in. If it does not run behind "
+            f"{proxy.label}, unset {TRUST_PROXY_HEADERS}: it lets in whoever sends these headers."))
+    allowed = parse_allowed(allowed_users)
+    if not allowed:
+        return Access("refused", proxy=setting, hint=f"Set {ALLOWED_USERS} in the app's environment (app.yaml).",
+                      message=f"Nobody may use this GEPA Studio: {ALLOWED_USERS} is empty.")
+    if not is_allowed(user, allowed):
+        return _not_on_the_list(user, proxy=setting)
+    return Access("signed_in", user=user, proxy=setting)
+
+
+def _forwarded_user(sent: Mapping[str, Sequence[str]], proxy: Proxy) -> tuple[str, str]:
+    """The user the proxy's headers name, or why there is none (a header sent twice with different values is
+    refused: a client's own copy may have slipped past the proxy)."""
+    values = {name.lower(): [v.strip() for v in ([found] if isinstance(found, str) else found) if v.strip()]
+              for name, found in sent.items()}
+    for name in proxy.headers:
+        found = values.get(name.lower(), [])
+        if len(set(found)) > 1:
+            return "", f"The request named more than one user in {name}, so GEPA Studio serves no pages."
+        if found:
+            return found[0], ""
+    return "", (f"GEPA Studio trusts the {proxy.label} proxy ({TRUST_PROXY_HEADERS}={proxy.name}), but this "
+                "request came with no identity from the proxy, so it serves no pages.")
+
+
 def decide(*, address: str | None, auth: Mapping[str, Any] | None, user: Mapping[str, Any],
            allowed_users: str | None = None, allow_unauthenticated: str | None = None,
            require_login: str | None = None, authlib: bool = True) -> Access:
@@ -182,10 +255,14 @@ def _signed_in(user: Mapping[str, Any], allowed: frozenset[str], shown: str) -> 
         return Access("not_allowed", address=shown, message=f"Your e-mail address {email} is not verified.",
                       hint="Verify it with your identity provider, then sign in again.")
     if not is_allowed(email, allowed):
-        return Access("not_allowed", address=shown, message=(
-            f"You are signed in as {email}, who is not allowed to use this GEPA Studio."),
-            hint=f"Ask whoever runs it to add you to {ALLOWED_USERS}.")
+        return _not_on_the_list(email, address=shown)
     return Access("signed_in", user=email, address=shown)
+
+
+def _not_on_the_list(email: str, **where: str) -> Access:
+    """Signed in (by Streamlit's login or a trusted proxy), but not on the allow-list."""
+    return Access("not_allowed", message=f"You are signed in as {email}, who is not allowed to use this GEPA Studio.",
+                  hint=f"Ask whoever runs it to add you to {ALLOWED_USERS}.", **where)
 
 
 # Streamlit glue --------------------------------------------------------------------------------
@@ -198,8 +275,18 @@ def _auth_section() -> Mapping[str, Any] | None:
     return st.secrets.get("auth")
 
 
+def _request_headers(names: Sequence[str]) -> dict[str, list[str]]:
+    """The named headers of this session's request (the websocket's upgrade request), and only those: a proxy may
+    forward the user's own token too (Databricks' X-Forwarded-Access-Token), which is never read, kept or shown."""
+    return {name: st.context.headers.get_all(name) for name in names}  # never the whole set (tests/ui check it)
+
+
 def access() -> Access:
-    """This session's access, read from the running server's settings and ``st.user``."""
+    """This session's access, read from the running server's settings, a trusted proxy's headers and ``st.user``."""
+    proxied = from_proxy(_request_headers, trust=get_secret(TRUST_PROXY_HEADERS),
+                         allowed_users=get_secret(ALLOWED_USERS))
+    if proxied is not None:
+        return proxied
     return decide(
         address=st_config.get_option("server.address"),  # the module function, which tests can set
         auth=_auth_section(),
@@ -212,7 +299,8 @@ def access() -> Access:
 
 
 def current_user() -> str:
-    """Who is using the dashboard: "local" on loopback, the login e-mail, or "unauthenticated" (opt-out)."""
+    """Who is using the dashboard: "local" on loopback, the login (or the trusted proxy's) e-mail, or
+    "unauthenticated" (opt-out)."""
     found = access()
     if not found.granted:
         raise ConfigError(found.message or "Nobody is signed in.", "Open the dashboard's home page to sign in.")
@@ -246,8 +334,9 @@ def _show_gate(found: Access) -> None:
     st.error(found.message, icon=":material/block:")
     if found.hint:
         st.markdown(found.hint)
-    if found.mode == "not_allowed" and st.button("Sign out", key="auth.logout", icon=":material/logout:"):
-        st.logout()
+    if found.mode == "not_allowed" and not found.proxy and st.button("Sign out", key="auth.logout",
+                                                                      icon=":material/logout:"):
+        st.logout()  # behind a proxy, signing out is the workspace's business
 
 
 def show_status(found: Access) -> None:
@@ -256,6 +345,9 @@ def show_status(found: Access) -> None:
         st.warning(found.message, icon=":material/warning:")
     elif found.mode == "signed_in":
         with st.sidebar:
-            st.caption(f"Signed in as {found.user}")
-            if st.button("Sign out", key="auth.logout", icon=":material/logout:"):
-                st.logout()
+            if found.proxy:
+                st.caption(f"Signed in as {found.user} (through {PROXIES[found.proxy].label})")
+            else:
+                st.caption(f"Signed in as {found.user}")
+                if st.button("Sign out", key="auth.logout", icon=":material/logout:"):
+                    st.logout()

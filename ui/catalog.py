@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.config.settings import PROVIDERS, get_secret
-from core.lm.models import PRESETS, ModelCatalog, ModelSpec
+from core.config.settings import PROVIDERS
+from core.lm.models import PRESETS, ModelCatalog, ModelSpec, key_present
 from ui import cache
 from ui.widgets import key_status
 
@@ -43,6 +43,6 @@ def catalog_frame(catalog: ModelCatalog) -> pd.DataFrame:
             "price from": price["source"], "timeout": spec.timeout_s, "retries": spec.num_retries, "model": spec.model,
             "limit / min": limits_text(spec),
             "server": spec.api_base or PROVIDER_NAMES.get(spec.provider, spec.provider),
-            "key": "not needed" if not key_env else f"{key_env}: {key_status(get_secret(key_env) is not None)}",
+            "key": "not needed" if not key_env else f"{key_env}: {key_status(key_present(spec))}",
         })
     return pd.DataFrame(rows)

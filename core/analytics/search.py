@@ -144,7 +144,7 @@ def grid_sentence(grid: pd.DataFrame, best_idx: Any) -> str:
     text = (f"Candidate #{int(best_idx)}, the one GEPA returned, is best (ties included) on {s['wins']} of {s['n']} "
             "validation examples")
     if s["none"]:
-        text += f"; no candidate gets {s['none']} of them right"
+        text += f"; no candidate scores above 0 on {s['none']} of them"
     if not s["beaten"]:
         return text + "; no other candidate beats it on any example."
     beaten = ", ".join(f"#{i} on {c}" for i, c in s["beaten_by"].items())

@@ -28,8 +28,7 @@ def _fmt_price(v: float | None) -> str:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from core.config.errors import ModelError
-    from core.config.settings import get_secret
-    from core.lm.models import ModelCatalog, ModelSpec, detect_ollama, resolve_price
+    from core.lm.models import ModelCatalog, ModelSpec, detect_ollama, key_present, resolve_price
 
     settings = load_settings()
     catalog = ModelCatalog.load(settings.catalog_path)
@@ -60,7 +59,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = catalog.models[name]
         price = resolve_price(spec)
         key = "-" if not spec.api_key_env else (
-            "set" if get_secret(spec.api_key_env) else f"missing {spec.api_key_env}")
+            "set" if key_present(spec) else f"missing {spec.api_key_env}")
         print(f"{name[:34]:34} {spec.model[:44]:44} {_fmt_price(price.input_per_m)} {_fmt_price(price.output_per_m)} "
               f"{price.source:8} {key}")
     return exit_code("ok")

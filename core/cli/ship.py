@@ -48,7 +48,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("run_id", metavar="RUN_ID", help="an optimization, evaluation or baseline run id (History lists "
                                                     "them)")
     p.add_argument("--name", help="the registered model's name (default <task>-<student>-<program>; a new version "
-                                  "when it exists)")
+                                  "when it exists; on Unity Catalog a bare name or catalog.schema.name, letters, "
+                                  "digits and _)")
     p.add_argument("--allow-untested", action="store_true",
                    help="register a program that was never evaluated on its test set anyway (a warning on stderr; "
                         "the model version is tagged studio.tested=false with the reason)")

@@ -7,6 +7,8 @@ like a key, token, secret or password. :func:`scrub` replaces each with ``***``;
 Values are read when scrubbing, so a key set later (a test, a reloaded secrets file) is covered too. A job's process
 also names the key variables its model specs use (:func:`declare_key_names`): the Ray worker has no model catalog,
 and a key held in a variable whose name does not look like one (``--key-env MY_THING``) is scrubbed all the same.
+A secret the process obtains rather than reads by name (a token the Databricks SDK fetched, a client secret it read
+from ``~/.databrickscfg``) is scrubbed once registered (:func:`register_secret`), before it is used.
 
 The environment is read through :func:`environ_snapshot`: another thread (MLflow's telemetry) may set or delete a
 variable while it is copied, and ``dict(os.environ)`` then fails with a KeyError or RuntimeError.
@@ -95,6 +97,17 @@ def declare_key_names(names: Iterable[str | None]) -> None:
         _DECLARED.update(n for n in names if n)
 
 
+_OBTAINED: set[str] = set()  # secret values this process obtained at run time (core.lm.databricks_auth): values
+_OBTAINED_LOCK = threading.Lock()
+
+
+def register_secret(*values: str | None) -> None:
+    """Scrub these values from now on in this process: secrets obtained rather than configured by name (an OAuth
+    token, a client secret from a profile). Register a value before it goes anywhere."""
+    with _OBTAINED_LOCK:
+        _OBTAINED.update(v.strip() for v in values if v and len(v.strip()) >= MIN_LENGTH)
+
+
 def key_env_names(data: Any) -> set[str]:
     """Every ``api_key_env`` value in JSON-like data (a job's config: its model specs, wherever they sit)."""
     if isinstance(data, dict):
@@ -136,10 +149,12 @@ def key_names(env: dict[str, str] | None = None, table: dict[str, Any] | None = 
 
 
 def secret_values(extra: Iterable[str | None] = ()) -> frozenset[str]:
-    """Every configured secret value (at least MIN_LENGTH characters), plus ``extra``."""
+    """Every configured secret value (at least MIN_LENGTH characters), every registered one, plus ``extra``."""
     table = _secrets_file()
     env = environ_snapshot()  # one pass over the environment
     found = {v for v in extra if v}
+    with _OBTAINED_LOCK:
+        found.update(_OBTAINED)
     for name in key_names(env, table):
         value = env.get(name) or table.get(name)
         if isinstance(value, str):

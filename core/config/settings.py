@@ -14,6 +14,12 @@ Environment variables (all optional):
   local processes (docs/distributed.md). Without it, the address saved on the Home page
   (``<data dir>/cluster.json``) is used; the environment (or ``secrets.toml``) wins.
 - ``GEPA_STUDIO_RAY_MAX_JOBS``: how many jobs run at once on a Ray cluster (default 16).
+- ``GEPA_STUDIO_EXPERIMENT_ROOT``: where the studio's MLflow experiments live (default ``gepa-studio``: one experiment
+  ``gepa-studio/<task>`` per task); a Databricks workspace wants a folder such as ``/Shared/gepa-studio`` or
+  ``/Users/<you>/gepa-studio`` (:mod:`core.tracking.experiments`). Without it, the root saved on the Home page
+  (``<data dir>/workspace.json``) is used; the environment (or ``secrets.toml``) wins.
+- ``GEPA_STUDIO_UC_CATALOG``, ``GEPA_STUDIO_UC_SCHEMA``: the Unity Catalog catalog and schema that registered models
+  and prompts go to when the registry is ``databricks-uc`` (:mod:`core.tracking.registry_names`).
 - ``GEPA_STUDIO_ONLINE_PRICES=1``: let LiteLLM fetch its price map from the internet at import;
   by default the bundled copy is used (the fetch can hang for 5 s or deadlock ``mlflow server``).
 - ``GEPA_STUDIO_TRACES``: ``on`` (default) records every LM call of a run as an MLflow trace; ``off`` records
@@ -38,6 +44,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config.databricks import HELP as DATABRICKS_HELP
+from core.config.databricks import sdk_configured
 from core.config.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = ".gepa-studio"
 SECRETS_PATH = Path(".streamlit") / "secrets.toml"
 CLUSTER_FILE = "cluster.json"  # {"ray_address": "..."}: the cluster saved on the Home page
+WORKSPACE_FILE = "workspace.json"  # {"experiment_root": "..."}: where experiments live, saved on the Home page
+ROOT_ENV = "GEPA_STUDIO_EXPERIMENT_ROOT"
+DEFAULT_EXPERIMENT_ROOT = "gepa-studio"  # experiments gepa-studio/<task>, as every store made before the setting
+WORKSPACE_TOPS = ("/Users/", "/Shared/", "/Workspace/")  # where a Databricks workspace keeps experiments
 PLAN_FILE = "plan.json"  # a job's stored plan, in its folder under jobs_dir (core.jobs writes it, finish reads it)
 
 
@@ -63,8 +75,7 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (
     Provider("openai-compatible", "Local / OpenAI-compatible server", None,
              "Give the server's base URL, e.g. http://localhost:11434/v1 (Ollama), http://localhost:8000/v1 (vLLM), "
              "http://localhost:8080/v1 (llama.cpp), http://localhost:1234/v1 (LM Studio)."),
-    Provider("databricks", "Databricks", "DATABRICKS_TOKEN",
-             "Set DATABRICKS_TOKEN and DATABRICKS_API_BASE (https://<workspace>/serving-endpoints)."),
+    Provider("databricks", "Databricks", "DATABRICKS_TOKEN", DATABRICKS_HELP),  # or the SDK's (core.config.databricks)
     Provider("openai", "OpenAI", "OPENAI_API_KEY", "Set OPENAI_API_KEY."),
     Provider("anthropic", "Anthropic", "ANTHROPIC_API_KEY", "Set ANTHROPIC_API_KEY."),
 )}
@@ -136,6 +147,11 @@ class Settings:
     ray_address: str | None = None  # a Ray cluster's job-submission address: jobs run there (core.jobs.backends)
     # Where the dashboard may load users' metric functions from (GEPA_STUDIO_METRICS_DIR); None: nowhere.
     metrics_dir: Path | None = None
+    # The folder (or name prefix) of every experiment the studio makes: core.tracking.experiments names them.
+    experiment_root: str = DEFAULT_EXPERIMENT_ROOT
+    # Unity Catalog's catalog and schema for registered models and prompts (core.tracking.registry_names).
+    uc_catalog: str | None = None
+    uc_schema: str | None = None
 
     @property
     def jobs_dir(self) -> Path:
@@ -162,9 +178,26 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
     uri = get_secret("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     max_jobs = int(get_secret("GEPA_STUDIO_MAX_JOBS") or 2)
     metrics = get_secret("GEPA_STUDIO_METRICS_DIR")
+    catalog, schema = unity_catalog()
     return Settings(data_dir=root, tracking_uri=uri, artifact_root=root / "mlartifacts", max_jobs=max(1, max_jobs),
                     ray_address=get_secret("RAY_ADDRESS") or saved_cluster(root),
-                    metrics_dir=Path(metrics).expanduser().resolve() if metrics else None)
+                    metrics_dir=Path(metrics).expanduser().resolve() if metrics else None,
+                    experiment_root=experiment_root(root), uc_catalog=catalog, uc_schema=schema)
+
+
+def experiment_root(data_dir: Path | None = None) -> str:
+    """Where experiments live: ``GEPA_STUDIO_EXPERIMENT_ROOT`` (environment or ``secrets.toml``), else the root saved
+    on the Home page for ``data_dir``, else ``gepa-studio``. Checked when an experiment is named
+    (:func:`check_experiment_root`), not here: a bad value must not keep the dashboard from opening to say so."""
+    found = get_secret(ROOT_ENV) or (saved_experiment_root(data_dir) if data_dir else None)
+    return found.strip() if found and found.strip() else DEFAULT_EXPERIMENT_ROOT
+
+
+def unity_catalog() -> tuple[str | None, str | None]:
+    """Unity Catalog's (catalog, schema) for registered models and prompts, from ``GEPA_STUDIO_UC_CATALOG`` and
+    ``GEPA_STUDIO_UC_SCHEMA``; None where unset."""
+    return ((get_secret("GEPA_STUDIO_UC_CATALOG") or "").strip() or None,
+            (get_secret("GEPA_STUDIO_UC_SCHEMA") or "").strip() or None)
 
 
 def saved_cluster(data_dir: Path) -> str | None:
@@ -192,6 +225,69 @@ def save_cluster(data_dir: Path, address: str | None) -> str | None:
     return address
 
 
+def is_databricks(tracking_uri: str) -> bool:
+    """Is this tracking URI a Databricks workspace (``databricks`` or ``databricks://<profile>``)?"""
+    return tracking_uri == "databricks" or tracking_uri.startswith("databricks://")
+
+
+def check_experiment_root(root: str, tracking_uri: str) -> str:
+    """``root`` when experiments can live under it on ``tracking_uri``; ConfigError saying what is wrong otherwise.
+
+    Any store: not blank, no space around it, no trailing ``/``, no empty, ``.`` or ``..`` part, no quote, backslash
+    or control character. A Databricks workspace: a folder under ``/Users/``, ``/Shared/`` or ``/Workspace/``."""
+    hint = (f"Set {ROOT_ENV} (or the Home page's experiment root) to a folder such as /Shared/gepa-studio or "
+            f"/Users/<you>/gepa-studio; unset, experiments are named {DEFAULT_EXPERIMENT_ROOT}/<task>.")
+    problem = _root_problem(root)
+    if problem:
+        raise ConfigError(f"The experiment root {root!r} {problem}.", hint)
+    if is_databricks(tracking_uri) and not (root.startswith(WORKSPACE_TOPS) and root.count("/") >= 2):
+        raise ConfigError(f"The experiment root {root!r} is not a workspace folder, and the Databricks tracking "
+                          f"server {tracking_uri!r} keeps experiments only under /Users/<you>/, /Shared/ or "
+                          "/Workspace/.", hint)
+    return root
+
+
+def _root_problem(root: str) -> str | None:
+    """What makes ``root`` unusable as an experiment name's folder on any store, or None."""
+    if not root.strip():
+        return "is blank"
+    if root != root.strip():
+        return "has spaces around it"
+    if root.endswith("/"):
+        return "ends with /"
+    if any(part in ("", ".", "..") for part in root.removeprefix("/").split("/")):
+        return "has an empty, . or .. part"
+    if any(c in "'\"`\\" or ord(c) < 32 for c in root):
+        return "has a quote, backslash or control character"
+    return None
+
+
+def saved_experiment_root(data_dir: Path) -> str | None:
+    """The experiment root saved on the Home page (``<data dir>/workspace.json``), or None."""
+    try:
+        found = json.loads((data_dir / WORKSPACE_FILE).read_text(encoding="utf-8")).get("experiment_root")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(found).strip() or None if found else None
+
+
+def save_experiment_root(data_dir: Path, root: str | None, tracking_uri: str) -> str | None:
+    """Save where this data dir's experiments live (None or blank: ``gepa-studio``, the default), checked for
+    ``tracking_uri``; returns it. ``GEPA_STUDIO_EXPERIMENT_ROOT`` in the environment or ``secrets.toml`` still wins."""
+    root = (root or "").strip()
+    root = root.rstrip("/") if root.strip("/") else root
+    path = data_dir / WORKSPACE_FILE
+    if not root:
+        path.unlink(missing_ok=True)
+        return None
+    check_experiment_root(root, tracking_uri)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"experiment_root": root}), encoding="utf-8")
+    return root
+
+
 def credential_status() -> dict[str, bool]:
-    """For each provider that needs a key, by name: is its key present? (Never the value.)"""
-    return {p.name: get_secret(p.key_env) is not None for p in PROVIDERS.values() if p.key_env}
+    """For each provider that needs a key, by name: is its key present? (Never the value.) Databricks' is present too
+    when the Databricks SDK finds credentials: a profile, OAuth machine-to-machine, an app's identity."""
+    return {p.name: get_secret(p.key_env) is not None or (p.name == "databricks" and sdk_configured(get_secret))
+            for p in PROVIDERS.values() if p.key_env}

@@ -29,7 +29,7 @@ from core.evaluation.evaluate import (
     failure_counts,
     read_records,
 )
-from core.evaluation.scorer import task_labels, task_scorer, task_tags
+from core.evaluation.scorer import task_labels, task_scorer, task_tags, traced_scorer
 from core.lm.breaker import BreakerSettings, BreakerTripped, degraded_reason
 from core.lm.limits.slots import THREADS_CAPPED_TAG, cap_threads
 from core.lm.models import ModelSpec
@@ -130,11 +130,13 @@ def run_evaluation(store: RunStore, task: Task, spec: ModelSpec, program: dspy.M
     result: EvalResult | None = None
     try:
         key = key_field(task.input_names, examples)
-        lm = evaluation_lm(store, run_id, spec, options.lm, [str(ex[key]) for ex in examples],
-                           cache=options.cache)
+        texts = [str(ex[key]) for ex in examples]
+        lm = evaluation_lm(store, run_id, spec, options.lm, texts, cache=options.cache)
         result = evaluate(program, spec, examples, task, replace(options, threads=threads, lm=lm,
                                                                  records_path=records_path,
-                                                                 resume=bool(run.resume_run_id)))
+                                                                 resume=bool(run.resume_run_id),
+                                                                 scorer=traced_scorer(store, run_id, task, options,
+                                                                                      texts)))
         if not result.metrics.get("complete"):
             status, tags = "KILLED", {STATE_TAG: "interrupted"}
         return run_id, result
@@ -169,7 +171,8 @@ def _start(store: RunStore, task: Task, spec: ModelSpec, program: dspy.Module, t
     run_id = store.start_run(run.kind, task.name, run_name=f"{spec.name} · {run.program_label}", params=params,
                              tags=tags, parent_run_id=run.parent_run_id)
     _save_resume_file(store, run_id, task, spec, program, test, kind=run.kind, program_label=run.program_label,
-                      threads=options.threads, cache=options.cache)
+                      threads=options.threads, cache=options.cache,
+                      judge=options.judge.to_dict() if options.judge else None)
     log_datasets(store, run_id, {"test": test}, task)
     return run_id
 
@@ -209,10 +212,11 @@ def _finish(store: RunStore, run_id: str, subject: tuple[Task, dspy.Module], rec
 
 def _save_resume_file(store: RunStore, run_id: str, task: Task, spec: ModelSpec, program: dspy.Module,
                       test: pd.DataFrame, **how: Any) -> None:
-    """What a resume needs, written once at the start: the exact examples, program, model spec (no key value)."""
+    """What a resume needs, written once at the start: the exact examples (every column the task reads), program,
+    model spec and a rubric judge's spec (no key value)."""
     folder = run_dir(store, run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    rows = test[[task.text_column, task.label_column]].astype(str).to_dict("list")
+    rows = test[list(task.columns)].astype(str).to_dict("list")
     data = {"spec": spec.to_dict(), "program": program_to_dict(program, task), "test": rows, **how}
     (folder / RESUME_FILE).write_text(json.dumps(data, default=str), encoding="utf-8")
 
@@ -253,7 +257,8 @@ def resume_evaluation(store: RunStore, run_id: str, *, threads: int | None = Non
         EvalRun(kind=data.get("kind", "baseline"), program_label=data.get("program_label", "original"),
                 job_id=run.data.tags.get(f"{TAG}job_id"), resume_run_id=run_id),
         EvalOptions(threads=threads or int(data.get("threads", 8)), cache=bool(data.get("cache", True)), lm=lm,
-                    on_record=on_record, should_stop=should_stop))
+                    on_record=on_record, should_stop=should_stop,
+                    judge=ModelSpec.from_dict(data["judge"]) if data.get("judge") else None))
 
 
 def close_interrupted(store: RunStore, run_ids: list[str]) -> list[str]:

@@ -21,7 +21,8 @@ class ProcessBackend:
         job_dir = settings.jobs_dir / job_id
         job_dir.mkdir(parents=True, exist_ok=True)
         env = {**environ_snapshot(), "GEPA_STUDIO_DATA_DIR": str(settings.data_dir),
-               "MLFLOW_TRACKING_URI": settings.tracking_uri, "PYTHONUNBUFFERED": "1"}
+               "MLFLOW_TRACKING_URI": settings.tracking_uri, "GEPA_STUDIO_EXPERIMENT_ROOT": settings.experiment_root,
+               "PYTHONUNBUFFERED": "1"}
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(job_dir / "worker.log", "ab") as log:

@@ -1,8 +1,9 @@
 """A remote job's mailbox: one MLflow run per job on the tracking server, the only channel between the dashboard
 and a worker on a Ray cluster (no disk is shared between them).
 
-The mailbox run lives in experiment ``gepa-studio-jobs`` (outside the ``gepa-studio/`` prefix, so Compare and the run
-lists never show it), is tagged ``studio.job_id`` and is reused by every attempt of the job (found again by that tag):
+The mailbox run lives in the mailbox experiment under the experiment root (``<root>/_jobs``; ``gepa-studio-jobs`` under
+the default root: :func:`core.tracking.experiments.mailbox_experiment`, which Compare and the run lists never show), is
+tagged ``studio.job_id`` and is reused by every attempt of the job (found again by that tag):
 
 - ``spec.json`` (artifact): what the worker runs (kind, config, plan, started_by, run_id, previous progress,
   attempts, job_id), written by the dashboard before each submission;
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.config.secrets import scrub, scrub_data
+from core.tracking.experiments import Where, ensure_experiment, mailbox_experiment
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENT = "gepa-studio-jobs"
 JOB_TAG = "studio.job_id"
 T = "studio.job."
 PROGRESS, RUN_ID, STATE, ERROR, CANCEL = T + "progress", T + "run_id", T + "state", T + "error", T + "cancel"
@@ -44,25 +45,22 @@ def client_for(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def find_run(client: Any, job_id: str) -> str | None:
-    """The mailbox run of ``job_id``, or None."""
-    exp = client.get_experiment_by_name(EXPERIMENT)
+def find_run(client: Any, job_id: str, where: Where | None = None) -> str | None:
+    """The mailbox run of ``job_id`` in the mailbox experiment of ``where`` (None: of the default root), or None."""
+    exp = client.get_experiment_by_name(mailbox_experiment(where))
     if exp is None:
         return None
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{job_id}'", max_results=1)
     return runs[0].info.run_id if runs else None
 
 
-def open_run(client: Any, job_id: str) -> str:
-    """The mailbox run of ``job_id``, created on first use."""
-    found = find_run(client, job_id)
+def open_run(client: Any, job_id: str, where: Where | None = None) -> str:
+    """The mailbox run of ``job_id``, created on first use (with the mailbox experiment of ``where``; None: of the
+    default root)."""
+    found = find_run(client, job_id, where)
     if found:
         return found
-    exp = client.get_experiment_by_name(EXPERIMENT)
-    try:
-        exp_id = exp.experiment_id if exp else client.create_experiment(EXPERIMENT)
-    except Exception:  # noqa: BLE001 - another dashboard created it first
-        exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    exp_id = ensure_experiment(client, where, mailbox_experiment(where))
     return client.create_run(exp_id, run_name=f"job {job_id}", tags={JOB_TAG: job_id}).info.run_id
 
 

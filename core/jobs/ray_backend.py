@@ -6,10 +6,13 @@ the local design (one process per job: :mod:`core.jobs.local`).
 
 - What travels: ``runtime_env={"py_modules": [core/], "env_vars": {...}}`` (only the ``core`` package, a few MB, cached
   by Ray by its hash). ``env_vars``: ``MLFLOW_TRACKING_URI`` (the settings' tracking server),
+  ``GEPA_STUDIO_EXPERIMENT_ROOT`` always (the job's runs land where the dashboard reads them, whatever the cluster),
+  ``GEPA_STUDIO_UC_CATALOG`` / ``GEPA_STUDIO_UC_SCHEMA`` when set (where the job's prompt is registered),
   ``GEPA_STUDIO_LIMITER=ray`` (one rate limit per provider across the cluster: ``core.lm.limits``),
-  ``GEPA_STUDIO_TRACES`` when set here, ``PYTHONUNBUFFERED=1``. Never a key value: provider keys come from the
-  cluster's own environment, and the cluster's Python must have requirements.txt installed (docs/distributed.md;
-  ``GEPA_STUDIO_RAY_PIP=1`` has Ray install it into each job's environment instead, cached per node).
+  ``GEPA_STUDIO_TRACES`` and ``MLFLOW_REGISTRY_URI`` when set here, ``PYTHONUNBUFFERED=1``. Never a key value: provider
+  keys come from the cluster's own environment, and the cluster's Python must have requirements.txt installed
+  (docs/distributed.md; ``GEPA_STUDIO_RAY_PIP=1`` has Ray install it into each job's environment instead, cached per
+  node).
 - The entrypoint is ``python -m core.jobs.remote <mailbox run id>`` with ``entrypoint_num_cpus=0`` (jobs wait on LLM
   servers); the submission id is ``gepa-<job id>-a<attempt>``, so submitting an attempt twice is harmless.
 - No shared disk: the registry stays on the dashboard's machine and everything between it and a worker goes through
@@ -34,7 +37,7 @@ from typing import Any
 
 from core.config.errors import JobError
 from core.config.secrets import scrub
-from core.config.settings import Settings
+from core.config.settings import DEFAULT_EXPERIMENT_ROOT, ROOT_ENV, Settings
 from core.jobs import mailbox as mb
 from core.jobs.local import ProcessBackend
 
@@ -43,7 +46,7 @@ logger = logging.getLogger(__name__)
 PREFIX = "ray:"
 ACTIVE = ("PENDING", "RUNNING")
 FRESH_S = 1.0  # how long a read of Ray or of a mailbox serves the registry's next reap
-PASSED_ENV = ("GEPA_STUDIO_TRACES",)  # passed on from this process when set (never a key)
+PASSED_ENV = ("GEPA_STUDIO_TRACES", "MLFLOW_REGISTRY_URI")  # passed on from this process when set (never a key)
 
 
 def is_server(uri: str) -> bool:
@@ -63,6 +66,9 @@ def job_of(handle: str) -> str:
 def runtime_env(settings: Settings) -> dict[str, Any]:
     """What travels with a job: the ``core`` package and a few variables, never a key value."""
     env = {"MLFLOW_TRACKING_URI": settings.tracking_uri, "GEPA_STUDIO_LIMITER": "ray", "PYTHONUNBUFFERED": "1"}
+    # the root always travels (a cluster's own GEPA_STUDIO_EXPERIMENT_ROOT must not move the dashboard's runs)
+    env.update({k: v for k, v in ((ROOT_ENV, settings.experiment_root), ("GEPA_STUDIO_UC_CATALOG", settings.uc_catalog),
+                                  ("GEPA_STUDIO_UC_SCHEMA", settings.uc_schema)) if v})
     env.update({k: os.environ[k] for k in PASSED_ENV if os.environ.get(k)})
     core = Path(__file__).resolve().parents[1]
     out: dict[str, Any] = {"py_modules": [str(core)], "excludes": ["__pycache__"], "env_vars": env}
@@ -83,10 +89,13 @@ def require_ray() -> Any:
 
 
 class RayBackend:
-    """Jobs as Ray jobs on ``settings.ray_address``; handles are ``ray:<submission id>``."""
+    """Jobs as Ray jobs on ``settings.ray_address``; handles are ``ray:<submission id>``. Its ``tracking_uri`` and
+    ``experiment_root`` name the mailbox experiment (:func:`core.tracking.experiments.mailbox_experiment`)."""
 
-    def __init__(self, address: str, tracking_uri: str, max_jobs: int = 16) -> None:
+    def __init__(self, address: str, tracking_uri: str, max_jobs: int = 16,
+                 experiment_root: str = DEFAULT_EXPERIMENT_ROOT) -> None:
         self.address, self.tracking_uri, self.max_jobs = address, tracking_uri, max_jobs
+        self.experiment_root = experiment_root
         self._jobs: Any = None
         self._mlflow: Any = None
         self._boxes: dict[str, str] = {}  # job id -> its mailbox run id
@@ -99,7 +108,7 @@ class RayBackend:
     def for_settings(cls, settings: Settings) -> "RayBackend":
         """Built without calling Ray: the first submission or read connects."""
         return cls(str(settings.ray_address), settings.tracking_uri,
-                   max(1, int(os.environ.get("GEPA_STUDIO_RAY_MAX_JOBS") or 16)))
+                   max(1, int(os.environ.get("GEPA_STUDIO_RAY_MAX_JOBS") or 16)), settings.experiment_root)
 
     # Clients -----------------------------------------------------------------------------------
 
@@ -125,7 +134,8 @@ class RayBackend:
     def mailbox(self, job_id: str, create: bool = False) -> mb.Mailbox | None:
         run_id = self._boxes.get(job_id)
         if run_id is None:
-            run_id = mb.open_run(self.mlflow(), job_id) if create else mb.find_run(self.mlflow(), job_id)
+            run_id = (mb.open_run(self.mlflow(), job_id, self) if create
+                      else mb.find_run(self.mlflow(), job_id, self))
             if run_id is None:
                 return None
             self._boxes[job_id] = run_id

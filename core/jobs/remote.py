@@ -1,14 +1,15 @@
 """A job's process on a Ray cluster: ``python -m core.jobs.remote MAILBOX_RUN_ID`` (the Ray job's entrypoint).
 
 It shares no disk with the dashboard: everything comes from and goes to the job's mailbox run on the MLflow tracking
-server (:mod:`core.jobs.mailbox`, ``MLFLOW_TRACKING_URI`` in the job's runtime env). The worker reads ``spec.json``,
-makes a temporary data dir on its node, downloads the job folder of an earlier attempt (so a resume goes on from
-GEPA's last saved state on any node), runs the job's kind exactly as the local worker does, and leaves its progress,
-run id, checkpoints and end state in the mailbox. A cancel request (the ``studio.job.cancel`` tag, or SIGTERM from
-``ray job stop`` / a pod shutdown) stops GEPA between iterations; it keeps its best program. Provider keys come from
-the cluster's own environment, never from the job; the process's streams and logs are scrubbed of them: of every
-variable the job's model specs name as ``api_key_env`` too, whatever its name looks like (``--key-env MY_THING``),
-since this node has no model catalog to read them from (:func:`core.config.secrets.declare_key_names`).
+server (:mod:`core.jobs.mailbox`, ``MLFLOW_TRACKING_URI`` in the job's runtime env; its runs go under the experiment
+root and its prompt to the Unity Catalog schema the runtime env names, as the dashboard's). The worker reads
+``spec.json``, makes a temporary data dir on its node, downloads the job folder of an earlier attempt (so a resume goes
+on from GEPA's last saved state on any node), runs the job's kind exactly as the local worker does, and leaves its
+progress, run id, checkpoints and end state in the mailbox. A cancel request (the ``studio.job.cancel`` tag, or SIGTERM
+from ``ray job stop`` / a pod shutdown) stops GEPA between iterations; it keeps its best program. Provider keys come
+from the cluster's own environment, never from the job; the process's streams and logs are scrubbed of them: of every
+variable the job's model specs name as ``api_key_env`` too, whatever its name looks like (``--key-env MY_THING``), since
+this node has no model catalog to read them from (:func:`core.config.secrets.declare_key_names`).
 
 A rate limiter that falls back from the cluster's actor to a per-node store (:mod:`core.lm.limits`) is said in every
 progress the job writes (``warnings``, ``limiter_fallback``) and tagged on its runs (``studio.limiter_fallback``).
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core.config import secrets
-from core.config.settings import Settings
+from core.config.settings import Settings, experiment_root, unity_catalog
 from core.jobs import mailbox as mb
 from core.jobs.kinds import JobContext
 from core.jobs.worker import process_args, run_kind
@@ -47,8 +48,10 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
     spec = box.read_json("spec.json")
     secrets.declare_key_names(secrets.key_env_names(spec))  # before anything runs that could print a key
     job_id = spec["job_id"]
+    catalog, schema = unity_catalog()  # the root and the schema come in the runtime env (core.jobs.ray_backend)
     settings = Settings(data_dir=work, tracking_uri=tracking_uri, artifact_root=work / "mlartifacts",
-                        ray_address=None).ensure()
+                        ray_address=None, experiment_root=experiment_root(), uc_catalog=catalog,
+                        uc_schema=schema).ensure()
     folders = {"job": settings.jobs_dir / job_id, "runs": work / "runs"}
     for prefix, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,12 @@ with :func:`with_step` (the LM is re-classed once, here, and keeps DSPy's API: `
 4. ``gate`` (:class:`core.lm.limits.slots.GateStep`, attached by ``build_lm`` for a local server with known slots):
    wait for a free slot, timed as :attr:`Call.queue_s`; release it right after the call.
 
-Then DSPy's own call. Steps end in the reverse order (gate, trace, limit, guard), also when a step or the call
-raised; a step whose start raised is not ended. So: a tripped guard books, traces and queues nothing; a call waiting
-for the limiter holds no server slot and its wait is not in its trace; a trace's span includes the wait for a slot,
-reported apart (``queue_s``) and left out of its latency; the slot is free before the trace is written.
+Then DSPy's own call, whose callbacks run first inside it (a Databricks LM's token refresh,
+:mod:`core.lm.databricks_auth`, is one: it changes what the call sends, never whether it is made). Steps end in the
+reverse order (gate, trace, limit, guard), also when a step or the call raised; a step whose start raised is not ended.
+So: a tripped guard books, traces and queues nothing; a call waiting for the limiter holds no server slot and its wait
+is not in its trace; a trace's span includes the wait for a slot, reported apart (``queue_s``) and left out of its
+latency; the slot is free before the trace is written.
 """
 
 from __future__ import annotations

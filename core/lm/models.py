@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from core.config.databricks import sdk_configured
 from core.config.errors import ModelError, ProviderError
 from core.config.secrets import scrub
 from core.config.settings import PROVIDERS, get_secret
@@ -291,33 +292,52 @@ def api_key_for(spec: ModelSpec) -> str | None:
     return None
 
 
-def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
-    """A ``dspy.LM`` for this spec. Raises ModelError when its key is missing."""
-    import dspy
+def key_present(spec: ModelSpec) -> bool:
+    """Will a call of ``spec`` find credentials? Its key variable is set, or it needs none, or (Databricks) the
+    Databricks SDK finds some (core.config.databricks). Never the value."""
+    if spec.provider == "databricks":
+        return bool(api_key_for(spec)) or sdk_configured(get_secret)
+    return not spec.api_key_env or spec.is_local or bool(api_key_for(spec))
 
-    kwargs: dict[str, Any] = {}
+
+def _connection(spec: ModelSpec) -> dict[str, Any]:
+    """The spec's ``api_key`` and ``api_base`` for ``dspy.LM`` (a Databricks model's from core.lm.databricks_auth, the
+    one place that resolves them). Raises ModelError when its key is missing."""
     key = api_key_for(spec)
+    if spec.provider == "databricks":
+        from core.lm.databricks_auth import connection
+
+        return connection(spec, key)
     if spec.api_key_env and not key and not spec.is_local:
         raise ModelError(
             f"{spec.name}: the key variable {spec.api_key_env} is not set.",
             PROVIDER_HELP.get(spec.provider, f"Set {spec.api_key_env}."),
         )
+    kwargs: dict[str, Any] = {}
     if key:
         kwargs["api_key"] = key
     elif spec.is_local:
         kwargs["api_key"] = "not-needed"  # most local servers ignore it, but clients insist on one
-    api_base = spec.api_base
-    if spec.provider == "databricks" and not api_base:
-        api_base = get_secret("DATABRICKS_API_BASE")
-    if api_base:
-        kwargs["api_base"] = api_base
+    if spec.api_base:
+        kwargs["api_base"] = spec.api_base
+    return kwargs
+
+
+def build_lm(spec: ModelSpec, *, cache: bool = True) -> Any:
+    """A ``dspy.LM`` for this spec. Raises ModelError when its key is missing (a Databricks model: when neither its
+    key nor the Databricks SDK gives credentials)."""
+    import dspy
+
+    kwargs = _connection(spec)
     kwargs.update({k: v for k, v in (("temperature", spec.temperature), ("max_tokens", spec.max_tokens),
                                      ("reasoning_effort", spec.reasoning_effort or None)) if v is not None})
     if cache:
         from core.lm.cache import use_endpoint_cache  # two servers with one model id never share an answer
 
         use_endpoint_cache()
-    lm = dspy.LM(spec.model, cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
+    from core.lm.server_provider import dspy_model  # a local server: no per-call price lookup in DSPy
+
+    lm = dspy.LM(dspy_model(spec), cache=cache, num_retries=spec.num_retries, timeout=spec.timeout_s, **kwargs)
     from core.lm.limits.lm import limit_lm  # steps of its calls (core.lm.call orders them): the shared rate limit
     from core.lm.limits.slots import gate_lm  # and a free slot of a local server, timed apart from the call
 

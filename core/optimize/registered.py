@@ -3,22 +3,26 @@
 A version's template is the chat the program sends (system message, every demo as a user/assistant turn, then the
 text as the ``{{<input field>}}`` variable); its tags hold the demos as structured records, the instruction, the
 program's fingerprint and its measured test accuracy; its response format is the label set. The alias ``best``
-moves to a version only when its measured test accuracy beats the aliased one's.
+moves to a version only when its measured test accuracy beats the aliased one's. Its name follows the registry's rules
+(:mod:`core.tracking.registry_names`: ``catalog.schema.<task>_<student>`` on Unity Catalog), checked before any MLflow
+call.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import dspy
 
+from core.config.errors import ConfigError
+from core.config.settings import Settings
 from core.lm.models import ModelSpec
 from core.program.program import fingerprint, get_instruction, module_type, program_demos, prompt_template
 from core.tasks import Task
+from core.tracking import registry_names
 from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
@@ -29,9 +33,10 @@ BEST = "best"
 WHOLE_PROGRAM = ("registered", "program")
 
 
-def prompt_name(task_name: str, student: ModelSpec) -> str:
-    """The prompt-registry name for a task and student (letters, digits, - _ . only)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task_name}-{student.name}").strip("-")[:100]
+def prompt_name(task_name: str, student: ModelSpec, settings: Settings) -> str:
+    """The prompt-registry name for a task and student: ``<task>-<student>`` (letters, digits, - _ . only), or
+    ``catalog.schema.<task>_<student>`` on Unity Catalog (ConfigError when its catalog or schema is not set)."""
+    return registry_names.made_name(settings, task_name, student.name)
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,16 @@ def register_prompt(store: RunStore, task: Task, student: ModelSpec, program: ds
                     made_by: MadeBy) -> str | None:
     """Register ``program`` (measured at test ``accuracy`` by the run ``made_by.run_id``) as a new prompt version,
     demos included; move the alias ``best`` when it beats the aliased version. Its URI (also tagged on the run), or
-    None if the registry refused (logged: the run's artifacts keep the program)."""
+    None if the registry refused, or its name could not be made (logged: the run's artifacts keep the program)."""
+    try:  # the name first: on Unity Catalog without a catalog and schema, no MLflow call is made
+        name = prompt_name(task.name, student, store.settings)
+    except ConfigError as exc:
+        logger.warning("could not register the prompt: %s", exc)
+        return None
     try:
         import mlflow
 
         mlflow.set_tracking_uri(store.settings.tracking_uri)
-        name = prompt_name(task.name, student)
         output = response_format(task)
         model: dict[str, Any] = {"model_name": student.model, "provider": student.provider}
         model.update({k: v for k, v in (("temperature", student.temperature), ("max_tokens", student.max_tokens))

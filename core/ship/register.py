@@ -5,14 +5,14 @@ made it, registers it in MLflow's model registry and links the three ways: the m
 run, the optimization and the prompt-registry version; the runs are tagged with the model version. Nothing
 secret is logged: the student's key is named, never held (the served model reads it from its environment).
 What is registered is what was measured: a program never evaluated on its test set is refused unless allowed, and
-then tagged ``studio.tested=false`` with the reason; a tested one carries its test accuracy.
+then tagged ``studio.tested=false`` with the reason; a tested one carries its test accuracy. Its name follows the
+registry's rules (:mod:`core.tracking.registry_names`: ``catalog.schema.name`` on Unity Catalog), checked first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import shlex
 import tempfile
 import warnings
@@ -23,7 +23,9 @@ from typing import Any
 
 from core.config.errors import ConfigError, StoreError
 from core.config.secrets import scrub
+from core.config.settings import Settings
 from core.lm.models import ModelSpec
+from core.tracking import registry_names
 from core.tracking.store import TAG, RunStore
 
 logger = logging.getLogger(__name__)
@@ -114,9 +116,10 @@ class Shipped:
         return out
 
 
-def model_name(task: str, student: str, program: str) -> str:
-    """The registry name for a task, student and program kind (letters, digits, - _ . only)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{task}-{student}-{program}").strip("-")[:100]
+def model_name(task: str, student: str, program: str, settings: Settings) -> str:
+    """The registry name for a task, student and program kind: ``<task>-<student>-<program>`` (letters, digits,
+    - _ . only), or ``catalog.schema.<task>_<student>_<program>`` on Unity Catalog."""
+    return registry_names.made_name(settings, task, student, program)
 
 
 def _spec_from_params(params: dict[str, str]) -> ModelSpec:
@@ -264,11 +267,13 @@ def _log_model(store: RunStore, src: Source) -> None:
 
 def export_model(store: RunStore, run_id: str, *, name: str | None = None, allow_untested: bool = False) -> Shipped:
     """Log ``run_id``'s program as a pyfunc model in that run and register it (a new version of ``name``,
-    by default ``<task>-<student>-<program>``); link model version, runs and prompt version by tags.
+    by default ``<task>-<student>-<program>``, in the catalog and schema on Unity Catalog); link model version, runs
+    and prompt version by tags.
 
     A program never evaluated on its test set (:func:`untested_reason`) is refused with a ConfigError unless
     ``allow_untested``; then it is registered with the tags ``studio.tested=false`` and
     ``studio.untested_reason`` and a description that starts with UNTESTED."""
+    given = registry_names.checked_first(store.settings, name)  # the registry's naming rules, before any MLflow call
     import mlflow
 
     src = source_of(store, run_id)
@@ -277,9 +282,7 @@ def export_model(store: RunStore, run_id: str, *, name: str | None = None, allow
     if src.untested:
         logger.warning("exporting an untested program: %s", src.untested)
     program_kind = store.get_run(run_id).data.tags.get(f"{TAG}program") or "program"
-    name = name or model_name(src.task, src.student.name, program_kind)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
-        raise ConfigError(f"Model name {name!r} is not a registry name.", "Use letters, digits, - _ and . only.")
+    name = given or model_name(src.task, src.student.name, program_kind, store.settings)
     mlflow.set_tracking_uri(store.settings.tracking_uri)
     _log_model(store, src)
     try:

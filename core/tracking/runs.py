@@ -296,8 +296,8 @@ def has_test_results(runs: pd.DataFrame, run_id: str | None) -> bool:
     return bool(not row.empty and row.iloc[0].notna().all())
 
 
-SPREAD_COLUMNS = ["repeat_key", "label", "run_id", "seed", "original", "optimized", "gain", "n_seeds", "median",
-                  "min", "max", "original_min", "original_max", "min_gain"]
+SPREAD_COLUMNS = ["repeat_key", "label", "metric", "run_id", "seed", "original", "optimized", "gain", "n_seeds",
+                  "median", "min", "max", "original_min", "original_max", "min_gain"]
 
 
 def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
@@ -323,7 +323,7 @@ def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
                            ("original_min", "original", "min"), ("original_max", "original", "max"),
                            ("min_gain", "gain", "min")):
         df[name] = groups[col].transform(how)
-    df["label"] = groups["label"].transform("first")  # the newest run's label names the repeat
+    df[["label", "metric"]] = groups[["label", "metric"]].transform("first")  # the newest run's name the repeat
     order = {key: i for i, key in enumerate(df["repeat_key"].unique())}  # newest repeat first, then by seed
     df = df.assign(_order=df["repeat_key"].map(order)).sort_values(["_order", "seed"], kind="stable")
     return df[SPREAD_COLUMNS].reset_index(drop=True)
@@ -335,16 +335,17 @@ def _pct_range(low: float, high: float) -> str:
 
 def spread_sentence(spread: pd.DataFrame, repeat_key: str) -> str:
     """One plain sentence on a repeat of ``seed_spread``: its optimized range and median against the original, and
-    whether every seed gained."""
+    whether every seed gained, in points of the repeat's metric (accuracy for classification)."""
     rows = spread[spread["repeat_key"] == repeat_key]
     r = rows.iloc[0]
+    metric = str(r["metric"]) if pd.notna(r.get("metric")) and str(r.get("metric")) else ACCURACY
     losers = rows[rows["gain"] < 0]
     if losers.empty and r["min_gain"] > 0:
-        tail = f"every seed gained at least {r['min_gain'] * 100:.1f} points"
+        tail = f"every seed gained at least {r['min_gain'] * 100:.1f} points of {metric}"
     elif losers.empty:
         tail = "the worst seed gained nothing"
     else:
-        tail = (f"{len(losers)} of {int(r['n_seeds'])} seeds lost accuracy (the worst "
+        tail = (f"{len(losers)} of {int(r['n_seeds'])} seeds lost {metric} (the worst "
                 f"{losers['gain'].min() * 100:+.1f} points)")
     return (f"{r['label']}, {int(r['n_seeds'])} seeds: optimized {_pct_range(r['min'], r['max'])} (median "
             f"{r['median'] * 100:.1f} %) against {_pct_range(r['original_min'], r['original_max'])} before; {tail}.")

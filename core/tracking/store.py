@@ -1,6 +1,7 @@
 """The run store: every baseline, evaluation and optimization is an MLflow run.
 
-One experiment per task (``gepa-studio/<task>``). Runs carry ``studio.*`` tags (kind, task, model,
+One experiment per task (``<root>/<task>``, by default ``gepa-studio/<task>``: :mod:`core.tracking.experiments`
+names and makes every experiment). Runs carry ``studio.*`` tags (kind, task, model,
 program, job), params (model, sample sizes, seed, program fingerprint), metrics (aggregates) and
 artifacts (records CSV, program JSON, rendered prompt). Nothing secret is ever logged: specs name
 their key variable, never its value, and tags, params and text artifacts are scrubbed of key values
@@ -31,13 +32,13 @@ from filelock import FileLock, Timeout
 from core.config.errors import StoreError, StoreUnreachable, unreachable
 from core.config.secrets import scrub
 from core.config.settings import Settings
+from core.tracking.experiments import ensure_experiment, experiment_name, task_experiments
 from core.tracking.procs import pid_alive
 from core.tracking.store_sql import read_summary
 
 logger = logging.getLogger(__name__)
 
 RunKind = Literal["baseline", "evaluation", "optimization"]
-EXPERIMENT_PREFIX = "gepa-studio/"
 TAG = "studio."
 RUN_COLUMNS = [
     "run_id", "run_name", "kind", "task", "model", "program", "module", "status", "stop_reason", "start_time",
@@ -130,7 +131,7 @@ class RunStore:
         return self.settings.tracking_uri.startswith("sqlite:") or self.settings.tracking_uri.startswith("file:")
 
     def experiment_id(self, task_name: str) -> str:
-        name = EXPERIMENT_PREFIX + task_name
+        name = experiment_name(self.settings, task_name)
         if name in self._experiments:
             return self._experiments[name]
         exp = self.client.get_experiment_by_name(name)
@@ -145,16 +146,7 @@ class RunStore:
 
     def _create_experiment(self, name: str, location: str | None) -> str:
         """``name``'s id, created unless it exists (a Ray worker elsewhere may create it first: take theirs)."""
-        from mlflow.exceptions import MlflowException
-
-        exp = self.client.get_experiment_by_name(name)
-        try:
-            return exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=location)
-        except MlflowException as exc:
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None or exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            return exp.experiment_id
+        return ensure_experiment(self.client, self.settings, name, location)
 
     # Writing ---------------------------------------------------------------------------------
 
@@ -226,10 +218,8 @@ class RunStore:
     # Reading ---------------------------------------------------------------------------------
 
     def experiments(self) -> list[Any]:
-        from mlflow.entities import ViewType
-
-        return [e for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-                if e.name.startswith(EXPERIMENT_PREFIX)]
+        """The experiments of the tasks under the settings' root (never the Ray jobs' mailbox)."""
+        return task_experiments(self.client, self.settings)
 
     def search(self, filter_string: str = "", max_results: int | None = None) -> list[Any]:
         """Runs of every studio experiment matching ``filter_string``, newest first: all of them, page after page

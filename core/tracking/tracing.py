@@ -251,14 +251,15 @@ class TraceStep(Step):
 
 
 def evaluation_lm(store: RunStore, run_id: str, spec: ModelSpec, lm: Any, texts: Sequence[str], *,
-                  cache: bool = True) -> Any:
-    """The LM an evaluation run calls: ``lm`` (or the one built from ``spec``) with each call traced as role
-    "evaluation" of ``run_id``, the example found among ``texts`` (the examples in order); ``lm`` when off."""
+                  cache: bool = True, role: Role = "evaluation") -> Any:
+    """The LM an evaluation run calls: ``lm`` (or the one built from ``spec``) with each call traced as ``role``
+    ("evaluation"; a rubric judge's calls "judge") of ``run_id``, the example found among ``texts`` (the examples in
+    order); ``lm`` when off."""
     if not tracing_enabled():
         return lm
     try:
         tracer = RunTracer(store, run_id, ExampleIndex({"test": texts}))
-        return tracer.lm(lm if lm is not None else build_lm(spec, cache=cache), spec, "evaluation")
+        return tracer.lm(lm if lm is not None else build_lm(spec, cache=cache), spec, role)
     except Exception as exc:  # noqa: BLE001 - a run without traces is still a run
         logger.warning("run %s is not traced: %s", run_id, scrub(str(exc))[:500])
         return lm

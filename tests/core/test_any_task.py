@@ -240,3 +240,29 @@ def test_a_link_never_brings_in_a_metric_function_from_outside_the_operators_fol
     monkeypatch.setenv("GEPA_STUDIO_METRICS_DIR", str(tmp_path))  # the operator allows that folder: it comes in
     found, notes = from_query(params, data_dir=settings.data_dir)
     assert json.loads(found["task_ref"]["fields"])["metric"] == f"{evil}:fn"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["rewrite", "extract"])
+def test_a_stopped_baseline_resumes_with_its_judge_and_every_field(tasks_stub, settings, task):
+    """The resume file keeps every column the task reads and a judge's spec: a run of the judged task (rewrite) or
+    of the three-field one (extract) stopped after a few examples completes with ``--resume`` alone."""
+    from core.evaluation.baseline import resume_baselines, run_baselines
+    from core.lm.models import openai_compatible
+    from core.tasks import SampleSpec
+
+    url = tasks_stub.base_url
+    student, judge = openai_compatible("s", "stub-small", url), openai_compatible("j", "stub-large", url)
+    store = RunStore(settings)
+    done: list[int] = []
+    [first] = run_baselines(store, TaskRef(kind=task), SampleSpec(), [student], threads=1, cache=False,
+                            judge=judge if task == "rewrite" else None, on_record=lambda _s, n, _t, _r: done.append(n),
+                            should_stop=lambda: len(done) >= 4)
+    stopped = store.get_run(first.run_id).data
+    n_test = int(stopped.params["n_test"])
+    assert 4 <= stopped.metrics["n"] < n_test and not stopped.metrics.get("complete")
+    [resumed] = resume_baselines(store, [first.run_id], threads=2)
+    metrics = store.get_run(first.run_id).data.metrics
+    assert resumed.error is None and metrics["n"] == n_test and metrics["complete"] == 1
+    assert metrics.get("judge_calls", 0) == (n_test if task == "rewrite" else 0)
+    assert metrics.get("failed", 0) == 0 and 0 < metrics["score"] < 1

@@ -61,7 +61,8 @@ def test_what_travels_with_a_ray_job_carries_no_key(settings, monkeypatch):
     monkeypatch.setenv("GEPA_STUDIO_TRACES", "off")
     env = runtime_env(replace(settings, tracking_uri="http://mlflow:5000", ray_address=UNREACHABLE))
     assert env["env_vars"] == {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "GEPA_STUDIO_LIMITER": "ray",
-                               "PYTHONUNBUFFERED": "1", "GEPA_STUDIO_TRACES": "off"}
+                               "PYTHONUNBUFFERED": "1", "GEPA_STUDIO_TRACES": "off",
+                               "GEPA_STUDIO_EXPERIMENT_ROOT": "gepa-studio"}
     assert [Path(p).name for p in env["py_modules"]] == ["core"] and "sk-travel-test" not in repr(env)
 
 

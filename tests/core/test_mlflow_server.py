@@ -1,16 +1,13 @@
 """The store behind a real MLflow tracking server (what `mlflow ui` shows), reached by MLFLOW_TRACKING_URI."""
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.core.test_cli import run_cli
-from tests.ports import free_port, wait_http
+from tests.ports import mlflow_server as start_mlflow_server
 from tests.scenario import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,20 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-         str(tmp_path / "server-artifacts")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    if not wait_http(url + "/health", timeout=90, poll=0.5):
-        proc.kill()
-        pytest.fail("mlflow server did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with start_mlflow_server(tmp_path) as url:
+        yield url
 
 
 def api(url: str, path: str, payload: dict) -> dict:

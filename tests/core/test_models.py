@@ -174,6 +174,24 @@ def test_the_lm_uses_the_models_retries_and_timeout(stub):
     assert "target" in build_lm(openai_compatible("s", "stub-small", stub.base_url, timeout_s=5), cache=False)("hi")[0]
 
 
+def test_a_local_server_call_pays_no_price_lookup_in_dspy(stub, monkeypatch):
+    """DSPy prices every call from its snapshot, scanning all of it for a model it does not know; the studio never
+    reads that figure. A local server's LM is a declared provider with no price namespaces: DSPy's lookup is never
+    entered, the call still goes to the spec's own server, and a hosted model keeps its own model string."""
+    import dspy.clients.model_metadata as metadata
+
+    looked: list[tuple] = []
+    real = metadata.model_info
+    monkeypatch.setattr(metadata, "model_info", lambda *a, **k: looked.append(a) or real(*a, **k))
+    lm = build_lm(openai_compatible("s", "stub-small", stub.base_url), cache=False)
+    assert "target" in lm("hello")[0] and len(stub.chat_requests()) == 1
+    assert looked == [] and lm.history[-1]["cost"] is None
+    assert lm.model == "openai-compatible/stub-small"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    assert build_lm(next(p for p in PRESETS if p.model == "openai/gpt-4o-mini"), cache=False).model == (
+        "openai/gpt-4o-mini")
+
+
 @pytest.mark.slow
 def test_models_add_sets_timeout_and_retries_from_the_cli(settings):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -151,7 +151,15 @@ def test_every_seed_gaining_is_said_with_the_smallest_gain():
     spread = seed_spread(frame(opt("a0", "k", 0, 0.2, 0.58, 1), opt("a1", "k", 1, 0.2, 0.62, 2),
                                opt("a2", "k", 2, 0.2, 0.66, 3)))
     assert spread_sentence(spread, "k") == ("GEPA · small ← big · light, 3 seeds: optimized 58.0–66.0 % (median "
-                                            "62.0 %) against 20.0 % before; every seed gained at least 38.0 points.")
+                                            "62.0 %) against 20.0 % before; every seed gained at least 38.0 points "
+                                            "of accuracy.")
+
+
+def test_a_scored_repeat_names_its_metric_not_accuracy():
+    runs = frame(*[{**opt(f"a{i}", "k", i, 0.3, after, i), "metric": "token F1"}
+                   for i, after in enumerate((0.5, 0.25))])
+    sentence = spread_sentence(seed_spread(runs), "k")
+    assert sentence.endswith("1 of 2 seeds lost token F1 (the worst -5.0 points).") and "accuracy" not in sentence
 
 
 def test_cli_seeds_queue_consecutive_seeds_on_one_plan(settings, tmp_path, monkeypatch, capsys):

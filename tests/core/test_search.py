@@ -317,7 +317,7 @@ def test_a_tie_at_nothing_is_no_win():
     grid = views.pareto_grid(record)
     assert views.grid_summary(grid, 1) == {"n": 4, "wins": 2, "none": 1, "beaten": 1, "beaten_by": {0: 1}}
     sentence = views.grid_sentence(grid, 1)
-    assert "best (ties included) on 2 of 4" in sentence and "no candidate gets 1 of them right" in sentence
+    assert "best (ties included) on 2 of 4" in sentence and "no candidate scores above 0 on 1 of them" in sentence
     assert "#0 on 1" in sentence
     assert charts.pareto_grid_chart(grid).layout.title.text == (
-        "Candidate #1 is best on 2 of 4 validation examples (none is right on 1; others beat it on 1)")
+        "Candidate #1 is best on 2 of 4 validation examples (none scores above 0 on 1; others beat it on 1)")

@@ -37,17 +37,6 @@ def files_holding(root: Path, value: str) -> list[str]:
             if p.is_file() and any(n in p.read_bytes() for n in needles)]
 
 
-@pytest.fixture
-def restore_logging():
-    """install() changes process-wide logging; put it back after the test."""
-    factory = logging.getLogRecordFactory()
-    handlers = {h: list(h.filters) for h in logging.getLogger().handlers}
-    yield
-    logging.setLogRecordFactory(factory)
-    for handler, filters in handlers.items():
-        handler.filters[:] = filters
-
-
 def test_scrub_covers_providers_the_catalog_and_the_secrets_file(settings, monkeypatch):
     openai_key, team_key, toml_key, auth_secret = planted("openai"), planted("team"), planted("toml"), planted("oidc")
     monkeypatch.setenv("OPENAI_API_KEY", openai_key)

@@ -65,6 +65,23 @@ def test_a_baseline_leaves_one_trace_per_lm_call_and_its_test_set(stub, store, r
     assert contexts(store, run_id) == {"test": 10}
 
 
+def test_a_judged_baseline_traces_the_judges_calls_apart(store):
+    """A task scored by a rubric judge: the student's calls are role "evaluation", the judge's role "judge", each
+    count equal to the run's own (lm_calls, judge_calls)."""
+    from tests.stub_tasks import task_stub
+
+    with task_stub() as server:
+        student, judge = (openai_compatible(n, m, server.base_url) for n, m in (("s", "stub-small"),
+                                                                                 ("j", "stub-large")))
+        [outcome] = run_baselines(store, TaskRef(kind="rewrite"), SampleSpec(), [student], threads=2, judge=judge)
+    metrics = outcome.result.metrics
+    counts = tracing.trace_counts(store, outcome.run_id)
+    assert counts == {"evaluation": int(metrics["lm_calls"]), "judge": int(metrics["judge_calls"])}
+    assert metrics["judge_calls"] == metrics["n"] > 0
+    models = {t.info.tags["studio.role"]: t.info.tags["studio.model"] for t in traces_of(store, outcome.run_id)}
+    assert models == {"evaluation": "s", "judge": "j"}
+
+
 def test_tracing_off_leaves_no_trace_and_still_logs_the_test_set(stub, store, ref, monkeypatch):
     monkeypatch.setenv("GEPA_STUDIO_TRACES", "off")
     spec = openai_compatible("small", "stub-small", stub.base_url)

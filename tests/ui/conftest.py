@@ -27,7 +27,8 @@ from tests.stub_server import (
 )
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DATABRICKS_TOKEN", "DATABRICKS_API_BASE")
+KEY_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DATABRICKS_TOKEN", "DATABRICKS_API_BASE", "DATABRICKS_HOST",
+            "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_CONFIG_PROFILE")
 
 
 def open_page(page: str, session: dict[str, Any] | None = None, timeout: float = 30) -> AppTest:
@@ -59,6 +60,7 @@ def _env(monkeypatch: pytest.MonkeyPatch, data_dir: Path, secrets: Path) -> None
     monkeypatch.setenv("GEPA_STUDIO_SECRETS", str(secrets))
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(data_dir / "no-databrickscfg"))  # not the developer's own
 
 
 @pytest.fixture(autouse=True)
@@ -216,3 +218,26 @@ def seeded(seeded_store, monkeypatch, tmp_path) -> Seed:
     """The shared seeded store (see ``use_shared_store``)."""
     use_shared_store(monkeypatch, seeded_store.data_dir, tmp_path)
     return seeded_store
+
+
+# The auth tests' (test_auth.py, test_proxy_headers.py) --------------------------------------------------------------
+
+
+@pytest.fixture
+def no_auth_settings(monkeypatch):
+    """None of the access settings from the developer's shell (those modules use it for every test)."""
+    from ui import auth
+
+    for name in (auth.ALLOWED_USERS, auth.ALLOW_UNAUTHENTICATED, auth.REQUIRE_LOGIN, auth.TRUST_PROXY_HEADERS):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def bind():
+    """Set ``server.address`` as the command line would; restored afterwards."""
+    from streamlit import config
+
+    key = "server.address"
+    old, where = config.get_option(key), config.get_where_defined(key)
+    yield lambda address: config.set_option(key, address)
+    config.set_option(key, old, where)

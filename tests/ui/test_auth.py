@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from core.config.errors import ConfigError
@@ -34,19 +33,7 @@ AUTH = {"redirect_uri": "http://studio.example.org:8501/oauth2callback", "cookie
 NO_AUTH = {"GEPA_STUDIO_TEST": "a secrets file without [auth]"}  # AppTest swaps st.secrets only for a non-empty dict
 
 
-@pytest.fixture(autouse=True)
-def no_auth_settings(monkeypatch):
-    for name in (auth.ALLOWED_USERS, auth.ALLOW_UNAUTHENTICATED, auth.REQUIRE_LOGIN):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def bind():
-    """Set ``server.address`` as the command line would; restored afterwards."""
-    key = "server.address"
-    old, where = config.get_option(key), config.get_where_defined(key)
-    yield lambda address: config.set_option(key, address)
-    config.set_option(key, old, where)
+pytestmark = pytest.mark.usefixtures("no_auth_settings")
 
 
 def run_app(page: str = "home", *, secrets: dict | None = None, user: dict | None = None) -> AppTest:
@@ -324,7 +311,7 @@ def exposed_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exposed")
     port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if k not in (auth.ALLOWED_USERS, auth.ALLOW_UNAUTHENTICATED, auth.REQUIRE_LOGIN)}
+           if k not in (auth.ALLOWED_USERS, auth.ALLOW_UNAUTHENTICATED, auth.REQUIRE_LOGIN, auth.TRUST_PROXY_HEADERS)}
     env.update(GEPA_STUDIO_DATA_DIR=str(tmp / "studio"),
                MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'studio' / 'mlflow.db'}",
                GEPA_STUDIO_SECRETS=str(tmp / "none.toml"), PYTHONPATH=str(ROOT))

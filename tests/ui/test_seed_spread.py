@@ -109,7 +109,7 @@ def test_compare_shows_the_seed_spread_and_the_verdict_says_one_of_three(empty):
     assert_clean(at)
     assert "Seed spread" in texts(at, "subheader")
     sentence = ("GEPA · small ← big · light, 3 seeds: optimized 58.0–66.0 % (median 62.0 %) against 20.0 % before; "
-                "every seed gained at least 38.0 points.")
+                "every seed gained at least 38.0 points of accuracy.")
     assert any(sentence in m for m in texts(at, "markdown")), texts(at, "markdown")
     spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
                 if "over 3 seeds" in json.dumps(json.loads(c.proto.spec).get("layout", {}).get("title", "")))

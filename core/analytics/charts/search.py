@@ -209,7 +209,7 @@ def pareto_grid_chart(grid: pd.DataFrame, val_texts: Sequence[str] | None = None
 def _grid_headline(grid: pd.DataFrame, best: int) -> str:
     s = grid_summary(grid, best)
     head = f"Candidate #{best} is best on {s['wins']} of {s['n']} validation examples"
-    tail = [f"none is right on {s['none']}"] if s["none"] else []
+    tail = [f"none scores above 0 on {s['none']}"] if s["none"] else []
     tail += [f"others beat it on {s['beaten']}"] if s["beaten"] else []
     return head + (f" ({'; '.join(tail)})" if tail else "")
 
