@@ -49,7 +49,8 @@ with left:
     present = cache.credentials()
     for provider, ok in present.items():
         status = ":green[:material/check_circle: present]" if ok else ":orange[:material/cancel: missing]"
-        st.markdown(f"{PROVIDERS[provider].title} (`{PROVIDERS[provider].key_env}`): {status}")
+        alt = " or the Databricks SDK's profile / OAuth" if provider == "databricks" else ""  # core.config.databricks
+        st.markdown(f"{PROVIDERS[provider].title} (`{PROVIDERS[provider].key_env}`{alt}): {status}")
     st.caption("Keys are read from the environment or `.streamlit/secrets.toml` when a call is made; "
                "their values are never shown or stored. Local OpenAI-compatible servers need none.")
 
