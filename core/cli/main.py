@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from core.cli import jobs as jobs_cmd
 from core.cli import notebook as notebook_cmd
 from core.cli import optimize as optimize_cmd
+from core.cli import program as program_cmd
 from core.cli import report as report_cmd
 from core.cli import ship as ship_cmd
 from core.cli import sweep as sweep_cmd
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cmd.add_parsers(sub)
     ship_cmd.add_parsers(sub)
     sweep_cmd.add_parsers(sub)
+    program_cmd.add_parsers(sub)
     return parser
 
 

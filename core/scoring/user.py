@@ -23,18 +23,17 @@ from core.scoring.base import Score
 
 logger = logging.getLogger(__name__)
 
-_FORMAT_HINT = 'Write it as "path/to/file.py:function_name".'
 _loaded = itertools.count()  # a fresh module name per load: two files named metrics.py never share one
 
 
-def _split(ref: str) -> tuple[str, str]:
+def _split(ref: str, what: str = "function") -> tuple[str, str]:
     path, sep, name = str(ref).strip().rpartition(":")
     if not sep or not path or not name.isidentifier():
-        raise ConfigError(f"{ref!r} does not name a function in a file.", _FORMAT_HINT)
+        raise ConfigError(f"{ref!r} does not name a {what} in a file.", f'Write it as "path/to/file.py:{what}_name".')
     return path, name
 
 
-def _resolve(path: str, allowed_dir: str | Path | None) -> Path:
+def _resolve(path: str, allowed_dir: str | Path | None, what: str = "metric") -> Path:
     """The file, symlinks resolved; a relative path is under ``allowed_dir`` when one is given, else the cwd."""
     given = Path(path).expanduser()
     if allowed_dir is None:
@@ -42,28 +41,30 @@ def _resolve(path: str, allowed_dir: str | Path | None) -> Path:
     root = Path(allowed_dir).expanduser().resolve()
     resolved = (given if given.is_absolute() else root / given).resolve()
     if not resolved.is_relative_to(root):
-        raise ConfigError(f"The metric file {path!r} is outside the folder metric functions may be loaded from.",
-                          f"Put it under {root} (the operator's metric functions folder).")
+        things = {"metric": "metric functions"}.get(what, what + "s")
+        raise ConfigError(f"The {what} file {path!r} is outside the folder {things} may be loaded from.",
+                          f"Put it under {root} (the operator's {things} folder).")
     return resolved
 
 
-def load_function(ref: str, allowed_dir: str | Path | None = None) -> Callable[..., Any]:
-    """The function ``ref`` (``"path/to/file.py:fn"``) names, loaded from its file as a module of its own.
+def load_from_file(ref: str, allowed_dir: str | Path | None = None, what: str = "metric") -> tuple[Any, Path]:
+    """What ``ref`` (``"path/to/file.py:name"``) names, loaded from its file as a module of its own, and the file.
 
     Raises ConfigError for a malformed ref, a missing file, a file outside ``allowed_dir`` (when given), a syntax
-    error (with its line), an error while the file runs, and a missing or non-callable ``fn``.
+    error (with its line), an error while the file runs (with the user's own traceback) and a missing name.
+    ``what`` ("metric", "program") names the file in those messages.
     """
-    path, name = _split(ref)
-    file = _resolve(path, allowed_dir)
+    path, name = _split(ref, "function" if what == "metric" else what)
+    file = _resolve(path, allowed_dir, what)
     if not file.is_file():
-        raise ConfigError(f"The metric file {path!r} does not exist ({file}).",
+        raise ConfigError(f"The {what} file {path!r} does not exist ({file}).",
                           "Check the path; a relative path is read from " +
-                          ("the metric functions folder." if allowed_dir is not None else "the working directory."))
+                          ("the operator's folder." if allowed_dir is not None else "the working directory."))
     digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
-    module_name = f"gepa_studio_user_metric_{digest}_{next(_loaded)}"
+    module_name = f"gepa_studio_user_{what}_{digest}_{next(_loaded)}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
-        raise ConfigError(f"{path!r} cannot be loaded as Python.", "A metric file is a .py file.")
+        raise ConfigError(f"{path!r} cannot be loaded as Python.", f"A {what} file is a .py file.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
     try:
@@ -72,16 +73,33 @@ def load_function(ref: str, allowed_dir: str | Path | None = None) -> Callable[.
         sys.modules.pop(module_name, None)
         raise ConfigError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}.",
                           "Fix the file; python -m py_compile FILE shows the same.") from exc
-    except Exception as exc:  # whatever the user's file raises on import: say which file and why
+    except Exception as exc:  # whatever the user's file raises on import: say which file, where and why
         sys.modules.pop(module_name, None)
-        raise ConfigError(f"{path} raised while loading: {type(exc).__name__}: {exc}",
+        raise ConfigError(f"{path} raised while loading: {type(exc).__name__}: {exc}\n{_user_frames(exc, file)}",
                           "Run the file with python to see the whole error.") from exc
-    fn = getattr(module, name, None)
-    if fn is None:
-        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
-                       and getattr(v, "__module__", None) == module_name)
-        raise ConfigError(f"{path} has no function {name!r}.",
-                          f"Functions it defines: {', '.join(found)}." if found else "Define it in that file.")
+    found = getattr(module, name, None)
+    if found is None:
+        defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                         and getattr(v, "__module__", None) == module_name)
+        raise ConfigError(f"{path} has no {'function' if what == 'metric' else 'object'} {name!r}.",
+                          f"It defines: {', '.join(defined)}." if defined else "Define it in that file.")
+    return found, file
+
+
+def _user_frames(exc: BaseException, file: Path) -> str:
+    """The traceback's lines in the user's own file (where their code failed), last 5."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == file]
+    return "".join(traceback.format_list(frames[-5:])).rstrip()
+
+
+def load_function(ref: str, allowed_dir: str | Path | None = None) -> Callable[..., Any]:
+    """The function ``ref`` (``"path/to/file.py:fn"``) names, loaded from its file as a module of its own
+    (:func:`load_from_file`'s errors, and a ConfigError for a name that is not callable)."""
+    fn, _ = load_from_file(ref, allowed_dir, "metric")
+    path = str(ref).strip().rpartition(":")[0]
+    name = str(ref).strip().rpartition(":")[2]
     if not callable(fn):
         raise ConfigError(f"{path}:{name} is a {type(fn).__name__}, not a function.",
                           "Name a function: def fn(example, prediction) -> float.")
