@@ -19,21 +19,22 @@ gives up after TIMEOUT_S, because the SDK's own retry budget is five minutes: a 
 hold a page that long (``Config()`` asks the host for ``/.well-known/databricks-config`` first; for OAuth, then the
 ``oidc_endpoint`` it names, for its token endpoint). The SDK's token request (``requests.post``) sets no timeout.
 
-Imports nothing of core but the errors: core.config.settings imports it (``credential_status``, the provider's help),
-so lookups come in as ``get`` (``get_secret``), and the caller registers every token it obtains with the key scrub
-(``core.config.secrets.register_secret``) before using it. The SDK itself is imported only when it is asked.
+Imports nothing of core but the errors and the environment's reader: core.config.settings imports it
+(``credential_status``, the provider's help), so lookups come in as ``get`` (``get_secret``), and the caller registers
+every token it obtains with the key scrub (``core.config.secrets.register_secret``) before using it.
+The SDK itself is imported only when it is asked.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.config.environ import environ_snapshot
 from core.config.errors import ConfigError
 
 Lookup = Callable[[str], str | None]  # a variable's value, environment first, then secrets.toml (get_secret)
@@ -67,16 +68,8 @@ def serving_base(host: str | None) -> str | None:
 
 
 def _environment() -> dict[str, str]:
-    """The environment's variables the SDK reads; another thread (MLflow's telemetry) may change the environment
-    while it is listed, so the names are listed again if it did, and a value that vanished is left out."""
-    while True:
-        try:
-            names = [name for name in list(os.environ) if name.startswith(SDK_ENV_PREFIXES)]
-            break
-        except RuntimeError:  # "dictionary changed size during iteration"
-            continue
-    found = {name: os.environ.get(name) for name in names}
-    return {name: value for name, value in found.items() if value}
+    """The environment's variables the SDK reads (set and not empty), read as another thread may change them."""
+    return {name: value for name, value in environ_snapshot().items() if name.startswith(SDK_ENV_PREFIXES) and value}
 
 
 def _given(get_secret: Lookup) -> dict[str, str]:

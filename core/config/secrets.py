@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.config.environ import environ_snapshot as environ_snapshot  # re-exported: core.jobs.local copies it
 from core.config.settings import PROVIDERS, SECRETS_PATH, load_settings
 
 logger = logging.getLogger(__name__)
@@ -71,20 +72,6 @@ def _secrets_file() -> dict[str, Any]:
     # A malformed file scrubs nothing from it: core.config.settings.read_secrets says so where the user looks.
     state = _file_state(Path(os.environ.get("GEPA_STUDIO_SECRETS", SECRETS_PATH)))
     return _read_toml(state) if state else {}
-
-
-def environ_snapshot() -> dict[str, str]:
-    """A copy of ``os.environ`` that tolerates another thread setting or deleting variables meanwhile: the names
-    are listed first (again if the environment changed size while they were), then each value is read, and one
-    that vanished in between is left out."""
-    while True:
-        try:
-            names = list(os.environ)
-            break
-        except RuntimeError:  # "dictionary changed size during iteration": list them again
-            continue
-    found = {name: os.environ.get(name) for name in names}
-    return {name: value for name, value in found.items() if value is not None}
 
 
 _DECLARED: set[str] = set()  # key variables this process was told of (a job's model specs): names, never values

@@ -200,13 +200,29 @@ def unity_catalog() -> tuple[str | None, str | None]:
             (get_secret("GEPA_STUDIO_UC_SCHEMA") or "").strip() or None)
 
 
-def saved_cluster(data_dir: Path) -> str | None:
-    """The Ray address saved on the Home page (``<data dir>/cluster.json``), or None."""
+def _saved(data_dir: Path, file: str, key: str) -> str | None:
+    """A value saved on the Home page (``<data dir>/<file>``: ``{key: value}``), or None (none, blank, unreadable)."""
     try:
-        found = json.loads((data_dir / CLUSTER_FILE).read_text(encoding="utf-8")).get("ray_address")
+        found = json.loads((data_dir / file).read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         return None
     return str(found).strip() or None if found else None
+
+
+def _save(data_dir: Path, file: str, key: str, value: str | None) -> str | None:
+    """Save ``value`` as ``<data dir>/<file>``'s ``key`` (None: remove the file); returns it."""
+    path = data_dir / file
+    if value is None:
+        path.unlink(missing_ok=True)
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({key: value}), encoding="utf-8")
+    return value
+
+
+def saved_cluster(data_dir: Path) -> str | None:
+    """The Ray address saved on the Home page (``<data dir>/cluster.json``), or None."""
+    return _saved(data_dir, CLUSTER_FILE, "ray_address")
 
 
 def save_cluster(data_dir: Path, address: str | None) -> str | None:
@@ -216,13 +232,7 @@ def save_cluster(data_dir: Path, address: str | None) -> str | None:
     if address and not address.startswith(("http://", "https://")):
         raise ConfigError(f"{address!r} is not a Ray job-submission address.",
                           "Give the head's dashboard address, e.g. http://head-node:8265.")
-    path = data_dir / CLUSTER_FILE
-    if address is None:
-        path.unlink(missing_ok=True)
-    else:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"ray_address": address}), encoding="utf-8")
-    return address
+    return _save(data_dir, CLUSTER_FILE, "ray_address", address)
 
 
 def is_databricks(tracking_uri: str) -> bool:
@@ -264,11 +274,7 @@ def _root_problem(root: str) -> str | None:
 
 def saved_experiment_root(data_dir: Path) -> str | None:
     """The experiment root saved on the Home page (``<data dir>/workspace.json``), or None."""
-    try:
-        found = json.loads((data_dir / WORKSPACE_FILE).read_text(encoding="utf-8")).get("experiment_root")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(found).strip() or None if found else None
+    return _saved(data_dir, WORKSPACE_FILE, "experiment_root")
 
 
 def save_experiment_root(data_dir: Path, root: str | None, tracking_uri: str) -> str | None:
@@ -276,14 +282,9 @@ def save_experiment_root(data_dir: Path, root: str | None, tracking_uri: str) ->
     ``tracking_uri``; returns it. ``GEPA_STUDIO_EXPERIMENT_ROOT`` in the environment or ``secrets.toml`` still wins."""
     root = (root or "").strip()
     root = root.rstrip("/") if root.strip("/") else root
-    path = data_dir / WORKSPACE_FILE
-    if not root:
-        path.unlink(missing_ok=True)
-        return None
-    check_experiment_root(root, tracking_uri)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"experiment_root": root}), encoding="utf-8")
-    return root
+    if root:
+        check_experiment_root(root, tracking_uri)
+    return _save(data_dir, WORKSPACE_FILE, "experiment_root", root or None)
 
 
 def credential_status() -> dict[str, bool]:

@@ -26,11 +26,12 @@ import signal
 import socket
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from core.config import secrets
-from core.config.settings import Settings, experiment_root, unity_catalog
+from core.config.settings import load_settings
 from core.jobs import mailbox as mb
 from core.jobs.kinds import JobContext
 from core.jobs.worker import process_args, run_kind
@@ -48,10 +49,9 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
     spec = box.read_json("spec.json")
     secrets.declare_key_names(secrets.key_env_names(spec))  # before anything runs that could print a key
     job_id = spec["job_id"]
-    catalog, schema = unity_catalog()  # the root and the schema come in the runtime env (core.jobs.ray_backend)
-    settings = Settings(data_dir=work, tracking_uri=tracking_uri, artifact_root=work / "mlartifacts",
-                        ray_address=None, experiment_root=experiment_root(), uc_catalog=catalog,
-                        uc_schema=schema).ensure()
+    # read as everywhere (the root and the Unity Catalog schema come in the runtime env: core.jobs.ray_backend); the
+    # data dir is this node's own, the results the tracking server's, and the job runs here, never on a cluster
+    settings = replace(load_settings(work), tracking_uri=tracking_uri, ray_address=None, metrics_dir=None).ensure()
     folders = {"job": settings.jobs_dir / job_id, "runs": work / "runs"}
     for prefix, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)

@@ -138,15 +138,11 @@ class RunStore:
         if exp is None:
             location = (self.settings.artifact_root / task_name).as_uri() if self.is_local else None
             with data_lock(self.settings):  # two processes of this machine starting the first run of a task
-                exp_id = self._create_experiment(name, location)
+                exp_id = ensure_experiment(self.client, self.settings, name, location)  # or a Ray worker's
         else:
             exp_id = exp.experiment_id
         self._experiments[name] = exp_id
         return exp_id
-
-    def _create_experiment(self, name: str, location: str | None) -> str:
-        """``name``'s id, created unless it exists (a Ray worker elsewhere may create it first: take theirs)."""
-        return ensure_experiment(self.client, self.settings, name, location)
 
     # Writing ---------------------------------------------------------------------------------
 
