@@ -5,12 +5,14 @@ Start it with ``streamlit run app.py``.
 
 import streamlit as st
 
+from core.program.user_program import refuse_programs_in_this_thread
 from ui import auth, cache, routing, state
 from ui.widgets import studio_errors
 
 st.set_page_config(page_title="GEPA Studio", page_icon="🧬", layout="wide")
 access = auth.require_access()  # beyond loopback or behind a trusted proxy: who it is, or no pages (see ui.routing)
 routing.mark_routed()
+refuse_programs_in_this_thread()  # a user's program runs in its job's worker, never in a page
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from core.analytics import charts
+from core.config.errors import ConfigError
 from core.lm.models import PROVIDER_HELP, key_present
+from core.program.pick import check_program
 from core.tracking.runs import chart_frame, latest_per_label, module_name, with_spend
 from ui import auth, cache, routing, state
 from ui.failures import FAILURE_COLUMN_CONFIG, degraded_warning, failure_table
@@ -34,9 +36,18 @@ for name in chosen:
                    f"{PROVIDER_HELP.get(spec.provider, '')}", icon=":material/key:")
 
 judge = None  # a task scored by a rubric: the judge's model, picked here (core refuses such a task without one)
-may_judge = bool(ref.fields) or ref.kind not in ("demo", "pubmed", "file")  # classification never does: not read
+task = None  # read when it may be judged or run your own program (classification never is: not read)
+refused = False  # your own program from outside the operator's folder (a link's): never started from here
 with studio_errors():
-    if may_judge and cache.task_tables(ref.to_dict())[0].metric == "judge":
+    if bool(ref.fields) or ref.kind not in ("demo", "pubmed", "file"):
+        task = cache.task_tables(ref.to_dict())[0]
+    if task is not None and task.program:
+        try:
+            check_program(task.program, cache.settings().programs_dir)
+        except ConfigError:
+            refused = True
+            raise
+    if task is not None and task.metric == "judge":
         fallback = state.reflection() if state.reflection() in names else None
         judge_name = st.selectbox("Judge model", names, index=names.index(fallback) if fallback else None,
                                   key="baselines.judge.w", placeholder="Pick the model that scores by the rubric",
@@ -47,15 +58,20 @@ judged = {"judge": judge} if judge is not None else {}  # only a judged task's j
 
 with st.expander("Options"):
     cols = st.columns(3)
-    module = cols[0].segmented_control("Program", ["predict", "cot"], default="predict", required=True,
-                                       key="baselines.module", persist_state="session",
-                                       format_func={"predict": "Predict", "cot": "Chain of thought"}.get)
+    module = "predict"  # your own program: its predictors as they are
+    if task is not None and task.program:
+        cols[0].caption("Your program keeps its own predictors and instructions.")
+    else:
+        module = cols[0].segmented_control("Program", ["predict", "cot"], default="predict", required=True,
+                                           key="baselines.module", persist_state="session",
+                                           format_func={"predict": "Predict", "cot": "Chain of thought"}.get)
     threads = cols[1].number_input("Parallel calls", min_value=1, max_value=64, value=8, key="baselines.threads",
                                    persist_state="session")
     reuse = cols[2].toggle("Reuse cached answers", value=True, key="baselines.cache", persist_state="session",
                            help="Identical calls are answered from DSPy's cache (and cost nothing).")
 
-if st.button("Run baselines", key="baselines.start", type="primary", icon=":material/play_arrow:", disabled=not chosen):
+if st.button("Run baselines", key="baselines.start", type="primary", icon=":material/play_arrow:",
+             disabled=not chosen or refused):
     with studio_errors():
         job_id = cache.job_manager().submit_baselines(ref, sample, [catalog.get(n) for n in chosen], module=module,
                                                      threads=int(threads), cache=bool(reuse),

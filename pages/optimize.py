@@ -8,9 +8,11 @@ from core.config.errors import StudioError
 from core.jobs import MAX_SEEDS, repeat_seeds, submit_repeat
 from core.lm.models import ModelSpec
 from core.optimize import OPTIMIZERS, OptimizeConfig, Optimizer, entry
+from core.optimize.config import COMPONENT_SELECTORS
 from core.optimize.estimate import CHARS_PER_TOKEN
+from core.program.pick import check_program
 from core.program.program import STARTS
-from core.tasks import SampleSpec, TaskRef
+from core.tasks import SampleSpec, Task, TaskRef
 from core.tracking.runs import linked_evaluations, optimization_frame
 from ui import auth, cache, routing, state, sweeps
 from ui.jobs import finish_job_of, finish_progress, has_results, job_picker, live_panel, optimize_progress
@@ -23,8 +25,24 @@ FEEDBACK = {"rule": "Gold label", "judge": "LLM judge"}  # short: the pair fits 
 START_NAMES = {"bare": "Bare signature", "described": "With label descriptions", "own": "Your own instruction"}
 
 
+def program_task(ref: TaskRef) -> Task | None:
+    """The task in view when it runs your own program (after checking that the program lies under the operator's
+    folder: a link may name any file), else None. Classification tasks name none: they are not read."""
+    if not ref.fields and ref.kind in ("demo", "pubmed", "file"):
+        return None
+    try:
+        task = cache.task_tables(ref.to_dict())[0]
+    except StudioError:
+        return None  # the estimate says why the task cannot be read
+    if not task.program:
+        return None
+    check_program(task.program, cache.settings().programs_dir)
+    return task
+
+
 def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection: ModelSpec) -> OptimizeConfig | None:
     """Optimizer, budget, spending cap and options (kept for the session) → an OptimizeConfig."""
+    program = program_task(ref)
     optimizer = st.segmented_control("Optimizer", list(OPTIMIZERS), default="gepa", required=True,
                                      key="optimize.optimizer", persist_state="session",
                                      format_func=lambda k: OPTIMIZERS[k].label,
@@ -33,6 +51,10 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
     st.caption(chosen.words.does + (f" Cancel and the spending cap take effect {chosen.cancel}." if chosen.presets
                                     else ""))
     own_text = ""
+    if chosen.instruction_needed and program is not None:
+        st.info("Your program keeps its own predictors and instructions: there is no prompt of yours to evaluate in "
+                "their place. Pick an optimizer that improves them.", icon=":material/account_tree:")
+        return None
     if chosen.instruction_needed:
         own_text = st.text_area("Your prompt", key="optimize.own_instruction", persist_state="session",
                                 placeholder="The instruction you use today: what the student should do with each text",
@@ -44,7 +66,7 @@ def config_form(ref: TaskRef, sample: SampleSpec, student: ModelSpec, reflection
     budget, calls, cap = _budget_controls(chosen)
     if sample.val_per_label == 0 and chosen.words.no_validation:
         st.caption(f"No validation split (validation 0 on the Task page): {chosen.words.no_validation}")
-    options = _advanced(chosen)
+    options = _advanced(chosen, program)
     instruction = options.pop("instruction")
     instruction = own_text if chosen.instruction_needed else instruction
     return OptimizeConfig(
@@ -76,16 +98,21 @@ def _budget_controls(chosen: Optimizer) -> tuple[str, int | None, float | None]:
     return budget, calls, cap
 
 
-def _advanced(chosen: Optimizer) -> dict:
-    """Program, parallel calls, cache, and the optimizer's own options (GEPA: feedback, minibatch, merge; a seed
-    where one changes anything; the starting program where it searches from one), as OptimizeConfig fields."""
+def _advanced(chosen: Optimizer, program: Task | None) -> dict:
+    """Program (your own: its predictors as they are, GEPA's component selector when it has several), parallel
+    calls, cache, and the optimizer's own options (GEPA: feedback, minibatch, merge; a seed where one changes
+    anything; the starting program where it searches from one), as OptimizeConfig fields."""
     options: dict = {"feedback": "rule", "reflection_minibatch_size": 3, "use_merge": True, "seed": 0,
-                     "start": "described", "instruction": ""}  # the defaults of what this optimizer does not use
+                     "start": "described", "instruction": "", "module": "predict",
+                     "component_selector": "round_robin"}  # the defaults of what this optimizer does not use
     with st.expander("Advanced"):
+        if program is not None:
+            _own_program(chosen, program, options)
         cols = st.columns([1, 1.2, 1])
-        options["module"] = cols[0].segmented_control("Program", list(MODULES), default="predict", required=True,
-                                                      key="optimize.module", persist_state="session",
-                                                      format_func=MODULES.get)
+        if program is None:
+            options["module"] = cols[0].segmented_control("Program", list(MODULES), default="predict", required=True,
+                                                          key="optimize.module", persist_state="session",
+                                                          format_func=MODULES.get)
         if "feedback" in chosen.controls:
             options["feedback"] = cols[1].segmented_control(
                 "Feedback", list(FEEDBACK), default="rule", required=True, key="optimize.feedback",
@@ -107,9 +134,21 @@ def _advanced(chosen: Optimizer) -> dict:
                                                        persist_state="session"))
         options["cache"] = bool(cols[3].toggle("Reuse cached answers", value=True, key="optimize.cache",
                                                persist_state="session"))
-        if not chosen.instruction_needed:  # your own prompt is its own starting program
+        if not chosen.instruction_needed and program is None:  # your own prompt is its own starting program
             _starting_program(options)
     return options
+
+
+def _own_program(chosen: Optimizer, program: Task, options: dict) -> None:
+    """Your own program: no module or starting instruction to pick; GEPA's component selector when it has more than
+    one predictor."""
+    st.caption(f"Your program keeps its own predictors and instructions ({program.num_predictors}: "
+               f"{', '.join(program.program_predictors)}).")
+    if program.num_predictors > 1 and "selector" in chosen.controls:  # which predictors a GEPA proposal rewrites
+        options["component_selector"] = st.segmented_control(
+            "Component selector", list(COMPONENT_SELECTORS), default="round_robin", required=True,
+            key="optimize.component_selector", persist_state="session",
+            help="  \n".join(f"**{k}**: {v}" for k, v in COMPONENT_SELECTORS.items()))
 
 
 def _starting_program(options: dict) -> None:

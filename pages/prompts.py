@@ -1,6 +1,9 @@
 """Prompts: two programs' instructions and full prompts side by side, with the differences highlighted; program B
 shipped as a registered MLflow model (with how to load and serve it). A task with several inputs shows every input in
-the prompt (a test example's inputs, or one box per input to type your own)."""
+the prompt (a test example's inputs, or one box per input to type your own).
+
+Your own DSPy program (its task names a program file) is shown predictor by predictor from what its runs saved (each
+predictor's instruction and prompt in program.json): the page never builds it, which would run the file's code."""
 
 import json
 
@@ -34,6 +37,7 @@ from ui.notebook import starting_program
 from ui.widgets import studio_errors
 
 CUSTOM = -1
+STUDIO = "the studio's program"  # the one predictor of a program the studio built, beside your own program's
 MARKED = ("capped", "cancelled", "failed")  # optimizations that stopped early: their programs say so
 
 routing.require_app(__file__)
@@ -87,6 +91,87 @@ def messages_for(program: dict, inputs: dict[str, str]) -> list[dict]:
     return render_prompt(program_from_dict(program)[0], {name: inputs.get(name, "") for name in own})
 
 
+def own_program(program: dict) -> bool:
+    """Whether a saved program is your own (its task names a program file): shown from what its run saved, never
+    built here."""
+    task = program.get("task")
+    return isinstance(task, dict) and bool(task.get("program"))
+
+
+def predictor_instructions(program: dict) -> dict[str, str]:
+    """Each predictor's instruction by name, as the run saved it (the studio's own program: its one instruction)."""
+    if not own_program(program):
+        return {STUDIO: str(program.get("instruction", ""))}
+    return {str(name): str(text) for name, text in (program.get("instructions") or {}).items()}
+
+
+def predictor_prompts(program: dict, inputs: dict[str, str]) -> dict[str, str]:
+    """Each predictor's whole prompt by name, as the run saved it, the first predictor's ``{{field}}`` variables
+    filled with ``inputs`` (the later ones read what earlier predictors produce: their variables stay). The studio's
+    own program: its prompt rendered for ``inputs`` (an empty one as its variable)."""
+    if not own_program(program):
+        filled = {name: value if value.strip() else "{{" + name + "}}" for name, value in inputs.items()}
+        return {STUDIO: prompt_text(messages_for(program, filled))}
+    prompts = {str(name): str(text) for name, text in (program.get("prompts") or {}).items()}
+    if prompts:
+        first = next(iter(prompts))
+        for name, value in inputs.items():
+            if value.strip():
+                prompts[first] = prompts[first].replace("{{" + name + "}}", value)
+    return prompts
+
+
+def _names(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    return list(dict.fromkeys([*a, *b]))
+
+
+def instruction_diffs(before: dict[str, str], after: dict[str, str]) -> None:
+    """One word diff per predictor, A to B; a predictor only one side has shows as added or removed."""
+    names = _names(before, after)
+    changed = [n for n in names if before.get(n) != after.get(n)]
+    unchanged = [n for n in names if n not in changed]
+    if not changed:
+        st.caption(f"From A to B, no predictor's instruction changed ({', '.join(names)}).")
+    else:
+        st.caption(f"From A to B, {len(changed)} of {len(names)} predictors changed: {', '.join(changed)}"
+                   + (f" (unchanged: {', '.join(unchanged)})." if unchanged else "."))
+    for name in names:
+        st.markdown(f"##### {name}")
+        if name not in before or name not in after:
+            st.caption("Only in B: added (green)." if name not in before else "Only in A: removed in B (red).")
+        else:
+            counts = diff_counts(before[name], after[name])
+            st.caption(f"{counts['removed']} words removed (red), {counts['added']} added (green)."
+                       if name in changed else "Unchanged.")
+        st.html(diff_html(before.get(name, ""), after.get(name, "")))
+    with st.expander("Both programs' instructions, plain"):
+        for name in names:
+            st.markdown(f"**{name}**")
+            left, right = st.columns(2)
+            left.code(before.get(name, "(not in A)"), language=None, wrap_lines=True)
+            right.code(after.get(name, "(not in B)"), language=None, wrap_lines=True)
+
+
+def prompt_diffs(before: dict[str, str], after: dict[str, str], labels: tuple[str, str]) -> None:
+    """Each predictor's whole prompt, A and B side by side, and their differences, predictor by predictor."""
+    names = _names(before, after)
+    if not names:
+        st.caption("Neither run saved its predictors' prompts: they ran before runs saved them.")
+        return
+    side, diff = st.tabs(["Side by side", "Differences"])
+    with side:
+        for name in names:
+            st.markdown(f"##### {name}")
+            left, right = st.columns(2)
+            for column, prompts, label in ((left, before, labels[0]), (right, after, labels[1])):
+                column.caption(label)
+                column.code(prompts.get(name, "(no such predictor in this program)"), language=None, wrap_lines=True)
+    with diff:
+        for name in names:
+            st.markdown(f"##### {name}")
+            st.html(diff_html(before.get(name, ""), after.get(name, "")))
+
+
 def show_pair(run_id: str) -> None:
     """Put an optimization's original and optimized evaluations in view as A and B."""
     with studio_errors():
@@ -136,14 +221,18 @@ a, b = picked
 with studio_errors(stop=True):
     program_a, program_b = cache.artifact_json(a, "program.json"), cache.artifact_json(b, "program.json")
 
+own = own_program(program_a) or own_program(program_b)  # your own program: read from what its runs saved
 st.subheader("Instruction")
-counts = diff_counts(program_a.get("instruction", ""), program_b.get("instruction", ""))
-st.caption(f"From A to B: {counts['removed']} words removed (red), {counts['added']} added (green).")
-st.html(diff_html(program_a.get("instruction", ""), program_b.get("instruction", "")))
-with st.expander("Both instructions, plain"):
-    left, right = st.columns(2)
-    left.code(program_a.get("instruction", ""), language=None, wrap_lines=True)
-    right.code(program_b.get("instruction", ""), language=None, wrap_lines=True)
+if own:
+    instruction_diffs(predictor_instructions(program_a), predictor_instructions(program_b))
+else:
+    counts = diff_counts(program_a.get("instruction", ""), program_b.get("instruction", ""))
+    st.caption(f"From A to B: {counts['removed']} words removed (red), {counts['added']} added (green).")
+    st.html(diff_html(program_a.get("instruction", ""), program_b.get("instruction", "")))
+    with st.expander("Both instructions, plain"):
+        left, right = st.columns(2)
+        left.code(program_a.get("instruction", ""), language=None, wrap_lines=True)
+        right.code(program_b.get("instruction", ""), language=None, wrap_lines=True)
 
 st.subheader("Full prompt for one example")
 task_b = task_of(program_b)
@@ -169,7 +258,16 @@ else:
     text = st.text_area("Text", key="prompts.text", placeholder=hint) if pick == CUSTOM else texts[pick]
     inputs = inputs_of(text, names or ["text"])
 
-if any(v.strip() for v in inputs.values()):
+if own:
+    filled = any(v.strip() for v in inputs.values())
+    with studio_errors(stop=True):
+        prompt_diffs(predictor_prompts(program_a, inputs), predictor_prompts(program_b, inputs), (
+            f"A: {choices[a]}", f"B: {choices[b]}"))
+    st.caption(("The example fills the first predictor's inputs; the later predictors read what earlier ones "
+                "produce (outputs known only when the program runs), so their inputs stay {{field}} variables."
+                if filled else "Each input is a {{field}} variable: pick an example to fill the first predictor's.")
+               + " These are the prompts the runs saved: this page never runs your program's code.")
+elif any(v.strip() for v in inputs.values()):
     with studio_errors(stop=True):
         messages_a = messages_for(program_a, inputs)
         messages_b = messages_for(program_b, inputs)

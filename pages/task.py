@@ -20,7 +20,7 @@ from core.tasks import (
     validate_table,
 )
 from core.tracking.runs import split_label_counts
-from ui import cache, routing, state, task_fields
+from ui import cache, routing, state, task_fields, task_program
 from ui.widgets import show_error, studio_errors
 
 KINDS = list(SOURCES)
@@ -51,7 +51,7 @@ elif kind == "pubmed":
         st.info("Press **Load PubMed** to read the data (a download can take a while the first time).")
         st.stop()
 elif kind == "taskfile":
-    candidate = task_fields.task_file_ref(stored_ref)
+    candidate = task_program.on_task_file(task_fields.task_file_ref(stored_ref), stored_ref)
 elif kind != "file":  # a task that ships with the project: nothing to pick (its description is above)
     candidate = TaskRef(kind=kind)
 else:
@@ -73,10 +73,19 @@ else:
     with studio_errors(stop=True):
         table = cache.read_upload(current["path"])
     data_name = current["filename"]
-    any_task = stored_ref.kind == "file" and stored_ref.source == current["path"] and bool(stored_ref.fields)
-    mode = st.radio("The task", list(task_fields.MODES), format_func=task_fields.MODES.get, horizontal=True,
-                    index=int(any_task), key="task.file.mode")
-if kind == "file" and mode == "fields":
+    same_file = stored_ref.kind == "file" and stored_ref.source == current["path"]
+    modes = dict(task_fields.MODES)
+    if cache.settings().programs_dir is not None:  # the operator's folder of programs: none offered without one
+        modes[task_program.MODE] = task_program.MODE_LABEL
+    stored_mode = ("classify" if not (same_file and stored_ref.fields) else
+                   task_program.MODE if task_program.saved_program(stored_ref) else "fields")
+    mode = st.radio("The task", list(modes), format_func=modes.get, horizontal=True, key="task.file.mode",
+                    index=list(modes).index(stored_mode) if stored_mode in modes else 1)
+    if task_program.MODE not in modes:
+        st.caption(task_program.ENABLE)
+if kind == "file" and mode == task_program.MODE:
+    candidate = task_program.file_ref(table, current, stored_ref)
+elif kind == "file" and mode == "fields":
     candidate = task_fields.fields_ref(table, current, stored_ref, cache.settings().metrics_dir)
 elif kind == "file":
     columns = [str(c) for c in table.columns]
@@ -121,7 +130,8 @@ def still_selected(exc: StudioError) -> NoReturn:
 
 try:
     task, full, test_table = cache.task_tables(candidate.to_dict())
-    scored_by = "" if task.is_classification else task_fields.checked_metric(task, cache.settings().metrics_dir)
+    scored_by = "" if task.is_classification else task_fields.checked_metric(task, cache.settings().metrics_dir,
+                                                                               cache.settings().programs_dir)
 except StudioError as exc:
     still_selected(exc)
 per = "per label" if task.label_output is not None else "rows"
@@ -157,6 +167,8 @@ if not task.is_classification:  # any task: its columns, signature and prompt in
         st.caption("Scored by an LLM judge: pick its model on Baselines (an optimization's judge is its reflection "
                    "model).")
     task_fields.overview(task, splits, source_tables, spec, data_name if kind == "file" else Path(task.source).name)
+    if task.program:
+        task_program.overview(task)
     st.stop()
 rows_available = sum(len(t) for t in source_tables.values())
 task_fields.counts(("Labels", len(task.labels)), source_tables, sizes)

@@ -60,3 +60,22 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def invoke_served(port: int, proc: subprocess.Popen, records: list[dict], wait_s: float) -> dict:
+    """POST ``records`` to a served MLflow model's ``/invocations`` on ``port`` until it answers (its JSON), failing
+    the test with the server's output if ``proc`` dies or nothing answers within ``wait_s``."""
+    import json
+
+    body = json.dumps({"dataframe_records": records}).encode()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            time.sleep(0.5)
+    out = proc.stdout.read().decode(errors="replace")[-3000:] if proc.poll() is not None and proc.stdout else ""
+    raise AssertionError(out or f"the server did not answer in {wait_s:.0f} s")

@@ -22,6 +22,8 @@ from core.analytics import charts
 from core.analytics.diff import diff_counts, diff_html
 from core.analytics.search import (
     COST_COLUMNS,
+    changed_components,
+    components,
     cost_by_role,
     grid_sentence,
     lineage,
@@ -120,7 +122,8 @@ def score_section(record: Mapping[str, Any], metric: str = ACCURACY) -> None:
 
 
 def lineage_section(record: Mapping[str, Any]) -> None:
-    """The candidate tree, then one candidate's full instruction and its word diff against its parent(s)."""
+    """The candidate tree, then one candidate's full instruction and its word diff against its parent(s); a program
+    with several predictors: the diff of each predictor the candidate changed, the others named as unchanged."""
     st.subheader("Candidates and where they came from")
     tree = lineage(record)
     st.plotly_chart(charts.lineage_chart(tree), key="optimization.chart.lineage")
@@ -138,6 +141,10 @@ def lineage_section(record: Mapping[str, Any]) -> None:
     st.caption(f"Found at iteration {int(row.get('iteration') or 0)} after {int(row.get('metric_calls') or 0):,} "
                f"metric calls" + (" · on the Pareto front" if row.get("on_front") else ""))
     parents = [int(p) for p in row.get("parents") or [] if int(p) in rows]
+    names = components(record)
+    if len(names) > 1:
+        _predictor_diffs(row, [rows[p] for p in parents], names)
+        return
     if not parents:
         st.caption("The starting instruction: nothing to compare it with.")
         st.code(str(row.get("instruction") or ""), language=None, wrap_lines=True)
@@ -150,6 +157,37 @@ def lineage_section(record: Mapping[str, Any]) -> None:
         st.markdown(f"**Against its parent #{parent}** ({_score(rows[parent].get('val_score'))}): "
                     f"{counts['removed']} words removed (red), {counts['added']} added (green)")
         st.html(diff_html(before, after))
+
+
+def _plain_instructions(texts: Mapping[str, str], names: list[str]) -> None:
+    for name in names:
+        st.markdown(f"**{name}**")
+        st.code(str(texts.get(name, "")), language=None, wrap_lines=True)
+
+
+def _predictor_diffs(row: Mapping[str, Any], parents: list[Mapping[str, Any]], names: list[str]) -> None:
+    """A candidate of a program with several predictors (``names``): against each parent, the word diff of every
+    predictor it changed, under the predictor's name, and the unchanged ones by name; the full texts, plain."""
+    texts = dict(row.get("instructions") or {})
+    names = list(dict.fromkeys([*names, *texts]))
+    if not parents:
+        st.caption("The starting instructions, one per predictor: nothing to compare them with.")
+        _plain_instructions(texts, names)
+        return
+    with st.expander("Its full instructions, plain"):
+        _plain_instructions(texts, names)
+    for parent in parents:
+        before = dict(parent.get("instructions") or {})
+        changed = changed_components(before, texts)
+        st.markdown(f"**Against its parent #{int(parent['idx'])}** ({_score(parent.get('val_score'))}): "
+                    + (f"changed {', '.join(changed)}" if changed else "no predictor's instruction changed"))
+        for name in changed:
+            counts = diff_counts(str(before.get(name, "")), str(texts.get(name, "")))
+            st.markdown(f"##### {name}")
+            st.caption(f"{counts['removed']} words removed (red), {counts['added']} added (green)")
+            st.html(diff_html(str(before.get(name, "")), str(texts.get(name, ""))))
+        if unchanged := [n for n in names if n not in changed]:
+            st.caption(f"unchanged: {', '.join(unchanged)}")
 
 
 def grid_section(record: Mapping[str, Any]) -> None:
@@ -170,22 +208,29 @@ def rejected_section(record: Mapping[str, Any]) -> None:
         st.caption("GEPA rejected no proposal in this run: every proposal it made scored better on its minibatch "
                    "than its parent." if record.get("proposals") else "No proposals were recorded in this run.")
         return
-    shown = table.assign(parents=table["parents"].map(_parents))
-    st.dataframe(shown[["iteration", "kind", "parents", "parent_score", "new_score", "reason"]], hide_index=True,
+    several = len(components(record)) > 1  # a program's predictors: say which of them each proposal rewrote
+    shown = table.assign(parents=table["parents"].map(_parents), components=table["components"].map(", ".join))
+    columns = ["iteration", "kind", "parents", *(["components"] if several else []), "parent_score", "new_score",
+               "reason"]
+    st.dataframe(shown[columns], hide_index=True,
                  key="optimization.rejected", column_config={
                      "parents": st.column_config.TextColumn("parent"),
+                     "components": st.column_config.TextColumn("rewrote"),
                      "parent_score": st.column_config.NumberColumn("parent's minibatch score", format="%.2f"),
                      "new_score": st.column_config.NumberColumn("proposal's minibatch score", format="%.2f"),
                      "reason": st.column_config.TextColumn("why rejected", width="large"),
                  })
     labels = {i: (f"Iteration {int(r['iteration'])} · {r['kind']} of {_parents(r['parents'])} · "
-                  f"{_score(r['parent_score'])} → {_score(r['new_score'])}")
+                  + (f"rewrote {', '.join(r['components']) or 'nothing'} · " if several else "")
+                  + f"{_score(r['parent_score'])} → {_score(r['new_score'])}")
               for i, r in enumerate(table.to_dict("records"))}
     pick = st.selectbox("Read a rejected proposal", list(labels), format_func=labels.get, key="optimization.proposal")
     row = table.iloc[pick]
     if row["reason"]:
         st.caption(str(row["reason"]))
-    st.markdown("**Proposed instruction**")
+    rewrote = list(row["components"]) if several else []  # which predictors it rewrote
+    plural = "s" if len(rewrote) > 1 else ""
+    st.markdown(f"**Proposed instruction{plural} for {', '.join(rewrote)}**" if rewrote else "**Proposed instruction**")
     st.code(str(row["instruction"] or ""), language=None, wrap_lines=True)
     st.markdown("**Feedback the reflection model read**")
     st.code(str(row["feedback"] or "(none recorded)"), language=None, wrap_lines=True)

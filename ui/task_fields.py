@@ -38,16 +38,16 @@ STRATIFY = "task.stratify"
 _INPUT_EXTRA, _OUTPUT_EXTRA = ("description",), ("description", "weight", "keys")
 
 
-def _kind_key(column: str) -> str:
-    return f"{KEY}kind.{column}"
+def _kind_key(column: str, key: str = KEY) -> str:
+    return f"{key}kind.{column}"
 
 
-def _metric_key(column: str) -> str:
-    return f"{KEY}metric.{column}"
+def _metric_key(column: str, key: str = KEY) -> str:
+    return f"{key}metric.{column}"
 
 
-def _tol_key(column: str) -> str:
-    return f"{KEY}tol.{column}"
+def _tol_key(column: str, key: str = KEY) -> str:
+    return f"{key}tol.{column}"
 
 
 def _keep_valid(key: str, options: list[str]) -> None:
@@ -89,11 +89,12 @@ def _suited(kind: str) -> list[str]:
                                      and m != DEFAULT_METRIC[kind]]
 
 
-def _set_output(column: str, kind: str, metric: str) -> None:
+def set_output(column: str, kind: str, metric: str, key: str = KEY) -> None:
+    """An output row's widgets (:func:`output_row`, under ``key``) from its kind and metric."""
     name, param = _split_metric(metric)
-    st.session_state[_kind_key(column)] = kind
-    st.session_state[_metric_key(column)] = name or DEFAULT_METRIC[kind]
-    st.session_state[_tol_key(column)] = param
+    st.session_state[_kind_key(column, key)] = kind
+    st.session_state[_metric_key(column, key)] = name or DEFAULT_METRIC[kind]
+    st.session_state[_tol_key(column, key)] = param
 
 
 def _set_scoring(metric: str, judge: Any, functions: dict[str, str]) -> None:
@@ -136,7 +137,7 @@ def _apply(spec: dict[str, Any], columns: list[str], metrics_dir: Path | None) -
         if _split_metric(shared)[0] not in _suited(out.kind) and shared:
             raise ConfigError(f"Output {out.column!r} ({out.kind}) cannot be scored by {shared!r}.",
                               f"Metrics for {out.kind}: {', '.join(_suited(out.kind))}.")
-        _set_output(out.column, out.kind, shared)
+        set_output(out.column, out.kind, shared)
     st.session_state.update({
         NAME: str(spec.get("name") or ""), INPUTS: [f.column for f in ins], OUTPUTS: [f.column for f in outs],
         EXTRA: {"inputs": {f.column: {"description": f.description} for f in ins},
@@ -172,7 +173,7 @@ def _defaults(saved: dict[str, Any], columns: list[str], metrics_dir: Path | Non
     st.session_state[INPUTS] = [f.column for f in ins if f.column in columns]
     st.session_state[OUTPUTS] = [f.column for f in outs if f.column in columns]
     for out in outs:
-        _set_output(out.column, out.kind, out.metric)
+        set_output(out.column, out.kind, out.metric)
     st.session_state[EXTRA] = {"inputs": {f.column: {"description": f.description} for f in ins},
                                "outputs": {f.column: {k: v for k, v in f.to_dict().items() if k in _OUTPUT_EXTRA}
                                            for f in outs}}
@@ -185,26 +186,28 @@ def _defaults(saved: dict[str, Any], columns: list[str], metrics_dir: Path | Non
         st.session_state[SCORE] = "function"  # the function picker says what is wrong
 
 
-def _output(table: pd.DataFrame, column: str) -> dict[str, Any]:
-    """One output row: its kind and a metric that suits it (numeric: with a tolerance)."""
+def output_row(table: pd.DataFrame, column: str, key: str = KEY, label: str = "") -> dict[str, Any]:
+    """One output row (``label``, else the column's name): its kind and a metric that suits it (numeric: with a
+    tolerance); the widgets under ``key``."""
     from core.program.preview import guess_kind
     from core.scoring import FIELD_METRICS
 
+    kind_key, metric_key = _kind_key(column, key), _metric_key(column, key)
     cols = st.columns([2, 2, 2, 2])
-    cols[0].markdown(f"**{column}**")
-    st.session_state.setdefault(_kind_key(column), guess_kind(table[column]))
-    kind = cols[1].selectbox("Kind", list(KINDS), key=_kind_key(column), help=KINDS[st.session_state[_kind_key(
-        column)]], label_visibility="collapsed")
+    cols[0].markdown(label or f"**{column}**")
+    st.session_state.setdefault(kind_key, guess_kind(table[column]))
+    kind = cols[1].selectbox("Kind", list(KINDS), key=kind_key, help=KINDS[st.session_state[kind_key]],
+                             label_visibility="collapsed")
     options = _suited(kind)
-    if st.session_state.get(_metric_key(column)) not in options:
-        st.session_state[_metric_key(column)] = options[0]
-    metric = cols[2].selectbox("Metric", options, key=_metric_key(column), format_func=lambda m: FIELD_METRICS[
-        m].display, help=FIELD_METRICS[st.session_state[_metric_key(column)]].help, label_visibility="collapsed")
+    if st.session_state.get(metric_key) not in options:
+        st.session_state[metric_key] = options[0]
+    metric = cols[2].selectbox("Metric", options, key=metric_key, format_func=lambda m: FIELD_METRICS[m].display,
+                               help=FIELD_METRICS[st.session_state[metric_key]].help, label_visibility="collapsed")
     if FIELD_METRICS[metric].takes_param:
-        tol = cols[3].text_input("Tolerance", key=_tol_key(column), placeholder="tolerance: 0.01 or 1%",
+        tol = cols[3].text_input("Tolerance", key=_tol_key(column, key), placeholder="tolerance: 0.01 or 1%",
                                  label_visibility="collapsed", help="Absolute (0.01) or relative (1%); empty: exact.")
         metric = f"{metric}:{tol.strip()}" if tol.strip() else metric
-    extra = st.session_state.get(EXTRA, {}).get("outputs", {}).get(column, {})
+    extra = st.session_state.get(f"{key}extra", {}).get("outputs", {}).get(column, {})
     return {**extra, "column": column, "kind": kind, "metric": "" if metric == DEFAULT_METRIC[kind] else metric}
 
 
@@ -272,7 +275,7 @@ def fields_ref(table: pd.DataFrame, upload: dict[str, str], stored: TaskRef, met
         st.info("Pick at least one input column and one output column.")
         st.stop()
     st.caption("Each output: its kind and its metric.")
-    outs = [_output(table, column) for column in outputs]
+    outs = [output_row(table, column) for column in outputs]
     metric, judge = _scoring(metrics_dir)
     described = st.session_state.get(EXTRA, {}).get("inputs", {})
     ins = [{"column": c, **{k: v for k, v in described.get(c, {}).items() if k in _INPUT_EXTRA and v}}
@@ -298,11 +301,20 @@ def stratify_picker(table: pd.DataFrame, stored: SampleSpec) -> str:
                         help="Each value of this column keeps its share of the rows in every split.")
 
 
-def checked_metric(task: Task, metrics_dir: Path | None) -> str:
-    """The task's metric name, after checking that a function metric lies under the operator's folder."""
+def checked_metric(task: Task, metrics_dir: Path | None, programs_dir: Path | None = None) -> str:
+    """The task's metric name, after checking that a function metric lies under the operator's folder (a task run
+    on your own program: the program under the programs folder, its metric under either folder)."""
+    from core.program.pick import check_program
     from core.program.preview import check_function_metric, metric_name
 
-    check_function_metric(task.metric, metrics_dir)
+    if task.program:
+        check_program(task.program, programs_dir)
+    try:
+        check_function_metric(task.metric, metrics_dir)
+    except ConfigError:
+        if not (task.program and programs_dir is not None):
+            raise
+        check_function_metric(task.metric, programs_dir)
     return metric_name(task)
 
 
@@ -333,6 +345,8 @@ def overview(task: Task, splits: Splits, tables: dict[str, pd.DataFrame], sample
                 st.caption("No validation split: GEPA scores candidates on the train examples.")
             else:
                 st.dataframe(frame[[c for c in shown if c in frame.columns]], hide_index=True)
+    if task.program:  # your own program: its prompts are its file's, and only its jobs run it (ui.task_program)
+        return
     st.subheader("The program")
     row = (splits.train if not splits.train.empty else splits.test).iloc[0].to_dict()
     with studio_errors():

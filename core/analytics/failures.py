@@ -51,6 +51,8 @@ WORDS: dict[FailureKind, FailureWords] = {
                            "answers could not be scored: your metric function failed on them", "metric failed"),
     "judge": FailureWords("answer could not be scored: the judge failed or answered unreadably",
                           "answers could not be scored: the judge failed or answered unreadably", "judge failed"),
+    "program": FailureWords("example failed in your program's own code", "examples failed in your program's own code",
+                            "program raised"),
     "other": FailureWords(*_no_answer("the call failed for another reason"), "other error"),
 }
 

@@ -1,6 +1,9 @@
 """GEPA's search as tables: the score curve, the lineage tree, the per-example grid, rejected proposals and the
 cost by role, from an optimization's search record (its ``search.json``, see ``core.optimize.search``).
 
+A program with several predictors has several components (the record's ``components``): each candidate holds every
+component's instruction, and the lineage says which of them changed from its first parent.
+
 Pure functions of the record dict; an empty or older record (or none) gives empty frames with the same columns,
 never an error.
 """
@@ -18,8 +21,11 @@ logger = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ["metric_calls", "idx", "val_score", "best_so_far", "kind"]
 LINEAGE_COLUMNS = ["idx", "parents", "kind", "val_score", "depth", "is_best", "on_front", "instruction",
-                   "metric_calls", "iteration"]
-REJECTED_COLUMNS = ["iteration", "kind", "parents", "parent_score", "new_score", "reason", "instruction", "feedback"]
+                   "metric_calls", "iteration", "changed", "instructions"]
+REJECTED_COLUMNS = ["iteration", "kind", "parents", "parent_score", "new_score", "reason", "instruction", "feedback",
+                    "components"]
+CHANGES_COLUMNS = ["idx", "parent", "component", "kind"]
+SEVERAL = "several"  # a candidate that changed more than one component (a merge, or an "all" proposal)
 COST_COLUMNS = ["role", "calls", "metric_calls", "input_tokens", "output_tokens", "cost_usd"]
 # The record's role keys and the names a page shows, in the order it shows them.
 ROLE_NAMES = {"student_train": "student on train minibatches", "student_val": "student on validation",
@@ -53,6 +59,33 @@ def instruction_text(instructions: Mapping[str, Any] | None) -> str:
     return "\n\n".join(f"{name}: {text}" for name, text in items)
 
 
+def _texts(instructions: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in instructions.items()} if isinstance(instructions, Mapping) else {}
+
+
+def components(record: Mapping[str, Any] | None) -> list[str]:
+    """The record's components (a program's predictor names, ``["self"]`` for the studio's own), else the names its
+    candidates' instructions hold, in order."""
+    if not isinstance(record, Mapping):
+        return []
+    named = [str(c) for c in record.get("components") or [] if isinstance(c, str)]
+    if named:
+        return named
+    return list(dict.fromkeys(name for c in _candidates(record) for name in _texts(c.get("instructions"))))
+
+
+def changed_components(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> list[str]:
+    """The components whose instruction differs between two candidates (one that only one of them has counts), in
+    ``after``'s order, then ``before``'s."""
+    old, new = _texts(before), _texts(after)
+    return [name for name in dict.fromkeys([*new, *old]) if old.get(name) != new.get(name)]
+
+
+def change_label(changed: list[str]) -> str:
+    """What a candidate changed, in one word: its one component, :data:`SEVERAL`, or "" (nothing)."""
+    return changed[0] if len(changed) == 1 else (SEVERAL if changed else "")
+
+
 def score_curve(record: Mapping[str, Any] | None) -> pd.DataFrame:
     """Each candidate's validation score against the metric calls spent when it was found, with the best so far."""
     rows = [{"metric_calls": int(c.get("metric_calls") or 0), "idx": c["idx"], "val_score": _float(c.get("val_score")),
@@ -65,10 +98,13 @@ def score_curve(record: Mapping[str, Any] | None) -> pd.DataFrame:
 
 
 def lineage(record: Mapping[str, Any] | None) -> pd.DataFrame:
-    """The candidate tree: parents, depth (steps from the seed), whether it is the best or on the Pareto front."""
+    """The candidate tree: parents, depth (steps from the seed), whether it is the best or on the Pareto front, each
+    component's instruction (``instructions``) and the components whose instruction differs from its first parent's
+    (``changed``; the seed's: none). The frame's ``attrs["components"]`` are the record's components."""
     cands = _candidates(record)
     if not cands:
         return pd.DataFrame(columns=LINEAGE_COLUMNS)
+    texts = {c["idx"]: _texts(c.get("instructions")) for c in cands}
     front = {int(i) for i in (record or {}).get("pareto_front") or [] if isinstance(i, int)}
     scores = {c["idx"]: _float(c.get("val_score")) for c in cands}
     best = (record or {}).get("best_idx")
@@ -80,11 +116,24 @@ def lineage(record: Mapping[str, Any] | None) -> pd.DataFrame:
     for c in cands:  # a parent always comes before its child (GEPA numbers candidates as it finds them)
         parents = [int(p) for p in c.get("parents") or [] if isinstance(p, int)]
         depth[c["idx"]] = 1 + max((depth.get(p, 0) for p in parents), default=-1)
+        changed = changed_components(texts[parents[0]], texts[c["idx"]]) if parents and parents[0] in texts else []
         rows.append({"idx": c["idx"], "parents": parents, "kind": str(c.get("kind") or ("seed" if not parents else "")),
                      "val_score": scores[c["idx"]], "depth": depth[c["idx"]], "is_best": c["idx"] == best,
                      "on_front": c["idx"] in front, "instruction": instruction_text(c.get("instructions")),
-                     "metric_calls": int(c.get("metric_calls") or 0), "iteration": int(c.get("iteration") or 0)})
-    return pd.DataFrame(rows, columns=LINEAGE_COLUMNS)
+                     "metric_calls": int(c.get("metric_calls") or 0), "iteration": int(c.get("iteration") or 0),
+                     "changed": changed, "instructions": texts[c["idx"]]})
+    frame = pd.DataFrame(rows, columns=LINEAGE_COLUMNS)
+    frame.attrs["components"] = components(record)
+    return frame
+
+
+def component_changes(record: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Which component each candidate but the seed changed from its first parent: ``component`` is its name,
+    :data:`SEVERAL` or "" (nothing)."""
+    tree = lineage(record)
+    rows = [{"idx": int(r["idx"]), "parent": int(r["parents"][0]), "component": change_label(r["changed"]),
+             "kind": r["kind"]} for r in tree.to_dict("records") if r["parents"]]
+    return pd.DataFrame(rows, columns=CHANGES_COLUMNS)
 
 
 def pareto_grid(record: Mapping[str, Any] | None) -> pd.DataFrame:
@@ -172,7 +221,7 @@ def _sum(scores: Any) -> float:
 
 def rejected_proposals(record: Mapping[str, Any] | None) -> pd.DataFrame:
     """The proposals GEPA turned down: the minibatch scores (sums, as GEPA compares them), why, the proposed
-    instruction and the feedback the reflection model read."""
+    instruction, the feedback the reflection model read, and the components it rewrote (``components``)."""
     proposals = (record or {}).get("proposals") if isinstance(record, Mapping) else None
     rows = []
     for p in proposals or []:
@@ -183,7 +232,8 @@ def rejected_proposals(record: Mapping[str, Any] | None) -> pd.DataFrame:
                      "parent_score": _sum(p.get("parent_scores")), "new_score": _sum(p.get("new_scores")),
                      "reason": str(p.get("reason") or (NO_INSTRUCTION if not p.get("instructions") else "")),
                      "instruction": instruction_text(p.get("instructions")),
-                     "feedback": _feedback_text(p.get("feedback"))})
+                     "feedback": _feedback_text(p.get("feedback")),
+                     "components": list(_texts(p.get("instructions")))})
     return pd.DataFrame(rows, columns=REJECTED_COLUMNS)
 
 

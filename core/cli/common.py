@@ -12,6 +12,7 @@ from core.cli.task_args import add_task_args, sample_spec, task_ref
 from core.config.errors import ModelError
 from core.config.settings import PROVIDERS
 from core.lm.models import ModelCatalog, ModelSpec, openai_compatible
+from core.optimize.config import COMPONENT_SELECTORS
 
 __all__ = ["add_task_args", "cli_user", "progress_printer", "resolve_models", "sample_spec", "task_ref"]
 
@@ -91,6 +92,9 @@ def progress_printer() -> Callable[[ModelSpec, int, int, Any], None]:
 def add_gepa_args(p: Any) -> None:
     """How an optimization runs, the same for ``optimize`` and every cell of a ``sweep``."""
     p.add_argument("--minibatch", type=int, default=3, help="reflection minibatch size")
+    p.add_argument("--component-selector", choices=list(COMPONENT_SELECTORS), default="round_robin",
+                   help="GEPA on a program of several predictors: " + "; ".join(
+                       f"{k}: {v}" for k, v in COMPONENT_SELECTORS.items()).replace("%", "%%"))
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--module", choices=["predict", "cot"], default="predict")
     p.add_argument("--feedback", choices=["rule", "judge"], default="rule")

@@ -108,7 +108,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return interrupted_baselines(started)
     table = outcomes_table(outcomes)
-    print(baseline_text(table))
+    kinds = {store.get_run(o.run_id).data.tags.get("studio.task_kind") for o in outcomes if o.run_id}
+    print(baseline_text(table, scored=bool(kinds - {"classification", None})))
     for row in table.to_dict("records"):
         if row["error"]:
             model, error = str(row["model"]), str(row["error"])
@@ -140,15 +141,19 @@ def _kinds(by_kind: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])) or "-"
 
 
-def baseline_text(table: Any) -> str:
-    """The baseline table as printed: accuracy over all examples with its interval, failures (count, rate, by kind),
-    a DEGRADED marker, then macro-F1, n, cost, latency, tokens and run id."""
+def baseline_text(table: Any, scored: bool = False) -> str:
+    """The baseline table as printed: accuracy over all examples with its interval (a task beyond classification: its
+    mean score and interval), failures (count, rate, by kind), a DEGRADED marker, then macro-F1 (labels only), n,
+    cost, latency, tokens and run id."""
     def num(v: Any, fmt: str) -> str:
         return format(v, fmt) if v is not None and v == v else "-"
 
     shown = table.copy()
     shown["accuracy"] = [f"{a:.1%} [{lo:.1%}, {hi:.1%}]" if a is not None and a == a else "-"
                          for a, lo, hi in zip(table["accuracy"], table["ci_low"], table["ci_high"], strict=True)]
+    if scored:  # a task beyond classification: its mean score (every example counts, failures as 0), not accuracy
+        shown["score"] = [f"{s[0]:.3f} [{s[1]:.3f}, {s[2]:.3f}]" if s is not None and s[0] is not None else "-"
+                          for s in table["score"]]
     shown["failed"] = [f"{f} ({num(r, '.1%')}: {_kinds(k)})" if f else "0"
                        for f, r, k in zip(table["failed"], table["failure_rate"], table["failed_by_kind"], strict=True)]
     shown["status"] = ["STOPPED" if e else ("DEGRADED" if d else ("ok" if c else "PARTIAL"))
@@ -156,8 +161,8 @@ def baseline_text(table: Any) -> str:
     shown["cost_per_1k_usd"] = [num(c, ".4f") for c in table["cost_per_1k_usd"]]
     shown["p50_latency_s"] = [num(c, ".2f") for c in table["p50_latency_s"]]
     shown["macro_f1"] = [num(c, ".3f") for c in table["macro_f1"]]
-    cols = ["model", "accuracy", "failed", "status", "macro_f1", "n", "cost_per_1k_usd", "p50_latency_s", "tokens",
-            "run_id"]
+    cols = ["model", "score" if scored else "accuracy", "failed", "status", *([] if scored else ["macro_f1"]), "n",
+            "cost_per_1k_usd", "p50_latency_s", "tokens", "run_id"]
     return shown[cols].to_string(index=False)
 
 

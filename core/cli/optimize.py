@@ -61,7 +61,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise ConfigError("An optimization's judge is its reflection model.", "Drop --judge; pick it as --reflection.")
     config = OptimizeConfig(
         task_ref=task_ref(args), sample=sample_spec(args), student=student, reflection=reflection, module=args.module,
-        max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch, use_merge=not args.no_merge,
+        max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch,
+        component_selector=args.component_selector, use_merge=not args.no_merge,
         threads=args.threads, seed=args.gepa_seed, feedback=args.feedback, cache=not args.no_cache,
         optimizer=args.optimizer, instruction=args.instruction or "", **budget_kwargs(args.budget),
     )

@@ -4,14 +4,17 @@ predictors, their fields and instructions, its inputs and identity), loaded as a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from typing import Any
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from core.program.user_program import describe
 
-    info = describe(args.ref, args.metric, args.allowed_dir)
+    with contextlib.redirect_stdout(sys.stderr):  # what the file prints as it loads is not the description
+        info = describe(args.ref, args.metric, args.allowed_dir)
     if args.json:
         print(json.dumps(info.to_dict()))
         return 0

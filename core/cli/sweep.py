@@ -76,6 +76,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         base = OptimizeConfig(
             task_ref=task_ref(args), sample=sample_spec(args), student=students[0], reflection=reflection,
             module=args.module, max_cost_usd=args.max_cost, reflection_minibatch_size=args.minibatch,
+        component_selector=args.component_selector,
             use_merge=not args.no_merge, threads=args.threads, seed=args.gepa_seed, feedback=args.feedback,
             cache=not args.no_cache, optimizer=optimizers[0] if optimizers[0] in OPTIMIZERS else "gepa",
             instruction=args.instruction or "", **budget_fields(budgets[0]))

@@ -44,6 +44,9 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-per-label", type=int, help="test examples, as --train-per-label (default 10)")
     p.add_argument("--seed", type=int)
     p.add_argument("--stratify", help="a task without a label output: draw each split stratified by this column")
+    p.add_argument("--program", help="your own DSPy program, FILE.py:NAME (a dspy.Module, a class of one or a "
+                   "function that returns one; docs/programs.md): its inputs are read from the columns of the same "
+                   "names unless --input-columns maps them (FIELD=COLUMN); --metric FILE.py:FUNCTION scores it")
     p.add_argument("--api-base", help="base URL for inline provider/model names (an OpenAI-compatible server)")
 
 
@@ -62,25 +65,71 @@ def _metric_fields(metric: str | None) -> dict[str, Any]:
     return {"metric": metric}
 
 
+def _mapped(part: str) -> dict[str, str]:
+    """``COLUMN`` or ``FIELD=COLUMN`` (a program's field fed from a column of another name)."""
+    field_name, sep, column = part.partition("=")
+    return {"column": column.strip(), "field": field_name.strip()} if sep else {"column": part}
+
+
+def _inputs(raw: str) -> list[dict[str, str]]:
+    return [_mapped(c.strip()) for c in raw.split(",") if c.strip()]
+
+
 def _outputs(raw: str) -> list[dict[str, str]]:
     outs = []
     for part in (p.strip() for p in raw.split(",") if p.strip()):
         column, _, kind = part.rpartition(":") if ":" in part else (part, "", "text")
         if kind not in KINDS:
             raise ConfigError(f"--output-columns: {part!r} has unknown kind {kind!r}.", f"Kinds: {', '.join(KINDS)}.")
-        outs.append({"column": column, "kind": kind})
+        outs.append({**_mapped(column), "kind": kind})
     return outs
+
+
+def _program_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """``--program``: the program (its path made absolute), its file's sha256, and, where not given, its inputs
+    as columns of the same names and its last predictor's outputs (but ``reasoning``) as text columns. Loading the
+    file runs its code: the CLI is the user's own process."""
+    if not getattr(args, "program", None):
+        return {}
+    from core.program.user_program import describe  # loads dspy: only when a program is given
+
+    info = describe(args.program, getattr(args, "metric", None) if _is_function(args.metric) else None)
+    out: dict[str, Any] = {"program": f"{info.file}:{args.program.rpartition(':')[2]}",
+                           "program_sha": info.file_sha256,
+                           "program_predictors": [p.name for p in info.predictors]}
+    if _is_function(args.metric):  # read by the job's worker, wherever it runs from
+        path, _, name = str(args.metric).rpartition(":")
+        out["metric"] = f"{Path(path).expanduser().resolve()}:{name}"
+    if not args.input_columns:
+        out["inputs"] = [{"column": name} for name in info.inputs]
+    if not args.output_columns:
+        out["outputs"] = [{"column": name} for name in info.predictors[-1].outputs if name != "reasoning"]
+    return out
+
+
+def _is_function(metric: str | None) -> bool:
+    return bool(metric) and str(metric).rpartition(":")[0].strip().lower().endswith(".py")
 
 
 def _fields(args: argparse.Namespace) -> str:
     """The typed fields of a data file (TaskRef.fields), "" for a text and a label column scored by exact match."""
-    inputs = [c.strip() for c in (args.input_columns or "").split(",") if c.strip()] or [args.text_column]
+    inputs = _inputs(args.input_columns or "") or [{"column": args.text_column}]
     outputs = _outputs(args.output_columns) if args.output_columns else [{"column": args.label_column,
                                                                           "kind": "label"}]
-    extra = _metric_fields(args.metric)
+    extra = _metric_fields(args.metric) | _program_fields(args)
     if not args.input_columns and not args.output_columns and not extra:
         return ""
-    return json.dumps({"inputs": [{"column": c} for c in inputs], "outputs": outputs, **extra})
+    return json.dumps({"inputs": inputs, "outputs": outputs, **extra})
+
+
+def _overrides(args: argparse.Namespace) -> str:
+    """What a task file's or shipped task's own fields are replaced by: --metric, --program and its columns."""
+    over = _metric_fields(args.metric) | _program_fields(args)
+    if args.input_columns:
+        over["inputs"] = _inputs(args.input_columns)
+    if args.output_columns:
+        over["outputs"] = _outputs(args.output_columns)
+    return json.dumps(over) if over else ""
 
 
 def _task_file(args: argparse.Namespace) -> str | None:
@@ -93,12 +142,22 @@ def _task_file(args: argparse.Namespace) -> str | None:
 
 def task_ref(args: argparse.Namespace) -> TaskRef:
     options = {field: bool(getattr(args, field, False)) for field in LABEL_OPTIONS}  # --merge-labels, --drop-missing
+    program = bool(getattr(args, "program", None))
     if args.task_file:
-        if args.input_columns or args.output_columns:
+        if (args.input_columns or args.output_columns) and not program:
             raise ConfigError("--task-file names the columns itself.", "Drop --input-columns / --output-columns.")
         return TaskRef(kind="taskfile", source=args.task_file, test_source=args.test_data or "",
-                       fields=json.dumps(_metric_fields(args.metric)) if args.metric else "")
+                       fields=_overrides(args))
+    if args.task in shipped_task_files():
+        if (args.input_columns or args.output_columns) and not program:
+            raise ConfigError(f"The {args.task!r} task names its columns itself.",
+                              "Drop --input-columns / --output-columns, or give --program to map them.")
+        return TaskRef(kind=args.task, test_source=args.test_data or "", fields=_overrides(args))
     if args.task in SOURCES and args.task != "file":
+        if program:
+            raise ConfigError(f"--program needs a task with named columns, not the {args.task!r} task.",
+                              "Give a data file's path as --task (with --input-columns FIELD=COLUMN), a task file "
+                              "or a shipped task.")
         if args.input_columns or args.output_columns:
             raise ConfigError(f"--input-columns / --output-columns are for a data file, not the {args.task!r} task.",
                               "Give the file's path as --task.")

@@ -147,6 +147,8 @@ class Settings:
     ray_address: str | None = None  # a Ray cluster's job-submission address: jobs run there (core.jobs.backends)
     # Where the dashboard may load users' metric functions from (GEPA_STUDIO_METRICS_DIR); None: nowhere.
     metrics_dir: Path | None = None
+    # Where the dashboard may run users' own DSPy programs from (GEPA_STUDIO_PROGRAMS_DIR); None: nowhere.
+    programs_dir: Path | None = None
     # The folder (or name prefix) of every experiment the studio makes: core.tracking.experiments names them.
     experiment_root: str = DEFAULT_EXPERIMENT_ROOT
     # Unity Catalog's catalog and schema for registered models and prompts (core.tracking.registry_names).
@@ -177,11 +179,12 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
     root = Path(data_dir or get_secret("GEPA_STUDIO_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
     uri = get_secret("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
     max_jobs = int(get_secret("GEPA_STUDIO_MAX_JOBS") or 2)
-    metrics = get_secret("GEPA_STUDIO_METRICS_DIR")
+    metrics, programs = get_secret("GEPA_STUDIO_METRICS_DIR"), get_secret("GEPA_STUDIO_PROGRAMS_DIR")
     catalog, schema = unity_catalog()
     return Settings(data_dir=root, tracking_uri=uri, artifact_root=root / "mlartifacts", max_jobs=max(1, max_jobs),
                     ray_address=get_secret("RAY_ADDRESS") or saved_cluster(root),
                     metrics_dir=Path(metrics).expanduser().resolve() if metrics else None,
+                    programs_dir=Path(programs).expanduser().resolve() if programs else None,
                     experiment_root=experiment_root(root), uc_catalog=catalog, uc_schema=schema)
 
 

@@ -43,6 +43,7 @@ from core.program.program import (
     render_prompt,
     to_examples,
 )
+from core.program.user_program import program_tags
 from core.tasks import SampleSpec, Splits, Task, TaskRef, prepare, split_fingerprint
 from core.tracking.procs import process_started
 from core.tracking.run_inputs import spec_params
@@ -166,7 +167,9 @@ def _start(store: RunStore, task: Task, spec: ModelSpec, program: dspy.Module, t
         **({"task_source": run.task_ref.source or run.task_ref.kind} if run.task_ref else {}),
     }
     tags = {f"{TAG}model": spec.name, f"{TAG}program": run.program_label, **task_tags(task),
-            f"{TAG}module": run.module or module_type(program), **process_tags(), **(run.extra_tags or {}),
+            f"{TAG}module": "program" if task.program else run.module or module_type(program),
+            **{f"{TAG}{k}": v for k, v in program_tags(task, program).items()}, **process_tags(),
+            **(run.extra_tags or {}),
             **({f"{TAG}job_id": run.job_id} if run.job_id else {})}
     run_id = store.start_run(run.kind, task.name, run_name=f"{spec.name} · {run.program_label}", params=params,
                              tags=tags, parent_run_id=run.parent_run_id)
@@ -297,6 +300,7 @@ def run_baselines(store: RunStore, task_ref: TaskRef, sample: SampleSpec, specs:
     ``resume`` maps model names to runs of an earlier attempt to complete instead of starting new ones."""
     task, splits = hooks.get("prepared") or prepare(task_ref, sample, store.settings)
     program = make_program(task, module)  # type: ignore[arg-type]
+    module = "program" if task.program else module
     if not task.is_classification:
         task_scorer(task, hooks.get("judge"))  # refuses a judge task without its judge before any run starts
     on_record, should_stop = hooks.get("on_record"), hooks.get("should_stop")
@@ -361,6 +365,7 @@ def outcomes_table(outcomes: list[EvalOutcome]) -> pd.DataFrame:
             "accuracy": m.get("accuracy") if o.result else None,
             "ci_low": m.get("accuracy_ci_low"),
             "ci_high": m.get("accuracy_ci_high"),
+            "score": (m.get("score"), m.get("score_ci_low"), m.get("score_ci_high")) if o.result else None,
             "failed": failed,
             "failure_rate": failed / n if n else None,
             "failed_by_kind": by_kind,

@@ -42,6 +42,7 @@ from core.lm.models import ModelSpec, Price, build_lm, redact, resolve_price
 from core.program.answers import read_answer, shown_fields
 from core.program.metric import normalize_label, parse_prediction
 from core.scoring import Scorer, outcome_of
+from core.scoring.user import program_failure
 from core.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,9 @@ def _run_one(setup: _Setup, lm: Any, example: dspy.Example, idx: int) -> tuple[E
         failure = exc
         rec.error_kind = classify_failure(exc)
         rec.error = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, setup.spec)[:500]
+        if rec.error_kind == "other" and (where := program_failure(exc)):  # your program's own code raised
+            rec.error_kind, failure = "program", None
+            rec.error = f"{type(exc).__name__}: {rec.error} ({where})"[:500]
     entries = lm.history[start_hist:]
     hits, billed = 0, [0, 0]  # billed: the tokens of the calls the provider answered (a cache hit is not billed)
     for entry in entries:

@@ -19,11 +19,12 @@ from core.config.settings import get_secret
 
 Outcome = Literal["correct", "wrong", "failed"]
 FailureKind = Literal["rate_limit", "server_error", "timeout", "unreachable", "auth", "not_found", "config", "parse",
-                      "metric", "judge", "other"]
+                      "metric", "judge", "program", "other"]
 FAILURE_KINDS: tuple[FailureKind, ...] = get_args(FailureKind)
 # Failures of the answer's scoring, not of the provider: "parse" (the answer named nothing the task can hold),
-# "metric" (the user's metric function failed on it), "judge" (the rubric judge failed or answered unreadably).
-SCORING_KINDS: tuple[FailureKind, ...] = ("parse", "metric", "judge")
+# "metric" (the user's metric function failed on it), "judge" (the rubric judge failed or answered unreadably),
+# "program" (the code of your own DSPy program raised: core.scoring.user.program_failure).
+SCORING_KINDS: tuple[FailureKind, ...] = ("parse", "metric", "judge", "program")
 # Failures of the provider (the breaker counts these).
 PROVIDER_KINDS: tuple[FailureKind, ...] = tuple(k for k in FAILURE_KINDS if k not in SCORING_KINDS)
 # Worth another call (after a pause): the provider may answer next time.

@@ -34,6 +34,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ORDER: tuple[str, ...] = ("guard", "limit", "trace", "gate")  # the one place the order is defined
+# The predictor of your own program that is calling ("" for the studio's one-predictor programs): set around each of
+# its calls by core.program.user_program.PredictorNames, read by the trace step (a trace's studio.predictor tag).
+CURRENT_PREDICTOR: ContextVar[str] = ContextVar("gepa_studio_predictor", default="")
 
 
 @dataclass

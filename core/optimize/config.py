@@ -45,6 +45,13 @@ OPTIMIZERS: dict[str, OptimizerRules] = {}
 REPEAT_IGNORED = ("seed", "threads", "cache", "sweep")
 
 
+# GEPA's component selectors (dspy.GEPA's component_selector): which predictors one proposal rewrites.
+COMPONENT_SELECTORS: dict[str, str] = {
+    "round_robin": "one predictor per proposal, each in turn (GEPA's default)",
+    "all": "every predictor in each proposal",
+}
+
+
 @dataclass(frozen=True)
 class OptimizeConfig:
     """Everything one optimization job needs; plain data, so it crosses process boundaries as JSON.
@@ -73,6 +80,9 @@ class OptimizeConfig:
     max_cost_usd: float | None = None  # stop (as with cancel) when student + reflection spend reaches this
     # GEPA
     reflection_minibatch_size: int = 3
+    # Which predictors of a program each GEPA proposal rewrites: an entry of COMPONENT_SELECTORS (one predictor in
+    # turn, or all at once); a one-predictor program has one either way.
+    component_selector: str = "round_robin"
     use_merge: bool = True
     threads: int = 4
     seed: int = 0
@@ -96,6 +106,9 @@ class OptimizeConfig:
                               "evals.",
                               f"Got auto={self.auto}, max_metric_calls={self.max_metric_calls}, "
                               f"max_full_evals={self.max_full_evals}.")
+        if self.component_selector not in COMPONENT_SELECTORS:
+            raise ConfigError(f"Unknown component selector {self.component_selector!r}.",
+                              f"Use one of: {', '.join(COMPONENT_SELECTORS)}.")
         if self.reflection_minibatch_size < 1:
             raise ConfigError("The reflection minibatch size must be at least 1.")
         if self.threads < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import dspy
@@ -29,6 +30,7 @@ STUDENT_OUTPUT_TOKENS = {"predict": 15, "cot": 150}  # a label; a short rational
 REFLECTION_FIXED_INPUT_TOKENS = 300  # GEPA's reflection template around the examples
 REFLECTION_TOKENS_PER_EXAMPLE = 80  # per minibatch example, besides its text: prediction, gold, feedback
 REFLECTION_OUTPUT_TOKENS = 400  # one proposed instruction
+PROGRAM_PROMPT_TOKENS = 200  # your own program: each predictor's instruction and field markers around the inputs
 OVERSHOOT = 1.1  # GEPA can pass its metric-call budget by up to one iteration
 # MIPROv2 and few-shot (the settings core.optimize.fewshot passes to DSPy, and DSPy's own defaults)
 MIPRO_DEMOS = 4 + 4  # max_bootstrapped_demos + max_labeled_demos
@@ -75,21 +77,26 @@ class Estimate:
         return d
 
 
-def metric_call_budget(config: OptimizeConfig, n_train: int, n_val: int) -> int:
-    """The number of metric calls GEPA will be given (as dspy.GEPA computes it)."""
+def metric_call_budget(config: OptimizeConfig, n_train: int, n_val: int, num_preds: int = 1) -> int:
+    """The number of metric calls GEPA will be given (as dspy.GEPA computes it for ``num_preds`` predictors)."""
     if config.max_metric_calls:
         return int(config.max_metric_calls)
     if config.max_full_evals:
         return int(config.max_full_evals * (n_train + (n_val if n_val else 0)))
     auto = config.auto or "light"
     # auto_budget reads nothing from the instance: call it unbound rather than build a GEPA to ask.
-    return int(dspy.GEPA.auto_budget(None, num_preds=1,
+    return int(dspy.GEPA.auto_budget(None, num_preds=num_preds,
                                      num_candidates=AUTO_RUN_SETTINGS[auto]["n"],  # type: ignore[arg-type]
                                      valset_size=n_val or n_train))
 
 
 def _student_tokens(config: OptimizeConfig, task: Task, splits: Splits) -> tuple[int, int]:
-    """(input, output) tokens of one student call of the starting program, measured on rendered prompts."""
+    """(input, output) tokens of one student call of the starting program, measured on rendered prompts; for your
+    own program (whose code only its job runs), of one example through all its predictors, from its inputs' length
+    and a prompt of :data:`PROGRAM_PROMPT_TOKENS` around them at each step."""
+    if task.program:
+        n = task.num_predictors
+        return int(n * (_text_tokens(task, splits) + PROGRAM_PROMPT_TOKENS)) + 1, n * STUDENT_OUTPUT_TOKENS["cot"]
     program = make_program(task, config.module, config.instruction or None, start=config.start)
     examples = to_examples(splits.train, task)
     prompt_chars = [sum(len(str(m.get("content", ""))) for m in render_prompt(program, ex))
@@ -113,7 +120,7 @@ def estimate_gepa(config: OptimizeConfig, task: Task, splits: Splits) -> Estimat
     """GEPA: metric calls and reflection calls the budget implies, and a cost range from the models' prices."""
     n_train = len(splits.train)
     n_val = len(splits.val) if splits.val is not None else 0
-    calls = metric_call_budget(config, n_train, n_val)
+    calls = metric_call_budget(config, n_train, n_val, task.num_predictors)
     avg_in, avg_out = _student_tokens(config, task, splits)
     b = config.reflection_minibatch_size
     val = n_val or n_train
@@ -141,8 +148,8 @@ def mipro_settings(config: OptimizeConfig, task: Task, n_train: int, n_val: int)
         n_val = min(1000, max(1, int(n_train * 0.8)))
         n_train -= n_val
     val = min(n_val, MIPRO_AUTO[config.auto or "light"]["val_size"])
-    program = make_program(task, config.module, config.instruction or None, start=config.start)
-    # It reads nothing from the instance: call it unbound rather than build a MIPROv2 to ask.
+    # It reads only the program's predictor count (your own program's, as planned: its code runs only in its job).
+    program = SimpleNamespace(predictors=lambda: [None] * task.num_predictors)
     trials = MIPROv2._set_num_trials_from_num_candidates(None, program, False, n)  # type: ignore[arg-type]
     return {"trials": trials, "instruction_candidates": int(n * 0.5), "demo_sets": n, "val": val,
             "minibatch": val > MIN_MINIBATCH_SIZE, "train": n_train}

@@ -63,7 +63,7 @@ class Optimizer:
     without_reflection: str = ""  # its budget's words without a reflection model ("" when it cannot run so)
     instruction_needed: str = ""  # what to say when it needs the instruction and has none
     min_train: int = 1
-    controls: frozenset[str] = frozenset()  # its own Optimize-page controls: feedback, minibatch, merge
+    controls: frozenset[str] = frozenset()  # its own Optimize-page controls: feedback, minibatch, merge, selector
     seeded: bool = True  # a seed changes what it does (a repeat with N seeds means something)
     panels: tuple[str, ...] = ()  # what its Optimization page shows: search (a search record), trials, candidates
     splits_check: Callable[[OptimizeConfig, Splits], None] | None = None
@@ -115,7 +115,7 @@ GEPA = Optimizer(
                "the rejected proposals."),
     estimate_gepa, run_gepa, reflection_needed="reflection model",
     numbers={"max_metric_calls": "metric calls", "max_full_evals": "full evals"}, custom="max_metric_calls",
-    controls=frozenset({"feedback", "minibatch", "merge"}), panels=("search",), splits_check=_gepa_splits)
+    controls=frozenset({"feedback", "minibatch", "merge", "selector"}), panels=("search",), splits_check=_gepa_splits)
 
 MIPROV2 = Optimizer(
     "miprov2", "MIPROv2", Words(

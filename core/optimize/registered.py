@@ -6,6 +6,12 @@ program's fingerprint and its measured test accuracy; its response format is the
 moves to a version only when its measured test accuracy beats the aliased one's. Its name follows the registry's rules
 (:mod:`core.tracking.registry_names`: ``catalog.schema.<task>_<student>`` on Unity Catalog), checked before any MLflow
 call.
+
+A program of your own (``core.program.user_program``) sends one prompt per predictor, each with its own inputs (a later
+predictor's are often an earlier one's outputs): each is registered as a prompt of its own, named
+``<task>-<student>-<predictor>`` (the predictor's name made a registry name, ``extract.predict`` ->
+``..._extract_predict`` on Unity Catalog), its template that predictor's chat, its tags the program's and the
+predictor's, and its alias ``best`` moved as the program's measured accuracy says.
 """
 
 from __future__ import annotations
@@ -17,10 +23,17 @@ from typing import Any
 
 import dspy
 
-from core.config.errors import ConfigError
 from core.config.settings import Settings
 from core.lm.models import ModelSpec
-from core.program.program import fingerprint, get_instruction, module_type, program_demos, prompt_template
+from core.program.program import (
+    fingerprint,
+    get_instruction,
+    module_type,
+    predictors,
+    program_demos,
+    prompt_template,
+)
+from core.program.user_program import program_tags
 from core.tasks import Task
 from core.tracking import registry_names
 from core.tracking.store import TAG, RunStore
@@ -31,6 +44,7 @@ BEST = "best"
 # Versions registered as a whole program carry this tag; older ones held only the instruction (no demos), so
 # their test accuracy was not measured on what they hold.
 WHOLE_PROGRAM = ("registered", "program")
+PROMPT_URIS_TAG = f"{TAG}prompt_uris"  # on a program of your own's run: "<predictor>=<prompt URI>", one per predictor
 
 
 def prompt_name(task_name: str, student: ModelSpec, settings: Settings) -> str:
@@ -96,34 +110,76 @@ def _beats_best(name: str, accuracy: float | None) -> bool:
     return best_accuracy != best_accuracy or accuracy > best_accuracy
 
 
+def predictor_template(predictor: dspy.Predict) -> list[dict[str, str]]:
+    """The chat messages one predictor sends (its instruction and demos), each of its inputs a ``{{<field>}}``
+    variable."""
+    adapter = dspy.settings.adapter or dspy.ChatAdapter()
+    variables = {name: "{{" + name + "}}" for name in predictor.signature.input_fields}
+    demos = list(getattr(predictor, "demos", []) or [])
+    return [{"role": str(m.get("role")), "content": str(m.get("content"))}
+            for m in adapter.format(predictor.signature, demos=demos, inputs=variables)]
+
+
+def _predictor_format(task: Task, predictor: dspy.Predict) -> dict[str, Any]:
+    """The JSON schema of one predictor's answer: a task's output typed by its kind, any other output (``reasoning``,
+    a step's own) a string."""
+    typed = response_format(task)["properties"]
+    names = list(predictor.signature.output_fields)
+    return {"type": "object", "required": names, "properties": {n: typed.get(n, {"type": "string"}) for n in names}}
+
+
+def _prompts(task: Task, student: ModelSpec, program: dspy.Module, accuracy: float | None, made_by: MadeBy,
+             settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
+    """(predictor, registry name, register_prompt's keywords) of each prompt to register: the studio's own program is
+    one prompt (predictor ""); a program of your own, one per predictor. ConfigError when a name cannot be made."""
+    base = _tags(task, student, program, accuracy, made_by)
+    if not task.program:
+        return [("", prompt_name(task.name, student, settings),
+                 {"template": prompt_template(program, task), "tags": base, "response_format": response_format(task)})]
+    base |= program_tags(task, program)
+    out = []
+    for name, pred in predictors(program):
+        demos = [dict(demo) for demo in pred.dump_state().get("demos") or []]
+        tags = base | {"predictor": name, "instruction": pred.signature.instructions, "n_demos": str(len(demos)),
+                       "demos": json.dumps(demos, ensure_ascii=False, default=str),
+                       "input_field": ", ".join(pred.signature.input_fields),
+                       "output_field": ", ".join(pred.signature.output_fields)}
+        out.append((name, registry_names.made_name(settings, task.name, student.name, name),
+                    {"template": predictor_template(pred), "tags": tags,
+                     "response_format": _predictor_format(task, pred)}))
+    return out
+
+
 def register_prompt(store: RunStore, task: Task, student: ModelSpec, program: dspy.Module, accuracy: float | None,
                     made_by: MadeBy) -> str | None:
     """Register ``program`` (measured at test ``accuracy`` by the run ``made_by.run_id``) as a new prompt version,
     demos included; move the alias ``best`` when it beats the aliased version. Its URI (also tagged on the run), or
-    None if the registry refused, or its name could not be made (logged: the run's artifacts keep the program)."""
-    try:  # the name first: on Unity Catalog without a catalog and schema, no MLflow call is made
-        name = prompt_name(task.name, student, store.settings)
-    except ConfigError as exc:
-        logger.warning("could not register the prompt: %s", exc)
-        return None
+    None if the registry refused, or its name could not be made (logged: the run's artifacts keep the program).
+
+    A program of your own: each predictor's prompt as a new version of a prompt of its own; the first one's URI (the
+    run's ``studio.prompt_uri``), every one's in the run's ``studio.prompt_uris``."""
     try:
+        # The names first: on Unity Catalog without a catalog and schema (a ConfigError), no MLflow call is made.
+        prompts = _prompts(task, student, program, accuracy, made_by, store.settings)
         import mlflow
 
         mlflow.set_tracking_uri(store.settings.tracking_uri)
-        output = response_format(task)
         model: dict[str, Any] = {"model_name": student.model, "provider": student.provider}
         model.update({k: v for k, v in (("temperature", student.temperature), ("max_tokens", student.max_tokens))
                       if v is not None})
-        move = _beats_best(name, accuracy)  # before registering: "best" is the one measured so far
-        version = mlflow.genai.register_prompt(
-            name=name, template=prompt_template(program, task),
-            commit_message=f"{made_by.optimizer} job {made_by.job_id}",
-            tags=_tags(task, student, program, accuracy, made_by), response_format=output, model_config=model)
-        if move:
-            mlflow.genai.set_prompt_alias(name, alias=BEST, version=version.version)
-        uri = f"prompts:/{name}/{version.version}"
-        store.set_tags(made_by.run_id, {f"{TAG}prompt_uri": uri})
-        return uri
+        uris = []
+        for _, name, keywords in prompts:
+            move = _beats_best(name, accuracy)  # before registering: "best" is the one measured so far
+            version = mlflow.genai.register_prompt(
+                name=name, commit_message=f"{made_by.optimizer} job {made_by.job_id}", model_config=model, **keywords)
+            if move:
+                mlflow.genai.set_prompt_alias(name, alias=BEST, version=version.version)
+            uris.append(f"prompts:/{name}/{version.version}")
+        tags = {f"{TAG}prompt_uri": uris[0]}
+        if task.program:
+            tags[PROMPT_URIS_TAG] = ", ".join(f"{pred}={uri}" for (pred, _, _), uri in zip(prompts, uris, strict=True))
+        store.set_tags(made_by.run_id, tags)
+        return uris[0]
     except Exception as exc:  # noqa: BLE001 - the registry is an extra; the run's artifacts have the program
         logger.warning("could not register the prompt: %s", exc)
         return None

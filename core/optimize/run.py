@@ -63,7 +63,8 @@ def run_gepa(ctx: RunContext) -> OptimizeResult:
     config, splits, prev = ctx.config, ctx.plan.splits, ctx.prev
     assert config.reflection is not None
     proposals = ProposalCounter(int(prev.get("proposals", 0)), int(prev.get("failed_proposals", 0)))
-    budget = metric_call_budget(config, len(splits.train), len(splits.val) if splits.val is not None else 0)
+    budget = metric_call_budget(config, len(splits.train), len(splits.val) if splits.val is not None else 0,
+                                ctx.plan.task.num_predictors)
     return run_optimizer(ctx, _search, config.reflection, budget=budget, proposals=proposals,
                          roles=lambda meters, valset: SearchRecorder(meters, ctx.log_dir, valset=valset))
 
@@ -114,6 +115,7 @@ def _gepa(session: Session, watch: SearchWatch) -> dspy.GEPA:
     return dspy.GEPA(
         metric=make_metric(ctx.plan.task, config.feedback, judge_lm=judge), reflection_lm=session.reflection_lm,
         reflection_minibatch_size=config.reflection_minibatch_size, use_merge=config.use_merge,
+        component_selector=config.component_selector,
         num_threads=config.threads, seed=config.seed, log_dir=str(ctx.log_dir), track_stats=True,
         max_metric_calls=session.callback.state["metric_calls_budget"],
         gepa_kwargs={"callbacks": callbacks,

@@ -24,7 +24,8 @@ from core.optimize.finish import PairedResult, PairOptions, evaluate_pair, evalu
 from core.optimize.guard import CallGuard, ProposalCounter, guard_lm
 from core.optimize.lifecycle import close_orphan_evaluations
 from core.optimize.progress import CostMeter, OptimizeProgress, ProgressCallback, ProgressSink
-from core.program.program import get_instruction, program_to_dict, to_examples
+from core.program.program import get_instruction, instructions_record, program_to_dict, to_examples
+from core.program.user_program import program_tags
 from core.tasks import Splits, Task, split_fingerprint
 from core.tracking import tracing
 from core.tracking.run_inputs import spec_params
@@ -159,7 +160,9 @@ def _config_params(config: OptimizeConfig, task: Task, splits: Splits) -> dict[s
         **{f"sample_{k}": v for k, v in config.sample.to_dict().items()},
         "n_train": len(splits.train), "n_val": len(splits.val) if splits.val is not None else 0,
         "n_test": len(splits.test), "optimizer": config.optimizer, "budget": config.budget_label(),
-        "max_cost_usd": config.max_cost_usd, "module": config.module, "start": config.start,
+        "max_cost_usd": config.max_cost_usd, "module": "program" if task.program else config.module,
+        "start": config.start, **({"component_selector": config.component_selector} if task.num_predictors > 1
+                                  else {}),
         "reflection_minibatch_size": config.reflection_minibatch_size, "use_merge": config.use_merge,
         "threads": config.threads, "seed": config.seed, "feedback": config.feedback,
         "test_fingerprint": split_fingerprint(splits.test, task),
@@ -176,7 +179,7 @@ def open_run(ctx: RunContext) -> str:
         run_id = store.start_run("optimization", task.name, run_name=name, params=_config_params(config, task, splits),
                                  tags={f"{TAG}model": config.student.name, f"{TAG}program": config.optimizer,
                                        f"{TAG}start": config.start, f"{TAG}repeat_key": config.repeat_key(),
-                                       **task_tags(task),
+                                       **task_tags(task), **({f"{TAG}module": "program"} if task.program else {}),
                                        **({f"{TAG}reflection_model": other.name} if other else {}),
                                        **({f"{TAG}job_id": ctx.job_id} if ctx.job_id else {}),
                                        **({f"{TAG}sweep": config.sweep} if config.sweep else {})})
@@ -243,10 +246,12 @@ def _log_search(session: Session, out: Searched) -> None:
     """The programs, instructions and progress as artifacts; the cost, token and fault counts as metrics."""
     ctx, callback, meters = session.ctx, session.callback, session.meters
     task = ctx.plan.task
+    if task.program:  # your own program: which file, as what it was when the search started
+        ctx.store.set_tags(session.run_id, {f"{TAG}{k}": v for k, v in program_tags(task, out.program).items()})
     ctx.store.log_artifacts(session.run_id, {
         "optimized_program.json": program_to_dict(out.optimized, task),
         "original_program.json": program_to_dict(out.program, task),
-        "instructions.json": {"original": get_instruction(out.program), "optimized": get_instruction(out.optimized)},
+        "instructions.json": instructions_record(out.program, out.optimized),
         "progress.json": callback.state, **out.files,
     })
     state = callback.state

@@ -20,6 +20,7 @@ MAX_TEXT = 4000  # an instruction typed on the page; a longer one stays in the s
 MAX_SEEDS = 20  # core.jobs.repeats.MAX_SEEDS
 OPTIMIZERS = ("gepa", "miprov2", "fewshot", "own")  # core.optimize.OPTIMIZERS
 STARTS = ("bare", "described", "own")  # core.program.program.STARTS
+SELECTORS = ("round_robin", "all")  # core.optimize.config.COMPONENT_SELECTORS
 
 Value = str | int | float | bool
 
@@ -69,6 +70,7 @@ FORM: dict[str, FormField] = {
     "module": FormField("predict", "module", ("predict", "cot")),
     "feedback": FormField("rule", "feedback", ("rule", "judge")),
     "minibatch": FormField(3, "minibatch", low=1),
+    "component_selector": FormField("round_robin", "selector", SELECTORS),
     "threads": FormField(4, "threads", low=1, high=64),
     "seed": FormField(0, "opt_seed", low=0),
     "merge": FormField(True, "opt_merge"),

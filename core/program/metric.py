@@ -75,6 +75,15 @@ def fields_metric(task: Task, scorer: Any) -> Callable[..., dspy.Prediction]:
     not score (a judge or metric function that failed) scores 0 here (GEPA needs a number) and its feedback says
     why; the evaluation counts it as failed."""
     names = task.output_names
+    if getattr(scorer, "gepa_style", False):  # your function written as GEPA calls a metric: called so
+        def gepa_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+                        pred_trace: Any = None) -> dspy.Prediction:
+            score = scorer.as_gepa(gold, pred, trace, pred_name, pred_trace)
+            if score.outcome == "failed":
+                return dspy.Prediction(score=0.0, feedback=f"This answer could not be scored: {score.error}.")
+            return dspy.Prediction(score=float(score.value or 0.0), feedback=score.feedback)
+
+        return gepa_metric
 
     def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
                pred_trace: Any = None) -> dspy.Prediction:

@@ -51,7 +51,14 @@ def signature_text(task: Task) -> str:
 
 def task_preview(task: Task, row: Mapping[str, Any]) -> dict[str, str]:
     """``{"signature", "prompt"}``: the signature line and the FULL prompt (every message) the starting program
-    sends for ``row`` (a record of the task's table, by column)."""
+    sends for ``row`` (a record of the task's table, by column). Your own program's prompts are not rendered here
+    (that would run its code): its runs save each predictor's prompt for the Prompts page."""
+    if task.program:
+        steps = ", ".join(task.program_predictors) or "its predictors"
+        return {"signature": f"{', '.join(task.input_names)} -> {', '.join(task.output_names)} through your "
+                             f"program ({steps})",
+                "prompt": "Your program's prompts are saved by its runs, one per predictor (the Prompts page shows "
+                          "them): the dashboard never runs the program's code."}
     program = make_program(task)
     inputs = {spec.name: "" if row.get(spec.column) is None else str(row.get(spec.column))
               for spec in task.input_specs}

@@ -85,7 +85,16 @@ def make_signature(task: Task, instruction: str | None = None, start: Start = "d
 
 def make_program(task: Task, module: ModuleType = "predict", instruction: str | None = None, *,
                  start: Start = "described") -> dspy.Module:
-    """A fresh, unoptimized program for ``task``, starting as :data:`STARTS` says."""
+    """A fresh, unoptimized program for ``task``, starting as :data:`STARTS` says; a task with your own program
+    (``task.program``): that program, as its file builds it (:func:`core.program.user_program.program_for_task`)."""
+    if task.program:
+        from core.program.user_program import program_for_task
+
+        if (instruction or "").strip() or start == "own":
+            raise ConfigError("Your own program keeps the instructions its file gives each predictor.",
+                              "Drop the instruction (and the 'own' start / your-own-prompt optimizer), or edit "
+                              "the program's signatures.")
+        return program_for_task(task)
     sig = make_signature(task, instruction, start)
     if module == "predict":
         return dspy.Predict(sig)
@@ -114,30 +123,59 @@ def predictors(program: dspy.Module) -> list[tuple[str, dspy.Predict]]:
 
 
 def get_instruction(program: dspy.Module) -> str:
-    """The instruction of the program's (first) predictor."""
+    """The instruction of the program's (first) predictor (:func:`instructions`: every predictor's)."""
     return predictors(program)[0][1].signature.instructions
 
 
-def module_type(program: dspy.Module) -> ModuleType:
-    return "cot" if isinstance(program, dspy.ChainOfThought) else "predict"
+def instructions(program: dspy.Module) -> dict[str, str]:
+    """Every predictor's instruction by its name (``extract.predict``, ``classify``), in DSPy's order."""
+    return {name: pred.signature.instructions for name, pred in predictors(program)}
+
+
+def instructions_record(original: dspy.Module, optimized: dspy.Module) -> dict[str, Any]:
+    """``instructions.json``: the (first) predictor's instruction before and after, and with several predictors,
+    each one's by name with whether the optimization changed it."""
+    out: dict[str, Any] = {"original": get_instruction(original), "optimized": get_instruction(optimized)}
+    before, after = instructions(original), instructions(optimized)
+    if len(before) > 1:
+        out["predictors"] = {name: {"original": text, "optimized": after.get(name, text),
+                                    "changed": after.get(name, text) != text} for name, text in before.items()}
+    return out
+
+
+def module_type(program: dspy.Module) -> str:
+    """``"cot"``, ``"predict"`` or ``"program"`` (your own: any other dspy.Module)."""
+    if isinstance(program, dspy.ChainOfThought):
+        return "cot"
+    return "predict" if isinstance(program, dspy.Predict) else "program"
 
 
 def program_to_dict(program: dspy.Module, task: Task) -> dict[str, Any]:
     """A JSON-able description: task, module type, and DSPy's own state (instructions, demos)."""
-    return {
+    out = {
         "format": PROGRAM_FORMAT,
         "task": task.to_dict(),
         "module": module_type(program),
         "instruction": get_instruction(program),
         "state": program.dump_state(),
     }
+    if task.program:  # your own program: every predictor's instruction and prompt, readable without its code
+        out |= {"instructions": instructions(program), "prompts": predictor_prompts(program)}
+    return out
 
 
-def program_from_dict(data: dict[str, Any]) -> tuple[dspy.Module, Task]:
-    """Rebuild a program saved by :func:`program_to_dict`."""
+def program_from_dict(data: dict[str, Any], program_file: str | Path | None = None) -> tuple[dspy.Module, Task]:
+    """Rebuild a program saved by :func:`program_to_dict`. Your own program is built by its file again (this runs
+    its code: a worker or a served model, never the dashboard), ``program_file`` when the file has moved (a served
+    model's copy of it)."""
     try:
         task = Task.from_dict(data["task"])
-        program = make_program(task, data.get("module", "predict"), data.get("instruction"))
+        if task.program:
+            from core.program.user_program import program_for_task
+
+            program = program_for_task(task, program_file)
+        else:
+            program = make_program(task, data.get("module", "predict"), data.get("instruction"))
         program.load_state(data["state"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"Not a GEPA Studio program file: {exc}", "Save programs with save_program().") from exc
@@ -177,6 +215,19 @@ def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any],
     inputs = {k: v for k, v in dict(inputs_src).items() if k in sig.input_fields}
     demos = list(getattr(pred, "demos", []) or [])
     return adapter.format(sig, demos=demos, inputs=inputs)
+
+
+def predictor_prompts(program: dspy.Module, adapter: Any = None) -> dict[str, str]:
+    """Each predictor's whole prompt (its instruction, fields and demos), each input a ``{{field}}`` variable, as
+    readable text by predictor name: what your own program sends at each step, saved so pages can show and diff it
+    without running the program's code."""
+    adapter = adapter or dspy.settings.adapter or dspy.ChatAdapter()
+    out = {}
+    for name, pred in predictors(program):
+        variables = {field: "{{" + field + "}}" for field in pred.signature.input_fields}
+        demos = list(getattr(pred, "demos", []) or [])
+        out[name] = prompt_text(adapter.format(pred.signature, demos=demos, inputs=variables))
+    return out
 
 
 def prompt_template(program: dspy.Module, task: Task) -> list[dict[str, str]]:

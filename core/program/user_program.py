@@ -9,8 +9,9 @@ that hangs on import costs only the limit. A file's errors come back as the user
 A program's **identity** is a hash of its file and of every predictor's name, instruction and fields: a run can
 record it, and :func:`check_unchanged` refuses a file changed since.
 
-What is not built yet (#24): running baselines and optimizations on such a program, the per-predictor views, and
-shipping it; today the studio's runs build their own one-predictor program (:mod:`core.program.program`).
+A task that names a program (``Task.program``, with the file's sha256 when the run was planned) is run on it:
+:func:`program_for_task` builds it in the worker, refusing a file changed since, and checks that the task's columns
+feed every input of its ``forward``.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import inspect
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import dspy
+from dspy.utils.callback import BaseCallback
 
 from core.config.errors import ConfigError
+from core.lm.call import CURRENT_PREDICTOR
 from core.scoring.user import load_from_file
 
 DESCRIBE_TIMEOUT_S = 30.0  # loading a program file in a child process: long enough for DSPy's import, no more
@@ -67,9 +71,22 @@ class ProgramInfo:
         return cls(**{**data, "inputs": tuple(data.get("inputs", ())), "predictors": preds})
 
 
+_here = threading.local()
+
+
+def refuse_programs_in_this_thread() -> None:
+    """From now on this thread loads no program file (ConfigError instead): the dashboard's script thread calls it
+    on every run, so no page can run a user's code by mistake (what a file holds comes from
+    :func:`describe_isolated`; a program runs in its job's worker)."""
+    _here.refuse = True
+
+
 def load_user_program(ref: str, allowed_dir: str | Path | None = None) -> tuple[dspy.Module, Path]:
     """The program ``ref`` names and its file: a ``dspy.Module`` instance, a Module class (made with no arguments)
     or a function of no arguments that returns one. ConfigError for anything else, or a module with no predictor."""
+    if getattr(_here, "refuse", False):
+        raise ConfigError(f"{ref}: the dashboard never runs a program's code; its jobs do.",
+                          "This view should read what the run saved: please report it as a bug.")
     found, file = load_from_file(ref, allowed_dir, "program")
     name = ref.rpartition(":")[2]
     if not isinstance(found, dspy.Module):
@@ -186,3 +203,75 @@ def check_unchanged(info: ProgramInfo) -> None:
     if now != info.file_sha256:
         raise ConfigError(f"The program file {info.file} changed after it was checked (identity {info.identity}).",
                           "Start again with the file as it is now, so the run records what it ran.")
+
+
+def _sha256(file: Path) -> str:
+    try:
+        return hashlib.sha256(file.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(f"The program file {file} cannot be read: {exc.strerror}.",
+                          "Put it back, or start again with the file as it is now.") from exc
+
+
+def program_for_task(task: Any, program_file: str | Path | None = None) -> dspy.Module:
+    """``task.program`` built from its file (``program_file``: a copy of it elsewhere, e.g. a served model's), after
+    checking the file is the one the run was planned with (``task.program_sha``) and that the task's inputs feed
+    every input of the program's ``forward``. Runs the file's code."""
+    path, _, name = str(task.program).rpartition(":")
+    file = Path(program_file) if program_file is not None else Path(path)
+    if task.program_sha and _sha256(file) != task.program_sha:
+        raise ConfigError(f"The program file {file} changed after the run was planned.",
+                          "Start the run again with the file as it is now, so the run records what it ran.")
+    program, _ = load_user_program(f"{file}:{name}")
+    name_predictors(program)
+    needed = program_inputs(program)
+    if missing := [n for n in needed if n not in task.input_names]:
+        raise ConfigError(f"{file.name}:{name} takes {', '.join(missing)}, which no column of the task feeds "
+                          f"(its inputs: {', '.join(task.input_names)}).",
+                          "Map a column to each input: --input-columns FIELD=COLUMN, or the Task page's program "
+                          "fields.")
+    return program
+
+
+class PredictorNames(BaseCallback):
+    """Names the predictor that is calling (:data:`core.lm.call.CURRENT_PREDICTOR`) while one of your program's
+    predictors runs, so each LM call's trace says which predictor made it. One per predictor, attached to it: GEPA's
+    copies of the program keep it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tokens: dict[str, Any] = {}
+
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self._tokens[call_id] = CURRENT_PREDICTOR.set(self.name)
+
+    def on_module_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+        token = self._tokens.pop(call_id, None)
+        if token is not None:
+            try:
+                CURRENT_PREDICTOR.reset(token)
+            except ValueError:  # ended in another context than it started: leave that context's value
+                pass
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "PredictorNames":
+        return PredictorNames(self.name)  # a copy starts with no call in flight
+
+
+def name_predictors(program: dspy.Module) -> dspy.Module:
+    """``program`` with each predictor naming itself on its calls (:class:`PredictorNames`); returned as given."""
+    for name, pred in program.named_predictors():
+        own = [c for c in (getattr(pred, "callbacks", None) or []) if not isinstance(c, PredictorNames)]
+        pred.callbacks = [*own, PredictorNames(name)]
+    return program
+
+
+def program_tags(task: Any, program: dspy.Module) -> dict[str, str]:
+    """What a run's tags say of your own program (their names without the store's prefix): its reference, file hash,
+    identity and predictors ({} for the studio's own program)."""
+    if not getattr(task, "program", ""):
+        return {}
+    file = Path(str(task.program).rpartition(":")[0])
+    data = file.read_bytes() if file.is_file() else b""
+    return {"program_ref": str(task.program), "program_sha": hashlib.sha256(data).hexdigest(),
+            "program_identity": identity(data, predictor_infos(program)),
+            "predictors": ", ".join(name for name, _ in program.named_predictors())}

@@ -2,6 +2,9 @@
 
 It is called as ``fn(example, prediction)`` with two dicts (the example's inputs and gold outputs by field name, and
 the program's outputs) and returns a score in [0, 1], ``(score, feedback)`` or ``{"score": ..., "feedback": ...}``.
+A function written as ``dspy.GEPA`` calls a metric, ``fn(gold, pred, trace, pred_name, pred_trace)`` (three or more
+positional parameters), is called so instead, with a ``dspy.Example`` and a ``dspy.Prediction``, and may also return
+``dspy.Prediction(score=..., feedback=...)``: the metric of your own DSPy program (docs/programs.md).
 Loading a file runs its code, so the dashboard only loads files under the folder the operator configures
 (``allowed_dir``); a function that misbehaves on one example makes that example *failed* of kind ``"metric"``.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import itertools
 import logging
 import math
@@ -86,6 +90,21 @@ def load_from_file(ref: str, allowed_dir: str | Path | None = None, what: str = 
     return found, file
 
 
+PROGRAM_MODULES = "gepa_studio_user_program_"  # the module names load_from_file gives program files
+
+
+def program_failure(exc: BaseException) -> str | None:
+    """Where your own program's code raised ``exc`` ("extract_then_classify.py, line 31, in forward"), or None when
+    no frame of a program file is in its traceback (the call's own failure, e.g. the provider's)."""
+    tb, where = exc.__traceback__, None
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(PROGRAM_MODULES):
+            code = tb.tb_frame.f_code
+            where = f"{Path(code.co_filename).name}, line {tb.tb_lineno}, in {code.co_name}"
+        tb = tb.tb_next
+    return where
+
+
 def _user_frames(exc: BaseException, file: Path) -> str:
     """The traceback's lines in the user's own file (where their code failed), last 5."""
     import traceback
@@ -106,8 +125,19 @@ def load_function(ref: str, allowed_dir: str | Path | None = None) -> Callable[.
     return fn
 
 
+def takes_gepa_args(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is written as ``dspy.GEPA`` calls a metric: three or more positional parameters."""
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _unpack(result: Any) -> tuple[Any, str]:
     """``(value, feedback)`` from what a user's function returned; TypeError for a shape it may not take."""
+    if hasattr(result, "score") and not isinstance(result, (numbers.Real, Mapping, tuple)):  # dspy.Prediction
+        return result.score, str(getattr(result, "feedback", "") or "")
     if isinstance(result, tuple):
         if len(result) != 2 or not isinstance(result[1], str):
             raise TypeError(f"a tuple must be (score, feedback text), got {result!r}"[:300])
@@ -126,10 +156,28 @@ class FunctionScorer:
         self.fn = fn
         self.fn_name = ref.rpartition(":")[2] or getattr(fn, "__name__", "metric")  # the name the user wrote
         self.name = f"{self.fn_name} (your function)"
+        self.gepa_style = takes_gepa_args(fn)
+
+    def _call(self, inputs: Mapping[str, Any], gold: Mapping[str, Any], predicted: Mapping[str, Any]) -> Any:
+        if not self.gepa_style:
+            return self.fn({**inputs, **gold}, dict(predicted))
+        import dspy  # a GEPA-style metric reads DSPy's objects
+
+        example = dspy.Example(**inputs, **gold).with_inputs(*inputs)
+        return self.fn(example, dspy.Prediction(**predicted), None, None, None)
 
     def __call__(self, inputs: Mapping[str, Any], gold: Mapping[str, Any], predicted: Mapping[str, Any]) -> Score:
+        return self.called(self._call, inputs, gold, predicted)
+
+    def as_gepa(self, gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Score:
+        """A GEPA-style function called as GEPA called the metric: with the predictor GEPA asks about and its trace,
+        so the function can give each predictor its own feedback."""
+        return self.called(self.fn, gold, pred, trace, pred_name, pred_trace)
+
+    def called(self, call: Callable[..., Any], *args: Any) -> Score:
+        """The score of ``call(*args)``: failed (kind ``"metric"``) when it raises or returns what is not a score."""
         try:
-            result = self.fn({**inputs, **gold}, dict(predicted))
+            result = call(*args)
         except Exception as exc:  # noqa: BLE001 - the user's function failing on one example fails that example
             return self._failed("raised", f"{type(exc).__name__}: {exc}")
         try:

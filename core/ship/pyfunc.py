@@ -3,7 +3,8 @@
 
 It holds no key: the artifacts are the program (``program.json``: task, instruction, demos) and the student's
 model spec (``model.json``: model string, base URL, the *name* of its key variable); the key is read from the
-environment where the model is loaded (``core.lm.models.build_lm``), as everywhere else in the studio. It reads each
+environment where the model is loaded (``core.lm.models.build_lm``), as everywhere else in the studio. A program of
+your own (``core.program.user_program``) also carries its file, which the model runs where it is loaded. It reads each
 answer exactly as the evaluation does (``core.program.metric.parse_prediction``; any other task:
 ``core.program.answers.read_answer``) and names a failed text with the evaluation's
 :data:`core.lm.breaker.FailureKind`; a batch whose every text failed raises (an HTTP error when served).
@@ -23,7 +24,67 @@ logger = logging.getLogger(__name__)
 
 PROGRAM_ARTIFACT = "program"
 SPEC_ARTIFACT = "model_spec"
+PROGRAM_FILE_ARTIFACT = "program_file"  # a program of your own: a copy of its file
 ERROR_COLUMN = "error"  # why a text got no label (its label is then empty): a failure is never a label
+
+
+def model_signature(task: Any, whose: str) -> Any:
+    """The served model's columns: one string per input field; one per output field, then why a row got no answer.
+    ConfigError when an output is named as that last column (``whose``: the task, as the message names it)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from core.config.errors import ConfigError
+
+    if ERROR_COLUMN in task.output_names:
+        raise ConfigError(f"{whose} has an output named {ERROR_COLUMN!r}, the served model's column for why a row got "
+                          "no answer.", "Rename that output column and run the task again.")
+    return ModelSignature(inputs=Schema([ColSpec("string", name) for name in task.input_names]),
+                          outputs=Schema([ColSpec("string", name) for name in task.output_names]
+                                         + [ColSpec("string", ERROR_COLUMN)]))
+
+
+def write_artifacts(root: Path, program: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
+    """Write what the served model reads into ``root`` and name each file by its artifact: the program and the
+    student's spec (scrubbed, though the spec names its key variable and never holds a key), and a program of your
+    own's file, as the run that measured it ran it."""
+    from core.config.secrets import scrub
+
+    out = {PROGRAM_ARTIFACT: str(root / "program.json"), SPEC_ARTIFACT: str(root / "model.json")}
+    task = program.get("task") or {}
+    if task.get("program"):
+        # The file travels as an artifact, not in MLflow's code_paths: code_paths puts its folder on sys.path, where
+        # the file would be imported by its own name (and shadow, or be shadowed by, a module of that name), while
+        # the studio loads a program by its path (core.scoring.user.load_from_file); an artifact hands load_context
+        # the exact path of its copy, wherever the model was downloaded.
+        out[PROGRAM_FILE_ARTIFACT] = str(_program_file(task))
+    (root / "program.json").write_text(scrub(json.dumps(program, indent=2, default=str)), encoding="utf-8")
+    (root / "model.json").write_text(scrub(json.dumps(spec, indent=2)), encoding="utf-8")
+    return out
+
+
+def _program_file(task: dict[str, Any]) -> Path:
+    """The program's file, refused when it is gone, changed since the run (its sha256) or holds a key."""
+    import hashlib
+
+    from core.config.errors import ConfigError
+    from core.config.secrets import scrub
+
+    file = Path(str(task["program"]).rpartition(":")[0])
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"The program file {file} is gone ({exc.strerror}): the model needs a copy of it.",
+                          "Put the file back as the run ran it, or run the program again and export that run.") from exc
+    if task.get("program_sha") and hashlib.sha256(data).hexdigest() != task["program_sha"]:
+        raise ConfigError(f"The program file {file} changed after the run: the model would not be what was measured.",
+                          "Put the file back as the run ran it, or run the program again and export that run.")
+    text = data.decode("utf-8", errors="replace")
+    if scrub(text) != text:
+        raise ConfigError(f"The program file {file} holds a key: the model would carry it to wherever it is loaded.",
+                          "Read the key from the environment in the file (os.environ), run it again and export "
+                          "that run.")
+    return file
 
 
 def texts_from(model_input: Any, input_field: str) -> list[str]:
@@ -114,7 +175,9 @@ class StudioProgram(mlflow.pyfunc.PythonModel):
 
         data = json.loads(Path(context.artifacts[PROGRAM_ARTIFACT]).read_text(encoding="utf-8"))
         spec = json.loads(Path(context.artifacts[SPEC_ARTIFACT]).read_text(encoding="utf-8"))
-        self.program, self.task = program_from_dict(data)
+        # A program of your own is built by the copy of its file the model carries (checked against the run's sha256;
+        # this runs its code), never by the file where the run found it.
+        self.program, self.task = program_from_dict(data, context.artifacts.get(PROGRAM_FILE_ARTIFACT))
         self.spec = ModelSpec.from_dict(spec)
         self.lm = build_lm(self.spec, cache=False)
 

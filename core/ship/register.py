@@ -3,7 +3,8 @@
 :func:`export_model` logs the program as a pyfunc model (:class:`core.ship.pyfunc.StudioProgram`) in the run that
 made it, registers it in MLflow's model registry and links the three ways: the model version is tagged with the
 run, the optimization and the prompt-registry version; the runs are tagged with the model version. Nothing
-secret is logged: the student's key is named, never held (the served model reads it from its environment).
+secret is logged: the student's key is named, never held (the served model reads it from its environment); a program
+of your own travels with its file (:func:`core.ship.pyfunc.write_artifacts`), its version tagged with its identity.
 What is registered is what was measured: a program never evaluated on its test set is refused unless allowed, and
 then tagged ``studio.tested=false`` with the reason; a tested one carries its test accuracy. Its name follows the
 registry's rules (:mod:`core.tracking.registry_names`: ``catalog.schema.name`` on Unity Catalog), checked first.
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from core.config.errors import ConfigError, StoreError
-from core.config.secrets import scrub
 from core.config.settings import Settings
 from core.lm.models import ModelSpec
 from core.tracking import registry_names
@@ -61,8 +61,7 @@ class Source:
     @property
     def fields(self) -> tuple[str, str]:
         """The program's (input, output) field names: the served model's column names."""
-        task = self.task_of
-        return task.input_field, task.output_field
+        return self.task_of.input_field, self.task_of.output_field
 
     @property
     def task_of(self) -> Any:
@@ -231,35 +230,24 @@ def _requirements() -> list[str]:
 def _log_model(store: RunStore, src: Source) -> None:
     """Save ``src``'s program as a pyfunc model and log it into its run (under ``model``)."""
     import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
 
     import core
 
     with warnings.catch_warnings():  # MLflow asks for type hints on predict: the signature below says it all
         warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
-        from core.ship.pyfunc import ERROR_COLUMN, PROGRAM_ARTIFACT, SPEC_ARTIFACT, StudioProgram
+        from core.ship.pyfunc import StudioProgram, model_signature, write_artifacts
 
-    task = src.task_of  # one string column per input field; one per output field, then why a row got no answer
-    if ERROR_COLUMN in task.output_names:
-        raise ConfigError(f"Run {src.run_id}'s task has an output named {ERROR_COLUMN!r}, the served model's column "
-                          "for why a row got no answer.", "Rename that output column and run the task again.")
-    signature = ModelSignature(inputs=Schema([ColSpec("string", name) for name in task.input_names]),
-                               outputs=Schema([ColSpec("string", name) for name in task.output_names]
-                                              + [ColSpec("string", ERROR_COLUMN)]))
+    signature = model_signature(src.task_of, f"Run {src.run_id}'s task")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        # The spec names its key variable and never holds a key; scrubbed all the same, as every logged text is.
-        (root / "program.json").write_text(scrub(json.dumps(src.program, indent=2, default=str)), encoding="utf-8")
-        (root / "model.json").write_text(scrub(json.dumps(src.student.to_dict(), indent=2)), encoding="utf-8")
+        artifacts = write_artifacts(root, src.program, src.student.to_dict())
         local = root / ARTIFACT_PATH
         # Saved, then logged into the existing run: a fluent log_model would reopen the run and change its status.
         with warnings.catch_warnings():  # the signature is given; an input example would call the LM at export
             warnings.filterwarnings("ignore", message=".*(type hints|input example).*", category=UserWarning)
             mlflow.pyfunc.save_model(
                 str(local), python_model=StudioProgram(), signature=signature, pip_requirements=_requirements(),
-                artifacts={PROGRAM_ARTIFACT: str(root / "program.json"), SPEC_ARTIFACT: str(root / "model.json")},
-                code_paths=[str(Path(core.__file__).parent)],
+                artifacts=artifacts, code_paths=[str(Path(core.__file__).parent)],
                 metadata={"task": src.task, "student": src.student.name, "source_run_id": src.run_id,
                           "optimization_run_id": src.optimization_run_id or "", "prompt_uri": src.prompt_uri or ""})
         store.client.log_artifacts(src.run_id, str(local), ARTIFACT_PATH)
@@ -290,7 +278,7 @@ def export_model(store: RunStore, run_id: str, *, name: str | None = None, allow
             f"runs:/{run_id}/{ARTIFACT_PATH}", name,
             tags={f"{TAG}run_id": run_id, f"{TAG}optimization_run_id": src.optimization_run_id or "",
                   f"{TAG}prompt_uri": src.prompt_uri or "", f"{TAG}task": src.task,
-                  f"{TAG}student": src.student.name, f"{TAG}program": program_kind, **_test_tags(src)})
+                  f"{TAG}student": src.student.name, f"{TAG}program": program_kind, **_version_tags(store, src)})
     except Exception as exc:
         raise StoreError(f"MLflow could not register the model {name!r}: {str(exc)[:300]}",
                          "Check that the tracking store has a model registry (a SQLite or server store).") from exc
@@ -303,10 +291,22 @@ def export_model(store: RunStore, run_id: str, *, name: str | None = None, allow
     return shipped
 
 
-def _test_tags(src: Source) -> dict[str, str]:
-    if src.untested:
-        return {TESTED_TAG: "false", UNTESTED_TAG: src.untested[:5000]}
-    return {TESTED_TAG: "true", f"{TAG}test_accuracy": "" if src.test_accuracy is None else f"{src.test_accuracy:.6f}"}
+def _version_tags(store: RunStore, src: Source) -> dict[str, str]:
+    """Whether the program was measured (with its test accuracy); a program of your own's ``studio.module=program``,
+    reference, file hash and predictors as its task saved them, and its identity as the run that measured it recorded
+    it (an optimization: its optimized program's evaluation): never by running its code, as the dashboard exports."""
+    from core.tracking.runs import OPTIMIZED_TAG
+
+    accuracy = "" if src.test_accuracy is None else f"{src.test_accuracy:.6f}"
+    tags = ({TESTED_TAG: "false", UNTESTED_TAG: src.untested[:5000]} if src.untested
+            else {TESTED_TAG: "true", f"{TAG}test_accuracy": accuracy})
+    if not (task := src.task_of).program:
+        return tags
+    measured = store.get_run(src.run_id).data.tags.get(OPTIMIZED_TAG) if src.kind == "optimization" else src.run_id
+    recorded = store.get_run(measured).data.tags if measured else {}
+    return {**tags, f"{TAG}module": "program", f"{TAG}program_ref": task.program, f"{TAG}program_sha": task.program_sha,
+            f"{TAG}program_identity": recorded.get(f"{TAG}program_identity", ""),
+            f"{TAG}predictors": ", ".join(src.program.get("instructions") or task.program_predictors)}
 
 
 def _description(src: Source, program_kind: str) -> str:

@@ -61,19 +61,32 @@ def split_labels(cell: Any) -> tuple[str, ...]:
     return tuple(part.strip() for part in re.split(r"[;|]", text) if part.strip())
 
 
+def check_field_name(field_name: str, column: str) -> None:
+    """ConfigError unless ``field_name`` ("" or a program's field) can be a DSPy field name."""
+    if field_name and (not field_name.isidentifier() or keyword.iskeyword(field_name)
+                       or field_name in RESERVED_FIELDS):
+        raise ConfigError(f"Column {column!r} is mapped to {field_name!r}, which cannot be a DSPy field name.",
+                          "Name the program's field as its signature does: letters, digits and _.")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One input column and what it holds (the description goes into the signature)."""
 
     column: str
     description: str = ""
+    field: str = ""  # the program's field this column feeds ("" = the column's name as an identifier)
+
+    def __post_init__(self) -> None:
+        check_field_name(self.field, self.column)
 
     @property
     def name(self) -> str:
-        return identifier(self.column, "text")
+        return self.field or identifier(self.column, "text")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"column": self.column, "description": self.description}
+        return {"column": self.column, "description": self.description} | ({"field": self.field} if self.field
+                                                                            else {})
 
 
 @dataclass(frozen=True)
@@ -87,8 +100,10 @@ class OutputSpec:
     description: str = ""
     weight: float = 1.0
     metric: str = ""  # "" = DEFAULT_METRIC[kind]; else a field metric name, e.g. "f1", "numeric:0.01"
+    field: str = ""  # the program's output field this column holds the gold value of ("" = the column's name)
 
     def __post_init__(self) -> None:
+        check_field_name(self.field, self.column)
         object.__setattr__(self, "labels", tuple(str(v) for v in self.labels))
         object.__setattr__(self, "keys", tuple(str(v) for v in self.keys))
         object.__setattr__(self, "weight", float(self.weight))
@@ -103,7 +118,7 @@ class OutputSpec:
 
     @property
     def name(self) -> str:
-        return identifier(self.column, "answer")
+        return self.field or identifier(self.column, "answer")
 
     @property
     def metric_name(self) -> str:
@@ -113,7 +128,7 @@ class OutputSpec:
         out: dict[str, Any] = {"column": self.column, "kind": self.kind}
         for key, value, empty in (("labels", list(self.labels), []), ("keys", list(self.keys), []),
                                   ("description", self.description, ""), ("weight", self.weight, 1.0),
-                                  ("metric", self.metric, "")):
+                                  ("metric", self.metric, ""), ("field", self.field, "")):
             if value != empty:
                 out[key] = value
         return out
@@ -149,7 +164,7 @@ def input_from(value: Any) -> InputSpec:
         return value
     if isinstance(value, str):
         return InputSpec(value)
-    return InputSpec(**{k: v for k, v in dict(value).items() if k in ("column", "description")})
+    return InputSpec(**{k: v for k, v in dict(value).items() if k in ("column", "description", "field")})
 
 
 def output_from(value: Any) -> OutputSpec:

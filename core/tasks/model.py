@@ -50,6 +50,11 @@ class Task:
     metric: str = ""
     judge: JudgeSpec | None = None
     description: str = ""  # what the task is, for the Task page
+    # Your own DSPy program (core.program.user_program): "path/to/file.py:name", and the sha256 of that file when the
+    # run was planned (a file changed since is refused). The inputs feed its forward; the outputs hold the gold values.
+    program: str = ""
+    program_sha: str = ""
+    program_predictors: tuple[str, ...] = ()  # its predictors' names, as checked when planned (estimates read them)
 
     def __post_init__(self) -> None:
         # Accept lists and dicts (e.g. from JSON) but keep the dataclass hashable.
@@ -60,6 +65,10 @@ class Task:
         if self.outputs:
             self._from_fields()
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        object.__setattr__(self, "program_predictors", tuple(str(p) for p in self.program_predictors))
+        if self.program and not self.outputs:
+            raise ConfigError(f"Task {self.name!r} names a program but no input and output columns.",
+                              "Give the columns that feed the program's inputs and hold the gold outputs.")
         pairs = self.label_descriptions
         items = pairs.items() if isinstance(pairs, dict) else pairs
         object.__setattr__(self, "label_descriptions", tuple((str(k), str(v)) for k, v in items))
@@ -98,12 +107,19 @@ class Task:
         if (len(self.inputs) == 1 and len(self.outputs) == 1 and only_out.kind == "label"
                 and not only_in.description and not only_out.description and only_out.weight == 1.0
                 and only_out.metric in ("", "exact") and self.metric in ("", "exact") and self.judge is None
-                and only_out.labels == self.labels):
+                and only_out.labels == self.labels and not self.program
+                and only_in.name == identifier(only_in.column, "text")
+                and only_out.name == identifier(only_out.column, "answer")):
             set_(self, "text_column", only_in.column)
             set_(self, "label_column", only_out.column)
             set_(self, "inputs", ())
             set_(self, "outputs", ())
             set_(self, "metric", "")
+
+    @property
+    def num_predictors(self) -> int:
+        """How many predictors the program has: your own program's as planned, else the studio's one."""
+        return len(self.program_predictors) or 1
 
     @property
     def is_classification(self) -> bool:
@@ -168,6 +184,9 @@ class Task:
             out |= {"inputs": [f.to_dict() for f in self.inputs], "outputs": [f.to_dict() for f in self.outputs],
                     "metric": self.metric, "judge": self.judge.to_dict() if self.judge else None,
                     "description": self.description}
+        if self.program:
+            out |= {"program": self.program, "program_sha": self.program_sha,
+                    "program_predictors": list(self.program_predictors)}
         return out
 
     @classmethod

@@ -74,19 +74,43 @@ def _read_checked(source: str, ref: TaskRef) -> tuple[pd.DataFrame, list[str]]:
     return clean_table(df, text_column=ref.text_column, label_column=ref.label_column, **_options(ref)), warnings
 
 
-def ref_fields(ref: TaskRef) -> dict[str, object]:
-    """The typed fields a reference names (``TaskRef.fields``): inputs, outputs, metric, judge; {} for none."""
+def _fields_json(ref: TaskRef) -> dict[str, object]:
+    """``TaskRef.fields`` read as a JSON object ({} when empty)."""
     if not ref.fields:
         return {}
     try:
         spec = json.loads(ref.fields)
     except ValueError as exc:
         raise ConfigError(f"The task's fields are not valid JSON: {exc}.") from exc
-    if not isinstance(spec, dict) or not spec.get("inputs") or not spec.get("outputs"):
+    if not isinstance(spec, dict):
+        raise ConfigError("The task's fields are not a JSON object.", "Pick input and output columns.")
+    return spec
+
+
+def ref_fields(ref: TaskRef) -> dict[str, object]:
+    """The typed fields a reference names (``TaskRef.fields``): inputs, outputs, metric, judge; {} for none."""
+    spec = _fields_json(ref)
+    if not spec:
+        return {}
+    if not spec.get("inputs") or not spec.get("outputs"):
         raise ConfigError("The task's fields need inputs and outputs.", "Pick input and output columns.")
     if spec.get("judge"):
         spec["judge"] = JudgeSpec.from_dict(spec["judge"])
     return spec
+
+
+# What a reference's fields may set over a task file's own (the CLI's --metric, --judge and --program on a task file or
+# a shipped task).
+OVERRIDES = ("metric", "judge", "program", "program_sha", "program_predictors", "inputs", "outputs")
+
+
+def ref_overrides(ref: TaskRef) -> dict[str, object]:
+    """The parts of ``TaskRef.fields`` that replace a task file's own (:data:`OVERRIDES`); {} for none."""
+    spec = _fields_json(ref)
+    out = {k: v for k, v in spec.items() if k in OVERRIDES and v not in (None, "", [])}
+    if isinstance(out.get("judge"), dict):
+        out["judge"] = JudgeSpec.from_dict(out["judge"])  # type: ignore[arg-type]
+    return out
 
 
 def _fields_tables(spec: dict[str, object], ref_name: str, source: str, test_source: str | None) -> Tables:
@@ -110,7 +134,7 @@ def _fields_tables(spec: dict[str, object], ref_name: str, source: str, test_sou
 def _load_task_file(ref: TaskRef, settings: Settings, path: str | None = None) -> Tables:
     """A task file: ``path`` (a shipped task) or the reference's source."""
     tf = read_task_file(path or ref.source)
-    spec = dict(tf.spec)
+    spec = dict(tf.spec) | ref_overrides(ref)
     if ref.name:
         spec["name"] = ref.name
     return _fields_tables(spec, tf.name, str(tf.data), ref.test_source or (str(tf.test_data) if tf.test_data

@@ -17,7 +17,7 @@ from core.tracking.store import TAG
 
 EVAL_KINDS = ("baseline", "evaluation")
 # The program kind a run evaluated or optimized (its ``module`` column): one entry per kind.
-MODULE_NAMES = {"predict": "Predict", "cot": "CoT"}
+MODULE_NAMES = {"predict": "Predict", "cot": "CoT", "program": "your program"}
 OUTCOMES = ("finished", "capped", "cancelled", "failed", "running", "interrupted")
 # Two numbers, named apart: ``spent_usd`` is a run's SPEND (what the providers billed it; a cache hit is free), on
 # every kind of run; ``cost_per_1k`` (and an evaluation's ``cost_usd``) is the COST OF THE PROGRAM (tokens x price per

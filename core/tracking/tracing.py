@@ -35,7 +35,7 @@ from core.config.errors import ConfigError
 from core.config.secrets import scrub
 from core.config.settings import get_secret
 from core.lm.breaker import classify_failure
-from core.lm.call import Call, Step, with_step
+from core.lm.call import CURRENT_PREDICTOR, Call, Step, with_step
 from core.lm.models import ModelSpec, Price, api_key_for, build_lm, resolve_price
 from core.tasks import Task
 from core.tracking.run_inputs import DATASET_CONTEXTS as DATASET_CONTEXTS  # re-exported: where they were
@@ -50,6 +50,7 @@ Role = Literal["student_train", "student_val", "reflection", "judge", "evaluatio
 ROLES: tuple[Role, ...] = ("student_train", "student_val", "reflection", "judge", "evaluation")
 ROLE_TAG, MODEL_TAG, RUN_TAG, EXAMPLE_TAG = f"{TAG}role", f"{TAG}model", f"{TAG}run_id", f"{TAG}example"
 TRACING_TAG = f"{TAG}tracing"  # on an optimization run: "on" or "off", as its calls were traced or not
+PREDICTOR_TAG = f"{TAG}predictor"  # the predictor of your own program that made the call (core.lm.call)
 FAILURE_TAG = f"{TAG}failure_kind"  # a failed call's kind, the word its evaluation record uses (FAILURE_KINDS)
 FLUSH_TIMEOUT_S = 120.0  # the longest the end of a run waits for its traces to be written
 _SCAN_LIMIT = 5000  # above this many example texts, an example is found by its field section only
@@ -213,7 +214,8 @@ class _Binding:
             attributes[SpanAttributeKey.LLM_COST] = {"input_cost": cost_in, "output_cost": cost_out,
                                                      "total_cost": cost_in + cost_out}
         tags = {ROLE_TAG: role, MODEL_TAG: self.spec.name, RUN_TAG: t.run_id, EXAMPLE_TAG: example,
-                **({FAILURE_TAG: classify_failure(exc)} if exc is not None else {})}
+                **({FAILURE_TAG: classify_failure(exc)} if exc is not None else {}),
+                **({PREDICTOR_TAG: call.notes[PREDICTOR_TAG]} if PREDICTOR_TAG in call.notes else {})}
         inputs = self.clean({"messages": messages})
         error = "" if exc is None else scrub(f"{type(exc).__name__}: {exc}", self.keys)[:2000]
         if error:
@@ -240,6 +242,8 @@ class TraceStep(Step):
 
     def start(self, call: Call) -> None:
         call.notes[self.name] = (self.binding.role(), time.time_ns())
+        if predictor := CURRENT_PREDICTOR.get():
+            call.notes[PREDICTOR_TAG] = predictor
 
     def end(self, call: Call) -> None:
         if call.ended:

@@ -45,5 +45,5 @@ def make_program() -> dspy.Module:
 def metric(gold: dspy.Example, pred: dspy.Prediction, trace=None, pred_name=None, pred_trace=None):
     """1 for the right label, else 0, with feedback GEPA's reflection can use."""
     right = str(getattr(pred, "label", "")).strip().upper() == str(gold.label).strip().upper()
-    feedback = "Correct." if right else f"The label is {gold.label}, not {getattr(pred, 'label', None)!r}."
+    feedback = "Correct." if right else f"Wrong: expected {gold.label}, got {getattr(pred, 'label', None)!r}."
     return dspy.Prediction(score=float(right), feedback=feedback)

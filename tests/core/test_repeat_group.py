@@ -65,7 +65,9 @@ def test_one_cancel_reaches_every_seed_and_one_seed_stays_a_plain_job(settings, 
 def test_the_form_table_names_what_its_sources_name():
     from core.jobs import MAX_SEEDS
     from core.optimize import OPTIMIZERS
+    from core.optimize.config import COMPONENT_SELECTORS
     from core.program.program import STARTS
 
     assert optimize_form.MAX_SEEDS == MAX_SEEDS
     assert set(optimize_form.OPTIMIZERS) == set(OPTIMIZERS) and set(optimize_form.STARTS) == set(STARTS)
+    assert set(optimize_form.SELECTORS) == set(COMPONENT_SELECTORS)

@@ -5,8 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pandas as pd
 import pytest
@@ -16,7 +14,7 @@ from core.config.errors import ConfigError
 from core.lm.models import ModelSpec, openai_compatible
 from core.ship.register import MODEL_URI_TAG, export_model, load_snippet, serve_command, shipped_of
 from core.tasks import SampleSpec, TaskRef
-from tests.ports import free_port
+from tests.ports import free_port, invoke_served
 from tests.scenario import write_csv
 from tests.stub_server import (
     Faults,
@@ -155,19 +153,7 @@ def test_the_exported_model_serves_predictions_over_http(settings, store, ref, s
                              "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        body = json.dumps({"dataframe_records": [{shipped.input_field: TEXTS[0]}]}).encode()
-        deadline, answer = time.monotonic() + 90, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                             headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    answer = json.loads(resp.read())
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert answer is not None, proc.stdout.read().decode(errors="replace")[-3000:] if proc.poll() is not None \
-            else "the server did not answer in 90 s"
+        answer = invoke_served(port, proc, [{shipped.input_field: TEXTS[0]}], 90)
         assert answer["predictions"] == [{shipped.output_field: keyword_label(TEXTS[0]), "error": None}]
     finally:
         os.killpg(proc.pid, 15)

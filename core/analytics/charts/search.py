@@ -1,5 +1,6 @@
-"""Charts of GEPA's search (the frames of ``core.analytics.search``): score against metric calls, the lineage tree,
-the per-example grid, and calls and cost by role."""
+"""Charts of GEPA's search (the frames of ``core.analytics.search``): score against metric calls, the lineage tree
+(a program with several predictors: its candidates colored by the predictor each changed), the per-example grid, and
+calls and cost by role."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from core.analytics.charts._base import (
     count_range,
     legend_height,
 )
-from core.analytics.search import best_candidates, grid_summary
+from core.analytics.search import SEVERAL, best_candidates, change_label, grid_summary, instruction_text
 
 KIND_STYLE = {  # candidate kind -> (legend name, marker symbol, color)
     "seed": ("seed", "square", "#7f7f7f"),
@@ -31,6 +32,8 @@ KIND_STYLE = {  # candidate kind -> (legend name, marker symbol, color)
     "merge": ("merge", "diamond", PALETTE[4]),
 }
 BEST_COLOR = "#FFC107"
+SEVERAL_COLOR = "#8C564B"  # a candidate that changed several components
+UNCHANGED_COLOR = "#BDBDBD"  # one that changed none (a merge equal to its first parent)
 ROLE_COLORS = {"student on train minibatches": STUDENT_COLOR, "student on validation": PALETTE[5],
                "reflection": REFLECTION_COLOR, "judge": PALETTE[4], "test evaluation": "#7f7f7f"}
 HOVER_CHARS = 200
@@ -102,10 +105,68 @@ def _edges(lin: pd.DataFrame, merge: bool) -> tuple[list[float | None], list[flo
     return xs, ys
 
 
-def lineage_chart(lineage: pd.DataFrame) -> go.Figure:
+def _markers(fig: go.Figure, group: pd.DataFrame, name: str, symbol: str | list[str], color: str,
+             kinds: list[str], changed: list[str] | None = None) -> None:
+    """One marker trace of candidates: the Pareto front outlined; hover says each one's kind, score, parents, depth,
+    what it changed (``changed``, several components) and the start of its instruction (of those it changed)."""
+    said = changed or [""] * len(group)
+    texts = group["instruction"].tolist()
+    if changed and "instructions" in group.columns:  # the start of what changed, not of the first component's text
+        texts = [instruction_text({c: (own or {}).get(c, "") for c in diff}) if diff else text
+                 for own, diff, text in zip(group["instructions"], group["changed"], texts, strict=True)]
+    hover = [f"<b>#{i}</b> {kind} · score {_pct(s)}"
+             + (f"<br>parents: {', '.join(f'#{p}' for p in ps)}" if len(ps) else "")
+             + f"<br>depth {d}" + (" · on the Pareto front" if front else "")
+             + (f"<br>changed: {what}" if what else "")
+             + f"<br>{_hover_text(text)}"
+             for i, kind, s, ps, d, front, what, text in zip(
+                 group["idx"], kinds, group["val_score"], group["parents"], group["depth"], group["on_front"], said,
+                 texts, strict=True)]
+    front = group["on_front"].to_numpy(dtype=bool)
+    fig.add_trace(go.Scatter(
+        x=group["idx"].to_numpy(dtype=float), y=group["val_score"].to_numpy(dtype=float) * 100,
+        mode="markers+text", name=name, text=[f"#{i}" for i in group["idx"]], textposition="top center",
+        marker={"symbol": symbol, "size": 13, "color": color,
+                "line": {"color": [PARETO_COLOR if f else "white" for f in front],
+                         "width": [2 if f else 1 for f in front]}},
+        hovertext=hover, hoverinfo="text", cliponaxis=False))
+
+
+def _change_group(kind: str, changed: list[str]) -> str:
+    return "seed" if kind == "seed" else change_label(list(changed))
+
+
+def _component_markers(fig: go.Figure, lin: pd.DataFrame, components: list[str]) -> None:
+    """Candidates of a program with several components: one trace per component changed ("changed classify",
+    "changed several", the seed as ever), each candidate's kind its marker symbol, and a legend key per kind."""
+    groups = [_change_group(str(k), c) for k, c in zip(lin["kind"], lin["changed"], strict=True)]
+    order = ["seed", *components, SEVERAL, ""]
+    order += [g for g in dict.fromkeys(groups) if g not in order]
+    colors = {name: PALETTE[(i + 1) % len(PALETTE)] for i, name in enumerate(components)}
+    colors |= {"seed": KIND_STYLE["seed"][2], SEVERAL: SEVERAL_COLOR, "": UNCHANGED_COLOR}
+    kinds = [str(k) for k in lin["kind"]]
+    for group_name in order:
+        rows = [i for i, g in enumerate(groups) if g == group_name]
+        if not rows:
+            continue
+        group = lin.iloc[rows]
+        styles = [KIND_STYLE.get(kinds[i], (kinds[i] or "candidate", "circle", "")) for i in rows]
+        changed = ["" if kinds[i] == "seed" else ", ".join(lin["changed"].iloc[i]) or "nothing" for i in rows]
+        name = "seed" if group_name == "seed" else f"changed {group_name or 'nothing'}"
+        _markers(fig, group, name, [s[1] for s in styles], colors.get(group_name, PALETTE[0]),
+                 [s[0] for s in styles], changed)
+    for kind in dict.fromkeys(k for k in kinds if k != "seed"):  # the symbols' key: the colors are the components
+        name, symbol, _ = KIND_STYLE.get(kind, (kind or "candidate", "circle", ""))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{name} (symbol)", hoverinfo="skip",
+                                 marker={"symbol": symbol, "size": 11, "color": "#9E9E9E"}))
+
+
+def lineage_chart(lineage: pd.DataFrame, components: Sequence[str] | None = None) -> go.Figure:
     """The candidate tree: x is the order GEPA found the candidates in, y their validation score (%); parent → child
     edges (merges dashed), the best candidate ringed, Pareto-front candidates outlined; hover shows the score and the
-    start of the instruction (``core.analytics.search.lineage``)."""
+    start of the instruction (``core.analytics.search.lineage``). With several ``components`` (by default the frame's
+    ``attrs["components"]``), a candidate's color is the component it changed from its first parent and its symbol its
+    kind; hover says what it changed."""
     title = "Candidate lineage"
     if lineage.empty:
         return _empty_figure(title, "No candidates recorded")
@@ -119,22 +180,14 @@ def lineage_chart(lineage: pd.DataFrame) -> go.Figure:
         if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="skip",
                                      line={"color": color, "dash": dash, "width": 1.5}))
-    for kind, group in lin.groupby("kind", sort=False):
-        name, symbol, color = KIND_STYLE.get(str(kind), (str(kind) or "candidate", "circle", PALETTE[0]))
-        hover = [f"<b>#{i}</b> {name} · score {_pct(s)}"
-                 + (f"<br>parents: {', '.join(f'#{p}' for p in ps)}" if len(ps) else "")
-                 + f"<br>depth {d}" + (" · on the Pareto front" if front else "")
-                 + f"<br>{_hover_text(text)}"
-                 for i, s, ps, d, front, text in zip(group["idx"], group["val_score"], group["parents"], group["depth"],
-                                                     group["on_front"], group["instruction"], strict=True)]
-        front = group["on_front"].to_numpy(dtype=bool)
-        fig.add_trace(go.Scatter(
-            x=group["idx"].to_numpy(dtype=float), y=group["val_score"].to_numpy(dtype=float) * 100,
-            mode="markers+text", name=name, text=[f"#{i}" for i in group["idx"]], textposition="top center",
-            marker={"symbol": symbol, "size": 13, "color": color,
-                    "line": {"color": [PARETO_COLOR if f else "white" for f in front],
-                             "width": [2 if f else 1 for f in front]}},
-            hovertext=hover, hoverinfo="text", cliponaxis=False))
+    names = list(components) if components is not None else list(lineage.attrs.get("components") or [])
+    several = len(names) > 1 and "changed" in lin.columns
+    if several:
+        _component_markers(fig, lin, names)
+    else:
+        for kind, group in lin.groupby("kind", sort=False):
+            name, symbol, color = KIND_STYLE.get(str(kind), (str(kind) or "candidate", "circle", PALETTE[0]))
+            _markers(fig, group, name, symbol, color, [name] * len(group))
     best = lin[lin["is_best"].astype(bool)]
     if not best.empty:
         fig.add_trace(go.Scatter(
@@ -152,7 +205,8 @@ def lineage_chart(lineage: pd.DataFrame) -> go.Figure:
     headline += f" · {len(lin)} candidates" + (f", {merges} from merges" if merges else "")
     top = int(lin["idx"].max())
     fig.update_layout(
-        title=headline, legend=BOTTOM_LEGEND, height=legend_height(460, 5, per_row=5),
+        title=headline, legend=BOTTOM_LEGEND,
+        height=legend_height(460, len(fig.data), per_row=3) if several else legend_height(460, 5, per_row=5),
         xaxis={"title": "Candidate, in the order GEPA found it", "range": [-0.6, top + 0.6],
                **({"dtick": 1} if top <= 30 else {})},
         yaxis={"title": "Validation score (%)", "range": [0, 110], "ticksuffix": "%"},
