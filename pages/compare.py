@@ -152,9 +152,11 @@ kinds = filters[0].multiselect("Runs", list(KIND_NAMES), default=list(KIND_NAMES
                                key="compare.kinds")
 all_evals = marked(charts.with_failures(chart_frame(filter_runs(scoped, kinds=kinds or list(KIND_NAMES))), scoped))
 models = filters[1].multiselect("Models", distinct(all_evals, "model"), key="compare.models", placeholder="All models")
-modules = filters[2].multiselect("Program", list(MODULE_NAMES), format_func=MODULE_NAMES.get, key="compare.modules",
-                                 placeholder="Predict and CoT", help="Predict answers directly; CoT (chain of "
-                                 "thought) reasons first.")
+present = set(all_evals["module"]) if "module" in all_evals else set()
+shown_modules = [m for m in MODULE_NAMES if m in present] or list(MODULE_NAMES)
+modules = filters[2].multiselect("Program", shown_modules, format_func=MODULE_NAMES.get, key="compare.modules",
+                                 placeholder="Every kind", help="Predict answers directly; CoT (chain of thought) "
+                                 "reasons first; your program is your own DSPy program (docs/programs.md).")
 newest = filters[3].toggle("Newest only", value=True, key="compare.newest",
                            help="The newest run of each model · program that did not fail (a failed one only when "
                                 "nothing else ran); off: every run, repeated runs included.")

@@ -4,6 +4,8 @@ beside a reproduction, and the starting program Prompts names beside each progra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -292,6 +294,10 @@ def claims_sentence(claims: pd.DataFrame, models: dict[str, str]) -> str:
 def starting_program(run_id: str) -> str:
     """The starting program a run began from (tag ``studio.start``: the run's own, else its optimization's)."""
     tags = cache.run_tags(run_id)
+    if tags.get("studio.program_ref"):  # your own program: its file's instructions, whatever the run's start
+        return (f"Your own program `{Path(tags['studio.program_ref'].rpartition(':')[0]).name}:"
+                f"{tags['studio.program_ref'].rpartition(':')[2]}` ({tags.get('studio.predictors', '')}), with the "
+                "instructions its file gives.")
     start = tags.get(START_TAG)
     if not start and tags.get("mlflow.parentRunId"):
         start = cache.run_tags(tags["mlflow.parentRunId"]).get(START_TAG)

@@ -56,7 +56,8 @@ def metric_label(outputs: tuple[OutputSpec, ...], metric: str = "", judge: Judge
     if metric == "judge":
         return f"judge: {judge.name}" if judge is not None else "judge"
     if _is_function(metric):
-        return f"{metric.rpartition(':')[2].strip()} (your function)"
+        name = metric.rpartition(":")[2].strip()
+        return "your metric" if name.lower() in ("metric", "score") else f"{name} (your function)"
     parts = _parts(tuple(outputs), metric)
     if len(parts) == 1:
         return FIELD_METRICS[parts[0][1]].label(parts[0][2])

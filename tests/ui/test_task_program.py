@@ -96,7 +96,7 @@ def test_a_program_from_the_folder_is_checked_apart_mapped_and_saved_as_the_cli_
     assert saved["program_predictors"] == ["extract.predict", "classify"]
     assert saved["program_sha"] == hashlib.sha256(folder_file.read_bytes()).hexdigest()
     assert at.session_state["task.ref"]["source"] == str(data)
-    assert any(s.startswith("Using **sentences**") and "metric (your function)" in s for s in texts(at, "success"))
+    assert any(s.startswith("Using **sentences**") and "your metric" in s for s in texts(at, "success"))
     assert any("2 predictor(s): extract.predict, classify" in c for c in texts(at, "caption"))
     assert "task.fields.save" not in [b.key for b in at.get("download_button")]  # a task file names no program
 
