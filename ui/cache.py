@@ -162,6 +162,14 @@ def trace_counts(run_id: str) -> dict[str, int]:
     return dict(count(run_store(), run_id))
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def predictor_calls(run_id: str) -> list[dict]:
+    """Your own program's traced calls of a run by predictor and role (core.tracking.tracing.predictor_calls)."""
+    from core.tracking.tracing import predictor_calls as by_predictor
+
+    return by_predictor(run_store(), run_id)
+
+
 @st.cache_data(ttl=ARTIFACT_TTL_S, max_entries=4, show_spinner="Building the report…")
 def report_html(run_ids: tuple[str, ...], references: tuple[tuple[str, str], ...] = ()) -> str:
     """One self-contained HTML report of these runs (core.report.build_report; ``references``: (optimization,

@@ -328,6 +328,16 @@ def traces_line(run_id: str, tracking_uri: str, tags: Mapping[str, str], optimiz
     parts = [f"{n:,} {names.get(role, role)}" for role, n in counts.items()]
     st.caption(f"MLflow traces of this run: {', '.join(parts)} (every LM call, tagged with its role). Read them in "
                f"MLflow's own UI: {where}.")
+    if tags.get("studio.predictors"):  # your own program: its calls split by the predictor that made them
+        by = cache.predictor_calls(run_id)
+        if by:
+            st.markdown("**Calls by predictor** (from the traces: each call's `studio.predictor` tag)")
+            st.dataframe(pd.DataFrame(by).assign(role=lambda f: f["role"].map(lambda r: names.get(r, r))),
+                         hide_index=True, key="optimization.by_predictor", column_config={
+                             "calls": st.column_config.NumberColumn("LM calls", format="%d"),
+                             "input_tokens": st.column_config.NumberColumn("input tokens", format="%d"),
+                             "output_tokens": st.column_config.NumberColumn("output tokens", format="%d"),
+                             "cost_usd": st.column_config.NumberColumn("cost", format="$%.4f")})
 
 
 def without_record(run_id: str, status: str, optimizer: Optimizer) -> None:

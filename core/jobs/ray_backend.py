@@ -13,6 +13,8 @@ the local design (one process per job: :mod:`core.jobs.local`).
   keys come from the cluster's own environment, and the cluster's Python must have requirements.txt installed
   (docs/distributed.md; ``GEPA_STUDIO_RAY_PIP=1`` has Ray install it into each job's environment instead, cached per
   node).
+- Your own program's file and a metric function's file (``spec.json``'s ``files``: path -> text, read when the job
+  is submitted) travel in the mailbox too: the worker writes them on its node and loads them in their place.
 - The entrypoint is ``python -m core.jobs.remote <mailbox run id>`` with ``entrypoint_num_cpus=0`` (jobs wait on LLM
   servers); the submission id is ``gepa-<job id>-a<attempt>``, so submitting an attempt twice is harmless.
 - No shared disk: the registry stays on the dashboard's machine and everything between it and a worker goes through
@@ -40,6 +42,7 @@ from core.config.secrets import scrub
 from core.config.settings import DEFAULT_EXPERIMENT_ROOT, ROOT_ENV, Settings
 from core.jobs import mailbox as mb
 from core.jobs.local import ProcessBackend
+from core.scoring.user import user_files
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +161,8 @@ class RayBackend:
         assert box is not None
         box.write_json("spec.json", {"job_id": job_id, "kind": job.kind, "config": job.config,
                                      "plan": manager.plan(job_id), "started_by": job.started_by, "run_id": job.run_id,
-                                     "previous": manager.progress(job_id), "attempts": attempt})
+                                     "previous": manager.progress(job_id), "attempts": attempt,
+                                     "files": user_files(job.config)})
         box.set_tags({mb.STATE: "", mb.ERROR: "", mb.CANCEL: "0", mb.ATTEMPT: attempt})
         self._tags.pop(job_id, None)
         self.mlflow().update_run(box.run_id, status="RUNNING")

@@ -36,6 +36,7 @@ from core.jobs import mailbox as mb
 from core.jobs.kinds import JobContext
 from core.jobs.worker import process_args, run_kind
 from core.lm.limits import fallback_notice
+from core.scoring.user import relocate
 from core.tracking.store import TAG
 
 LIMITER_TAG = f"{TAG}limiter_fallback"
@@ -53,6 +54,7 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
     # data dir is this node's own, the results the tracking server's, and the job runs here, never on a cluster
     settings = replace(load_settings(work), tracking_uri=tracking_uri, ray_address=None, metrics_dir=None).ensure()
     folders = {"job": settings.jobs_dir / job_id, "runs": work / "runs"}
+    relocate(_write_files(spec.get("files") or {}, work / "files"))  # your program and metric, as submitted
     for prefix, folder in folders.items():
         folder.mkdir(parents=True, exist_ok=True)
         got = box.download(folder, prefix)
@@ -81,6 +83,18 @@ def run(mailbox_run_id: str, tracking_uri: str, work: Path) -> str:
     box.finish(outcome.state, outcome.error)
     logger.info("job %s %s%s", job_id, outcome.state, f": {outcome.error}" if outcome.error else "")
     return outcome.state
+
+
+def _write_files(files: dict[str, str], folder: Path) -> dict[str, Path]:
+    """The users' files the job brought (path -> text), written under ``folder`` with their own names (each in a
+    folder of its own); original path -> its copy."""
+    copies = {}
+    for i, (path, text) in enumerate(sorted(files.items())):
+        copy = folder / str(i) / Path(path).name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(text.encode("utf-8"))  # byte for byte: the program's hash is checked
+        copies[path] = copy
+    return copies
 
 
 def with_notices(progress: dict[str, Any]) -> dict[str, Any]:

@@ -111,9 +111,11 @@ def _text_tokens(task: Task, splits: Splits) -> float:
     return chars / max(1, n_train) / CHARS_PER_TOKEN
 
 
-def _test(config: OptimizeConfig, splits: Splits, tokens: tuple[int, int]) -> tuple[int, float | None]:
-    calls = 2 * len(splits.test)
-    return calls, resolve_price(config.student).cost(calls * tokens[0], calls * tokens[1])
+def _test(config: OptimizeConfig, splits: Splits, tokens: tuple[int, int], task: Task) -> tuple[int, float | None]:
+    """The paired test evaluations' LM calls (one per predictor per example, both programs) and cost (``tokens``:
+    one example's, through every predictor)."""
+    runs = 2 * len(splits.test)
+    return runs * task.num_predictors, resolve_price(config.student).cost(runs * tokens[0], runs * tokens[1])
 
 
 def estimate_gepa(config: OptimizeConfig, task: Task, splits: Splits) -> Estimate:
@@ -137,7 +139,7 @@ def estimate_gepa(config: OptimizeConfig, task: Task, splits: Splits) -> Estimat
         r_low = r_price.cost(refl_low * r_in, refl_low * r_out)
         r_high = r_price.cost(refl_high * r_in, refl_high * r_out)
     return Estimate(calls, refl_low, refl_high, (avg_in, avg_out), s_cost, r_low, r_high,
-                    *_test(config, splits, (avg_in, avg_out)))
+                    *_test(config, splits, (avg_in, avg_out), task))
 
 
 def mipro_settings(config: OptimizeConfig, task: Task, n_train: int, n_val: int) -> dict[str, int | bool]:
@@ -178,7 +180,7 @@ def estimate_miprov2(config: OptimizeConfig, task: Task, splits: Splits) -> Esti
         r_low, r_high = (r_price.cost(proposer * PROPOSER_INPUT_TOKENS + b * with_demos,
                                       proposer * PROPOSER_OUTPUT_TOKENS + b * avg_out) for b in (boot_low, boot_high))
     return Estimate(student_calls + boot_low, proposer + boot_low, proposer + boot_high, (with_demos, avg_out),
-                    s_cost, r_low, r_high, *_test(config, splits, (with_demos, avg_out)))
+                    s_cost, r_low, r_high, *_test(config, splits, (with_demos, avg_out), task))
 
 
 def fewshot_candidates(config: OptimizeConfig) -> int:
@@ -192,7 +194,7 @@ def estimate_fewshot(config: OptimizeConfig, task: Task, splits: Splits) -> Esti
     (LabeledFewShot): no calls at all before the test evaluation."""
     avg_in, avg_out = _student_tokens(config, task, splits)
     with_demos = int(avg_in + FEWSHOT_DEMOS * (_text_tokens(task, splits) + DEMO_EXTRA_TOKENS))
-    test = _test(config, splits, (with_demos, avg_out))
+    test = _test(config, splits, (with_demos, avg_out), task)
     if config.reflection is None:
         return Estimate(0, 0, 0, (with_demos, avg_out), 0.0, 0.0, 0.0, *test)
     n_val = len(splits.val) if splits.val is not None and len(splits.val) else len(splits.train)
@@ -208,7 +210,7 @@ def estimate_fewshot(config: OptimizeConfig, task: Task, splits: Splits) -> Esti
 def estimate_own(config: OptimizeConfig, task: Task, splits: Splits) -> Estimate:
     """Your own prompt: no search; the paired test evaluation is all it runs, so that is its cost."""
     tokens = _student_tokens(config, task, splits)
-    calls, cost = _test(config, splits, tokens)
+    calls, cost = _test(config, splits, tokens, task)
     return Estimate(0, 0, 0, tokens, cost, 0.0, 0.0, calls, cost)
 
 

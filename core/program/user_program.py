@@ -31,7 +31,7 @@ from dspy.utils.callback import BaseCallback
 
 from core.config.errors import ConfigError
 from core.lm.call import CURRENT_PREDICTOR
-from core.scoring.user import load_from_file
+from core.scoring.user import load_from_file, located
 
 DESCRIBE_TIMEOUT_S = 30.0  # loading a program file in a child process: long enough for DSPy's import, no more
 GEPA_METRIC_ARGS = ("gold", "pred", "trace", "pred_name", "pred_trace")  # how dspy.GEPA calls a metric
@@ -218,7 +218,7 @@ def program_for_task(task: Any, program_file: str | Path | None = None) -> dspy.
     checking the file is the one the run was planned with (``task.program_sha``) and that the task's inputs feed
     every input of the program's ``forward``. Runs the file's code."""
     path, _, name = str(task.program).rpartition(":")
-    file = Path(program_file) if program_file is not None else Path(path)
+    file = Path(program_file) if program_file is not None else located(path)
     if task.program_sha and _sha256(file) != task.program_sha:
         raise ConfigError(f"The program file {file} changed after the run was planned.",
                           "Start the run again with the file as it is now, so the run records what it ran.")

@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import inspect
 import itertools
+import json
 import logging
 import math
 import numbers
@@ -28,6 +29,43 @@ from core.scoring.base import Score
 logger = logging.getLogger(__name__)
 
 _loaded = itertools.count()  # a fresh module name per load: two files named metrics.py never share one
+# Where a user's file named by its path elsewhere is on this machine: a Ray job's worker writes the copies its job
+# brought (:func:`user_files`) and names them here (core.jobs.remote). Empty everywhere else.
+_copies: dict[str, Path] = {}
+
+
+def located(path: str | Path) -> Path:
+    """``path``, or this machine's copy of it when it is not here and its job brought one."""
+    given = Path(path)
+    return _copies.get(str(given), given) if not given.exists() else given
+
+
+def relocate(copies: dict[str, Path]) -> None:
+    """Name this machine's copies of users' files (original path -> copy) for :func:`located`."""
+    _copies.update({str(k): Path(v) for k, v in copies.items()})
+
+
+def user_files(config: Any) -> dict[str, str]:
+    """The users' files a job's config names (your program, a metric function: in any task reference's fields),
+    path -> text, so that a worker sharing no disk with this machine runs the same files."""
+    found: dict[str, str] = {}
+    if isinstance(config, dict):
+        fields = config.get("fields")
+        if isinstance(fields, str) and fields.strip().startswith("{"):
+            try:
+                spec = json.loads(fields)
+            except ValueError:
+                spec = {}
+            for ref in (spec.get("program"), spec.get("metric")) if isinstance(spec, dict) else ():
+                path = str(ref or "").rpartition(":")[0]
+                if path.lower().endswith(".py") and Path(path).is_file():
+                    found[path] = Path(path).read_bytes().decode("utf-8")  # as is: its hash is checked there
+        for value in config.values():
+            found |= user_files(value)
+    elif isinstance(config, list):
+        for value in config:
+            found |= user_files(value)
+    return found
 
 
 def _split(ref: str, what: str = "function") -> tuple[str, str]:
@@ -41,7 +79,7 @@ def _resolve(path: str, allowed_dir: str | Path | None, what: str = "metric") ->
     """The file, symlinks resolved; a relative path is under ``allowed_dir`` when one is given, else the cwd."""
     given = Path(path).expanduser()
     if allowed_dir is None:
-        return given.resolve()
+        return located(given).resolve()
     root = Path(allowed_dir).expanduser().resolve()
     resolved = (given if given.is_absolute() else root / given).resolve()
     if not resolved.is_relative_to(root):

@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from core.config.errors import ConfigError
@@ -308,16 +308,39 @@ def flush(timeout_s: float = FLUSH_TIMEOUT_S) -> None:
 # Counts -----------------------------------------------------------------------------------------------
 
 
-def trace_counts(store: RunStore, run_id: str) -> dict[str, int]:
-    """How many MLflow traces the run has, per ``studio.role`` (roles in :data:`ROLES` order; none: empty)."""
+def _run_traces(store: RunStore, run_id: str) -> Iterator[Any]:
+    """Every MLflow trace of the run (their infos: no spans), page by page."""
     experiment_id = store.get_run(run_id).info.experiment_id
-    counts: Counter[str] = Counter()
     token = None
     while True:
         page = store.client.search_traces(locations=[experiment_id], run_id=run_id, include_spans=False,
                                           max_results=500, page_token=token)
-        counts.update(t.info.tags.get(ROLE_TAG, "other") for t in page)
+        yield from page
         token = page.token
         if not token:
             break
+
+
+def trace_counts(store: RunStore, run_id: str) -> dict[str, int]:
+    """How many MLflow traces the run has, per ``studio.role`` (roles in :data:`ROLES` order; none: empty)."""
+    counts: Counter[str] = Counter(t.info.tags.get(ROLE_TAG, "other") for t in _run_traces(store, run_id))
     return {role: counts[role] for role in (*ROLES, *sorted(set(counts) - set(ROLES))) if counts[role]}
+
+
+def predictor_calls(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    """Your own program's calls split by the predictor that made them (``studio.predictor``) and role: calls, tokens
+    and cost from each trace, in the order the predictors first called; [] for a run without such traces."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in _run_traces(store, run_id):
+        predictor = t.info.tags.get(PREDICTOR_TAG)
+        if not predictor:
+            continue
+        role = t.info.tags.get(ROLE_TAG, "other")
+        row = rows.setdefault((predictor, role), {"predictor": predictor, "role": role, "calls": 0,
+                                                  "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
+        usage, cost = t.info.token_usage or {}, t.info.cost or {}
+        row["calls"] += 1
+        row["input_tokens"] += int(usage.get("input_tokens") or 0)
+        row["output_tokens"] += int(usage.get("output_tokens") or 0)
+        row["cost_usd"] += float(cost.get("total_cost") or 0.0)
+    return list(rows.values())

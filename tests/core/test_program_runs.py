@@ -16,6 +16,7 @@ from core.evaluation.baseline import run_baselines
 from core.lm.models import openai_compatible
 from core.program.user_program import describe
 from core.tracking.store import RunStore
+from core.tracking.tracing import predictor_calls
 from tests.core.test_cli import run_cli
 from tests.stub_programs import program_stub
 
@@ -166,3 +167,28 @@ def test_each_call_is_traced_with_the_predictor_that_made_it(pstub, store, monke
     assert by_predictor == {"extract.predict": 10, "classify": 10} == {
         k: int(v) // 2 for k, v in {"extract.predict": out.result.metrics["lm_calls"],
                                     "classify": out.result.metrics["lm_calls"]}.items()}
+    # The split the Optimization page shows: calls and tokens per predictor add up to the run's.
+    split = {row["predictor"]: row for row in predictor_calls(store, out.run_id)}
+    assert {name: row["calls"] for name, row in split.items()} == by_predictor
+    assert {row["role"] for row in split.values()} == {"evaluation"}
+    assert sum(row["input_tokens"] for row in split.values()) == out.result.metrics["input_tokens"]
+    assert split["extract.predict"]["output_tokens"] > split["classify"]["output_tokens"] > 0  # reasoning, finding
+
+
+def test_the_estimate_counts_every_predictor_without_running_the_program(pstub, settings, monkeypatch):
+    import dspy
+
+    from core.optimize import OptimizeConfig
+    from core.optimize.optimizers import estimate
+    from core.tasks.sources import prepare
+
+    ref, sample, spec = in_process("baseline", pipeline_args(), pstub)
+    task, splits = prepare(ref, sample, settings)
+    monkeypatch.setattr("core.program.user_program.load_user_program",
+                        lambda *a, **k: pytest.fail("the estimate ran the program's code"))
+    config = OptimizeConfig(task_ref=ref, sample=sample, student=spec, reflection=spec, auto="light")
+    got = estimate(config, task, splits)
+    expected = dspy.GEPA.auto_budget(None, num_preds=2, num_candidates=6, valset_size=len(splits.val))
+    assert task.num_predictors == 2 and got.metric_calls == expected
+    assert got.metric_calls > dspy.GEPA.auto_budget(None, num_preds=1, num_candidates=6, valset_size=len(splits.val))
+    assert got.test_calls == 2 * len(splits.test) * 2

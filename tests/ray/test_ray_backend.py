@@ -117,3 +117,28 @@ def test_killed_worker_reads_interrupted_and_resumes_on_ray(ray_settings, tracki
     student_calls = sum(1 for r in stub.chat_requests() if r["body"]["model"] == "stub-small")
     assert student_calls < budget + 2 * 5 * 4  # a fresh run: the whole budget plus the two test evaluations
     assert final["metric_calls_used"] >= budget - 10
+
+
+def test_your_own_program_travels_with_its_ray_job(ray_settings, tracking_server, tmp_path):
+    """The program's file (and its metric's) go in the job's mailbox: the worker runs them though this machine's
+    copy is gone by the time it starts, and checks they are the files the job was planned with."""
+    import shutil
+
+    from tests.core.test_program_runs import EXAMPLE, in_process, pipeline_args
+    from tests.stub_programs import program_stub
+
+    program = tmp_path / "mine" / "pipeline.py"
+    program.parent.mkdir()
+    shutil.copy(EXAMPLE, program)
+    with program_stub() as stub:
+        ref, sample, _ = in_process("optimize", [*pipeline_args(program), "--student", "x", "--reflection", "y"], stub)
+        config = http_config(ref, stub, max_metric_calls=60)
+        manager = JobManager(ray_settings)
+        job_id = manager.submit_optimization(type(config)(**{**vars(config), "sample": sample}))
+        shutil.rmtree(program.parent)  # gone here: only the mailbox's copy is left
+        job = manager.wait(job_id, timeout=180)
+        assert job.state == "succeeded", (job.error, manager.log_tail(job_id))
+        run = mb.client_for(tracking_server).get_run(job.run_id)
+        assert run.data.tags["studio.module"] == "program" and run.data.tags["studio.predictors"] == \
+            "extract.predict, classify"
+        assert any("[[ ## finding ## ]]" in str(r["body"]) for r in stub.chat_requests())
