@@ -29,6 +29,7 @@ from core.program.program import (
     fingerprint,
     get_instruction,
     module_type,
+    predictor_messages,
     predictors,
     program_demos,
     prompt_template,
@@ -113,11 +114,7 @@ def _beats_best(name: str, accuracy: float | None) -> bool:
 def predictor_template(predictor: dspy.Predict) -> list[dict[str, str]]:
     """The chat messages one predictor sends (its instruction and demos), each of its inputs a ``{{<field>}}``
     variable."""
-    adapter = dspy.settings.adapter or dspy.ChatAdapter()
-    variables = {name: "{{" + name + "}}" for name in predictor.signature.input_fields}
-    demos = list(getattr(predictor, "demos", []) or [])
-    return [{"role": str(m.get("role")), "content": str(m.get("content"))}
-            for m in adapter.format(predictor.signature, demos=demos, inputs=variables)]
+    return [{"role": str(m.get("role")), "content": str(m.get("content"))} for m in predictor_messages(predictor)]
 
 
 def _predictor_format(task: Task, predictor: dspy.Predict) -> dict[str, Any]:

@@ -217,17 +217,18 @@ def render_prompt(program: dspy.Module, example: dspy.Example | dict[str, Any],
     return adapter.format(sig, demos=demos, inputs=inputs)
 
 
-def predictor_prompts(program: dspy.Module, adapter: Any = None) -> dict[str, str]:
-    """Each predictor's whole prompt (its instruction, fields and demos), each input a ``{{field}}`` variable, as
-    readable text by predictor name: what your own program sends at each step, saved so pages can show and diff it
-    without running the program's code."""
+def predictor_messages(pred: dspy.Predict, adapter: Any = None) -> list[dict[str, Any]]:
+    """The chat one predictor sends (its instruction, fields and demos), each of its inputs a ``{{field}}``
+    variable."""
     adapter = adapter or dspy.settings.adapter or dspy.ChatAdapter()
-    out = {}
-    for name, pred in predictors(program):
-        variables = {field: "{{" + field + "}}" for field in pred.signature.input_fields}
-        demos = list(getattr(pred, "demos", []) or [])
-        out[name] = prompt_text(adapter.format(pred.signature, demos=demos, inputs=variables))
-    return out
+    variables = {field: "{{" + field + "}}" for field in pred.signature.input_fields}
+    return adapter.format(pred.signature, demos=list(getattr(pred, "demos", []) or []), inputs=variables)
+
+
+def predictor_prompts(program: dspy.Module, adapter: Any = None) -> dict[str, str]:
+    """Each predictor's whole prompt (:func:`predictor_messages`) as readable text by predictor name: what your own
+    program sends at each step, saved so pages can show and diff it without running the program's code."""
+    return {name: prompt_text(predictor_messages(pred, adapter)) for name, pred in predictors(program)}
 
 
 def prompt_template(program: dspy.Module, task: Task) -> list[dict[str, str]]:

