@@ -87,6 +87,21 @@ def test_gepa_optimizes_a_two_predictor_program_and_records_which_predictor_chan
     evals = store.list_runs(kind="evaluation")
     scores = dict(zip(evals["program"], evals["score"], strict=True))
     assert scores["optimized"] > scores["original"]
+    if selector == "all":  # the whole optimized program, shipped and loaded as MLflow serves it
+        _exported_program_answers(store, evals)
+
+
+def _exported_program_answers(store: RunStore, evals) -> None:
+    import mlflow
+    import pandas as pd
+
+    from core.ship.register import export_model
+
+    optimized = evals[evals["program"] == "optimized"].iloc[0]["run_id"]
+    model = mlflow.pyfunc.load_model(export_model(store, optimized).uri)
+    assert [c.name for c in model.metadata.get_input_schema().inputs] == ["sentence"]
+    got = model.predict(pd.DataFrame([{"sentence": "We conclude that the programme should be offered to all."}]))
+    assert got["label"].tolist() == ["CONCLUSIONS"] and got["error"].isna().all()  # the taught classify ran
 
 
 def test_baselines_run_both_example_programs_and_tag_them(pstub, store):
@@ -132,6 +147,17 @@ def test_a_program_file_changed_after_planning_is_refused_before_any_call(pstub,
     with pytest.raises(ConfigError, match="changed after the run was planned"):
         run_baselines(store, ref, sample, [spec])
     assert pstub.chat_calls == 0
+
+
+def test_gepa_optimizes_the_context_qa_example(pstub, settings):
+    url = pstub.base_url
+    out = run_cli("optimize", "--task", "qa", "--program", f"{QA}:ContextQA", "--student", f"openai/stub-small@{url}",
+                  "--reflection", f"openai/stub-large@{url}", "--budget", "80", "--test-per-label", "10")
+    assert out.returncode == 0, out.stderr[-3000:]
+    evals = RunStore(settings).list_runs(kind="evaluation")
+    scores = dict(zip(evals["program"], evals["score"], strict=True))
+    assert scores["original"] < 0.6 < scores["optimized"]  # token F1: the hints GEPA added shorten the answers
+    assert "test score (token F1)" in out.stdout
 
 
 def test_refusals_say_what_to_fix(pstub, tmp_path):
