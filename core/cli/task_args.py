@@ -91,13 +91,14 @@ def _program_fields(args: argparse.Namespace) -> dict[str, Any]:
     file runs its code: the CLI is the user's own process."""
     if not getattr(args, "program", None):
         return {}
+    from core.program.preview import is_function_metric
     from core.program.user_program import describe  # loads dspy: only when a program is given
 
-    info = describe(args.program, getattr(args, "metric", None) if _is_function(args.metric) else None)
+    info = describe(args.program, getattr(args, "metric", None) if is_function_metric(args.metric) else None)
     out: dict[str, Any] = {"program": f"{info.file}:{args.program.rpartition(':')[2]}",
                            "program_sha": info.file_sha256,
                            "program_predictors": [p.name for p in info.predictors]}
-    if _is_function(args.metric):  # read by the job's worker, wherever it runs from
+    if is_function_metric(args.metric):  # read by the job's worker, wherever it runs from
         path, _, name = str(args.metric).rpartition(":")
         out["metric"] = f"{Path(path).expanduser().resolve()}:{name}"
     if not args.input_columns:
@@ -105,10 +106,6 @@ def _program_fields(args: argparse.Namespace) -> dict[str, Any]:
     if not args.output_columns:
         out["outputs"] = [{"column": name} for name in info.predictors[-1].outputs if name != "reasoning"]
     return out
-
-
-def _is_function(metric: str | None) -> bool:
-    return bool(metric) and str(metric).rpartition(":")[0].strip().lower().endswith(".py")
 
 
 def _fields(args: argparse.Namespace) -> str:

@@ -300,7 +300,6 @@ def run_baselines(store: RunStore, task_ref: TaskRef, sample: SampleSpec, specs:
     ``resume`` maps model names to runs of an earlier attempt to complete instead of starting new ones."""
     task, splits = hooks.get("prepared") or prepare(task_ref, sample, store.settings)
     program = make_program(task, module)  # type: ignore[arg-type]
-    module = "program" if task.program else module
     if not task.is_classification:
         task_scorer(task, hooks.get("judge"))  # refuses a judge task without its judge before any run starts
     on_record, should_stop = hooks.get("on_record"), hooks.get("should_stop")

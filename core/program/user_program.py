@@ -31,10 +31,9 @@ from dspy.utils.callback import BaseCallback
 
 from core.config.errors import ConfigError
 from core.lm.call import CURRENT_PREDICTOR
-from core.scoring.user import load_from_file, located
+from core.scoring.user import GEPA_METRIC_ARGS, load_from_file, located
 
 DESCRIBE_TIMEOUT_S = 30.0  # loading a program file in a child process: long enough for DSPy's import, no more
-GEPA_METRIC_ARGS = ("gold", "pred", "trace", "pred_name", "pred_trace")  # how dspy.GEPA calls a metric
 
 
 @dataclass(frozen=True)

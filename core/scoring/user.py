@@ -2,8 +2,8 @@
 
 It is called as ``fn(example, prediction)`` with two dicts (the example's inputs and gold outputs by field name, and
 the program's outputs) and returns a score in [0, 1], ``(score, feedback)`` or ``{"score": ..., "feedback": ...}``.
-A function written as ``dspy.GEPA`` calls a metric, ``fn(gold, pred, trace, pred_name, pred_trace)`` (three or more
-positional parameters), is called so instead, with a ``dspy.Example`` and a ``dspy.Prediction``, and may also return
+A function written as ``dspy.GEPA`` calls a metric, ``fn(gold, pred, trace, pred_name, pred_trace)`` (one that takes
+those five arguments), is called so instead, with a ``dspy.Example`` and a ``dspy.Prediction``, and may also return
 ``dspy.Prediction(score=..., feedback=...)``: the metric of your own DSPy program (docs/programs.md).
 Loading a file runs its code, so the dashboard only loads files under the folder the operator configures
 (``allowed_dir``); a function that misbehaves on one example makes that example *failed* of kind ``"metric"``.
@@ -163,10 +163,13 @@ def load_function(ref: str, allowed_dir: str | Path | None = None) -> Callable[.
     return fn
 
 
+GEPA_METRIC_ARGS = ("gold", "pred", "trace", "pred_name", "pred_trace")  # how dspy.GEPA calls a metric
+
+
 def takes_gepa_args(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` is written as ``dspy.GEPA`` calls a metric: three or more positional parameters."""
+    """Whether ``fn`` can be called as ``dspy.GEPA`` calls a metric, with its five arguments."""
     try:
-        inspect.signature(fn).bind(None, None, None)
+        inspect.signature(fn).bind(*GEPA_METRIC_ARGS)
     except (TypeError, ValueError):
         return False
     return True

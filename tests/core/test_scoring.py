@@ -348,3 +348,19 @@ def test_only_files_under_the_allowed_folder_load(tmp_path):
     assert load_function(f"{outside}/evil.py:f")({}, {}) == 1.0  # the CLI (no folder) may load any file
     with pytest.raises(ConfigError, match="outside the folder"):
         user("overlap", allowed=allowed)
+
+
+def test_a_metric_with_a_third_optional_parameter_is_called_as_example_prediction():
+    """Only a function that takes GEPA's five arguments is called as GEPA calls a metric; fn(example, prediction,
+    extra=None) is still the two-dict kind (before: called with five arguments, every example failed)."""
+    from core.scoring.user import FunctionScorer
+
+    def graded(example, prediction, strict=None):
+        return float(example["answer"] == prediction["answer"])
+
+    def gepa(gold, pred, trace=None, pred_name=None, pred_trace=None):
+        return float(gold.answer == pred.answer)
+
+    for fn in (graded, gepa):
+        score = FunctionScorer(fn, f"m.py:{fn.__name__}")({"q": "x"}, {"answer": "Paris"}, {"answer": "Paris"})
+        assert score.outcome == "correct" and score.value == 1.0, (fn.__name__, score)

@@ -226,6 +226,17 @@ def widget_text(page, widget_key: str) -> str:
     return f"{container.inner_text()} {values}"
 
 
+def upload_table(page, csv: Path, mode: str) -> None:
+    """Task: upload ``csv`` as a table and pick how it is read (``mode``: the words of one of the page's choices)."""
+    goto(page, "Task")
+    key(page, "task.kind.w").get_by_text("Upload a table", exact=True).click()
+    settle(page)
+    key(page, "task.file.w").locator('input[type="file"]').set_input_files(str(csv))
+    settle(page, 1500)
+    key(page, "task.file.mode").get_by_text(mode, exact=False).click()
+    settle(page, 1500)
+
+
 def start_custom_gepa(page, calls: int) -> None:
     """Optimize: a custom budget of ``calls`` metric calls, started (the caller waits for its result)."""
     goto(page, "Optimize")

@@ -10,7 +10,18 @@ import shutil
 import pytest
 
 from core.tasks.task_file import SHIPPED_DIR
-from tests.e2e.browser import add_model, dashboard, download_report, goto, key, pick, settle, shot, start_custom_gepa
+from tests.e2e.browser import (
+    add_model,
+    dashboard,
+    download_report,
+    goto,
+    key,
+    pick,
+    settle,
+    shot,
+    start_custom_gepa,
+    upload_table,
+)
 from tests.stub_tasks import task_stub
 
 pytestmark = pytest.mark.e2e
@@ -27,13 +38,7 @@ def _task(page, csv) -> None:
     """Task: upload the table, any task, sentence -> drug, dose, condition (text, token F1), 20 / 0 / 30 rows."""
     from playwright.sync_api import expect
 
-    goto(page, "Task")
-    key(page, "task.kind.w").get_by_text("Upload a table", exact=True).click()
-    settle(page)
-    key(page, "task.file.w").locator('input[type="file"]').set_input_files(str(csv))
-    settle(page, 1500)
-    key(page, "task.file.mode").get_by_text("Any task", exact=False).click()
-    settle(page)
+    upload_table(page, csv, "Any task")
     # The page guesses the last column as the output and the others as inputs: keep only sentence as an input
     # (Backspace takes a multiselect's last choice away, as a person would), then add the other two outputs.
     inputs = key(page, "task.fields.inputs")

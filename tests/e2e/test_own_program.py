@@ -21,6 +21,7 @@ from tests.e2e.browser import (
     shot,
     start_custom_gepa,
     streamlit_app,
+    upload_table,
 )
 from tests.stub_programs import program_stub
 
@@ -31,13 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _task(page, csv: Path) -> None:
     from playwright.sync_api import expect
 
-    goto(page, "Task")
-    key(page, "task.kind.w").get_by_text("Upload a table", exact=True).click()
-    settle(page)
-    key(page, "task.file.w").locator('input[type="file"]').set_input_files(str(csv))
-    settle(page, 1500)
-    key(page, "task.file.mode").get_by_text("Your own DSPy program", exact=False).click()
-    settle(page, 1500)
+    upload_table(page, csv, "Your own DSPy program")
     pick(page, "task.program.name", "make_program")
     pick(page, "task.program.function", "extract_then_classify.py:metric")
     key(page, "task.program.check").get_by_role("button", name="Check program").click()
