@@ -100,6 +100,23 @@ def bare_http_wall(base_url: str, texts: list[str], threads: int) -> float:
     return wall
 
 
+def bare_call_s(base_url: str, calls: int = 40) -> float:
+    """The median seconds of one call through a bare HTTP client, one at a time (the stub's latency plus what this
+    machine adds to any call: the stub's work, HTTP, waking a sleeping thread)."""
+    import statistics
+    import time
+
+    import httpx
+
+    url, took = base_url.rstrip("/") + "/chat/completions", []
+    with httpx.Client(timeout=60) as client:
+        for i in range(calls):
+            start = time.perf_counter()
+            client.post(url, json={"model": "stub-small", "messages": [{"role": "user", "content": f"call {i}"}]})
+            took.append(time.perf_counter() - start)
+    return statistics.median(took[5:])
+
+
 class StubProcess:
     """``python -m tests.stub_server LATENCY`` in its own process (so the client's GIL is its own); ``faults``
     (fields of tests.stub_server.Faults) go to it as ``STUB_FAULTS``."""

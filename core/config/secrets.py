@@ -148,7 +148,12 @@ def secret_values(extra: Iterable[str | None] = ()) -> frozenset[str]:
             found.add(value)
     found.update(v for n, v in env.items() if SECRET_NAME.search(n))
     found.update(v for n, v in _toml_secrets(table) if SECRET_NAME.search(n))
-    return frozenset(v.strip() for v in found if len(v.strip()) >= MIN_LENGTH)
+    return as_secrets(found)
+
+
+def as_secrets(values: Iterable[str | None]) -> frozenset[str]:
+    """The values worth scrubbing (stripped, at least MIN_LENGTH characters), as :func:`scrub_with` takes them."""
+    return frozenset(v.strip() for v in values if v and len(v.strip()) >= MIN_LENGTH)
 
 
 @functools.lru_cache(maxsize=8)
@@ -167,7 +172,15 @@ def scrub(text: str, extra: Iterable[str | None] = ()) -> str:
     """``text`` with every configured secret value (and each of ``extra``) replaced by ``***``."""
     if not text or not isinstance(text, str):
         return text
-    pattern = _pattern(secret_values(extra))
+    return scrub_with(text, secret_values(extra))
+
+
+def scrub_with(text: str, values: frozenset[str]) -> str:
+    """``text`` with each of ``values`` replaced by ``***``: :func:`scrub` for many texts in a row, the secrets
+    looked up once (:func:`secret_values`) for all of them (a batch of traces)."""
+    if not text or not isinstance(text, str):
+        return text
+    pattern = _pattern(values)
     return pattern.sub(MASK, text) if pattern else text
 
 

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from core.config.errors import ConfigError
-from core.config.secrets import scrub
+from core.config.secrets import as_secrets, scrub, scrub_with
 from core.config.settings import get_secret
 from core.lm.breaker import classify_failure
 from core.lm.call import CURRENT_PREDICTOR, Call, Step, with_step
@@ -41,7 +41,8 @@ from core.tasks import Task
 from core.tracking.run_inputs import DATASET_CONTEXTS as DATASET_CONTEXTS  # re-exported: where they were
 from core.tracking.run_inputs import log_datasets as log_datasets
 from core.tracking.store import TAG, RunStore
-from core.tracking.trace_writer import Trace, flush_all, trace_ids, writer_for
+from core.tracking.trace_store import Trace, trace_ids
+from core.tracking.trace_writer import flush_all, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -167,14 +168,14 @@ class _Binding:
     def __init__(self, tracer: RunTracer, spec: ModelSpec, role: Role | Callable[[], str]) -> None:
         self.tracer, self.spec, self._role = tracer, spec, role
         self.price: Price = resolve_price(spec)
-        self.keys = [api_key_for(spec)]  # the spec's own key, beside every configured one
+        self._keys = as_secrets([api_key_for(spec)])  # the spec's own key, beside every configured one
 
     def role(self) -> str:
         return self._role() if callable(self._role) else self._role
 
-    def clean(self, value: Any) -> Any:
-        """JSON-safe ``value`` with every key value scrubbed out."""
-        return json.loads(scrub(json.dumps(value, default=str), self.keys))
+    def clean(self, value: Any, secrets: frozenset[str]) -> str:
+        """``value`` as JSON text with every key value (``secrets``, and the model's own key) scrubbed out."""
+        return scrub_with(json.dumps(value, default=str), secrets | self._keys)
 
     def record(self, role: str, call: Call, start_ns: int) -> None:
         """Write the trace of one ended ``call`` (what it was asked, DSPy's history entry, its answer or error, its
@@ -186,8 +187,9 @@ class _Binding:
         except Exception as err:  # noqa: BLE001 - tracing never fails a call
             self.tracer.failed(err)
 
-    def _build(self, role: str, call: Call, start_ns: int, end_ns: int) -> Trace:
-        """The trace of one ended call (in the writer's thread): its messages and answer scrubbed, tokens, cost."""
+    def _build(self, role: str, call: Call, start_ns: int, end_ns: int, secrets: frozenset[str]) -> Trace:
+        """The trace of one ended call (in the writer's thread): its messages and answer scrubbed of ``secrets`` (the
+        configured secret values, looked up once a batch), tokens, cost."""
         from mlflow.tracing.constant import SpanAttributeKey
 
         args, kwargs, entry = call.args, call.kwargs, call.entry or {}
@@ -216,8 +218,9 @@ class _Binding:
         tags = {ROLE_TAG: role, MODEL_TAG: self.spec.name, RUN_TAG: t.run_id, EXAMPLE_TAG: example,
                 **({FAILURE_TAG: classify_failure(exc)} if exc is not None else {}),
                 **({PREDICTOR_TAG: call.notes[PREDICTOR_TAG]} if PREDICTOR_TAG in call.notes else {})}
-        inputs = self.clean({"messages": messages})
-        error = "" if exc is None else scrub(f"{type(exc).__name__}: {exc}", self.keys)[:2000]
+        inputs_json = self.clean({"messages": messages}, secrets)
+        inputs = json.loads(inputs_json)
+        error = "" if exc is None else scrub_with(f"{type(exc).__name__}: {exc}", secrets | self._keys)[:2000]
         if error:
             attributes[f"{TAG}error"] = error
         # The same call (run, role, model, request, outcome) the n-th time in this process: the same trace id, so a
@@ -226,7 +229,8 @@ class _Binding:
         trace_id, span_id = trace_ids(f"{key}#{t.occurrence(key)}")
         return Trace(trace_id=trace_id, span_id=span_id, experiment_id=t.experiment_id, run_id=t.run_id,
                      name=f"{role} · {self.spec.name}", start_ns=start_ns, end_ns=end_ns, ok=exc is None,
-                     inputs=inputs, outputs=self.clean({"outputs": entry.get("outputs", out)}) if exc is None else None,
+                     inputs_json=inputs_json, outputs_json=(
+                         self.clean({"outputs": entry.get("outputs", out)}, secrets) if exc is None else "null"),
                      attributes=attributes, tags=tags, error=error, usage=attributes[SpanAttributeKey.CHAT_USAGE],
                      cost=attributes.get(SpanAttributeKey.LLM_COST, {}))
 

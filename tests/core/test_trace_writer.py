@@ -69,9 +69,23 @@ def test_a_store_that_refuses_traces_leaves_a_run_that_says_how_many(stub, store
 
 
 def test_trace_ids_follow_the_call():
-    from core.tracking.trace_writer import trace_ids
+    from core.tracking.trace_store import trace_ids
 
     first, again, other = trace_ids("run|evaluation|m|[...]#0"), trace_ids("run|evaluation|m|[...]#0"), trace_ids("x")
     assert first == again and first != other
     assert first[0].startswith("tr-") and len(first[0]) == 35 and len(first[1]) == 16
     json.dumps(first)
+
+
+def test_the_configured_secrets_are_looked_up_once_a_batch_not_once_a_trace(stub, store, ref, monkeypatch):
+    """Looking up every configured secret (the environment, secrets.toml, the catalog) cost more than the rest of a
+    trace: the writer takes it once for a batch and scrubs each trace with it."""
+    from core.tracking import trace_writer
+
+    lookups: list[int] = []
+    real = trace_writer.secret_values
+    monkeypatch.setattr(trace_writer, "secret_values", lambda *a: lookups.append(1) or real(*a))
+    spec = openai_compatible("small", "stub-small", stub.base_url)
+    [outcome] = run_baselines(store, ref, SampleSpec(1, 0, 6, seed=3), [spec], threads=6, cache=False)
+    assert tracing.trace_counts(store, outcome.run_id) == {"evaluation": 30}
+    assert 1 <= len(lookups) < 10  # a batch a second (or at the end), not 30

@@ -121,7 +121,8 @@ def test_a_tracing_error_is_logged_once_and_never_fails_a_call(stub, store, ref,
         [outcome] = run_baselines(store, ref, SampleSpec(1, 0, 1), [spec], threads=2)
     assert outcome.error is None and outcome.result.metrics["accuracy"] == 1.0
     assert outcome.result.metrics["lm_calls"] == 5  # five calls failed to trace: one warning
-    assert len([r for r in caplog.records if "MLflow traces of run" in r.getMessage()]) == 1
+    # once for this run (another test's traces still being written in this process may log their own)
+    assert len([r for r in caplog.records if f"MLflow traces of run {outcome.run_id}" in r.getMessage()]) == 1
     assert store.get_run(outcome.run_id).data.metrics["traces_dropped"] == 5  # and the run says so
 
 
