@@ -146,6 +146,15 @@ def add_model(page, name: str, base_url: str) -> None:
     page.get_by_text(f"Added {name}").first.wait_for(timeout=30_000)
 
 
+def stub_student_and_reflection(page, base_url: str) -> None:
+    """The Models page: ``stub-small`` and ``stub-large`` at ``base_url`` added, as student and reflection model."""
+    goto(page, "Models")
+    add_model(page, "stub-small", base_url)
+    add_model(page, "stub-large", base_url)
+    pick(page, "models.student.w", "stub-small")
+    pick(page, "models.reflection.w", "stub-large")
+
+
 TRUNCATED_JS = """() => {
   const cut = [];
   const clipper = el => {  // the nearest box that hides what overflows it

@@ -11,7 +11,6 @@ import pytest
 
 from core.tasks.task_file import SHIPPED_DIR
 from tests.e2e.browser import (
-    add_model,
     dashboard,
     download_report,
     goto,
@@ -20,6 +19,7 @@ from tests.e2e.browser import (
     settle,
     shot,
     start_custom_gepa,
+    stub_student_and_reflection,
     upload_table,
 )
 from tests.stub_tasks import task_stub
@@ -94,11 +94,7 @@ def test_upload_extraction_pick_fields_baseline_gepa_verdict_fields_diff_report(
     csv = tmp_path / "trial_extraction.csv"
     shutil.copy(SHIPPED_DIR / "extract" / "data.csv", csv)
     with task_stub() as stub, dashboard(app_url, "any-failure") as page:
-        goto(page, "Models")
-        add_model(page, "stub-small", stub.base_url)
-        add_model(page, "stub-large", stub.base_url)
-        pick(page, "models.student.w", "stub-small")
-        pick(page, "models.reflection.w", "stub-large")
+        stub_student_and_reflection(page, stub.base_url)
         _task(page, csv)
         _baseline_and_gepa(page)
         report = _compare_and_report(page, tmp_path)

@@ -11,7 +11,16 @@ import re
 
 import pytest
 
-from tests.e2e.browser import add_model, dashboard, goto, key, pick, settle, shot, start_custom_gepa
+from tests.e2e.browser import (
+    dashboard,
+    goto,
+    key,
+    pick,
+    settle,
+    shot,
+    start_custom_gepa,
+    stub_student_and_reflection,
+)
 from tests.stub_server import StubLLMServer, gepa_responder
 
 pytestmark = pytest.mark.e2e  # Chromium: tests/conftest.py skips, or fails in CI, without it
@@ -25,11 +34,7 @@ def test_configure_baseline_optimize_compare_and_diff(app_url):
         shot(page, "1-home")
 
         # Models: add the student and the reflection model (an OpenAI-compatible server), assign roles.
-        goto(page, "Models")
-        add_model(page, "stub-small", stub.base_url)
-        add_model(page, "stub-large", stub.base_url)
-        pick(page, "models.student.w", "stub-small")
-        pick(page, "models.reflection.w", "stub-large")
+        stub_student_and_reflection(page, stub.base_url)
         pick(page, "models.check.name", "stub-small")
         key(page, "models.check").locator("button").click()
         expect(page.get_by_text("stub-small: answered in", exact=False).first).to_be_visible(timeout=30_000)

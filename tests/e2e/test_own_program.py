@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.browser import (
-    add_model,
     dashboard,
     goto,
     key,
@@ -21,6 +20,7 @@ from tests.e2e.browser import (
     shot,
     start_custom_gepa,
     streamlit_app,
+    stub_student_and_reflection,
     upload_table,
 )
 from tests.stub_programs import program_stub
@@ -54,11 +54,7 @@ def test_pick_a_program_from_the_folder_optimize_it_and_read_each_predictor_s_di
     shutil.copy(ROOT / "core" / "demo_data" / "demo_sentences.csv", csv)
     with program_stub() as stub, streamlit_app(tmp_path, GEPA_STUDIO_PROGRAMS_DIR=str(programs)) as url, \
             dashboard(url, "program-failure") as page:
-        goto(page, "Models")
-        add_model(page, "stub-small", stub.base_url)
-        add_model(page, "stub-large", stub.base_url)
-        pick(page, "models.student.w", "stub-small")
-        pick(page, "models.reflection.w", "stub-large")
+        stub_student_and_reflection(page, stub.base_url)
         _task(page, csv)
         start_custom_gepa(page, 150)
         expect(page.get_by_text(re.compile(r"Test score \(.*\) after")).first).to_be_visible(timeout=240_000)
