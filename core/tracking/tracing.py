@@ -224,7 +224,8 @@ class _Binding:
         if error:
             attributes[f"{TAG}error"] = error
         # The same call (run, role, model, request, outcome) the n-th time in this process: the same trace id, so a
-        # resumed run that repeats a call an earlier attempt traced does not trace it twice.
+        # resumed run that repeats a call an earlier attempt traced does not trace it twice. The key encodes the
+        # decoded request with sorted keys, as earlier versions did, so a run they started resumes without twins.
         key = json.dumps([t.run_id, role, self.spec.name, exc is None, inputs], sort_keys=True, default=str)
         trace_id, span_id = trace_ids(f"{key}#{t.occurrence(key)}")
         return Trace(trace_id=trace_id, span_id=span_id, experiment_id=t.experiment_id, run_id=t.run_id,
